@@ -1,0 +1,33 @@
+# Two commands: `make run` (the pipeline on MovieLens-100K) and `make test`.
+# Both create .venv with Python 3.10 and install the pinned stack on first use.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= movielens-100k
+OUTPUT ?= outputs
+PYTEST_ARGS ?=
+
+# python3.10 from PATH, pyenv or the system, whichever answers as 3.10.
+PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 \
+  /usr/local/bin/python3.10 /usr/bin/python3.10; do \
+  $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: install run test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py requirements/lock.txt
+	@test -n "$(PYTHON310)" || { echo 'error: python3.10 not found (set PYTHON310=...)'; exit 1; }
+	$(PYTHON310) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade 'pip==24.0' 'setuptools==69.5.1' wheel
+	$(BIN)/pip install --quiet -c requirements/lock.txt -e '.[test]'
+	touch $@
+
+run: install
+	$(BIN)/python -m pipeline.local_runner --data '$(DATA)' --output '$(OUTPUT)'
+
+test: install
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(OUTPUT) .pytest_cache

@@ -1,0 +1,114 @@
+"""SavedModel export: the serving contract every model (teacher, student) keeps.
+
+Signatures:
+  serving_default(examples: string[batch] serialized tf.Example with user_id, history and any
+    user side features) → item_ids string[batch, k], scores float[batch, k];
+  recommend(user_id: string[batch], history: string[batch, n] padded with '') → same outputs;
+  score(examples: string[batch] serialized tf.Example with user and item features) →
+    rating float[batch].
+Top-k runs over the whole catalogue with a TFRS BruteForce index and excludes the items of the
+(latest `history_length`) history. Ids unknown to the vocabularies fall into OOV buckets.
+"""
+import logging
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from models import features
+from models import towers
+
+SERVING_SIGNATURE = 'serving_default'
+RECOMMEND_SIGNATURE = 'recommend'
+SCORE_SIGNATURE = 'score'
+
+
+def _serving_raw_spec(tf_transform_output) -> Dict[str, tf.io.FixedLenFeature]:
+  """The raw feature spec without the label, every feature optional with its default."""
+  spec = {}
+  for name, feature in tf_transform_output.raw_feature_spec().items():
+    if name == features.LABEL:
+      continue
+    shape = list(feature.shape) if isinstance(feature, tf.io.FixedLenFeature) else [1]
+    spec[name] = tf.io.FixedLenFeature(shape, feature.dtype, features.default_value(name))
+  return spec
+
+
+class ServingModule(tf.Module):
+  """Transform graph + towers + BruteForce index behind the serving signatures."""
+
+  def __init__(self, model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,
+               history_length: int):
+    super().__init__()
+    num_items = len(catalogue[features.ITEM_ID])
+    self.top_k = min(top_k, num_items - history_length)
+    if self.top_k <= 0:
+      raise ValueError(f'catalogue of {num_items} items is too small to return top-k results '
+                       f'after excluding {history_length} history items')
+    self.history_length = history_length
+    self.model = model
+    self.tft_layer = tf_transform_output.transform_features_layer()
+    self.raw_spec = _serving_raw_spec(tf_transform_output)
+    candidates = model.embed_candidates(
+        {name: tf.constant(catalogue[name]) for name in towers.CANDIDATE_FEATURES})
+    self.index = tfrs.layers.factorized_top_k.BruteForce(k=self.top_k + history_length)
+    self.index.index(candidates, identifiers=tf.constant(catalogue[features.ITEM_ID]))
+    # TFRS indexes must be called once before saving.
+    self.index(tf.zeros([1, candidates.shape[1]]))
+    logging.info('Index over %d items, top-%d, excluding up to %d history items',
+                 num_items, self.top_k, history_length)
+
+  def _transform(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    transformed = self.tft_layer(raw)
+    return {name: tf.squeeze(value, axis=1) if value.shape.rank == 2 and value.shape[1] == 1
+            else value for name, value in transformed.items()}
+
+  def _raw_defaults(self, batch_size: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return {name: tf.fill([batch_size] + spec.shape, tf.constant(spec.default_value, spec.dtype))
+            for name, spec in self.raw_spec.items()}
+
+  def _exclusions(self, history: tf.Tensor) -> tf.Tensor:
+    """The latest `history_length` ids of space-separated histories, padded with ''."""
+    items = tf.strings.split(tf.reshape(history, [-1]), features.HISTORY_SEPARATOR)
+    return items[:, -self.history_length:].to_tensor('', shape=[None, self.history_length])
+
+  def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    queries = self.model.embed_queries(self._transform(raw))
+    scores, item_ids = self.index.query_with_exclusions(
+        queries, self._exclusions(raw[features.HISTORY]), k=self.top_k)
+    return {'item_ids': item_ids, 'scores': scores}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return self._recommend(tf.io.parse_example(examples, self.raw_spec))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='history')])
+  def recommend(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
+    raw = self._raw_defaults(tf.shape(user_id)[0])
+    joined = tf.strings.strip(tf.strings.reduce_join(history, axis=1,
+                                                     separator=features.HISTORY_SEPARATOR))
+    # Padding '' leaves runs of separators; normalise them before the Transform splits.
+    joined = tf.strings.regex_replace(joined, ' +', features.HISTORY_SEPARATOR)
+    raw[features.USER_ID] = tf.reshape(user_id, tf.shape(raw[features.USER_ID]))
+    raw[features.HISTORY] = tf.reshape(joined, tf.shape(raw[features.HISTORY]))
+    return self._recommend(raw)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def score(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    outputs = self.model(self._transform(tf.io.parse_example(examples, self.raw_spec)))
+    return {'rating': outputs['rating']}
+
+
+def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,
+                       history_length: int, export_dir: str) -> None:
+  """Writes the SavedModel with the serving signatures to `export_dir`."""
+  module = ServingModule(model, tf_transform_output, catalogue, top_k, history_length)
+  signatures = {
+      SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
+      RECOMMEND_SIGNATURE: module.recommend.get_concrete_function(),
+      SCORE_SIGNATURE: module.score.get_concrete_function(),
+  }
+  tf.saved_model.save(module, export_dir, signatures=signatures)
+  logging.info('Exported SavedModel with signatures %s to %s', sorted(signatures), export_dir)

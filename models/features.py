@@ -1,0 +1,78 @@
+"""Feature names of the project: defined once, used by the data path, Transform and the models.
+
+Raw features are the columns of the prepared tf.Examples that ExampleGen ingests (one example per
+interaction). Every id is a string so that serving requests carry ids exactly as users know them.
+"""
+
+# Interaction columns (the documented input schema: user_id, item_id, rating, timestamp).
+USER_ID = 'user_id'
+ITEM_ID = 'item_id'
+RATING = 'rating'
+TIMESTAMP = 'timestamp'
+
+# The user's latest items strictly before this interaction, oldest first, space-separated.
+HISTORY = 'history'
+
+# Optional user side features.
+AGE = 'age'
+GENDER = 'gender'
+OCCUPATION = 'occupation'
+ZIP_CODE = 'zip_code'
+USER_SIDE_FEATURES = (AGE, GENDER, OCCUPATION, ZIP_CODE)
+
+# Optional item side features.
+TITLE = 'title'
+GENRES = 'genres'  # '|'-separated genre names
+YEAR = 'year'
+ITEM_SIDE_FEATURES = (TITLE, GENRES, YEAR)
+
+INT_FEATURES = (TIMESTAMP, AGE, YEAR)
+FLOAT_FEATURES = (RATING,)
+STRING_FEATURES = (USER_ID, ITEM_ID, HISTORY, GENDER, OCCUPATION, ZIP_CODE, TITLE, GENRES)
+RAW_FEATURES = INT_FEATURES + FLOAT_FEATURES + STRING_FEATURES
+
+# Value written for a missing side feature.
+UNKNOWN = 'unknown'
+HISTORY_SEPARATOR = ' '
+GENRE_SEPARATOR = '|'
+
+# Names of split directories written before ExampleGen.
+TRAIN_SPLIT = 'train'
+EVAL_SPLIT = 'eval'
+TEST_SPLIT = 'test'
+SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
+
+# Transformed features (outputs of `models.preprocessing.preprocessing_fn`). Index features of
+# item-like vocabularies reserve 0 for padding: vocabulary entry i has index i + 1.
+USER_INDEX = 'user_index'
+ITEM_INDEX = 'item_index'
+HISTORY_INDICES = 'history_indices'
+GENDER_INDEX = 'gender_index'
+OCCUPATION_INDEX = 'occupation_index'
+ZIP_INDEX = 'zip_index'
+AGE_Z = 'age_z'
+YEAR_Z = 'year_z'
+GENRE_INDICES = 'genre_indices'
+TITLE_INDICES = 'title_indices'
+LABEL = RATING  # the rating passes through Transform unchanged
+PADDING_INDEX = 0
+
+# Vocabulary names written by Transform (read back with `vocabulary_by_name`).
+USER_VOCAB = 'user_id'
+ITEM_VOCAB = 'item_id'
+GENDER_VOCAB = 'gender'
+OCCUPATION_VOCAB = 'occupation'
+ZIP_VOCAB = 'zip_prefix'
+GENRE_VOCAB = 'genres'
+TITLE_VOCAB = 'title_tokens'
+
+
+def default_value(name: str):
+  """What a serving request may leave out: ids and history empty, side features unknown."""
+  if name in INT_FEATURES:
+    return 0
+  if name in FLOAT_FEATURES:
+    return 0.0
+  if name in (USER_ID, ITEM_ID, HISTORY):
+    return ''
+  return UNKNOWN

@@ -1,0 +1,61 @@
+"""Typed hyper-parameter records passed from `pipeline/configs.py` to the Trainer.
+
+The values live in `pipeline/configs.py` only; the Trainer receives them through
+`custom_config` (so Kubeflow runs get them and the TFX cache keys on them) and rebuilds
+these records with `from_dict`.
+"""
+import dataclasses
+from typing import Any, Dict, Type, TypeVar
+
+T = TypeVar('T')
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformHParams:
+  """How raw features become model inputs."""
+  history_length: int
+  item_oov_buckets: int
+  user_oov_buckets: int
+  max_genres: int
+  max_title_tokens: int
+  title_vocab_size: int
+  zip_prefix_length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TowerHParams:
+  """Size of one two-tower model (teacher or student)."""
+  embedding_dim: int
+  hidden_units: int
+  rating_hidden_units: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingHParams:
+  """How a model is trained."""
+  epochs: int
+  batch_size: int
+  learning_rate: float
+  retrieval_weight: float
+  rating_weight: float
+  seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportHParams:
+  """What the exported serving signatures return."""
+  top_k: int
+
+
+def to_dict(record: Any) -> Dict[str, Any]:
+  return dataclasses.asdict(record)
+
+
+def from_dict(cls: Type[T], values: Dict[str, Any]) -> T:
+  """Builds `cls` from `values`, rejecting unknown or missing keys with a clear error."""
+  names = {field.name for field in dataclasses.fields(cls)}
+  unknown = set(values) - names
+  missing = names - set(values)
+  if unknown or missing:
+    raise ValueError(f'{cls.__name__}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}')
+  return cls(**values)

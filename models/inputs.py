@@ -1,0 +1,47 @@
+"""Datasets of transformed examples for training, and the item catalogue for the index."""
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+from tfx_bsl.public import tfxio
+
+from models import features
+from models import towers
+
+
+def transformed_dataset(file_patterns: List[str], data_accessor, tf_transform_output,
+                        batch_size: int, seed: int, shuffle: bool = True) -> tf.data.Dataset:
+  """One pass over transformed examples as dicts of dense tensors."""
+  return data_accessor.tf_dataset_factory(
+      file_patterns,
+      tfxio.TensorFlowDatasetOptions(
+          batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed, num_epochs=1),
+      tf_transform_output.transformed_metadata.schema).map(_flatten_scalars)
+
+
+def _flatten_scalars(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """[batch, 1] scalar features → [batch] (sequence features keep their length)."""
+  return {name: tf.squeeze(value, axis=1) if value.shape.rank == 2 and value.shape[1] == 1
+          else value for name, value in batch.items()}
+
+
+def catalogue_features(dataset: tf.data.Dataset, item_ids: List) -> Dict[str, np.ndarray]:
+  """Candidate-tower features of every vocabulary item, in vocabulary order.
+
+  Streams the dataset once, keeping one row per item (memory ∝ catalogue, not interactions).
+  Returns the features plus `features.ITEM_ID`: the raw ids that the index returns.
+  """
+  rows = {}
+  for batch in dataset:
+    columns = {name: batch[name].numpy() for name in towers.CANDIDATE_FEATURES}
+    indices, positions = np.unique(columns[features.ITEM_INDEX], return_index=True)
+    for index, position in zip(indices, positions):
+      if index not in rows:
+        rows[index] = {name: column[position] for name, column in columns.items()}
+  # Vocabulary entry i has index i + 1; items never seen as a target keep only their id.
+  blank = {name: np.zeros_like(value) for name, value in next(iter(rows.values())).items()}
+  ordered = [rows.get(i + 1, {**blank, features.ITEM_INDEX: i + 1}) for i in range(len(item_ids))]
+  catalogue = {name: np.stack([row[name] for row in ordered]) for name in towers.CANDIDATE_FEATURES}
+  catalogue[features.ITEM_ID] = np.array(
+      [i.decode() if isinstance(i, bytes) else i for i in item_ids], dtype=str)
+  return catalogue

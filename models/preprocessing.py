@@ -1,0 +1,86 @@
+"""The Transform `preprocessing_fn`: vocabularies for ids and side features, padded sequences.
+
+Referenced by dotted path (`pipeline.configs.PREPROCESSING_FN`); its knobs arrive as
+`custom_config` (a `hparams.TransformHParams` dict) so that changing them invalidates the cache.
+"""
+from typing import Any, Dict
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models import features
+from models import hparams
+
+
+def _dense_strings(x: tf.Tensor) -> tf.Tensor:
+  """Rank-1 string tensor from a [batch, 1] dense or sparse raw feature (missing → '')."""
+  if isinstance(x, tf.sparse.SparseTensor):
+    x = tf.sparse.to_dense(x, default_value='')
+  return tf.reshape(x, [-1])
+
+
+def _dense_numbers(x: tf.Tensor) -> tf.Tensor:
+  if isinstance(x, tf.sparse.SparseTensor):
+    x = tf.sparse.to_dense(x, default_value=0)
+  return tf.cast(tf.reshape(x, [-1]), tf.float32)
+
+
+def _tokens(x: tf.Tensor, separator: str) -> tf.RaggedTensor:
+  """Non-empty tokens of each string ('' has none)."""
+  tokens = tf.strings.split(x, separator)
+  return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+
+
+def _padded_indices(tokens: tf.RaggedTensor, vocab_name: str, length: int,
+                    oov_buckets: int, keep_last: bool = False) -> tf.Tensor:
+  """Applies a vocabulary to ragged tokens: index = vocabulary index + 1, 0 pads to `length`."""
+  indices = tft.apply_vocabulary(tokens, vocab_name, num_oov_buckets=oov_buckets) + 1
+  indices = indices[:, -length:] if keep_last else indices[:, :length]
+  return indices.to_tensor(default_value=features.PADDING_INDEX, shape=[None, length])
+
+
+def _vocab_index(x: tf.Tensor, name: str, oov_buckets: int = 1) -> tf.Tensor:
+  return tft.compute_and_apply_vocabulary(x, num_oov_buckets=oov_buckets, vocab_filename=name)
+
+
+def title_tokens(titles: tf.Tensor) -> tf.RaggedTensor:
+  """Lower-cased word tokens of titles, with the '(1995)'-style year removed."""
+  cleaned = tf.strings.regex_replace(tf.strings.lower(titles), r'\(\d{4}\)|[^a-z0-9 ]', ' ')
+  return tf.strings.split(cleaned)
+
+
+def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+  """Maps raw interaction features to model inputs (see `models.features`)."""
+  config = hparams.from_dict(hparams.TransformHParams, custom_config)
+  user_id = _dense_strings(inputs[features.USER_ID])
+  item_id = _dense_strings(inputs[features.ITEM_ID])
+
+  # One item vocabulary serves the target item and the history, so they share embeddings.
+  item_vocab = tft.vocabulary(item_id, vocab_filename=features.ITEM_VOCAB)
+  history = _tokens(_dense_strings(inputs[features.HISTORY]), features.HISTORY_SEPARATOR)
+  genres = _tokens(_dense_strings(inputs[features.GENRES]), features.GENRE_SEPARATOR)
+  titles = title_tokens(_dense_strings(inputs[features.TITLE]))
+  genre_vocab = tft.vocabulary(genres, vocab_filename=features.GENRE_VOCAB)
+  title_vocab = tft.vocabulary(
+      titles, top_k=config.title_vocab_size, vocab_filename=features.TITLE_VOCAB)
+  zip_prefix = tf.strings.substr(_dense_strings(inputs[features.ZIP_CODE]), 0,
+                                 config.zip_prefix_length)
+
+  return {
+      features.USER_INDEX: _vocab_index(user_id, features.USER_VOCAB, config.user_oov_buckets),
+      features.ITEM_INDEX: tft.apply_vocabulary(
+          item_id, item_vocab, num_oov_buckets=config.item_oov_buckets) + 1,
+      features.HISTORY_INDICES: _padded_indices(
+          history, item_vocab, config.history_length, config.item_oov_buckets, keep_last=True),
+      features.GENDER_INDEX: _vocab_index(
+          _dense_strings(inputs[features.GENDER]), features.GENDER_VOCAB),
+      features.OCCUPATION_INDEX: _vocab_index(
+          _dense_strings(inputs[features.OCCUPATION]), features.OCCUPATION_VOCAB),
+      features.ZIP_INDEX: _vocab_index(zip_prefix, features.ZIP_VOCAB),
+      features.AGE_Z: tft.scale_to_z_score(_dense_numbers(inputs[features.AGE])),
+      features.YEAR_Z: tft.scale_to_z_score(_dense_numbers(inputs[features.YEAR])),
+      features.GENRE_INDICES: _padded_indices(genres, genre_vocab, config.max_genres, 1),
+      features.TITLE_INDICES: _padded_indices(
+          titles, title_vocab, config.max_title_tokens, 1),
+      features.LABEL: _dense_numbers(inputs[features.RATING]),
+  }

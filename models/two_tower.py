@@ -1,0 +1,55 @@
+"""The multi-task TFRS model: retrieval (in-batch softmax) and rating prediction on shared towers."""
+from typing import Dict
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from models import features
+from models import hparams
+from models import towers
+
+
+class TwoTowerModel(tfrs.Model):
+  """Query and candidate towers trained jointly for retrieval and rating regression."""
+
+  def __init__(self, vocab: towers.Vocabularies, size: hparams.TowerHParams,
+               training: hparams.TrainingHParams, transform: hparams.TransformHParams):
+    super().__init__()
+    built = towers.build_towers(vocab, size, transform.history_length, transform.max_genres,
+                                transform.max_title_tokens)
+    self.query_tower = built['query']
+    self.candidate_tower = built['candidate']
+    self.rating_head = tf.keras.Sequential([
+        tf.keras.layers.Dense(size.rating_hidden_units, activation='relu'),
+        tf.keras.layers.Dense(1),
+    ], name='rating_head')
+    self.retrieval_task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+    self.rating_task = tfrs.tasks.Ranking(
+        loss=tf.keras.losses.MeanSquaredError(),
+        metrics=[tf.keras.metrics.RootMeanSquaredError(name='rmse')])
+    self.retrieval_weight = training.retrieval_weight
+    self.rating_weight = training.rating_weight
+
+  def embed_queries(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    return self.query_tower(towers.select(inputs, towers.QUERY_FEATURES), training=training)
+
+  def embed_candidates(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    return self.candidate_tower(towers.select(inputs, towers.CANDIDATE_FEATURES),
+                                training=training)
+
+  def predict_rating(self, queries: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+    return tf.squeeze(self.rating_head(tf.concat([queries, candidates], axis=1)), axis=1)
+
+  def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
+    queries = self.embed_queries(inputs, training)
+    candidates = self.embed_candidates(inputs, training)
+    return {'queries': queries, 'candidates': candidates,
+            'rating': self.predict_rating(queries, candidates)}
+
+  def compute_loss(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+    outputs = self(inputs, training=training)
+    retrieval_loss = self.retrieval_task(
+        outputs['queries'], outputs['candidates'], candidate_ids=inputs[features.ITEM_INDEX],
+        compute_metrics=False)
+    rating_loss = self.rating_task(labels=inputs[features.LABEL], predictions=outputs['rating'])
+    return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss

@@ -1,0 +1,44 @@
+"""The one place for the pipeline's names, paths and hyper-parameters.
+
+Paths can be overridden from the environment (`make run DATA=... OUTPUT=...` sets them), so the
+same definitions serve the local runner, the tests and the Kubeflow runners.
+"""
+import os
+
+from models import hparams
+
+PIPELINE_NAME = 'recsys-distill'
+MODEL_NAME = 'student'  # the name TF Serving serves the pushed student under
+
+# Where the pipeline writes. OUTPUT_DIR holds everything a run produces.
+OUTPUT_DIR = os.environ.get('OUTPUT', os.path.join(os.getcwd(), 'outputs'))
+DATA_SOURCE = os.environ.get('DATA', 'movielens-100k')  # a name, a directory or a CSV file
+DOWNLOAD_CACHE_DIR = os.environ.get(
+    'DATA_CACHE', os.path.join(os.path.expanduser('~'), '.cache', 'recsys-distill'))
+
+# Dotted paths of the installed package (no module_file copies in pipeline_root).
+PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
+RUN_FN = 'models.run_fn.run_fn'
+
+# Data protocol: per-user chronological split (fractions of each user's latest interactions).
+EVAL_FRACTION = 0.1
+TEST_FRACTION = 0.1
+HISTORY_LENGTH = 20  # latest items kept in each example's history feature
+
+TRANSFORM = hparams.TransformHParams(
+    history_length=HISTORY_LENGTH, item_oov_buckets=1, user_oov_buckets=1, max_genres=6,
+    max_title_tokens=8, title_vocab_size=5000, zip_prefix_length=2)
+
+# Models.
+TEACHER = hparams.TowerHParams(embedding_dim=64, hidden_units=128, rating_hidden_units=64)
+STUDENT = hparams.TowerHParams(embedding_dim=16, hidden_units=0, rating_hidden_units=16)
+TRAINING = hparams.TrainingHParams(
+    epochs=5, batch_size=512, learning_rate=0.05, retrieval_weight=1.0, rating_weight=0.5,
+    seed=42)
+EXPORT = hparams.ExportHParams(top_k=100)
+
+# Evaluator: the student's rating signature must be at least this good on the eval split.
+RMSE_UPPER_BOUND = 1.5
+
+# Beam for the local runner: in-process is fastest for data that fits one machine.
+LOCAL_BEAM_PIPELINE_ARGS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']

@@ -1,0 +1,75 @@
+"""preprocessing_fn through TF Transform on a tiny batch."""
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import schema_utils
+
+from models import features
+from models import hparams
+from models import preprocessing
+from pipeline import configs
+
+CONFIG = hparams.TransformHParams(
+    history_length=3, item_oov_buckets=1, user_oov_buckets=1, max_genres=2, max_title_tokens=3,
+    title_vocab_size=100, zip_prefix_length=2)
+
+
+def _row(user, item, history, rating=4.0, genres='Comedy|Drama', title='Toy Story (1995)'):
+  return {features.USER_ID: [user], features.ITEM_ID: [item], features.RATING: [rating],
+          features.TIMESTAMP: [1], features.HISTORY: [history], features.AGE: [30],
+          features.GENDER: ['F'], features.OCCUPATION: ['writer'], features.ZIP_CODE: ['12345'],
+          features.TITLE: [title], features.GENRES: [genres], features.YEAR: [1995]}
+
+
+def _feature_spec():
+  def spec(name):
+    if name in features.INT_FEATURES:
+      return tf.io.FixedLenFeature([1], tf.int64)
+    if name in features.FLOAT_FEATURES:
+      return tf.io.FixedLenFeature([1], tf.float32)
+    return tf.io.FixedLenFeature([1], tf.string)
+  return {name: spec(name) for name in features.RAW_FEATURES}
+
+
+def _transform(rows, tmp_path):
+  metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(_feature_spec()))
+  with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
+    (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+        lambda inputs: preprocessing.preprocessing_fn(inputs, hparams.to_dict(CONFIG)))
+    _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / 'transform'))
+  return transformed, tft.TFTransformOutput(str(tmp_path / 'transform'))
+
+
+def test_vocabularies_padding_and_oov(tmp_path):
+  rows = [_row('u1', 'a', ''), _row('u1', 'b', 'a'), _row('u2', 'a', 'a b'),
+          _row('u2', 'c', 'a b zzz x y', genres='Action', title='Heat')]
+  transformed, output = _transform(rows, tmp_path)
+
+  items = [i.decode() for i in output.vocabulary_by_name(features.ITEM_VOCAB)]
+  assert sorted(items) == ['a', 'b', 'c']
+  index_of = {item: position + 1 for position, item in enumerate(items)}
+  oov = len(items) + 1
+  assert [int(np.squeeze(r[features.ITEM_INDEX])) for r in transformed] == [
+      index_of['a'], index_of['b'], index_of['a'], index_of['c']]
+  histories = [list(r[features.HISTORY_INDICES]) for r in transformed]
+  # Right-padded with 0, truncated to the latest `history_length`, unknown ids in the OOV bucket.
+  assert histories[0] == [0, 0, 0]
+  assert histories[1] == [index_of['a'], 0, 0]
+  assert histories[2] == [index_of['a'], index_of['b'], 0]
+  assert histories[3] == [oov, oov, oov]
+  assert len(output.vocabulary_by_name(features.USER_VOCAB)) == 2
+  genres = [list(r[features.GENRE_INDICES]) for r in transformed]
+  assert all(g[0] > 0 and g[1] > 0 for g in genres[:3]) and genres[3][1] == 0
+  assert [len(r[features.TITLE_INDICES]) for r in transformed] == [3] * 4
+  assert all(float(np.squeeze(r[features.LABEL])) == 4.0 for r in transformed)
+
+
+def test_title_tokens_drop_year_and_punctuation():
+  tokens = preprocessing.title_tokens(tf.constant(['Toy Story (1995)', "Schindler's List"]))
+  assert tokens.to_list() == [[b'toy', b'story'], [b'schindler', b's', b'list']]
+
+
+def test_configs_are_valid_transform_hparams():
+  assert hparams.from_dict(hparams.TransformHParams, hparams.to_dict(configs.TRANSFORM))
