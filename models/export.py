@@ -9,9 +9,9 @@ Signatures:
 Top-k runs over the whole catalogue with a TFRS BruteForce index and excludes the items of the
 (latest `history_length`) history. Ids unknown to the vocabularies fall into OOV buckets.
 """
-import logging
 from typing import Dict
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs

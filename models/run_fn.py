@@ -3,10 +3,10 @@
 The student is what the pipeline pushes (`fn_args.serving_model_dir`); the teacher's SavedModel,
 with the same signatures, is written under `fn_args.model_run_dir`/teacher.
 """
-import logging
 import os
 from typing import Any, Dict
 
+from absl import logging
 import tensorflow as tf
 import tensorflow_transform as tft
 

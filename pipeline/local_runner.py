@@ -6,18 +6,18 @@ Prepares the split examples (skipped when unchanged, so the TFX cache hits on re
 every component, and prints where the pushed model is.
 """
 import argparse
-import logging
 import os
 import sys
 import time
 from typing import Optional
 
-from absl import logging as absl_logging
+from absl import logging
 from tfx import v1 as tfx
 from tfx.orchestration.beam import beam_dag_runner
 
 from pipeline import configs
 from pipeline import pipeline
+from pipeline import progress
 from pipeline.data import errors
 from pipeline.data import loaders
 from pipeline.data import prepare
@@ -73,9 +73,9 @@ def main(argv=None) -> int:
                       help='"movielens-100k", a MovieLens directory, or an interactions CSV')
   parser.add_argument('--output', default=configs.OUTPUT_DIR, help='directory for all outputs')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
+  parser.add_argument('--verbose', action='store_true', help="show TFX's full INFO logs")
   args = parser.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s')
-  absl_logging.set_verbosity(absl_logging.INFO)
+  progress.install(verbose=args.verbose)
 
   started = time.time()
   try:

@@ -14,7 +14,8 @@ from models import features
 from pipeline.data import download, loaders, synthetic
 from pipeline.data.errors import DataError
 
-REAL_MOVIELENS = Path('/work/shared/data/movielens-100k')
+# The shared copy beside the checkout (as in conftest.py); the test is skipped without it.
+REAL_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'movielens-100k'
 HEADER = (features.USER_ID, features.ITEM_ID, features.RATING, features.TIMESTAMP)
 
 

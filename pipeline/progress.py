@@ -1,0 +1,44 @@
+"""Readable progress for local runs: component start/finish with timings, our own log lines,
+and warnings; TFX's verbose INFO dumps are dropped unless asked for."""
+import logging
+import os
+import re
+import time
+
+from absl import logging as absl_logging
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_NODE = re.compile(r'node (\w+) is (running|finished)')
+
+
+class ProgressFilter(logging.Filter):
+  """Keeps warnings, records logged from this project, and TFX node transitions (timed)."""
+
+  def __init__(self):
+    super().__init__()
+    self._started = {}
+    self.durations = {}
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    node = _NODE.match(record.getMessage())
+    if node:
+      name, state = node.groups()
+      if state == 'running':
+        self._started[name] = time.time()
+      else:
+        self.durations[name] = time.time() - self._started.get(name, time.time())
+        record.msg, record.args = 'node %s is finished (%.1f s)', (name, self.durations[name])
+      return True
+    return record.levelno >= logging.WARNING or record.pathname.startswith(PROJECT_ROOT)
+
+
+def install(verbose: bool = False) -> ProgressFilter:
+  """Filters the 'absl' logger (which TFX and this project log to); other libraries' INFO
+  chatter (Beam, TensorFlow) is hidden unless `verbose`. Returns the filter for its timings."""
+  absl_logging.set_verbosity(absl_logging.INFO)
+  progress = ProgressFilter()
+  if not verbose:
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger('tensorflow').setLevel(logging.ERROR)
+    logging.getLogger('absl').addFilter(progress)
+  return progress
