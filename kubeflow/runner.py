@@ -1,0 +1,35 @@
+"""Compiles the pipeline for Kubeflow Pipelines (v1) with KubeflowDagRunner.
+
+    tfx pipeline create --engine kubeflow --pipeline_path kubeflow/runner.py \
+        --endpoint $ENDPOINT --build-image
+    tfx run create --engine kubeflow --pipeline_name recsys-distill --endpoint $ENDPOINT
+
+Run directly (`python -m kubeflow.runner`) or through `tfx pipeline compile`, it writes
+`recsys-distill.tar.gz` (an Argo workflow) into the current directory. Paths, the image and the
+Beam arguments come from `kubeflow.settings`; ML Metadata is the cluster's own MLMD service.
+"""
+from absl import logging
+from tfx import v1 as tfx
+
+from kubeflow import settings
+from pipeline import pipeline
+
+
+def run() -> None:
+  """Builds the pipeline from the settings and compiles it for Kubeflow Pipelines."""
+  runner_config = tfx.orchestration.experimental.KubeflowDagRunnerConfig(
+      kubeflow_metadata_config=(
+          tfx.orchestration.experimental.get_default_kubeflow_metadata_config()),
+      tfx_image=settings.PIPELINE_IMAGE)
+  tfx.orchestration.experimental.KubeflowDagRunner(config=runner_config).run(
+      pipeline.create_pipeline(
+          pipeline_name=settings.PIPELINE_NAME,
+          pipeline_root=settings.PIPELINE_ROOT,
+          examples_dir=settings.DATA_ROOT,
+          serving_dir=settings.SERVING_ROOT,
+          beam_pipeline_args=settings.beam_pipeline_args()))
+
+
+if __name__ == '__main__':
+  logging.set_verbosity(logging.INFO)
+  run()
