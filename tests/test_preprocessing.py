@@ -1,15 +1,12 @@
 """preprocessing_fn through TF Transform on a tiny batch."""
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata
-from tensorflow_transform.tf_metadata import schema_utils
 
 from models import features
 from models import hparams
 from models import preprocessing
 from pipeline import configs
+import tft_helpers
 
 CONFIG = hparams.TransformHParams(
     history_length=3, item_oov_buckets=1, user_oov_buckets=1, max_genres=2, max_title_tokens=3,
@@ -23,23 +20,8 @@ def _row(user, item, history, rating=4.0, genres='Comedy|Drama', title='Toy Stor
           features.TITLE: [title], features.GENRES: [genres], features.YEAR: [1995]}
 
 
-def _feature_spec():
-  def spec(name):
-    if name in features.INT_FEATURES:
-      return tf.io.FixedLenFeature([1], tf.int64)
-    if name in features.FLOAT_FEATURES:
-      return tf.io.FixedLenFeature([1], tf.float32)
-    return tf.io.FixedLenFeature([1], tf.string)
-  return {name: spec(name) for name in features.RAW_FEATURES}
-
-
 def _transform(rows, tmp_path):
-  metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(_feature_spec()))
-  with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
-    (transformed, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
-        lambda inputs: preprocessing.preprocessing_fn(inputs, hparams.to_dict(CONFIG)))
-    _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / 'transform'))
-  return transformed, tft.TFTransformOutput(str(tmp_path / 'transform'))
+  return tft_helpers.analyze_and_transform(rows, CONFIG, str(tmp_path / 'transform'))
 
 
 def test_vocabularies_padding_and_oov(tmp_path):

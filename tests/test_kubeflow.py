@@ -1,0 +1,215 @@
+"""Compiles the Kubeflow runners with the tfx CLI and checks the workflows they produce."""
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+import pytest
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TFX_CLI = os.path.join(os.path.dirname(sys.executable), 'tfx')
+
+PIPELINE_NAME = 'recsys-distill'
+PIPELINE_ROOT = 'gs://test-bucket/recsys-distill/pipeline'
+DATA_ROOT = 'gs://test-bucket/recsys-distill/examples'
+SERVING_ROOT = 'gs://test-bucket/recsys-distill/serving'
+IMAGE = 'gcr.io/test-project/recsys-distill:test'
+COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
+              'Trainer', 'Evaluator', 'Pusher')
+UPSTREAM = {
+    'ImportExampleGen': set(),
+    'StatisticsGen': {'ImportExampleGen'},
+    'SchemaGen': {'StatisticsGen'},
+    'ExampleValidator': {'StatisticsGen', 'SchemaGen'},
+    'Transform': {'ImportExampleGen', 'SchemaGen'},
+    'Trainer': {'Transform', 'SchemaGen'},
+    'Evaluator': {'ImportExampleGen', 'Trainer'},
+    'Pusher': {'Trainer', 'Evaluator'},
+}
+BEAM_COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
+SETTINGS_VARIABLES = ('PIPELINE_ROOT', 'DATA_ROOT', 'SERVING_ROOT', 'PIPELINE_IMAGE', 'BEAM_RUNNER',
+                      'BEAM_ARGS', 'GOOGLE_CLOUD_PROJECT', 'GOOGLE_CLOUD_REGION',
+                      'BEAM_JOB_ENDPOINT', 'BEAM_ENVIRONMENT_TYPE', 'BEAM_ENVIRONMENT_CONFIG',
+                      'PIPELINE_DEFINITION_FILE')
+
+needs_tfx_cli = pytest.mark.skipif(not os.path.exists(TFX_CLI), reason=f'no {TFX_CLI}')
+
+
+def compile_pipeline(engine: str, runner: str, cwd: str, **settings) -> str:
+  """Runs `tfx pipeline compile` in `cwd` with only `settings` set; returns its output."""
+  env = {name: value for name, value in os.environ.items() if name not in SETTINGS_VARIABLES}
+  env.update(settings)
+  # The CLI finds kfp with the `pip` on PATH, and imports the project (installed by `make`).
+  env['PATH'] = os.pathsep.join([os.path.dirname(sys.executable), env.get('PATH', '')])
+  env['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO_ROOT, env.get('PYTHONPATH')]))
+  result = subprocess.run(
+      [TFX_CLI, 'pipeline', 'compile', '--engine', engine,
+       '--pipeline_path', os.path.join(REPO_ROOT, 'kubeflow', runner)],
+      cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      timeout=300, check=False)
+  assert result.returncode == 0, result.stdout
+  return result.stdout
+
+
+def assert_no_local_paths(text: str, cwd: str) -> None:
+  """Fails if a path of this machine is written into a compiled pipeline."""
+  local_paths = {REPO_ROOT, cwd, os.path.realpath(cwd), os.path.expanduser('~'), sys.prefix,
+                 tempfile.gettempdir(), '/tmp', '/work'}
+  for path in local_paths:
+    path = path.rstrip('/')
+    if path:  # A whole absolute path, not a piece of a URL such as gs://bucket/tmp.
+      match = re.search(r'(?<![\w.:/@-])' + re.escape(path) + r'(?![\w.-])', text)
+      assert not match, f'local path {path!r} in the compiled pipeline: {match}'
+
+
+def node_ir(container):
+  """The TFX IR of the one node that a KubeflowDagRunner container step runs."""
+  args = container['args']
+  ir = json.loads(args[args.index('--tfx_ir') + 1])
+  (node,) = ir['nodes']
+  return ir, node['pipelineNode']
+
+
+def load_settings(monkeypatch, **environment):
+  """`kubeflow.settings` imported afresh with exactly `environment` set."""
+  for name in SETTINGS_VARIABLES:
+    monkeypatch.delenv(name, raising=False)
+  for name, value in environment.items():
+    monkeypatch.setenv(name, value)
+  monkeypatch.delitem(sys.modules, 'kubeflow.settings', raising=False)
+  return importlib.import_module('kubeflow.settings')
+
+
+@needs_tfx_cli
+def test_kubeflow_v1_workflow(tmp_path):
+  cwd = str(tmp_path)
+  output = compile_pipeline(
+      'kubeflow', 'runner.py', cwd, PIPELINE_ROOT=PIPELINE_ROOT, DATA_ROOT=DATA_ROOT,
+      SERVING_ROOT=SERVING_ROOT, PIPELINE_IMAGE=IMAGE, BEAM_ARGS='--max_num_workers=3 --foo bar')
+  package = re.search(r'^Pipeline package path: (.+)$', output, re.MULTILINE).group(1)
+  assert package == os.path.join(cwd, f'{PIPELINE_NAME}.tar.gz')
+  with tarfile.open(package) as archive:
+    text = archive.extractfile('pipeline.yaml').read().decode()
+  workflow = yaml.safe_load(text)
+  assert_no_local_paths(text, cwd)
+
+  assert workflow['kind'] == 'Workflow'
+  assert workflow['spec']['arguments']['parameters'] == [
+      {'name': 'pipeline-root', 'value': PIPELINE_ROOT}]
+  assert 'sqlite' not in text.lower()
+  templates = {template['name']: template for template in workflow['spec']['templates']}
+  (dag,) = [template['dag'] for template in templates.values() if 'dag' in template]
+  steps = {}  # component id -> (DAG task, its container, its IR, its pipeline node)
+  for task in dag['tasks']:
+    container = templates[task['template']]['container']
+    ir, node = node_ir(container)
+    steps[node['nodeInfo']['id']] = (task, container, ir, node)
+  assert sorted(steps) == sorted(COMPONENTS)
+  component_of_task = {task['name']: component for component, (task, *_) in steps.items()}
+
+  expected_beam_args = ['--runner=DirectRunner', '--direct_running_mode=multi_processing',
+                        '--direct_num_workers=0', '--max_num_workers=3', '--foo', 'bar']
+  for component, (task, container, ir, node) in steps.items():
+    upstream = {component_of_task[name] for name in task.get('dependencies', [])}
+    assert upstream == UPSTREAM[component], component
+    assert container['image'] == IMAGE
+    args = container['args']
+    assert args[args.index('--pipeline_root') + 1] == '{{inputs.parameters.pipeline-root}}'
+    # MLMD is the cluster's gRPC service, found through the metadata-grpc-configmap.
+    assert 'METADATA_GRPC_SERVICE_HOST' in args[args.index('--kubeflow_metadata_config') + 1]
+    assert ir['runtimeSpec']['pipelineRoot']['runtimeParameter']['defaultValue'] == {
+        'stringValue': PIPELINE_ROOT}
+    executor = ir['deploymentConfig']['executorSpecs'][component]
+    if component in BEAM_COMPONENTS:
+      assert executor['beamPipelineArgs'] == expected_beam_args, component
+    else:
+      assert 'beamPipelineArgs' not in executor, component
+  parameters = {component: json.dumps(node['parameters'])
+                for component, (*_, node) in steps.items()}
+  assert DATA_ROOT in parameters['ImportExampleGen']
+  assert f'{SERVING_ROOT}/student' in parameters['Pusher']
+  assert 'models.preprocessing.preprocessing_fn' in parameters['Transform']
+  assert 'models.run_fn.run_fn' in parameters['Trainer']
+
+
+@needs_tfx_cli
+def test_kubeflow_v2_pipeline_spec(tmp_path):
+  cwd = str(tmp_path)
+  compile_pipeline(
+      'vertex', 'runner_v2.py', cwd, PIPELINE_ROOT=PIPELINE_ROOT, DATA_ROOT=DATA_ROOT,
+      SERVING_ROOT=SERVING_ROOT, PIPELINE_IMAGE=IMAGE, BEAM_RUNNER='DataflowRunner',
+      GOOGLE_CLOUD_PROJECT='test-project', GOOGLE_CLOUD_REGION='europe-west4')
+  assert os.listdir(cwd) == [f'{PIPELINE_NAME}_pipeline.json']
+  with open(os.path.join(cwd, f'{PIPELINE_NAME}_pipeline.json')) as spec_file:
+    text = spec_file.read()
+  job = json.loads(text)
+  assert_no_local_paths(text, cwd)
+
+  assert job['runtimeConfig']['gcsOutputDirectory'] == PIPELINE_ROOT
+  spec = job['pipelineSpec']
+  assert spec['pipelineInfo']['name'] == PIPELINE_NAME
+  tasks = spec['root']['dag']['tasks']
+  assert sorted(tasks) == sorted(COMPONENTS)
+  for name, task in tasks.items():
+    assert set(task.get('dependentTasks', [])) == UPSTREAM[name], name
+
+  expected_beam_args = ['--runner=DataflowRunner', '--project=test-project',
+                        '--region=europe-west4', f'--temp_location={PIPELINE_ROOT}/beam/tmp']
+  executors = spec['deploymentSpec']['executors']
+  for name, task in tasks.items():
+    executor_label = spec['components'][task['componentRef']['name']]['executorLabel']
+    container = executors[executor_label]['container']
+    assert container['image'] == IMAGE
+    assert container['args'][-len(expected_beam_args):] == expected_beam_args, name
+  parameters = {name: json.dumps(task['inputs']['parameters']) for name, task in tasks.items()}
+  assert DATA_ROOT in parameters['ImportExampleGen']
+  assert f'{SERVING_ROOT}/student' in parameters['Pusher']
+
+
+@pytest.mark.parametrize('environment, expected', [
+    ({'BEAM_RUNNER': 'DataflowRunner', 'GOOGLE_CLOUD_PROJECT': 'p', 'BEAM_ARGS': '--a=1'},
+     ['--runner=DataflowRunner', '--project=p', '--region=us-central1',
+      '--temp_location=gs://b/root/beam/tmp', '--a=1']),
+    ({'BEAM_RUNNER': 'FlinkRunner', 'BEAM_JOB_ENDPOINT': 'flink:8099'},
+     ['--runner=FlinkRunner', '--job_endpoint=flink:8099', '--environment_type=EXTERNAL',
+      '--environment_config=localhost:50000']),
+    ({'BEAM_RUNNER': 'PortableRunner', 'BEAM_JOB_ENDPOINT': 'spark:8099',
+      'BEAM_ENVIRONMENT_TYPE': 'PROCESS', 'BEAM_ENVIRONMENT_CONFIG': '{"command": "boot"}'},
+     ['--runner=PortableRunner', '--job_endpoint=spark:8099', '--environment_type=PROCESS',
+      '--environment_config={"command": "boot"}']),
+])
+def test_beam_pipeline_args(monkeypatch, environment, expected):
+  settings = load_settings(monkeypatch, PIPELINE_ROOT='gs://b/root', PIPELINE_IMAGE=IMAGE,
+                           **environment)
+  assert settings.beam_pipeline_args() == expected
+  assert settings.DATA_ROOT == 'gs://b/root/data'
+  assert settings.SERVING_ROOT == 'gs://b/root/serving'
+
+
+@pytest.mark.parametrize('environment, message', [
+    ({'PIPELINE_IMAGE': IMAGE}, 'PIPELINE_ROOT'),
+    ({'PIPELINE_ROOT': 'gs://b/root'}, 'PIPELINE_IMAGE'),
+    ({'PIPELINE_ROOT': 'gs://b/root', 'PIPELINE_IMAGE': IMAGE, 'BEAM_RUNNER': 'DataflowRunner'},
+     'GOOGLE_CLOUD_PROJECT'),
+    ({'PIPELINE_ROOT': 'gs://b/root', 'PIPELINE_IMAGE': IMAGE, 'BEAM_RUNNER': 'FlinkRunner'},
+     'BEAM_JOB_ENDPOINT'),
+    ({'PIPELINE_ROOT': 'gs://b/root', 'PIPELINE_IMAGE': IMAGE, 'BEAM_RUNNER': 'Direct'},
+     'Unknown BEAM_RUNNER'),
+])
+def test_missing_settings_fail_compilation(monkeypatch, environment, message):
+  with pytest.raises(ValueError, match=message):
+    load_settings(monkeypatch, **environment).beam_pipeline_args()
+
+
+def test_google_cloud_defaults(monkeypatch):
+  settings = load_settings(monkeypatch, GOOGLE_CLOUD_PROJECT='p')
+  assert settings.PIPELINE_ROOT == (
+      'gs://p-kubeflowpipelines-default/tfx_pipeline_output/recsys-distill')
+  assert settings.PIPELINE_IMAGE == 'gcr.io/p/recsys-distill'
+  assert settings.beam_pipeline_args()[0] == '--runner=DirectRunner'
+
