@@ -3,7 +3,9 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
-DATA ?= movielens-100k
+# MovieLens-100K: the shared copy beside the checkout when there is one, else downloaded.
+SHARED_ML100K := ../shared/data/movielens-100k
+DATA ?= $(if $(wildcard $(SHARED_ML100K)/u.data),$(SHARED_ML100K),movielens-100k)
 OUTPUT ?= outputs
 PYTEST_ARGS ?=
 

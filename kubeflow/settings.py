@@ -63,9 +63,12 @@ def beam_pipeline_args() -> List[str]:
     # One pod runs the whole Beam job: use all of its cores.
     args = ['--direct_running_mode=multi_processing', '--direct_num_workers=0']
   elif runner == DATAFLOW_RUNNER:
+    # Workers run in the pipeline image (its entrypoint is Beam's boot), so they have TFX and
+    # this project without staging packages.
     args = [f'--project={_setting("GOOGLE_CLOUD_PROJECT")}',
             f'--region={GOOGLE_CLOUD_REGION}',
-            f'--temp_location={os.path.join(PIPELINE_ROOT, "beam", "tmp")}']
+            f'--temp_location={os.path.join(PIPELINE_ROOT, "beam", "tmp")}',
+            f'--sdk_container_image={PIPELINE_IMAGE}']
   elif runner in PORTABLE_RUNNERS:
     args = [f'--job_endpoint={_setting("BEAM_JOB_ENDPOINT")}',
             f'--environment_type={os.environ.get("BEAM_ENVIRONMENT_TYPE", "EXTERNAL")}',

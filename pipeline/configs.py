@@ -33,7 +33,7 @@ TRANSFORM = hparams.TransformHParams(
 TEACHER = hparams.TowerHParams(embedding_dim=64, hidden_units=128, rating_hidden_units=64)
 STUDENT = hparams.TowerHParams(embedding_dim=16, hidden_units=0, rating_hidden_units=16)
 TRAINING = hparams.TrainingHParams(
-    epochs=5, batch_size=512, learning_rate=0.05, retrieval_weight=1.0, rating_weight=0.5,
+    epochs=5, batch_size=512, learning_rate=0.002, retrieval_weight=1.0, rating_weight=0.5,
     seed=42)
 EXPORT = hparams.ExportHParams(top_k=100)
 

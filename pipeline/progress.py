@@ -11,6 +11,11 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NODE = re.compile(r'node (\w+) is (running|finished)')
 
 
+def _is_project_file(path: str) -> bool:
+  """True for this project's sources (not for packages installed in a venv inside it)."""
+  return path.startswith(PROJECT_ROOT) and 'site-packages' not in path
+
+
 class ProgressFilter(logging.Filter):
   """Keeps warnings, records logged from this project, and TFX node transitions (timed)."""
 
@@ -29,7 +34,7 @@ class ProgressFilter(logging.Filter):
         self.durations[name] = time.time() - self._started.get(name, time.time())
         record.msg, record.args = 'node %s is finished (%.1f s)', (name, self.durations[name])
       return True
-    return record.levelno >= logging.WARNING or record.pathname.startswith(PROJECT_ROOT)
+    return record.levelno >= logging.WARNING or _is_project_file(record.pathname)
 
 
 def install(verbose: bool = False) -> ProgressFilter:

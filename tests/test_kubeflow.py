@@ -159,7 +159,8 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
     assert set(task.get('dependentTasks', [])) == UPSTREAM[name], name
 
   expected_beam_args = ['--runner=DataflowRunner', '--project=test-project',
-                        '--region=europe-west4', f'--temp_location={PIPELINE_ROOT}/beam/tmp']
+                        '--region=europe-west4', f'--temp_location={PIPELINE_ROOT}/beam/tmp',
+                        f'--sdk_container_image={IMAGE}']
   executors = spec['deploymentSpec']['executors']
   for name, task in tasks.items():
     executor_label = spec['components'][task['componentRef']['name']]['executorLabel']
@@ -174,7 +175,7 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
 @pytest.mark.parametrize('environment, expected', [
     ({'BEAM_RUNNER': 'DataflowRunner', 'GOOGLE_CLOUD_PROJECT': 'p', 'BEAM_ARGS': '--a=1'},
      ['--runner=DataflowRunner', '--project=p', '--region=us-central1',
-      '--temp_location=gs://b/root/beam/tmp', '--a=1']),
+      '--temp_location=gs://b/root/beam/tmp', f'--sdk_container_image={IMAGE}', '--a=1']),
     ({'BEAM_RUNNER': 'FlinkRunner', 'BEAM_JOB_ENDPOINT': 'flink:8099'},
      ['--runner=FlinkRunner', '--job_endpoint=flink:8099', '--environment_type=EXTERNAL',
       '--environment_config=localhost:50000']),
