@@ -9,7 +9,9 @@ Run directly (`python -m kubeflow.runner`) or through `tfx pipeline compile`, it
 Beam arguments come from `kubeflow.settings`; ML Metadata is the cluster's own MLMD service.
 """
 from absl import logging
+from kfp import onprem
 from tfx import v1 as tfx
+from tfx.orchestration.kubeflow import kubeflow_dag_runner
 
 from kubeflow import settings
 from pipeline import pipeline
@@ -17,9 +19,15 @@ from pipeline import pipeline
 
 def run() -> None:
   """Builds the pipeline from the settings and compiles it for Kubeflow Pipelines."""
+  # The defaults mount the cluster's MLMD configuration into every step.
+  operator_funcs = kubeflow_dag_runner.get_default_pipeline_operator_funcs()
+  if settings.PVC_NAME:
+    operator_funcs.append(onprem.mount_pvc(
+        settings.PVC_NAME, volume_name='pipeline-volume',
+        volume_mount_path=settings.PVC_MOUNT_PATH))
   runner_config = tfx.orchestration.experimental.KubeflowDagRunnerConfig(
-      kubeflow_metadata_config=(
-          tfx.orchestration.experimental.get_default_kubeflow_metadata_config()),
+      pipeline_operator_funcs=operator_funcs,
+      kubeflow_metadata_config=kubeflow_dag_runner.get_default_kubeflow_metadata_config(),
       tfx_image=settings.PIPELINE_IMAGE)
   tfx.orchestration.experimental.KubeflowDagRunner(config=runner_config).run(
       pipeline.create_pipeline(

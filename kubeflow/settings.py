@@ -8,6 +8,8 @@
     BEAM_RUNNER     DirectRunner (default), DataflowRunner, FlinkRunner, SparkRunner or
                     PortableRunner
     BEAM_ARGS       extra Beam arguments appended as given, e.g. '--max_num_workers=4'
+    PVC_NAME        (KFP v1 only) a PersistentVolumeClaim mounted into every step at
+                    PVC_MOUNT_PATH (default /mnt/recsys-distill), for paths on a volume
 
 DataflowRunner also reads GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_REGION; the portable runners
 read BEAM_JOB_ENDPOINT, BEAM_ENVIRONMENT_TYPE and BEAM_ENVIRONMENT_CONFIG. Without
@@ -51,6 +53,9 @@ SERVING_ROOT = os.environ.get('SERVING_ROOT', os.path.join(PIPELINE_ROOT, 'servi
 PIPELINE_IMAGE = _setting(
     'PIPELINE_IMAGE', GOOGLE_CLOUD_PROJECT and f'gcr.io/{GOOGLE_CLOUD_PROJECT}/{PIPELINE_NAME}',
     _PROJECT_HINT)
+
+PVC_NAME = os.environ.get('PVC_NAME', '')
+PVC_MOUNT_PATH = os.environ.get('PVC_MOUNT_PATH', f'/mnt/{PIPELINE_NAME}')
 
 BEAM_RUNNER = os.environ.get('BEAM_RUNNER', DIRECT_RUNNER)
 BEAM_ARGS = shlex.split(os.environ.get('BEAM_ARGS', ''))

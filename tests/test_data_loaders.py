@@ -20,175 +20,183 @@ HEADER = (features.USER_ID, features.ITEM_ID, features.RATING, features.TIMESTAM
 
 
 def write_lines(path: Path, *lines: str) -> Path:
-    path.write_text(''.join(line + '\n' for line in lines), encoding='utf-8')
-    return path
+  path.write_text(''.join(line + '\n' for line in lines), encoding='utf-8')
+  return path
 
 
 def assert_located(error: DataError, path: Path, row, column) -> None:
-    message = str(error)
-    assert '\n' not in message
-    assert message.startswith(f'{path}: ')
-    assert (error.row, error.column) == (row, column)
-    if row is not None:
-        assert f'row {row}' in message
-    if column is not None:
-        assert f'column {column!r}' in message
+  message = str(error)
+  assert '\n' not in message
+  assert message.startswith(f'{path}: ')
+  assert (error.row, error.column) == (row, column)
+  if row is not None:
+    assert f'row {row}' in message
+  if column is not None:
+    assert f'column {column!r}' in message
 
 
 def assert_datasets_equal(actual: loaders.Dataset, expected: loaders.Dataset) -> None:
-    pd.testing.assert_frame_equal(actual.interactions, expected.interactions)
-    pd.testing.assert_frame_equal(actual.users, expected.users)
-    pd.testing.assert_frame_equal(actual.items, expected.items)
+  pd.testing.assert_frame_equal(actual.interactions, expected.interactions)
+  pd.testing.assert_frame_equal(actual.users, expected.users)
+  pd.testing.assert_frame_equal(actual.items, expected.items)
 
 
 # --- Synthetic data ---
 
-def test_generate_is_deterministic_and_plausible():
-    dataset = synthetic.generate(seed=3)
-    assert_datasets_equal(synthetic.generate(seed=3), dataset)
-    assert not synthetic.generate(seed=4).interactions.equals(dataset.interactions)
 
-    frame = dataset.interactions
-    counts = frame.groupby(features.USER_ID).size()
-    assert len(counts) == 60 and counts.between(15, 40).all()
-    assert set(frame[features.RATING].unique()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
-    assert not frame.duplicated([features.USER_ID, features.ITEM_ID]).any()
-    ordered = frame.sort_values([features.USER_ID, features.TIMESTAMP])
-    assert (ordered.groupby(features.USER_ID)[features.TIMESTAMP].diff().dropna() > 0).all()
-    popularity = frame[features.ITEM_ID].value_counts()
-    top_tenth = popularity.iloc[: len(popularity) // 10].sum() / popularity.sum()
-    assert top_tenth > 0.2 and popularity.iloc[0] > 3 * popularity.median()  # long tail
-    assert set(dataset.users[features.GENDER]) == set(synthetic.GENDERS)
-    assert (dataset.items[features.YEAR] == 0).any() and (dataset.items[features.YEAR] > 0).any()
+def test_generate_is_deterministic_and_plausible():
+  dataset = synthetic.generate(seed=3)
+  assert_datasets_equal(synthetic.generate(seed=3), dataset)
+  assert not synthetic.generate(seed=4).interactions.equals(dataset.interactions)
+
+  frame = dataset.interactions
+  counts = frame.groupby(features.USER_ID).size()
+  assert len(counts) == 60 and counts.between(15, 40).all()
+  assert set(frame[features.RATING].unique()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+  assert not frame.duplicated([features.USER_ID, features.ITEM_ID]).any()
+  ordered = frame.sort_values([features.USER_ID, features.TIMESTAMP])
+  assert (ordered.groupby(features.USER_ID)[features.TIMESTAMP].diff().dropna() > 0).all()
+  popularity = frame[features.ITEM_ID].value_counts()
+  top_tenth = popularity.iloc[:len(popularity) // 10].sum() / popularity.sum()
+  assert top_tenth > 0.2 and popularity.iloc[0] > 3 * popularity.median()  # long tail
+  assert set(dataset.users[features.GENDER]) == set(synthetic.GENDERS)
+  assert (dataset.items[features.YEAR] == 0).any() and (dataset.items[features.YEAR] > 0).any()
 
 
 def test_movielens_writer_round_trips_through_the_loader(tmp_path):
-    dataset = synthetic.generate()
-    synthetic.write_movielens_100k(dataset, tmp_path)
-    assert_datasets_equal(loaders.load_dataset(tmp_path), dataset)
+  dataset = synthetic.generate()
+  synthetic.write_movielens_100k(dataset, tmp_path)
+  assert_datasets_equal(loaders.load_dataset(tmp_path), dataset)
 
 
 def test_csv_writer_round_trips_through_the_loader(tmp_path):
-    dataset = synthetic.generate()
-    synthetic.write_csv(dataset, tmp_path)
-    assert_datasets_equal(loaders.load_dataset(tmp_path), dataset)
-    only_interactions = loaders.load_dataset(tmp_path / loaders.INTERACTIONS_CSV)
-    pd.testing.assert_frame_equal(only_interactions.interactions, dataset.interactions)
-    assert only_interactions.users is None and only_interactions.items is None
+  dataset = synthetic.generate()
+  synthetic.write_csv(dataset, tmp_path)
+  assert_datasets_equal(loaders.load_dataset(tmp_path), dataset)
+  only_interactions = loaders.load_dataset(tmp_path / loaders.INTERACTIONS_CSV)
+  pd.testing.assert_frame_equal(only_interactions.interactions, dataset.interactions)
+  assert only_interactions.users is None and only_interactions.items is None
 
 
-@pytest.mark.skipif(
-    not (REAL_MOVIELENS / loaders.MOVIELENS_RATINGS).exists(), reason='no MovieLens copy'
-)
+@pytest.mark.skipif(not (REAL_MOVIELENS / loaders.MOVIELENS_RATINGS).exists(),
+                    reason='no MovieLens copy')
 def test_real_movielens_100k():
-    dataset = loaders.load_dataset(REAL_MOVIELENS)
-    assert len(dataset.interactions) == 100_000
-    assert dataset.interactions[features.USER_ID].nunique() == len(dataset.users) == 943
-    assert dataset.interactions[features.ITEM_ID].nunique() == len(dataset.items) == 1682
-    assert dataset.interactions[features.RATING].dtype == np.float32
-    assert dataset.interactions[features.TIMESTAMP].dtype == np.int64
-    toy_story = dataset.items.loc['1']
-    assert toy_story[features.YEAR] == 1995
-    genres = toy_story[features.GENRES].split(features.GENRE_SEPARATOR)
-    assert genres == ['Animation', "Children's", 'Comedy']
-    assert dataset.items.loc['267', features.YEAR] == 0  # the item with no release date
+  dataset = loaders.load_dataset(REAL_MOVIELENS)
+  assert len(dataset.interactions) == 100_000
+  assert dataset.interactions[features.USER_ID].nunique() == len(dataset.users) == 943
+  assert dataset.interactions[features.ITEM_ID].nunique() == len(dataset.items) == 1682
+  assert dataset.interactions[features.RATING].dtype == np.float32
+  assert dataset.interactions[features.TIMESTAMP].dtype == np.int64
+  toy_story = dataset.items.loc['1']
+  assert toy_story[features.YEAR] == 1995
+  genres = toy_story[features.GENRES].split(features.GENRE_SEPARATOR)
+  assert genres == ['Animation', "Children's", 'Comedy']
+  assert dataset.items.loc['267', features.YEAR] == 0  # the item with no release date
 
 
 # --- Generic CSV schema ---
 
+
 def test_interactions_without_rating_are_implicit_and_extra_columns_ignored(tmp_path):
-    path = write_lines(
-        tmp_path / 'events.csv',
-        f'extra,{features.TIMESTAMP},{features.ITEM_ID},{features.USER_ID}',
-        'x,100,i1,u1',
-        'y,200,i2,u1',
-    )
-    frame = loaders.load_interactions_csv(path)
-    assert list(frame.columns) == list(HEADER)
-    assert frame[features.RATING].tolist() == [1.0, 1.0]
-    assert frame[features.ITEM_ID].tolist() == ['i1', 'i2']
-    assert frame[features.TIMESTAMP].tolist() == [100, 200]
+  path = write_lines(
+      tmp_path / 'events.csv',
+      f'extra,{features.TIMESTAMP},{features.ITEM_ID},{features.USER_ID}',
+      'x,100,i1,u1',
+      'y,200,i2,u1',
+  )
+  frame = loaders.load_interactions_csv(path)
+  assert list(frame.columns) == list(HEADER)
+  assert frame[features.RATING].tolist() == [1.0, 1.0]
+  assert frame[features.ITEM_ID].tolist() == ['i1', 'i2']
+  assert frame[features.TIMESTAMP].tolist() == [100, 200]
 
 
 def test_side_tables_fill_missing_columns_and_values(tmp_path):
-    users = loaders.load_users_csv(write_lines(
-        tmp_path / loaders.USERS_CSV, f'{features.USER_ID},{features.AGE}', 'u1,31', 'u2,'
-    ))
-    assert users.index.name == features.USER_ID
-    assert users[features.AGE].tolist() == [31, 0]
-    assert users[features.ZIP_CODE].tolist() == [features.UNKNOWN] * 2
-    items = loaders.load_items_csv(write_lines(
-        tmp_path / loaders.ITEMS_CSV,
-        f'{features.ITEM_ID},{features.TITLE}', 'i1,"Heat, (1995)"', 'i2,',
-    ))
-    assert items[features.TITLE].tolist() == ['Heat, (1995)', features.UNKNOWN]
-    assert items[features.YEAR].tolist() == [0, 0]
-    assert items[features.GENRES].tolist() == [features.UNKNOWN] * 2
-    header_only = write_lines(tmp_path / 'none.csv', f'{features.USER_ID},extra')
-    no_users = loaders.load_users_csv(header_only)
-    assert no_users.empty and list(no_users.columns) == list(features.USER_SIDE_FEATURES)
+  users = loaders.load_users_csv(
+      write_lines(tmp_path / loaders.USERS_CSV, f'{features.USER_ID},{features.AGE}', 'u1,31',
+                  'u2,'))
+  assert users.index.name == features.USER_ID
+  assert users[features.AGE].tolist() == [31, 0]
+  assert users[features.ZIP_CODE].tolist() == [features.UNKNOWN] * 2
+  items = loaders.load_items_csv(
+      write_lines(
+          tmp_path / loaders.ITEMS_CSV,
+          f'{features.ITEM_ID},{features.TITLE}',
+          'i1,"Heat, (1995)"',
+          'i2,',
+      ))
+  assert items[features.TITLE].tolist() == ['Heat, (1995)', features.UNKNOWN]
+  assert items[features.YEAR].tolist() == [0, 0]
+  assert items[features.GENRES].tolist() == [features.UNKNOWN] * 2
+  header_only = write_lines(tmp_path / 'none.csv', f'{features.USER_ID},extra')
+  no_users = loaders.load_users_csv(header_only)
+  assert no_users.empty and list(no_users.columns) == list(features.USER_SIDE_FEATURES)
 
 
 GOOD_HEADER = ','.join(HEADER)
 
 
-@pytest.mark.parametrize('lines, row, column, problem', [
-    ([GOOD_HEADER, 'u1,i1,4,100', 'u1,i2,abc,200'], 3, features.RATING, "'abc' is not a number"),
-    ([GOOD_HEADER, 'u1,i1,4,1.5e9'], 2, features.TIMESTAMP, "'1.5e9' is not an integer"),
-    ([GOOD_HEADER, 'u1,i1,nan,100'], 2, features.RATING, 'not a finite number'),
-    ([GOOD_HEADER, 'u1, ,4,100'], 2, features.ITEM_ID, 'empty id'),
-    ([GOOD_HEADER, 'u 1,i1,4,100'], 2, features.USER_ID, 'whitespace'),
-    ([f'{features.USER_ID},{features.ITEM_ID},{features.RATING}', 'u1,i1,4'], 1, features.TIMESTAMP,
-     'missing required column'),
-    ([GOOD_HEADER + f',{features.ITEM_ID}', 'u1,i1,4,100,i1'], 1, features.ITEM_ID,
-     'duplicate column'),
-    ([GOOD_HEADER, 'u1,i1,4'], 2, None, 'expected 4 fields, found 3'),
-    ([GOOD_HEADER], 2, None, 'no data rows'),
-    # Line numbers count physical lines: blank lines and a quoted line break included.
-    ([GOOD_HEADER + ',note', 'u1,i1,4,100,"two', 'lines"', '', 'u1,i2,4,x,ok'], 5,
-     features.TIMESTAMP, "'x' is not an integer"),
-])
+@pytest.mark.parametrize(
+    'lines, row, column, problem',
+    [
+        ([GOOD_HEADER, 'u1,i1,4,100', 'u1,i2,abc,200'
+         ], 3, features.RATING, "'abc' is not a number"),
+        ([GOOD_HEADER, 'u1,i1,4,1.5e9'], 2, features.TIMESTAMP, "'1.5e9' is not an integer"),
+        ([GOOD_HEADER, 'u1,i1,nan,100'], 2, features.RATING, 'not a finite number'),
+        ([GOOD_HEADER, 'u1, ,4,100'], 2, features.ITEM_ID, 'empty id'),
+        ([GOOD_HEADER, 'u 1,i1,4,100'], 2, features.USER_ID, 'whitespace'),
+        ([f'{features.USER_ID},{features.ITEM_ID},{features.RATING}', 'u1,i1,4'
+         ], 1, features.TIMESTAMP, 'missing required column'),
+        ([GOOD_HEADER + f',{features.ITEM_ID}', 'u1,i1,4,100,i1'
+         ], 1, features.ITEM_ID, 'duplicate column'),
+        ([GOOD_HEADER, 'u1,i1,4'], 2, None, 'expected 4 fields, found 3'),
+        ([GOOD_HEADER], 2, None, 'no data rows'),
+        # Line numbers count physical lines: blank lines and a quoted line break included.
+        ([GOOD_HEADER + ',note', 'u1,i1,4,100,"two', 'lines"', '', 'u1,i2,4,x,ok'
+         ], 5, features.TIMESTAMP, "'x' is not an integer"),
+    ])
 def test_bad_interactions_name_file_row_and_column(tmp_path, lines, row, column, problem):
-    path = write_lines(tmp_path / 'ratings.csv', *lines)
-    with pytest.raises(DataError, match=problem) as caught:
-        loaders.load_interactions_csv(path)
-    assert_located(caught.value, path, row, column)
+  path = write_lines(tmp_path / 'ratings.csv', *lines)
+  with pytest.raises(DataError, match=problem) as caught:
+    loaders.load_interactions_csv(path)
+  assert_located(caught.value, path, row, column)
 
 
 def test_empty_and_undecodable_files(tmp_path):
-    empty = tmp_path / 'empty.csv'
-    empty.write_text('')
-    with pytest.raises(DataError, match='file is empty') as caught:
-        loaders.load_dataset(empty)
-    assert_located(caught.value, empty, 1, None)
+  empty = tmp_path / 'empty.csv'
+  empty.write_text('')
+  with pytest.raises(DataError, match='file is empty') as caught:
+    loaders.load_dataset(empty)
+  assert_located(caught.value, empty, 1, None)
 
-    latin = tmp_path / 'latin.csv'
-    latin.write_bytes(f'{GOOD_HEADER}\nu1,i1,4,100\nu\xe9,i1,4,100\n'.encode('latin-1'))
-    with pytest.raises(DataError, match='invalid utf-8') as caught:
-        loaders.load_interactions_csv(latin)
-    assert_located(caught.value, latin, 3, None)
+  latin = tmp_path / 'latin.csv'
+  latin.write_bytes(f'{GOOD_HEADER}\nu1,i1,4,100\nu\xe9,i1,4,100\n'.encode('latin-1'))
+  with pytest.raises(DataError, match='invalid utf-8') as caught:
+    loaders.load_interactions_csv(latin)
+  assert_located(caught.value, latin, 3, None)
 
 
 def test_unknown_sources(tmp_path):
-    missing = tmp_path / 'nowhere'
-    with pytest.raises(DataError, match='no such file') as caught:
-        loaders.load_dataset(missing)
-    assert_located(caught.value, missing, None, None)
-    with pytest.raises(DataError, match='neither'):
-        loaders.load_dataset(tmp_path)
-    text = write_lines(tmp_path / 'notes.txt', 'hello')
-    with pytest.raises(DataError, match='not a .csv file'):
-        loaders.load_dataset(text)
+  missing = tmp_path / 'nowhere'
+  with pytest.raises(DataError, match='no such file') as caught:
+    loaders.load_dataset(missing)
+  assert_located(caught.value, missing, None, None)
+  with pytest.raises(DataError, match='neither'):
+    loaders.load_dataset(tmp_path)
+  text = write_lines(tmp_path / 'notes.txt', 'hello')
+  with pytest.raises(DataError, match='not a .csv file'):
+    loaders.load_dataset(text)
 
 
 def test_duplicate_side_ids(tmp_path):
-    path = write_lines(tmp_path / loaders.USERS_CSV, features.USER_ID, 'u1', 'u2', 'u1')
-    with pytest.raises(DataError, match='duplicate id') as caught:
-        loaders.load_users_csv(path)
-    assert_located(caught.value, path, 4, features.USER_ID)
+  path = write_lines(tmp_path / loaders.USERS_CSV, features.USER_ID, 'u1', 'u2', 'u1')
+  with pytest.raises(DataError, match='duplicate id') as caught:
+    loaders.load_users_csv(path)
+  assert_located(caught.value, path, 4, features.USER_ID)
 
 
 # --- Native MovieLens files ---
+
 
 @pytest.mark.parametrize('file_name, line, content, column, problem', [
     (loaders.MOVIELENS_RATINGS, 2, '1\t2\tfour\t100', features.RATING, 'not a number'),
@@ -201,81 +209,84 @@ def test_duplicate_side_ids(tmp_path):
     (loaders.MOVIELENS_USERS, 1, '1|thirty|M|other|12345', features.AGE, 'not an integer'),
 ])
 def test_bad_movielens_files(tmp_path, file_name, line, content, column, problem):
-    dataset = synthetic.generate(num_users=3, num_items=4, interactions_per_user=(2, 3))
-    synthetic.write_movielens_100k(dataset, tmp_path)
-    path = tmp_path / file_name
-    lines = path.read_text(encoding='latin-1').splitlines()
-    lines[line - 1] = content
-    path.write_text('\n'.join(lines) + '\n', encoding='latin-1')
-    with pytest.raises(DataError, match=problem) as caught:
-        loaders.load_dataset(tmp_path)
-    assert_located(caught.value, path, line, column)
+  dataset = synthetic.generate(num_users=3, num_items=4, interactions_per_user=(2, 3))
+  synthetic.write_movielens_100k(dataset, tmp_path)
+  path = tmp_path / file_name
+  lines = path.read_text(encoding='latin-1').splitlines()
+  lines[line - 1] = content
+  path.write_text('\n'.join(lines) + '\n', encoding='latin-1')
+  with pytest.raises(DataError, match=problem) as caught:
+    loaders.load_dataset(tmp_path)
+  assert_located(caught.value, path, line, column)
 
 
 def test_data_error_pickles():
-    error = DataError('ratings.csv', "'abc' is not a number", row=17, column=features.RATING)
-    assert str(error) == "ratings.csv: row 17, column 'rating': 'abc' is not a number"
-    copy = pickle.loads(pickle.dumps(error))
-    assert (str(copy), copy.row, copy.column) == (str(error), 17, features.RATING)
+  error = DataError('ratings.csv', "'abc' is not a number", row=17, column=features.RATING)
+  assert str(error) == "ratings.csv: row 17, column 'rating': 'abc' is not a number"
+  copy = pickle.loads(pickle.dumps(error))
+  assert (str(copy), copy.row, copy.column) == (str(error), 17, features.RATING)
 
 
 # --- Download cache ---
 
+
 @pytest.fixture
 def fake_archive(tmp_path, monkeypatch):
-    """A small ml-100k.zip of synthetic data served by a fake URL opener that counts calls."""
-    dataset = synthetic.generate(num_users=5, num_items=8, interactions_per_user=(3, 5))
-    source = synthetic.write_movielens_100k(dataset, tmp_path / 'source' / download.EXTRACTED_NAME)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, 'w') as bundle:
-        for file in sorted(source.iterdir()):
-            bundle.write(file, f'{download.EXTRACTED_NAME}/{file.name}')
-    payload = buffer.getvalue()
-    calls = []
+  """A small ml-100k.zip of synthetic data served by a fake URL opener that counts calls."""
+  dataset = synthetic.generate(num_users=5, num_items=8, interactions_per_user=(3, 5))
+  source = synthetic.write_movielens_100k(dataset, tmp_path / 'source' / download.EXTRACTED_NAME)
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, 'w') as bundle:
+    for file in sorted(source.iterdir()):
+      bundle.write(file, f'{download.EXTRACTED_NAME}/{file.name}')
+  payload = buffer.getvalue()
+  calls = []
 
-    def fake_urlopen(url, timeout):
-        calls.append(url)
-        return io.BytesIO(payload)
+  def fake_urlopen(url, timeout):
+    calls.append(url)
+    return io.BytesIO(payload)
 
-    monkeypatch.setattr(download, 'urlopen', fake_urlopen)
-    digest = hashlib.new(download.CHECKSUM_ALGORITHM, payload).hexdigest()
-    monkeypatch.setattr(download, 'EXPECTED_DIGEST', digest)
-    return dataset, calls
+  monkeypatch.setattr(download, 'urlopen', fake_urlopen)
+  digest = hashlib.new(download.CHECKSUM_ALGORITHM, payload).hexdigest()
+  monkeypatch.setattr(download, 'EXPECTED_DIGEST', digest)
+  return dataset, calls
 
 
 def test_fetch_downloads_once_then_uses_the_cache(tmp_path, fake_archive):
-    dataset, calls = fake_archive
-    cache = tmp_path / 'cache'
-    directory = download.fetch_movielens_100k(cache)
-    assert directory == cache / download.EXTRACTED_NAME and calls == [download.URL]
-    cached = sorted(path.name for path in cache.iterdir())
-    assert cached == [download.EXTRACTED_NAME, download.ARCHIVE_NAME]
-    assert_datasets_equal(loaders.load_movielens_100k(directory), dataset)
+  dataset, calls = fake_archive
+  cache = tmp_path / 'cache'
+  directory = download.fetch_movielens_100k(cache)
+  assert directory == cache / download.EXTRACTED_NAME and calls == [download.URL]
+  cached = sorted(path.name for path in cache.iterdir())
+  assert cached == [download.EXTRACTED_NAME, download.ARCHIVE_NAME]
+  assert_datasets_equal(loaders.load_movielens_100k(directory), dataset)
 
-    assert download.fetch_movielens_100k(cache) == directory and len(calls) == 1
-    # A verified archive whose extraction was lost is extracted again without the network.
-    for file in directory.iterdir():
-        file.unlink()
-    directory.rmdir()
-    assert_datasets_equal(loaders.load_dataset(download.MOVIELENS_100K, cache_dir=cache), dataset)
-    assert len(calls) == 1
+  assert download.fetch_movielens_100k(cache) == directory and len(calls) == 1
+  # A verified archive whose extraction was lost is extracted again without the network.
+  for file in directory.iterdir():
+    file.unlink()
+  directory.rmdir()
+  assert_datasets_equal(loaders.load_dataset(download.MOVIELENS_100K, cache_dir=cache), dataset)
+  assert len(calls) == 1
 
 
 def test_fetch_rejects_a_bad_checksum_and_leaves_nothing(tmp_path, fake_archive, monkeypatch):
-    monkeypatch.setattr(download, 'EXPECTED_DIGEST', '0' * 32)
-    cache = tmp_path / 'cache'
-    with pytest.raises(DataError, match='mismatch'):
-        download.fetch_movielens_100k(cache)
-    assert list(cache.iterdir()) == []
+  monkeypatch.setattr(download, 'EXPECTED_DIGEST', '0' * 32)
+  cache = tmp_path / 'cache'
+  with pytest.raises(DataError, match='mismatch'):
+    download.fetch_movielens_100k(cache)
+  assert list(cache.iterdir()) == []
 
 
 def test_fetch_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
-    class BrokenStream(io.BytesIO):
-        def read(self, *args):
-            raise ConnectionResetError('connection lost')
 
-    monkeypatch.setattr(download, 'urlopen', lambda url, timeout: BrokenStream())
-    cache = tmp_path / 'cache'
-    with pytest.raises(ConnectionResetError):
-        download.fetch_movielens_100k(cache)
-    assert list(cache.iterdir()) == []
+  class BrokenStream(io.BytesIO):
+
+    def read(self, *args):
+      raise ConnectionResetError('connection lost')
+
+  monkeypatch.setattr(download, 'urlopen', lambda url, timeout: BrokenStream())
+  cache = tmp_path / 'cache'
+  with pytest.raises(ConnectionResetError):
+    download.fetch_movielens_100k(cache)
+  assert list(cache.iterdir()) == []

@@ -18,6 +18,8 @@ PIPELINE_NAME = 'recsys-distill'
 PIPELINE_ROOT = 'gs://test-bucket/recsys-distill/pipeline'
 DATA_ROOT = 'gs://test-bucket/recsys-distill/examples'
 SERVING_ROOT = 'gs://test-bucket/recsys-distill/serving'
+PVC_NAME = 'recsys-distill-claim'
+PVC_SERVING_ROOT = '/mnt/recsys-distill/serving'  # on the claim, at the default mount path
 IMAGE = 'gcr.io/test-project/recsys-distill:test'
 COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
               'Trainer', 'Evaluator', 'Pusher')
@@ -90,7 +92,8 @@ def test_kubeflow_v1_workflow(tmp_path):
   cwd = str(tmp_path)
   output = compile_pipeline(
       'kubeflow', 'runner.py', cwd, PIPELINE_ROOT=PIPELINE_ROOT, DATA_ROOT=DATA_ROOT,
-      SERVING_ROOT=SERVING_ROOT, PIPELINE_IMAGE=IMAGE, BEAM_ARGS='--max_num_workers=3 --foo bar')
+      SERVING_ROOT=PVC_SERVING_ROOT, PVC_NAME=PVC_NAME, PIPELINE_IMAGE=IMAGE,
+      BEAM_ARGS='--max_num_workers=3 --foo bar')
   package = re.search(r'^Pipeline package path: (.+)$', output, re.MULTILINE).group(1)
   assert package == os.path.join(cwd, f'{PIPELINE_NAME}.tar.gz')
   with tarfile.open(package) as archive:
@@ -102,6 +105,8 @@ def test_kubeflow_v1_workflow(tmp_path):
   assert workflow['spec']['arguments']['parameters'] == [
       {'name': 'pipeline-root', 'value': PIPELINE_ROOT}]
   assert 'sqlite' not in text.lower()
+  (volume,) = workflow['spec']['volumes']
+  assert volume['persistentVolumeClaim'] == {'claimName': PVC_NAME}
   templates = {template['name']: template for template in workflow['spec']['templates']}
   (dag,) = [template['dag'] for template in templates.values() if 'dag' in template]
   steps = {}  # component id -> (DAG task, its container, its IR, its pipeline node)
@@ -118,6 +123,8 @@ def test_kubeflow_v1_workflow(tmp_path):
     upstream = {component_of_task[name] for name in task.get('dependencies', [])}
     assert upstream == UPSTREAM[component], component
     assert container['image'] == IMAGE
+    assert container['volumeMounts'] == [
+        {'name': volume['name'], 'mountPath': '/mnt/recsys-distill'}]
     args = container['args']
     assert args[args.index('--pipeline_root') + 1] == '{{inputs.parameters.pipeline-root}}'
     # MLMD is the cluster's gRPC service, found through the metadata-grpc-configmap.
@@ -132,7 +139,7 @@ def test_kubeflow_v1_workflow(tmp_path):
   parameters = {component: json.dumps(node['parameters'])
                 for component, (*_, node) in steps.items()}
   assert DATA_ROOT in parameters['ImportExampleGen']
-  assert f'{SERVING_ROOT}/student' in parameters['Pusher']
+  assert f'{PVC_SERVING_ROOT}/student' in parameters['Pusher']
   assert 'models.preprocessing.preprocessing_fn' in parameters['Transform']
   assert 'models.run_fn.run_fn' in parameters['Trainer']
 

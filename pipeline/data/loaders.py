@@ -3,10 +3,10 @@
 Two input formats are understood:
 
 * the documented generic schema, CSV files with a header row:
-  `interactions.csv` (user_id, item_id, timestamp and optional rating; a missing rating column
-  means implicit feedback, rating 1.0), optional `users.csv` (user_id, age, gender, occupation,
-  zip_code) and optional `items.csv` (item_id, title, genres, year); extra columns are ignored
-  and missing optional columns or empty optional values become `features.UNKNOWN` or 0;
+ `interactions.csv` (user_id, item_id, timestamp and optional rating; a missing rating column
+ means implicit feedback, rating 1.0), optional `users.csv` (user_id, age, gender, occupation,
+ zip_code) and optional `items.csv` (item_id, title, genres, year); extra columns are ignored
+ and missing optional columns or empty optional values become `features.UNKNOWN` or 0;
 * the native MovieLens 100k files `u.data`, `u.item` and `u.user`.
 
 Files are parsed with the `csv` module one row at a time so that every problem is reported as a
@@ -21,7 +21,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import (
-    Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
 )
 
 import numpy as np
@@ -45,16 +54,31 @@ MOVIELENS_ITEMS = 'u.item'
 MOVIELENS_USERS = 'u.user'
 # The 19 genre flags of u.item, in column order (as listed in u.genre).
 MOVIELENS_GENRES = (
-    'unknown', 'Action', 'Adventure', 'Animation', "Children's", 'Comedy', 'Crime', 'Documentary',
-    'Drama', 'Fantasy', 'Film-Noir', 'Horror', 'Musical', 'Mystery', 'Romance', 'Sci-Fi',
-    'Thriller', 'War', 'Western',
+    'unknown',
+    'Action',
+    'Adventure',
+    'Animation',
+    "Children's",
+    'Comedy',
+    'Crime',
+    'Documentary',
+    'Drama',
+    'Fantasy',
+    'Film-Noir',
+    'Horror',
+    'Musical',
+    'Mystery',
+    'Romance',
+    'Sci-Fi',
+    'Thriller',
+    'War',
+    'Western',
 )
 MOVIELENS_RELEASE_DATE = 'release date'
 RELEASE_DATE_PATTERN = re.compile(r'\d{1,2}-[A-Za-z]{3}-(\d{4})')
 MOVIELENS_ITEM_COLUMNS = (
-    (features.ITEM_ID, features.TITLE, MOVIELENS_RELEASE_DATE, 'video release date', 'IMDb URL')
-    + MOVIELENS_GENRES
-)
+    (features.ITEM_ID, features.TITLE, MOVIELENS_RELEASE_DATE, 'video release date', 'IMDb URL') +
+    MOVIELENS_GENRES)
 
 IMPLICIT_RATING = 1.0
 
@@ -65,116 +89,125 @@ Columns = Tuple[List[int], Dict[str, list]]  # (line numbers, column name -> par
 
 @dataclass(frozen=True)
 class Dataset:
-    """Interactions plus optional side tables.
+  """Interactions plus optional side tables.
 
-    `interactions` has columns USER_ID (str), ITEM_ID (str), RATING (float32) and
-    TIMESTAMP (int64). `users` is indexed by USER_ID with AGE (int64), GENDER, OCCUPATION and
-    ZIP_CODE (str); `items` is indexed by ITEM_ID with TITLE (str), GENRES (str joined by
-    `features.GENRE_SEPARATOR`) and YEAR (int64, 0 when unknown).
-    """
+  `interactions` has columns USER_ID (str), ITEM_ID (str), RATING (float32) and
+  TIMESTAMP (int64). `users` is indexed by USER_ID with AGE (int64), GENDER, OCCUPATION and
+  ZIP_CODE (str); `items` is indexed by ITEM_ID with TITLE (str), GENRES (str joined by
+  `features.GENRE_SEPARATOR`) and YEAR (int64, 0 when unknown).
+  """
 
-    interactions: pd.DataFrame
-    users: Optional[pd.DataFrame] = None
-    items: Optional[pd.DataFrame] = None
+  interactions: pd.DataFrame
+  users: Optional[pd.DataFrame] = None
+  items: Optional[pd.DataFrame] = None
 
 
 def interactions_frame(
-    user_ids: Sequence[str], item_ids: Sequence[str], ratings: Sequence[float],
+    user_ids: Sequence[str],
+    item_ids: Sequence[str],
+    ratings: Sequence[float],
     timestamps: Sequence[int],
 ) -> pd.DataFrame:
-    """Builds an interactions table with the `Dataset` column types."""
-    return pd.DataFrame({
-        features.USER_ID: pd.Series(user_ids, dtype=object),
-        features.ITEM_ID: pd.Series(item_ids, dtype=object),
-        features.RATING: np.asarray(ratings, dtype=np.float32),
-        features.TIMESTAMP: np.asarray(timestamps, dtype=np.int64),
-    })
+  """Builds an interactions table with the `Dataset` column types."""
+  return pd.DataFrame({
+      features.USER_ID: pd.Series(user_ids, dtype=object),
+      features.ITEM_ID: pd.Series(item_ids, dtype=object),
+      features.RATING: np.asarray(ratings, dtype=np.float32),
+      features.TIMESTAMP: np.asarray(timestamps, dtype=np.int64),
+  })
 
 
 def users_frame(
-    user_ids: Sequence[str], ages: Sequence[int], genders: Sequence[str],
-    occupations: Sequence[str], zip_codes: Sequence[str],
+    user_ids: Sequence[str],
+    ages: Sequence[int],
+    genders: Sequence[str],
+    occupations: Sequence[str],
+    zip_codes: Sequence[str],
 ) -> pd.DataFrame:
-    """Builds a users table indexed by USER_ID with the `Dataset` column types."""
-    return pd.DataFrame(
-        {
-            features.AGE: np.asarray(ages, dtype=np.int64),
-            features.GENDER: pd.Series(genders, dtype=object).to_numpy(),
-            features.OCCUPATION: pd.Series(occupations, dtype=object).to_numpy(),
-            features.ZIP_CODE: pd.Series(zip_codes, dtype=object).to_numpy(),
-        },
-        index=pd.Index(user_ids, dtype=object, name=features.USER_ID),
-    )
+  """Builds a users table indexed by USER_ID with the `Dataset` column types."""
+  return pd.DataFrame(
+      {
+          features.AGE: np.asarray(ages, dtype=np.int64),
+          features.GENDER: pd.Series(genders, dtype=object).to_numpy(),
+          features.OCCUPATION: pd.Series(occupations, dtype=object).to_numpy(),
+          features.ZIP_CODE: pd.Series(zip_codes, dtype=object).to_numpy(),
+      },
+      index=pd.Index(user_ids, dtype=object, name=features.USER_ID),
+  )
 
 
 def items_frame(
-    item_ids: Sequence[str], titles: Sequence[str], genres: Sequence[str], years: Sequence[int],
+    item_ids: Sequence[str],
+    titles: Sequence[str],
+    genres: Sequence[str],
+    years: Sequence[int],
 ) -> pd.DataFrame:
-    """Builds an items table indexed by ITEM_ID with the `Dataset` column types."""
-    return pd.DataFrame(
-        {
-            features.TITLE: pd.Series(titles, dtype=object).to_numpy(),
-            features.GENRES: pd.Series(genres, dtype=object).to_numpy(),
-            features.YEAR: np.asarray(years, dtype=np.int64),
-        },
-        index=pd.Index(item_ids, dtype=object, name=features.ITEM_ID),
-    )
+  """Builds an items table indexed by ITEM_ID with the `Dataset` column types."""
+  return pd.DataFrame(
+      {
+          features.TITLE: pd.Series(titles, dtype=object).to_numpy(),
+          features.GENRES: pd.Series(genres, dtype=object).to_numpy(),
+          features.YEAR: np.asarray(years, dtype=np.int64),
+      },
+      index=pd.Index(item_ids, dtype=object, name=features.ITEM_ID),
+  )
 
 
 # --- Value parsers: each raises ValueError with the problem; callers add the location. ---
 
+
 def _identifier(text: str) -> str:
-    value = text.strip()
-    if not value:
-        raise ValueError('empty id')
-    if any(character.isspace() for character in value):
-        # Ids are joined by whitespace into history features, so they must not contain any.
-        raise ValueError(f'id {value!r} contains whitespace')
-    return value
+  value = text.strip()
+  if not value:
+    raise ValueError('empty id')
+  if any(character.isspace() for character in value):
+    # Ids are joined by whitespace into history features, so they must not contain any.
+    raise ValueError(f'id {value!r} contains whitespace')
+  return value
 
 
 def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f'{text!r} is not a number') from None
-    if not math.isfinite(value):
-        raise ValueError(f'{text!r} is not a finite number')
-    return value
+  try:
+    value = float(text)
+  except ValueError:
+    raise ValueError(f'{text!r} is not a number') from None
+  if not math.isfinite(value):
+    raise ValueError(f'{text!r} is not a finite number')
+  return value
 
 
 def _integer(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f'{text!r} is not an integer') from None
-    if not -2**63 <= value < 2**63:
-        raise ValueError(f'{text!r} is out of the int64 range')
-    return value
+  try:
+    value = int(text)
+  except ValueError:
+    raise ValueError(f'{text!r} is not an integer') from None
+  if not -2**63 <= value < 2**63:
+    raise ValueError(f'{text!r} is out of the int64 range')
+  return value
 
 
 def _optional_integer(text: str) -> int:
-    return _integer(text) if text.strip() else 0
+  return _integer(text) if text.strip() else 0
 
 
 def _optional_text(text: str) -> str:
-    return text.strip() or features.UNKNOWN
+  return text.strip() or features.UNKNOWN
 
 
 def _release_year(text: str) -> int:
-    """Year of a MovieLens release date such as '01-Jan-1995'; 0 when the date is empty."""
-    if not text.strip():
-        return 0
-    match = RELEASE_DATE_PATTERN.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f'{text!r} is not a date like 01-Jan-1995')
-    return int(match.group(1))
+  """Year of a MovieLens release date such as '01-Jan-1995'; 0 when the date is empty."""
+  if not text.strip():
+    return 0
+  match = RELEASE_DATE_PATTERN.fullmatch(text.strip())
+  if match is None:
+    raise ValueError(f'{text!r} is not a date like 01-Jan-1995')
+  return int(match.group(1))
 
 
 def _genre_flag(text: str) -> bool:
-    if text.strip() not in ('0', '1'):
-        raise ValueError(f'{text!r} is not a genre flag (0 or 1)')
-    return text.strip() == '1'
+  if text.strip() not in ('0', '1'):
+    raise ValueError(f'{text!r} is not a genre flag (0 or 1)')
+  return text.strip() == '1'
 
 
 INTERACTION_PARSERS: Mapping[str, Parser] = {
@@ -200,9 +233,10 @@ MOVIELENS_ITEM_PARSERS: Mapping[str, Parser] = {
     features.ITEM_ID: _identifier,
     features.TITLE: _optional_text,
     MOVIELENS_RELEASE_DATE: _release_year,
-    **{genre: _genre_flag for genre in MOVIELENS_GENRES},
+    **{
+        genre: _genre_flag for genre in MOVIELENS_GENRES
+    },
 }
-
 
 # --- Reading rows with exact line numbers. ---
 
@@ -210,202 +244,197 @@ Row = Tuple[int, List[str]]  # (line number, fields)
 
 
 def _decoded_lines(path: Path, encoding: str) -> Iterator[str]:
-    """Yields the file's lines as text, reporting undecodable bytes on their own line."""
-    try:
-        handle = open(path, 'rb')
-    except OSError as error:
-        raise DataError(path, f'cannot read: {error.strerror}') from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield raw.decode(encoding)
-            except UnicodeDecodeError as error:
-                problem = f'invalid {encoding} text: {error.reason}'
-                raise DataError(path, problem, row=number) from None
+  """Yields the file's lines as text, reporting undecodable bytes on their own line."""
+  try:
+    handle = open(path, 'rb')
+  except OSError as error:
+    raise DataError(path, f'cannot read: {error.strerror}') from None
+  with handle:
+    for number, raw in enumerate(handle, start=1):
+      try:
+        yield raw.decode(encoding)
+      except UnicodeDecodeError as error:
+        problem = f'invalid {encoding} text: {error.reason}'
+        raise DataError(path, problem, row=number) from None
 
 
 def _rows(path: Path, delimiter: str, encoding: str, quoting: int) -> Iterator[Row]:
-    """Yields (1-based line number where the row starts, fields) for every non-blank row."""
-    reader = csv.reader(_decoded_lines(path, encoding), delimiter=delimiter, quoting=quoting)
-    empty = True
-    while True:
-        start = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as error:
-            raise DataError(path, f'malformed CSV: {error}', row=start) from None
-        if fields:
-            empty = False
-            yield start, fields
-    if empty:
-        raise DataError(path, 'file is empty', row=1)
+  """Yields (1-based line number where the row starts, fields) for every non-blank row."""
+  reader = csv.reader(_decoded_lines(path, encoding), delimiter=delimiter, quoting=quoting)
+  empty = True
+  while True:
+    start = reader.line_num + 1
+    try:
+      fields = next(reader)
+    except StopIteration:
+      break
+    except csv.Error as error:
+      raise DataError(path, f'malformed CSV: {error}', row=start) from None
+    if fields:
+      empty = False
+      yield start, fields
+  if empty:
+    raise DataError(path, 'file is empty', row=1)
 
 
 def _header(path: Path, rows: Iterator[Row], required: Sequence[str]) -> List[str]:
-    """Reads the header row and returns its column names, checking them."""
-    header_row, header = next(rows)
-    names = [name.strip() for name in header]
-    seen = set()
-    for name in names:
-        if name and name in seen:
-            raise DataError(path, 'duplicate column name in the header', header_row, name)
-        seen.add(name)
-    for name in required:
-        if name not in seen:
-            problem = f"missing required column (header has: {', '.join(names)})"
-            raise DataError(path, problem, header_row, name)
-    return names
+  """Reads the header row and returns its column names, checking them."""
+  header_row, header = next(rows)
+  names = [name.strip() for name in header]
+  seen = set()
+  for name in names:
+    if name and name in seen:
+      raise DataError(path, 'duplicate column name in the header', header_row, name)
+    seen.add(name)
+  for name in required:
+    if name not in seen:
+      problem = f"missing required column (header has: {', '.join(names)})"
+      raise DataError(path, problem, header_row, name)
+  return names
 
 
-def _parse(
-    path: Path, rows: Iterable[Row], names: Sequence[str], parsers: Mapping[str, Parser]
-) -> Columns:
-    """Checks that every row has one field per name and parses the named columns that have a
-    parser; returns the line numbers and those columns."""
-    wanted = [(index, name, parsers[name]) for index, name in enumerate(names) if name in parsers]
-    numbers: List[int] = []
-    columns: Dict[str, list] = {name: [] for _, name, _ in wanted}
-    for number, fields in rows:
-        if len(fields) != len(names):
-            raise DataError(path, f'expected {len(names)} fields, found {len(fields)}', number)
-        numbers.append(number)
-        for index, name, parse in wanted:
-            try:
-                columns[name].append(parse(fields[index]))
-            except ValueError as error:
-                raise DataError(path, str(error), number, name) from None
-    return numbers, columns
+def _parse(path: Path, rows: Iterable[Row], names: Sequence[str],
+           parsers: Mapping[str, Parser]) -> Columns:
+  """Checks that every row has one field per name and parses the named columns that have a
+  parser; returns the line numbers and those columns."""
+  wanted = [(index, name, parsers[name]) for index, name in enumerate(names) if name in parsers]
+  numbers: List[int] = []
+  columns: Dict[str, list] = {name: [] for _, name, _ in wanted}
+  for number, fields in rows:
+    if len(fields) != len(names):
+      raise DataError(path, f'expected {len(names)} fields, found {len(fields)}', number)
+    numbers.append(number)
+    for index, name, parse in wanted:
+      try:
+        columns[name].append(parse(fields[index]))
+      except ValueError as error:
+        raise DataError(path, str(error), number, name) from None
+  return numbers, columns
 
 
 def _check_unique(path: Path, numbers: Sequence[int], ids: Sequence[str], column: str) -> None:
-    first_rows: Dict[str, int] = {}
-    for number, key in zip(numbers, ids):
-        if key in first_rows:
-            problem = f'duplicate id {key!r} (first on row {first_rows[key]})'
-            raise DataError(path, problem, number, column)
-        first_rows[key] = number
+  first_rows: Dict[str, int] = {}
+  for number, key in zip(numbers, ids):
+    if key in first_rows:
+      problem = f'duplicate id {key!r} (first on row {first_rows[key]})'
+      raise DataError(path, problem, number, column)
+    first_rows[key] = number
 
 
 # --- Generic CSV schema. ---
 
+
 def _read_csv(path: Path, required: Sequence[str], parsers: Mapping[str, Parser]) -> Columns:
-    rows = _rows(path, ',', 'utf-8-sig', csv.QUOTE_MINIMAL)
-    names = _header(path, rows, required)
-    return _parse(path, rows, names, parsers)
+  rows = _rows(path, ',', 'utf-8-sig', csv.QUOTE_MINIMAL)
+  names = _header(path, rows, required)
+  return _parse(path, rows, names, parsers)
 
 
 def load_interactions_csv(path: Source) -> pd.DataFrame:
-    """Loads `interactions.csv`: user_id, item_id, timestamp and optional rating (default 1.0)."""
-    path = Path(path)
-    required = (features.USER_ID, features.ITEM_ID, features.TIMESTAMP)
-    numbers, columns = _read_csv(path, required, INTERACTION_PARSERS)
-    if not numbers:
-        raise DataError(path, 'no data rows after the header', row=2)
-    ratings = columns.get(features.RATING, [IMPLICIT_RATING] * len(numbers))
-    return interactions_frame(
-        columns[features.USER_ID], columns[features.ITEM_ID], ratings, columns[features.TIMESTAMP]
-    )
+  """Loads `interactions.csv`: user_id, item_id, timestamp and optional rating (default 1.0)."""
+  path = Path(path)
+  required = (features.USER_ID, features.ITEM_ID, features.TIMESTAMP)
+  numbers, columns = _read_csv(path, required, INTERACTION_PARSERS)
+  if not numbers:
+    raise DataError(path, 'no data rows after the header', row=2)
+  ratings = columns.get(features.RATING, [IMPLICIT_RATING] * len(numbers))
+  return interactions_frame(columns[features.USER_ID], columns[features.ITEM_ID], ratings,
+                            columns[features.TIMESTAMP])
 
 
 def _load_side_csv(path: Path, names: Sequence[str], parsers: Mapping[str, Parser]) -> List[list]:
-    """Parses a side table keyed by `names[0]`; returns its columns in `names` order. A missing
-    optional column is parsed as empty text, giving `features.UNKNOWN` or 0."""
-    numbers, columns = _read_csv(path, names[:1], parsers)
-    _check_unique(path, numbers, columns[names[0]], names[0])
-    return [
-        columns[name] if name in columns else [parsers[name]('')] * len(numbers) for name in names
-    ]
+  """Parses a side table keyed by `names[0]`; returns its columns in `names` order. A missing
+  optional column is parsed as empty text, giving `features.UNKNOWN` or 0."""
+  numbers, columns = _read_csv(path, names[:1], parsers)
+  _check_unique(path, numbers, columns[names[0]], names[0])
+  return [
+      columns[name] if name in columns else [parsers[name]('')] * len(numbers) for name in names
+  ]
 
 
 def load_users_csv(path: Source) -> pd.DataFrame:
-    """Loads `users.csv`: user_id and optional age, gender, occupation, zip_code."""
-    return users_frame(*_load_side_csv(Path(path), USER_COLUMNS, USER_PARSERS))
+  """Loads `users.csv`: user_id and optional age, gender, occupation, zip_code."""
+  return users_frame(*_load_side_csv(Path(path), USER_COLUMNS, USER_PARSERS))
 
 
 def load_items_csv(path: Source) -> pd.DataFrame:
-    """Loads `items.csv`: item_id and optional title, genres ('|'-separated), year."""
-    return items_frame(*_load_side_csv(Path(path), ITEM_COLUMNS, ITEM_PARSERS))
+  """Loads `items.csv`: item_id and optional title, genres ('|'-separated), year."""
+  return items_frame(*_load_side_csv(Path(path), ITEM_COLUMNS, ITEM_PARSERS))
 
 
 def load_csv_directory(directory: Source) -> Dataset:
-    """Loads `interactions.csv` and, when present, `users.csv` and `items.csv` from a directory."""
-    directory = Path(directory)
-    users_path, items_path = directory / USERS_CSV, directory / ITEMS_CSV
-    return Dataset(
-        interactions=load_interactions_csv(directory / INTERACTIONS_CSV),
-        users=load_users_csv(users_path) if users_path.exists() else None,
-        items=load_items_csv(items_path) if items_path.exists() else None,
-    )
+  """Loads `interactions.csv` and, when present, `users.csv` and `items.csv` from a directory."""
+  directory = Path(directory)
+  users_path, items_path = directory / USERS_CSV, directory / ITEMS_CSV
+  return Dataset(
+      interactions=load_interactions_csv(directory / INTERACTIONS_CSV),
+      users=load_users_csv(users_path) if users_path.exists() else None,
+      items=load_items_csv(items_path) if items_path.exists() else None,
+  )
 
 
 # --- Native MovieLens 100k files. ---
 
-def _read_movielens(
-    path: Path, delimiter: str, names: Sequence[str], parsers: Mapping[str, Parser]
-) -> Columns:
-    return _parse(path, _rows(path, delimiter, 'latin-1', csv.QUOTE_NONE), names, parsers)
+
+def _read_movielens(path: Path, delimiter: str, names: Sequence[str],
+                    parsers: Mapping[str, Parser]) -> Columns:
+  return _parse(path, _rows(path, delimiter, 'latin-1', csv.QUOTE_NONE), names, parsers)
 
 
 def _load_movielens_items(path: Path) -> pd.DataFrame:
-    numbers, columns = _read_movielens(path, '|', MOVIELENS_ITEM_COLUMNS, MOVIELENS_ITEM_PARSERS)
-    _check_unique(path, numbers, columns[features.ITEM_ID], features.ITEM_ID)
-    genres = [
-        features.GENRE_SEPARATOR.join(
-            genre for genre, on in zip(MOVIELENS_GENRES, flags) if on
-        ) or features.UNKNOWN
-        for flags in zip(*(columns[genre] for genre in MOVIELENS_GENRES))
-    ]
-    return items_frame(
-        columns[features.ITEM_ID], columns[features.TITLE], genres, columns[MOVIELENS_RELEASE_DATE]
-    )
+  numbers, columns = _read_movielens(path, '|', MOVIELENS_ITEM_COLUMNS, MOVIELENS_ITEM_PARSERS)
+  _check_unique(path, numbers, columns[features.ITEM_ID], features.ITEM_ID)
+  genres = [
+      features.GENRE_SEPARATOR.join(genre for genre, on in zip(MOVIELENS_GENRES, flags) if on) or
+      features.UNKNOWN for flags in zip(*(columns[genre] for genre in MOVIELENS_GENRES))
+  ]
+  return items_frame(columns[features.ITEM_ID], columns[features.TITLE], genres,
+                     columns[MOVIELENS_RELEASE_DATE])
 
 
 def _load_movielens_users(path: Path) -> pd.DataFrame:
-    numbers, columns = _read_movielens(path, '|', USER_COLUMNS, USER_PARSERS)
-    _check_unique(path, numbers, columns[features.USER_ID], features.USER_ID)
-    return users_frame(*(columns[name] for name in USER_COLUMNS))
+  numbers, columns = _read_movielens(path, '|', USER_COLUMNS, USER_PARSERS)
+  _check_unique(path, numbers, columns[features.USER_ID], features.USER_ID)
+  return users_frame(*(columns[name] for name in USER_COLUMNS))
 
 
 def load_movielens_100k(directory: Source) -> Dataset:
-    """Loads the native MovieLens 100k files: u.data and, when present, u.item and u.user.
+  """Loads the native MovieLens 100k files: u.data and, when present, u.item and u.user.
 
-    Genres are the names of the set u.item flags; the year comes from the release date (0 when
-    the date is missing).
-    """
-    directory = Path(directory)
-    _, ratings = _read_movielens(
-        directory / MOVIELENS_RATINGS, '\t', INTERACTION_COLUMNS, INTERACTION_PARSERS
-    )
-    items_path, users_path = directory / MOVIELENS_ITEMS, directory / MOVIELENS_USERS
-    return Dataset(
-        interactions=interactions_frame(*(ratings[name] for name in INTERACTION_COLUMNS)),
-        users=_load_movielens_users(users_path) if users_path.exists() else None,
-        items=_load_movielens_items(items_path) if items_path.exists() else None,
-    )
+  Genres are the names of the set u.item flags; the year comes from the release date (0 when
+  the date is missing).
+  """
+  directory = Path(directory)
+  _, ratings = _read_movielens(directory / MOVIELENS_RATINGS, '\t', INTERACTION_COLUMNS,
+                               INTERACTION_PARSERS)
+  items_path, users_path = directory / MOVIELENS_ITEMS, directory / MOVIELENS_USERS
+  return Dataset(
+      interactions=interactions_frame(*(ratings[name] for name in INTERACTION_COLUMNS)),
+      users=_load_movielens_users(users_path) if users_path.exists() else None,
+      items=_load_movielens_items(items_path) if items_path.exists() else None,
+  )
 
 
 def load_dataset(source: Source, cache_dir: Optional[Source] = None) -> Dataset:
-    """Loads a dataset from a name, a directory or a CSV file.
+  """Loads a dataset from a name, a directory or a CSV file.
 
-    * `movielens-100k`: downloaded (or taken from `cache_dir`) and loaded;
-    * a directory holding u.data: native MovieLens 100k files;
-    * a directory holding interactions.csv (with optional users.csv and items.csv): generic schema;
-    * a path to a .csv file: generic interactions, no side tables.
-    """
-    if str(source) == download.MOVIELENS_100K:
-        return load_movielens_100k(download.fetch_movielens_100k(cache_dir))
-    path = Path(source)
-    if path.is_dir():
-        if (path / MOVIELENS_RATINGS).is_file():
-            return load_movielens_100k(path)
-        if (path / INTERACTIONS_CSV).is_file():
-            return load_csv_directory(path)
-        raise DataError(path, f'directory holds neither {MOVIELENS_RATINGS} nor {INTERACTIONS_CSV}')
-    if path.suffix.lower() == '.csv' and path.is_file():
-        return Dataset(interactions=load_interactions_csv(path))
-    if not path.exists():
-        problem = f'no such file or directory, nor the dataset name {download.MOVIELENS_100K!r}'
-        raise DataError(path, problem)
-    raise DataError(path, 'not a .csv file or a dataset directory')
+  * `movielens-100k`: downloaded (or taken from `cache_dir`) and loaded;
+  * a directory holding u.data: native MovieLens 100k files;
+  * a directory holding interactions.csv (with optional users.csv and items.csv): generic schema;
+  * a path to a .csv file: generic interactions, no side tables.
+  """
+  if str(source) == download.MOVIELENS_100K:
+    return load_movielens_100k(download.fetch_movielens_100k(cache_dir))
+  path = Path(source)
+  if path.is_dir():
+    if (path / MOVIELENS_RATINGS).is_file():
+      return load_movielens_100k(path)
+    if (path / INTERACTIONS_CSV).is_file():
+      return load_csv_directory(path)
+    raise DataError(path, f'directory holds neither {MOVIELENS_RATINGS} nor {INTERACTIONS_CSV}')
+  if path.suffix.lower() == '.csv' and path.is_file():
+    return Dataset(interactions=load_interactions_csv(path))
+  if not path.exists():
+    problem = f'no such file or directory, nor the dataset name {download.MOVIELENS_100K!r}'
+    raise DataError(path, problem)
+  raise DataError(path, 'not a .csv file or a dataset directory')

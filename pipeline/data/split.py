@@ -17,71 +17,72 @@ from models import features
 
 
 def chronological_order(frame: pd.DataFrame) -> np.ndarray:
-    """Row positions sorted by user (in order of first appearance), timestamp, original position."""
-    user_codes, _ = pd.factorize(frame[features.USER_ID])
-    positions = np.arange(len(frame))
-    return np.lexsort((positions, frame[features.TIMESTAMP].to_numpy(), user_codes))
+  """Row positions sorted by user (in order of first appearance), timestamp, original position."""
+  user_codes, _ = pd.factorize(frame[features.USER_ID])
+  positions = np.arange(len(frame))
+  return np.lexsort((positions, frame[features.TIMESTAMP].to_numpy(), user_codes))
 
 
 def _ranks(frame: pd.DataFrame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns (order, rank, count): the chronological order of the rows and, for each row in
-    that order, its 0-based position among its user's interactions and that user's count."""
-    order = chronological_order(frame)
-    users = pd.Series(frame[features.USER_ID].to_numpy()[order])
-    grouped = users.groupby(users, sort=False)
-    return order, grouped.cumcount().to_numpy(), grouped.transform('size').to_numpy()
+  """Returns (order, rank, count): the chronological order of the rows and, for each row in
+  that order, its 0-based position among its user's interactions and that user's count."""
+  order = chronological_order(frame)
+  users = pd.Series(frame[features.USER_ID].to_numpy()[order])
+  grouped = users.groupby(users, sort=False)
+  return order, grouped.cumcount().to_numpy(), grouped.transform('size').to_numpy()
 
 
 def _check_fraction(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f'{name} must be in [0, 1), got {value}')
+  if not 0.0 <= value < 1.0:
+    raise ValueError(f'{name} must be in [0, 1), got {value}')
 
 
-def assign_splits(
-    frame: pd.DataFrame, eval_fraction: float = 0.1, test_fraction: float = 0.1
-) -> pd.Series:
-    """Names the split (from `features.SPLITS`) of every interaction, aligned with `frame`.
+def assign_splits(frame: pd.DataFrame,
+                  eval_fraction: float = 0.1,
+                  test_fraction: float = 0.1) -> pd.Series:
+  """Names the split (from `features.SPLITS`) of every interaction, aligned with `frame`.
 
-    For a user with n interactions: n_test = max(1, round(test_fraction * n)) latest ones are
-    test; n_eval = max(1, round(eval_fraction * n)), reduced to at most n - n_test - 1 (and not
-    below 0), are eval; the rest are train. Rounding is Python's (half to even).
-    """
-    _check_fraction('eval_fraction', eval_fraction)
-    _check_fraction('test_fraction', test_fraction)
-    order, rank, count = _ranks(frame)
-    n_test = np.maximum(1, np.round(test_fraction * count))
-    n_eval = np.maximum(1, np.round(eval_fraction * count))
-    n_eval = np.clip(np.minimum(n_eval, count - n_test - 1), 0, None)
-    from_end = count - 1 - rank
-    in_order = np.where(
-        from_end < n_test, features.TEST_SPLIT,
-        np.where(from_end < n_test + n_eval, features.EVAL_SPLIT, features.TRAIN_SPLIT),
-    )
-    names = np.empty(len(frame), dtype=object)
-    names[order] = in_order
-    return pd.Series(names, index=frame.index)
+  For a user with n interactions: n_test = max(1, round(test_fraction * n)) latest ones are
+  test; n_eval = max(1, round(eval_fraction * n)), reduced to at most n - n_test - 1 (and not
+  below 0), are eval; the rest are train. Rounding is Python's (half to even).
+  """
+  _check_fraction('eval_fraction', eval_fraction)
+  _check_fraction('test_fraction', test_fraction)
+  order, rank, count = _ranks(frame)
+  n_test = np.maximum(1, np.round(test_fraction * count))
+  n_eval = np.maximum(1, np.round(eval_fraction * count))
+  n_eval = np.clip(np.minimum(n_eval, count - n_test - 1), 0, None)
+  from_end = count - 1 - rank
+  in_order = np.where(
+      from_end < n_test,
+      features.TEST_SPLIT,
+      np.where(from_end < n_test + n_eval, features.EVAL_SPLIT, features.TRAIN_SPLIT),
+  )
+  names = np.empty(len(frame), dtype=object)
+  names[order] = in_order
+  return pd.Series(names, index=frame.index)
 
 
 def add_history(frame: pd.DataFrame, length: int) -> pd.DataFrame:
-    """Returns a copy of `frame` with a HISTORY column: the user's latest `length` item ids
-    strictly before each interaction, oldest first, joined by `features.HISTORY_SEPARATOR`
-    ('' when there are none).
+  """Returns a copy of `frame` with a HISTORY column: the user's latest `length` item ids
+  strictly before each interaction, oldest first, joined by `features.HISTORY_SEPARATOR`
+  ('' when there are none).
 
-    The window bounds are computed with numpy over the chronologically sorted rows; only the
-    final string join runs per row, as numpy has no variable-length string slicing.
-    """
-    if length < 0:
-        raise ValueError(f'history length must be >= 0, got {length}')
-    order, rank, _ = _ranks(frame)
-    items = frame[features.ITEM_ID].to_numpy()[order].tolist()
-    stops = np.arange(len(frame))
-    starts = stops - np.minimum(rank, length)
-    joined = [
-        features.HISTORY_SEPARATOR.join(items[start:stop])
-        for start, stop in zip(starts.tolist(), stops.tolist())
-    ]
-    history = np.empty(len(frame), dtype=object)
-    history[order] = joined
-    result = frame.copy()
-    result[features.HISTORY] = history
-    return result
+  The window bounds are computed with numpy over the chronologically sorted rows; only the
+  final string join runs per row, as numpy has no variable-length string slicing.
+  """
+  if length < 0:
+    raise ValueError(f'history length must be >= 0, got {length}')
+  order, rank, _ = _ranks(frame)
+  items = frame[features.ITEM_ID].to_numpy()[order].tolist()
+  stops = np.arange(len(frame))
+  starts = stops - np.minimum(rank, length)
+  joined = [
+      features.HISTORY_SEPARATOR.join(items[start:stop])
+      for start, stop in zip(starts.tolist(), stops.tolist())
+  ]
+  history = np.empty(len(frame), dtype=object)
+  history[order] = joined
+  result = frame.copy()
+  result[features.HISTORY] = history
+  return result
