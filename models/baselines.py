@@ -1,0 +1,64 @@
+"""Reference baselines for the offline evaluation: popularity, EASE and the global mean rating."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from models import evaluation
+from models import features
+
+EASE_L2 = 300.0
+
+
+def popularity_scores(train: pd.DataFrame, eval_data: evaluation.EvalData) -> np.ndarray:
+  """Every catalogue item's number of train interactions, the same row for every user.
+
+  Args:
+    train: the train interactions.
+    eval_data: the queries.
+
+  Returns:
+    float64 scores [len(eval_data.users), len(eval_data.items)].
+  """
+  counts = train[features.ITEM_ID].value_counts().reindex(eval_data.items, fill_value=0)
+  return np.tile(counts.to_numpy(dtype=np.float64), (len(eval_data.users), 1))
+
+
+def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2) -> np.ndarray:
+  """The item-item weights B of EASE (Steck, 2019) in closed form.
+
+  B minimises ||X - XB||² + l2 ||B||² subject to diag(B) = 0: with P = (XᵀX + l2 I)⁻¹,
+  B = -P / diag(P) column-wise, and a zero diagonal.
+
+  Args:
+    train_matrix: the binary [users, items] train matrix X.
+    l2: the L2 regularisation weight.
+
+  Returns:
+    float64 weights [items, items].
+  """
+  gram = (train_matrix.T @ train_matrix).toarray().astype(np.float64)
+  gram[np.diag_indices_from(gram)] += l2
+  precision = np.linalg.inv(gram)
+  weights = -precision / np.diag(precision)
+  np.fill_diagonal(weights, 0.0)
+  return weights
+
+
+def ease_scores(eval_data: evaluation.EvalData, l2: float = EASE_L2) -> np.ndarray:
+  """EASE scores of every catalogue item: weights learnt on the train matrix, applied to each
+  user's seen items (train, plus eval when evaluating on test).
+
+  Returns:
+    float64 scores [len(eval_data.users), len(eval_data.items)].
+  """
+  return np.asarray(eval_data.seen @ ease_weights(eval_data.train_matrix, l2))
+
+
+def mean_rating_rmse(train: pd.DataFrame, eval_data: evaluation.EvalData) -> float:
+  """RMSE on the evaluated split of predicting the global mean train rating."""
+  ratings = eval_data.interactions[features.RATING].to_numpy()
+  mean = train[features.RATING].to_numpy(dtype=np.float64).mean()
+  return evaluation.rmse(np.full(len(ratings), mean), ratings)

@@ -1,0 +1,196 @@
+"""Tests of the offline evaluation protocol, its metrics and the reference baselines."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from models import baselines, evaluation, features
+from pipeline.data import loaders, split, synthetic
+
+# The shared copy beside the checkout (as in conftest.py); the test is skipped without it.
+REAL_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'movielens-100k'
+
+TRAIN, EVAL, TEST = features.SPLITS
+# (user, item, rating, split). Catalogue: a..e (train items); 'z' is a test item outside it.
+# u2's eval 'a' is seen when evaluating test; u4 and u5 have no test interactions.
+TINY_ROWS = (
+    ('u1', 'a', 5.0, TRAIN),
+    ('u1', 'b', 3.0, TRAIN),
+    ('u1', 'c', 2.0, TEST),
+    ('u1', 'd', 5.0, TEST),
+    ('u2', 'c', 4.0, TRAIN),
+    ('u2', 'a', 1.0, EVAL),
+    ('u2', 'b', 4.0, TEST),
+    ('u2', 'z', 3.0, TEST),
+    ('u3', 'd', 4.0, TRAIN),
+    ('u3', 'e', 4.0, TRAIN),
+    ('u3', 'a', 4.0, TEST),
+    ('u4', 'a', 4.0, TRAIN),
+    ('u4', 'b', 4.0, TRAIN),
+    ('u5', 'a', 4.0, TRAIN),
+)
+# Rows u1..u3, columns a..e. Seen items get the highest scores, so the unseen rankings are:
+# u1: d e c (targets c, d at ranks 1 and 3); u2: e b d (target b at rank 2, 'z' unreachable);
+# u3: b c a (target a at rank 3).
+TINY_SCORES = np.array([
+    [9.0, 8.0, 1.0, 3.0, 2.0],
+    [8.0, 4.0, 9.0, 3.0, 5.0],
+    [1.0, 3.0, 2.0, 9.0, 8.0],
+])
+TINY_RANKINGS = [['a', 'b', 'd', 'e', 'c'], ['c', 'a', 'e', 'b', 'd'], ['d', 'e', 'b', 'c', 'a']]
+
+
+def tiny_frame():
+  users, items, ratings, names = zip(*TINY_ROWS)
+  frame = loaders.interactions_frame(users, items, ratings, range(len(TINY_ROWS)))
+  return frame, list(names)
+
+
+@pytest.fixture(name='tiny')
+def fixture_tiny() -> evaluation.EvalData:
+  return evaluation.build_eval_data(*tiny_frame())
+
+
+def test_eval_data_follows_the_protocol(tiny):
+  assert tiny.items.tolist() == ['a', 'b', 'c', 'd', 'e']
+  assert tiny.users.tolist() == ['u1', 'u2', 'u3']
+  np.testing.assert_array_equal(tiny.seen.toarray(), [
+      [1, 1, 0, 0, 0],
+      [1, 0, 1, 0, 0],
+      [0, 0, 0, 1, 1],
+  ])
+  np.testing.assert_array_equal(tiny.targets.toarray(), [
+      [0, 0, 1, 1, 0],
+      [0, 1, 0, 0, 0],
+      [1, 0, 0, 0, 0],
+  ])
+  np.testing.assert_array_equal(tiny.num_targets, [2, 2, 1])
+  assert tiny.train_matrix.shape == (5, 5)
+  assert tiny.train_matrix.sum() == 8
+  assert len(tiny.interactions) == 5
+
+
+def test_eval_split_sees_only_train():
+  data = evaluation.build_eval_data(*tiny_frame(), split=EVAL)
+  assert data.users.tolist() == ['u2']
+  np.testing.assert_array_equal(data.seen.toarray(), [[0, 0, 1, 0, 0]])
+  np.testing.assert_array_equal(data.targets.toarray(), [[1, 0, 0, 0, 0]])
+
+
+def test_default_splits_are_the_project_split():
+  dataset = synthetic.generate()
+  default = evaluation.build_eval_data(dataset)
+  explicit = evaluation.build_eval_data(dataset.interactions,
+                                        split.assign_splits(dataset.interactions))
+  assert default.users.equals(explicit.users)
+  assert (default.seen != explicit.seen).nnz == 0
+  assert (default.targets != explicit.targets).nnz == 0
+
+
+def test_ranking_metrics_by_hand(tiny):
+  metrics = evaluation.ranking_metrics(TINY_SCORES, tiny, ks=(1, 2, 10))
+  assert metrics['recall@1'] == pytest.approx((1 / 2 + 0 + 0) / 3)
+  assert metrics['recall@2'] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
+  # u2's target 'z' is outside the catalogue: it counts in the denominator but is never hit.
+  assert metrics['recall@10'] == pytest.approx((1 + 1 / 2 + 1) / 3)
+  ideal_of_two = 1 + 1 / np.log2(3)
+  expected_ndcg = ((1 + 1 / np.log2(4)) / ideal_of_two + (1 / np.log2(3)) / ideal_of_two +
+                   (1 / np.log2(4)) / 1) / 3
+  assert metrics['ndcg@10'] == pytest.approx(expected_ndcg)
+  assert metrics['coverage@10'] == 1.0
+
+
+def test_default_keys(tiny):
+  metrics = evaluation.ranking_metrics(TINY_SCORES, tiny)
+  assert list(metrics) == evaluation.METRIC_KEYS
+  # The catalogue has 5 items, so every cutoff ranks all unseen items.
+  assert metrics['recall@10'] == metrics['recall@50'] == metrics['recall@100']
+
+
+def test_seen_items_never_count():
+  frame = loaders.interactions_frame(['u', 'u', 'u', 'v'], ['a', 'a', 'b', 'b'], [1.0] * 4,
+                                     range(4))
+  data = evaluation.build_eval_data(frame, [TRAIN, TEST, TEST, TRAIN])
+  # 'a' is both seen and a target and has the top score: it is masked, and 'b' comes first.
+  metrics = evaluation.ranking_metrics(np.array([[10.0, 1.0]]), data, ks=(1, 10))
+  assert metrics['recall@1'] == metrics['recall@10'] == 0.5
+  assert metrics['coverage@10'] == 0.5
+
+
+def test_topk_metrics_match_the_score_metrics(tiny):
+  from_topk = evaluation.ranking_metrics_from_topk(TINY_RANKINGS, tiny, ks=(1, 2, 10))
+  assert from_topk == pytest.approx(evaluation.ranking_metrics(TINY_SCORES, tiny, ks=(1, 2, 10)))
+
+
+def test_topk_coverage_counts_catalogue_items(tiny):
+  metrics = evaluation.ranking_metrics_from_topk([['d', 'e'], ['e', 'e'], ['z', 'e']], tiny)
+  assert metrics['coverage@10'] == 2 / 5
+  assert metrics['recall@10'] == pytest.approx((1 / 2 + 0 + 0) / 3)
+
+
+def test_topk_metrics_match_on_generated_data():
+  dataset = synthetic.generate()
+  data = evaluation.build_eval_data(dataset)
+  scores = np.random.RandomState(0).uniform(size=(len(data.users), len(data.items)))
+  rankings = [data.items[np.argsort(-row)].tolist() for row in scores]  # seen items included
+  assert evaluation.ranking_metrics_from_topk(rankings, data) == pytest.approx(
+      evaluation.ranking_metrics(scores, data))
+
+
+def test_rmse():
+  assert evaluation.rmse([1.0, 2.0], [2.0, 4.0]) == pytest.approx(np.sqrt(5 / 2))
+  with pytest.raises(ValueError):
+    evaluation.rmse([1.0], [1.0, 2.0])
+
+
+def test_mean_rating_rmse(tiny):
+  train = tiny_frame()[0].iloc[[i for i, row in enumerate(TINY_ROWS) if row[3] == TRAIN]]
+  # The train mean is 4; the test ratings are 2, 5, 4, 3, 4.
+  assert baselines.mean_rating_rmse(train, tiny) == pytest.approx(np.sqrt(6 / 5))
+
+
+def test_popularity_ranks_by_train_count(tiny):
+  frame, names = tiny_frame()
+  scores = baselines.popularity_scores(frame[np.array(names) == TRAIN], tiny)
+  np.testing.assert_array_equal(scores, np.tile([3, 2, 1, 1, 1], (3, 1)))
+
+
+def test_ease_weights_solve_the_constrained_ridge_regression():
+  train_matrix = (np.random.RandomState(0).uniform(size=(8, 5)) < 0.5).astype(np.float64)
+  l2 = 2.0
+  weights = baselines.ease_weights(sparse.csr_matrix(train_matrix), l2)
+  np.testing.assert_array_equal(np.diag(weights), 0.0)
+  for column in range(5):
+    others = [j for j in range(5) if j != column]
+    inputs = train_matrix[:, others]
+    direct = np.linalg.solve(inputs.T @ inputs + l2 * np.eye(4), inputs.T @ train_matrix[:, column])
+    np.testing.assert_allclose(weights[others, column], direct, atol=1e-12)
+
+
+def test_ease_beats_random_on_generated_data():
+  data = evaluation.build_eval_data(synthetic.generate())
+  random_scores = np.random.RandomState(0).uniform(size=(len(data.users), len(data.items)))
+  ease = evaluation.ranking_metrics(baselines.ease_scores(data, l2=10.0), data)
+  assert ease['recall@10'] > evaluation.ranking_metrics(random_scores, data)['recall@10']
+
+
+@pytest.mark.skipif(not (REAL_MOVIELENS / loaders.MOVIELENS_RATINGS).exists(),
+                    reason='no shared MovieLens 100k copy')
+def test_movielens_reference_figures():
+  frame = loaders.load_movielens_100k(REAL_MOVIELENS).interactions
+  splits = split.assign_splits(frame)
+  data = evaluation.build_eval_data(frame, splits)
+  popularity_scores = baselines.popularity_scores(frame[splits == TRAIN], data)
+  start = time.perf_counter()
+  popularity = evaluation.ranking_metrics(popularity_scores, data)
+  assert time.perf_counter() - start < 1.0
+  ease = evaluation.ranking_metrics(baselines.ease_scores(data, l2=300.0), data)
+  assert popularity['recall@10'] == pytest.approx(0.072, abs=0.02)
+  assert popularity['recall@100'] == pytest.approx(0.329, abs=0.05)
+  assert popularity['ndcg@10'] == pytest.approx(0.081, abs=0.02)
+  assert ease['recall@10'] == pytest.approx(0.136, abs=0.02)
+  assert ease['recall@100'] == pytest.approx(0.565, abs=0.05)
+  assert ease['ndcg@10'] == pytest.approx(0.148, abs=0.02)
