@@ -8,6 +8,8 @@ from models import export
 from models import features
 from pipeline import local_runner
 
+LENIENT_RMSE = 10.0
+
 
 def _example(**values) -> bytes:
   feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
@@ -18,13 +20,16 @@ def _example(**values) -> bytes:
 @pytest.fixture(scope='module')
 def pipeline_run(tmp_path_factory, synthetic_csv_dir):
   output = str(tmp_path_factory.mktemp('pipeline'))
-  first = local_runner.run(synthetic_csv_dir, output)
-  second = local_runner.run(synthetic_csv_dir, output)
-  return first, second
+  # Tiny data trains for a few steps only: a lenient gate here, an impossible one below.
+  first = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=LENIENT_RMSE)
+  second = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=LENIENT_RMSE)
+  # The Evaluator re-runs (new config) on the cached model, which the gate now rejects.
+  unblessed = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=0.0)
+  return first, second, unblessed
 
 
 def test_pipeline_pushes_a_versioned_model(pipeline_run):
-  first, _ = pipeline_run
+  first = pipeline_run[0]
   assert first['pushed'], 'the first run must push a blessed model'
   assert os.path.basename(first['pushed']).isdigit()
   assert os.path.dirname(first['pushed']) == os.path.join(first['serving'], 'student')
@@ -32,13 +37,27 @@ def test_pipeline_pushes_a_versioned_model(pipeline_run):
 
 
 def test_rerun_with_unchanged_inputs_hits_the_cache(pipeline_run):
-  first, second = pipeline_run
+  first, second, _ = pipeline_run
   assert second['pushed'] is None
   assert second['latest'] == first['pushed']
 
 
+def test_unblessed_model_is_not_pushed(pipeline_run):
+  first, _, unblessed = pipeline_run
+  assert unblessed['pushed'] is None
+  assert unblessed['latest'] == first['pushed']
+
+
+def test_bad_data_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
+  output = tmp_path / 'out'
+  assert local_runner.main(['--data', str(tmp_path / 'missing.csv'), '--output', str(output)]) == 2
+  error = capsys.readouterr().err.strip()
+  assert error.startswith('error: ') and 'missing.csv' in error and '\n' not in error
+  assert not output.exists()
+
+
 def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, synthetic_dataset):
-  first, _ = pipeline_run
+  first = pipeline_run[0]
   model = tf.saved_model.load(first['pushed'])
   catalogue = set(synthetic_dataset.interactions[features.ITEM_ID])
   known = synthetic_dataset.interactions[features.USER_ID].iloc[0]
