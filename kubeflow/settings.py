@@ -63,22 +63,21 @@ BEAM_ARGS = shlex.split(os.environ.get('BEAM_ARGS', ''))
 
 def beam_pipeline_args() -> List[str]:
   """Beam arguments of every Beam-based component: BEAM_RUNNER's, then BEAM_ARGS."""
-  runner = BEAM_RUNNER
-  if runner == DIRECT_RUNNER:
-    # One pod runs the whole Beam job: use all of its cores.
+  if BEAM_RUNNER == DIRECT_RUNNER:
+    # The step's pod runs the Beam job itself, one worker process per CPU it sees.
     args = ['--direct_running_mode=multi_processing', '--direct_num_workers=0']
-  elif runner == DATAFLOW_RUNNER:
+  elif BEAM_RUNNER == DATAFLOW_RUNNER:
     # Workers run in the pipeline image (its entrypoint is Beam's boot), so they have TFX and
     # this project without staging packages.
     args = [f'--project={_setting("GOOGLE_CLOUD_PROJECT")}',
             f'--region={GOOGLE_CLOUD_REGION}',
             f'--temp_location={os.path.join(PIPELINE_ROOT, "beam", "tmp")}',
             f'--sdk_container_image={PIPELINE_IMAGE}']
-  elif runner in PORTABLE_RUNNERS:
+  elif BEAM_RUNNER in PORTABLE_RUNNERS:
     args = [f'--job_endpoint={_setting("BEAM_JOB_ENDPOINT")}',
             f'--environment_type={os.environ.get("BEAM_ENVIRONMENT_TYPE", "EXTERNAL")}',
             f'--environment_config={os.environ.get("BEAM_ENVIRONMENT_CONFIG", "localhost:50000")}']
   else:
-    raise ValueError(f'Unknown BEAM_RUNNER {runner!r}; use one of '
+    raise ValueError(f'Unknown BEAM_RUNNER {BEAM_RUNNER!r}; use one of '
                      f'{", ".join((DIRECT_RUNNER, DATAFLOW_RUNNER) + PORTABLE_RUNNERS)}.')
-  return [f'--runner={runner}'] + args + BEAM_ARGS
+  return [f'--runner={BEAM_RUNNER}'] + args + BEAM_ARGS

@@ -47,6 +47,7 @@ class ServingModule(tf.Module):
       raise ValueError(f'catalogue of {num_items} items is too small to return top-k results '
                        f'after excluding {history_length} history items')
     self.history_length = history_length
+    self.num_items = num_items
     self.model = model
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.raw_spec = _serving_raw_spec(tf_transform_output)
@@ -83,9 +84,8 @@ class ServingModule(tf.Module):
   def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend(tf.io.parse_example(examples, self.raw_spec))
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
-                                tf.TensorSpec([None, None], tf.string, name='history')])
-  def recommend(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def _raw_query(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Raw features of queries given as user ids and ''-padded history id matrices."""
     raw = self._raw_defaults(tf.shape(user_id)[0])
     joined = tf.strings.strip(tf.strings.reduce_join(history, axis=1,
                                                      separator=features.HISTORY_SEPARATOR))
@@ -93,7 +93,21 @@ class ServingModule(tf.Module):
     joined = tf.strings.regex_replace(joined, ' +', features.HISTORY_SEPARATOR)
     raw[features.USER_ID] = tf.reshape(user_id, tf.shape(raw[features.USER_ID]))
     raw[features.HISTORY] = tf.reshape(joined, tf.shape(raw[features.HISTORY]))
-    return self._recommend(raw)
+    return raw
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='history')])
+  def recommend(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return self._recommend(self._raw_query(user_id, history))
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='history')])
+  def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Every catalogue item, best first, without exclusions: for offline evaluation, where the
+    protocol excludes all seen items (not a serving signature)."""
+    queries = self.model.embed_queries(self._transform(self._raw_query(user_id, history)))
+    scores, item_ids = self.index(queries, k=self.num_items)
+    return {'item_ids': item_ids, 'scores': scores}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def score(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:

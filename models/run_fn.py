@@ -3,7 +3,9 @@
 The student is what the pipeline pushes (`fn_args.serving_model_dir`); the teacher's SavedModel,
 with the same signatures, is written under `fn_args.model_run_dir`/teacher.
 """
+import json
 import os
+import time
 from typing import Any, Dict
 
 from absl import logging
@@ -18,6 +20,7 @@ from models import towers
 from models import two_tower
 
 TEACHER_DIR = 'teacher'
+SUMMARY_FILE = 'training_summary.json'  # in model_run_dir: per model, parameters and train time
 
 
 class EpochLogger(tf.keras.callbacks.Callback):
@@ -32,16 +35,22 @@ class EpochLogger(tf.keras.callbacks.Callback):
     logging.info('%s epoch %d/%d: %s', self.name, epoch + 1, self.params['epochs'], metrics)
 
 
-def train(name: str, size: hparams.TowerHParams, config: Dict[str, Any], vocab, datasets):
-  """Builds and fits one two-tower model on the transformed train split."""
+def train(name: str, size: hparams.TowerHParams, config: Dict[str, Any], vocab, datasets,
+          summary: Dict[str, Any]):
+  """Builds and fits one two-tower model on the transformed train split; adds its parameter
+  count and training seconds to `summary`."""
   training = hparams.from_dict(hparams.TrainingHParams, config['training'])
   transform = hparams.from_dict(hparams.TransformHParams, config['transform'])
   tf.keras.utils.set_random_seed(training.seed)
   model = two_tower.TwoTowerModel(vocab, size, training, transform)
   model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
   logging.info('Training %s for %d epochs', name, training.epochs)
-  model.fit(datasets['train'], validation_data=datasets['eval'], epochs=training.epochs,
-            verbose=0, callbacks=[EpochLogger(name)])
+  started = time.time()
+  history = model.fit(datasets['train'], validation_data=datasets['eval'],
+                      epochs=training.epochs, verbose=0, callbacks=[EpochLogger(name)])
+  summary[name] = {'params': int(model.count_params()), 'train_s': time.time() - started,
+                   'history': {key: [float(v) for v in values]
+                               for key, values in history.history.items()}}
   return model
 
 
@@ -60,10 +69,11 @@ def run_fn(fn_args) -> None:
                                       training.batch_size, training.seed, shuffle)
 
   datasets = {'train': dataset(fn_args.train_files), 'eval': dataset(fn_args.eval_files, False)}
+  summary = {}
   teacher = train('teacher', hparams.from_dict(hparams.TowerHParams, config['teacher']), config,
-                  vocab, datasets)
+                  vocab, datasets, summary)
   student = train('student', hparams.from_dict(hparams.TowerHParams, config['student']), config,
-                  vocab, datasets)
+                  vocab, datasets, summary)
 
   catalogue = inputs.catalogue_features(
       dataset(fn_args.train_files, shuffle=False),
@@ -73,3 +83,5 @@ def run_fn(fn_args) -> None:
                             os.path.join(fn_args.model_run_dir, TEACHER_DIR))
   export.export_saved_model(student, tf_transform_output, catalogue, top_k,
                             transform.history_length, fn_args.serving_model_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), 'w') as f:
+    json.dump(summary, f, indent=2)

@@ -37,7 +37,7 @@ BEAM_COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator'
 SETTINGS_VARIABLES = ('PIPELINE_ROOT', 'DATA_ROOT', 'SERVING_ROOT', 'PIPELINE_IMAGE', 'BEAM_RUNNER',
                       'BEAM_ARGS', 'GOOGLE_CLOUD_PROJECT', 'GOOGLE_CLOUD_REGION',
                       'BEAM_JOB_ENDPOINT', 'BEAM_ENVIRONMENT_TYPE', 'BEAM_ENVIRONMENT_CONFIG',
-                      'PIPELINE_DEFINITION_FILE')
+                      'PVC_NAME', 'PVC_MOUNT_PATH', 'PIPELINE_DEFINITION_FILE')
 
 needs_tfx_cli = pytest.mark.skipif(not os.path.exists(TFX_CLI), reason=f'no {TFX_CLI}')
 
@@ -46,7 +46,8 @@ def compile_pipeline(engine: str, runner: str, cwd: str, **settings) -> str:
   """Runs `tfx pipeline compile` in `cwd` with only `settings` set; returns its output."""
   env = {name: value for name, value in os.environ.items() if name not in SETTINGS_VARIABLES}
   env.update(settings)
-  # The CLI finds kfp with the `pip` on PATH, and imports the project (installed by `make`).
+  # The CLI looks for kfp with the `pip` on PATH; PYTHONPATH stands in for `make`'s
+  # `pip install -e .`, as the CLI puts only the runner's own directory on sys.path.
   env['PATH'] = os.pathsep.join([os.path.dirname(sys.executable), env.get('PATH', '')])
   env['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO_ROOT, env.get('PYTHONPATH')]))
   result = subprocess.run(
@@ -105,13 +106,16 @@ def test_kubeflow_v1_workflow(tmp_path):
   assert workflow['spec']['arguments']['parameters'] == [
       {'name': 'pipeline-root', 'value': PIPELINE_ROOT}]
   assert 'sqlite' not in text.lower()
-  (volume,) = workflow['spec']['volumes']
-  assert volume['persistentVolumeClaim'] == {'claimName': PVC_NAME}
   templates = {template['name']: template for template in workflow['spec']['templates']}
   (dag,) = [template['dag'] for template in templates.values() if 'dag' in template]
   steps = {}  # component id -> (DAG task, its container, its IR, its pipeline node)
   for task in dag['tasks']:
-    container = templates[task['template']]['container']
+    template = templates[task['template']]
+    (volume,) = template['volumes']
+    assert volume['persistentVolumeClaim'] == {'claimName': PVC_NAME}
+    container = template['container']
+    assert container['volumeMounts'] == [
+        {'name': volume['name'], 'mountPath': '/mnt/recsys-distill'}]
     ir, node = node_ir(container)
     steps[node['nodeInfo']['id']] = (task, container, ir, node)
   assert sorted(steps) == sorted(COMPONENTS)
@@ -123,8 +127,6 @@ def test_kubeflow_v1_workflow(tmp_path):
     upstream = {component_of_task[name] for name in task.get('dependencies', [])}
     assert upstream == UPSTREAM[component], component
     assert container['image'] == IMAGE
-    assert container['volumeMounts'] == [
-        {'name': volume['name'], 'mountPath': '/mnt/recsys-distill'}]
     args = container['args']
     assert args[args.index('--pipeline_root') + 1] == '{{inputs.parameters.pipeline-root}}'
     # MLMD is the cluster's gRPC service, found through the metadata-grpc-configmap.
