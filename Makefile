@@ -8,13 +8,14 @@ SHARED_ML100K := ../shared/data/movielens-100k
 DATA ?= $(if $(wildcard $(SHARED_ML100K)/u.data),$(SHARED_ML100K),movielens-100k)
 OUTPUT ?= outputs
 PYTEST_ARGS ?=
+BENCH_OUT ?= results.json
 
 # python3.10 from PATH, pyenv or the system, whichever answers as 3.10.
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 \
   /usr/local/bin/python3.10 /usr/bin/python3.10; do \
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install run test clean
+.PHONY: install run test bench-quality clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +31,9 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+bench-quality: install
+	$(BIN)/python -m benchmarks.quality --data '$(DATA)' --output '$(OUTPUT)' --bench-out '$(BENCH_OUT)'
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache

@@ -8,7 +8,7 @@ setuptools.setup(
     python_requires='>=3.10,<3.11',
     packages=setuptools.find_packages(
         include=['pipeline', 'pipeline.*', 'components', 'components.*', 'models', 'models.*',
-                 'serving', 'serving.*', 'kubeflow', 'kubeflow.*']),
+                 'serving', 'serving.*', 'kubeflow', 'kubeflow.*', 'benchmarks']),
     install_requires=[
         'tfx[kfp]==1.15.1',
         'tensorflow==2.15.1',

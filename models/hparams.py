@@ -24,10 +24,18 @@ class TransformHParams:
 
 @dataclasses.dataclass(frozen=True)
 class TowerHParams:
-  """Size of one two-tower model (teacher or student)."""
+  """Size of one two-tower model (teacher or student).
+
+  `history_encoder` is 'mean' (masked mean of item embeddings) or 'transformer'
+  (`attention_layers` self-attention blocks with `attention_heads` heads and recency embeddings).
+  """
   embedding_dim: int
   hidden_units: int
   rating_hidden_units: int
+  history_encoder: str
+  attention_layers: int
+  attention_heads: int
+  dropout: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +46,7 @@ class TrainingHParams:
   learning_rate: float
   retrieval_weight: float
   rating_weight: float
+  popularity_correction: bool  # logQ correction of in-batch negatives' sampling bias
   seed: int
 
 

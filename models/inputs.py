@@ -1,4 +1,5 @@
-"""Datasets of transformed examples for training, and the item catalogue for the index."""
+"""Datasets of transformed examples for training, and what the trainer learns from one pass."""
+import dataclasses
 from typing import Dict, List
 
 import numpy as np
@@ -25,15 +26,31 @@ def _flatten_scalars(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
           else value for name, value in batch.items()}
 
 
-def catalogue_features(dataset: tf.data.Dataset, item_ids: List) -> Dict[str, np.ndarray]:
-  """Candidate-tower features of every vocabulary item, in vocabulary order.
+@dataclasses.dataclass(frozen=True)
+class TrainStats:
+  """What one streaming pass over the transformed train split tells the trainer.
 
-  Streams the dataset once, keeping one row per item (memory ∝ catalogue, not interactions).
-  Returns the features plus `features.ITEM_ID`: the raw ids that the index returns.
+  Attributes:
+    catalogue: candidate-tower features of every vocabulary item in vocabulary order, plus
+      `features.ITEM_ID`, the raw ids that the index returns.
+    item_counts: train interactions per item index (index 0 is padding).
+    mean_rating: the mean train rating.
   """
+  catalogue: Dict[str, np.ndarray]
+  item_counts: np.ndarray
+  mean_rating: float
+
+
+def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: int) -> TrainStats:
+  """Streams the dataset once, keeping one row per item (memory ∝ catalogue, not interactions)."""
   rows = {}
+  counts = np.zeros(num_item_indices, dtype=np.int64)
+  rating_sum, examples = 0.0, 0
   for batch in dataset:
     columns = {name: batch[name].numpy() for name in towers.CANDIDATE_FEATURES}
+    counts += np.bincount(columns[features.ITEM_INDEX], minlength=num_item_indices)
+    rating_sum += float(tf.reduce_sum(batch[features.LABEL]))
+    examples += len(columns[features.ITEM_INDEX])
     indices, positions = np.unique(columns[features.ITEM_INDEX], return_index=True)
     for index, position in zip(indices, positions):
       if index not in rows:
@@ -44,4 +61,4 @@ def catalogue_features(dataset: tf.data.Dataset, item_ids: List) -> Dict[str, np
   catalogue = {name: np.stack([row[name] for row in ordered]) for name in towers.CANDIDATE_FEATURES}
   catalogue[features.ITEM_ID] = np.array(
       [i.decode() if isinstance(i, bytes) else i for i in item_ids], dtype=str)
-  return catalogue
+  return TrainStats(catalogue, counts, rating_sum / max(examples, 1))

@@ -36,13 +36,13 @@ class EpochLogger(tf.keras.callbacks.Callback):
 
 
 def train(name: str, size: hparams.TowerHParams, config: Dict[str, Any], vocab, datasets,
-          summary: Dict[str, Any]):
+          stats: inputs.TrainStats, summary: Dict[str, Any]):
   """Builds and fits one two-tower model on the transformed train split; adds its parameter
   count and training seconds to `summary`."""
   training = hparams.from_dict(hparams.TrainingHParams, config['training'])
   transform = hparams.from_dict(hparams.TransformHParams, config['transform'])
   tf.keras.utils.set_random_seed(training.seed)
-  model = two_tower.TwoTowerModel(vocab, size, training, transform)
+  model = two_tower.TwoTowerModel(vocab, size, training, transform, stats)
   model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
   logging.info('Training %s for %d epochs', name, training.epochs)
   started = time.time()
@@ -61,27 +61,26 @@ def run_fn(fn_args) -> None:
   transform = hparams.from_dict(hparams.TransformHParams, config['transform'])
   top_k = hparams.from_dict(hparams.ExportHParams, config['export']).top_k
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  vocab = towers.Vocabularies(tf_transform_output, transform.item_oov_buckets,
-                              transform.user_oov_buckets)
+  vocab = towers.Vocabularies.from_transform_output(
+      tf_transform_output, transform.item_oov_buckets, transform.user_oov_buckets)
 
   def dataset(files, shuffle=True):
     return inputs.transformed_dataset(files, fn_args.data_accessor, tf_transform_output,
                                       training.batch_size, training.seed, shuffle)
 
   datasets = {'train': dataset(fn_args.train_files), 'eval': dataset(fn_args.eval_files, False)}
+  stats = inputs.scan_train_data(
+      dataset(fn_args.train_files, shuffle=False),
+      tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
   summary = {}
   teacher = train('teacher', hparams.from_dict(hparams.TowerHParams, config['teacher']), config,
-                  vocab, datasets, summary)
+                  vocab, datasets, stats, summary)
   student = train('student', hparams.from_dict(hparams.TowerHParams, config['student']), config,
-                  vocab, datasets, summary)
-
-  catalogue = inputs.catalogue_features(
-      dataset(fn_args.train_files, shuffle=False),
-      tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB))
-  export.export_saved_model(teacher, tf_transform_output, catalogue, top_k,
+                  vocab, datasets, stats, summary)
+  export.export_saved_model(teacher, tf_transform_output, stats.catalogue, top_k,
                             transform.history_length,
                             os.path.join(fn_args.model_run_dir, TEACHER_DIR))
-  export.export_saved_model(student, tf_transform_output, catalogue, top_k,
+  export.export_saved_model(student, tf_transform_output, stats.catalogue, top_k,
                             transform.history_length, fn_args.serving_model_dir)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), 'w') as f:
     json.dump(summary, f, indent=2)

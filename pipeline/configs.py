@@ -30,11 +30,15 @@ TRANSFORM = hparams.TransformHParams(
     max_title_tokens=8, title_vocab_size=5000, zip_prefix_length=2)
 
 # Models.
-TEACHER = hparams.TowerHParams(embedding_dim=64, hidden_units=128, rating_hidden_units=64)
-STUDENT = hparams.TowerHParams(embedding_dim=16, hidden_units=0, rating_hidden_units=16)
+TEACHER = hparams.TowerHParams(
+    embedding_dim=64, hidden_units=128, rating_hidden_units=64, history_encoder='transformer',
+    attention_layers=2, attention_heads=2, dropout=0.1)
+STUDENT = hparams.TowerHParams(
+    embedding_dim=16, hidden_units=0, rating_hidden_units=16, history_encoder='mean',
+    attention_layers=0, attention_heads=0, dropout=0.0)
 TRAINING = hparams.TrainingHParams(
     epochs=5, batch_size=512, learning_rate=0.002, retrieval_weight=1.0, rating_weight=0.5,
-    seed=42)
+    popularity_correction=True, seed=42)
 EXPORT = hparams.ExportHParams(top_k=100)
 
 # Evaluator: the student's rating signature must be at least this good on the eval split.

@@ -16,9 +16,12 @@ import tft_helpers
 TRANSFORM = hparams.TransformHParams(
     history_length=5, item_oov_buckets=1, user_oov_buckets=1, max_genres=3, max_title_tokens=4,
     title_vocab_size=100, zip_prefix_length=2)
-SIZE = hparams.TowerHParams(embedding_dim=8, hidden_units=0, rating_hidden_units=8)
+SIZE = hparams.TowerHParams(
+    embedding_dim=8, hidden_units=0, rating_hidden_units=8, history_encoder='transformer',
+    attention_layers=1, attention_heads=2, dropout=0.0)
 TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, learning_rate=0.01,
-                                   retrieval_weight=1.0, rating_weight=0.5, seed=1)
+                                   retrieval_weight=1.0, rating_weight=0.5,
+                                   popularity_correction=True, seed=1)
 TOP_K = 10
 
 
@@ -44,13 +47,14 @@ def exported(tmp_path_factory, synthetic_dataset):
   columns = {name: np.stack([np.squeeze(np.asarray(row[name])) for row in transformed])
              for name in transformed[0]}
   dataset = tf.data.Dataset.from_tensor_slices(columns).batch(TRAINING.batch_size)
-  vocab = towers.Vocabularies(tf_transform_output, TRANSFORM.item_oov_buckets,
-                              TRANSFORM.user_oov_buckets)
-  model = two_tower.TwoTowerModel(vocab, SIZE, TRAINING, TRANSFORM)
+  vocab = towers.Vocabularies.from_transform_output(
+      tf_transform_output, TRANSFORM.item_oov_buckets, TRANSFORM.user_oov_buckets)
+  stats = inputs.scan_train_data(
+      dataset, tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
+  catalogue = stats.catalogue
+  model = two_tower.TwoTowerModel(vocab, SIZE, TRAINING, TRANSFORM, stats)
   model.compile(optimizer=tf.keras.optimizers.Adam(TRAINING.learning_rate))
   model.fit(dataset, epochs=TRAINING.epochs, verbose=0)
-  catalogue = inputs.catalogue_features(
-      dataset, tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB))
   export.export_saved_model(model, tf_transform_output, catalogue, TOP_K,
                             TRANSFORM.history_length, str(directory / 'model'))
   return tf.saved_model.load(str(directory / 'model')), frame, catalogue
