@@ -4,6 +4,8 @@ Signatures:
   serving_default(examples: string[batch] serialized tf.Example with user_id, history and any
     user side features) → item_ids string[batch, k], scores float[batch, k];
   recommend(user_id: string[batch], history: string[batch, n] padded with '') → same outputs;
+  recommend_with_features(user_id, history as above, age: int64[batch], gender, occupation,
+    zip_code: string[batch]) → same outputs;
   score(examples: string[batch] serialized tf.Example with user and item features) →
     rating float[batch].
 Top-k runs over the whole catalogue with a TFRS BruteForce index and excludes the items of the
@@ -21,6 +23,7 @@ from models import towers
 
 SERVING_SIGNATURE = 'serving_default'
 RECOMMEND_SIGNATURE = 'recommend'
+RECOMMEND_WITH_FEATURES_SIGNATURE = 'recommend_with_features'
 SCORE_SIGNATURE = 'score'
 
 
@@ -100,6 +103,22 @@ class ServingModule(tf.Module):
   def recommend(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend(self._raw_query(user_id, history))
 
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name='user_id'),
+      tf.TensorSpec([None, None], tf.string, name='history'),
+      tf.TensorSpec([None], tf.int64, name=features.AGE),
+      tf.TensorSpec([None], tf.string, name=features.GENDER),
+      tf.TensorSpec([None], tf.string, name=features.OCCUPATION),
+      tf.TensorSpec([None], tf.string, name=features.ZIP_CODE)])
+  def recommend_with_features(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
+                              gender: tf.Tensor, occupation: tf.Tensor,
+                              zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
+    raw = self._raw_query(user_id, history)
+    for name, value in ((features.AGE, age), (features.GENDER, gender),
+                        (features.OCCUPATION, occupation), (features.ZIP_CODE, zip_code)):
+      raw[name] = tf.reshape(value, tf.shape(raw[name]))
+    return self._recommend(raw)
+
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
                                 tf.TensorSpec([None, None], tf.string, name='history')])
   def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -122,6 +141,7 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
   signatures = {
       SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
       RECOMMEND_SIGNATURE: module.recommend.get_concrete_function(),
+      RECOMMEND_WITH_FEATURES_SIGNATURE: module.recommend_with_features.get_concrete_function(),
       SCORE_SIGNATURE: module.score.get_concrete_function(),
   }
   tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -63,7 +63,21 @@ def exported(tmp_path_factory, synthetic_dataset):
 def test_signatures_are_exported(exported):
   model, _, _ = exported
   assert set(model.signatures) == {
-      export.SERVING_SIGNATURE, export.RECOMMEND_SIGNATURE, export.SCORE_SIGNATURE}
+      export.SERVING_SIGNATURE, export.RECOMMEND_SIGNATURE,
+      export.RECOMMEND_WITH_FEATURES_SIGNATURE, export.SCORE_SIGNATURE}
+
+
+def test_side_features_reach_the_query_tower(exported):
+  model, frame, _ = exported
+  history = [frame[features.ITEM_ID].iloc[:2].tolist()]
+  recommend = model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE]
+  def scores(age, gender):
+    return recommend(user_id=tf.constant(['new-user']), history=tf.constant(history),
+                     age=tf.constant([age], tf.int64), gender=tf.constant([gender]),
+                     occupation=tf.constant(['artist']),
+                     zip_code=tf.constant(['12345']))['scores'].numpy()
+  assert scores(25, 'F').shape == (1, TOP_K)
+  assert not np.allclose(scores(25, 'F'), scores(60, 'M'))
 
 
 def test_serving_default_returns_top_k_without_history(exported):
@@ -102,3 +116,13 @@ def test_score_predicts_a_rating_per_example(exported):
               for row in frame.iloc[:3].to_dict('records')]
   rating = model.signatures[export.SCORE_SIGNATURE](examples=tf.constant(examples))['rating']
   assert rating.shape == (3,) and np.all(np.isfinite(rating.numpy()))
+
+
+def test_rank_catalogue_ranks_every_item_consistently_with_recommend(exported):
+  model, _, catalogue = exported
+  ranked = model.rank_catalogue(user_id=tf.constant(['no-such-user']),
+                                history=tf.constant([['']]))['item_ids'].numpy().astype(str)[0]
+  assert sorted(ranked) == sorted(catalogue[features.ITEM_ID])
+  top = model.signatures[export.RECOMMEND_SIGNATURE](
+      user_id=tf.constant(['no-such-user']), history=tf.constant([['']]))['item_ids']
+  np.testing.assert_array_equal(top.numpy().astype(str)[0], ranked[:TOP_K])
