@@ -26,6 +26,11 @@ class TwoTowerModel(tfrs.Model):
         tf.keras.layers.Dense(size.rating_hidden_units, activation='relu'),
         tf.keras.layers.Dense(1, bias_initializer=tf.keras.initializers.Constant(stats.mean_rating)),
     ], name='rating_head')
+    # Rating = head(query, candidate) + user bias + item bias, as in biased matrix factorisation.
+    self.user_bias = tf.keras.layers.Embedding(vocab.users, 1, embeddings_initializer='zeros',
+                                               name='user_bias')
+    self.item_bias = tf.keras.layers.Embedding(vocab.items, 1, embeddings_initializer='zeros',
+                                               name='item_bias')
     self.retrieval_task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
     self.rating_task = tfrs.tasks.Ranking(
         loss=tf.keras.losses.MeanSquaredError(),
@@ -44,14 +49,18 @@ class TwoTowerModel(tfrs.Model):
     return self.candidate_tower(towers.select(inputs, towers.CANDIDATE_FEATURES),
                                 training=training)
 
-  def predict_rating(self, queries: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
-    return tf.squeeze(self.rating_head(tf.concat([queries, candidates], axis=1)), axis=1)
+  def predict_rating(self, inputs: Dict[str, tf.Tensor], queries: tf.Tensor,
+                     candidates: tf.Tensor) -> tf.Tensor:
+    rating = (self.rating_head(tf.concat([queries, candidates], axis=1))
+              + self.user_bias(inputs[features.USER_INDEX])
+              + self.item_bias(inputs[features.ITEM_INDEX]))
+    return tf.squeeze(rating, axis=1)
 
   def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
     queries = self.embed_queries(inputs, training)
     candidates = self.embed_candidates(inputs, training)
     return {'queries': queries, 'candidates': candidates,
-            'rating': self.predict_rating(queries, candidates)}
+            'rating': self.predict_rating(inputs, queries, candidates)}
 
   def compute_loss(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     outputs = self(inputs, training=training)

@@ -37,7 +37,7 @@ STUDENT = hparams.TowerHParams(
     embedding_dim=16, hidden_units=0, rating_hidden_units=16, history_encoder='mean',
     attention_layers=0, attention_heads=0, dropout=0.0)
 TRAINING = hparams.TrainingHParams(
-    epochs=5, batch_size=512, learning_rate=0.002, retrieval_weight=1.0, rating_weight=0.5,
+    epochs=5, batch_size=512, learning_rate=0.002, retrieval_weight=1.0, rating_weight=100.0,
     popularity_correction=True, seed=42)
 EXPORT = hparams.ExportHParams(top_k=100)
 
