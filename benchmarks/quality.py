@@ -113,7 +113,8 @@ def benchmark(data_source: str, output_dir: str) -> List[dict]:
   started = time.time()
   model, scores = id_retrieval.train_and_score(train, eval_data.users, eval_data.items)
   rows.append(row('tfrs_id_baseline', evaluation.ranking_metrics(scores, eval_data), None,
-                  int(model.count_params()), None, time.time() - started))
+                  model.user_model.count_params() + model.item_model.count_params(), None,
+                  time.time() - started))
 
   result = local_runner.run(data_source, output_dir)
   trained = latest_trainer_run(result['pipeline_root'])

@@ -43,6 +43,7 @@ class TrainingHParams:
   """How a model is trained."""
   epochs: int
   batch_size: int
+  shuffle_buffer_size: int  # examples are written grouped by user: shuffle across users
   learning_rate: float
   retrieval_weight: float
   rating_weight: float

@@ -7,16 +7,20 @@ import tensorflow as tf
 from tfx_bsl.public import tfxio
 
 from models import features
+from models import hparams
 from models import towers
 
 
 def transformed_dataset(file_patterns: List[str], data_accessor, tf_transform_output,
-                        batch_size: int, seed: int, shuffle: bool = True) -> tf.data.Dataset:
+                        training: hparams.TrainingHParams,
+                        shuffle: bool = True) -> tf.data.Dataset:
   """One pass over transformed examples as dicts of dense tensors."""
   return data_accessor.tf_dataset_factory(
       file_patterns,
       tfxio.TensorFlowDatasetOptions(
-          batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed, num_epochs=1),
+          batch_size=training.batch_size, shuffle=shuffle,
+          shuffle_buffer_size=training.shuffle_buffer_size, shuffle_seed=training.seed,
+          num_epochs=1),
       tf_transform_output.transformed_metadata.schema).map(_flatten_scalars)
 
 

@@ -66,7 +66,7 @@ def run_fn(fn_args) -> None:
 
   def dataset(files, shuffle=True):
     return inputs.transformed_dataset(files, fn_args.data_accessor, tf_transform_output,
-                                      training.batch_size, training.seed, shuffle)
+                                      training, shuffle)
 
   datasets = {'train': dataset(fn_args.train_files), 'eval': dataset(fn_args.eval_files, False)}
   stats = inputs.scan_train_data(

@@ -36,8 +36,10 @@ TEACHER = hparams.TowerHParams(
 STUDENT = hparams.TowerHParams(
     embedding_dim=16, hidden_units=0, rating_hidden_units=16, history_encoder='mean',
     attention_layers=0, attention_heads=0, dropout=0.0)
+# The retrieval loss is summed over the batch, the rating loss averaged: hence the rating weight.
 TRAINING = hparams.TrainingHParams(
-    epochs=5, batch_size=512, learning_rate=0.002, retrieval_weight=1.0, rating_weight=100.0,
+    epochs=5, batch_size=512, shuffle_buffer_size=100_000, learning_rate=0.002,
+    retrieval_weight=1.0, rating_weight=100.0,
     popularity_correction=True, seed=42)
 EXPORT = hparams.ExportHParams(top_k=100)
 

@@ -19,7 +19,8 @@ TRANSFORM = hparams.TransformHParams(
 SIZE = hparams.TowerHParams(
     embedding_dim=8, hidden_units=0, rating_hidden_units=8, history_encoder='transformer',
     attention_layers=1, attention_heads=2, dropout=0.0)
-TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, learning_rate=0.01,
+TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, shuffle_buffer_size=100,
+                                   learning_rate=0.01,
                                    retrieval_weight=1.0, rating_weight=0.5,
                                    popularity_correction=True, seed=1)
 TOP_K = 10

@@ -15,7 +15,8 @@ TRANSFORM = hparams.TransformHParams(
     history_length=4, item_oov_buckets=1, user_oov_buckets=1, max_genres=2, max_title_tokens=3,
     title_vocab_size=100, zip_prefix_length=2)
 TRAINING = hparams.TrainingHParams(
-    epochs=1, batch_size=4, learning_rate=0.01, retrieval_weight=1.0, rating_weight=1.0,
+    epochs=1, batch_size=4, shuffle_buffer_size=4, learning_rate=0.01, retrieval_weight=1.0,
+    rating_weight=1.0,
     popularity_correction=False, seed=3)
 STATS = inputs.TrainStats(catalogue={}, item_counts=np.ones(VOCAB.items, np.int64),
                           mean_rating=3.5)
