@@ -14,7 +14,6 @@ from tfx import v1 as tfx
 from tfx.orchestration.kubeflow import kubeflow_dag_runner
 
 from kubeflow import settings
-from pipeline import pipeline
 
 
 def run() -> None:
@@ -30,12 +29,7 @@ def run() -> None:
       kubeflow_metadata_config=kubeflow_dag_runner.get_default_kubeflow_metadata_config(),
       tfx_image=settings.PIPELINE_IMAGE)
   tfx.orchestration.experimental.KubeflowDagRunner(config=runner_config).run(
-      pipeline.create_pipeline(
-          pipeline_name=settings.PIPELINE_NAME,
-          pipeline_root=settings.PIPELINE_ROOT,
-          examples_dir=settings.DATA_ROOT,
-          serving_dir=settings.SERVING_ROOT,
-          beam_pipeline_args=settings.beam_pipeline_args()))
+      settings.create_pipeline())
 
 
 if __name__ == '__main__':

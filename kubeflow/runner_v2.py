@@ -11,7 +11,6 @@ from absl import logging
 from tfx import v1 as tfx
 
 from kubeflow import settings
-from pipeline import pipeline
 
 PIPELINE_DEFINITION_FILE = os.environ.get(
     'PIPELINE_DEFINITION_FILE', f'{settings.PIPELINE_NAME}_pipeline.json')
@@ -23,12 +22,7 @@ def run() -> None:
       default_image=settings.PIPELINE_IMAGE)
   tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=runner_config, output_filename=PIPELINE_DEFINITION_FILE).run(
-          pipeline.create_pipeline(
-              pipeline_name=settings.PIPELINE_NAME,
-              pipeline_root=settings.PIPELINE_ROOT,
-              examples_dir=settings.DATA_ROOT,
-              serving_dir=settings.SERVING_ROOT,
-              beam_pipeline_args=settings.beam_pipeline_args()))
+          settings.create_pipeline())
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ import shlex
 from typing import List
 
 from pipeline import configs
+from pipeline import pipeline
 
 PIPELINE_NAME = configs.PIPELINE_NAME
 
@@ -81,3 +82,13 @@ def beam_pipeline_args() -> List[str]:
     raise ValueError(f'Unknown BEAM_RUNNER {BEAM_RUNNER!r}; use one of '
                      f'{", ".join((DIRECT_RUNNER, DATAFLOW_RUNNER) + PORTABLE_RUNNERS)}.')
   return [f'--runner={BEAM_RUNNER}'] + args + BEAM_ARGS
+
+
+def create_pipeline():
+  """The pipeline on the cluster's roots with its Beam arguments (what both runners compile)."""
+  return pipeline.create_pipeline(
+      pipeline_name=PIPELINE_NAME,
+      pipeline_root=PIPELINE_ROOT,
+      examples_dir=DATA_ROOT,
+      serving_dir=SERVING_ROOT,
+      beam_pipeline_args=beam_pipeline_args())
