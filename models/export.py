@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from models import features
+from models import inputs
 from models import towers
 
 SERVING_SIGNATURE = 'serving_default'
@@ -64,9 +65,7 @@ class ServingModule(tf.Module):
                  num_items, self.top_k, history_length)
 
   def _transform(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    transformed = self.tft_layer(raw)
-    return {name: tf.squeeze(value, axis=1) if value.shape.rank == 2 and value.shape[1] == 1
-            else value for name, value in transformed.items()}
+    return inputs.flatten_scalars(self.tft_layer(raw))
 
   def _raw_defaults(self, batch_size: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {name: tf.fill([batch_size] + spec.shape, tf.constant(spec.default_value, spec.dtype))

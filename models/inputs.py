@@ -21,10 +21,10 @@ def transformed_dataset(file_patterns: List[str], data_accessor, tf_transform_ou
           batch_size=training.batch_size, shuffle=shuffle,
           shuffle_buffer_size=training.shuffle_buffer_size, shuffle_seed=training.seed,
           num_epochs=1),
-      tf_transform_output.transformed_metadata.schema).map(_flatten_scalars)
+      tf_transform_output.transformed_metadata.schema).map(flatten_scalars)
 
 
-def _flatten_scalars(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+def flatten_scalars(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   """[batch, 1] scalar features → [batch] (sequence features keep their length)."""
   return {name: tf.squeeze(value, axis=1) if value.shape.rank == 2 and value.shape[1] == 1
           else value for name, value in batch.items()}
