@@ -195,6 +195,6 @@ def test_exports_hold_the_inference_graph_only_and_the_student_is_int8(export_di
     assert not [name for name in dtypes if 'optimizer/' in name]
   assert tf.int8 not in teacher_dtypes.values()
   int8_names = [name for name, dtype in student_dtypes.items() if dtype == tf.int8]
-  assert any('item_embedding' in name for name in int8_names)
-  assert any('user_embedding' in name for name in int8_names)
-  assert any('int8_candidates' in name for name in int8_names)
+  # Checkpoint keys name object paths: the user, item and side-feature tables, and the index.
+  assert sum('int8_embeddings' in name for name in int8_names) >= 4
+  assert sum('int8_candidates' in name for name in int8_names) == 1
