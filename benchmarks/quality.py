@@ -3,8 +3,11 @@
     python -m benchmarks.quality --data DATA --output OUTPUT --bench-out results.json
 
 Trains popularity, EASE and the TFRS ID-only baseline here; runs the pipeline (cached when its
-inputs are unchanged) for the teacher and the student; evaluates every model on the test split
-with `models.evaluation` (full-catalogue ranking, seen items excluded) and prints one table.
+inputs are unchanged; with the student also trained without the teacher) for the teacher, the
+scratch student, the distilled fp32 student and the distilled int8 student; evaluates every model
+on the test split with `models.evaluation` (full-catalogue ranking, seen items excluded) and
+prints one table. `fidelity@10` is the mean share of the teacher's top 10 (seen items excluded)
+that a model also puts in its top 10; `train_s` of student_int8 is distillation + QAT.
 """
 import argparse
 import glob
@@ -31,19 +34,24 @@ from pipeline.data import loaders
 from pipeline.data import prepare
 from pipeline.data import split
 
-COLUMNS = evaluation.METRIC_KEYS + ['rmse', 'params', 'bytes', 'train_s']
+COLUMNS = evaluation.METRIC_KEYS + ['rmse', 'fidelity@10', 'params', 'bytes', 'train_s']
+PIPELINE_MODELS = ('teacher', 'student_scratch', 'student_fp32', 'student_int8')
 BATCH = 256
 
 
-def saved_model_bytes(path: str) -> int:
-  """Bytes of a SavedModel's variables (what serving keeps in memory)."""
-  return sum(os.path.getsize(f) for f in glob.glob(os.path.join(path, 'variables', '*')))
-
-
 def row(model: str, metrics: Dict[str, float], rmse: Optional[float], params: Optional[int],
-        size: Optional[int], train_s: Optional[float]) -> dict:
-  return {'model': model, **metrics, 'rmse': rmse, 'params': params, 'bytes': size,
-          'train_s': train_s}
+        size: Optional[int], train_s: Optional[float], fidelity: Optional[float] = None) -> dict:
+  return {'model': model, **metrics, 'rmse': rmse, 'fidelity@10': fidelity, 'params': params,
+          'bytes': size, 'train_s': train_s}
+
+
+def unseen_top(rankings: List[List[str]], histories: List[List[str]], k: int = 10) -> List[set]:
+  """Each user's k best items that are not in their history."""
+  tops = []
+  for ranking, history in zip(rankings, histories):
+    seen = set(history)
+    tops.append(set([item for item in ranking if item not in seen][:k]))
+  return tops
 
 
 def query_histories(frame: pd.DataFrame, splits: pd.Series, eval_data) -> List[List[str]]:
@@ -54,7 +62,17 @@ def query_histories(frame: pd.DataFrame, splits: pd.Series, eval_data) -> List[L
   return [items.get(user, []) for user in eval_data.users]
 
 
-def saved_model_rankings(model, eval_data, histories: List[List[str]]) -> List[List[str]]:
+def user_side_features(dataset: loaders.Dataset, users) -> Dict[str, np.ndarray]:
+  """The evaluated users' side features, as `rank_catalogue` takes them (defaults if unknown)."""
+  table = dataset.users if dataset.users is not None else pd.DataFrame(
+      columns=list(export.SIDE_FEATURES))
+  table = table.reindex(pd.Index(users, name=features.USER_ID))
+  return {name: table[name].fillna(features.default_value(name)).to_numpy().astype(
+      np.int64 if name in features.INT_FEATURES else str) for name in export.SIDE_FEATURES}
+
+
+def saved_model_rankings(model, eval_data, histories: List[List[str]],
+                         side_features: Dict[str, np.ndarray]) -> List[List[str]]:
   """Every evaluated user's full catalogue ranking from the SavedModel."""
   rank = model.rank_catalogue
   rankings = []
@@ -63,7 +81,9 @@ def saved_model_rankings(model, eval_data, histories: List[List[str]]) -> List[L
     batch = histories[start:start + BATCH]
     width = max(1, max(len(h) for h in batch))
     padded = [h + [''] * (width - len(h)) for h in batch]
-    item_ids = rank(user_id=tf.constant(users), history=tf.constant(padded))['item_ids']
+    item_ids = rank(user_id=tf.constant(users), history=tf.constant(padded),
+                    **{name: tf.constant(values[start:start + BATCH])
+                       for name, values in side_features.items()})['item_ids']
     rankings.extend(list(ids) for ids in item_ids.numpy().astype(str))
   return rankings
 
@@ -87,7 +107,10 @@ def latest_trainer_run(pipeline_root: str) -> Dict[str, str]:
   run_id = max((os.path.basename(r) for r in runs), key=int)
   model_run = os.path.join(pipeline_root, 'Trainer', 'model_run', run_id)
   return {'teacher': os.path.join(model_run, run_fn.TEACHER_DIR),
-          'student': os.path.join(pipeline_root, 'Trainer', 'model', run_id, 'Format-Serving'),
+          'student_scratch': os.path.join(model_run, run_fn.STUDENT_SCRATCH_DIR),
+          'student_fp32': os.path.join(model_run, run_fn.STUDENT_FP32_DIR),
+          'student_int8': os.path.join(pipeline_root, 'Trainer', 'model', run_id,
+                                       'Format-Serving'),
           'summary': os.path.join(model_run, run_fn.SUMMARY_FILE)}
 
 
@@ -116,18 +139,25 @@ def benchmark(data_source: str, output_dir: str) -> List[dict]:
                   model.user_model.count_params() + model.item_model.count_params(), None,
                   time.time() - started))
 
-  result = local_runner.run(data_source, output_dir)
+  result = local_runner.run(data_source, output_dir, train_student_scratch=True)
   trained = latest_trainer_run(result['pipeline_root'])
   with open(trained['summary']) as f:
     summary = json.load(f)
   histories = query_histories(frame, splits, eval_data)
+  side_features = user_side_features(dataset, eval_data.users)
   test_file = os.path.join(result['examples'], features.TEST_SPLIT, prepare.DATA_FILE)
-  for name in ('teacher', 'student'):
+  teacher_top = None
+  for name in PIPELINE_MODELS:
     model = tf.saved_model.load(trained[name])
-    metrics = evaluation.ranking_metrics_from_topk(
-        saved_model_rankings(model, eval_data, histories), eval_data)
-    rows.append(row(name, metrics, saved_model_rmse(model, test_file), summary[name]['params'],
-                    saved_model_bytes(trained[name]), summary[name]['train_s']))
+    rankings = saved_model_rankings(model, eval_data, histories, side_features)
+    top = unseen_top(rankings, histories)
+    teacher_top = teacher_top or top
+    fidelity = float(np.mean([len(a & b) / 10 for a, b in zip(teacher_top, top)]))
+    train_s = summary[name]['train_s'] + (summary['student_fp32']['train_s']
+                                          if name == 'student_int8' else 0.0)
+    rows.append(row(name, evaluation.ranking_metrics_from_topk(rankings, eval_data),
+                    saved_model_rmse(model, test_file), summary[name]['params'],
+                    run_fn.saved_model_bytes(trained[name]), train_s, fidelity))
   return rows
 
 

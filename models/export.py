@@ -30,6 +30,7 @@ SERVING_SIGNATURE = 'serving_default'
 RECOMMEND_SIGNATURE = 'recommend'
 RECOMMEND_WITH_FEATURES_SIGNATURE = 'recommend_with_features'
 SCORE_SIGNATURE = 'score'
+SIDE_FEATURES = (features.AGE, features.GENDER, features.OCCUPATION, features.ZIP_CODE)
 
 
 def _serving_raw_spec(tf_transform_output) -> Dict[str, tf.io.FixedLenFeature]:
@@ -103,8 +104,10 @@ class ServingModule(tf.Module):
   def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend(tf.io.parse_example(examples, self.raw_spec))
 
-  def _raw_query(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Raw features of queries given as user ids and ''-padded history id matrices."""
+  def _raw_query(self, user_id: tf.Tensor, history: tf.Tensor,
+                 *side_features: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Raw features of queries given as user ids and ''-padded history id matrices, and
+    optionally age, gender, occupation and zip code."""
     raw = self._raw_defaults(tf.shape(user_id)[0])
     joined = tf.strings.strip(tf.strings.reduce_join(history, axis=1,
                                                      separator=features.HISTORY_SEPARATOR))
@@ -112,6 +115,8 @@ class ServingModule(tf.Module):
     joined = tf.strings.regex_replace(joined, ' +', features.HISTORY_SEPARATOR)
     raw[features.USER_ID] = tf.reshape(user_id, tf.shape(raw[features.USER_ID]))
     raw[features.HISTORY] = tf.reshape(joined, tf.shape(raw[features.HISTORY]))
+    for name, value in zip(SIDE_FEATURES, side_features):
+      raw[name] = tf.reshape(value, tf.shape(raw[name]))
     return raw
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
@@ -132,19 +137,24 @@ class ServingModule(tf.Module):
   def recommend_with_features(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor,
                               age: tf.Tensor, gender: tf.Tensor, occupation: tf.Tensor,
                               zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
-    raw = self._raw_query(user_id, history)
-    for name, value in ((features.AGE, age), (features.GENDER, gender),
-                        (features.OCCUPATION, occupation), (features.ZIP_CODE, zip_code)):
-      raw[name] = tf.reshape(value, tf.shape(raw[name]))
-    return self._recommend(raw, k)
+    return self._recommend(
+        self._raw_query(user_id, history, age, gender, occupation, zip_code), k)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
-                                tf.TensorSpec([None, None], tf.string, name='history')])
-  def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name='user_id'),
+      tf.TensorSpec([None, None], tf.string, name='history'),
+      tf.TensorSpec([None], tf.int64, name=features.AGE),
+      tf.TensorSpec([None], tf.string, name=features.GENDER),
+      tf.TensorSpec([None], tf.string, name=features.OCCUPATION),
+      tf.TensorSpec([None], tf.string, name=features.ZIP_CODE)])
+  def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
+                     gender: tf.Tensor, occupation: tf.Tensor,
+                     zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Every catalogue item, best first, without exclusions: for offline evaluation, where the
-    protocol excludes all seen items (not a serving signature)."""
-    scores, item_ids = self.index(self._embed_queries(self._raw_query(user_id, history)),
-                                  k=self.num_items)
+    protocol excludes all seen items (not a serving signature). Side features as in
+    `recommend_with_features` (0 / 'UNKNOWN' when not known)."""
+    raw = self._raw_query(user_id, history, age, gender, occupation, zip_code)
+    scores, item_ids = self.index(self._embed_queries(raw), k=self.num_items)
     return {'item_ids': item_ids, 'scores': scores}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])

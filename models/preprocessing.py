@@ -25,6 +25,15 @@ def _dense_numbers(x: tf.Tensor) -> tf.Tensor:
   return tf.cast(tf.reshape(x, [-1]), tf.float32)
 
 
+def _z_score_of_known(x: tf.Tensor) -> tf.Tensor:
+  """z-score over the known (positive) values; 0, the mean, where the value is unknown (0, as
+  requests that leave out age or data without a release year give)."""
+  known = x > 0
+  values = tf.boolean_mask(x, known)
+  mean, variance = tft.mean(values), tft.var(values)
+  return tf.where(known, (x - mean) / tf.sqrt(tf.maximum(variance, 1e-6)), 0.0)
+
+
 def _tokens(x: tf.Tensor, separator: str) -> tf.RaggedTensor:
   """Non-empty tokens of each string ('' has none)."""
   tokens = tf.strings.split(x, separator)
@@ -77,8 +86,8 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
       features.OCCUPATION_INDEX: _vocab_index(
           _dense_strings(inputs[features.OCCUPATION]), features.OCCUPATION_VOCAB),
       features.ZIP_INDEX: _vocab_index(zip_prefix, features.ZIP_VOCAB),
-      features.AGE_Z: tft.scale_to_z_score(_dense_numbers(inputs[features.AGE])),
-      features.YEAR_Z: tft.scale_to_z_score(_dense_numbers(inputs[features.YEAR])),
+      features.AGE_Z: _z_score_of_known(_dense_numbers(inputs[features.AGE])),
+      features.YEAR_Z: _z_score_of_known(_dense_numbers(inputs[features.YEAR])),
       features.GENRE_INDICES: _padded_indices(genres, genre_vocab, config.max_genres, 1),
       features.TITLE_INDICES: _padded_indices(
           titles, title_vocab, config.max_title_tokens, 1),

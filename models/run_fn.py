@@ -35,6 +35,7 @@ from models import towers
 from models import two_tower
 
 TEACHER_DIR = 'teacher'
+STUDENT_SCRATCH_DIR = 'student_scratch'
 STUDENT_FP32_DIR = 'student_fp32'
 TFLITE_FILE = 'student_int8.tflite'
 TENSORBOARD_DIR = 'tensorboard'
@@ -115,11 +116,21 @@ def run_fn(fn_args) -> None:
     fit(name, phase, model, datasets, epochs, model_run_dir, summary)
     return student_model
 
-  student_fp32 = distil(
-      'student_fp32', 'distillation',
-      student.build_core(vocab, hparams.from_dict(hparams.TowerHParams, config['student']),
-                         transform, stats.mean_rating),
-      distillation.epochs, distillation.learning_rate)
+  def student_core():
+    return student.build_core(vocab, hparams.from_dict(hparams.TowerHParams, config['student']),
+                              transform, stats.mean_rating)
+
+  models = {}
+  if config.get('train_student_scratch'):
+    # The reference the distilled student is measured against: same student, no teacher.
+    scratch = two_tower.TwoTowerModel(student_core(), training, stats)
+    scratch.compile(optimizer=tf.keras.optimizers.Adam(distillation.learning_rate))
+    fit('student_scratch', 'student_scratch', scratch, datasets, distillation.epochs,
+        model_run_dir, summary)
+    models['student_scratch'] = (scratch, os.path.join(model_run_dir, STUDENT_SCRATCH_DIR), False)
+
+  student_fp32 = distil('student_fp32', 'distillation', student_core(), distillation.epochs,
+                        distillation.learning_rate)
   student_qat = distil(
       'student_int8', 'quantization_aware_training',
       quantization.quantize_dense_layers(student_fp32.core, student.CUSTOM_OBJECTS),
@@ -127,11 +138,11 @@ def run_fn(fn_args) -> None:
   student_int8 = two_tower.TwoTowerModel(
       quantization.int8_embeddings(student_qat.core, student.CUSTOM_OBJECTS), training, stats)
 
-  models = {
+  models.update({
       'teacher': (teacher_model, os.path.join(model_run_dir, TEACHER_DIR), False),
       'student_fp32': (student_fp32, os.path.join(model_run_dir, STUDENT_FP32_DIR), False),
       'student_int8': (student_int8, fn_args.serving_model_dir, True),
-  }
+  })
   for name, (model, directory, int8) in models.items():
     export.export_saved_model(model, tf_transform_output, stats.catalogue, top_k,
                               transform.history_length, directory, int8_index=int8)
@@ -142,7 +153,7 @@ def run_fn(fn_args) -> None:
                                     datasets['eval'], len(stats.catalogue[features.ITEM_ID]),
                                     EVAL_USERS)
   tops = {}
-  for name, (model, directory, int8) in models.items():
+  for name, (model, directory, int8) in sorted(models.items(), key=lambda m: m[0] != 'teacher'):
     metrics, tops[name] = eval_split.ranking(model, eval_queries, stats.catalogue, int8)
     summary[name] = {
         **summary.get(name, {}),

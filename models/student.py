@@ -13,30 +13,6 @@ from models import hparams
 from models import towers
 
 
-class RecencyWeightedPooling(tf.keras.layers.Layer):
-  """Weighted mean of right-padded sequence embeddings, with one learnt weight per recency
-  (0 = the latest item): as cheap as a mean, but recent items can count more."""
-
-  def __init__(self, length: int, **kwargs):
-    super().__init__(**kwargs)
-    self.length = length
-
-  def build(self, input_shape):
-    self.recency_logits = self.add_weight(name='recency_logits', shape=(self.length,),
-                                          initializer='zeros')
-
-  def call(self, embeddings: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
-    present = tf.not_equal(indices, features.PADDING_INDEX)
-    count = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True)
-    recency = tf.maximum(count - 1 - tf.range(tf.shape(indices)[1])[None, :], 0)
-    weights = tf.exp(tf.gather(self.recency_logits, recency)) * tf.cast(present, tf.float32)
-    weights /= tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-9)
-    return tf.reduce_sum(embeddings * weights[..., None], axis=1)
-
-  def get_config(self):
-    return {**super().get_config(), 'length': self.length}
-
-
 def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
                transform: hparams.TransformHParams, mean_rating: float) -> tf.keras.Model:
   """The student's functional core (see `models.towers`)."""
@@ -50,7 +26,7 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   user = towers.index_input(features.USER_INDEX)
   history = towers.index_input(features.HISTORY_INDICES, transform.history_length)
   side_inputs, side_values = towers.user_side_features(vocab, small)
-  pooled_history = RecencyWeightedPooling(transform.history_length, name='history_pooling')(
+  pooled_history = towers.RecencyWeightedPooling(transform.history_length, name='history_pooling')(
       item_embedding(history), history)
   query = tf.keras.layers.Dense(dim, name='query_output')(
       tf.keras.layers.Concatenate(name='query_features')([
@@ -69,5 +45,5 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
                            rating, name='student')
 
 
-CUSTOM_OBJECTS = {'RecencyWeightedPooling': RecencyWeightedPooling,
+CUSTOM_OBJECTS = {'RecencyWeightedPooling': towers.RecencyWeightedPooling,
                   'MaskedMeanPooling': towers.MaskedMeanPooling}

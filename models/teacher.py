@@ -68,9 +68,11 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
     history_items = _transformer(history_items, history, size, transform.history_length)
   elif size.history_encoder != 'mean':
     raise ValueError(f'unknown history_encoder {size.history_encoder!r}')
+  history_pooling = towers.RecencyWeightedPooling(transform.history_length,
+                                                  name='history_pooling')
   query = _project(tf.keras.layers.Concatenate(name='query_features')([
       tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user),
-      pool(history_items, history), *side_values]), size, 'query')
+      history_pooling(history_items, history), *side_values]), size, 'query')
 
   item = towers.index_input(features.ITEM_INDEX)
   genres, genre_values = towers.pooled_genres(vocab, small, transform.max_genres, pool)

@@ -59,6 +59,30 @@ class MaskedMeanPooling(tf.keras.layers.Layer):
     return tf.reduce_sum(embeddings * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
 
+class RecencyWeightedPooling(tf.keras.layers.Layer):
+  """Weighted mean of right-padded sequence embeddings, with one learnt weight per recency
+  (0 = the latest item): as cheap as a mean, but recent items can count more."""
+
+  def __init__(self, length: int, **kwargs):
+    super().__init__(**kwargs)
+    self.length = length
+
+  def build(self, input_shape):
+    self.recency_logits = self.add_weight(name='recency_logits', shape=(self.length,),
+                                          initializer='zeros')
+
+  def call(self, embeddings: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    present = tf.not_equal(indices, features.PADDING_INDEX)
+    count = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True)
+    recency = tf.maximum(count - 1 - tf.range(tf.shape(indices)[1])[None, :], 0)
+    weights = tf.exp(tf.gather(self.recency_logits, recency)) * tf.cast(present, tf.float32)
+    weights /= tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-9)
+    return tf.reduce_sum(embeddings * weights[..., None], axis=1)
+
+  def get_config(self):
+    return {**super().get_config(), 'length': self.length}
+
+
 def side_dim(embedding_dim: int) -> int:
   """Width of the small side-feature embeddings (gender, occupation, zip, genres, titles)."""
   return max(2, embedding_dim // 4)

@@ -11,8 +11,12 @@ from models import hparams
 from pipeline import configs
 
 
-def trainer_config() -> dict:
-  """Hyper-parameters handed to `run_fn` (and part of the Trainer's cache key)."""
+def trainer_config(train_student_scratch: bool = False) -> dict:
+  """Hyper-parameters handed to `run_fn` (and part of the Trainer's cache key).
+
+  `train_student_scratch` also trains the student without the teacher, as a reference for
+  benchmarks (`student_scratch` in the Trainer's model run directory).
+  """
   return {
       'transform': hparams.to_dict(configs.TRANSFORM),
       'teacher': hparams.to_dict(configs.TEACHER),
@@ -20,6 +24,7 @@ def trainer_config() -> dict:
       'training': hparams.to_dict(configs.TRAINING),
       'distillation': hparams.to_dict(configs.DISTILLATION),
       'export': hparams.to_dict(configs.EXPORT),
+      'train_student_scratch': train_student_scratch,
   }
 
 
@@ -43,6 +48,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
+                    train_student_scratch: bool = False,
                     enable_cache: bool = True) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
   Evaluator → Pusher over prepared examples in `examples_dir`/{train,eval,test}/."""
@@ -69,7 +75,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-      custom_config=trainer_config())
+      custom_config=trainer_config(train_student_scratch))
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],

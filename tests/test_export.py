@@ -1,9 +1,13 @@
 """The export contract: signatures, top-k over the catalogue, history exclusion, unknown users."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
 
 from models import export
 from models import features
@@ -13,6 +17,7 @@ from models import distiller
 from models import quantization
 from models import student
 from models import teacher
+from models import tflite_export
 from models import towers
 from models import two_tower
 from pipeline.data import prepare
@@ -86,13 +91,17 @@ def _int8_student(trained) -> two_tower.TwoTowerModel:
 
 @pytest.fixture(scope='module')
 def export_dirs(trained):
-  """The teacher and the int8 student exported with the same contract."""
+  """The teacher and the int8 student exported with the same contract; the student as TFLite."""
   dirs = {}
+  student_int8 = _int8_student(trained)
   for name, model, int8 in (('teacher', trained['teacher'], False),
-                            ('student_int8', _int8_student(trained), True)):
+                            ('student_int8', student_int8, True)):
     dirs[name] = str(trained['directory'] / name)
     export.export_saved_model(model, trained['tf_transform_output'], trained['stats'].catalogue,
                               TOP_K, TRANSFORM.history_length, dirs[name], int8_index=int8)
+  dirs['tflite'] = str(trained['directory'] / 'student.tflite')
+  tflite_export.export_tflite(student_int8, trained['stats'].catalogue, TRANSFORM.history_length,
+                              TOP_K, dirs['tflite'])
   return dirs
 
 
@@ -163,11 +172,12 @@ def test_score_predicts_a_rating_per_example(exported):
 
 def test_rank_catalogue_ranks_every_item_consistently_with_recommend(exported):
   model, _, catalogue = exported
-  ranked = model.rank_catalogue(user_id=tf.constant(['no-such-user']),
-                                history=tf.constant([['']]))['item_ids'].numpy().astype(str)[0]
+  query = {'user_id': tf.constant(['no-such-user']), 'history': tf.constant([['']]),
+           'age': tf.constant([30], tf.int64), 'gender': tf.constant(['F']),
+           'occupation': tf.constant(['artist']), 'zip_code': tf.constant(['12345'])}
+  ranked = model.rank_catalogue(**query)['item_ids'].numpy().astype(str)[0]
   assert sorted(ranked) == sorted(catalogue[features.ITEM_ID])
-  top = model.signatures[export.RECOMMEND_SIGNATURE](
-      user_id=tf.constant(['no-such-user']), history=tf.constant([['']]), k=TOP_K)['item_ids']
+  top = model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE](**query, k=TOP_K)['item_ids']
   np.testing.assert_array_equal(top.numpy().astype(str)[0], ranked[:TOP_K])
 
 
@@ -198,3 +208,43 @@ def test_exports_hold_the_inference_graph_only_and_the_student_is_int8(export_di
   # Checkpoint keys name object paths: the user, item and side-feature tables, and the index.
   assert sum('int8_embeddings' in name for name in int8_names) >= 4
   assert sum('int8_candidates' in name for name in int8_names) == 1
+
+
+def test_tflite_student_agrees_with_its_saved_model(export_dirs, trained):
+  saved_model = tf.saved_model.load(export_dirs['student_int8'])
+  recommend = saved_model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE]
+  runner = tf.lite.Interpreter(export_dirs['tflite']).get_signature_runner()
+  frame, columns = trained['frame'], trained['columns']
+  overlaps = []
+  for row in range(0, len(frame), len(frame) // 20):  # a sample of 20 queries
+    raw = frame.iloc[row]
+    expected = recommend(
+        user_id=tf.constant([raw[features.USER_ID]]),
+        history=tf.constant([raw[features.HISTORY].split() or ['']]), k=10,
+        age=tf.constant([raw[features.AGE]], tf.int64),
+        gender=tf.constant([raw[features.GENDER]]),
+        occupation=tf.constant([raw[features.OCCUPATION]]),
+        zip_code=tf.constant([str(raw[features.ZIP_CODE])]))['item_ids'].numpy()[0]
+    got = runner(**{name: columns[name][row:row + 1]
+                    for name in runner.get_input_details()})['item_ids'][0][:10]
+    overlaps.append(len(set(expected) & set(got)) / 10)
+  assert np.mean(overlaps) >= 0.9, overlaps
+
+
+def test_saved_model_cli_lists_the_signatures_without_custom_ops(export_dirs):
+  cli = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
+  for name in ('teacher', 'student_int8'):
+    shown = subprocess.run([cli, 'show', '--dir', export_dirs[name], '--all'],
+                           capture_output=True, text=True, check=True).stdout
+    for signature in (export.SERVING_SIGNATURE, export.RECOMMEND_SIGNATURE,
+                      export.RECOMMEND_WITH_FEATURES_SIGNATURE, export.SCORE_SIGNATURE):
+      assert f"signature_def['{signature}']" in shown
+    # Every op is a stock TensorFlow op (what TF Serving links), none from an extra library.
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dirs[name], 'saved_model.pb'), 'rb') as f:
+      saved_model.ParseFromString(f.read())
+    graph = saved_model.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def}
+    functions = {function.signature.name for function in graph.library.function}
+    assert not [op for op in ops - functions if op_def_registry.get(op) is None]
