@@ -5,6 +5,7 @@ same definitions serve the local runner, the tests and the Kubeflow runners.
 """
 import os
 
+from components import gates
 from models import hparams
 
 PIPELINE_NAME = 'recsys-distill'
@@ -45,6 +46,10 @@ EXPORT = hparams.ExportHParams(top_k=100)
 
 # Evaluator: the student's rating signature must be at least this good on the eval split.
 RMSE_UPPER_BOUND = 1.5
+
+# Release gates (components/): what the pushed candidate must reach on the test split.
+RETRIEVAL_GATES = gates.RetrievalGates(min_ndcg_ratio=0.95, max_size_ratio=0.10, min_ndcg=0.05)
+LATENCY_REQUESTS = 200  # timed single-request calls of each SavedModel's serving signature
 
 # Beam for the local runner: in-process is fastest for data that fits one machine.
 LOCAL_BEAM_PIPELINE_ARGS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']

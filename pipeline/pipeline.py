@@ -5,6 +5,8 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components import gates
+from components.retrieval_evaluator import component as retrieval_evaluator_lib
 from models import export
 from models import features
 from models import hparams
@@ -42,9 +44,14 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
+                    retrieval_gates: gates.RetrievalGates = configs.RETRIEVAL_GATES,
                     enable_cache: bool = True) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
-  Evaluator → Pusher over prepared examples in `examples_dir`/{train,eval,test}/."""
+  Evaluator → RetrievalEvaluator → Pusher over prepared examples in
+  `examples_dir`/{train,eval,test}/.
+
+  The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
+  Evaluator blessed the model's rating metrics."""
   example_gen = tfx.components.ImportExampleGen(
       input_base=examples_dir,
       input_config=tfx.proto.Input(splits=[
@@ -73,9 +80,16 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       eval_config=eval_config(rmse_upper_bound))
+  retrieval_evaluator = retrieval_evaluator_lib.RetrievalEvaluator(
+      examples=example_gen.outputs['examples'],
+      model=trainer.outputs['model'],
+      model_run=trainer.outputs['model_run'],
+      evaluator_blessing=evaluator.outputs['blessing'],
+      gates=retrieval_gates,
+      latency_requests=configs.LATENCY_REQUESTS)
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
-      model_blessing=evaluator.outputs['blessing'],
+      model_blessing=retrieval_evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=os.path.join(serving_dir, configs.MODEL_NAME))))
@@ -84,7 +98,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                  trainer, evaluator, pusher],
+                  trainer, evaluator, retrieval_evaluator, pusher],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)
