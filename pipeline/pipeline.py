@@ -7,6 +7,7 @@ from tfx import v1 as tfx
 
 from components import gates
 from components.retrieval_evaluator import component as retrieval_evaluator_lib
+from components.run_report import component as run_report_lib
 from models import export
 from models import features
 from models import hparams
@@ -47,7 +48,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
                     retrieval_gates: gates.RetrievalGates = configs.RETRIEVAL_GATES,
                     enable_cache: bool = True) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
-  Evaluator → RetrievalEvaluator → Pusher over prepared examples in
+  Evaluator → RetrievalEvaluator → Pusher → RunReport over prepared examples in
   `examples_dir`/{train,eval,test}/.
 
   The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
@@ -93,12 +94,19 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=os.path.join(serving_dir, configs.MODEL_NAME))))
+  report = run_report_lib.RunReport(
+      retrieval_evaluation=retrieval_evaluator.outputs['evaluation'],
+      statistics=statistics_gen.outputs['statistics'],
+      evaluation=evaluator.outputs['evaluation'],
+      model_run=trainer.outputs['model_run'],
+      pushed_model=pusher.outputs['pushed_model'],
+      title=f'{pipeline_name} run report')
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                  trainer, evaluator, retrieval_evaluator, pusher],
+                  trainer, evaluator, retrieval_evaluator, pusher, report],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

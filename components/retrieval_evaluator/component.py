@@ -20,15 +20,11 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
 
+from components import artifacts
 from components import gates as gates_lib
 from components.retrieval_evaluator import executor
 
 DEFAULT_LATENCY_REQUESTS = 200
-
-
-class RetrievalEvaluation(types.Artifact):
-  """metrics.json of a retrieval evaluation (see `evaluate.evaluate` and the executor)."""
-  TYPE_NAME = 'RetrievalEvaluation'
 
 
 class RetrievalEvaluatorSpec(component_spec.ComponentSpec):
@@ -45,7 +41,7 @@ class RetrievalEvaluatorSpec(component_spec.ComponentSpec):
           type=standard_artifacts.ModelBlessing, optional=True),
   }
   OUTPUTS = {
-      executor.EVALUATION_KEY: component_spec.ChannelParameter(type=RetrievalEvaluation),
+      executor.EVALUATION_KEY: component_spec.ChannelParameter(type=artifacts.RetrievalEvaluation),
       executor.BLESSING_KEY: component_spec.ChannelParameter(
           type=standard_artifacts.ModelBlessing),
   }
@@ -75,6 +71,6 @@ class RetrievalEvaluator(base_component.BaseComponent):
         evaluator_blessing=evaluator_blessing,
         gates=json.dumps(dataclasses.asdict(gates), sort_keys=True),
         latency_requests=latency_requests,
-        evaluation=types.Channel(type=RetrievalEvaluation),
+        evaluation=types.Channel(type=artifacts.RetrievalEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)
