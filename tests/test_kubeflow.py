@@ -22,7 +22,7 @@ PVC_NAME = 'recsys-distill-claim'
 PVC_SERVING_ROOT = '/mnt/recsys-distill/serving'  # on the claim, at the default mount path
 IMAGE = 'gcr.io/test-project/recsys-distill:test'
 COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
-              'Trainer', 'Evaluator', 'Pusher')
+              'Trainer', 'Evaluator', 'RetrievalEvaluator', 'Pusher', 'RunReport')
 UPSTREAM = {
     'ImportExampleGen': set(),
     'StatisticsGen': {'ImportExampleGen'},
@@ -31,7 +31,9 @@ UPSTREAM = {
     'Transform': {'ImportExampleGen', 'SchemaGen'},
     'Trainer': {'Transform', 'SchemaGen'},
     'Evaluator': {'ImportExampleGen', 'Trainer'},
-    'Pusher': {'Trainer', 'Evaluator'},
+    'RetrievalEvaluator': {'ImportExampleGen', 'Trainer', 'Evaluator'},
+    'Pusher': {'Trainer', 'RetrievalEvaluator'},
+    'RunReport': {'StatisticsGen', 'Trainer', 'Evaluator', 'RetrievalEvaluator', 'Pusher'},
 }
 BEAM_COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
 SETTINGS_VARIABLES = ('PIPELINE_ROOT', 'DATA_ROOT', 'SERVING_ROOT', 'PIPELINE_IMAGE', 'BEAM_RUNNER',
