@@ -16,6 +16,7 @@ from models import features
 from pipeline import local_runner
 
 LENIENT_RMSE = 10.0
+LENIENT_AUC = 0.0
 # Tiny data trains for a few steps: the retrieval gates only ask for a student no bigger than
 # the teacher. The degraded run asks for a student of 0 bytes, which no model can be.
 LENIENT_GATES = gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=1.0, min_ndcg=0.0)
@@ -60,24 +61,22 @@ def pipeline_run(tmp_path_factory, synthetic_csv_dir):
   output = str(tmp_path_factory.mktemp('pipeline'))
   records = _Records()
   logging.getLogger().addHandler(records)
+
+  def run(**gate_settings):
+    result = local_runner.run(synthetic_csv_dir, output, rating_auc_lower_bound=LENIENT_AUC,
+                              **gate_settings)
+    result['blessing'] = _newest_blessing(result)
+    result['report_text'] = _report(result)
+    return result
+
   try:
     # Tiny data trains for a few steps only: lenient gates here, impossible ones below.
-    first = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=LENIENT_RMSE,
-                             retrieval_gates=LENIENT_GATES)
-    first['blessing'] = _newest_blessing(first)
-    first['report_text'] = _report(first)
-    second = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=LENIENT_RMSE,
-                              retrieval_gates=LENIENT_GATES)
+    first = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=LENIENT_GATES)
+    second = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=LENIENT_GATES)
     # The Evaluator re-runs (new config) on the cached model, which its RMSE bound now rejects.
-    unblessed = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=0.0,
-                                 retrieval_gates=LENIENT_GATES)
-    unblessed['blessing'] = _newest_blessing(unblessed)
-    unblessed['report_text'] = _report(unblessed)
+    unblessed = run(rmse_upper_bound=0.0, retrieval_gates=LENIENT_GATES)
     # The Evaluator blesses again (cached), the retrieval gates reject the model.
-    degraded = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=LENIENT_RMSE,
-                                retrieval_gates=IMPOSSIBLE_GATES)
-    degraded['blessing'] = _newest_blessing(degraded)
-    degraded['report_text'] = _report(degraded)
+    degraded = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=IMPOSSIBLE_GATES)
   finally:
     logging.getLogger().removeHandler(records)
   return first, second, unblessed, degraded, records.messages
