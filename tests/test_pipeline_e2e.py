@@ -128,7 +128,7 @@ def test_report_shows_metrics_charts_gates_and_the_push(pipeline_run):
   assert first['report'].endswith(os.path.join('report', 'report.html'))
   assert 'id="metrics-table"' in report and 'id="data-statistics"' in report
   for name in ('teacher', 'student_int8 (pushed candidate)', 'popularity', 'ease',
-               'root_mean_squared_error', 'ndcg_vs_teacher'):
+               'root_mean_squared_error', 'liked_auc', 'ndcg_vs_teacher'):
     assert name in report, name
   assert f'Pushed version {os.path.basename(first["pushed"])}' in report
   for chart in ('recall_curves.png', 'score_scatter.png', 'size_latency.png',
@@ -147,6 +147,7 @@ def test_unblessed_model_is_not_pushed(pipeline_run):
   assert any('Gate evaluator_blessing FAILED' in message and reason in message
              for message in messages)
   assert 'Not pushed: ' + reason in unblessed['report_text']
+  assert 'TFMA thresholds failed' in unblessed['report_text']
 
 
 def test_model_failing_the_retrieval_gates_is_not_pushed(pipeline_run):
