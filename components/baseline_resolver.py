@@ -15,6 +15,7 @@ re-runs cached and compares a new model with the one blessed before it.
 from typing import Dict, List, Optional
 
 from tfx import types
+from tfx.components.evaluator import constants as blessing_constants
 from tfx.dsl.components.common import resolver
 
 CANDIDATE_KEY = 'candidate'
@@ -27,9 +28,12 @@ def latest_blessed_before(candidates: List[types.Artifact], models: List[types.A
   """The newest model with a positive blessing and an id below every candidate's, with its
   blessing; empty lists when there is none (the first run: TFX then skips change thresholds)."""
   newest_allowed = min((candidate.id for candidate in candidates), default=None)
-  blessed = {blessing.get_int_custom_property('current_model_id'): blessing
-             for blessing in sorted(blessings, key=lambda b: b.id)
-             if blessing.get_int_custom_property('blessed') == 1}
+  blessed = {
+      blessing.get_int_custom_property(blessing_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY):
+          blessing
+      for blessing in sorted(blessings, key=lambda b: b.id)
+      if blessing.get_int_custom_property(blessing_constants.ARTIFACT_PROPERTY_BLESSED_KEY)
+      == blessing_constants.BLESSED_VALUE}
   for model in sorted(models, key=lambda m: m.id, reverse=True):
     if (newest_allowed is None or model.id < newest_allowed) and model.id in blessed:
       return {MODEL_KEY: [model], MODEL_BLESSING_KEY: [blessed[model.id]],

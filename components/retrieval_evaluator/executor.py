@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from tfx import types
+from tfx.components.evaluator import constants as blessing_constants
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
@@ -37,8 +38,6 @@ LATENCY_REQUESTS_KEY = 'latency_requests'
 METRICS_FILE = 'metrics.json'
 CANDIDATE = 'student_int8'  # the Trainer's `model`: the quantized student that is pushed
 STUDENT_FP32_DIR = 'student_fp32'  # in model_run, when the Trainer exports it
-BLESSED_FILE = 'BLESSED'
-NOT_BLESSED_FILE = 'NOT_BLESSED'
 _INTERACTION_SPEC = {
     features.USER_ID: tf.io.FixedLenFeature([], tf.string),
     features.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
@@ -93,11 +92,16 @@ def model_dirs(model: types.Artifact, model_run: types.Artifact) -> Dict[str, st
 
 def write_blessing(blessing: types.Artifact, model: types.Artifact, blessed: bool) -> None:
   """Marks `blessing` the way the Evaluator does, for the Pusher and the model resolver."""
-  io_utils.write_string_file(
-      os.path.join(blessing.uri, BLESSED_FILE if blessed else NOT_BLESSED_FILE), '')
-  blessing.set_int_custom_property('blessed', int(blessed))
-  blessing.set_string_custom_property('current_model', model.uri)
-  blessing.set_int_custom_property('current_model_id', model.id)
+  file_name = (blessing_constants.BLESSED_FILE_NAME if blessed
+               else blessing_constants.NOT_BLESSED_FILE_NAME)
+  io_utils.write_string_file(os.path.join(blessing.uri, file_name), '')
+  blessing.set_int_custom_property(
+      blessing_constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+      blessing_constants.BLESSED_VALUE if blessed else blessing_constants.NOT_BLESSED_VALUE)
+  blessing.set_string_custom_property(
+      blessing_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
+  blessing.set_int_custom_property(
+      blessing_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -119,7 +123,8 @@ class Executor(base_executor.BaseExecutor):
     if input_dict.get(EVALUATOR_BLESSING_KEY):
       upstream = artifact_utils.get_single_instance(input_dict[EVALUATOR_BLESSING_KEY])
       decisions.append(gates_lib.upstream_blessing_decision(
-          upstream.get_int_custom_property('blessed') == 1))
+          upstream.get_int_custom_property(blessing_constants.ARTIFACT_PROPERTY_BLESSED_KEY)
+          == blessing_constants.BLESSED_VALUE))
     blessed = gates_lib.all_passed(decisions)
     for decision in decisions:
       log = logging.info if decision.passed else logging.warning
