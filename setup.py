@@ -17,6 +17,7 @@ setuptools.setup(
         'tensorflow-recommenders==0.7.3',
         'tensorflow-model-optimization==0.8.1',
         'tensorflow-serving-api==2.15.1',
+        'matplotlib==3.10.9',
     ],
     extras_require={'test': ['pytest']},
 )

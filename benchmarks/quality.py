@@ -62,15 +62,6 @@ def query_histories(frame: pd.DataFrame, splits: pd.Series, eval_data) -> List[L
   return [items.get(user, []) for user in eval_data.users]
 
 
-def user_side_features(dataset: loaders.Dataset, users) -> Dict[str, np.ndarray]:
-  """The evaluated users' side features, as `rank_catalogue` takes them (defaults if unknown)."""
-  table = dataset.users if dataset.users is not None else pd.DataFrame(
-      columns=list(export.SIDE_FEATURES))
-  table = table.reindex(pd.Index(users, name=features.USER_ID))
-  return {name: table[name].fillna(features.default_value(name)).to_numpy().astype(
-      np.int64 if name in features.INT_FEATURES else str) for name in export.SIDE_FEATURES}
-
-
 def saved_model_rankings(model, eval_data, histories: List[List[str]],
                          side_features: Dict[str, np.ndarray]) -> List[List[str]]:
   """Every evaluated user's full catalogue ranking from the SavedModel."""
@@ -144,7 +135,8 @@ def benchmark(data_source: str, output_dir: str) -> List[dict]:
   with open(trained['summary']) as f:
     summary = json.load(f)
   histories = query_histories(frame, splits, eval_data)
-  side_features = user_side_features(dataset, eval_data.users)
+  side_features = evaluation.user_side_features(
+      dataset.users.reset_index() if dataset.users is not None else frame, eval_data.users)
   test_file = os.path.join(result['examples'], features.TEST_SPLIT, prepare.DATA_FILE)
   teacher_top = None
   for name in PIPELINE_MODELS:

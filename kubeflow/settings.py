@@ -84,11 +84,12 @@ def beam_pipeline_args() -> List[str]:
   return [f'--runner={BEAM_RUNNER}'] + args + BEAM_ARGS
 
 
-def create_pipeline():
+def create_pipeline(kfp_v2: bool = False):
   """The pipeline on the cluster's roots with its Beam arguments (what both runners compile)."""
   return pipeline.create_pipeline(
       pipeline_name=PIPELINE_NAME,
       pipeline_root=PIPELINE_ROOT,
       examples_dir=DATA_ROOT,
       serving_dir=SERVING_ROOT,
-      beam_pipeline_args=beam_pipeline_args())
+      beam_pipeline_args=beam_pipeline_args(),
+      kfp_v2=kfp_v2)

@@ -79,7 +79,7 @@ def ranking(model, eval_queries: EvalQueries, catalogue: Dict[str, np.ndarray],
   """The ranking metrics and each user's top-10 catalogue indices."""
   scores = catalogue_scores(model, eval_queries, catalogue, int8_index)
   eval_data = eval_queries.eval_data
-  top = evaluation.top_items(scores, eval_data.seen, evaluation.CUTOFF)
+  top = evaluation.top_from_scores(scores, eval_data, evaluation.CUTOFF)
   return evaluation.ranking_metrics(scores, eval_data), top
 
 

@@ -126,7 +126,7 @@ def build_eval_data(interactions: Union[Dataset, pd.DataFrame],
   )
 
 
-def top_items(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
+def _top_items(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
   """Catalogue indices of each row's k best unseen items, best first; `NOT_IN_CATALOGUE` fills
   the places beyond the row's unseen items. Ties are broken arbitrarily (np.argpartition)."""
   masked = np.array(scores, dtype=np.float64)
@@ -141,13 +141,19 @@ def top_items(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray
   return top
 
 
-def _metrics_of_ranking(top: np.ndarray, eval_data: EvalData,
-                        ks: Sequence[int]) -> Dict[str, float]:
+def _hits(top: np.ndarray, eval_data: EvalData) -> np.ndarray:
+  """Boolean [users, depth]: whether each place of `top` holds one of the user's targets."""
+  valid = top != NOT_IN_CATALOGUE
+  is_target = eval_data.targets.toarray().astype(bool)
+  return valid & np.take_along_axis(is_target, np.where(valid, top, 0), axis=1)
+
+
+def metrics_of_top(top: np.ndarray, eval_data: EvalData,
+                   ks: Sequence[int] = RECALL_KS) -> Dict[str, float]:
   """The metrics of the per-user rankings `top` ([users, depth] catalogue indices, best first,
   `NOT_IN_CATALOGUE` for places that hold no catalogue item)."""
   valid = top != NOT_IN_CATALOGUE
-  is_target = eval_data.targets.toarray().astype(bool)
-  hits = valid & np.take_along_axis(is_target, np.where(valid, top, 0), axis=1)
+  hits = _hits(top, eval_data)
   hits_within = np.cumsum(hits, axis=1)
   num_targets = eval_data.num_targets
   metrics = {
@@ -176,11 +182,7 @@ def ranking_metrics(scores: np.ndarray,
   Returns:
     The metrics, keyed `METRIC_KEYS` for the default `ks`.
   """
-  expected = (len(eval_data.users), len(eval_data.items))
-  if np.shape(scores) != expected:
-    raise ValueError(f'scores must have shape {expected}, got {np.shape(scores)}')
-  top = top_items(scores, eval_data.seen, max(max(ks), CUTOFF))
-  return _metrics_of_ranking(top, eval_data, ks)
+  return metrics_of_top(top_from_scores(scores, eval_data, max(max(ks), CUTOFF)), eval_data, ks)
 
 
 def ranking_metrics_from_topk(topk_item_ids: Sequence[Sequence[str]],
@@ -201,6 +203,45 @@ def ranking_metrics_from_topk(topk_item_ids: Sequence[Sequence[str]],
   Returns:
     The metrics, keyed `METRIC_KEYS` for the default `ks`.
   """
+  return metrics_of_top(top_from_ids(topk_item_ids, eval_data, max(max(ks), CUTOFF)), eval_data,
+                        ks)
+
+
+def top_from_scores(scores: np.ndarray, eval_data: EvalData, depth: int) -> np.ndarray:
+  """Each user's `depth` best unseen catalogue items of full-catalogue `scores`.
+
+  Args:
+    scores: [len(eval_data.users), len(eval_data.items)] scores, higher is better.
+    eval_data: the queries.
+    depth: how many places to keep.
+
+  Returns:
+    int [users, depth] catalogue indices, best first; `NOT_IN_CATALOGUE` where a user has fewer
+    unseen items.
+  """
+  expected = (len(eval_data.users), len(eval_data.items))
+  if np.shape(scores) != expected:
+    raise ValueError(f'scores must have shape {expected}, got {np.shape(scores)}')
+  top = _top_items(scores, eval_data.seen, depth)
+  if top.shape[1] < depth:
+    top = np.pad(top, ((0, 0), (0, depth - top.shape[1])), constant_values=NOT_IN_CATALOGUE)
+  return top
+
+
+def top_from_ids(topk_item_ids: Sequence[Sequence[str]], eval_data: EvalData,
+                 depth: int) -> np.ndarray:
+  """Each user's first `depth` item ids as catalogue indices, after dropping seen items and
+  repeated ids (the rule of `ranking_metrics_from_topk`).
+
+  Args:
+    topk_item_ids: for each of `eval_data.users` in order, item id strings, best first.
+    eval_data: the queries.
+    depth: how many places to keep.
+
+  Returns:
+    int [users, depth] catalogue indices, best first; `NOT_IN_CATALOGUE` for ids outside the
+    catalogue and places beyond a user's list.
+  """
   if len(topk_item_ids) != len(eval_data.users):
     raise ValueError(f'expected {len(eval_data.users)} lists, got {len(topk_item_ids)}')
   lengths = [len(ids) for ids in topk_item_ids]
@@ -213,11 +254,10 @@ def ranking_metrics_from_topk(topk_item_ids: Sequence[Sequence[str]],
   kept = ~seen & ~pd.DataFrame({'row': rows, 'id': ids}).duplicated().to_numpy()
   rows, columns = rows[kept], columns[kept]
   places = pd.Series(rows).groupby(rows).cumcount().to_numpy()
-  depth = max(max(ks), CUTOFF)
   top = np.full((len(lengths), depth), NOT_IN_CATALOGUE)
   within = places < depth
   top[rows[within], places[within]] = columns[within]
-  return _metrics_of_ranking(top, eval_data, ks)
+  return top
 
 
 def rmse(predictions: np.ndarray, ratings: np.ndarray) -> float:
@@ -227,3 +267,63 @@ def rmse(predictions: np.ndarray, ratings: np.ndarray) -> float:
   if predictions.shape != ratings.shape or not ratings.size:
     raise ValueError(f'need equal non-empty shapes, got {predictions.shape} and {ratings.shape}')
   return float(np.sqrt(np.mean((predictions - ratings)**2)))
+
+
+def recall_curve(top: np.ndarray, eval_data: EvalData) -> np.ndarray:
+  """Recall@k for every k from 1 to the depth of `top` (top[:, :k] as in `metrics_of_top`).
+
+  Returns:
+    float64 [depth]: entry k - 1 is Recall@k averaged over users.
+  """
+  hits = _hits(top, eval_data)
+  return np.mean(np.cumsum(hits, axis=1) / eval_data.num_targets[:, None], axis=0)
+
+
+def novelty(top: np.ndarray, eval_data: EvalData, cutoff: int = CUTOFF) -> float:
+  """Mean self-information -log2(p) of the recommended items in each user's top `cutoff`, where
+  p is the fraction of train users who interacted with the item (catalogue items have p > 0).
+  Places without a catalogue item are left out."""
+  users_per_item = np.asarray(eval_data.train_matrix.sum(axis=0)).ravel()
+  information = -np.log2(users_per_item / eval_data.train_matrix.shape[0])
+  recommended = top[:, :cutoff]
+  recommended = recommended[recommended != NOT_IN_CATALOGUE]
+  if not recommended.size:
+    raise ValueError('no catalogue item recommended')
+  return float(np.mean(information[recommended]))
+
+
+def fidelity(top: np.ndarray, reference_top: np.ndarray, cutoff: int = CUTOFF) -> float:
+  """Mean over users of |top `cutoff` ∩ reference top `cutoff`| / `cutoff`: how much of a
+  reference model's (the teacher's) top items a model (the student) reproduces.
+
+  Args:
+    top: [users, depth] catalogue indices of the model, best first.
+    reference_top: [users, depth'] catalogue indices of the reference model, same users.
+    cutoff: how many places of each list to compare.
+  """
+  if top.shape[0] != reference_top.shape[0]:
+    raise ValueError(f'need the same users, got {top.shape[0]} and {reference_top.shape[0]} rows')
+  overlaps = [
+      len(np.intersect1d(mine[mine != NOT_IN_CATALOGUE], theirs[theirs != NOT_IN_CATALOGUE]))
+      for mine, theirs in zip(top[:, :cutoff], reference_top[:, :cutoff])
+  ]
+  return float(np.mean(overlaps)) / cutoff
+
+
+USER_SIDE_FEATURES = (features.AGE, features.GENDER, features.OCCUPATION, features.ZIP_CODE)
+
+
+def user_side_features(table: pd.DataFrame, users: Sequence[str]) -> Dict[str, np.ndarray]:
+  """Each user's side features (a query's age, gender, occupation, zip code) from `table`, rows
+  with USER_ID and any of those columns (the first row of a user counts); the serving default
+  where a user or a column is missing."""
+  present = [name for name in USER_SIDE_FEATURES if name in table.columns]
+  rows = (table.drop_duplicates(features.USER_ID).set_index(features.USER_ID)[present]
+          .reindex(pd.Index(users, name=features.USER_ID)))
+  side = {}
+  for name in USER_SIDE_FEATURES:
+    default = features.default_value(name)
+    values = rows[name].fillna(default) if name in present else pd.Series(
+        [default] * len(users))
+    side[name] = values.to_numpy().astype(np.int64 if name in features.INT_FEATURES else str)
+  return side

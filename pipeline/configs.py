@@ -5,6 +5,7 @@ same definitions serve the local runner, the tests and the Kubeflow runners.
 """
 import os
 
+from components import gates
 from models import hparams
 
 PIPELINE_NAME = 'recsys-distill'
@@ -50,6 +51,12 @@ EXPORT = hparams.ExportHParams(top_k=100)
 
 # Evaluator: the student's rating signature must be at least this good on the eval split.
 RMSE_UPPER_BOUND = 1.5
+RATING_AUC_LOWER_BOUND = 0.6  # ROC AUC of the predicted rating for "rating >= 4"
+RMSE_MAX_INCREASE = 0.05  # over the latest blessed model's RMSE (the change threshold)
+
+# Release gates (components/): what the pushed candidate must reach on the test split.
+RETRIEVAL_GATES = gates.RetrievalGates(min_ndcg_ratio=0.95, max_size_ratio=0.10, min_ndcg=0.05)
+LATENCY_REQUESTS = 200  # timed single-request calls of each SavedModel's serving signature
 
 # Beam for the local runner: in-process is fastest for data that fits one machine.
 LOCAL_BEAM_PIPELINE_ARGS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']

@@ -3,18 +3,25 @@
     python -m pipeline.local_runner --data movielens-100k --output outputs
 
 Prepares the split examples (skipped when unchanged, so the TFX cache hits on re-runs), runs
-every component, and prints where the pushed model is.
+every component, copies the run report to <output>/report/ and prints where the pushed model
+and the report are.
 """
 import argparse
+import json
 import os
+import shutil
 import sys
 import time
-from typing import Optional
+from typing import Dict, List, Optional
 
 from absl import logging
 from tfx import v1 as tfx
+from tfx.orchestration import metadata
 from tfx.orchestration.beam import beam_dag_runner
 
+from components import artifacts
+from components.retrieval_evaluator import executor as retrieval_executor
+from components.run_report import executor as report_executor
 from pipeline import configs
 from pipeline import pipeline
 from pipeline import progress
@@ -30,6 +37,7 @@ def output_paths(output_dir: str) -> dict:
       'pipeline_root': os.path.join(output_dir, 'pipeline_root'),
       'metadata': os.path.join(output_dir, 'metadata.sqlite'),
       'serving': os.path.join(output_dir, 'serving'),
+      'report': os.path.join(output_dir, 'report', report_executor.REPORT_FILE),
   }
 
 
@@ -39,6 +47,30 @@ def latest_version(model_dir: str) -> Optional[str]:
     return None
   versions = [name for name in os.listdir(model_dir) if name.isdigit()]
   return os.path.join(model_dir, max(versions, key=int)) if versions else None
+
+
+def latest_run_outputs(metadata_path: str, type_names: List[str]) -> Dict[str, str]:
+  """URIs of the artifacts of `type_names` that the latest pipeline run produced or reused from
+  the cache (cached executions attribute their outputs to the run too)."""
+  with metadata.Metadata(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)) as store:
+    runs = store.store.get_contexts_by_type('pipeline_run')
+    if not runs:
+      return {}
+    latest = max(runs, key=lambda context: context.id)
+    type_ids = {t.id: t.name for t in store.store.get_artifact_types() if t.name in type_names}
+    found = {}
+    for artifact in sorted(store.store.get_artifacts_by_context(latest.id), key=lambda a: a.id):
+      if artifact.type_id in type_ids:
+        found[type_ids[artifact.type_id]] = artifact.uri
+    return found
+
+
+def gate_failures(evaluation_dir: str) -> List[str]:
+  """The reasons of the failed release gates recorded in a RetrievalEvaluator output."""
+  with open(os.path.join(evaluation_dir, retrieval_executor.METRICS_FILE)) as f:
+    decisions = json.load(f)['gates']['decisions']
+  return [d['reason'] for d in decisions if not d['passed']]
 
 
 def run(data_source: str, output_dir: str, enable_cache: bool = True, **pipeline_kwargs) -> dict:
@@ -64,7 +96,14 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True, **pipeline
       enable_cache=enable_cache,
       **pipeline_kwargs))
   after = latest_version(serving_model_dir)
-  return {**paths, 'pushed': after if after != before else None, 'latest': after}
+  outputs = latest_run_outputs(paths['metadata'], [artifacts.RunReport.TYPE_NAME,
+                                                   artifacts.RetrievalEvaluation.TYPE_NAME])
+  report_dir = os.path.dirname(paths['report'])
+  shutil.rmtree(report_dir, ignore_errors=True)
+  shutil.copytree(outputs[artifacts.RunReport.TYPE_NAME], report_dir)
+  return {**paths, 'pushed': after if after != before else None, 'latest': after,
+          'retrieval_evaluation': outputs[artifacts.RetrievalEvaluation.TYPE_NAME],
+          'gate_failures': gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
 
 
 def main(argv=None) -> int:
@@ -86,9 +125,12 @@ def main(argv=None) -> int:
   print(f'Pipeline finished in {time.time() - started:.0f} s')
   if result['pushed']:
     print(f'Pushed model: {result["pushed"]}')
-  else:
-    print('No new model pushed (cached run, or the Evaluator did not bless the model). '
+  elif result['gate_failures']:
+    print('No new model pushed: ' + '; '.join(result['gate_failures']) + '. '
           f'Latest pushed model: {result["latest"]}')
+  else:
+    print(f'No new model pushed (cached run). Latest pushed model: {result["latest"]}')
+  print(f'Report: {result["report"]}')
   return 0
 
 

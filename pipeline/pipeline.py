@@ -5,10 +5,18 @@ from typing import List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components import baseline_resolver
+from components import gates
+from components import tfma_metrics
+from components.retrieval_evaluator import component as retrieval_evaluator_lib
+from components.run_report import component as run_report_lib
 from models import export
 from models import features
 from models import hparams
 from pipeline import configs
+
+
+BASELINE_RESOLVER_ID = 'latest_blessed_model_resolver'
 
 
 def trainer_config(train_student_scratch: bool = False) -> dict:
@@ -28,30 +36,77 @@ def trainer_config(train_student_scratch: bool = False) -> dict:
   }
 
 
-def eval_config(rmse_upper_bound: float) -> tfma.EvalConfig:
-  """TFMA evaluation of the student's rating signature on the eval split."""
+def eval_config(rmse_upper_bound: float,
+                rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
+                rmse_max_increase: float = configs.RMSE_MAX_INCREASE) -> tfma.EvalConfig:
+  """TFMA evaluation of the student's rating signature on the eval split: MAE, RMSE (bounded, and
+  at most `rmse_max_increase` above the baseline's) and the AUC of "rating >= 4" (bounded).
+
+  The baseline is the latest blessed model; without one (the first run) TFX drops the baseline
+  and its change threshold, and only the value thresholds decide."""
+  model_spec = dict(signature_name=export.SCORE_SIGNATURE, label_key=features.LABEL,
+                    prediction_key='rating')
   return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(signature_name=export.SCORE_SIGNATURE,
-                                  label_key=features.LABEL, prediction_key='rating')],
+      model_specs=[tfma.ModelSpec(name='candidate', **model_spec),
+                   tfma.ModelSpec(name='baseline', is_baseline=True, **model_spec)],
       slicing_specs=[tfma.SlicingSpec()],
       metrics_specs=[tfma.MetricsSpec(metrics=[
           tfma.MetricConfig(class_name='ExampleCount'),
           tfma.MetricConfig(class_name='MeanAbsoluteError'),
           tfma.MetricConfig(
               class_name='RootMeanSquaredError',
+              threshold=tfma.MetricThreshold(
+                  value_threshold=tfma.GenericValueThreshold(
+                      upper_bound={'value': rmse_upper_bound}),
+                  change_threshold=tfma.GenericChangeThreshold(
+                      direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                      absolute={'value': rmse_max_increase}))),
+          tfma.MetricConfig(
+              class_name=tfma_metrics.LikedAUC.__name__, module=tfma_metrics.__name__,
               threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-                  upper_bound={'value': rmse_upper_bound}))),
+                  lower_bound={'value': rating_auc_lower_bound}))),
       ])])
+
+
+def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) -> tfx.dsl.Resolver:
+  """The baseline of the Evaluator's change threshold: the latest model that passed every gate
+  (the RetrievalEvaluator's blessing, not the Evaluator's own) before the `candidate`.
+
+  KFP v2 compiles only TFX's own LatestBlessedModelStrategy, into its own query: there the
+  baseline is the latest model with any positive blessing, which can be the candidate itself."""
+  if kfp_v2:
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER_ID)
+  return tfx.dsl.Resolver(
+      strategy_class=baseline_resolver.LatestBlessedModelBeforeCandidateStrategy,
+      candidate=candidate,
+      # Every Model of the pipeline (a channel keyed apart from `candidate`, this run's model).
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing,
+          producer_component_id=retrieval_evaluator_lib.RetrievalEvaluator.__name__,
+          output_key='blessing'),
+  ).with_id(BASELINE_RESOLVER_ID)
 
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, serving_dir: str,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
+                    rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
+                    retrieval_gates: gates.RetrievalGates = configs.RETRIEVAL_GATES,
                     train_student_scratch: bool = False,
-                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
+                    enable_cache: bool = True, kfp_v2: bool = False) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
-  Evaluator → Pusher over prepared examples in `examples_dir`/{train,eval,test}/."""
+  Evaluator → RetrievalEvaluator → Pusher → RunReport over prepared examples in
+  `examples_dir`/{train,eval,test}/.
+
+  The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
+  Evaluator blessed the model's rating metrics. `kfp_v2` picks the baseline resolver that the
+  KFP v2 compiler supports (see `baseline_model_resolver`)."""
   example_gen = tfx.components.ImportExampleGen(
       input_base=examples_dir,
       input_config=tfx.proto.Input(splits=[
@@ -76,22 +131,38 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
       custom_config=trainer_config(train_student_scratch))
+  baseline = baseline_model_resolver(trainer.outputs['model'], kfp_v2)
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
-      eval_config=eval_config(rmse_upper_bound))
+      baseline_model=baseline.outputs['model'],
+      eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound))
+  retrieval_evaluator = retrieval_evaluator_lib.RetrievalEvaluator(
+      examples=example_gen.outputs['examples'],
+      model=trainer.outputs['model'],
+      model_run=trainer.outputs['model_run'],
+      evaluator_blessing=evaluator.outputs['blessing'],
+      gates=retrieval_gates,
+      latency_requests=configs.LATENCY_REQUESTS)
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
-      model_blessing=evaluator.outputs['blessing'],
+      model_blessing=retrieval_evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=os.path.join(serving_dir, configs.MODEL_NAME))))
+  report = run_report_lib.RunReport(
+      retrieval_evaluation=retrieval_evaluator.outputs['evaluation'],
+      statistics=statistics_gen.outputs['statistics'],
+      evaluation=evaluator.outputs['evaluation'],
+      model_run=trainer.outputs['model_run'],
+      pushed_model=pusher.outputs['pushed_model'],
+      title=f'{pipeline_name} run report')
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                  trainer, evaluator, pusher],
+                  trainer, baseline, evaluator, retrieval_evaluator, pusher, report],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

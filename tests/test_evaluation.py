@@ -140,6 +140,48 @@ def test_topk_metrics_match_on_generated_data():
       evaluation.ranking_metrics(scores, data))
 
 
+def test_top_from_scores_and_from_ids_agree(tiny):
+  expected = [[3, 4, 2], [4, 1, 3], [1, 2, 0]]  # u1: d e c; u2: e b d; u3: b c a
+  np.testing.assert_array_equal(evaluation.top_from_scores(TINY_SCORES, tiny, 3), expected)
+  np.testing.assert_array_equal(evaluation.top_from_ids(TINY_RANKINGS, tiny, 3), expected)
+  # Deeper than the unseen items: the extra places hold no item.
+  deep = evaluation.top_from_scores(TINY_SCORES, tiny, 6)
+  assert (deep[:, 3:] == evaluation.NOT_IN_CATALOGUE).all()
+
+
+def test_recall_curve_by_hand(tiny):
+  top = evaluation.top_from_scores(TINY_SCORES, tiny, 3)
+  curve = evaluation.recall_curve(top, tiny)
+  np.testing.assert_allclose(curve, [1 / 6, 1 / 3, 5 / 6])
+  metrics = evaluation.metrics_of_top(top, tiny, ks=(1, 2, 3))
+  assert [metrics[f'recall@{k}'] for k in (1, 2, 3)] == pytest.approx(curve.tolist())
+
+
+def test_novelty_by_hand(tiny):
+  # 5 train users; a is seen by 3 of them, b by 2, c, d and e by 1.
+  top = evaluation.top_from_scores(TINY_SCORES, tiny, 3)  # top 2: d e, e b, b c
+  expected = (4 * np.log2(5) + 2 * np.log2(5 / 2)) / 6
+  assert evaluation.novelty(top, tiny, cutoff=2) == pytest.approx(expected)
+  # Popular items carry less information.
+  popular = np.array([[0, 1], [0, 1], [0, 1]])
+  assert evaluation.novelty(popular, tiny, cutoff=2) < expected
+
+
+def test_novelty_needs_a_recommended_item(tiny):
+  with pytest.raises(ValueError, match='no catalogue item'):
+    evaluation.novelty(np.full((3, 2), evaluation.NOT_IN_CATALOGUE), tiny)
+
+
+def test_fidelity_is_the_mean_top_overlap():
+  reference = np.array([[0, 1, 2], [3, 4, 5]])
+  assert evaluation.fidelity(reference, reference, cutoff=3) == 1.0
+  top = np.array([[2, 9, 0], [7, 8, evaluation.NOT_IN_CATALOGUE]])
+  assert evaluation.fidelity(top, reference, cutoff=3) == pytest.approx((2 / 3 + 0) / 2)
+  assert evaluation.fidelity(top, reference, cutoff=1) == 0.0
+  with pytest.raises(ValueError, match='same users'):
+    evaluation.fidelity(top[:1], reference)
+
+
 def test_rmse():
   assert evaluation.rmse([1.0, 2.0], [2.0, 4.0]) == pytest.approx(np.sqrt(5 / 2))
   with pytest.raises(ValueError):

@@ -21,8 +21,9 @@ SERVING_ROOT = 'gs://test-bucket/recsys-distill/serving'
 PVC_NAME = 'recsys-distill-claim'
 PVC_SERVING_ROOT = '/mnt/recsys-distill/serving'  # on the claim, at the default mount path
 IMAGE = 'gcr.io/test-project/recsys-distill:test'
+RESOLVER = 'latest_blessed_model_resolver'
 COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
-              'Trainer', 'Evaluator', 'Pusher')
+              'Trainer', RESOLVER, 'Evaluator', 'RetrievalEvaluator', 'Pusher', 'RunReport')
 UPSTREAM = {
     'ImportExampleGen': set(),
     'StatisticsGen': {'ImportExampleGen'},
@@ -30,8 +31,20 @@ UPSTREAM = {
     'ExampleValidator': {'StatisticsGen', 'SchemaGen'},
     'Transform': {'ImportExampleGen', 'SchemaGen'},
     'Trainer': {'Transform', 'SchemaGen'},
-    'Evaluator': {'ImportExampleGen', 'Trainer'},
-    'Pusher': {'Trainer', 'Evaluator'},
+    RESOLVER: {'Trainer'},  # the candidate, which is never its own baseline
+    'Evaluator': {'ImportExampleGen', 'Trainer', RESOLVER},
+    'RetrievalEvaluator': {'ImportExampleGen', 'Trainer', 'Evaluator'},
+    'Pusher': {'Trainer', 'RetrievalEvaluator'},
+    'RunReport': {'StatisticsGen', 'Trainer', 'Evaluator', 'RetrievalEvaluator', 'Pusher'},
+}
+# KFP v2 compiles the resolver (TFX's LatestBlessedModelStrategy there) into two query tasks.
+V2_BLESSING_RESOLVER = f'{RESOLVER}-model-blessing-resolver'
+V2_MODEL_RESOLVER = f'{RESOLVER}-model-resolver'
+V2_UPSTREAM = {
+    **{name: upstream for name, upstream in UPSTREAM.items() if name != RESOLVER},
+    'Evaluator': {'ImportExampleGen', 'Trainer', V2_MODEL_RESOLVER},
+    V2_BLESSING_RESOLVER: set(),
+    V2_MODEL_RESOLVER: set(),  # reads the blessing query's output, without a task dependency
 }
 BEAM_COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
 SETTINGS_VARIABLES = ('PIPELINE_ROOT', 'DATA_ROOT', 'SERVING_ROOT', 'PIPELINE_IMAGE', 'BEAM_RUNNER',
@@ -127,6 +140,9 @@ def test_kubeflow_v1_workflow(tmp_path):
     upstream = {component_of_task[name] for name in task.get('dependencies', [])}
     assert upstream == UPSTREAM[component], component
     assert container['image'] == IMAGE
+    if component == RESOLVER:
+      assert 'LatestBlessedModelBeforeCandidateStrategy' in json.dumps(node)
+      continue
     args = container['args']
     assert args[args.index('--pipeline_root') + 1] == '{{inputs.parameters.pipeline-root}}'
     # MLMD is the cluster's gRPC service, found through the metadata-grpc-configmap.
@@ -138,9 +154,10 @@ def test_kubeflow_v1_workflow(tmp_path):
       assert executor['beamPipelineArgs'] == expected_beam_args, component
     else:
       assert 'beamPipelineArgs' not in executor, component
-  parameters = {component: json.dumps(node['parameters'])
+  parameters = {component: json.dumps(node.get('parameters', {}))
                 for component, (*_, node) in steps.items()}
   assert DATA_ROOT in parameters['ImportExampleGen']
+  assert 'min_ndcg_ratio' in parameters['RetrievalEvaluator']
   assert f'{PVC_SERVING_ROOT}/student' in parameters['Pusher']
   assert 'models.preprocessing.preprocessing_fn' in parameters['Transform']
   assert 'models.run_fn.run_fn' in parameters['Trainer']
@@ -163,9 +180,9 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
   spec = job['pipelineSpec']
   assert spec['pipelineInfo']['name'] == PIPELINE_NAME
   tasks = spec['root']['dag']['tasks']
-  assert sorted(tasks) == sorted(COMPONENTS)
+  assert sorted(tasks) == sorted(V2_UPSTREAM)
   for name, task in tasks.items():
-    assert set(task.get('dependentTasks', [])) == UPSTREAM[name], name
+    assert set(task.get('dependentTasks', [])) == V2_UPSTREAM[name], name
 
   expected_beam_args = ['--runner=DataflowRunner', '--project=test-project',
                         '--region=europe-west4', f'--temp_location={PIPELINE_ROOT}/beam/tmp',
@@ -173,10 +190,14 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
   executors = spec['deploymentSpec']['executors']
   for name, task in tasks.items():
     executor_label = spec['components'][task['componentRef']['name']]['executorLabel']
+    if name in (V2_BLESSING_RESOLVER, V2_MODEL_RESOLVER):
+      assert 'resolver' in executors[executor_label]
+      continue
     container = executors[executor_label]['container']
     assert container['image'] == IMAGE
     assert container['args'][-len(expected_beam_args):] == expected_beam_args, name
-  parameters = {name: json.dumps(task['inputs']['parameters']) for name, task in tasks.items()}
+  parameters = {name: json.dumps(task.get('inputs', {}).get('parameters', {}))
+                for name, task in tasks.items()}
   assert DATA_ROOT in parameters['ImportExampleGen']
   assert f'{SERVING_ROOT}/student' in parameters['Pusher']
 

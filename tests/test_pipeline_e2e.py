@@ -1,14 +1,53 @@
 """The whole pipeline with BeamDagRunner on tiny generated data, then the pushed SavedModel."""
+import glob
+import html
+import json
+import logging
 import os
 
 import pytest
 import tensorflow as tf
 
+from components import gates
+from components.retrieval_evaluator import executor as retrieval_executor
+from models import evaluation
 from models import export
 from models import features
 from pipeline import local_runner
 
 LENIENT_RMSE = 10.0
+LENIENT_AUC = 0.0
+# Tiny data trains for a few steps: the retrieval gates only ask for a student no bigger than
+# the teacher. The degraded run asks for a student of 0 bytes, which no model can be.
+LENIENT_GATES = gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=1.0, min_ndcg=0.0)
+IMPOSSIBLE_GATES = gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=0.0, min_ndcg=0.0)
+
+
+class _Records(logging.Handler):
+  """Keeps the messages of warnings logged while it is attached."""
+
+  def __init__(self):
+    super().__init__(level=logging.WARNING)
+    self.messages = []
+
+  def emit(self, record):
+    self.messages.append(record.getMessage())
+
+
+def _newest_blessing(result) -> str:
+  blessings = glob.glob(os.path.join(result['pipeline_root'], 'RetrievalEvaluator', 'blessing',
+                                     '*'))
+  return max(blessings, key=lambda path: int(os.path.basename(path)))
+
+
+def _metrics(result) -> dict:
+  with open(os.path.join(result['retrieval_evaluation'], retrieval_executor.METRICS_FILE)) as f:
+    return json.load(f)
+
+
+def _report(result) -> str:
+  with open(result['report']) as f:
+    return f.read()
 
 
 def _example(**values) -> bytes:
@@ -20,12 +59,27 @@ def _example(**values) -> bytes:
 @pytest.fixture(scope='module')
 def pipeline_run(tmp_path_factory, synthetic_csv_dir):
   output = str(tmp_path_factory.mktemp('pipeline'))
-  # Tiny data trains for a few steps only: a lenient gate here, an impossible one below.
-  first = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=LENIENT_RMSE)
-  second = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=LENIENT_RMSE)
-  # The Evaluator re-runs (new config) on the cached model, which the gate now rejects.
-  unblessed = local_runner.run(synthetic_csv_dir, output, rmse_upper_bound=0.0)
-  return first, second, unblessed
+  records = _Records()
+  logging.getLogger().addHandler(records)
+
+  def run(**gate_settings):
+    result = local_runner.run(synthetic_csv_dir, output, rating_auc_lower_bound=LENIENT_AUC,
+                              **gate_settings)
+    result['blessing'] = _newest_blessing(result)
+    result['report_text'] = _report(result)
+    return result
+
+  try:
+    # Tiny data trains for a few steps only: lenient gates here, impossible ones below.
+    first = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=LENIENT_GATES)
+    second = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=LENIENT_GATES)
+    # The Evaluator re-runs (new config) on the cached model, which its RMSE bound now rejects.
+    unblessed = run(rmse_upper_bound=0.0, retrieval_gates=LENIENT_GATES)
+    # The Evaluator blesses again (cached), the retrieval gates reject the model.
+    degraded = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=IMPOSSIBLE_GATES)
+  finally:
+    logging.getLogger().removeHandler(records)
+  return first, second, unblessed, degraded, records.messages
 
 
 def test_pipeline_pushes_a_versioned_model(pipeline_run):
@@ -37,15 +91,79 @@ def test_pipeline_pushes_a_versioned_model(pipeline_run):
 
 
 def test_rerun_with_unchanged_inputs_hits_the_cache(pipeline_run):
-  first, second, _ = pipeline_run
+  first, second, *_ = pipeline_run
   assert second['pushed'] is None
   assert second['latest'] == first['pushed']
+  assert second['retrieval_evaluation'] == first['retrieval_evaluation']
+  assert second['gate_failures'] == []
+
+
+def test_retrieval_evaluation_of_every_model(pipeline_run):
+  first = pipeline_run[0]
+  metrics = _metrics(first)
+  assert metrics['split'] == features.TEST_SPLIT and metrics['users'] > 0
+  models = metrics['models']
+  assert list(models) == ['teacher', 'student_int8', 'popularity', 'ease']
+  for name, values in models.items():
+    for key in evaluation.METRIC_KEYS + ['novelty@10', 'fidelity@10']:
+      assert 0 <= values[key] <= (1 if key != 'novelty@10' else 64), (name, key)
+    assert len(metrics['recall_curves'][name]) == max(evaluation.RECALL_KS)
+  assert models['teacher']['fidelity@10'] == 1.0
+  for name in ('teacher', 'student_int8'):
+    assert models[name]['bytes'] > 0 and models[name]['rmse'] > 0
+    assert 0 < models[name]['latency_mean_ms'] <= models[name]['latency_p99_ms']
+  assert models['student_int8']['bytes'] < models['teacher']['bytes']
+  sample = metrics['score_sample']
+  assert len(sample['reference']) == len(sample['candidate']) > 0
+  assert metrics['candidate'] == 'student_int8'
+  assert metrics['gates']['blessed']
+  assert [d['gate'] for d in metrics['gates']['decisions']] == [
+      'ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_floor', 'evaluator_blessing']
+  assert os.listdir(first['blessing']) == ['BLESSED']
+
+
+def test_report_shows_metrics_charts_gates_and_the_push(pipeline_run):
+  first = pipeline_run[0]
+  report = first['report_text']
+  assert first['report'].endswith(os.path.join('report', 'report.html'))
+  assert 'id="metrics-table"' in report and 'id="data-statistics"' in report
+  for name in ('teacher', 'student_int8 (pushed candidate)', 'popularity', 'ease',
+               'root_mean_squared_error', 'liked_auc', 'ndcg_vs_teacher'):
+    assert name in report, name
+  assert f'Pushed version {os.path.basename(first["pushed"])}' in report
+  for chart in ('recall_curves.png', 'score_scatter.png', 'size_latency.png',
+                'training_loss.png'):
+    assert f'src="{chart}"' in report
+    assert os.path.getsize(os.path.join(os.path.dirname(first['report']), chart)) > 0
 
 
 def test_unblessed_model_is_not_pushed(pipeline_run):
-  first, _, unblessed = pipeline_run
+  first, _, unblessed, _, messages = pipeline_run
   assert unblessed['pushed'] is None
   assert unblessed['latest'] == first['pushed']
+  assert os.listdir(unblessed['blessing']) == ['NOT_BLESSED']
+  reason = 'the Evaluator did not bless the model'
+  assert any(reason in failure for failure in unblessed['gate_failures'])
+  assert any('Gate evaluator_blessing FAILED' in message and reason in message
+             for message in messages)
+  assert 'Not pushed: ' + reason in unblessed['report_text']
+  assert 'TFMA thresholds failed' in unblessed['report_text']
+
+
+def test_model_failing_the_retrieval_gates_is_not_pushed(pipeline_run):
+  first, _, _, degraded, messages = pipeline_run
+  assert degraded['pushed'] is None
+  assert degraded['latest'] == first['pushed']
+  assert os.listdir(degraded['blessing']) == ['NOT_BLESSED']
+  assert not _metrics(degraded)['gates']['blessed']
+  (failure,) = degraded['gate_failures']
+  assert failure.startswith('student bytes ') and '> 0 x teacher bytes = 0' in failure
+  assert any('Gate size_vs_teacher FAILED' in message and failure in message
+             for message in messages)
+  assert any('NOT blessed' in message for message in messages)
+  assert 'Not pushed: ' + html.escape(failure) in degraded['report_text']
+  assert ('class="text fail">FAIL</td><td class="text">' + html.escape(failure)
+          in degraded['report_text'])
 
 
 def test_bad_data_stops_with_one_line_and_writes_nothing(tmp_path, capsys):

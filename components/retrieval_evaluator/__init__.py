@@ -1,0 +1,1 @@
+"""Top-K retrieval evaluation of the teacher and the student, and the release gates' blessing."""

@@ -1,0 +1,76 @@
+"""The RetrievalEvaluator TFX component: top-K evaluation of the teacher and the student, and
+the blessing that the Pusher obeys.
+
+    retrieval_evaluator = RetrievalEvaluator(
+        examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
+        model_run=trainer.outputs['model_run'], evaluator_blessing=evaluator.outputs['blessing'],
+        gates=configs.RETRIEVAL_GATES)
+    pusher = Pusher(model=..., model_blessing=retrieval_evaluator.outputs['blessing'], ...)
+
+The blessing is positive only when every retrieval gate holds and the Evaluator (TFMA) blessed
+the model, so a Pusher fed with it pushes only when both agree.
+"""
+import dataclasses
+import json
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+
+from components import artifacts
+from components import gates as gates_lib
+from components.retrieval_evaluator import executor
+
+DEFAULT_LATENCY_REQUESTS = 200
+
+
+class RetrievalEvaluatorSpec(component_spec.ComponentSpec):
+  """Inputs, outputs and parameters of `RetrievalEvaluator`."""
+  PARAMETERS = {
+      executor.GATES_KEY: component_spec.ExecutionParameter(type=str),
+      executor.LATENCY_REQUESTS_KEY: component_spec.ExecutionParameter(type=int),
+  }
+  INPUTS = {
+      executor.EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+      executor.MODEL_KEY: component_spec.ChannelParameter(type=standard_artifacts.Model),
+      executor.MODEL_RUN_KEY: component_spec.ChannelParameter(type=standard_artifacts.ModelRun),
+      executor.EVALUATOR_BLESSING_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelBlessing, optional=True),
+  }
+  OUTPUTS = {
+      executor.EVALUATION_KEY: component_spec.ChannelParameter(type=artifacts.RetrievalEvaluation),
+      executor.BLESSING_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelBlessing),
+  }
+
+
+class RetrievalEvaluator(base_component.BaseComponent):
+  """Evaluates the Trainer's models on the test split and blesses the candidate through gates."""
+  SPEC_CLASS = RetrievalEvaluatorSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
+               model_run: types.BaseChannel,
+               evaluator_blessing: Optional[types.BaseChannel] = None,
+               gates: gates_lib.RetrievalGates = gates_lib.RetrievalGates(),
+               latency_requests: int = DEFAULT_LATENCY_REQUESTS):
+    """
+    Args:
+      examples: ImportExampleGen's raw examples with splits train, eval and test.
+      model: the Trainer's model (the pushed candidate, the quantized student).
+      model_run: the Trainer's run directory (teacher/, student_fp32/ when present).
+      evaluator_blessing: the TFMA Evaluator's blessing; when given, it must be positive too.
+      gates: the retrieval gates' thresholds.
+      latency_requests: timed single-request calls per exported model.
+    """
+    spec = RetrievalEvaluatorSpec(
+        examples=examples, model=model, model_run=model_run,
+        evaluator_blessing=evaluator_blessing,
+        gates=json.dumps(dataclasses.asdict(gates), sort_keys=True),
+        latency_requests=latency_requests,
+        evaluation=types.Channel(type=artifacts.RetrievalEvaluation),
+        blessing=types.Channel(type=standard_artifacts.ModelBlessing))
+    super().__init__(spec=spec)

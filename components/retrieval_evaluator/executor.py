@@ -1,0 +1,151 @@
+"""Executor of `RetrievalEvaluator`: reads the artifacts, evaluates, applies the gates, blesses.
+
+Writes `metrics.json` into the evaluation artifact: `evaluate.evaluate`'s result plus
+'candidate' (the model name gated and pushed), 'gates' (thresholds, decisions with reasons,
+'blessed'). The blessing artifact gets a BLESSED or NOT_BLESSED file and the custom properties
+the Pusher and the latest-blessed-model resolver read ('blessed', 'current_model',
+'current_model_id').
+"""
+import json
+import os
+from typing import Any, Dict, List, Tuple
+
+from absl import logging
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from tfx import types
+from tfx.components.evaluator import constants as blessing_constants
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+from tfx.utils import path_utils
+
+from components import gates as gates_lib
+from components.retrieval_evaluator import evaluate as evaluate_lib
+from models import evaluation
+from models import features
+from models import run_fn
+
+EXAMPLES_KEY = 'examples'
+MODEL_KEY = 'model'
+MODEL_RUN_KEY = 'model_run'
+EVALUATOR_BLESSING_KEY = 'evaluator_blessing'
+EVALUATION_KEY = 'evaluation'
+BLESSING_KEY = 'blessing'
+GATES_KEY = 'gates'
+LATENCY_REQUESTS_KEY = 'latency_requests'
+
+METRICS_FILE = 'metrics.json'
+CANDIDATE = 'student_int8'  # the Trainer's `model`: the quantized student that is pushed
+STUDENT_FP32_DIR = 'student_fp32'  # in model_run, when the Trainer exports it
+_INTERACTION_SPEC = {
+    features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+    features.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
+    features.RATING: tf.io.FixedLenFeature([], tf.float32),
+    features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
+    **{name: tf.io.FixedLenFeature([], tf.int64 if name in features.INT_FEATURES else tf.string,
+                                   features.default_value(name))
+       for name in evaluation.USER_SIDE_FEATURES},
+}
+
+
+def read_split(split_uri: str) -> Tuple[pd.DataFrame, List[bytes]]:
+  """The interactions and the serialized tf.Examples of one ExampleGen split directory."""
+  files = sorted(tf.io.gfile.glob(os.path.join(split_uri, '*')))
+  if not files:
+    raise FileNotFoundError(f'no example files in {split_uri}')
+  compression = 'GZIP' if files[0].endswith('.gz') else ''
+  records = [record.numpy() for record in
+             tf.data.TFRecordDataset(files, compression_type=compression)]
+  if not records:
+    return pd.DataFrame({name: [] for name in _INTERACTION_SPEC}), records
+  parsed = tf.io.parse_example(tf.constant(records), _INTERACTION_SPEC)
+  frame = pd.DataFrame({name: values.numpy() for name, values in parsed.items()})
+  for name, values in frame.items():
+    if values.dtype == object:
+      frame[name] = values.str.decode('utf-8')
+  return frame, records
+
+
+def read_examples(examples: types.Artifact) -> Tuple[pd.DataFrame, np.ndarray, List[bytes]]:
+  """Every split's interactions (in split order), their split names, and the test examples."""
+  frames, names, test_examples = [], [], []
+  for split in features.SPLITS:
+    frame, records = read_split(artifact_utils.get_split_uri([examples], split))
+    frames.append(frame)
+    names.append(np.full(len(frame), split, dtype=object))
+    if split == features.TEST_SPLIT:
+      test_examples = records
+  return pd.concat(frames, ignore_index=True), np.concatenate(names), test_examples
+
+
+def model_dirs(model: types.Artifact, model_run: types.Artifact) -> Dict[str, str]:
+  """The SavedModels to evaluate, in report order: teacher, student_fp32 (when exported), and
+  the candidate."""
+  dirs = {'teacher': os.path.join(model_run.uri, run_fn.TEACHER_DIR)}
+  student_fp32 = os.path.join(model_run.uri, STUDENT_FP32_DIR)
+  if tf.io.gfile.exists(student_fp32):
+    dirs['student_fp32'] = student_fp32
+  else:
+    logging.info('No %s in the Trainer run: evaluating the teacher and the candidate only',
+                 STUDENT_FP32_DIR)
+  dirs[CANDIDATE] = path_utils.serving_model_path(
+      model.uri, path_utils.is_old_model_artifact(model))
+  return dirs
+
+
+def write_blessing(blessing: types.Artifact, model: types.Artifact, blessed: bool) -> None:
+  """Marks `blessing` the way the Evaluator does, for the Pusher and the model resolver."""
+  file_name = (blessing_constants.BLESSED_FILE_NAME if blessed
+               else blessing_constants.NOT_BLESSED_FILE_NAME)
+  io_utils.write_string_file(os.path.join(blessing.uri, file_name), '')
+  blessing.set_int_custom_property(
+      blessing_constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+      blessing_constants.BLESSED_VALUE if blessed else blessing_constants.NOT_BLESSED_VALUE)
+  blessing.set_string_custom_property(
+      blessing_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
+  blessing.set_int_custom_property(
+      blessing_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+
+
+class Executor(base_executor.BaseExecutor):
+  """Evaluates every model, gates the candidate and writes metrics.json and the blessing."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+    thresholds = gates_lib.RetrievalGates(**json.loads(exec_properties[GATES_KEY]))
+    model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    model_run = artifact_utils.get_single_instance(input_dict[MODEL_RUN_KEY])
+    interactions, splits, test_examples = read_examples(
+        artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]))
+
+    result = evaluate_lib.evaluate(
+        interactions, splits, test_examples, model_dirs(model, model_run), CANDIDATE,
+        int(exec_properties[LATENCY_REQUESTS_KEY]))
+    decisions = gates_lib.decide(result['models'].get(CANDIDATE),
+                                 result['models'].get(evaluate_lib.REFERENCE), thresholds)
+    if input_dict.get(EVALUATOR_BLESSING_KEY):
+      upstream = artifact_utils.get_single_instance(input_dict[EVALUATOR_BLESSING_KEY])
+      decisions.append(gates_lib.upstream_blessing_decision(
+          upstream.get_int_custom_property(blessing_constants.ARTIFACT_PROPERTY_BLESSED_KEY)
+          == blessing_constants.BLESSED_VALUE))
+    blessed = gates_lib.all_passed(decisions)
+    for decision in decisions:
+      log = logging.info if decision.passed else logging.warning
+      log('Gate %s %s: %s', decision.gate, 'passed' if decision.passed else 'FAILED',
+          decision.reason)
+    if blessed:
+      logging.info('Retrieval gates: %s blessed', CANDIDATE)
+    else:
+      logging.warning('Retrieval gates: %s NOT blessed, it will not be pushed', CANDIDATE)
+
+    result.update(candidate=CANDIDATE, gates={
+        'thresholds': json.loads(exec_properties[GATES_KEY]),
+        'decisions': gates_lib.to_dicts(decisions),
+        'blessed': blessed,
+    })
+    evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+    io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
+                               json.dumps(result, indent=1))
+    write_blessing(artifact_utils.get_single_instance(output_dict[BLESSING_KEY]), model, blessed)

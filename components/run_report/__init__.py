@@ -1,0 +1,1 @@
+"""A static HTML report of one pipeline run: data, metrics, charts, gate decisions, push."""

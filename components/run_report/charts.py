@@ -1,0 +1,105 @@
+"""The run report's charts, drawn with matplotlib (Agg backend) into PNG files.
+
+Each function takes plain JSON-ready data (the retrieval evaluation's metrics.json and the
+Trainer's training_summary.json), writes one PNG into `out_dir` and returns its file name, or
+returns None when there is nothing to draw.
+"""
+import os
+from typing import Dict, List, Mapping, Optional
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+RECALL_CURVES = 'recall_curves.png'
+SCORE_SCATTER = 'score_scatter.png'
+SIZE_LATENCY = 'size_latency.png'
+TRAINING_LOSS = 'training_loss.png'
+_DPI = 100
+
+
+def _save(figure, out_dir: str, name: str) -> str:
+  figure.tight_layout()
+  figure.savefig(os.path.join(out_dir, name), dpi=_DPI)
+  plt.close(figure)
+  return name
+
+
+def recall_curves(curves: Mapping[str, List[float]], out_dir: str) -> Optional[str]:
+  """Recall@K against K for every model."""
+  if not curves:
+    return None
+  figure, axes = plt.subplots(figsize=(6.5, 4))
+  for name, values in curves.items():
+    axes.plot(range(1, len(values) + 1), values, label=name)
+  axes.set(xlabel='K', ylabel='Recall@K', title='Recall@K on the test split')
+  axes.grid(alpha=0.3)
+  axes.legend()
+  return _save(figure, out_dir, RECALL_CURVES)
+
+
+def score_scatter(sample: Optional[Mapping[str, object]], candidate: str,
+                  out_dir: str) -> Optional[str]:
+  """The candidate's scores against the teacher's on the same sampled (user, item) pairs."""
+  if not sample or not sample.get('reference'):
+    return None
+  figure, axes = plt.subplots(figsize=(5, 5))
+  axes.scatter(sample['reference'], sample['candidate'], s=4, alpha=0.4)
+  pearson = sample.get('pearson')
+  title = 'Retrieval scores of sampled (user, item) pairs'
+  if pearson is not None:
+    title += f'\nPearson r = {pearson:.3f}'
+  axes.set(xlabel='teacher score', ylabel=f'{candidate} score', title=title)
+  axes.grid(alpha=0.3)
+  return _save(figure, out_dir, SCORE_SCATTER)
+
+
+def size_and_latency(models: Mapping[str, Mapping[str, Optional[float]]],
+                     out_dir: str) -> Optional[str]:
+  """SavedModel bytes and single-request latency (mean, p99) of every exported model."""
+  exported = {name: m for name, m in models.items() if m.get('bytes') is not None}
+  if not exported:
+    return None
+  names = list(exported)
+  figure, (size_axes, latency_axes) = plt.subplots(1, 2, figsize=(10, 4))
+  size_axes.bar(names, [exported[n]['bytes'] / 2**20 for n in names], color='tab:blue')
+  size_axes.set(ylabel='MiB', title='SavedModel variables')
+  positions = range(len(names))
+  width = 0.4
+  latency_axes.bar([p - width / 2 for p in positions],
+                   [exported[n].get('latency_mean_ms') or 0 for n in names], width, label='mean')
+  latency_axes.bar([p + width / 2 for p in positions],
+                   [exported[n].get('latency_p99_ms') or 0 for n in names], width, label='p99')
+  latency_axes.set_xticks(list(positions), names)
+  latency_axes.set(ylabel='ms', title='Single-request latency (serving_default)')
+  latency_axes.legend()
+  for axes in (size_axes, latency_axes):
+    axes.grid(axis='y', alpha=0.3)
+  return _save(figure, out_dir, SIZE_LATENCY)
+
+
+def _is_derived_loss(key: str) -> bool:
+  """Keras' total_loss repeats loss; regularization losses are separate terms."""
+  return 'total_loss' in key or 'regularization' in key
+
+
+def training_loss(summary: Mapping[str, Mapping[str, object]], out_dir: str) -> Optional[str]:
+  """Per-epoch loss curves (train and validation) of every trained model."""
+  histories: Dict[str, Mapping[str, List[float]]] = {
+      name: entry['history'] for name, entry in summary.items()
+      if isinstance(entry, Mapping) and entry.get('history')}
+  curves = {name: {key: values for key, values in history.items()
+                   if key.endswith('loss') and not _is_derived_loss(key) and values}
+            for name, history in histories.items()}
+  curves = {name: keys for name, keys in curves.items() if keys}
+  if not curves:
+    return None
+  figure, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.6), squeeze=False)
+  for axis, (name, keys) in zip(axes[0], curves.items()):
+    for key, values in sorted(keys.items()):
+      axis.plot(range(1, len(values) + 1), values, marker='o', label=key)
+    axis.set(xlabel='epoch', ylabel='loss', title=name)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize='small')
+  return _save(figure, out_dir, TRAINING_LOSS)

@@ -1,0 +1,68 @@
+"""The RunReport TFX component: a static HTML report of the run, written after the Pusher.
+
+    report = RunReport(statistics=statistics_gen.outputs['statistics'],
+                       retrieval_evaluation=retrieval_evaluator.outputs['evaluation'],
+                       evaluation=evaluator.outputs['evaluation'],
+                       model_run=trainer.outputs['model_run'],
+                       pushed_model=pusher.outputs['pushed_model'])
+
+Its `report` artifact holds report.html and the PNG charts it shows.
+"""
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+
+from components import artifacts
+from components.run_report import executor
+
+
+class RunReportSpec(component_spec.ComponentSpec):
+  """Inputs, outputs and parameters of `RunReport`."""
+  PARAMETERS = {
+      executor.TITLE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+  }
+  INPUTS = {
+      executor.RETRIEVAL_EVALUATION_KEY: component_spec.ChannelParameter(
+          type=artifacts.RetrievalEvaluation),
+      executor.STATISTICS_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ExampleStatistics, optional=True),
+      executor.EVALUATION_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelEvaluation, optional=True),
+      executor.MODEL_RUN_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelRun, optional=True),
+      executor.PUSHED_MODEL_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.PushedModel, optional=True),
+  }
+  OUTPUTS = {
+      executor.REPORT_KEY: component_spec.ChannelParameter(type=artifacts.RunReport),
+  }
+
+
+class RunReport(base_component.BaseComponent):
+  """Writes report.html: data statistics, metrics, charts, gate decisions and the push."""
+  SPEC_CLASS = RunReportSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self, retrieval_evaluation: types.BaseChannel,
+               statistics: Optional[types.BaseChannel] = None,
+               evaluation: Optional[types.BaseChannel] = None,
+               model_run: Optional[types.BaseChannel] = None,
+               pushed_model: Optional[types.BaseChannel] = None,
+               title: Optional[str] = None):
+    """
+    Args:
+      retrieval_evaluation: the RetrievalEvaluator's evaluation (metrics and gate decisions).
+      statistics: StatisticsGen's statistics of the raw examples.
+      evaluation: the Evaluator's TFMA evaluation.
+      model_run: the Trainer's run directory (training_summary.json).
+      pushed_model: the Pusher's outcome.
+      title: the page title.
+    """
+    super().__init__(spec=RunReportSpec(
+        retrieval_evaluation=retrieval_evaluation, statistics=statistics,
+        evaluation=evaluation, model_run=model_run, pushed_model=pushed_model, title=title,
+        report=types.Channel(type=artifacts.RunReport)))

@@ -1,0 +1,143 @@
+"""Executor of `RunReport`: gathers a run's outputs and writes report.html with its charts.
+
+Reads the StatisticsGen statistics (examples, distinct users and items, mean rating per split),
+the RetrievalEvaluator's metrics.json, the Evaluator's TFMA metrics and validation result, the
+Trainer's training_summary.json (loss curves) and the Pusher's outcome.
+"""
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from absl import logging
+from google.protobuf import json_format
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tensorflow_metadata.proto.v0 import statistics_pb2
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from components.retrieval_evaluator import executor as retrieval_executor
+from components.run_report import charts
+from components.run_report import page
+from models import features
+from models import run_fn
+
+STATISTICS_KEY = 'statistics'
+RETRIEVAL_EVALUATION_KEY = 'retrieval_evaluation'
+EVALUATION_KEY = 'evaluation'
+MODEL_RUN_KEY = 'model_run'
+PUSHED_MODEL_KEY = 'pushed_model'
+REPORT_KEY = 'report'
+TITLE_KEY = 'title'
+
+REPORT_FILE = 'report.html'
+STATISTICS_FILE = 'FeatureStats.pb'
+
+
+def split_statistics(statistics: types.Artifact) -> Dict[str, Dict[str, Optional[float]]]:
+  """Examples, distinct users and items, and mean rating of every split."""
+  summary = {}
+  for split in artifact_utils.decode_split_names(statistics.split_names):
+    path = os.path.join(artifact_utils.get_split_uri([statistics], split), STATISTICS_FILE)
+    stats_list = statistics_pb2.DatasetFeatureStatisticsList()
+    stats_list.ParseFromString(io_utils.read_bytes_file(path))
+    dataset = stats_list.datasets[0]
+    by_name = {(f.path.step[0] if f.path.step else f.name): f for f in dataset.features}
+
+    def unique(name):
+      return by_name[name].string_stats.unique if name in by_name else None
+
+    rating = by_name.get(features.RATING)
+    summary[split] = {
+        'examples': dataset.num_examples,
+        'users': unique(features.USER_ID),
+        'items': unique(features.ITEM_ID),
+        'mean_rating': rating.num_stats.mean if rating is not None else None,
+    }
+  return summary
+
+
+def tfma_summary(evaluation: types.Artifact) -> Dict[str, Any]:
+  """The overall slice's TFMA metrics and the validation outcome with its failures."""
+  metrics = {}
+  for metrics_for_slice in tfma.load_metrics(evaluation.uri):
+    if metrics_for_slice.slice_key.single_slice_keys:
+      continue
+    for entry in metrics_for_slice.metric_keys_and_values:
+      if entry.value.HasField('double_value'):
+        name = entry.key.name + (' (change vs baseline)' if entry.key.is_diff else '')
+        if entry.key.model_name and not entry.key.is_diff:
+          name = f'{entry.key.model_name}: {entry.key.name}'
+        metrics[name] = entry.value.double_value.value
+  validation_ok, failures = None, []
+  try:
+    validation = tfma.load_validation_result(evaluation.uri)
+  except (FileNotFoundError, tf.errors.NotFoundError, IndexError):
+    validation = None
+  if validation is not None:
+    validation_ok = validation.validation_ok
+    for per_slice in validation.metric_validations_per_slice:
+      for failure in per_slice.failures:
+        failures.append(f'{failure.metric_key.name}'
+                        f'{" change" if failure.metric_key.is_diff else ""}: '
+                        f'{failure.metric_value.double_value.value:.4f} violates '
+                        f'{json.dumps(json_format.MessageToDict(failure.metric_threshold))}')
+  return {'metrics': metrics, 'validation_ok': validation_ok, 'failures': failures}
+
+
+def push_outcome(pushed_model: types.Artifact) -> Dict[str, Any]:
+  """Whether the Pusher pushed, and which version where."""
+  pushed = pushed_model.get_int_custom_property('pushed') == 1
+  return {'pushed': pushed,
+          'version': pushed_model.get_string_custom_property('pushed_version') or None,
+          'destination': pushed_model.get_string_custom_property('pushed_destination') or None}
+
+
+def _optional_single(input_dict: Dict[str, List[types.Artifact]],
+                     key: str) -> Optional[types.Artifact]:
+  artifacts = input_dict.get(key) or []
+  return artifacts[0] if artifacts else None
+
+
+def _read_json(path: str) -> Any:
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+class Executor(base_executor.BaseExecutor):
+  """Writes report.html and its charts into the report artifact."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+    out_dir = artifact_utils.get_single_uri(output_dict[REPORT_KEY])
+    tf.io.gfile.makedirs(out_dir)
+    retrieval = _read_json(os.path.join(
+        artifact_utils.get_single_uri(input_dict[RETRIEVAL_EVALUATION_KEY]),
+        retrieval_executor.METRICS_FILE))
+    summary = {}
+    model_run = _optional_single(input_dict, MODEL_RUN_KEY)
+    if model_run and tf.io.gfile.exists(os.path.join(model_run.uri, run_fn.SUMMARY_FILE)):
+      summary = _read_json(os.path.join(model_run.uri, run_fn.SUMMARY_FILE))
+    evaluation = _optional_single(input_dict, EVALUATION_KEY)
+    pushed_model = _optional_single(input_dict, PUSHED_MODEL_KEY)
+    statistics = _optional_single(input_dict, STATISTICS_KEY)
+
+    report = {
+        'title': exec_properties.get(TITLE_KEY) or 'Pipeline run report',
+        'data': split_statistics(statistics) if statistics else {},
+        'retrieval': retrieval,
+        'tfma': tfma_summary(evaluation) if evaluation else None,
+        'push': push_outcome(pushed_model) if pushed_model else None,
+        'charts': {
+            'recall_curves': charts.recall_curves(retrieval.get('recall_curves') or {}, out_dir),
+            'score_scatter': charts.score_scatter(retrieval.get('score_sample'),
+                                                  retrieval.get('candidate', 'student'), out_dir),
+            'size_latency': charts.size_and_latency(retrieval.get('models') or {}, out_dir),
+            'training_loss': charts.training_loss(summary, out_dir),
+        },
+    }
+    path = os.path.join(out_dir, REPORT_FILE)
+    io_utils.write_string_file(path, page.render(report))
+    logging.info('Run report: %s', path)

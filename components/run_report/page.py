@@ -1,0 +1,170 @@
+"""The run report's HTML page: one self-contained file beside its PNG charts.
+
+`render` takes the report's content as plain data (see its docstring) and returns the page; it
+does no I/O, so the page can be tested from a dictionary.
+"""
+import html
+from typing import Dict, List, Mapping, Optional, Sequence
+
+# Columns of the metrics table: (key in a model's metrics, header, format).
+METRIC_COLUMNS = (
+    ('recall@10', 'Recall@10', '{:.4f}'),
+    ('recall@50', 'Recall@50', '{:.4f}'),
+    ('recall@100', 'Recall@100', '{:.4f}'),
+    ('ndcg@10', 'NDCG@10', '{:.4f}'),
+    ('coverage@10', 'coverage@10', '{:.4f}'),
+    ('novelty@10', 'novelty@10 (bits)', '{:.3f}'),
+    ('fidelity@10', 'fidelity@10', '{:.3f}'),
+    ('rmse', 'RMSE', '{:.4f}'),
+    ('bytes', 'bytes', '{:,.0f}'),
+    ('latency_mean_ms', 'latency mean (ms)', '{:.2f}'),
+    ('latency_p99_ms', 'latency p99 (ms)', '{:.2f}'),
+)
+CHART_TITLES = {
+    'recall_curves': 'Recall@K curves',
+    'score_scatter': 'Teacher vs student scores',
+    'size_latency': 'Size and latency',
+    'training_loss': 'Training loss',
+}
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; max-width: 75em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th:first-child, td:first-child, td.text { text-align: left; }
+th { background: #f3f3f3; }
+.pass { color: #17692c; font-weight: bold; }
+.fail { color: #b00020; font-weight: bold; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0 1.5em; }
+"""
+
+
+def _text(value) -> str:
+  return html.escape(str(value))
+
+
+def _cell(value, fmt: str) -> str:
+  if value is None:
+    return '<td>-</td>'
+  try:
+    return f'<td>{_text(fmt.format(value))}</td>'
+  except (TypeError, ValueError):
+    return f'<td>{_text(value)}</td>'
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], table_id: str = '') -> str:
+  """A table from already-rendered <td> cells."""
+  head = ''.join(f'<th>{_text(h)}</th>' for h in headers)
+  body = ''.join(f'<tr>{"".join(row)}</tr>' for row in rows)
+  attribute = f' id="{table_id}"' if table_id else ''
+  return f'<table{attribute}><tr>{head}</tr>{body}</table>'
+
+
+def _verdict(passed: Optional[bool]) -> str:
+  if passed is None:
+    return '<td class="text">-</td>'
+  return ('<td class="text pass">PASS</td>' if passed else '<td class="text fail">FAIL</td>')
+
+
+def _data_section(splits: Mapping[str, Mapping[str, object]]) -> str:
+  if not splits:
+    return '<p>No data statistics.</p>'
+  rows = [[f'<td class="text">{_text(name)}</td>', _cell(s.get('examples'), '{:,}'),
+           _cell(s.get('users'), '{:,}'), _cell(s.get('items'), '{:,}'),
+           _cell(s.get('mean_rating'), '{:.3f}')] for name, s in splits.items()]
+  return _table(['split', 'examples', 'distinct users', 'distinct items', 'mean rating'], rows,
+                'data-statistics')
+
+
+def _metrics_section(retrieval: Mapping[str, object]) -> str:
+  models: Dict[str, Mapping[str, object]] = retrieval.get('models') or {}
+  if not models:
+    return '<p>No retrieval metrics.</p>'
+  candidate = retrieval.get('candidate')
+  rows = []
+  for name, metrics in models.items():
+    label = f'{name} (pushed candidate)' if name == candidate else name
+    rows.append([f'<td class="text">{_text(label)}</td>'] +
+                [_cell(metrics.get(key), fmt) for key, _, fmt in METRIC_COLUMNS])
+  intro = (f'<p>Split {_text(retrieval.get("split"))}: {_text(retrieval.get("users"))} users, '
+           f'{_text(retrieval.get("catalogue_items"))} catalogue items; full-catalogue ranking '
+           'with already-seen items excluded. Fidelity is the top-10 overlap with the teacher; '
+           'bytes are the SavedModel variables.</p>')
+  return intro + _table(['model'] + [header for _, header, _ in METRIC_COLUMNS], rows,
+                        'metrics-table')
+
+
+def _gates_section(retrieval: Mapping[str, object]) -> str:
+  gates = retrieval.get('gates') or {}
+  decisions: List[Mapping[str, object]] = gates.get('decisions') or []
+  rows = [[f'<td class="text">{_text(d["gate"])}</td>', _verdict(d['passed']),
+           f'<td class="text">{_text(d["reason"])}</td>'] for d in decisions]
+  thresholds = ', '.join(f'{_text(k)} = {_text(v)}'
+                         for k, v in sorted((gates.get('thresholds') or {}).items()))
+  blessed = gates.get('blessed')
+  outcome = ('<p class="pass">The candidate is blessed.</p>' if blessed else
+             '<p class="fail">The candidate is NOT blessed: it is not pushed.</p>')
+  return (f'<p>Thresholds: {thresholds or "-"}</p>' +
+          _table(['gate', 'result', 'reason'], rows, 'gate-decisions') + outcome)
+
+
+def _tfma_section(tfma: Optional[Mapping[str, object]]) -> str:
+  if not tfma:
+    return '<p>No Evaluator result.</p>'
+  rows = [[f'<td class="text">{_text(name)}</td>', _cell(value, '{:.4f}')]
+          for name, value in sorted((tfma.get('metrics') or {}).items())]
+  parts = [_table(['metric (eval split, overall slice)', 'value'], rows, 'tfma-metrics')]
+  validation_ok = tfma.get('validation_ok')
+  if validation_ok is None:
+    parts.append('<p>No validation result.</p>')
+  elif validation_ok:
+    parts.append('<p class="pass">Every TFMA threshold holds.</p>')
+  else:
+    failures = ''.join(f'<li>{_text(f)}</li>' for f in tfma.get('failures') or [])
+    parts.append(f'<p class="fail">TFMA thresholds failed:</p><ul>{failures}</ul>')
+  return ''.join(parts)
+
+
+def _push_section(push: Optional[Mapping[str, object]],
+                  retrieval: Mapping[str, object]) -> str:
+  if push and push.get('pushed'):
+    return (f'<p class="pass" id="push-outcome">Pushed version {_text(push.get("version"))}: '
+            f'{_text(push.get("destination"))}</p>')
+  failed = [d['reason'] for d in (retrieval.get('gates') or {}).get('decisions') or []
+            if not d['passed']]
+  why = '; '.join(failed) if failed else 'the model was not blessed'
+  return f'<p class="fail" id="push-outcome">Not pushed: {_text(why)}.</p>'
+
+
+def render(report: Mapping[str, object]) -> str:
+  """The HTML page of a run report.
+
+  Args:
+    report: {'title': str, 'data': {split: {'examples', 'users', 'items', 'mean_rating'}},
+      'retrieval': the RetrievalEvaluator's metrics.json, 'tfma': {'metrics': {name: value},
+      'validation_ok': bool or None, 'failures': [str]} or None, 'push': {'pushed': bool,
+      'version', 'destination'} or None, 'charts': {chart key: PNG file name beside the page}}.
+  """
+  retrieval = report.get('retrieval') or {}
+  charts = ''.join(
+      f'<h3>{_text(CHART_TITLES.get(key, key))}</h3><img src="{_text(name)}" alt="{_text(key)}">'
+      for key, name in (report.get('charts') or {}).items() if name)
+  title = _text(report.get('title', 'Pipeline run report'))
+  return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>{title}</h1>
+<h2>Push</h2>
+{_push_section(report.get('push'), retrieval)}
+<h2>Data</h2>
+{_data_section(report.get('data') or {})}
+<h2>Retrieval metrics</h2>
+{_metrics_section(retrieval)}
+<h2>Release gates</h2>
+{_gates_section(retrieval)}
+<h2>Evaluator (TFMA, rating signature)</h2>
+{_tfma_section(report.get('tfma'))}
+<h2>Charts</h2>
+{charts or '<p>No charts.</p>'}
+</body></html>
+"""

@@ -1,0 +1,90 @@
+"""Tests of the retrieval release gates: thresholds, missing evidence, equal values."""
+import math
+
+import pytest
+
+from components import gates
+
+TEACHER = {'ndcg@10': 0.20, 'bytes': 1_000_000}
+GOOD_STUDENT = {'ndcg@10': 0.19, 'bytes': 90_000}
+DEFAULTS = gates.RetrievalGates()
+
+
+def decisions_by_gate(student, teacher, thresholds=DEFAULTS):
+  return {d.gate: d for d in gates.decide(student, teacher, thresholds)}
+
+
+def test_a_good_student_passes_every_gate():
+  decisions = gates.decide(GOOD_STUDENT, TEACHER, DEFAULTS)
+  assert [d.gate for d in decisions] == ['ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_floor']
+  assert gates.all_passed(decisions)
+  assert 'student NDCG@10 0.1900 >= 0.95 x teacher NDCG@10 = 0.1900' == decisions[0].reason
+
+
+def test_a_weak_student_fails_the_teacher_ratio_with_its_reason():
+  decision = decisions_by_gate({'ndcg@10': 0.15, 'bytes': 90_000}, TEACHER)['ndcg_vs_teacher']
+  assert not decision.passed
+  assert decision.reason == 'student NDCG@10 0.1500 < 0.95 x teacher NDCG@10 = 0.1900'
+
+
+def test_a_big_student_fails_the_size_gate():
+  decisions = decisions_by_gate({'ndcg@10': 0.2, 'bytes': 100_001}, TEACHER)
+  assert not decisions['size_vs_teacher'].passed
+  assert '100001 > 0.1 x teacher bytes = 100000' in decisions['size_vs_teacher'].reason
+  assert decisions['ndcg_vs_teacher'].passed and decisions['ndcg_floor'].passed
+
+
+def test_equal_values_pass_inclusive_bounds():
+  thresholds = gates.RetrievalGates(min_ndcg_ratio=1.0, max_size_ratio=1.0, min_ndcg=0.2)
+  assert gates.all_passed(gates.decide(dict(TEACHER), TEACHER, thresholds))
+
+
+def test_the_absolute_floor_holds_even_when_the_teacher_is_weak():
+  weak_teacher = {'ndcg@10': 0.01, 'bytes': 1_000_000}
+  decisions = decisions_by_gate({'ndcg@10': 0.02, 'bytes': 1_000}, weak_teacher)
+  assert decisions['ndcg_vs_teacher'].passed
+  assert not decisions['ndcg_floor'].passed
+  assert decisions['ndcg_floor'].reason == 'student NDCG@10 0.0200 < the NDCG@10 floor = 0.0500'
+
+
+@pytest.mark.parametrize('teacher', [None, {}, {'ndcg@10': float('nan'), 'bytes': 0}])
+def test_a_missing_teacher_fails_the_relative_gates(teacher):
+  decisions = decisions_by_gate(GOOD_STUDENT, teacher)
+  assert not decisions['ndcg_vs_teacher'].passed
+  assert not decisions['size_vs_teacher'].passed
+  assert 'missing' in decisions['ndcg_vs_teacher'].reason
+  assert decisions['ndcg_floor'].passed  # the floor needs no teacher
+  assert not gates.all_passed(list(decisions.values()))
+
+
+@pytest.mark.parametrize('student', [None, {'bytes': 1}, {'ndcg@10': math.inf, 'bytes': 1}])
+def test_a_missing_student_metric_fails(student):
+  decisions = decisions_by_gate(student, TEACHER)
+  assert not decisions['ndcg_vs_teacher'].passed
+  assert decisions['ndcg_vs_teacher'].reason.startswith('student NDCG@10 is missing')
+  assert not decisions['ndcg_floor'].passed
+
+
+def test_lenient_gates_bless_anything_measured():
+  lenient = gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=1e9, min_ndcg=0.0)
+  assert gates.all_passed(gates.decide({'ndcg@10': 0.0, 'bytes': 5}, TEACHER, lenient))
+
+
+@pytest.mark.parametrize('field', ['min_ndcg_ratio', 'max_size_ratio', 'min_ndcg'])
+@pytest.mark.parametrize('value', [-0.1, math.nan, '0.5'])
+def test_bad_thresholds_are_rejected(field, value):
+  with pytest.raises(ValueError, match=field):
+    gates.RetrievalGates(**{field: value})
+
+
+def test_upstream_blessing():
+  assert gates.upstream_blessing_decision(True).passed
+  assert not gates.upstream_blessing_decision(False).passed
+  assert 'did not bless' in gates.upstream_blessing_decision(False).reason
+  assert not gates.upstream_blessing_decision(None).passed
+
+
+def test_all_passed_needs_decisions():
+  assert not gates.all_passed([])
+  assert gates.to_dicts([gates.GateDecision('g', True, 'r')]) == [
+      {'gate': 'g', 'passed': True, 'reason': 'r'}]
