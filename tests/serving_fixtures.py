@@ -204,3 +204,16 @@ def running_server(kind: str, config_path: str, models: List[str],
     yield server
   finally:
     server.stop()
+
+
+def server_kinds() -> list:
+  """The servers the serving tests run against: ours always, TF Serving's when installed."""
+  import pytest  # pylint: disable=import-outside-toplevel
+  return ['local', pytest.param('tensorflow_model_server', marks=pytest.mark.skipif(
+      shutil.which('tensorflow_model_server') is None,
+      reason='tensorflow_model_server is not on PATH'))]
+
+
+def tf_serving_extra_args(kind: str) -> List[str]:
+  """Flags that make TF Serving give up on a broken version at once (ours never retries)."""
+  return ['--max_num_load_retries=0'] if kind == 'tensorflow_model_server' else []
