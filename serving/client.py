@@ -134,21 +134,32 @@ class ServingClient:
       request.inputs[name].CopyFrom(proto)
     return self._call(self._predict.Predict, request)
 
-  def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
-                      k: Optional[int] = 10) -> List[Recommendations]:
-    """Top-k items per user (history oldest first); k=None sends no k (export's top-k)."""
+  def recommend_request(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
+                        k: Optional[int] = 10) -> predict_pb2.PredictRequest:
+    """The `recommend` PredictRequest; k=None sends no k (for exports without that input)."""
     padded = padded_histories(histories)
-    inputs = {'user_id': _string_tensor(user_ids),
-              'history': _string_tensor([item for row in padded for item in row],
-                                        (len(padded), len(padded[0])))}
+    request = predict_pb2.PredictRequest()
+    self._fill_spec(request.model_spec, RECOMMEND_SIGNATURE)
+    request.inputs['user_id'].CopyFrom(_string_tensor(user_ids))
+    request.inputs['history'].CopyFrom(_string_tensor(
+        [item for row in padded for item in row], (len(padded), len(padded[0]))))
     if k is not None:
-      inputs['k'] = tensor_codec.from_numpy(np.array(k, np.int32))
-    response = self.predict(RECOMMEND_SIGNATURE, inputs)
+      request.inputs['k'].CopyFrom(tensor_codec.from_numpy(np.array(k, np.int32)))
+    return request
+
+  @staticmethod
+  def parse_recommendations(response: predict_pb2.PredictResponse) -> List[Recommendations]:
     item_ids = tensor_codec.to_numpy(response.outputs['item_ids'])
     scores = tensor_codec.to_numpy(response.outputs['scores'])
     version = response.model_spec.version.value
     return [Recommendations([item.decode() for item in row], row_scores.tolist(), version)
             for row, row_scores in zip(item_ids, scores)]
+
+  def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
+                      k: Optional[int] = 10) -> List[Recommendations]:
+    """Top-k items per user (history oldest first)."""
+    request = self.recommend_request(user_ids, histories, k)
+    return self.parse_recommendations(self._call(self._predict.Predict, request))
 
   def recommend(self, user_id: str, history: Sequence[str] = (),
                 k: Optional[int] = 10) -> Recommendations:
