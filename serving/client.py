@@ -115,6 +115,7 @@ class ServingClient:
     raise AssertionError('unreachable')
 
   def _message(self, code: grpc.StatusCode, details: str, attempts: int) -> str:
+    details = ' '.join((details or '').split())  # TF's messages span lines
     if code == grpc.StatusCode.NOT_FOUND:
       return f'not found: {self._describe()} is not served ({details})'
     if code == grpc.StatusCode.INVALID_ARGUMENT:
