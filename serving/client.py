@@ -24,6 +24,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from models import features
+from pipeline import configs
 from serving import tensor_codec
 
 RECOMMEND_SIGNATURE = 'recommend'
@@ -54,7 +55,9 @@ def _string_tensor(values, shape=None):
 
 
 def padded_histories(histories: Sequence[Sequence[str]]) -> List[List[str]]:
-  width = max([1] + [len(history) for history in histories])
+  """Histories padded with '' to one width, at least the model's history length: requests of
+  one shape, which TF Serving's batching can merge without padding them itself."""
+  width = max([configs.HISTORY_LENGTH] + [len(history) for history in histories])
   return [list(history) + [''] * (width - len(history)) for history in histories]
 
 

@@ -12,6 +12,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from models import features
+from serving import client
 
 ASSETS_EXTRA_DIR = 'assets.extra'
 WARMUP_FILE = 'tf_serving_warmup_requests'
@@ -24,18 +25,14 @@ def warmup_path(export_dir: str) -> str:
   return os.path.join(export_dir, ASSETS_EXTRA_DIR, WARMUP_FILE)
 
 
-def _padded(histories: Sequence[Sequence[str]]) -> List[List[str]]:
-  width = max([1] + [len(history) for history in histories])
-  return [list(history) + [''] * (width - len(history)) for history in histories]
-
-
 def recommend_request(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
                       k: int) -> predict_pb2.PredictRequest:
   """A `recommend` PredictRequest: user_id [B], history [B, N] padded with '', k scalar."""
   request = predict_pb2.PredictRequest()
   request.model_spec.signature_name = RECOMMEND_SIGNATURE
   request.inputs['user_id'].CopyFrom(tf.make_tensor_proto(list(user_ids), tf.string))
-  request.inputs['history'].CopyFrom(tf.make_tensor_proto(_padded(histories), tf.string))
+  request.inputs['history'].CopyFrom(
+      tf.make_tensor_proto(client.padded_histories(histories), tf.string))
   request.inputs['k'].CopyFrom(tf.make_tensor_proto(k, tf.int32))
   return request
 

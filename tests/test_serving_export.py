@@ -15,7 +15,8 @@ from serving import warmup
 from test_export import TOP_K, exported  # pylint: disable=unused-import
 
 
-def test_a_real_export_answers_over_grpc_as_in_process(exported, tmp_path):  # pylint: disable=redefined-outer-name
+# pylint: disable-next=redefined-outer-name
+def test_a_real_export_answers_over_grpc_as_in_process(exported, tmp_path):
   model, frame, catalogue = exported
   recommend = model.signatures[export.RECOMMEND_SIGNATURE]
   if 'k' not in recommend.structured_input_signature[1]:

@@ -107,7 +107,7 @@ def test_warmup_file_holds_tf_serving_prediction_logs(tmp_path):
   recommend, examples = (log.predict_log.request for log in logs)
   assert recommend.model_spec.signature_name == 'recommend'
   np.testing.assert_array_equal(tf.make_ndarray(recommend.inputs['history']),
-                                [[b'i1', b'i2', b'i3'], [b'', b'', b'']])
+                                [[b"i1", b"i2", b"i3"] + [b""] * 17, [b""] * 20])
   assert recommend.inputs['k'].dtype == types_pb2.DT_INT32
   assert tf.make_ndarray(recommend.inputs['k']) == 7
   assert examples.model_spec.signature_name == 'serving_default'
