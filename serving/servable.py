@@ -5,7 +5,7 @@ signature, so a request costs one feed and one fetch), and the checks TF Serving
 running come first, with its status codes and messages.
 """
 import threading
-from typing import Dict, List, Optional
+from typing import List, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -29,6 +29,10 @@ class _Signature:
     self.input_names = sorted(signature.inputs)
     self.inputs = {name: signature.inputs[name] for name in self.input_names}
     self.output_names = sorted(signature.outputs)
+    # (dtype enum, expected shape or None for unknown rank) per input, in feed order.
+    self.specs = [(info.dtype, None if info.tensor_shape.unknown_rank else
+                   tuple(dim.size for dim in info.tensor_shape.dim))
+                  for info in (self.inputs[name] for name in self.input_names)]
     self.run = session.make_callable(
         [graph.get_tensor_by_name(signature.outputs[name].name) for name in self.output_names],
         [graph.get_tensor_by_name(self.inputs[name].name) for name in self.input_names])
@@ -44,19 +48,19 @@ def _check_inputs_size(signature: _Signature, request: predict_pb2.PredictReques
         f'Missing but required: {{{",".join(sorted(expected - sent))}}}.')
 
 
-def _check_tensor(name: str, index: int, info: meta_graph_pb2.TensorInfo, proto) -> None:
-  if proto.dtype != info.dtype:
+def _check_tensor(name: str, index: int, spec: Tuple[int, Optional[tuple]], proto) -> None:
+  dtype, expected = spec
+  if proto.dtype != dtype:
     raise errors.invalid_argument(
-        f'Expects arg[{index}] ({name}) to be {tensor_codec.dtype_name(info.dtype)} but '
+        f'Expects arg[{index}] ({name}) to be {tensor_codec.dtype_name(dtype)} but '
         f'{tensor_codec.dtype_name(proto.dtype)} is provided')
-  if info.tensor_shape.unknown_rank:
+  if expected is None:
     return
-  expected = [dim.size for dim in info.tensor_shape.dim]
-  shape = list(tensor_codec.shape_of(proto))
+  shape = tensor_codec.shape_of(proto)
   if len(shape) != len(expected) or any(e >= 0 and e != s for e, s in zip(expected, shape)):
     shown = [e if e >= 0 else None for e in expected]
     raise errors.invalid_argument(
-        f'input {name}: shape {shape} is not compatible with the signature shape {shown}')
+        f'input {name}: shape {list(shape)} is not compatible with the signature shape {shown}')
 
 
 class Servable:
@@ -132,7 +136,7 @@ class Servable:
     feeds = []
     for index, name in enumerate(signature.input_names):
       proto = request.inputs[name]
-      _check_tensor(name, index, signature.inputs[name], proto)
+      _check_tensor(name, index, signature.specs[index], proto)
       try:
         feeds.append(tensor_codec.to_numpy(proto))
       except ValueError as error:
@@ -150,7 +154,7 @@ class Servable:
     response.model_spec.signature_name = signature_name
     for name, value in zip(signature.output_names, outputs):
       if name in output_names:
-        response.outputs[name].CopyFrom(tensor_codec.from_numpy(value))
+        tensor_codec.fill(response.outputs[name], value)
     return response
 
   def _check_batch_size(self, signature: _Signature, feeds: List[np.ndarray]) -> None:

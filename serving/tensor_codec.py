@@ -46,13 +46,20 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
   raise ValueError(f'tensor of shape {list(shape)} holds {values.size} values')
 
 
-def from_numpy(array: np.ndarray) -> tensor_pb2.TensorProto:
-  """A TensorProto with the array's values in its typed field."""
+def fill(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+  """Writes the array into an empty TensorProto, values in its typed field."""
   enum = _ENUMS.get(array.dtype)
   if enum is None:
-    return tf.make_tensor_proto(array)
-  proto = tensor_pb2.TensorProto(dtype=enum)
+    proto.CopyFrom(tf.make_tensor_proto(array))
+    return
+  proto.dtype = enum
   for size in array.shape:
     proto.tensor_shape.dim.add(size=size)
   getattr(proto, _FIELDS[enum][1]).extend(array.ravel().tolist())
+
+
+def from_numpy(array: np.ndarray) -> tensor_pb2.TensorProto:
+  """A TensorProto with the array's values in its typed field."""
+  proto = tensor_pb2.TensorProto()
+  fill(proto, array)
   return proto
