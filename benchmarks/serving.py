@@ -153,6 +153,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
 
   rows = []
+  load_before = os.getloadavg()[0]
   with tempfile.TemporaryDirectory() as scratch:
     for name in MODELS:
       path = getattr(args, name) or os.path.join(args.serving_dir, name)
@@ -181,9 +182,12 @@ def main(argv=None) -> int:
   ratio = student['rps_c8'] / teacher['rps_c8']
   print(f'student/teacher throughput at c=8: {ratio:.1f}x; targets: ' +
         ', '.join(f'{name} {"met" if met else "MISSED"}' for name, met in targets.items()))
+  load = (load_before, os.getloadavg()[0])
+  print(f'{os.cpu_count()} CPUs, load average {load[0]:.1f} before and {load[1]:.1f} after '
+        '(client and server share them)')
   with open(args.bench_out, 'w') as out:
     json.dump({'rows': rows, 'throughput_ratio_c8': ratio, 'targets': targets,
-               'cpu_count': os.cpu_count()}, out, indent=2)
+               'cpu_count': os.cpu_count(), 'load_average': load}, out, indent=2)
   print(f'Wrote {args.bench_out}')
   return 0
 
