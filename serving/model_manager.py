@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from absl import logging
 import grpc
+import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
@@ -129,8 +130,8 @@ class ModelManager:
       logging.error('%s: version %d failed to load: %s', model.name, version, message)
       return None
     except Exception as error:  # pylint: disable=broad-except
-      code = errors.from_tensorflow(error).code if hasattr(error, 'error_code') else \
-          grpc.StatusCode.UNKNOWN
+      code = (errors.from_tensorflow(error).code if isinstance(error, tf.errors.OpError)
+              else grpc.StatusCode.UNKNOWN)
       self._set_state(model, version, State.END, code, str(error))
       logging.error('%s: version %d failed to load: %s', model.name, version, error)
       return None

@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.config import model_server_config_pb2
 
 from serving import config as config_lib
 from serving import tensor_codec
