@@ -43,7 +43,8 @@ serve: install
 	@test -d '$(OUTPUT)/serving/student' || \
 	  { echo 'error: nothing pushed to $(OUTPUT)/serving (run make run)'; exit 1; }
 	$(BIN)/python -m serving.server --model_config_file serving/models.config \
-	  --base_path_rewrite '/models=$(OUTPUT)/serving' --port $(SERVING_PORT)
+	  --base_path_rewrite '/models=$(OUTPUT)/serving' --model_config_file_poll_wait_seconds 5 \
+	  --port $(SERVING_PORT)
 
 bench-serving: install
 	$(BIN)/python -m benchmarks.serving --serving-dir '$(OUTPUT)/serving' \

@@ -50,12 +50,36 @@ class ModelManager:
     self._factory = servable_factory
     self._poll_wait_seconds = poll_wait_seconds
     self._states_lock = threading.Lock()
+    self._config_lock = threading.Lock()  # a reload waits for the poll in progress
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
 
   @property
   def model_names(self) -> List[str]:
     return sorted(self._models)
+
+  def reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+    """Applies a new config: labels at once, policies at the next poll; models that are new
+    or moved to another base path start afresh, models no longer listed are unloaded."""
+    with self._config_lock:
+      self._reload(config)
+
+  def _reload(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+    models = {}
+    for model_config in config.model_config_list.config:
+      model = self._models.get(model_config.name)
+      if model is None or model.config.base_path != model_config.base_path:
+        models[model_config.name] = _Model(model_config)
+      else:
+        model.config, model.labels = model_config, dict(model_config.version_labels)
+        models[model_config.name] = model
+    dropped = [model for name, model in self._models.items() if models.get(name) is not model]
+    self._models = models
+    for model in dropped:
+      serving, model.serving, model.latest = model.serving, {}, None
+      for servable in serving.values():
+        servable.retire()
+      logging.info('%s: removed from the config', model.name)
 
   def start(self, first_poll_delay_seconds: float = 0.2) -> None:
     """Loads what is ready now (two scans, `first_poll_delay_seconds` apart, so a directory
@@ -85,8 +109,9 @@ class ModelManager:
 
   def poll(self) -> None:
     """One round: load what the policies now ask for, swap, retire what they dropped."""
-    for model in self._models.values():
-      self._poll_model(model)
+    with self._config_lock:
+      for model in self._models.values():
+        self._poll_model(model)
 
   def _poll_model(self, model: _Model) -> None:
     ready = model.versions.poll()

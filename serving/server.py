@@ -9,6 +9,7 @@ they mean the same thing. Binds to 127.0.0.1 unless told otherwise.
 """
 import argparse
 from concurrent import futures
+import os
 import signal
 import sys
 import threading
@@ -123,6 +124,7 @@ class ModelServer:
     if not self.port:
       raise OSError(f'cannot bind {host}:{port}')
     self.address = f'{host}:{self.port}'
+    self._stopped = threading.Event()
 
   def start(self) -> 'ModelServer':
     self.manager.start()
@@ -130,7 +132,28 @@ class ModelServer:
     logging.info('Serving %s on %s', self.manager.model_names, self.address)
     return self
 
+  def watch_config_file(self, path: str, rewrite: Optional[str], poll_wait_seconds: float) -> None:
+    """Re-reads the config file when it changes (TF Serving's
+    --model_config_file_poll_wait_seconds); a bad file is logged and the old config kept."""
+    def watch() -> None:
+      seen = os.stat(path).st_mtime_ns
+      while not self._stopped.wait(poll_wait_seconds):
+        try:
+          mtime = os.stat(path).st_mtime_ns
+          if mtime == seen:
+            continue
+          seen = mtime
+          config = config_lib.rewrite_base_paths(config_lib.load_config_file(path), rewrite)
+          config_lib.validate(config)
+          self.manager.reload(config)
+          logging.info('Reloaded %s: serving %s', path, self.manager.model_names)
+        except (OSError, ValueError) as error:
+          logging.error('Keeping the current config: %s', error)
+
+    threading.Thread(target=watch, name='config-watcher', daemon=True).start()
+
   def stop(self, grace_seconds: float = 1.0) -> None:
+    self._stopped.set()
     self._server.stop(grace_seconds).wait()
     self.manager.stop()
 
@@ -147,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
                            '/models=outputs/serving for serving/models.config')
   parser.add_argument('--file_system_poll_wait_seconds', type=float, default=1.0,
                       help='seconds between polls for new versions (0: load once)')
+  parser.add_argument('--model_config_file_poll_wait_seconds', type=float, default=0,
+                      help='seconds between checks of the config file for changes (0: never)')
   parser.add_argument('--max_batch_size', type=int, default=1024,
                       help='largest batch a request may carry (0: no limit)')
   parser.add_argument('--grpc_max_threads', type=int, default=8, help='request threads')
@@ -179,6 +204,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'error: {error}', file=sys.stderr)
     return 2
   server.start()
+  if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+    server.watch_config_file(args.model_config_file, args.base_path_rewrite,
+                             args.model_config_file_poll_wait_seconds)
   for model in config.model_config_list.config:
     print(f'{model.name}: versions under {model.base_path}')
   print(f'Serving {", ".join(server.manager.model_names)} on {server.address}', flush=True)
