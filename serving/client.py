@@ -15,20 +15,16 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import grpc
-import numpy as np
-from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from models import features
-from pipeline import configs
+from serving import requests
 from serving import tensor_codec
 
-RECOMMEND_SIGNATURE = 'recommend'
-SCORE_SIGNATURE = 'score'
+RECOMMEND_SIGNATURE = requests.RECOMMEND_SIGNATURE
 SIGNATURE_DEF_FIELD = 'signature_def'
 STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State.Name
 
@@ -46,19 +42,6 @@ class Recommendations:
   item_ids: List[str]
   scores: List[float]
   version: int
-
-
-def _string_tensor(values, shape=None):
-  array = np.array([value.encode() if isinstance(value, str) else value for value in values],
-                   dtype=object)
-  return tensor_codec.from_numpy(array.reshape(shape) if shape else array)
-
-
-def padded_histories(histories: Sequence[Sequence[str]]) -> List[List[str]]:
-  """Histories padded with '' to one width, at least the model's history length: requests of
-  one shape, which TF Serving's batching can merge without padding them itself."""
-  width = max([configs.HISTORY_LENGTH] + [len(history) for history in histories])
-  return [list(history) + [''] * (width - len(history)) for history in histories]
 
 
 class ServingClient:
@@ -140,15 +123,9 @@ class ServingClient:
 
   def recommend_request(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
                         k: Optional[int] = 10) -> predict_pb2.PredictRequest:
-    """The `recommend` PredictRequest; k=None sends no k (for exports without that input)."""
-    padded = padded_histories(histories)
-    request = predict_pb2.PredictRequest()
-    self._fill_spec(request.model_spec, RECOMMEND_SIGNATURE)
-    request.inputs['user_id'].CopyFrom(_string_tensor(user_ids))
-    request.inputs['history'].CopyFrom(_string_tensor(
-        [item for row in padded for item in row], (len(padded), len(padded[0]))))
-    if k is not None:
-      request.inputs['k'].CopyFrom(tensor_codec.from_numpy(np.array(k, np.int32)))
+    """The `recommend` PredictRequest for this client's model and version."""
+    request = requests.recommend(user_ids, histories, k)
+    self._fill_spec(request.model_spec)
     return request
 
   @staticmethod
@@ -172,16 +149,9 @@ class ServingClient:
   def score(self, user_id: str, item_ids: Sequence[str],
             history: Sequence[str] = ()) -> List[float]:
     """Predicted ratings of `item_ids` for the user (the `score` signature)."""
-    examples = []
-    for item_id in item_ids:
-      example = example_pb2.Example()
-      feature = example.features.feature
-      feature[features.USER_ID].bytes_list.value.append(user_id.encode())
-      feature[features.ITEM_ID].bytes_list.value.append(item_id.encode())
-      feature[features.HISTORY].bytes_list.value.append(
-          features.HISTORY_SEPARATOR.join(history).encode())
-      examples.append(example.SerializeToString())
-    response = self.predict(SCORE_SIGNATURE, {'examples': _string_tensor(examples)})
+    request = requests.score(user_id, item_ids, history)
+    self._fill_spec(request.model_spec)
+    response = self._call(self._predict.Predict, request)
     return tensor_codec.to_numpy(response.outputs['rating']).tolist()
 
   def metadata(self) -> get_model_metadata_pb2.GetModelMetadataResponse:

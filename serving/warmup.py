@@ -8,49 +8,17 @@ import os
 from typing import List, Sequence
 
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from models import features
-from serving import client
+from serving import requests as requests_lib
 
 ASSETS_EXTRA_DIR = 'assets.extra'
 WARMUP_FILE = 'tf_serving_warmup_requests'
 MAX_RECORDS = 1000  # TF Serving refuses a warmup file with more records
-RECOMMEND_SIGNATURE = 'recommend'
-SERVING_DEFAULT_SIGNATURE = 'serving_default'
 
 
 def warmup_path(export_dir: str) -> str:
   return os.path.join(export_dir, ASSETS_EXTRA_DIR, WARMUP_FILE)
-
-
-def recommend_request(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
-                      k: int) -> predict_pb2.PredictRequest:
-  """A `recommend` PredictRequest: user_id [B], history [B, N] padded with '', k scalar."""
-  request = predict_pb2.PredictRequest()
-  request.model_spec.signature_name = RECOMMEND_SIGNATURE
-  request.inputs['user_id'].CopyFrom(tf.make_tensor_proto(list(user_ids), tf.string))
-  request.inputs['history'].CopyFrom(
-      tf.make_tensor_proto(client.padded_histories(histories), tf.string))
-  request.inputs['k'].CopyFrom(tf.make_tensor_proto(k, tf.int32))
-  return request
-
-
-def example_request(user_ids: Sequence[str],
-                    histories: Sequence[Sequence[str]]) -> predict_pb2.PredictRequest:
-  """A `serving_default` PredictRequest of serialized tf.Examples (user_id, history)."""
-  examples = []
-  for user_id, history in zip(user_ids, histories):
-    example = tf.train.Example()
-    example.features.feature[features.USER_ID].bytes_list.value.append(user_id.encode())
-    example.features.feature[features.HISTORY].bytes_list.value.append(
-        features.HISTORY_SEPARATOR.join(history).encode())
-    examples.append(example.SerializeToString())
-  request = predict_pb2.PredictRequest()
-  request.model_spec.signature_name = SERVING_DEFAULT_SIGNATURE
-  request.inputs['examples'].CopyFrom(tf.make_tensor_proto(examples, tf.string))
-  return request
 
 
 def write_warmup_requests(export_dir: str, user_ids: Sequence[str],
@@ -65,7 +33,8 @@ def write_warmup_requests(export_dir: str, user_ids: Sequence[str],
                      f'{len(user_ids)} user ids and {len(histories)} histories')
   path = warmup_path(export_dir)
   tf.io.gfile.makedirs(os.path.dirname(path))
-  requests = [recommend_request(user_ids, histories, k), example_request(user_ids, histories)]
+  requests = [requests_lib.recommend(user_ids, histories, k),
+              requests_lib.serving_default(user_ids, histories)]
   with tf.io.TFRecordWriter(path) as writer:
     for request in requests:
       log = prediction_log_pb2.PredictionLog(
