@@ -126,7 +126,7 @@ def build_eval_data(interactions: Union[Dataset, pd.DataFrame],
   )
 
 
-def _top_items(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
+def top_items(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
   """Catalogue indices of each row's k best unseen items, best first; `NOT_IN_CATALOGUE` fills
   the places beyond the row's unseen items. Ties are broken arbitrarily (np.argpartition)."""
   masked = np.array(scores, dtype=np.float64)
@@ -179,7 +179,7 @@ def ranking_metrics(scores: np.ndarray,
   expected = (len(eval_data.users), len(eval_data.items))
   if np.shape(scores) != expected:
     raise ValueError(f'scores must have shape {expected}, got {np.shape(scores)}')
-  top = _top_items(scores, eval_data.seen, max(max(ks), CUTOFF))
+  top = top_items(scores, eval_data.seen, max(max(ks), CUTOFF))
   return _metrics_of_ranking(top, eval_data, ks)
 
 

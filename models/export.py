@@ -3,15 +3,18 @@
 Signatures:
   serving_default(examples: string[batch] serialized tf.Example with user_id, history and any
     user side features) → item_ids string[batch, k], scores float[batch, k];
-  recommend(user_id: string[batch], history: string[batch, n] padded with '') → same outputs;
-  recommend_with_features(user_id, history as above, age: int64[batch], gender, occupation,
+  recommend(user_id: string[batch], history: string[batch, n] padded with '', k: int32 scalar in
+    [1, top_k]) → item_ids string[batch, k], scores float[batch, k];
+  recommend_with_features(user_id, history, k as above, age: int64[batch], gender, occupation,
     zip_code: string[batch]) → same outputs;
   score(examples: string[batch] serialized tf.Example with user and item features) →
     rating float[batch].
-Top-k runs over the whole catalogue with a TFRS BruteForce index and excludes the items of the
-(latest `history_length`) history. Ids unknown to the vocabularies fall into OOV buckets.
+Top-k runs over the whole catalogue with a TFRS BruteForce index (int8 for a quantized model)
+and excludes the items of the (latest `history_length`) history. Ids unknown to the
+vocabularies fall into OOV buckets. A k outside [1, top_k] fails with InvalidArgumentError, which
+TF Serving answers as INVALID_ARGUMENT. Only the inference graph is saved (no optimizer state).
 """
-from typing import Dict
+from typing import Dict, Optional
 
 from absl import logging
 import numpy as np
@@ -20,6 +23,7 @@ import tensorflow_recommenders as tfrs
 
 from models import features
 from models import inputs
+from models import quantization
 from models import towers
 
 SERVING_SIGNATURE = 'serving_default'
@@ -43,7 +47,7 @@ class ServingModule(tf.Module):
   """Transform graph + towers + BruteForce index behind the serving signatures."""
 
   def __init__(self, model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,
-               history_length: int):
+               history_length: int, int8_index: bool = False):
     super().__init__()
     num_items = len(catalogue[features.ITEM_ID])
     self.top_k = min(top_k, num_items - history_length)
@@ -52,12 +56,16 @@ class ServingModule(tf.Module):
                        f'after excluding {history_length} history items')
     self.history_length = history_length
     self.num_items = num_items
-    self.model = model
+    # The inference graph only: tracking the compiled model would also save its optimizer.
+    self.core = model.core
+    self.query_tower = model.query_tower
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.raw_spec = _serving_raw_spec(tf_transform_output)
     candidates = model.embed_candidates(
         {name: tf.constant(catalogue[name]) for name in towers.CANDIDATE_FEATURES})
-    self.index = tfrs.layers.factorized_top_k.BruteForce(k=self.top_k + history_length)
+    index_class = (quantization.Int8BruteForce if int8_index
+                   else tfrs.layers.factorized_top_k.BruteForce)
+    self.index = index_class(k=self.top_k + history_length)
     self.index.index(candidates, identifiers=tf.constant(catalogue[features.ITEM_ID]))
     # TFRS indexes must be called once before saving.
     self.index(tf.zeros([1, candidates.shape[1]]))
@@ -76,10 +84,19 @@ class ServingModule(tf.Module):
     items = tf.strings.split(tf.reshape(history, [-1]), features.HISTORY_SEPARATOR)
     return items[:, -self.history_length:].to_tensor('', shape=[None, self.history_length])
 
-  def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    queries = self.model.embed_queries(self._transform(raw))
+  def _embed_queries(self, raw: Dict[str, tf.Tensor]) -> tf.Tensor:
+    transformed = self._transform(raw)
+    return self.query_tower(towers.select(transformed, self.query_tower))
+
+  def _recommend(self, raw: Dict[str, tf.Tensor], k: Optional[tf.Tensor] = None
+                 ) -> Dict[str, tf.Tensor]:
     scores, item_ids = self.index.query_with_exclusions(
-        queries, self._exclusions(raw[features.HISTORY]), k=self.top_k)
+        self._embed_queries(raw), self._exclusions(raw[features.HISTORY]), k=self.top_k)
+    if k is not None:
+      with tf.control_dependencies([tf.debugging.assert_equal(
+          tf.logical_and(k >= 1, k <= self.top_k), True,
+          message=f'k must be between 1 and {self.top_k}')]):
+        scores, item_ids = scores[:, :k], item_ids[:, :k]
     return {'item_ids': item_ids, 'scores': scores}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
@@ -98,45 +115,49 @@ class ServingModule(tf.Module):
     return raw
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
-                                tf.TensorSpec([None, None], tf.string, name='history')])
-  def recommend(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
-    return self._recommend(self._raw_query(user_id, history))
+                                tf.TensorSpec([None, None], tf.string, name='history'),
+                                tf.TensorSpec([], tf.int32, name='k')])
+  def recommend(self, user_id: tf.Tensor, history: tf.Tensor,
+                k: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return self._recommend(self._raw_query(user_id, history), k)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name='user_id'),
       tf.TensorSpec([None, None], tf.string, name='history'),
+      tf.TensorSpec([], tf.int32, name='k'),
       tf.TensorSpec([None], tf.int64, name=features.AGE),
       tf.TensorSpec([None], tf.string, name=features.GENDER),
       tf.TensorSpec([None], tf.string, name=features.OCCUPATION),
       tf.TensorSpec([None], tf.string, name=features.ZIP_CODE)])
-  def recommend_with_features(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
-                              gender: tf.Tensor, occupation: tf.Tensor,
+  def recommend_with_features(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor,
+                              age: tf.Tensor, gender: tf.Tensor, occupation: tf.Tensor,
                               zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
     raw = self._raw_query(user_id, history)
     for name, value in ((features.AGE, age), (features.GENDER, gender),
                         (features.OCCUPATION, occupation), (features.ZIP_CODE, zip_code)):
       raw[name] = tf.reshape(value, tf.shape(raw[name]))
-    return self._recommend(raw)
+    return self._recommend(raw, k)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
                                 tf.TensorSpec([None, None], tf.string, name='history')])
   def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Every catalogue item, best first, without exclusions: for offline evaluation, where the
     protocol excludes all seen items (not a serving signature)."""
-    queries = self.model.embed_queries(self._transform(self._raw_query(user_id, history)))
-    scores, item_ids = self.index(queries, k=self.num_items)
+    scores, item_ids = self.index(self._embed_queries(self._raw_query(user_id, history)),
+                                  k=self.num_items)
     return {'item_ids': item_ids, 'scores': scores}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def score(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-    outputs = self.model(self._transform(tf.io.parse_example(examples, self.raw_spec)))
-    return {'rating': outputs['rating']}
+    transformed = self._transform(tf.io.parse_example(examples, self.raw_spec))
+    return {'rating': self.core(towers.select(transformed, self.core))[towers.RATING]}
 
 
 def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,
-                       history_length: int, export_dir: str) -> None:
-  """Writes the SavedModel with the serving signatures to `export_dir`."""
-  module = ServingModule(model, tf_transform_output, catalogue, top_k, history_length)
+                       history_length: int, export_dir: str, int8_index: bool = False) -> None:
+  """Writes the SavedModel of a `TwoTowerModel` with the serving signatures to `export_dir`."""
+  module = ServingModule(model, tf_transform_output, catalogue, top_k, history_length,
+                         int8_index)
   signatures = {
       SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
       RECOMMEND_SIGNATURE: module.recommend.get_concrete_function(),

@@ -52,6 +52,25 @@ class TrainingHParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistillationHParams:
+  """How the student learns from the teacher, then is fine-tuned with quantization.
+
+  loss = alpha · hard + (1 − alpha) · soft (see `models.distiller`); the hard loss uses the
+  student's `TrainingHParams` weights. `qat_*`: quantization-aware fine-tuning that continues
+  the distillation loss.
+  """
+  epochs: int
+  learning_rate: float
+  alpha: float
+  temperature: float
+  kd_weight: float
+  rating_distillation_weight: float
+  num_sampled_negatives: int
+  qat_epochs: int
+  qat_learning_rate: float
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportHParams:
   """What the exported serving signatures return."""
   top_k: int

@@ -1,7 +1,16 @@
-"""The Trainer's `run_fn` (referenced by dotted path): trains the teacher and the student, exports.
+"""The Trainer's `run_fn` (referenced by dotted path): teacher → distilled student → quantized
+student, and their SavedModels.
 
-The student is what the pipeline pushes (`fn_args.serving_model_dir`); the teacher's SavedModel,
-with the same signatures, is written under `fn_args.model_run_dir`/teacher.
+1. The teacher (`models.teacher`) trains on the ground truth (retrieval + rating).
+2. The student (`models.student`) is distilled from the frozen teacher (`models.distiller`).
+3. Its Dense layers are fine-tuned with quantization-aware training, continuing the
+   distillation loss; its embedding tables and index are stored as int8 (`models.quantization`).
+
+Outputs: the int8 student is the model the pipeline evaluates and pushes
+(`fn_args.serving_model_dir`); under `fn_args.model_run_dir`: the teacher's and the fp32
+student's SavedModels (same signatures), the student as TFLite, TensorBoard logs per training
+phase, and `training_summary.json` (parameters, bytes, train seconds, loss history and eval-split
+metrics of every model, fidelity of the students to the teacher).
 """
 import json
 import os
@@ -12,15 +21,25 @@ from absl import logging
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from models import distiller
+from models import eval_split
 from models import export
 from models import features
 from models import hparams
 from models import inputs
+from models import quantization
+from models import student
+from models import teacher
+from models import tflite_export
 from models import towers
 from models import two_tower
 
 TEACHER_DIR = 'teacher'
-SUMMARY_FILE = 'training_summary.json'  # in model_run_dir: per model, parameters and train time
+STUDENT_FP32_DIR = 'student_fp32'
+TFLITE_FILE = 'student_int8.tflite'
+TENSORBOARD_DIR = 'tensorboard'
+SUMMARY_FILE = 'training_summary.json'
+EVAL_USERS = 1000  # eval-split users scored for the summary
 
 
 class EpochLogger(tf.keras.callbacks.Callback):
@@ -35,23 +54,26 @@ class EpochLogger(tf.keras.callbacks.Callback):
     logging.info('%s epoch %d/%d: %s', self.name, epoch + 1, self.params['epochs'], metrics)
 
 
-def train(name: str, size: hparams.TowerHParams, config: Dict[str, Any], vocab, datasets,
-          stats: inputs.TrainStats, summary: Dict[str, Any]):
-  """Builds and fits one two-tower model on the transformed train split; adds its parameter
-  count and training seconds to `summary`."""
-  training = hparams.from_dict(hparams.TrainingHParams, config['training'])
-  transform = hparams.from_dict(hparams.TransformHParams, config['transform'])
-  tf.keras.utils.set_random_seed(training.seed)
-  model = two_tower.TwoTowerModel(vocab, size, training, transform, stats)
-  model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
-  logging.info('Training %s for %d epochs', name, training.epochs)
+def fit(name: str, phase: str, model: tf.keras.Model, datasets, epochs: int, model_run_dir: str,
+        summary: Dict[str, Any]) -> None:
+  """Fits `model` (the training `phase` of model `name`) with progress logs and TensorBoard
+  logs in `tensorboard/<phase>`; records time and loss history under `summary[name]`."""
+  logging.info('%s: training %s for %d epochs', phase, name, epochs)
   started = time.time()
-  history = model.fit(datasets['train'], validation_data=datasets['eval'],
-                      epochs=training.epochs, verbose=0, callbacks=[EpochLogger(name)])
-  summary[name] = {'params': int(model.count_params()), 'train_s': time.time() - started,
+  history = model.fit(
+      datasets['train'], validation_data=datasets['eval'], epochs=epochs, verbose=0,
+      callbacks=[EpochLogger(phase), tf.keras.callbacks.TensorBoard(
+          os.path.join(model_run_dir, TENSORBOARD_DIR, phase), profile_batch=0)])
+  summary[name] = {'train_s': time.time() - started,
                    'history': {key: [float(v) for v in values]
                                for key, values in history.history.items()}}
-  return model
+
+
+def saved_model_bytes(path: str) -> int:
+  """Bytes of a SavedModel's variables (what serving keeps in memory)."""
+  variables = os.path.join(path, 'variables')
+  return sum(tf.io.gfile.stat(os.path.join(variables, name)).length
+             for name in tf.io.gfile.listdir(variables))
 
 
 def run_fn(fn_args) -> None:
@@ -59,10 +81,12 @@ def run_fn(fn_args) -> None:
   config = fn_args.custom_config
   training = hparams.from_dict(hparams.TrainingHParams, config['training'])
   transform = hparams.from_dict(hparams.TransformHParams, config['transform'])
+  distillation = hparams.from_dict(hparams.DistillationHParams, config['distillation'])
   top_k = hparams.from_dict(hparams.ExportHParams, config['export']).top_k
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   vocab = towers.Vocabularies.from_transform_output(
       tf_transform_output, transform.item_oov_buckets, transform.user_oov_buckets)
+  model_run_dir = fn_args.model_run_dir
 
   def dataset(files, shuffle=True):
     return inputs.transformed_dataset(files, fn_args.data_accessor, tf_transform_output,
@@ -73,14 +97,60 @@ def run_fn(fn_args) -> None:
       dataset(fn_args.train_files, shuffle=False),
       tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
   summary = {}
-  teacher = train('teacher', hparams.from_dict(hparams.TowerHParams, config['teacher']), config,
-                  vocab, datasets, stats, summary)
-  student = train('student', hparams.from_dict(hparams.TowerHParams, config['student']), config,
-                  vocab, datasets, stats, summary)
-  export.export_saved_model(teacher, tf_transform_output, stats.catalogue, top_k,
-                            transform.history_length,
-                            os.path.join(fn_args.model_run_dir, TEACHER_DIR))
-  export.export_saved_model(student, tf_transform_output, stats.catalogue, top_k,
-                            transform.history_length, fn_args.serving_model_dir)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), 'w') as f:
+
+  tf.keras.utils.set_random_seed(training.seed)
+  teacher_model = two_tower.TwoTowerModel(
+      teacher.build_core(vocab, hparams.from_dict(hparams.TowerHParams, config['teacher']),
+                         transform, stats.mean_rating), training, stats)
+  teacher_model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
+  fit('teacher', 'teacher', teacher_model, datasets, training.epochs, model_run_dir, summary)
+
+  def distil(name: str, phase: str, core: tf.keras.Model, epochs: int, learning_rate: float):
+    student_model = two_tower.TwoTowerModel(core, training, stats)
+    model = distiller.Distiller(teacher_model, student_model, stats.catalogue,
+                                distillation.num_sampled_negatives, seed=training.seed)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), alpha=distillation.alpha,
+                  temperature=distillation.temperature, kd_weight=distillation.kd_weight,
+                  rating_distillation_weight=distillation.rating_distillation_weight)
+    fit(name, phase, model, datasets, epochs, model_run_dir, summary)
+    return student_model
+
+  student_fp32 = distil(
+      'student_fp32', 'distillation',
+      student.build_core(vocab, hparams.from_dict(hparams.TowerHParams, config['student']),
+                         transform, stats.mean_rating),
+      distillation.epochs, distillation.learning_rate)
+  student_qat = distil(
+      'student_int8', 'quantization_aware_training',
+      quantization.quantize_dense_layers(student_fp32.core, student.CUSTOM_OBJECTS),
+      distillation.qat_epochs, distillation.qat_learning_rate)
+  student_int8 = two_tower.TwoTowerModel(
+      quantization.int8_embeddings(student_qat.core, student.CUSTOM_OBJECTS), training, stats)
+
+  models = {
+      'teacher': (teacher_model, os.path.join(model_run_dir, TEACHER_DIR), False),
+      'student_fp32': (student_fp32, os.path.join(model_run_dir, STUDENT_FP32_DIR), False),
+      'student_int8': (student_int8, fn_args.serving_model_dir, True),
+  }
+  for name, (model, directory, int8) in models.items():
+    export.export_saved_model(model, tf_transform_output, stats.catalogue, top_k,
+                              transform.history_length, directory, int8_index=int8)
+  tflite_export.export_tflite(student_int8, stats.catalogue, transform.history_length, top_k,
+                              os.path.join(model_run_dir, TFLITE_FILE))
+
+  eval_queries = eval_split.collect(dataset(fn_args.train_files, shuffle=False),
+                                    datasets['eval'], len(stats.catalogue[features.ITEM_ID]),
+                                    EVAL_USERS)
+  tops = {}
+  for name, (model, directory, int8) in models.items():
+    metrics, tops[name] = eval_split.ranking(model, eval_queries, stats.catalogue, int8)
+    summary[name] = {
+        **summary.get(name, {}),
+        'params': int(model.core.count_params()),
+        'bytes': saved_model_bytes(directory),
+        'eval': {**metrics, 'rmse': eval_split.rmse(model, datasets['eval']),
+                 'fidelity@10': eval_split.overlap(tops['teacher'], tops[name])},
+    }
+    logging.info('%s: %s', name, json.dumps(summary[name]['eval']))
+  with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), 'w') as f:
     json.dump(summary, f, indent=2)

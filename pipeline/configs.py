@@ -33,6 +33,7 @@ TRANSFORM = hparams.TransformHParams(
 TEACHER = hparams.TowerHParams(
     embedding_dim=64, hidden_units=128, rating_hidden_units=64, history_encoder='transformer',
     attention_layers=2, attention_heads=2, dropout=0.1)
+# The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py).
 STUDENT = hparams.TowerHParams(
     embedding_dim=16, hidden_units=0, rating_hidden_units=16, history_encoder='mean',
     attention_layers=0, attention_heads=0, dropout=0.0)
@@ -41,6 +42,10 @@ TRAINING = hparams.TrainingHParams(
     epochs=5, batch_size=512, shuffle_buffer_size=100_000, learning_rate=0.002,
     retrieval_weight=1.0, rating_weight=100.0,
     popularity_correction=True, seed=42)
+DISTILLATION = hparams.DistillationHParams(
+    epochs=5, learning_rate=0.005, alpha=0.5, temperature=2.0, kd_weight=1.0,
+    rating_distillation_weight=100.0, num_sampled_negatives=512, qat_epochs=1,
+    qat_learning_rate=0.0005)
 EXPORT = hparams.ExportHParams(top_k=100)
 
 # Evaluator: the student's rating signature must be at least this good on the eval split.

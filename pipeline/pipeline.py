@@ -18,6 +18,7 @@ def trainer_config() -> dict:
       'teacher': hparams.to_dict(configs.TEACHER),
       'student': hparams.to_dict(configs.STUDENT),
       'training': hparams.to_dict(configs.TRAINING),
+      'distillation': hparams.to_dict(configs.DISTILLATION),
       'export': hparams.to_dict(configs.EXPORT),
   }
 

@@ -1,4 +1,6 @@
 """The export contract: signatures, top-k over the catalogue, history exclusion, unknown users."""
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,6 +9,10 @@ from models import export
 from models import features
 from models import hparams
 from models import inputs
+from models import distiller
+from models import quantization
+from models import student
+from models import teacher
 from models import towers
 from models import two_tower
 from pipeline.data import prepare
@@ -19,6 +25,9 @@ TRANSFORM = hparams.TransformHParams(
 SIZE = hparams.TowerHParams(
     embedding_dim=8, hidden_units=0, rating_hidden_units=8, history_encoder='transformer',
     attention_layers=1, attention_heads=2, dropout=0.0)
+STUDENT_SIZE = hparams.TowerHParams(
+    embedding_dim=8, hidden_units=0, rating_hidden_units=8, history_encoder='mean',
+    attention_layers=0, attention_heads=0, dropout=0.0)
 TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, shuffle_buffer_size=100,
                                    learning_rate=0.01,
                                    retrieval_weight=1.0, rating_weight=0.5,
@@ -38,7 +47,8 @@ def _serialized(row: dict) -> bytes:
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory, synthetic_dataset):
+def trained(tmp_path_factory, synthetic_dataset):
+  """A teacher trained on the synthetic data set, and what exporting needs."""
   directory = tmp_path_factory.mktemp('export')
   frame = prepare.join_side_features(synthetic_dataset)
   frame = split.add_history(frame.iloc[split.chronological_order(frame)].reset_index(drop=True),
@@ -52,13 +62,45 @@ def exported(tmp_path_factory, synthetic_dataset):
       tf_transform_output, TRANSFORM.item_oov_buckets, TRANSFORM.user_oov_buckets)
   stats = inputs.scan_train_data(
       dataset, tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
-  catalogue = stats.catalogue
-  model = two_tower.TwoTowerModel(vocab, SIZE, TRAINING, TRANSFORM, stats)
+  model = two_tower.TwoTowerModel(
+      teacher.build_core(vocab, SIZE, TRANSFORM, stats.mean_rating), TRAINING, stats)
   model.compile(optimizer=tf.keras.optimizers.Adam(TRAINING.learning_rate))
   model.fit(dataset, epochs=TRAINING.epochs, verbose=0)
-  export.export_saved_model(model, tf_transform_output, catalogue, TOP_K,
-                            TRANSFORM.history_length, str(directory / 'model'))
-  return tf.saved_model.load(str(directory / 'model')), frame, catalogue
+  return {'directory': directory, 'frame': frame, 'columns': columns, 'dataset': dataset,
+          'vocab': vocab, 'stats': stats, 'teacher': model,
+          'tf_transform_output': tf_transform_output}
+
+
+def _int8_student(trained) -> two_tower.TwoTowerModel:
+  """The teacher distilled into a student for one epoch, with QAT wrappers and int8 tables."""
+  fp32 = two_tower.TwoTowerModel(
+      student.build_core(trained['vocab'], STUDENT_SIZE, TRANSFORM, trained['stats'].mean_rating),
+      TRAINING, trained['stats'])
+  model = distiller.Distiller(trained['teacher'], fp32, trained['stats'].catalogue, 16)
+  model.compile(optimizer=tf.keras.optimizers.Adam(TRAINING.learning_rate))
+  model.fit(trained['dataset'], epochs=1, verbose=0)
+  qat = quantization.quantize_dense_layers(fp32.core, student.CUSTOM_OBJECTS)
+  return two_tower.TwoTowerModel(quantization.int8_embeddings(qat, student.CUSTOM_OBJECTS),
+                                 TRAINING, trained['stats'])
+
+
+@pytest.fixture(scope='module')
+def export_dirs(trained):
+  """The teacher and the int8 student exported with the same contract."""
+  dirs = {}
+  for name, model, int8 in (('teacher', trained['teacher'], False),
+                            ('student_int8', _int8_student(trained), True)):
+    dirs[name] = str(trained['directory'] / name)
+    export.export_saved_model(model, trained['tf_transform_output'], trained['stats'].catalogue,
+                              TOP_K, TRANSFORM.history_length, dirs[name], int8_index=int8)
+  return dirs
+
+
+@pytest.fixture(scope='module', params=['teacher', 'student_int8'])
+def exported(request, trained, export_dirs):
+  """Each exported model, loaded."""
+  return (tf.saved_model.load(export_dirs[request.param]), trained['frame'],
+          trained['stats'].catalogue)
 
 
 def test_signatures_are_exported(exported):
@@ -73,7 +115,7 @@ def test_side_features_reach_the_query_tower(exported):
   history = [frame[features.ITEM_ID].iloc[:2].tolist()]
   recommend = model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE]
   def scores(age, gender):
-    return recommend(user_id=tf.constant(['new-user']), history=tf.constant(history),
+    return recommend(user_id=tf.constant(['new-user']), history=tf.constant(history), k=TOP_K,
                      age=tf.constant([age], tf.int64), gender=tf.constant([gender]),
                      occupation=tf.constant(['artist']),
                      zip_code=tf.constant(['12345']))['scores'].numpy()
@@ -100,14 +142,14 @@ def test_recommend_handles_unknown_users_and_padding(exported):
   history = frame[features.ITEM_ID].iloc[:4].tolist()
   outputs = model.signatures[export.RECOMMEND_SIGNATURE](
       user_id=tf.constant(['no-such-user', 'no-such-user']),
-      history=tf.constant([history, history[:2] + ['', '']]))
+      history=tf.constant([history, history[:2] + ['', '']]), k=TOP_K)
   item_ids = outputs['item_ids'].numpy().astype(str)
   assert item_ids.shape == (2, TOP_K)
   assert not set(item_ids[0]) & set(history)
   assert not set(item_ids[1]) & set(history[:2])
   # Padding changes nothing: the same history with and without '' gives the same answer.
   again = model.signatures[export.RECOMMEND_SIGNATURE](
-      user_id=tf.constant(['no-such-user']), history=tf.constant([history[:2]]))
+      user_id=tf.constant(['no-such-user']), history=tf.constant([history[:2]]), k=TOP_K)
   np.testing.assert_array_equal(again['item_ids'].numpy()[0], outputs['item_ids'].numpy()[1])
 
 
@@ -125,5 +167,34 @@ def test_rank_catalogue_ranks_every_item_consistently_with_recommend(exported):
                                 history=tf.constant([['']]))['item_ids'].numpy().astype(str)[0]
   assert sorted(ranked) == sorted(catalogue[features.ITEM_ID])
   top = model.signatures[export.RECOMMEND_SIGNATURE](
-      user_id=tf.constant(['no-such-user']), history=tf.constant([['']]))['item_ids']
+      user_id=tf.constant(['no-such-user']), history=tf.constant([['']]), k=TOP_K)['item_ids']
   np.testing.assert_array_equal(top.numpy().astype(str)[0], ranked[:TOP_K])
+
+
+def test_recommend_returns_k_items_and_rejects_k_out_of_range(exported):
+  model, _, _ = exported
+  recommend = model.signatures[export.RECOMMEND_SIGNATURE]
+  query = {'user_id': tf.constant(['u1']), 'history': tf.constant([['']])}
+  full = recommend(**query, k=TOP_K)['item_ids'].numpy()
+  np.testing.assert_array_equal(recommend(**query, k=3)['item_ids'].numpy(), full[:, :3])
+  for k in (0, TOP_K + 1):
+    with pytest.raises(tf.errors.InvalidArgumentError, match='k must be between'):
+      recommend(**query, k=k)
+
+
+def _variable_dtypes(export_dir: str) -> dict:
+  reader = tf.train.load_checkpoint(os.path.join(export_dir, 'variables', 'variables'))
+  return reader.get_variable_to_dtype_map()
+
+
+def test_exports_hold_the_inference_graph_only_and_the_student_is_int8(export_dirs):
+  teacher_dtypes = _variable_dtypes(export_dirs['teacher'])
+  student_dtypes = _variable_dtypes(export_dirs['student_int8'])
+  for dtypes in (teacher_dtypes, student_dtypes):
+    # No optimizer state (QAT wrappers' own `optimizer_step` counters are part of the graph).
+    assert not [name for name in dtypes if 'optimizer/' in name]
+  assert tf.int8 not in teacher_dtypes.values()
+  int8_names = [name for name, dtype in student_dtypes.items() if dtype == tf.int8]
+  # Checkpoint keys name object paths: the user, item and side-feature tables, and the index.
+  assert sum('int8_embeddings' in name for name in int8_names) >= 4
+  assert sum('int8_candidates' in name for name in int8_names) == 1

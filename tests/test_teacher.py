@@ -6,50 +6,21 @@ import tensorflow as tf
 from models import features
 from models import hparams
 from models import inputs
-from models import towers
+from models import teacher
 from models import two_tower
+import tiny_models
 
-VOCAB = towers.Vocabularies(items=12, users=5, genders=3, occupations=4, zips=4, genres=6,
-                            title_tokens=9)
-TRANSFORM = hparams.TransformHParams(
-    history_length=4, item_oov_buckets=1, user_oov_buckets=1, max_genres=2, max_title_tokens=3,
-    title_vocab_size=100, zip_prefix_length=2)
-TRAINING = hparams.TrainingHParams(
-    epochs=1, batch_size=4, shuffle_buffer_size=4, learning_rate=0.01, retrieval_weight=1.0,
-    rating_weight=1.0,
-    popularity_correction=False, seed=3)
-STATS = inputs.TrainStats(catalogue={}, item_counts=np.ones(VOCAB.items, np.int64),
-                          mean_rating=3.5)
-
-
-def _size(encoder: str) -> hparams.TowerHParams:
-  return hparams.TowerHParams(
-      embedding_dim=8, hidden_units=16, rating_hidden_units=8, history_encoder=encoder,
-      attention_layers=1 if encoder == 'transformer' else 0,
-      attention_heads=2 if encoder == 'transformer' else 0, dropout=0.0)
+VOCAB, TRANSFORM, TRAINING, STATS = (tiny_models.VOCAB, tiny_models.TRANSFORM,
+                                     tiny_models.TRAINING, tiny_models.STATS)
+_size = tiny_models.teacher_size
+_batch = tiny_models.batch
 
 
 def _model(encoder='transformer', **training) -> two_tower.TwoTowerModel:
   tf.keras.utils.set_random_seed(0)
   config = hparams.from_dict(hparams.TrainingHParams, {**hparams.to_dict(TRAINING), **training})
-  return two_tower.TwoTowerModel(VOCAB, _size(encoder), config, TRANSFORM, STATS)
-
-
-def _batch(history=((1, 2, 0, 0), (3, 0, 0, 0), (4, 5, 6, 7))) -> dict:
-  size = len(history)
-  return {
-      features.USER_INDEX: tf.constant([0, 1, 4][:size], tf.int64),
-      features.HISTORY_INDICES: tf.constant(history, tf.int64),
-      features.GENDER_INDEX: tf.constant([0, 1, 2][:size], tf.int64),
-      features.OCCUPATION_INDEX: tf.constant([0, 1, 3][:size], tf.int64),
-      features.ZIP_INDEX: tf.constant([1, 2, 3][:size], tf.int64),
-      features.AGE_Z: tf.constant([0.1, -0.3, 1.2][:size]),
-      features.ITEM_INDEX: tf.constant([8, 9, 10][:size], tf.int64),
-      features.GENRE_INDICES: tf.constant([[1, 2], [3, 0], [4, 5]][:size], tf.int64),
-      features.TITLE_INDICES: tf.constant([[1, 2, 3], [4, 0, 0], [5, 6, 7]][:size], tf.int64),
-      features.YEAR_Z: tf.constant([0.0, 0.5, -1.0][:size]),
-      features.LABEL: tf.constant([4.0, 2.0, 5.0][:size]),
-  }
+  return two_tower.TwoTowerModel(
+      teacher.build_core(VOCAB, _size(encoder), TRANSFORM, STATS.mean_rating), config, STATS)
 
 
 def test_forward_pass_shapes_and_rating_starts_at_the_mean():
@@ -82,7 +53,8 @@ def test_popularity_correction_changes_the_retrieval_loss():
   config = hparams.from_dict(hparams.TrainingHParams, {
       **hparams.to_dict(TRAINING), 'rating_weight': 0.0, 'popularity_correction': True})
   tf.keras.utils.set_random_seed(0)
-  corrected = two_tower.TwoTowerModel(VOCAB, _size('transformer'), config, TRANSFORM, stats)
+  corrected = two_tower.TwoTowerModel(
+      teacher.build_core(VOCAB, _size('transformer'), TRANSFORM, stats.mean_rating), config, stats)
   assert float(corrected.compute_loss(_batch())) != pytest.approx(
       float(_model(rating_weight=0.0).compute_loss(_batch())))
 

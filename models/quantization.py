@@ -1,0 +1,143 @@
+"""Quantization of the student: QAT on Dense layers, int8 row-wise embedding tables and index.
+
+- `quantize_dense_layers`: TFMOT quantization-aware training wrappers on the Dense layers of a
+  functional core (`quantize_annotate_layer` + `quantize_apply`; embeddings are left alone, as
+  TFMOT does not quantize them).
+- `int8_embeddings`: the same core with every embedding table of width ≥ 2 stored as int8 values
+  plus one float scale per row, dequantized inside the graph (`Int8Embedding`), so the
+  SavedModel's variables really are ~4× smaller.
+- `Int8BruteForce`: the TFRS brute-force index with its candidate matrix stored the same way.
+Row-wise symmetric quantization: scale = max|row| / 127, q = round(row / scale); the round trip
+error of every value is at most scale / 2.
+"""
+import os
+from typing import Dict, Optional, Tuple, Type
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+# TFMOT sets TF_USE_LEGACY_KERAS=1 when imported, so TensorFlow's lazy Keras loaders initialised
+# after that (its own import touches `tf.compat.v1.keras`) load the separate `tf_keras` package,
+# whose classes then shadow Keras 2's in deserialization and break `quantize_apply` on
+# `tf.keras` models. Initialise that loader first and put the setting back afterwards.
+_LEGACY_KERAS = os.environ.get('TF_USE_LEGACY_KERAS')
+_ = tf.compat.v1.keras.layers
+import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top,wrong-import-position
+if _LEGACY_KERAS is None:
+  os.environ.pop('TF_USE_LEGACY_KERAS', None)
+else:
+  os.environ['TF_USE_LEGACY_KERAS'] = _LEGACY_KERAS
+
+INT8_MAX = 127
+MIN_QUANTIZED_WIDTH = 2  # width-1 tables (biases) would grow: 1 byte + a 4-byte scale per row
+
+
+def quantize_rows(table: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """Row-wise symmetric int8 quantization: (int8 values, float32 scales of shape [rows, 1])."""
+  table = np.asarray(table, dtype=np.float32)
+  scales = np.max(np.abs(table), axis=1, keepdims=True) / INT8_MAX
+  scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
+  values = np.clip(np.round(table / scales), -INT8_MAX, INT8_MAX).astype(np.int8)
+  return values, scales
+
+
+def dequantize_rows(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
+  return values.astype(np.float32) * scales
+
+
+class Int8Embedding(tf.keras.layers.Layer):
+  """An embedding table stored as int8 rows with float scales; looks up then dequantizes."""
+
+  def __init__(self, input_dim: int, output_dim: int, **kwargs):
+    super().__init__(**kwargs)
+    self.input_dim = input_dim
+    self.output_dim = output_dim
+
+  def build(self, input_shape):
+    self.int8_embeddings = self.add_weight(
+        name='int8_embeddings', shape=(self.input_dim, self.output_dim), dtype=tf.int8,
+        initializer='zeros', trainable=False)
+    self.scales = self.add_weight(name='scales', shape=(self.input_dim, 1), dtype=tf.float32,
+                                  initializer='ones', trainable=False)
+
+  def call(self, indices: tf.Tensor) -> tf.Tensor:
+    rows = tf.cast(tf.gather(self.int8_embeddings, indices), tf.float32)
+    return rows * tf.gather(self.scales, indices)
+
+  def get_config(self):
+    return {**super().get_config(), 'input_dim': self.input_dim, 'output_dim': self.output_dim}
+
+  @classmethod
+  def from_embedding(cls, layer: tf.keras.layers.Embedding) -> 'Int8Embedding':
+    """An int8 copy of a trained `Embedding` layer (same name, so graphs keep their shape)."""
+    quantized = cls(layer.input_dim, layer.output_dim, name=layer.name)
+    quantized.build(None)
+    quantized.built = True  # so that calling it does not build (and zero) it again
+    values, scales = quantize_rows(layer.get_weights()[0])
+    quantized.set_weights([values, scales])
+    return quantized
+
+
+def quantize_dense_layers(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf.keras.Model:
+  """A copy of `core` (weights kept) whose Dense layers train with fake-quantization."""
+  def annotate(layer):
+    if isinstance(layer, tf.keras.layers.Dense):
+      return tfmot.quantization.keras.quantize_annotate_layer(layer)
+    return layer
+
+  annotated = tf.keras.models.clone_model(core, clone_function=annotate)
+  with tfmot.quantization.keras.quantize_scope(custom_objects):
+    return tfmot.quantization.keras.quantize_apply(annotated)
+
+
+def int8_embeddings(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf.keras.Model:
+  """A copy of `core` whose embedding tables of width ≥ `MIN_QUANTIZED_WIDTH` are int8."""
+  def clone(layer):
+    if (isinstance(layer, tf.keras.layers.Embedding)
+        and layer.output_dim >= MIN_QUANTIZED_WIDTH):
+      return Int8Embedding.from_embedding(layer)
+    copy = layer.__class__.from_config(layer.get_config())
+    copied_from[copy.name] = layer
+    return copy
+
+  copied_from = {}
+  with tfmot.quantization.keras.quantize_scope(custom_objects):
+    quantized = tf.keras.models.clone_model(core, clone_function=clone)
+  for layer in quantized.layers:
+    if layer.name in copied_from:
+      layer.set_weights(copied_from[layer.name].get_weights())
+  return quantized
+
+
+class Int8BruteForce(tfrs.layers.factorized_top_k.BruteForce):
+  """`BruteForce` whose candidate matrix is stored as int8 rows with float scales.
+
+  A row scale factors out of the dot product, so scores are (queries · int8ᵀ) × scalesᵀ.
+  """
+
+  def index(self, candidates: tf.Tensor,
+            identifiers: Optional[tf.Tensor] = None) -> 'Int8BruteForce':
+    values, scales = quantize_rows(np.asarray(candidates))
+    if identifiers is None:
+      identifiers = tf.range(values.shape[0])
+    self._identifiers = self.add_weight(
+        name='identifiers', dtype=identifiers.dtype, shape=identifiers.shape,
+        initializer=tf.keras.initializers.Constant(tf.zeros((), identifiers.dtype)),
+        trainable=False)
+    self._int8_candidates = self.add_weight(
+        name='int8_candidates', dtype=tf.int8, shape=values.shape, initializer='zeros',
+        trainable=False)
+    self._scales = self.add_weight(name='candidate_scales', dtype=tf.float32,
+                                   shape=(1, values.shape[0]), initializer='ones',
+                                   trainable=False)
+    self._identifiers.assign(identifiers)
+    self._int8_candidates.assign(values)
+    self._scales.assign(scales.T)
+    self._candidates = self._int8_candidates  # marks the index as built for `call`
+    self._reset_tf_function_cache()
+    return self
+
+  def _compute_score(self, queries: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+    return tf.matmul(queries, tf.cast(self._int8_candidates, queries.dtype),
+                     transpose_b=True) * self._scales

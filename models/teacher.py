@@ -1,0 +1,88 @@
+"""The teacher's architecture: the "large model" the student learns from.
+
+Query tower: user id, the history encoded by self-attention blocks over item embeddings with
+recency embeddings, and the user's side features, through an MLP. Candidate tower: item id,
+genres, title tokens and release year, through an MLP. Both share one item table.
+"""
+import tensorflow as tf
+
+from models import features
+from models import hparams
+from models import towers
+
+
+class RecencyEmbedding(tf.keras.layers.Layer):
+  """Adds a learnt embedding of each position's recency (0 = latest item) to right-padded
+  sequences, so that attention knows order whatever the history's length."""
+
+  def __init__(self, length: int, dim: int, **kwargs):
+    super().__init__(**kwargs)
+    self.embedding = tf.keras.layers.Embedding(length, dim)
+
+  def call(self, embeddings: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    length = tf.reduce_sum(tf.cast(tf.not_equal(indices, features.PADDING_INDEX), tf.int32),
+                           axis=1, keepdims=True)
+    recency = tf.maximum(length - 1 - tf.range(tf.shape(indices)[1])[None, :], 0)
+    return embeddings + self.embedding(recency)
+
+
+def _transformer(sequence: tf.Tensor, indices: tf.Tensor, size: hparams.TowerHParams,
+                 history_length: int) -> tf.Tensor:
+  """Self-attention blocks over the history (padding masked out)."""
+  dim = size.embedding_dim
+  x = RecencyEmbedding(history_length, dim, name='recency_embedding')(sequence, indices)
+  mask = tf.keras.layers.Lambda(
+      lambda i: tf.not_equal(i, features.PADDING_INDEX)[:, None, :], name='attention_mask')(indices)
+  for layer in range(size.attention_layers):
+    attention = tf.keras.layers.MultiHeadAttention(
+        size.attention_heads, dim // size.attention_heads, dropout=size.dropout,
+        name=f'attention_{layer}')(x, x, attention_mask=mask)
+    x = tf.keras.layers.LayerNormalization(name=f'attention_norm_{layer}')(
+        x + tf.keras.layers.Dropout(size.dropout)(attention))
+    feed_forward = tf.keras.layers.Dense(dim, name=f'feed_forward_{layer}')(
+        tf.keras.layers.Dense(2 * dim, activation='relu', name=f'feed_forward_hidden_{layer}')(x))
+    x = tf.keras.layers.LayerNormalization(name=f'feed_forward_norm_{layer}')(
+        x + tf.keras.layers.Dropout(size.dropout)(feed_forward))
+  return x
+
+
+def _project(x: tf.Tensor, size: hparams.TowerHParams, name: str) -> tf.Tensor:
+  if size.hidden_units:
+    x = tf.keras.layers.Dense(size.hidden_units, activation='relu', name=f'{name}_hidden')(x)
+  return tf.keras.layers.Dense(size.embedding_dim, name=f'{name}_output')(x)
+
+
+def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
+               transform: hparams.TransformHParams, mean_rating: float) -> tf.keras.Model:
+  """The teacher's functional core (see `models.towers`)."""
+  dim = size.embedding_dim
+  small = towers.side_dim(dim)
+  item_embedding = tf.keras.layers.Embedding(vocab.items, dim, name='item_embedding')
+  pool = towers.MaskedMeanPooling(name='masked_mean')
+
+  user = towers.index_input(features.USER_INDEX)
+  history = towers.index_input(features.HISTORY_INDICES, transform.history_length)
+  side_inputs, side_values = towers.user_side_features(vocab, small)
+  history_items = item_embedding(history)
+  if size.history_encoder == 'transformer':
+    history_items = _transformer(history_items, history, size, transform.history_length)
+  elif size.history_encoder != 'mean':
+    raise ValueError(f'unknown history_encoder {size.history_encoder!r}')
+  query = _project(tf.keras.layers.Concatenate(name='query_features')([
+      tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user),
+      pool(history_items, history), *side_values]), size, 'query')
+
+  item = towers.index_input(features.ITEM_INDEX)
+  genres, genre_values = towers.pooled_genres(vocab, small, transform.max_genres, pool)
+  title = towers.index_input(features.TITLE_INDICES, transform.max_title_tokens)
+  year = towers.float_input(features.YEAR_Z)
+  candidate = _project(tf.keras.layers.Concatenate(name='candidate_features')([
+      item_embedding(item), genre_values,
+      pool(tf.keras.layers.Embedding(vocab.title_tokens, small, name='title_embedding')(title),
+           title),
+      tf.keras.layers.Reshape((1,), name='year')(year)]), size, 'candidate')
+
+  rating = towers.rating_output(vocab, user, item, query, candidate, size.rating_hidden_units,
+                                mean_rating)
+  return towers.core_model([user, history, *side_inputs], [item, genres, title, year],
+                           query, candidate, rating, name='teacher')

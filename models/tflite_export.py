@@ -1,0 +1,70 @@
+"""TFLite export of the quantized student, for on-device retrieval.
+
+The TFLite model takes one user's transformed query features (the indices that the Transform
+graph's vocabularies give; `features.PADDING_INDEX`-padded history) and returns the top-k
+catalogue item ids and scores, with the history's items excluded. Weights are int8: the int8
+embedding tables and candidate matrix as they are, the QAT Dense layers through the converter's
+default optimizations. On device, ids map to indices with the Transform vocabularies.
+"""
+from typing import Dict
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from models import features
+from models import quantization
+from models import towers
+
+
+class _OnDeviceRetrieval(tf.Module):
+  """Query tower + int8 candidate matrix + top-k with history exclusion, for one user."""
+
+  def __init__(self, model, catalogue: Dict[str, np.ndarray], top_k: int):
+    super().__init__()
+    self.query_tower = model.query_tower
+    candidates = model.embed_candidates(
+        {name: tf.constant(catalogue[name]) for name in towers.CANDIDATE_FEATURES}).numpy()
+    values, scales = quantization.quantize_rows(candidates)
+    self.candidates = tf.constant(values)
+    self.scales = tf.constant(scales.T)
+    self.item_ids = tf.constant(catalogue[features.ITEM_ID])
+    self.num_items = len(values)
+    self.top_k = min(top_k, self.num_items)
+
+  def recommend(self, query: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    embedding = self.query_tower(towers.select(query, self.query_tower))
+    scores = tf.matmul(embedding, tf.cast(self.candidates, tf.float32),
+                       transpose_b=True) * self.scales
+    # Item index i + 1 is catalogue row i; padding (0) and OOV indices fall outside the rows.
+    history = query[features.HISTORY_INDICES]
+    excluded = tf.reduce_max(tf.one_hot(history - 1, self.num_items), axis=1)
+    scores, rows = tf.math.top_k(scores - 1e9 * excluded, k=self.top_k)
+    return {'item_ids': tf.gather(self.item_ids, rows), 'scores': scores}
+
+
+def input_specs(query_tower: tf.keras.Model, history_length: int) -> Dict[str, tf.TensorSpec]:
+  """One user's query features, as the TFLite model's inputs."""
+  specs = {}
+  for name in query_tower.input_names:
+    if name == features.HISTORY_INDICES:
+      specs[name] = tf.TensorSpec([1, history_length], tf.int64, name=name)
+    elif name in (features.AGE_Z,):
+      specs[name] = tf.TensorSpec([1], tf.float32, name=name)
+    else:
+      specs[name] = tf.TensorSpec([1], tf.int64, name=name)
+  return specs
+
+
+def export_tflite(model, catalogue: Dict[str, np.ndarray], history_length: int, top_k: int,
+                  path: str) -> None:
+  """Converts the int8 student (`TwoTowerModel`) to a TFLite flatbuffer at `path`."""
+  module = _OnDeviceRetrieval(model, catalogue, top_k)
+  function = tf.function(module.recommend).get_concrete_function(
+      input_specs(model.query_tower, history_length))
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  flatbuffer = converter.convert()
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(flatbuffer)
+  logging.info('Exported TFLite student (%d bytes) to %s', len(flatbuffer), path)

@@ -1,0 +1,84 @@
+"""The distillation model: the KD loss, and which variables a train step moves."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import distiller
+from models import student
+from models import teacher
+from models import two_tower
+import tiny_models
+
+
+def test_kd_loss_matches_a_hand_computed_3x3_example():
+  teacher_scores = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 1.0, 1.0]])
+  student_scores = np.array([[1.0, 1.0, 0.0], [0.5, 2.0, 0.0], [2.0, 0.0, 1.0]])
+  temperature = 2.0
+
+  def softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+  p = softmax(teacher_scores / temperature)
+  q = softmax(student_scores / temperature)
+  expected = temperature**2 * np.sum(p * np.log(p / q))
+  got = distiller.kd_loss(tf.constant(teacher_scores), tf.constant(student_scores), temperature)
+  assert float(got) == pytest.approx(expected, rel=1e-6)
+  # By hand, row by row: KL = 0.03099, 0.04035, 0.08166 nats; × T² = 4 → 0.61198.
+  assert float(got) == pytest.approx(0.61198, abs=1e-4)
+
+
+def test_kd_loss_is_zero_when_the_student_matches_the_teacher():
+  scores = tf.constant([[1.0, -2.0, 0.5]])
+  assert float(distiller.kd_loss(scores, scores, 3.0)) == pytest.approx(0.0, abs=1e-7)
+  # Scores shifted by a constant per row give the same distribution.
+  assert float(distiller.kd_loss(scores, scores + 4.0, 3.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def _distiller(alpha=0.5, temperature=2.0) -> distiller.Distiller:
+  tf.keras.utils.set_random_seed(0)
+  build = lambda module, size: two_tower.TwoTowerModel(
+      module.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM, 3.5),
+      tiny_models.TRAINING, tiny_models.STATS)
+  model = distiller.Distiller(build(teacher, tiny_models.teacher_size()),
+                              build(student, tiny_models.STUDENT_SIZE),
+                              tiny_models.CATALOGUE, num_sampled_negatives=4, seed=1)
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05), alpha=alpha, temperature=temperature)
+  return model
+
+
+def test_a_train_step_moves_the_student_only():
+  model = _distiller()
+  batch = tiny_models.batch()
+  model.distillation_losses(batch, training=False)  # builds every variable
+  teacher_before = [v.numpy().copy() for v in model.teacher.variables]
+  student_before = [v.numpy().copy() for v in model.student.trainable_variables]
+  logs = model.train_step(batch)
+  assert set(logs) == set(distiller.LOSS_NAMES)
+  for before, after in zip(teacher_before, model.teacher.variables):
+    np.testing.assert_array_equal(before, after.numpy())
+  changed = [not np.array_equal(b, a.numpy())
+             for b, a in zip(student_before, model.student.trainable_variables)]
+  assert all(changed[:3]) and sum(changed) >= len(changed) // 2
+
+
+def test_loss_mixes_hard_and_soft_terms_with_alpha():
+  batch = tiny_models.batch()
+  for alpha in (0.0, 0.3, 1.0):
+    losses = _distiller(alpha=alpha).distillation_losses(batch, training=False)
+    expected = alpha * losses['hard_loss'] + (1 - alpha) * losses['soft_loss']
+    assert float(losses['loss']) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_distillation_lowers_the_kd_loss():
+  model = _distiller(alpha=0.0)
+  batch = tiny_models.batch()
+  before = float(model.distillation_losses(batch, training=False)['kd_loss'])
+  model.fit(tf.data.Dataset.from_tensors(batch).repeat(30), epochs=1, verbose=0)
+  assert float(model.distillation_losses(batch, training=False)['kd_loss']) < before
+
+
+def test_compile_rejects_bad_alpha_and_temperature():
+  for alpha, temperature in ((1.5, 1.0), (0.5, 0.0)):
+    with pytest.raises(ValueError, match='alpha'):
+      _distiller(alpha=alpha, temperature=temperature)

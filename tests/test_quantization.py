@@ -1,0 +1,98 @@
+"""Int8 row-wise tables and index, QAT on the student's Dense layers, the TFLite export."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import quantization
+from models import student
+from models import tflite_export
+from models import two_tower
+import tiny_models
+
+
+def test_round_trip_error_is_at_most_half_a_scale_step():
+  table = np.random.default_rng(0).normal(size=(50, 16)).astype(np.float32)
+  table[3] = 0.0  # an all-zero row must not divide by zero
+  values, scales = quantization.quantize_rows(table)
+  assert values.dtype == np.int8 and scales.shape == (50, 1)
+  error = np.abs(quantization.dequantize_rows(values, scales) - table)
+  assert np.all(error <= scales / 2 + 1e-7)
+  assert np.all(np.abs(values).max(axis=1)[np.any(table != 0, axis=1)] == 127)
+
+
+def test_int8_embedding_looks_up_dequantized_rows():
+  layer = tf.keras.layers.Embedding(10, 4)
+  layer.build(None)
+  quantized = quantization.Int8Embedding.from_embedding(layer)
+  ids = tf.constant([[1, 2], [9, 0]])
+  values, scales = quantization.quantize_rows(layer.get_weights()[0])
+  np.testing.assert_allclose(quantized(ids).numpy(),
+                             quantization.dequantize_rows(values, scales)[ids.numpy()])
+  assert quantized.int8_embeddings.dtype == tf.int8
+
+
+def test_int8_index_scores_like_the_dequantized_candidates():
+  candidates = np.random.default_rng(1).normal(size=(20, 8)).astype(np.float32)
+  queries = tf.constant(np.random.default_rng(2).normal(size=(3, 8)).astype(np.float32))
+  index = quantization.Int8BruteForce(k=5)
+  index.index(tf.constant(candidates))
+  scores, ids = index(queries)
+  dequantized = quantization.dequantize_rows(*quantization.quantize_rows(candidates))
+  expected = queries.numpy() @ dequantized.T
+  np.testing.assert_allclose(scores.numpy(), np.sort(expected, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+  np.testing.assert_array_equal(ids.numpy()[:, 0], np.argmax(expected, axis=1))
+
+
+def _student() -> two_tower.TwoTowerModel:
+  tf.keras.utils.set_random_seed(0)
+  return two_tower.TwoTowerModel(
+      student.build_core(tiny_models.VOCAB, tiny_models.STUDENT_SIZE, tiny_models.TRANSFORM, 3.5),
+      tiny_models.TRAINING, tiny_models.STATS)
+
+
+def test_qat_wraps_only_dense_layers_and_keeps_the_weights():
+  fp32 = _student()
+  qat = quantization.quantize_dense_layers(fp32.core, student.CUSTOM_OBJECTS)
+  # TFMOT also quantizes the outputs feeding a quantized layer (Concatenate, Add): weightless.
+  wrapped = [layer.layer for layer in qat.layers if hasattr(layer, 'quantize_config')
+             and layer.layer.weights]
+  assert wrapped and all(isinstance(layer, tf.keras.layers.Dense) for layer in wrapped)
+  dense = [layer for layer in fp32.core.layers if isinstance(layer, tf.keras.layers.Dense)]
+  assert len(wrapped) == len(dense)
+  batch = tiny_models.batch()
+  outputs = two_tower.TwoTowerModel(qat, tiny_models.TRAINING, tiny_models.STATS)(batch)
+  # Fake-quantization changes the numbers a little, not the model.
+  np.testing.assert_allclose(outputs['rating'].numpy(), fp32(batch)['rating'].numpy(), atol=0.2)
+
+
+def test_int8_student_stores_int8_tables_and_computes_the_same_model():
+  qat = quantization.quantize_dense_layers(_student().core, student.CUSTOM_OBJECTS)
+  int8 = quantization.int8_embeddings(qat, student.CUSTOM_OBJECTS)
+  tables = [layer for layer in int8.layers if isinstance(layer, quantization.Int8Embedding)]
+  assert {layer.name for layer in tables} >= {'item_embedding', 'user_embedding'}
+  assert not any(isinstance(layer, tf.keras.layers.Embedding) and layer.output_dim > 1
+                 for layer in int8.layers)
+  batch = tiny_models.batch()
+  before = two_tower.TwoTowerModel(qat, tiny_models.TRAINING, tiny_models.STATS)(batch)
+  after = two_tower.TwoTowerModel(int8, tiny_models.TRAINING, tiny_models.STATS)(batch)
+  np.testing.assert_allclose(after['rating'].numpy(), before['rating'].numpy(), atol=0.05)
+
+
+def test_tflite_student_agrees_with_the_keras_int8_student(tmp_path):
+  qat = quantization.quantize_dense_layers(_student().core, student.CUSTOM_OBJECTS)
+  model = two_tower.TwoTowerModel(quantization.int8_embeddings(qat, student.CUSTOM_OBJECTS),
+                                  tiny_models.TRAINING, tiny_models.STATS)
+  path = str(tmp_path / 'student.tflite')
+  tflite_export.export_tflite(model, tiny_models.CATALOGUE, tiny_models.TRANSFORM.history_length,
+                              top_k=5, path=path)
+  runner = tf.lite.Interpreter(path).get_signature_runner()
+  batch = tiny_models.batch()
+  for row in range(3):
+    query = {name: batch[name].numpy()[row:row + 1] for name in model.query_tower.input_names}
+    got = runner(**query)
+    scores = (model.embed_queries({k: tf.constant(v) for k, v in query.items()}).numpy()
+              @ model.embed_candidates({k: tf.constant(v) for k, v in
+                                        tiny_models.CATALOGUE.items()}).numpy().T)[0]
+    scores[query['history_indices'][0][query['history_indices'][0] > 0] - 1] = -np.inf
+    expected = tiny_models.CATALOGUE['item_id'][np.argsort(-scores)[:5]]
+    assert list(got['item_ids'][0].astype(str)[:3]) == list(expected[:3])
