@@ -40,9 +40,8 @@ def to_numpy(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return tf.make_ndarray(proto)
   if values.size == size:
     return values.reshape(shape)
-  if values.size == 1 or (values.size == 0 and size == 0):
-    # A single value fills the whole shape (TensorProto's documented shorthand).
-    return np.full(shape, values[0] if values.size else None, dtype=numpy_dtype)
+  if values.size == 1:  # a single value fills the whole shape (TensorProto's shorthand)
+    return np.full(shape, values[0], dtype=numpy_dtype)
   raise ValueError(f'tensor of shape {list(shape)} holds {values.size} values')
 
 
