@@ -9,13 +9,16 @@ DATA ?= $(if $(wildcard $(SHARED_ML100K)/u.data),$(SHARED_ML100K),movielens-100k
 OUTPUT ?= outputs
 PYTEST_ARGS ?=
 BENCH_OUT ?= results.json
+SERVING_BENCH_OUT ?= serving_results.json
+SERVING_PORT ?= 8500
+SERVING_BENCH_ARGS ?=
 
 # python3.10 from PATH, pyenv or the system, whichever answers as 3.10.
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 \
   /usr/local/bin/python3.10 /usr/bin/python3.10; do \
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install run test bench-quality clean
+.PHONY: install run test bench-quality serve bench-serving clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +37,18 @@ test: install
 
 bench-quality: install
 	$(BIN)/python -m benchmarks.quality --data '$(DATA)' --output '$(OUTPUT)' --bench-out '$(BENCH_OUT)'
+
+# The local TF-Serving-compatible server on the pushed models (serving/README.md).
+serve: install
+	@test -d '$(OUTPUT)/serving/student' || \
+	  { echo 'error: nothing pushed to $(OUTPUT)/serving (run make run)'; exit 1; }
+	$(BIN)/python -m serving.server --model_config_file serving/models.config \
+	  --base_path_rewrite '/models=$(OUTPUT)/serving' --model_config_file_poll_wait_seconds 5 \
+	  --port $(SERVING_PORT)
+
+bench-serving: install
+	$(BIN)/python -m benchmarks.serving --serving-dir '$(OUTPUT)/serving' \
+	  --bench-out '$(SERVING_BENCH_OUT)' $(SERVING_BENCH_ARGS)
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache

@@ -1,0 +1,255 @@
+"""gRPC client of the served recommenders (TF Serving or `serving.server`), library and CLI.
+
+    python -m serving.client --target 127.0.0.1:8500 recommend 42 --history 50 172 -k 10
+    python -m serving.client score 42 50 172
+    python -m serving.client --model teacher metadata
+    python -m serving.client status
+
+Retries UNAVAILABLE with exponential backoff (only that code: the others would fail again) and
+turns NOT_FOUND, INVALID_ARGUMENT and DEADLINE_EXCEEDED into one-line errors.
+"""
+import argparse
+import dataclasses
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import grpc
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import requests
+from serving import tensor_codec
+
+RECOMMEND_SIGNATURE = requests.RECOMMEND_SIGNATURE
+SIGNATURE_DEF_FIELD = 'signature_def'
+STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State.Name
+
+
+class ServingClientError(Exception):
+  """A failed call, with the gRPC code and a message that says what to check."""
+
+  def __init__(self, code: grpc.StatusCode, message: str):
+    super().__init__(message)
+    self.code = code
+
+
+@dataclasses.dataclass
+class Recommendations:
+  item_ids: List[str]
+  scores: List[float]
+  version: int
+
+
+class ServingClient:
+  """Calls one model on one server; `version` or `version_label` pins a version."""
+
+  def __init__(self, target: str = '127.0.0.1:8500', model: str = 'student',
+               version: Optional[int] = None, version_label: Optional[str] = None,
+               deadline_s: float = 5.0, retries: int = 3, backoff_s: float = 0.1,
+               channel_options: Sequence = ()):
+    if version is not None and version_label:
+      raise ValueError('give a version or a version label, not both')
+    self.target = target
+    self.model = model
+    self.version = version
+    self.version_label = version_label
+    self.deadline_s = deadline_s
+    self.retries = retries
+    self.backoff_s = backoff_s
+    self._channel = grpc.insecure_channel(target, options=list(channel_options))
+    self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+    self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+  def close(self) -> None:
+    self._channel.close()
+
+  def __enter__(self) -> 'ServingClient':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def _fill_spec(self, spec, signature: Optional[str] = None) -> None:
+    spec.name = self.model
+    if signature:
+      spec.signature_name = signature
+    if self.version is not None:
+      spec.version.value = self.version
+    elif self.version_label:
+      spec.version_label = self.version_label
+
+  def _describe(self) -> str:
+    pinned = (f' version {self.version}' if self.version is not None else
+              f' label {self.version_label!r}' if self.version_label else '')
+    return f'model {self.model!r}{pinned} at {self.target}'
+
+  def _call(self, method, request):
+    """Calls with the deadline; retries UNAVAILABLE; raises ServingClientError."""
+    for attempt in range(self.retries + 1):
+      try:
+        return method(request, timeout=self.deadline_s)
+      except grpc.RpcError as error:
+        code, details = error.code(), error.details()
+        if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+          time.sleep(self.backoff_s * 2 ** attempt)
+          continue
+        raise ServingClientError(code, self._message(code, details, attempt + 1)) from None
+    raise AssertionError('unreachable')
+
+  def _message(self, code: grpc.StatusCode, details: str, attempts: int) -> str:
+    details = ' '.join((details or '').split())  # TF's messages span lines
+    if code == grpc.StatusCode.NOT_FOUND:
+      return f'not found: {self._describe()} is not served ({details})'
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+      return f'invalid request to {self._describe()}: {details}'
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+      return f'no answer from {self._describe()} within the {self.deadline_s:g} s deadline'
+    if code == grpc.StatusCode.UNAVAILABLE:
+      return f'server {self.target} unavailable after {attempts} attempts: {details}'
+    return f'{code.name} from {self._describe()}: {details}'
+
+  def predict(self, signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictResponse:
+    """Predict on a signature; inputs are TensorProtos or numpy arrays."""
+    request = predict_pb2.PredictRequest()
+    self._fill_spec(request.model_spec, signature)
+    for name, value in inputs.items():
+      proto = value if hasattr(value, 'tensor_shape') else tensor_codec.from_numpy(value)
+      request.inputs[name].CopyFrom(proto)
+    return self._call(self._predict.Predict, request)
+
+  def recommend_request(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
+                        k: Optional[int] = 10) -> predict_pb2.PredictRequest:
+    """The `recommend` PredictRequest for this client's model and version."""
+    request = requests.recommend(user_ids, histories, k)
+    self._fill_spec(request.model_spec)
+    return request
+
+  @staticmethod
+  def parse_recommendations(response: predict_pb2.PredictResponse) -> List[Recommendations]:
+    item_ids = tensor_codec.to_numpy(response.outputs['item_ids'])
+    scores = tensor_codec.to_numpy(response.outputs['scores'])
+    version = response.model_spec.version.value
+    return [Recommendations([item.decode() for item in row], row_scores.tolist(), version)
+            for row, row_scores in zip(item_ids, scores)]
+
+  def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
+                      k: Optional[int] = 10) -> List[Recommendations]:
+    """Top-k items per user (history oldest first)."""
+    request = self.recommend_request(user_ids, histories, k)
+    return self.parse_recommendations(self._call(self._predict.Predict, request))
+
+  def recommend(self, user_id: str, history: Sequence[str] = (),
+                k: Optional[int] = 10) -> Recommendations:
+    return self.recommend_batch([user_id], [history], k)[0]
+
+  def score(self, user_id: str, item_ids: Sequence[str],
+            history: Sequence[str] = ()) -> List[float]:
+    """Predicted ratings of `item_ids` for the user (the `score` signature)."""
+    request = requests.score(user_id, item_ids, history)
+    self._fill_spec(request.model_spec)
+    response = self._call(self._predict.Predict, request)
+    return tensor_codec.to_numpy(response.outputs['rating']).tolist()
+
+  def metadata(self) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF_FIELD])
+    self._fill_spec(request.model_spec)
+    return self._call(self._predict.GetModelMetadata, request)
+
+  def signatures(self) -> Dict[str, object]:
+    """{signature name: SignatureDef} of the served version."""
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    self.metadata().metadata[SIGNATURE_DEF_FIELD].Unpack(signatures)
+    return dict(signatures.signature_def)
+
+  def status(self) -> get_model_status_pb2.GetModelStatusResponse:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    self._fill_spec(request.model_spec)
+    if self.version_label:  # GetModelStatus takes a version number only
+      request.model_spec.ClearField('version_label')
+    return self._call(self._models.GetModelStatus, request)
+
+  def wait_until_available(self, timeout_s: float = 60.0) -> int:
+    """Polls the status until a version is AVAILABLE; returns the highest such version."""
+    deadline = time.time() + timeout_s
+    while True:
+      try:
+        available = [status.version for status in self.status().model_version_status
+                     if status.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+        if available:
+          return max(available)
+      except ServingClientError as error:
+        if error.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+          raise
+      if time.time() > deadline:
+        raise TimeoutError(f'{self._describe()} not available after {timeout_s:g} s')
+      time.sleep(0.1)
+
+
+def _print_signatures(client: ServingClient) -> None:
+  response_signatures = client.signatures()
+  for name in sorted(response_signatures):
+    signature = response_signatures[name]
+    print(name)
+    for kind, tensors in (('in ', signature.inputs), ('out', signature.outputs)):
+      for key in sorted(tensors):
+        info = tensors[key]
+        shape = ('?' if info.tensor_shape.unknown_rank else
+                 '[' + ', '.join(str(d.size) if d.size >= 0 else 'None'
+                                 for d in info.tensor_shape.dim) + ']')
+        print(f'  {kind} {key}: {tensor_codec.dtype_name(info.dtype)} {shape}')
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--target', default='127.0.0.1:8500', help='host:port of the server')
+  parser.add_argument('--model', default='student', help='model name')
+  pin = parser.add_mutually_exclusive_group()
+  pin.add_argument('--version', type=int, help='version number (default: latest)')
+  pin.add_argument('--label', help='version label, e.g. stable or canary')
+  parser.add_argument('--deadline', type=float, default=5.0, help='seconds per call')
+  parser.add_argument('--retries', type=int, default=3, help='retries on UNAVAILABLE')
+  commands = parser.add_subparsers(dest='command', required=True)
+  recommend = commands.add_parser('recommend', help='top-k items for a user')
+  recommend.add_argument('user')
+  recommend.add_argument('--history', nargs='*', default=[], help='item ids, oldest first')
+  recommend.add_argument('-k', type=int, default=10)
+  score = commands.add_parser('score', help='predicted ratings of items for a user')
+  score.add_argument('user')
+  score.add_argument('items', nargs='+')
+  score.add_argument('--history', nargs='*', default=[], help='item ids, oldest first')
+  commands.add_parser('metadata', help='signatures of the served version')
+  commands.add_parser('status', help='state of every version')
+  args = parser.parse_args(argv)
+
+  client = ServingClient(args.target, args.model, args.version, args.label, args.deadline,
+                         args.retries)
+  try:
+    if args.command == 'recommend':
+      result = client.recommend(args.user, args.history, args.k)
+      print(f'{args.model} version {result.version}: top {len(result.item_ids)} for user '
+            f'{args.user}')
+      for rank, (item, value) in enumerate(zip(result.item_ids, result.scores), 1):
+        print(f'{rank:4d}  {item:>10}  {value:.4f}')
+    elif args.command == 'score':
+      for item, rating in zip(args.items, client.score(args.user, args.items, args.history)):
+        print(f'{item:>10}  {rating:.3f}')
+    elif args.command == 'metadata':
+      _print_signatures(client)
+    else:
+      for status in client.status().model_version_status:
+        error = f'  {status.status.error_message}' if status.status.error_message else ''
+        print(f'{args.model} version {status.version}: {STATE_NAMES(status.state)}{error}')
+  except ServingClientError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 1
+  finally:
+    client.close()
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

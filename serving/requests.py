@@ -1,0 +1,76 @@
+"""PredictRequests of the serving contract, built once for the client, the warmup file and the
+benchmark (the model spec's name and version are left to the caller)."""
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from tensorflow.core.example import example_pb2
+from tensorflow_serving.apis import predict_pb2
+
+from models import features
+from pipeline import configs
+from serving import tensor_codec
+
+SERVING_DEFAULT_SIGNATURE = 'serving_default'
+RECOMMEND_SIGNATURE = 'recommend'
+SCORE_SIGNATURE = 'score'
+
+
+def padded_histories(histories: Sequence[Sequence[str]]) -> List[List[str]]:
+  """Histories padded with '' to one width, at least the model's history length: requests of
+  one shape, which TF Serving's batching can merge without padding them itself."""
+  width = max([configs.HISTORY_LENGTH] + [len(history) for history in histories])
+  return [list(history) + [''] * (width - len(history)) for history in histories]
+
+
+def _strings(values: Sequence, shape: Optional[tuple] = None):
+  array = np.array([value.encode() if isinstance(value, str) else value for value in values],
+                   dtype=object)
+  return tensor_codec.from_numpy(array.reshape(shape) if shape else array)
+
+
+def _request(signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRequest:
+  request = predict_pb2.PredictRequest()
+  request.model_spec.signature_name = signature
+  for name, proto in inputs.items():
+    request.inputs[name].CopyFrom(proto)
+  return request
+
+
+def recommend(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
+              k: Optional[int]) -> predict_pb2.PredictRequest:
+  """`recommend`: user_id [B], history [B, N] padded with '', k int32 scalar (k=None: no k,
+  for exports from before the contract had it)."""
+  if len(user_ids) != len(histories):
+    raise ValueError(f'{len(user_ids)} user ids but {len(histories)} histories')
+  padded = padded_histories(histories)
+  inputs = {'user_id': _strings(user_ids),
+            'history': _strings([item for row in padded for item in row],
+                                (len(padded), len(padded[0])))}
+  if k is not None:
+    inputs['k'] = tensor_codec.from_numpy(np.array(k, np.int32))
+  return _request(RECOMMEND_SIGNATURE, inputs)
+
+
+def _example(**values: str) -> bytes:
+  example = example_pb2.Example()
+  for name, value in values.items():
+    example.features.feature[name].bytes_list.value.append(value.encode())
+  return example.SerializeToString()
+
+
+def serving_default(user_ids: Sequence[str],
+                    histories: Sequence[Sequence[str]]) -> predict_pb2.PredictRequest:
+  """`serving_default`: serialized tf.Examples with user_id and history (space-separated)."""
+  examples = [_example(**{features.USER_ID: user_id,
+                          features.HISTORY: features.HISTORY_SEPARATOR.join(history)})
+              for user_id, history in zip(user_ids, histories)]
+  return _request(SERVING_DEFAULT_SIGNATURE, {'examples': _strings(examples)})
+
+
+def score(user_id: str, item_ids: Sequence[str],
+          history: Sequence[str] = ()) -> predict_pb2.PredictRequest:
+  """`score`: one tf.Example per item, with the user and the user's history."""
+  examples = [_example(**{features.USER_ID: user_id, features.ITEM_ID: item_id,
+                          features.HISTORY: features.HISTORY_SEPARATOR.join(history)})
+              for item_id in item_ids]
+  return _request(SCORE_SIGNATURE, {'examples': _strings(examples)})

@@ -1,0 +1,186 @@
+"""One loaded version of a SavedModel: a TF session over its graph, and Predict on its signatures.
+
+Like TF Serving, requests run `Session.run` on the signature's tensors (a prebuilt callable per
+signature, so a request costs one feed and one fetch), and the checks TF Serving makes before
+running come first, with its status codes and messages.
+"""
+import threading
+from typing import List, Optional, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from serving import errors
+from serving import tensor_codec
+
+DEFAULT_SIGNATURE = 'serving_default'
+SERVE_TAG = 'serve'
+
+
+class _Signature:
+  """A signature's inputs, outputs and the session callable that runs it."""
+
+  def __init__(self, session: tf.compat.v1.Session, signature: meta_graph_pb2.SignatureDef):
+    graph = session.graph
+    self.input_names = sorted(signature.inputs)
+    self.inputs = {name: signature.inputs[name] for name in self.input_names}
+    self.output_names = sorted(signature.outputs)
+    # (dtype enum, expected shape or None for unknown rank) per input, in feed order.
+    self.specs = [(info.dtype, None if info.tensor_shape.unknown_rank else
+                   tuple(dim.size for dim in info.tensor_shape.dim))
+                  for info in (self.inputs[name] for name in self.input_names)]
+    self.run = session.make_callable(
+        [graph.get_tensor_by_name(signature.outputs[name].name) for name in self.output_names],
+        [graph.get_tensor_by_name(self.inputs[name].name) for name in self.input_names])
+
+
+def _check_inputs_size(signature: _Signature, request: predict_pb2.PredictRequest) -> None:
+  sent, expected = set(request.inputs), set(signature.input_names)
+  if sent != expected:
+    raise errors.invalid_argument(
+        f'input size does not match signature: {len(sent)}!={len(expected)} '
+        f'len({{{",".join(sorted(sent))}}}) != len({{{",".join(sorted(expected))}}}). '
+        f'Sent extra: {{{",".join(sorted(sent - expected))}}}. '
+        f'Missing but required: {{{",".join(sorted(expected - sent))}}}.')
+
+
+def _check_tensor(name: str, index: int, spec: Tuple[int, Optional[tuple]], proto) -> None:
+  dtype, expected = spec
+  if proto.dtype != dtype:
+    raise errors.invalid_argument(
+        f'Expects arg[{index}] ({name}) to be {tensor_codec.dtype_name(dtype)} but '
+        f'{tensor_codec.dtype_name(proto.dtype)} is provided')
+  if expected is None:
+    return
+  shape = tensor_codec.shape_of(proto)
+  if len(shape) != len(expected) or any(e >= 0 and e != s for e, s in zip(expected, shape)):
+    shown = [e if e >= 0 else None for e in expected]
+    raise errors.invalid_argument(
+        f'input {name}: shape {list(shape)} is not compatible with the signature shape {shown}')
+
+
+class Servable:
+  """A loaded version. Thread-safe; `acquire`/`release` bracket each request so that a retired
+  version closes its session only after its in-flight requests finish."""
+
+  def __init__(self, name: str, version: int, path: str, max_batch_size: int = 0,
+               session_config: Optional[tf.compat.v1.ConfigProto] = None):
+    self.name = name
+    self.version = version
+    self.path = path
+    self.max_batch_size = max_batch_size
+    graph = tf.Graph()
+    self._session = tf.compat.v1.Session(graph=graph, config=session_config)
+    with graph.as_default():
+      meta_graph = tf.compat.v1.saved_model.loader.load(self._session, [SERVE_TAG], path)
+    self.signature_defs = {key: signature for key, signature in meta_graph.signature_def.items()
+                           if not key.startswith('__')}
+    self._signatures = {key: _Signature(self._session, signature)
+                        for key, signature in self.signature_defs.items()}
+    self._lock = threading.Lock()
+    self._in_flight = 0
+    self._retired = False
+    self._closed = False
+
+  def try_acquire(self) -> bool:
+    """Registers a request; False once the version is retired (ask the manager again)."""
+    with self._lock:
+      if self._retired:
+        return False
+      self._in_flight += 1
+      return True
+
+  def release(self) -> None:
+    with self._lock:
+      self._in_flight -= 1
+      close = self._retired and self._in_flight == 0
+    if close:
+      self._close()
+
+  def retire(self) -> None:
+    """Stops new requests; the session closes when the last in-flight request ends."""
+    with self._lock:
+      self._retired = True
+      close = self._in_flight == 0
+    if close:
+      self._close()
+
+  def _close(self) -> None:
+    with self._lock:
+      if self._closed:
+        return
+      self._closed = True
+    self._session.close()
+    logging.info('Unloaded %s version %d', self.name, self.version)
+
+  def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    """Runs the request's signature; raises ServingError with TF Serving's status code."""
+    signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    signature = self._signatures.get(signature_name)
+    if signature is None:
+      raise errors.failed_precondition(f'Serving signature key "{signature_name}" not found.')
+    _check_inputs_size(signature, request)
+    output_names = list(request.output_filter) or signature.output_names
+    for alias in output_names:
+      if alias not in signature.output_names:
+        raise errors.invalid_argument(
+            f'output tensor alias not found in signature: {alias} Outputs expected to be in '
+            f'the set {{{",".join(signature.output_names)}}}.')
+    if len(set(output_names)) != len(output_names):
+      raise errors.invalid_argument(f'duplicate output tensor alias in {output_names}')
+
+    feeds = []
+    for index, name in enumerate(signature.input_names):
+      proto = request.inputs[name]
+      _check_tensor(name, index, signature.specs[index], proto)
+      try:
+        feeds.append(tensor_codec.to_numpy(proto))
+      except ValueError as error:
+        raise errors.invalid_argument(f'input {name}: {error}') from error
+    self._check_batch_size(signature, feeds)
+
+    try:
+      outputs = signature.run(*feeds)
+    except tf.errors.OpError as error:
+      raise errors.from_tensorflow(error) from error
+
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = self.name
+    response.model_spec.version.value = self.version
+    response.model_spec.signature_name = signature_name
+    for name, value in zip(signature.output_names, outputs):
+      if name in output_names:
+        tensor_codec.fill(response.outputs[name], value)
+    return response
+
+  def _check_batch_size(self, signature: _Signature, feeds: List[np.ndarray]) -> None:
+    """Empty batches are refused, and so are batches above max_batch_size (TF Serving's
+    batching message); scalar inputs such as `k` are not batched."""
+    sizes = {feed.shape[0] for feed in feeds if feed.ndim > 0}
+    if not sizes:
+      return
+    if 0 in sizes:
+      raise errors.invalid_argument(
+          f'empty batch: inputs {signature.input_names} have a zero-size batch dimension')
+    largest = max(sizes)
+    if self.max_batch_size and largest > self.max_batch_size:
+      raise errors.invalid_argument(f'Task size {largest} is larger than maximum input batch '
+                                    f'size {self.max_batch_size}')
+
+  def warm_up(self, logs: List[prediction_log_pb2.PredictionLog]) -> int:
+    """Replays warmup PredictLogs (a failure fails the load, as in TF Serving); returns how
+    many ran."""
+    replayed = 0
+    for log in logs:
+      kind = log.WhichOneof('log_type')
+      if kind != 'predict_log':
+        logging.warning('%s version %d: skipping a %s warmup record (only Predict is served)',
+                        self.name, self.version, kind)
+        continue
+      self.predict(log.predict_log.request)
+      replayed += 1
+    return replayed

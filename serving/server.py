@@ -1,0 +1,222 @@
+"""A TF-Serving-compatible gRPC model server for local use, tests and benchmarks.
+
+    python -m serving.server --model_config_file serving/models.config \\
+        --base_path_rewrite /models=outputs/serving --port 8500
+
+Implements PredictionService.Predict and GetModelMetadata and ModelService.GetModelStatus over
+TF Serving's base-directory layout (`<base_path>/<version>/saved_model.pb`), with its flags where
+they mean the same thing. Binds to 127.0.0.1 unless told otherwise.
+"""
+import argparse
+from concurrent import futures
+import os
+import signal
+import sys
+import threading
+from typing import List, Optional, Sequence, Tuple
+
+from absl import logging
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import config as config_lib
+from serving import errors
+from serving import model_manager
+from serving import servable as servable_lib
+
+DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024  # gRPC's default; TF Serving's is 2 GiB
+SIGNATURE_DEF_FIELD = 'signature_def'
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """Predict and GetModelMetadata; Classify, Regress and MultiInference stay UNIMPLEMENTED."""
+
+  def __init__(self, manager: model_manager.ModelManager):
+    self._manager = manager
+
+  def Predict(self, request, context):  # pylint: disable=invalid-name
+    try:
+      servable = self._manager.acquire(request.model_spec)
+      try:
+        return servable.predict(request)
+      finally:
+        servable.release()
+    except errors.ServingError as error:
+      context.abort(error.code, error.message)
+
+  def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
+    try:
+      if not request.metadata_field:
+        raise errors.invalid_argument(
+            'GetModelMetadataRequest must specify at least one metadata_field')
+      unsupported = [field for field in request.metadata_field if field != SIGNATURE_DEF_FIELD]
+      if unsupported:
+        raise errors.invalid_argument(f'Metadata field {unsupported[0]} is not supported')
+      servable = self._manager.acquire(request.model_spec)
+      try:
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in servable.signature_defs.items():
+          signatures.signature_def[key].CopyFrom(signature)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
+        return response
+      finally:
+        servable.release()
+    except errors.ServingError as error:
+      context.abort(error.code, error.message)
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+  """GetModelStatus; HandleReloadConfigRequest stays UNIMPLEMENTED."""
+
+  def __init__(self, manager: model_manager.ModelManager):
+    self._manager = manager
+
+  def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
+    try:
+      return self._manager.status(request.model_spec)
+    except errors.ServingError as error:
+      context.abort(error.code, error.message)
+
+
+def parse_channel_arguments(text: str) -> List[Tuple[str, object]]:
+  """TF Serving's --grpc_channel_arguments: 'key=value,key=value' (ints where they parse)."""
+  arguments = []
+  for item in filter(None, (part.strip() for part in text.split(','))):
+    key, sep, value = item.partition('=')
+    if not sep:
+      raise ValueError(f'grpc channel argument must look like key=value, got {item!r}')
+    arguments.append((key, int(value) if value.lstrip('-').isdigit() else value))
+  return arguments
+
+
+class ModelServer:
+  """The manager and the gRPC server around it. `start()` returns once the first load is done."""
+
+  def __init__(self, config, host: str = '127.0.0.1', port: int = 8500,
+               poll_wait_seconds: float = 1.0, max_batch_size: int = 0, grpc_max_threads: int = 8,
+               intra_op_threads: int = 0, inter_op_threads: int = 0,
+               channel_arguments: Sequence[Tuple[str, object]] = ()):
+    config_lib.validate(config)
+    session_config = tf.compat.v1.ConfigProto(
+        intra_op_parallelism_threads=intra_op_threads,
+        inter_op_parallelism_threads=inter_op_threads)
+
+    def load(name: str, version: int, path: str) -> servable_lib.Servable:
+      return servable_lib.Servable(name, version, path, max_batch_size, session_config)
+
+    self.manager = model_manager.ModelManager(config, load, poll_wait_seconds)
+    options = dict([('grpc.max_receive_message_length', DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH),
+                    ('grpc.so_reuseport', 0)])
+    options.update(channel_arguments)
+    self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=grpc_max_threads),
+                               options=list(options.items()))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(self.manager), self._server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(self.manager), self._server)
+    self.port = self._server.add_insecure_port(f'{host}:{port}')
+    if not self.port:
+      raise OSError(f'cannot bind {host}:{port}')
+    self.address = f'{host}:{self.port}'
+    self._stopped = threading.Event()
+
+  def start(self) -> 'ModelServer':
+    self.manager.start()
+    self._server.start()
+    logging.info('Serving %s on %s', self.manager.model_names, self.address)
+    return self
+
+  def watch_config_file(self, path: str, rewrite: Optional[str], poll_wait_seconds: float) -> None:
+    """Re-reads the config file when it changes (TF Serving's
+    --model_config_file_poll_wait_seconds); a bad file is logged and the old config kept."""
+    def watch() -> None:
+      seen = os.stat(path).st_mtime_ns
+      while not self._stopped.wait(poll_wait_seconds):
+        try:
+          mtime = os.stat(path).st_mtime_ns
+          if mtime == seen:
+            continue
+          seen = mtime
+          config = config_lib.rewrite_base_paths(config_lib.load_config_file(path), rewrite)
+          config_lib.validate(config)
+          self.manager.reload(config)
+          logging.info('Reloaded %s: serving %s', path, self.manager.model_names)
+        except (OSError, ValueError) as error:
+          logging.error('Keeping the current config: %s', error)
+
+    threading.Thread(target=watch, name='config-watcher', daemon=True).start()
+
+  def stop(self, grace_seconds: float = 1.0) -> None:
+    self._stopped.set()
+    self._server.stop(grace_seconds).wait()
+    self.manager.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--host', default='127.0.0.1', help='address to bind (default loopback)')
+  parser.add_argument('--port', type=int, default=8500, help='gRPC port (0: any free port)')
+  parser.add_argument('--model_name', default='default', help='model name without a config')
+  parser.add_argument('--model_base_path', help='base path of the one model without a config')
+  parser.add_argument('--model_config_file', help='ModelServerConfig text proto')
+  parser.add_argument('--base_path_rewrite', metavar='FROM=TO',
+                      help='replace the prefix FROM of every config base_path by TO, e.g. '
+                           '/models=outputs/serving for serving/models.config')
+  parser.add_argument('--file_system_poll_wait_seconds', type=float, default=1.0,
+                      help='seconds between polls for new versions (0: load once)')
+  parser.add_argument('--model_config_file_poll_wait_seconds', type=float, default=0,
+                      help='seconds between checks of the config file for changes (0: never)')
+  parser.add_argument('--max_batch_size', type=int, default=1024,
+                      help='largest batch a request may carry (0: no limit)')
+  parser.add_argument('--grpc_max_threads', type=int, default=8, help='request threads')
+  parser.add_argument('--grpc_channel_arguments', default='',
+                      help='key=value,... e.g. grpc.max_receive_message_length=4194304')
+  parser.add_argument('--tensorflow_intra_op_parallelism', type=int, default=0)
+  parser.add_argument('--tensorflow_inter_op_parallelism', type=int, default=0)
+  return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = _parser().parse_args(argv)
+  logging.set_verbosity(logging.INFO)
+  try:
+    if args.model_config_file:
+      config = config_lib.load_config_file(args.model_config_file)
+    elif args.model_base_path:
+      config = config_lib.single_model_config(args.model_name, args.model_base_path)
+    else:
+      raise ValueError('give --model_config_file or --model_base_path')
+    config = config_lib.rewrite_base_paths(config, args.base_path_rewrite)
+    server = ModelServer(
+        config, host=args.host, port=args.port,
+        poll_wait_seconds=args.file_system_poll_wait_seconds,
+        max_batch_size=args.max_batch_size, grpc_max_threads=args.grpc_max_threads,
+        intra_op_threads=args.tensorflow_intra_op_parallelism,
+        inter_op_threads=args.tensorflow_inter_op_parallelism,
+        channel_arguments=parse_channel_arguments(args.grpc_channel_arguments))
+  except (ValueError, OSError) as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+  server.start()
+  if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+    server.watch_config_file(args.model_config_file, args.base_path_rewrite,
+                             args.model_config_file_poll_wait_seconds)
+  for model in config.model_config_list.config:
+    print(f'{model.name}: versions under {model.base_path}')
+  print(f'Serving {", ".join(server.manager.model_names)} on {server.address}', flush=True)
+  stopped = threading.Event()
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, lambda *_: stopped.set())
+  stopped.wait()
+  server.stop()
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,116 @@
+"""A corpus of bad requests: each gets TF Serving's status code and the server keeps serving.
+
+Cases marked local-only are where TF Serving has no check of its own and runs the model on
+whatever arrives (an empty batch, a history of the wrong rank); the local server refuses them.
+"""
+import grpc
+import numpy as np
+import pytest
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+import serving_fixtures
+from serving import client as client_lib
+
+MODEL = 'tiny'
+TOP_K = serving_fixtures.TOP_K
+MAX_BATCH_SIZE = 64
+
+
+def _strings(*values, shape=None):
+  array = np.array([value.encode() for value in values], dtype=object)
+  return array.reshape(shape) if shape else array
+
+
+def _recommend_inputs(**overrides):
+  inputs = {'user_id': _strings('alice'), 'history': _strings('item1', shape=(1, 1)),
+            'k': np.array(5, np.int32)}
+  inputs.update(overrides)
+  return {name: value for name, value in inputs.items() if value is not None}
+
+
+# (id, client options, signature, inputs, expected code, local only)
+CASES = [
+    ('empty batch', {}, 'recommend',
+     _recommend_inputs(user_id=np.zeros([0], object), history=np.zeros([0, 1], object)),
+     grpc.StatusCode.INVALID_ARGUMENT, True),
+    ('wrong dtype', {}, 'recommend', _recommend_inputs(user_id=np.array([1], np.int64)),
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('float k', {}, 'recommend', _recommend_inputs(k=np.array(5.0, np.float32)),
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('missing input', {}, 'recommend', _recommend_inputs(history=None),
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('extra input', {}, 'recommend', _recommend_inputs(extra=_strings('x')),
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('history of the wrong rank', {}, 'recommend', _recommend_inputs(history=_strings('item1')),
+     grpc.StatusCode.INVALID_ARGUMENT, True),
+    ('k zero', {}, 'recommend', _recommend_inputs(k=np.array(0, np.int32)),
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('k above top-k', {}, 'recommend', _recommend_inputs(k=np.array(TOP_K + 1, np.int32)),
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('oversized batch', {}, 'recommend',
+     _recommend_inputs(user_id=_strings(*['alice'] * (MAX_BATCH_SIZE + 1)),
+                       history=_strings(*['item1'] * (MAX_BATCH_SIZE + 1),
+                                        shape=(MAX_BATCH_SIZE + 1, 1))),
+     grpc.StatusCode.INVALID_ARGUMENT, True),
+    ('unknown signature', {}, 'no_such_signature', _recommend_inputs(),
+     grpc.StatusCode.FAILED_PRECONDITION, False),
+    ('unknown model', {'model': 'no_such_model'}, 'recommend', _recommend_inputs(),
+     grpc.StatusCode.NOT_FOUND, False),
+    ('unknown version', {'version': 99}, 'recommend', _recommend_inputs(),
+     grpc.StatusCode.NOT_FOUND, False),
+    ('unknown version label', {'version_label': 'no_such_label'}, 'recommend',
+     _recommend_inputs(), grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('10 MB payload', {}, 'recommend',
+     _recommend_inputs(user_id=np.array([b'x' * (10 * 1024 * 1024)], dtype=object)),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, False),
+]
+
+
+@pytest.fixture(scope='module', params=serving_fixtures.server_kinds())
+def server(request, tmp_path_factory):
+  base = tmp_path_factory.mktemp('models')
+  serving_fixtures.save_tiny_model(str(base / MODEL), 1)
+  config = serving_fixtures.write_config(str(base / 'models.config'), {MODEL: base / MODEL})
+  extra = [f'--max_batch_size={MAX_BATCH_SIZE}'] if request.param == 'local' else []
+  with serving_fixtures.running_server(request.param, config, [MODEL],
+                                       extra_args=extra) as running:
+    yield running
+
+
+def _still_serving(server):
+  server.check_alive()
+  with server.client(MODEL) as client:
+    assert len(client.recommend('alice', ['item1'], k=3).item_ids) == 3
+
+
+@pytest.mark.parametrize('options, signature, inputs, code, local_only',
+                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_request_gets_tf_servings_code(server, options, signature, inputs, code, local_only):
+  if local_only and server.kind != 'local':
+    pytest.skip('TF Serving runs the model on this request without a check of its own')
+  options = dict(options)
+  with server.client(options.pop('model', MODEL), retries=0, **options) as client:
+    with pytest.raises(client_lib.ServingClientError) as error:
+      client.predict(signature, inputs)
+  assert error.value.code == code, str(error.value)
+  _still_serving(server)
+
+
+def test_metadata_without_fields_is_invalid(server):
+  with server.client(MODEL) as client:
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = MODEL
+    with pytest.raises(client_lib.ServingClientError) as error:
+      client._call(client._predict.GetModelMetadata, request)  # pylint: disable=protected-access
+  assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+  _still_serving(server)
+
+
+def test_error_messages_name_the_problem(server):
+  with server.client(MODEL, retries=0) as client:
+    with pytest.raises(client_lib.ServingClientError, match='Missing but required: {history}'):
+      client.predict('recommend', _recommend_inputs(history=None))
+  with server.client(MODEL, version_label='canary') as client:
+    with pytest.raises(client_lib.ServingClientError,
+                       match='Unrecognized servable version label: canary'):
+      client.recommend('alice')

@@ -1,0 +1,128 @@
+"""The client: CLI output, retries on UNAVAILABLE only, clear messages for deadlines and errors.
+
+Failure handling runs against small in-process gRPC servers whose Predict fails on purpose; the
+CLI runs against the local model server.
+"""
+from concurrent import futures
+import threading
+import time
+
+import grpc
+import pytest
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+import serving_fixtures
+from serving import client as client_lib
+
+
+class _FailingPredictions(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """Answers Predict with `code` for the first `failures` calls, or sleeps `delay_s`."""
+
+  def __init__(self, code=grpc.StatusCode.UNAVAILABLE, failures=0, delay_s=0.0):
+    self.code, self.failures, self.delay_s = code, failures, delay_s
+    self.calls = 0
+    self.lock = threading.Lock()
+
+  def Predict(self, request, context):  # pylint: disable=invalid-name
+    with self.lock:
+      self.calls += 1
+      calls = self.calls
+    if self.delay_s:
+      time.sleep(self.delay_s)
+    if calls <= self.failures:
+      context.abort(self.code, f'failure {calls}')
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, 'served, but no model here')
+
+
+@pytest.fixture
+def fake_server():
+  servers = []
+
+  def start(servicer):
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port('127.0.0.1:0')
+    server.start()
+    servers.append(server)
+    return f'127.0.0.1:{port}'
+
+  yield start
+  for server in servers:
+    server.stop(0)
+
+
+def test_unavailable_is_retried_with_backoff(fake_server):
+  servicer = _FailingPredictions(grpc.StatusCode.UNAVAILABLE, failures=2)
+  client = client_lib.ServingClient(fake_server(servicer), 'm', retries=3, backoff_s=0.05)
+  started = time.time()
+  with pytest.raises(client_lib.ServingClientError, match='no model here'):
+    client.recommend('u')
+  assert servicer.calls == 3
+  assert time.time() - started >= 0.05 + 0.1  # backoff 0.05 s, then 0.1 s
+
+
+def test_other_errors_are_not_retried(fake_server):
+  servicer = _FailingPredictions(grpc.StatusCode.NOT_FOUND, failures=5)
+  client = client_lib.ServingClient(fake_server(servicer), 'm', retries=3)
+  with pytest.raises(client_lib.ServingClientError,
+                     match="not found: model 'm' at .* is not served") as error:
+    client.recommend('u')
+  assert error.value.code == grpc.StatusCode.NOT_FOUND and servicer.calls == 1
+
+
+def test_a_server_that_never_answers_runs_out_of_retries():
+  client = client_lib.ServingClient(f'127.0.0.1:{serving_fixtures.free_port()}', 'm',
+                                    retries=2, backoff_s=0.01, deadline_s=2)
+  with pytest.raises(client_lib.ServingClientError, match='unavailable after 3 attempts'):
+    client.recommend('u')
+
+
+def test_deadline_exceeded_says_which_deadline(fake_server):
+  client = client_lib.ServingClient(fake_server(_FailingPredictions(delay_s=1.0)), 'm',
+                                    deadline_s=0.2)
+  with pytest.raises(client_lib.ServingClientError, match='within the 0.2 s deadline') as error:
+    client.recommend('u')
+  assert error.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_version_and_label_are_exclusive():
+  with pytest.raises(ValueError, match='not both'):
+    client_lib.ServingClient(model='m', version=1, version_label='stable')
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+  base = tmp_path_factory.mktemp('models')
+  serving_fixtures.save_tiny_model(str(base / 'tiny'), 3)
+  config = serving_fixtures.write_config(str(base / 'models.config'), {'tiny': base / 'tiny'},
+                                         labels={'tiny': {'stable': 3}})
+  with serving_fixtures.running_server('local', config, ['tiny']) as running:
+    yield running
+
+
+def test_cli_recommend(server, capsys):
+  assert client_lib.main(['--target', server.target, '--model', 'tiny', '--label', 'stable',
+                          'recommend', 'alice', '--history', 'item1', 'item2', '-k', '4']) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == 'tiny version 3: top 4 for user alice'
+  assert len(lines) == 5 and lines[1].split()[0] == '1'
+  assert not {'item1', 'item2'} & {line.split()[1] for line in lines[1:]}
+
+
+def test_cli_score_metadata_status(server, capsys):
+  common = ['--target', server.target, '--model', 'tiny']
+  assert client_lib.main(common + ['score', 'alice', 'item1', 'item2']) == 0
+  assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ['item1', 'item2']
+  assert client_lib.main(common + ['metadata']) == 0
+  out = capsys.readouterr().out
+  assert 'recommend\n' in out and '  in  k: int32 []' in out and '  out item_ids: string' in out
+  assert client_lib.main(common + ['status']) == 0
+  assert capsys.readouterr().out == 'tiny version 3: AVAILABLE\n'
+
+
+def test_cli_reports_errors_in_one_line(server, capsys):
+  assert client_lib.main(['--target', server.target, '--model', 'tiny', 'recommend', 'alice',
+                          '-k', '0']) == 1
+  error = capsys.readouterr().err
+  assert error.startswith("error: invalid request to model 'tiny'") and 'k must be in' in error
+  assert error.count('\n') == 1

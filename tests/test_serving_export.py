@@ -1,0 +1,47 @@
+"""Real exports (the teacher and the int8 student, trained and exported by test_export's
+fixtures) served over gRPC: each answers `recommend` as the SavedModel does in process.
+
+The export directories are copied as version 1 of two base directories, with warmup requests,
+and served together by the local server.
+"""
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+import serving_fixtures
+from models import export
+from models import features
+from serving import warmup
+from test_export import TOP_K, export_dirs, trained  # pylint: disable=unused-import
+
+K = 5
+
+
+# pylint: disable-next=redefined-outer-name
+def test_real_exports_answer_over_grpc_as_in_process(trained, export_dirs, tmp_path):
+  frame, catalogue = trained['frame'], trained['stats'].catalogue
+  users = frame[features.USER_ID].iloc[:3].tolist() + ['no-such-user']
+  histories = [frame[features.ITEM_ID].iloc[:n].tolist() for n in (0, 2, 4, 4)]
+  for name, path in export_dirs.items():
+    version_dir = tmp_path / name / '1'
+    shutil.copytree(path, version_dir)
+    warmup.write_warmup_requests(str(version_dir), users, histories, TOP_K)
+  config = serving_fixtures.write_config(str(tmp_path / 'models.config'),
+                                         {name: tmp_path / name for name in export_dirs})
+
+  with serving_fixtures.running_server('local', config, list(export_dirs)) as server:
+    for name, path in export_dirs.items():
+      with server.client(name) as client:
+        served = client.recommend_batch(users, histories, k=K)
+        ratings = client.score(users[0], catalogue[features.ITEM_ID][:3].tolist(), histories[1])
+      model = tf.saved_model.load(path)
+      padded = [history + [''] * (4 - len(history)) for history in histories]
+      expected = model.signatures[export.RECOMMEND_SIGNATURE](
+          user_id=tf.constant(users), history=tf.constant(padded), k=tf.constant(K))
+      np.testing.assert_array_equal([result.item_ids for result in served],
+                                    expected['item_ids'].numpy().astype(str), err_msg=name)
+      np.testing.assert_allclose([result.scores for result in served],
+                                 expected['scores'].numpy(), rtol=1e-5, err_msg=name)
+      assert not set(served[2].item_ids) & set(histories[2])
+      assert len(ratings) == 3 and np.all(np.isfinite(ratings))

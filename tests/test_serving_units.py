@@ -1,0 +1,123 @@
+"""Serving building blocks without a server: version discovery and policies, configs, tensors,
+the warmup file format."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.framework import types_pb2
+
+from serving import config as config_lib
+from serving import tensor_codec
+from serving import versions
+from serving import warmup
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _policy(text: str) -> versions.ServableVersionPolicy:
+  return text_format.Parse(text, versions.ServableVersionPolicy())
+
+
+@pytest.mark.parametrize('policy, expected', [
+    ('', {5}),
+    ('latest { num_versions: 2 }', {3, 5}),
+    ('all {}', {1, 3, 5}),
+    ('specific { versions: 1 versions: 4 }', {1}),
+])
+def test_version_policies_choose_like_tf_serving(policy, expected):
+  assert versions.select(_policy(policy), [1, 3, 5]) == expected
+
+
+def _write_version(base, version, complete=True):
+  path = base / str(version)
+  (path / 'variables').mkdir(parents=True)
+  (path / 'saved_model.pb').write_bytes(b'graph')
+  if complete:
+    (path / 'variables' / 'variables.index').write_bytes(b'index')
+  return path
+
+
+def test_a_version_is_ready_only_when_complete_and_unchanged(tmp_path):
+  _write_version(tmp_path, 1)
+  half_written = _write_version(tmp_path, 2, complete=False)
+  (tmp_path / 'not-a-version').mkdir()
+  (tmp_path / '.tmp-3').mkdir()
+  stable = versions.StableVersions(str(tmp_path))
+  assert stable.poll() == {}  # nothing has been seen twice yet
+  assert set(stable.poll()) == {1}
+  (half_written / 'variables' / 'variables.index').write_bytes(b'index')
+  assert set(stable.poll()) == {1}  # complete now, but changed since the last poll
+  assert set(stable.poll()) == {1, 2}
+  (half_written / 'variables' / 'variables.data-00000-of-00001').write_bytes(b'more')
+  assert set(stable.poll()) == {1}  # still being written to
+
+
+def test_shipped_config_parses_and_rewrites_to_a_local_directory(tmp_path):
+  config = config_lib.load_config_file(os.path.join(REPO_ROOT, 'serving', 'models.config'))
+  config_lib.validate(config)
+  models = {model.name: model for model in config.model_config_list.config}
+  assert set(models) == {'student', 'teacher'}
+  assert set(models['student'].version_labels) == {'stable', 'canary'}
+  config_lib.rewrite_base_paths(config, f'/models={tmp_path}')
+  assert {model.base_path for model in config.model_config_list.config} == {
+      str(tmp_path / 'student'), str(tmp_path / 'teacher')}
+
+
+def test_bad_configs_are_refused_with_the_file_name(tmp_path):
+  path = tmp_path / 'bad.config'
+  path.write_text('model_config_list { config { nme: "x" } }')
+  with pytest.raises(ValueError, match='bad.config'):
+    config_lib.load_config_file(str(path))
+  config = config_lib.single_model_config('a', '/a')
+  config.model_config_list.config.append(config.model_config_list.config[0])
+  with pytest.raises(ValueError, match='configured twice'):
+    config_lib.validate(config)
+  with pytest.raises(ValueError, match='FROM=TO'):
+    config_lib.rewrite_base_paths(config_lib.single_model_config('a', '/a'), '/models')
+
+
+@pytest.mark.parametrize('value', [
+    np.array([[b'a', b''], [b'b', b'c']], dtype=object),
+    np.array([1.5, -2.0], np.float32),
+    np.array(7, np.int32),
+    np.zeros([0, 3], np.int64),
+])
+def test_tensor_codec_round_trips_and_reads_tf_protos(value):
+  np.testing.assert_array_equal(tensor_codec.to_numpy(tensor_codec.from_numpy(value)), value)
+  from_tf = tensor_codec.to_numpy(tf.make_tensor_proto(value))
+  assert from_tf.shape == value.shape
+  np.testing.assert_array_equal(from_tf, value)
+
+
+def test_tensor_codec_refuses_values_that_do_not_fit_the_shape():
+  proto = tensor_codec.from_numpy(np.array([1, 2, 3], np.int32))
+  proto.tensor_shape.dim[0].size = 2
+  with pytest.raises(ValueError, match='holds 3 values'):
+    tensor_codec.to_numpy(proto)
+
+
+def test_warmup_file_holds_tf_serving_prediction_logs(tmp_path):
+  path = warmup.write_warmup_requests(str(tmp_path), ['u1', 'u2'], [['i1', 'i2', 'i3'], []], 7)
+  assert path == str(tmp_path / 'assets.extra' / 'tf_serving_warmup_requests')
+  logs = warmup.read_warmup_requests(str(tmp_path))
+  assert [log.WhichOneof('log_type') for log in logs] == ['predict_log', 'predict_log']
+  recommend, examples = (log.predict_log.request for log in logs)
+  assert recommend.model_spec.signature_name == 'recommend'
+  np.testing.assert_array_equal(tf.make_ndarray(recommend.inputs['history']),
+                                [[b"i1", b"i2", b"i3"] + [b""] * 17, [b""] * 20])
+  assert recommend.inputs['k'].dtype == types_pb2.DT_INT32
+  assert tf.make_ndarray(recommend.inputs['k']) == 7
+  assert examples.model_spec.signature_name == 'serving_default'
+  parsed = tf.io.parse_example(tf.make_ndarray(examples.inputs['examples']), {
+      'user_id': tf.io.FixedLenFeature([], tf.string),
+      'history': tf.io.FixedLenFeature([], tf.string)})
+  assert parsed['history'].numpy().tolist() == [b'i1 i2 i3', b'']
+  # Plain TFRecords: what TF Serving's reader expects.
+  assert len(list(tf.data.TFRecordDataset(path))) == 2
+
+
+def test_warmup_needs_one_history_per_user(tmp_path):
+  with pytest.raises(ValueError, match='one history per user'):
+    warmup.write_warmup_requests(str(tmp_path), ['u1'], [], 5)
