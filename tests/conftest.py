@@ -4,6 +4,7 @@ import os
 import pytest
 
 from pipeline.data import synthetic
+from exported_models import export_dirs, trained  # noqa: F401  (session fixtures)
 
 MOVIELENS_100K = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data',
                               'movielens-100k')

@@ -13,7 +13,7 @@ import serving_fixtures
 from models import export
 from models import features
 from serving import warmup
-from test_export import TOP_K, export_dirs, trained  # pylint: disable=unused-import
+from exported_models import TOP_K
 
 K = 5
 
