@@ -25,6 +25,7 @@ from models import features
 from models import inputs
 from models import quantization
 from models import towers
+from serving import warmup
 
 SERVING_SIGNATURE = 'serving_default'
 RECOMMEND_SIGNATURE = 'recommend'
@@ -175,4 +176,12 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
       SCORE_SIGNATURE: module.score.get_concrete_function(),
   }
   tf.saved_model.save(module, export_dir, signatures=signatures)
-  logging.info('Exported SavedModel with signatures %s to %s', sorted(signatures), export_dir)
+  # Warmup requests TF Serving replays on load: known users and an unknown one, histories of
+  # 0, 1 and `history_length` catalogue items.
+  users = [user.decode() if isinstance(user, bytes) else user for user in
+           tf_transform_output.vocabulary_by_name(features.USER_VOCAB)[:2]] + ['warmup-user']
+  items = [str(item) for item in catalogue[features.ITEM_ID][:history_length]]
+  warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)],
+                               module.top_k)
+  logging.info('Exported SavedModel with signatures %s and warmup requests to %s',
+               sorted(signatures), export_dir)

@@ -10,6 +10,7 @@ from models import hparams
 
 PIPELINE_NAME = 'recsys-distill'
 MODEL_NAME = 'student'  # the name TF Serving serves the pushed student under
+TEACHER_MODEL_NAME = 'teacher'  # ... and the teacher, pushed beside it
 
 # Where the pipeline writes. OUTPUT_DIR holds everything a run produces.
 OUTPUT_DIR = os.environ.get('OUTPUT', os.path.join(os.getcwd(), 'outputs'))
@@ -44,7 +45,7 @@ TRAINING = hparams.TrainingHParams(
     retrieval_weight=1.0, rating_weight=100.0,
     popularity_correction=True, seed=42)
 DISTILLATION = hparams.DistillationHParams(
-    epochs=5, learning_rate=0.005, alpha=0.5, temperature=2.0, kd_weight=1.0,
+    epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0, kd_weight=1.0,
     rating_distillation_weight=100.0, num_sampled_negatives=512, qat_epochs=1,
     qat_learning_rate=0.0005)
 EXPORT = hparams.ExportHParams(top_k=100)

@@ -7,6 +7,7 @@ from tfx import v1 as tfx
 
 from components import baseline_resolver
 from components import gates
+from components import teacher_model as teacher_model_lib
 from components import tfma_metrics
 from components.retrieval_evaluator import component as retrieval_evaluator_lib
 from components.run_report import component as run_report_lib
@@ -150,6 +151,15 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=os.path.join(serving_dir, configs.MODEL_NAME))))
+  # The teacher is pushed beside the student when the student is (TF Serving serves both).
+  teacher_model = teacher_model_lib.TeacherModel(model_run=trainer.outputs['model_run'])
+  teacher_pusher = tfx.components.Pusher(
+      model=teacher_model.outputs['model'],
+      model_blessing=retrieval_evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=os.path.join(serving_dir, configs.TEACHER_MODEL_NAME)))
+  ).with_id('TeacherPusher')
   report = run_report_lib.RunReport(
       retrieval_evaluation=retrieval_evaluator.outputs['evaluation'],
       statistics=statistics_gen.outputs['statistics'],
@@ -162,7 +172,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                  trainer, baseline, evaluator, retrieval_evaluator, pusher, report],
+                  trainer, baseline, evaluator, retrieval_evaluator, pusher, teacher_model,
+                  teacher_pusher, report],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

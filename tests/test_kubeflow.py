@@ -23,7 +23,8 @@ PVC_SERVING_ROOT = '/mnt/recsys-distill/serving'  # on the claim, at the default
 IMAGE = 'gcr.io/test-project/recsys-distill:test'
 RESOLVER = 'latest_blessed_model_resolver'
 COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
-              'Trainer', RESOLVER, 'Evaluator', 'RetrievalEvaluator', 'Pusher', 'RunReport')
+              'Trainer', RESOLVER, 'Evaluator', 'RetrievalEvaluator', 'Pusher', 'TeacherModel',
+              'TeacherPusher', 'RunReport')
 UPSTREAM = {
     'ImportExampleGen': set(),
     'StatisticsGen': {'ImportExampleGen'},
@@ -35,6 +36,8 @@ UPSTREAM = {
     'Evaluator': {'ImportExampleGen', 'Trainer', RESOLVER},
     'RetrievalEvaluator': {'ImportExampleGen', 'Trainer', 'Evaluator'},
     'Pusher': {'Trainer', 'RetrievalEvaluator'},
+    'TeacherModel': {'Trainer'},
+    'TeacherPusher': {'TeacherModel', 'RetrievalEvaluator'},
     'RunReport': {'StatisticsGen', 'Trainer', 'Evaluator', 'RetrievalEvaluator', 'Pusher'},
 }
 # KFP v2 compiles the resolver (TFX's LatestBlessedModelStrategy there) into two query tasks.
@@ -159,6 +162,7 @@ def test_kubeflow_v1_workflow(tmp_path):
   assert DATA_ROOT in parameters['ImportExampleGen']
   assert 'min_ndcg_ratio' in parameters['RetrievalEvaluator']
   assert f'{PVC_SERVING_ROOT}/student' in parameters['Pusher']
+  assert f'{PVC_SERVING_ROOT}/teacher' in parameters['TeacherPusher']
   assert 'models.preprocessing.preprocessing_fn' in parameters['Transform']
   assert 'models.run_fn.run_fn' in parameters['Trainer']
 
