@@ -103,16 +103,17 @@ def test_retrieval_evaluation_of_every_model(pipeline_run):
   metrics = _metrics(first)
   assert metrics['split'] == features.TEST_SPLIT and metrics['users'] > 0
   models = metrics['models']
-  assert list(models) == ['teacher', 'student_int8', 'popularity', 'ease']
+  assert list(models) == ['teacher', 'student_fp32', 'student_int8', 'popularity', 'ease']
   for name, values in models.items():
     for key in evaluation.METRIC_KEYS + ['novelty@10', 'fidelity@10']:
       assert 0 <= values[key] <= (1 if key != 'novelty@10' else 64), (name, key)
     assert len(metrics['recall_curves'][name]) == max(evaluation.RECALL_KS)
   assert models['teacher']['fidelity@10'] == 1.0
-  for name in ('teacher', 'student_int8'):
+  for name in ('teacher', 'student_fp32', 'student_int8'):
     assert models[name]['bytes'] > 0 and models[name]['rmse'] > 0
     assert 0 < models[name]['latency_mean_ms'] <= models[name]['latency_p99_ms']
-  assert models['student_int8']['bytes'] < models['teacher']['bytes']
+  assert models['student_int8']['bytes'] < models['student_fp32']['bytes'] < models['teacher'][
+      'bytes']
   sample = metrics['score_sample']
   assert len(sample['reference']) == len(sample['candidate']) > 0
   assert metrics['candidate'] == 'student_int8'
@@ -127,7 +128,7 @@ def test_report_shows_metrics_charts_gates_and_the_push(pipeline_run):
   report = first['report_text']
   assert first['report'].endswith(os.path.join('report', 'report.html'))
   assert 'id="metrics-table"' in report and 'id="data-statistics"' in report
-  for name in ('teacher', 'student_int8 (pushed candidate)', 'popularity', 'ease',
+  for name in ('teacher', 'student_fp32', 'student_int8 (pushed candidate)', 'popularity', 'ease',
                'root_mean_squared_error', 'liked_auc', 'ndcg_vs_teacher'):
     assert name in report, name
   assert f'Pushed version {os.path.basename(first["pushed"])}' in report
@@ -194,5 +195,6 @@ def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, synth
   assert not set(history) & set(item_ids[0])
 
   raw = model.signatures[export.RECOMMEND_SIGNATURE](
-      user_id=tf.constant(['never-seen-user']), history=tf.constant([history]))
+      user_id=tf.constant(['never-seen-user']), history=tf.constant([history]), k=tf.constant(5))
+  assert raw['item_ids'].shape == (1, 5)
   assert set(raw['item_ids'].numpy().astype(str)[0]) <= catalogue - set(history)

@@ -43,7 +43,7 @@ def test_model_dirs_include_student_fp32_only_when_exported(tmp_path):
   assert list(dirs) == ['teacher', executor.CANDIDATE]
   assert dirs['teacher'] == os.path.join(model_run.uri, run_fn.TEACHER_DIR)
   assert dirs[executor.CANDIDATE] == os.path.join(model.uri, 'Format-Serving')
-  os.makedirs(os.path.join(model_run.uri, executor.STUDENT_FP32_DIR))
+  os.makedirs(os.path.join(model_run.uri, run_fn.STUDENT_FP32_DIR))
   assert list(executor.model_dirs(model, model_run)) == [
       'teacher', 'student_fp32', executor.CANDIDATE]
 

@@ -38,7 +38,6 @@ LATENCY_REQUESTS_KEY = 'latency_requests'
 
 METRICS_FILE = 'metrics.json'
 CANDIDATE = 'student_int8'  # the Trainer's `model`: the quantized student that is pushed
-STUDENT_FP32_DIR = 'student_fp32'  # in model_run, when the Trainer exports it
 _INTERACTION_SPEC = {
     features.USER_ID: tf.io.FixedLenFeature([], tf.string),
     features.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
@@ -84,12 +83,12 @@ def model_dirs(model: types.Artifact, model_run: types.Artifact) -> Dict[str, st
   """The SavedModels to evaluate, in report order: teacher, student_fp32 (when exported), and
   the candidate."""
   dirs = {'teacher': os.path.join(model_run.uri, run_fn.TEACHER_DIR)}
-  student_fp32 = os.path.join(model_run.uri, STUDENT_FP32_DIR)
+  student_fp32 = os.path.join(model_run.uri, run_fn.STUDENT_FP32_DIR)
   if tf.io.gfile.exists(student_fp32):
     dirs['student_fp32'] = student_fp32
   else:
     logging.info('No %s in the Trainer run: evaluating the teacher and the candidate only',
-                 STUDENT_FP32_DIR)
+                 run_fn.STUDENT_FP32_DIR)
   dirs[CANDIDATE] = path_utils.serving_model_path(
       model.uri, path_utils.is_old_model_artifact(model))
   return dirs
