@@ -83,11 +83,6 @@ def ranking(model, eval_queries: EvalQueries, catalogue: Dict[str, np.ndarray],
   return evaluation.ranking_metrics(scores, eval_data), top
 
 
-def overlap(top_a: np.ndarray, top_b: np.ndarray) -> float:
-  """Mean share of the items two models put in each user's top-k (k = the width)."""
-  return float(np.mean([len(set(a) & set(b)) / top_a.shape[1] for a, b in zip(top_a, top_b)]))
-
-
 def rmse(model, eval_split: tf.data.Dataset) -> float:
   predictions, ratings = [], []
   for batch in eval_split:

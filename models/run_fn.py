@@ -23,6 +23,7 @@ import tensorflow_transform as tft
 
 from models import distiller
 from models import eval_split
+from models import evaluation
 from models import export
 from models import features
 from models import hparams
@@ -160,7 +161,7 @@ def run_fn(fn_args) -> None:
         'params': int(model.core.count_params()),
         'bytes': saved_model_bytes(directory),
         'eval': {**metrics, 'rmse': eval_split.rmse(model, datasets['eval']),
-                 'fidelity@10': eval_split.overlap(tops['teacher'], tops[name])},
+                 'fidelity@10': evaluation.fidelity(tops[name], tops['teacher'])},
     }
     logging.info('%s: %s', name, json.dumps(summary[name]['eval']))
   with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), 'w') as f:
