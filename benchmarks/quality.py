@@ -18,9 +18,9 @@ import time
 from typing import Dict, List, Optional
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
+from components.retrieval_evaluator import evaluate as retrieval_evaluation
 from models import baselines
 from models import evaluation
 from models import export
@@ -52,14 +52,6 @@ def unseen_top(rankings: List[List[str]], histories: List[List[str]], k: int = 1
     seen = set(history)
     tops.append(set([item for item in ranking if item not in seen][:k]))
   return tops
-
-
-def query_histories(frame: pd.DataFrame, splits: pd.Series, eval_data) -> List[List[str]]:
-  """Each evaluated user's items before the test split, oldest first."""
-  before = frame[(splits != features.TEST_SPLIT).to_numpy()]
-  before = before.iloc[split.chronological_order(before)]
-  items = before.groupby(features.USER_ID)[features.ITEM_ID].apply(list)
-  return [items.get(user, []) for user in eval_data.users]
 
 
 def saved_model_rankings(model, eval_data, histories: List[List[str]],
@@ -134,7 +126,7 @@ def benchmark(data_source: str, output_dir: str) -> List[dict]:
   trained = latest_trainer_run(result['pipeline_root'])
   with open(trained['summary']) as f:
     summary = json.load(f)
-  histories = query_histories(frame, splits, eval_data)
+  histories = retrieval_evaluation.query_histories(frame, splits.to_numpy(), eval_data)
   side_features = evaluation.user_side_features(
       dataset.users.reset_index() if dataset.users is not None else frame, eval_data.users)
   test_file = os.path.join(result['examples'], features.TEST_SPLIT, prepare.DATA_FILE)
