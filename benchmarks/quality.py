@@ -68,12 +68,12 @@ def saved_model_rankings(model, eval_data, histories: List[List[str]]) -> List[L
   return rankings
 
 
-def saved_model_rmse(model, test_file: str) -> float:
+def saved_model_rmse(model, test_files: List[str]) -> float:
   """RMSE of the `score` signature over the prepared test examples."""
   score = model.signatures[export.SCORE_SIGNATURE]
   predictions, ratings = [], []
   spec = {features.RATING: tf.io.FixedLenFeature([], tf.float32)}
-  for batch in tf.data.TFRecordDataset(test_file, compression_type='GZIP').batch(4096):
+  for batch in tf.data.TFRecordDataset(test_files, compression_type='GZIP').batch(4096):
     predictions.append(score(examples=batch)['rating'].numpy())
     ratings.append(tf.io.parse_example(batch, spec)[features.RATING].numpy())
   return evaluation.rmse(np.concatenate(predictions), np.concatenate(ratings))
@@ -121,12 +121,12 @@ def benchmark(data_source: str, output_dir: str) -> List[dict]:
   with open(trained['summary']) as f:
     summary = json.load(f)
   histories = query_histories(frame, splits, eval_data)
-  test_file = os.path.join(result['examples'], features.TEST_SPLIT, prepare.DATA_FILE)
+  test_files = prepare.split_files(result['examples'], features.TEST_SPLIT)
   for name in ('teacher', 'student'):
     model = tf.saved_model.load(trained[name])
     metrics = evaluation.ranking_metrics_from_topk(
         saved_model_rankings(model, eval_data, histories), eval_data)
-    rows.append(row(name, metrics, saved_model_rmse(model, test_file), summary[name]['params'],
+    rows.append(row(name, metrics, saved_model_rmse(model, test_files), summary[name]['params'],
                     saved_model_bytes(trained[name]), summary[name]['train_s']))
   return rows
 

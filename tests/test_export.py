@@ -9,7 +9,7 @@ from models import hparams
 from models import inputs
 from models import towers
 from models import two_tower
-from pipeline.data import prepare
+from pipeline.data import reference
 from pipeline.data import split
 import tft_helpers
 
@@ -40,7 +40,7 @@ def _serialized(row: dict) -> bytes:
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory, synthetic_dataset):
   directory = tmp_path_factory.mktemp('export')
-  frame = prepare.join_side_features(synthetic_dataset)
+  frame = reference.join_side_features(synthetic_dataset)
   frame = split.add_history(frame.iloc[split.chronological_order(frame)].reset_index(drop=True),
                             TRANSFORM.history_length)
   transformed, tf_transform_output = tft_helpers.analyze_and_transform(
