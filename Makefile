@@ -9,13 +9,17 @@ DATA ?= $(if $(wildcard $(SHARED_ML100K)/u.data),$(SHARED_ML100K),movielens-100k
 OUTPUT ?= outputs
 PYTEST_ARGS ?=
 BENCH_OUT ?= results.json
+SCALE_USERS ?= 100000
+SCALE_ITEMS ?= 50000
+SCALE_INTERACTIONS ?= 10000000
+SCALE_OUT ?= scale_results.json
 
 # python3.10 from PATH, pyenv or the system, whichever answers as 3.10.
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 \
   /usr/local/bin/python3.10 /usr/bin/python3.10; do \
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install run test bench-quality clean
+.PHONY: install run test bench-quality bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -37,3 +41,7 @@ bench-quality: install
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache
+
+bench-scale: install
+	$(BIN)/python -m benchmarks.scale --users $(SCALE_USERS) --items $(SCALE_ITEMS) \
+	  --interactions $(SCALE_INTERACTIONS) --output '$(OUTPUT)/scale' --bench-out '$(SCALE_OUT)'

@@ -38,13 +38,9 @@ def eval_config(rmse_upper_bound: float) -> tfma.EvalConfig:
       ])])
 
 
-def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, serving_dir: str,
-                    metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None,
-                    rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
-                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
-  """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
-  Evaluator → Pusher over prepared examples in `examples_dir`/{train,eval,test}/."""
+def data_components(examples_dir: str) -> list:
+  """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform over prepared
+  examples in `examples_dir`/{train,eval,test}/: the pipeline's data stages, in that order."""
   example_gen = tfx.components.ImportExampleGen(
       input_base=examples_dir,
       input_config=tfx.proto.Input(splits=[
@@ -61,6 +57,18 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       splits_config=tfx.proto.SplitsConfig(
           analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]),
       custom_config=hparams.to_dict(configs.TRANSFORM))
+  return [example_gen, statistics_gen, schema_gen, example_validator, transform]
+
+
+def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, serving_dir: str,
+                    metadata_connection_config=None,
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
+                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
+  """The data components (`data_components`) → Trainer → Evaluator → Pusher over prepared
+  examples in `examples_dir`/{train,eval,test}/."""
+  example_gen, statistics_gen, schema_gen, example_validator, transform = data_components(
+      examples_dir)
   trainer = tfx.components.Trainer(
       run_fn=configs.RUN_FN,
       examples=transform.outputs['transformed_examples'],
