@@ -1,4 +1,9 @@
-"""Loads interactions and optional side tables into a `Dataset`, validating every row.
+"""Finds a data source's files, streams its validated interactions, and loads side tables.
+
+`locate_inputs` resolves a source to its `InputFiles`; `read_interactions` streams the
+interactions row by row (what the Beam prepare step uses, whatever the file size);
+`load_users` / `load_items` load the small side tables; `load_dataset` loads everything into an
+in-memory `Dataset` for small data (baselines, tests).
 
 Two input formats are understood:
 
@@ -416,11 +421,6 @@ def csv_files(directory: Path) -> 'InputFiles':
   return InputFiles(directory / INTERACTIONS_CSV, movielens=False,
                     users=users if users.exists() else None,
                     items=items if items.exists() else None)
-
-
-def load_csv_directory(directory: Source) -> Dataset:
-  """Loads `interactions.csv` and, when present, `users.csv` and `items.csv` from a directory."""
-  return load_input_files(csv_files(Path(directory)))
 
 
 # --- Native MovieLens 100k files. ---

@@ -284,6 +284,8 @@ def prepare_examples(
     return previous
   if previous is None and output_dir.is_dir() and any(output_dir.iterdir()):
     raise FileExistsError(f'{output_dir}: not empty and without {MANIFEST}; not replacing it')
+  # Header and first row checked here: a wrong file fails at once, not after starting Beam.
+  next(loaders.read_interactions(files.interactions, files.movielens))
   side_tables = side_feature_tables(files)
 
   output_dir.parent.mkdir(parents=True, exist_ok=True)
