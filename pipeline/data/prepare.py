@@ -11,7 +11,10 @@ TFRecord shards, one tf.train.Example per interaction carrying every name in
 
 Nothing holds the interaction log in the driver's Python memory: the fingerprint streams the
 input files' bytes, and grouping by user is Beam's shuffle (with the DirectRunner that shuffle
-lives in the runner process; on a distributed runner it is the runner's service).
+lives in the runner process; on a distributed runner it is the runner's service). A file is
+parsed by one DoFn call, in order: exact line numbers need it, and quoted CSV fields may span
+lines, so a file cannot be cut at arbitrary byte offsets. Grouping, building and writing the
+examples run on all workers.
 
 Output is built in a temporary directory beside `output_dir` and renamed into place, so a failed
 run leaves the previous output as it was. When the manifest's fingerprint already matches the
@@ -36,6 +39,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from models import features
+from pipeline import configs
 from pipeline.data import example_encoding, loaders, split
 from pipeline.data.errors import DataError
 from pipeline.data.loaders import InputFiles
@@ -45,8 +49,6 @@ DATA_PREFIX = 'data'
 DATA_SUFFIX = '.tfrecord.gz'
 # Bump when the written examples change for the same inputs, so old outputs are rebuilt.
 FORMAT_VERSION = 2
-# The in-process DirectRunner: fastest for data that fits one machine.
-DEFAULT_BEAM_PIPELINE_ARGS = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
 
 _METRICS_NAMESPACE = 'prepare'
 _USERS = 'users'
@@ -266,8 +268,8 @@ def prepare_examples(
     beam_pipeline_args: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
   """Validates the inputs, splits per user, adds history and side features, and writes the
-  split TFRecords with a Beam pipeline (`beam_pipeline_args`, by default the in-process
-  DirectRunner).
+  split TFRecords with a Beam pipeline (`beam_pipeline_args`, by default the local runner's
+  `configs.LOCAL_BEAM_PIPELINE_ARGS`).
 
   Returns the manifest: example counts per split, numbers of users and items, the parameters
   and the fingerprint. If `output_dir` already holds a manifest with the same fingerprint,
@@ -292,8 +294,9 @@ def prepare_examples(
   staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f'.{output_dir.name}.tmp-'))
   try:
     staging.chmod(0o755)  # mkdtemp makes it private; the output is meant to be shared.
-    args = list(DEFAULT_BEAM_PIPELINE_ARGS if beam_pipeline_args is None else beam_pipeline_args)
-    root = beam.Pipeline(options=PipelineOptions(args))
+    if beam_pipeline_args is None:
+      beam_pipeline_args = configs.LOCAL_BEAM_PIPELINE_ARGS
+    root = beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args)))
     _build_pipeline(root, files, side_tables, staging, history_length, eval_fraction,
                     test_fraction)
     result = root.run()
