@@ -159,7 +159,8 @@ def latest_output(root: str, component: str, output: str) -> str:
 
 def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dict[str, float]:
   """Streams the transformed train split: the trainer's statistics pass, then one epoch of the
-  teacher, as `models.run_fn` does. Returns examples and steps."""
+  teacher, as `models.run_fn` does. Returns the train examples seen, the teacher's parameter
+  count and its final loss."""
   import tensorflow as tf
   import tensorflow_transform as tft
   from tfx.components.trainer import fn_args_utils
@@ -168,7 +169,6 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
   from tfx.types import standard_artifacts
 
   from models import features
-  from models import hparams
   from models import inputs
   from models import towers
   from models import two_tower
