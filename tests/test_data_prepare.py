@@ -120,7 +120,8 @@ def test_ties_history_and_missing_side_information(tmp_path):
   assert value_of(first, features.AGE) == 0
   assert value_of(first, features.OCCUPATION) == features.UNKNOWN
   _, other = examples['x']
-  assert value_of(other, features.TITLE) == features.UNKNOWN and value_of(other, features.RATING) == 1.0
+  assert value_of(other, features.TITLE) == features.UNKNOWN
+  assert value_of(other, features.RATING) == 1.0
 
 
 @pytest.mark.parametrize('content, row, column, problem', [
