@@ -12,13 +12,17 @@ BENCH_OUT ?= results.json
 SERVING_BENCH_OUT ?= serving_results.json
 SERVING_PORT ?= 8500
 SERVING_BENCH_ARGS ?=
+SCALE_USERS ?= 100000
+SCALE_ITEMS ?= 50000
+SCALE_INTERACTIONS ?= 10000000
+SCALE_OUT ?= scale_results.json
 
 # python3.10 from PATH, pyenv or the system, whichever answers as 3.10.
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 \
   /usr/local/bin/python3.10 /usr/bin/python3.10; do \
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install run test bench-quality serve bench-serving clean
+.PHONY: install run test bench-quality bench-scale serve bench-serving clean
 
 install: $(VENV)/.installed
 
@@ -52,3 +56,7 @@ bench-serving: install
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache
+
+bench-scale: install
+	$(BIN)/python -m benchmarks.scale --users $(SCALE_USERS) --items $(SCALE_ITEMS) \
+	  --interactions $(SCALE_INTERACTIONS) --output '$(OUTPUT)/scale' --bench-out '$(SCALE_OUT)'

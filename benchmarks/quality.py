@@ -71,12 +71,12 @@ def saved_model_rankings(model, eval_data, histories: List[List[str]],
   return rankings
 
 
-def saved_model_rmse(model, test_file: str) -> float:
+def saved_model_rmse(model, test_files: List[str]) -> float:
   """RMSE of the `score` signature over the prepared test examples."""
   score = model.signatures[export.SCORE_SIGNATURE]
   predictions, ratings = [], []
   spec = {features.RATING: tf.io.FixedLenFeature([], tf.float32)}
-  for batch in tf.data.TFRecordDataset(test_file, compression_type='GZIP').batch(4096):
+  for batch in tf.data.TFRecordDataset(test_files, compression_type='GZIP').batch(4096):
     predictions.append(score(examples=batch)['rating'].numpy())
     ratings.append(tf.io.parse_example(batch, spec)[features.RATING].numpy())
   return evaluation.rmse(np.concatenate(predictions), np.concatenate(ratings))
@@ -129,7 +129,7 @@ def benchmark(data_source: str, output_dir: str) -> List[dict]:
   histories = retrieval_evaluation.query_histories(frame, splits.to_numpy(), eval_data)
   side_features = evaluation.user_side_features(
       dataset.users.reset_index() if dataset.users is not None else frame, eval_data.users)
-  test_file = os.path.join(result['examples'], features.TEST_SPLIT, prepare.DATA_FILE)
+  test_files = prepare.split_files(result['examples'], features.TEST_SPLIT)
   teacher_top = None
   for name in PIPELINE_MODELS:
     model = tf.saved_model.load(trained[name])
@@ -140,7 +140,7 @@ def benchmark(data_source: str, output_dir: str) -> List[dict]:
     train_s = summary[name]['train_s'] + (summary['student_fp32']['train_s']
                                           if name == 'student_int8' else 0.0)
     rows.append(row(name, evaluation.ranking_metrics_from_topk(rankings, eval_data),
-                    saved_model_rmse(model, test_file), summary[name]['params'],
+                    saved_model_rmse(model, test_files), summary[name]['params'],
                     run_fn.saved_model_bytes(trained[name]), train_s, fidelity))
   return rows
 

@@ -76,11 +76,12 @@ def gate_failures(evaluation_dir: str) -> List[str]:
 def run(data_source: str, output_dir: str, enable_cache: bool = True, **pipeline_kwargs) -> dict:
   """Prepares the data and runs the pipeline; returns the paths and the pushed version."""
   paths = output_paths(os.path.abspath(output_dir))
-  logging.info('Loading %s', data_source)
-  dataset = loaders.load_dataset(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
+  logging.info('Preparing examples from %s', data_source)
+  files = loaders.locate_inputs(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
   manifest = prepare.prepare_examples(
-      dataset, paths['examples'], history_length=configs.HISTORY_LENGTH,
-      eval_fraction=configs.EVAL_FRACTION, test_fraction=configs.TEST_FRACTION)
+      files, paths['examples'], history_length=configs.HISTORY_LENGTH,
+      eval_fraction=configs.EVAL_FRACTION, test_fraction=configs.TEST_FRACTION,
+      beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS)
   logging.info('Examples in %s: %s', paths['examples'], manifest.get('counts', manifest))
 
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)

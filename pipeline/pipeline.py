@@ -93,21 +93,9 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
   ).with_id(BASELINE_RESOLVER_ID)
 
 
-def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, serving_dir: str,
-                    metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None,
-                    rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
-                    rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
-                    retrieval_gates: gates.RetrievalGates = configs.RETRIEVAL_GATES,
-                    train_student_scratch: bool = False,
-                    enable_cache: bool = True, kfp_v2: bool = False) -> tfx.dsl.Pipeline:
-  """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
-  Evaluator → RetrievalEvaluator → Pusher → RunReport over prepared examples in
-  `examples_dir`/{train,eval,test}/.
-
-  The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
-  Evaluator blessed the model's rating metrics. `kfp_v2` picks the baseline resolver that the
-  KFP v2 compiler supports (see `baseline_model_resolver`)."""
+def data_components(examples_dir: str) -> list:
+  """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform over prepared
+  examples in `examples_dir`/{train,eval,test}/: the pipeline's data stages, in that order."""
   example_gen = tfx.components.ImportExampleGen(
       input_base=examples_dir,
       input_config=tfx.proto.Input(splits=[
@@ -124,6 +112,26 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       splits_config=tfx.proto.SplitsConfig(
           analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]),
       custom_config=hparams.to_dict(configs.TRANSFORM))
+  return [example_gen, statistics_gen, schema_gen, example_validator, transform]
+
+
+def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, serving_dir: str,
+                    metadata_connection_config=None,
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
+                    rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
+                    retrieval_gates: gates.RetrievalGates = configs.RETRIEVAL_GATES,
+                    train_student_scratch: bool = False,
+                    enable_cache: bool = True, kfp_v2: bool = False) -> tfx.dsl.Pipeline:
+  """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
+  Evaluator → RetrievalEvaluator → Pusher → RunReport over prepared examples in
+  `examples_dir`/{train,eval,test}/.
+
+  The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
+  Evaluator blessed the model's rating metrics. `kfp_v2` picks the baseline resolver that the
+  KFP v2 compiler supports (see `baseline_model_resolver`)."""
+  example_gen, statistics_gen, schema_gen, example_validator, transform = data_components(
+      examples_dir)
   trainer = tfx.components.Trainer(
       run_fn=configs.RUN_FN,
       examples=transform.outputs['transformed_examples'],

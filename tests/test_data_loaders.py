@@ -63,6 +63,29 @@ def test_generate_is_deterministic_and_plausible():
   assert (dataset.items[features.YEAR] == 0).any() and (dataset.items[features.YEAR] > 0).any()
 
 
+def test_large_csv_writer_is_deterministic_and_loads(tmp_path):
+  rows = synthetic.write_large_csv(tmp_path / 'a', 50, 40, 1000, seed=5, users_per_chunk=7)
+  synthetic.write_large_csv(tmp_path / 'b', 50, 40, 1000, seed=5, users_per_chunk=7)
+  synthetic.write_large_csv(tmp_path / 'c', 50, 40, 1000, seed=6, users_per_chunk=7)
+  names = (loaders.INTERACTIONS_CSV, loaders.USERS_CSV, loaders.ITEMS_CSV)
+  for name in names:
+    assert (tmp_path / 'a' / name).read_bytes() == (tmp_path / 'b' / name).read_bytes()
+  assert (tmp_path / 'a' / names[0]).read_bytes() != (tmp_path / 'c' / names[0]).read_bytes()
+
+  dataset = loaders.load_dataset(tmp_path / 'a')
+  frame = dataset.interactions
+  assert len(frame) == rows and 800 <= rows <= 1200
+  counts = frame.groupby(features.USER_ID).size()
+  assert len(counts) == 50 and counts.between(4, 36).all()
+  assert not frame.duplicated([features.USER_ID, features.ITEM_ID]).any()
+  assert set(frame[features.RATING].unique()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+  assert set(frame[features.ITEM_ID]) <= set(dataset.items.index)
+  assert len(dataset.users) == 50 and len(dataset.items) == 40
+  # Rows are shuffled within chunks of users: the first chunk's users come first.
+  first_chunk = {str(user) for user in range(1, 8)}
+  assert set(frame[features.USER_ID].iloc[:counts[list(first_chunk)].sum()]) == first_chunk
+
+
 def test_movielens_writer_round_trips_through_the_loader(tmp_path):
   dataset = synthetic.generate()
   synthetic.write_movielens_100k(dataset, tmp_path)

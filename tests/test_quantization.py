@@ -1,6 +1,5 @@
 """Int8 row-wise tables and index, QAT on the student's Dense layers, the TFLite export."""
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from models import quantization

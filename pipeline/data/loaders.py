@@ -1,4 +1,9 @@
-"""Loads interactions and optional side tables into a `Dataset`, validating every row.
+"""Finds a data source's files, streams its validated interactions, and loads side tables.
+
+`locate_inputs` resolves a source to its `InputFiles`; `read_interactions` streams the
+interactions row by row (what the Beam prepare step uses, whatever the file size);
+`load_users` / `load_items` load the small side tables; `load_dataset` loads everything into an
+in-memory `Dataset` for small data (baselines, tests).
 
 Two input formats are understood:
 
@@ -27,6 +32,7 @@ from typing import (
     Iterator,
     List,
     Mapping,
+    NamedTuple,
     Optional,
     Sequence,
     Tuple,
@@ -293,22 +299,32 @@ def _header(path: Path, rows: Iterator[Row], required: Sequence[str]) -> List[st
   return names
 
 
-def _parse(path: Path, rows: Iterable[Row], names: Sequence[str],
-           parsers: Mapping[str, Parser]) -> Columns:
+def _parsed_rows(path: Path, rows: Iterable[Row], names: Sequence[str],
+                 parsers: Mapping[str, Parser]) -> Iterator[Tuple[int, Dict[str, object]]]:
   """Checks that every row has one field per name and parses the named columns that have a
-  parser; returns the line numbers and those columns."""
+  parser; yields (line number, column name -> parsed value) one row at a time."""
   wanted = [(index, name, parsers[name]) for index, name in enumerate(names) if name in parsers]
-  numbers: List[int] = []
-  columns: Dict[str, list] = {name: [] for _, name, _ in wanted}
   for number, fields in rows:
     if len(fields) != len(names):
       raise DataError(path, f'expected {len(names)} fields, found {len(fields)}', number)
-    numbers.append(number)
+    values = {}
     for index, name, parse in wanted:
       try:
-        columns[name].append(parse(fields[index]))
+        values[name] = parse(fields[index])
       except ValueError as error:
         raise DataError(path, str(error), number, name) from None
+    yield number, values
+
+
+def _parse(path: Path, rows: Iterable[Row], names: Sequence[str],
+           parsers: Mapping[str, Parser]) -> Columns:
+  """All of `_parsed_rows` as columns: the line numbers and the parsed columns."""
+  numbers: List[int] = []
+  columns: Dict[str, list] = {name: [] for name in names if name in parsers}
+  for number, values in _parsed_rows(path, rows, names, parsers):
+    numbers.append(number)
+    for name, value in values.items():
+      columns[name].append(value)
   return numbers, columns
 
 
@@ -319,6 +335,50 @@ def _check_unique(path: Path, numbers: Sequence[int], ids: Sequence[str], column
       problem = f'duplicate id {key!r} (first on row {first_rows[key]})'
       raise DataError(path, problem, number, column)
     first_rows[key] = number
+
+
+# --- Interactions, streamed one row at a time. ---
+
+
+class Interaction(NamedTuple):
+  """One validated interaction and the 1-based line of the file where its row starts."""
+  line: int
+  user_id: str
+  item_id: str
+  rating: float
+  timestamp: int
+
+
+def read_interactions(path: Source, movielens: bool = False) -> Iterator[Interaction]:
+  """Streams the validated rows of `interactions.csv` (generic schema: header row, user_id,
+  item_id, timestamp, optional rating defaulting to 1.0) or of MovieLens `u.data`.
+
+  Memory stays constant whatever the file size; the first bad row raises a `DataError`.
+  """
+  path = Path(path)
+  if movielens:
+    names = INTERACTION_COLUMNS
+    rows = _rows(path, '\t', 'latin-1', csv.QUOTE_NONE)
+  else:
+    rows = _rows(path, ',', 'utf-8-sig', csv.QUOTE_MINIMAL)
+    names = _header(path, rows, (features.USER_ID, features.ITEM_ID, features.TIMESTAMP))
+  empty = True
+  for number, values in _parsed_rows(path, rows, names, INTERACTION_PARSERS):
+    empty = False
+    yield Interaction(number, values[features.USER_ID], values[features.ITEM_ID],
+                      values.get(features.RATING, IMPLICIT_RATING), values[features.TIMESTAMP])
+  if empty:
+    raise DataError(path, 'no data rows after the header', row=2)
+
+
+def _interactions_table(rows: Iterable[Interaction]) -> pd.DataFrame:
+  user_ids, item_ids, ratings, timestamps = [], [], [], []
+  for row in rows:
+    user_ids.append(row.user_id)
+    item_ids.append(row.item_id)
+    ratings.append(row.rating)
+    timestamps.append(row.timestamp)
+  return interactions_frame(user_ids, item_ids, ratings, timestamps)
 
 
 # --- Generic CSV schema. ---
@@ -332,14 +392,7 @@ def _read_csv(path: Path, required: Sequence[str], parsers: Mapping[str, Parser]
 
 def load_interactions_csv(path: Source) -> pd.DataFrame:
   """Loads `interactions.csv`: user_id, item_id, timestamp and optional rating (default 1.0)."""
-  path = Path(path)
-  required = (features.USER_ID, features.ITEM_ID, features.TIMESTAMP)
-  numbers, columns = _read_csv(path, required, INTERACTION_PARSERS)
-  if not numbers:
-    raise DataError(path, 'no data rows after the header', row=2)
-  ratings = columns.get(features.RATING, [IMPLICIT_RATING] * len(numbers))
-  return interactions_frame(columns[features.USER_ID], columns[features.ITEM_ID], ratings,
-                            columns[features.TIMESTAMP])
+  return _interactions_table(read_interactions(path))
 
 
 def _load_side_csv(path: Path, names: Sequence[str], parsers: Mapping[str, Parser]) -> List[list]:
@@ -362,15 +415,12 @@ def load_items_csv(path: Source) -> pd.DataFrame:
   return items_frame(*_load_side_csv(Path(path), ITEM_COLUMNS, ITEM_PARSERS))
 
 
-def load_csv_directory(directory: Source) -> Dataset:
-  """Loads `interactions.csv` and, when present, `users.csv` and `items.csv` from a directory."""
-  directory = Path(directory)
-  users_path, items_path = directory / USERS_CSV, directory / ITEMS_CSV
-  return Dataset(
-      interactions=load_interactions_csv(directory / INTERACTIONS_CSV),
-      users=load_users_csv(users_path) if users_path.exists() else None,
-      items=load_items_csv(items_path) if items_path.exists() else None,
-  )
+def csv_files(directory: Path) -> 'InputFiles':
+  """The generic schema's files in `directory`: interactions.csv and the side tables present."""
+  users, items = directory / USERS_CSV, directory / ITEMS_CSV
+  return InputFiles(directory / INTERACTIONS_CSV, movielens=False,
+                    users=users if users.exists() else None,
+                    items=items if items.exists() else None)
 
 
 # --- Native MovieLens 100k files. ---
@@ -404,37 +454,83 @@ def load_movielens_100k(directory: Source) -> Dataset:
   Genres are the names of the set u.item flags; the year comes from the release date (0 when
   the date is missing).
   """
-  directory = Path(directory)
-  _, ratings = _read_movielens(directory / MOVIELENS_RATINGS, '\t', INTERACTION_COLUMNS,
-                               INTERACTION_PARSERS)
-  items_path, users_path = directory / MOVIELENS_ITEMS, directory / MOVIELENS_USERS
+  return load_input_files(movielens_files(Path(directory)))
+
+
+def movielens_files(directory: Path) -> 'InputFiles':
+  """The native MovieLens 100k files in `directory`: u.data and u.user / u.item when present."""
+  users, items = directory / MOVIELENS_USERS, directory / MOVIELENS_ITEMS
+  return InputFiles(directory / MOVIELENS_RATINGS, movielens=True,
+                    users=users if users.exists() else None,
+                    items=items if items.exists() else None)
+
+
+# --- Data sources. ---
+
+
+@dataclass(frozen=True)
+class InputFiles:
+  """The files of one data source: the interactions and the optional side tables, in the
+  generic CSV schema or (`movielens`) the native MovieLens 100k format."""
+
+  interactions: Path
+  movielens: bool
+  users: Optional[Path] = None
+  items: Optional[Path] = None
+
+  def existing(self) -> List[Path]:
+    """The interactions file and the side tables present, in that order."""
+    return [path for path in (self.interactions, self.users, self.items) if path is not None]
+
+
+def load_users(files: InputFiles) -> Optional[pd.DataFrame]:
+  """The users side table of `files`, or None when there is none."""
+  if files.users is None:
+    return None
+  return _load_movielens_users(files.users) if files.movielens else load_users_csv(files.users)
+
+
+def load_items(files: InputFiles) -> Optional[pd.DataFrame]:
+  """The items side table of `files`, or None when there is none."""
+  if files.items is None:
+    return None
+  return _load_movielens_items(files.items) if files.movielens else load_items_csv(files.items)
+
+
+def load_input_files(files: InputFiles) -> Dataset:
+  """Loads every table of `files` into memory (for small data; `prepare` streams instead)."""
   return Dataset(
-      interactions=interactions_frame(*(ratings[name] for name in INTERACTION_COLUMNS)),
-      users=_load_movielens_users(users_path) if users_path.exists() else None,
-      items=_load_movielens_items(items_path) if items_path.exists() else None,
+      interactions=_interactions_table(read_interactions(files.interactions, files.movielens)),
+      users=load_users(files),
+      items=load_items(files),
   )
 
 
-def load_dataset(source: Source, cache_dir: Optional[Source] = None) -> Dataset:
-  """Loads a dataset from a name, a directory or a CSV file.
+def locate_inputs(source: Source, cache_dir: Optional[Source] = None) -> InputFiles:
+  """Finds the files of a data source, given as a name, a directory or a CSV file.
 
-  * `movielens-100k`: downloaded (or taken from `cache_dir`) and loaded;
+  * `movielens-100k`: downloaded (or taken from `cache_dir`);
   * a directory holding u.data: native MovieLens 100k files;
   * a directory holding interactions.csv (with optional users.csv and items.csv): generic schema;
   * a path to a .csv file: generic interactions, no side tables.
   """
   if str(source) == download.MOVIELENS_100K:
-    return load_movielens_100k(download.fetch_movielens_100k(cache_dir))
+    return movielens_files(download.fetch_movielens_100k(cache_dir))
   path = Path(source)
   if path.is_dir():
     if (path / MOVIELENS_RATINGS).is_file():
-      return load_movielens_100k(path)
+      return movielens_files(path)
     if (path / INTERACTIONS_CSV).is_file():
-      return load_csv_directory(path)
+      return csv_files(path)
     raise DataError(path, f'directory holds neither {MOVIELENS_RATINGS} nor {INTERACTIONS_CSV}')
   if path.suffix.lower() == '.csv' and path.is_file():
-    return Dataset(interactions=load_interactions_csv(path))
+    return InputFiles(path, movielens=False)
   if not path.exists():
     problem = f'no such file or directory, nor the dataset name {download.MOVIELENS_100K!r}'
     raise DataError(path, problem)
   raise DataError(path, 'not a .csv file or a dataset directory')
+
+
+def load_dataset(source: Source, cache_dir: Optional[Source] = None) -> Dataset:
+  """Loads a data source (see `locate_inputs`) into memory."""
+  return load_input_files(locate_inputs(source, cache_dir))

@@ -37,21 +37,36 @@ def _check_fraction(name: str, value: float) -> None:
     raise ValueError(f'{name} must be in [0, 1), got {value}')
 
 
+def split_sizes(count: int, eval_fraction: float, test_fraction: float) -> Tuple[int, int]:
+  """(n_eval, n_test) for a user with `count` interactions.
+
+  n_test = max(1, round(test_fraction * count)) latest ones are test; n_eval =
+  max(1, round(eval_fraction * count)), reduced to at most count - n_test - 1 (and not below 0),
+  are the eval ones before those; the rest are train. Rounding is Python's (half to even).
+  """
+  n_test = max(1, round(test_fraction * count))
+  n_eval = max(0, min(max(1, round(eval_fraction * count)), count - n_test - 1))
+  return n_eval, n_test
+
+
+def split_name(from_end: int, n_eval: int, n_test: int) -> str:
+  """The split of the interaction with `from_end` later ones of the same user."""
+  if from_end < n_test:
+    return features.TEST_SPLIT
+  return features.EVAL_SPLIT if from_end < n_test + n_eval else features.TRAIN_SPLIT
+
+
 def assign_splits(frame: pd.DataFrame,
                   eval_fraction: float = 0.1,
                   test_fraction: float = 0.1) -> pd.Series:
-  """Names the split (from `features.SPLITS`) of every interaction, aligned with `frame`.
-
-  For a user with n interactions: n_test = max(1, round(test_fraction * n)) latest ones are
-  test; n_eval = max(1, round(eval_fraction * n)), reduced to at most n - n_test - 1 (and not
-  below 0), are eval; the rest are train. Rounding is Python's (half to even).
-  """
-  _check_fraction('eval_fraction', eval_fraction)
-  _check_fraction('test_fraction', test_fraction)
+  """Names the split (from `features.SPLITS`) of every interaction, aligned with `frame`
+  (sizes from `split_sizes`)."""
+  check_fractions(eval_fraction, test_fraction)
   order, rank, count = _ranks(frame)
-  n_test = np.maximum(1, np.round(test_fraction * count))
-  n_eval = np.maximum(1, np.round(eval_fraction * count))
-  n_eval = np.clip(np.minimum(n_eval, count - n_test - 1), 0, None)
+  user_counts, inverse = np.unique(count, return_inverse=True)
+  sizes = np.array([split_sizes(int(n), eval_fraction, test_fraction) for n in user_counts],
+                   dtype=np.int64).reshape(-1, 2)
+  n_eval, n_test = sizes[inverse, 0], sizes[inverse, 1]
   from_end = count - 1 - rank
   in_order = np.where(
       from_end < n_test,
@@ -61,6 +76,12 @@ def assign_splits(frame: pd.DataFrame,
   names = np.empty(len(frame), dtype=object)
   names[order] = in_order
   return pd.Series(names, index=frame.index)
+
+
+def check_fractions(eval_fraction: float, test_fraction: float) -> None:
+  """Raises ValueError unless both fractions are in [0, 1)."""
+  _check_fraction('eval_fraction', eval_fraction)
+  _check_fraction('test_fraction', test_fraction)
 
 
 def add_history(frame: pd.DataFrame, length: int) -> pd.DataFrame:

@@ -32,6 +32,30 @@ def _ratings(affinity: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
   return np.clip(np.round(3.0 + 1.5 * noisy), 1, 5)
 
 
+def _popularity(num_items: int, rng: np.random.RandomState) -> np.ndarray:
+  """Long-tail (Zipf-like) popularity of the items, in a random order."""
+  return 1.0 / (rng.permutation(num_items) + 1.0)**ZIPF_EXPONENT
+
+
+def _user_interactions(
+    factors: np.ndarray,
+    item_factors: np.ndarray,
+    popularity: np.ndarray,
+    interactions_per_user: Tuple[int, int],
+    rng: np.random.RandomState,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """One user's (item index, rating, timestamp) arrays in time order, on distinct items."""
+  num_items = len(item_factors)
+  affinity = item_factors @ factors / np.sqrt(LATENT_DIM)
+  weights = popularity * np.exp(affinity)
+  low, high = interactions_per_user
+  count = min(rng.randint(low, high + 1), num_items)
+  chosen = rng.choice(num_items, size=count, replace=False, p=weights / weights.sum())
+  start = FIRST_TIMESTAMP + rng.randint(0, 180 * DAY_S)
+  ratings = _ratings(affinity[chosen], rng)
+  return chosen, ratings, start + np.cumsum(rng.randint(60, 3 * DAY_S, size=count))
+
+
 def _interactions(
     user_factors: np.ndarray,
     item_factors: np.ndarray,
@@ -39,21 +63,45 @@ def _interactions(
     rng: np.random.RandomState,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """Returns (user index, item index, rating, timestamp) arrays, grouped by user in time order."""
-  num_items = len(item_factors)
-  popularity = 1.0 / (rng.permutation(num_items) + 1.0)**ZIPF_EXPONENT
-  low, high = interactions_per_user
+  popularity = _popularity(len(item_factors), rng)
   users, items, ratings, timestamps = [], [], [], []
   for user, factors in enumerate(user_factors):
-    affinity = item_factors @ factors / np.sqrt(LATENT_DIM)
-    weights = popularity * np.exp(affinity)
-    count = min(rng.randint(low, high + 1), num_items)
-    chosen = rng.choice(num_items, size=count, replace=False, p=weights / weights.sum())
-    start = FIRST_TIMESTAMP + rng.randint(0, 180 * DAY_S)
-    users.append(np.full(count, user))
+    chosen, rated, stamps = _user_interactions(factors, item_factors, popularity,
+                                               interactions_per_user, rng)
+    users.append(np.full(len(chosen), user))
     items.append(chosen)
-    ratings.append(_ratings(affinity[chosen], rng))
-    timestamps.append(start + np.cumsum(rng.randint(60, 3 * DAY_S, size=count)))
+    ratings.append(rated)
+    timestamps.append(stamps)
   return tuple(np.concatenate(column) for column in (users, items, ratings, timestamps))
+
+
+def _ids(count: int) -> np.ndarray:
+  return np.array([str(i + 1) for i in range(count)], dtype=object)
+
+
+def _users_table(user_ids: np.ndarray, rng: np.random.RandomState):
+  num_users = len(user_ids)
+  return loaders.users_frame(
+      user_ids,
+      rng.randint(18, 70, size=num_users),
+      rng.choice(GENDERS, size=num_users).tolist(),
+      rng.choice(OCCUPATIONS, size=num_users).tolist(),
+      [f'{code:05d}' for code in rng.randint(0, 100_000, size=num_users)],
+  )
+
+
+def _items_table(item_ids: np.ndarray, rng: np.random.RandomState):
+  num_items = len(item_ids)
+  unknown_year = rng.uniform(size=num_items) < UNKNOWN_YEAR_FRACTION
+  years = np.where(unknown_year, 0, rng.randint(1950, 1999, size=num_items))
+  titles = [f'Item {i} ({y})' if y else f'Item {i}' for i, y in zip(item_ids, years)]
+  genres = []
+  for _ in range(num_items):
+    picked = rng.choice(len(GENRES), size=rng.randint(1, 4), replace=False)
+    # In MovieLens flag order, so that a u.item round trip gives back the same string.
+    names = sorted((GENRES[i] for i in picked), key=loaders.MOVIELENS_GENRES.index)
+    genres.append(features.GENRE_SEPARATOR.join(names))
+  return loaders.items_frame(item_ids, titles, genres, years)
 
 
 def generate(
@@ -69,8 +117,7 @@ def generate(
   shuffled. About 10% of items have an unknown year (0).
   """
   rng = np.random.RandomState(seed)
-  user_ids = np.array([str(i + 1) for i in range(num_users)], dtype=object)
-  item_ids = np.array([str(i + 1) for i in range(num_items)], dtype=object)
+  user_ids, item_ids = _ids(num_users), _ids(num_items)
   user_factors = rng.normal(size=(num_users, LATENT_DIM))
   item_factors = rng.normal(size=(num_items, LATENT_DIM))
   users, items, ratings, timestamps = _interactions(user_factors, item_factors,
@@ -78,26 +125,50 @@ def generate(
   order = rng.permutation(len(users))
   interactions = loaders.interactions_frame(user_ids[users[order]], item_ids[items[order]],
                                             ratings[order], timestamps[order])
+  return Dataset(interactions=interactions, users=_users_table(user_ids, rng),
+                 items=_items_table(item_ids, rng))
 
-  user_table = loaders.users_frame(
-      user_ids,
-      rng.randint(18, 70, size=num_users),
-      rng.choice(GENDERS, size=num_users).tolist(),
-      rng.choice(OCCUPATIONS, size=num_users).tolist(),
-      [f'{code:05d}' for code in rng.randint(0, 100_000, size=num_users)],
-  )
 
-  unknown_year = rng.uniform(size=num_items) < UNKNOWN_YEAR_FRACTION
-  years = np.where(unknown_year, 0, rng.randint(1950, 1999, size=num_items))
-  titles = [f'Item {i} ({y})' if y else f'Item {i}' for i, y in zip(item_ids, years)]
-  genres = []
-  for _ in range(num_items):
-    picked = rng.choice(len(GENRES), size=rng.randint(1, 4), replace=False)
-    # In MovieLens flag order, so that a u.item round trip gives back the same string.
-    names = sorted((GENRES[i] for i in picked), key=loaders.MOVIELENS_GENRES.index)
-    genres.append(features.GENRE_SEPARATOR.join(names))
-  item_table = loaders.items_frame(item_ids, titles, genres, years)
-  return Dataset(interactions=interactions, users=user_table, items=item_table)
+def write_large_csv(directory: Union[str, Path],
+                    num_users: int,
+                    num_items: int,
+                    num_interactions: int,
+                    seed: int = 0,
+                    users_per_chunk: int = 1000) -> int:
+  """Writes a data set of about `num_interactions` rows in the generic CSV schema, streaming.
+
+  Same generative model as `generate`; each user gets between 0.2 and 1.8 times the mean
+  number of interactions (at most `num_items`). Rows are written `users_per_chunk` users at a
+  time, shuffled within the chunk, so memory is bounded by one chunk whatever the size. The
+  side tables (small) are written whole. Deterministic for a seed. Returns the rows written.
+  """
+  if min(num_users, num_items, num_interactions) < 1:
+    raise ValueError('num_users, num_items and num_interactions must be positive')
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  rng = np.random.RandomState(seed)
+  user_ids, item_ids = _ids(num_users), _ids(num_items)
+  _users_table(user_ids, rng).to_csv(directory / loaders.USERS_CSV)
+  _items_table(item_ids, rng).to_csv(directory / loaders.ITEMS_CSV)
+  item_factors = rng.normal(size=(num_items, LATENT_DIM))
+  popularity = _popularity(num_items, rng)
+  mean = num_interactions / num_users
+  per_user = (max(1, round(0.2 * mean)), max(1, round(1.8 * mean)))
+  header = ','.join((features.USER_ID, features.ITEM_ID, features.RATING, features.TIMESTAMP))
+  written = 0
+  with open(directory / loaders.INTERACTIONS_CSV, 'w', encoding='utf-8', newline='') as out:
+    out.write(header + '\n')
+    for first in range(0, num_users, users_per_chunk):
+      lines = []
+      for user in range(first, min(first + users_per_chunk, num_users)):
+        factors = rng.normal(size=LATENT_DIM)
+        chosen, ratings, stamps = _user_interactions(factors, item_factors, popularity,
+                                                     per_user, rng)
+        lines.extend(f'{user_ids[user]},{item_ids[item]},{rating:g},{stamp}\n'
+                     for item, rating, stamp in zip(chosen, ratings, stamps))
+      out.writelines(lines[i] for i in rng.permutation(len(lines)))
+      written += len(lines)
+  return written
 
 
 def _genre_flags(genres: str) -> str:

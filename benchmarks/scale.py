@@ -1,0 +1,289 @@
+"""Scale benchmark: the data stages and one teacher epoch on a large synthetic data set.
+
+    python -m benchmarks.scale --users 100000 --items 50000 --interactions 10000000 \\
+        --output /tmp/scale --bench-out scale_results.json
+
+Generates the data set (streamed to CSV; reused when already generated with the same
+parameters), prepares the split examples with the Beam step on the multi-processing
+DirectRunner, runs the pipeline's own data components (ExampleGen, StatisticsGen, SchemaGen,
+ExampleValidator, Transform) with the same runner, then streams the transformed train split
+with tf.data for the trainer's statistics pass and one training epoch of the teacher. Prints
+the wall time of every stage and the peak resident memory of the whole process tree (sampled,
+children included) and writes them as JSON.
+"""
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import resource
+import shutil
+import sys
+import threading
+import time
+from typing import Dict, List
+
+import psutil
+from absl import logging
+
+from pipeline import configs
+from pipeline import pipeline
+from pipeline import progress
+from pipeline.data import loaders
+from pipeline.data import prepare
+from pipeline.data import synthetic
+
+GIB = 1024**3
+BENCH_PIPELINE_NAME = 'recsys-distill-scale'
+
+
+def beam_args(workers: int) -> List[str]:
+  """The DirectRunner with one process per worker (the driver only coordinates)."""
+  return ['--direct_running_mode=multi_processing', f'--direct_num_workers={workers}']
+
+
+class ProcessTreeMonitor:
+  """Samples this process and all its descendants in a thread: the peak of their summed
+  resident memory, and the CPU seconds they used (worker processes come and go between
+  Beam pipelines, so each one's last sample is kept)."""
+
+  def __init__(self, interval_s: float = 0.5):
+    self._interval_s = interval_s
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+    self._cpu_by_pid: Dict[int, float] = {}
+    self.peak_bytes = 0
+
+  def sample(self) -> int:
+    """Records every live process's CPU time; returns their summed resident memory."""
+    root = psutil.Process()
+    total = 0
+    for process in [root] + root.children(recursive=True):
+      try:
+        with process.oneshot():
+          total += process.memory_info().rss
+          times = process.cpu_times()
+        self._cpu_by_pid[process.pid] = times.user + times.system
+      except psutil.Error:  # exited between listing and reading
+        pass
+    return total
+
+  def cpu_seconds(self) -> float:
+    self.sample()
+    return sum(self._cpu_by_pid.values())
+
+  def _run(self):
+    while not self._stop.is_set():
+      self.peak_bytes = max(self.peak_bytes, self.sample())
+      self._stop.wait(self._interval_s)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc_info):
+    self._stop.set()
+    self._thread.join()
+
+
+@dataclasses.dataclass
+class Stage:
+  name: str
+  seconds: float
+  cpu_seconds: float  # process tree, all cores
+  peak_rss_gib: float  # process tree, during this stage
+
+
+class Stages:
+  """Times named stages, with the process tree's CPU time and peak memory during each."""
+
+  def __init__(self, monitor: ProcessTreeMonitor):
+    self._monitor = monitor
+    self.stages: List[Stage] = []
+
+  def run(self, name: str, function, *args, **kwargs):
+    logging.info('Stage %s', name)
+    self._monitor.peak_bytes = self._monitor.sample()
+    cpu_before = self._monitor.cpu_seconds()
+    started = time.time()
+    result = function(*args, **kwargs)
+    stage = Stage(name, time.time() - started, self._monitor.cpu_seconds() - cpu_before,
+                  max(self._monitor.peak_bytes, self._monitor.sample()) / GIB)
+    self.stages.append(stage)
+    logging.info('Stage %s: %.1f s, %.1f CPU s, peak RSS %.2f GiB', name, stage.seconds,
+                 stage.cpu_seconds, stage.peak_rss_gib)
+    return result
+
+
+def generate(directory: str, users: int, items: int, interactions: int, seed: int) -> int:
+  """Writes the synthetic data set unless `directory` already holds it; returns its rows."""
+  parameters = {'users': users, 'items': items, 'interactions': interactions, 'seed': seed}
+  marker = os.path.join(directory, 'generated.json')
+  if os.path.exists(marker):
+    with open(marker) as f:
+      previous = json.load(f)
+    if previous['parameters'] == parameters:
+      return previous['rows']
+  rows = synthetic.write_large_csv(directory, users, items, interactions, seed)
+  with open(marker, 'w') as f:
+    json.dump({'parameters': parameters, 'rows': rows}, f)
+  return rows
+
+
+def run_data_components(examples_dir: str, output_dir: str, workers: int,
+                        tracker: progress.ProgressFilter) -> Dict[str, float]:
+  """Runs the pipeline's data components (no cache); returns each component's seconds."""
+  from tfx import v1 as tfx
+  from tfx.orchestration.beam import beam_dag_runner
+
+  root = os.path.join(output_dir, 'pipeline_root')
+  metadata = os.path.join(output_dir, 'metadata.sqlite')
+  beam_dag_runner.BeamDagRunner().run(tfx.dsl.Pipeline(
+      pipeline_name=BENCH_PIPELINE_NAME,
+      pipeline_root=root,
+      components=pipeline.data_components(examples_dir),
+      enable_cache=False,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          metadata),
+      beam_pipeline_args=beam_args(workers)))
+  return dict(tracker.durations)
+
+
+def latest_output(root: str, component: str, output: str) -> str:
+  """The newest execution's directory of one component output under a pipeline root."""
+  runs = glob.glob(os.path.join(root, component, output, '*'))
+  if not runs:
+    raise FileNotFoundError(f'no {component} {output} under {root}')
+  return max(runs, key=lambda path: int(os.path.basename(path)))
+
+
+def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dict[str, float]:
+  """Streams the transformed train split: the trainer's statistics pass, then one epoch of the
+  teacher, as `models.run_fn` does. Returns the train examples seen, the teacher's parameter
+  count and its final loss."""
+  import tensorflow as tf
+  import tensorflow_transform as tft
+  from tfx.components.trainer import fn_args_utils
+  from tfx.components.util import tfxio_utils
+  from tfx.types import artifact_utils
+  from tfx.types import standard_artifacts
+
+  from models import features
+  from models import inputs
+  from models import towers
+  from models import two_tower
+
+  root = os.path.join(output_dir, 'pipeline_root')
+  examples = standard_artifacts.Examples()
+  examples.uri = latest_output(root, 'Transform', 'transformed_examples')
+  examples.split_names = artifact_utils.encode_split_names(
+      [features.TRAIN_SPLIT, features.EVAL_SPLIT])
+  data_accessor = fn_args_utils.DataAccessor(
+      tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+      record_batch_factory=None, data_view_decode_fn=None)
+  tf_transform_output = tft.TFTransformOutput(latest_output(root, 'Transform', 'transform_graph'))
+  training = dataclasses.replace(configs.TRAINING, epochs=1, batch_size=batch_size)
+  train_files = [os.path.join(examples.uri, f'Split-{features.TRAIN_SPLIT}', '*')]
+
+  def dataset(shuffle: bool):
+    return inputs.transformed_dataset(train_files, data_accessor, tf_transform_output, training,
+                                      shuffle)
+
+  vocab = towers.Vocabularies.from_transform_output(
+      tf_transform_output, configs.TRANSFORM.item_oov_buckets, configs.TRANSFORM.user_oov_buckets)
+  stats = stages.run('train_statistics_pass', inputs.scan_train_data, dataset(False),
+                     tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
+  tf.keras.utils.set_random_seed(training.seed)
+  model = two_tower.TwoTowerModel(vocab, configs.TEACHER, training, configs.TRANSFORM, stats)
+  model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
+  history = stages.run('teacher_epoch', model.fit, dataset(True), epochs=1, verbose=0)
+  return {'train_examples': int(stats.item_counts.sum()),
+          'teacher_params': int(model.count_params()),
+          'teacher_loss': float(history.history['loss'][-1])}
+
+
+def max_rss_gib(who: int) -> float:
+  return resource.getrusage(who).ru_maxrss * 1024 / GIB  # ru_maxrss is in KiB on Linux
+
+
+def benchmark(args) -> dict:
+  tracker = progress.install()
+  data_dir = os.path.join(args.output, 'data')
+  examples_dir = os.path.join(args.output, 'examples')
+  # Everything but the generated data is rebuilt, so every stage is timed cold.
+  for previous in ('examples', 'pipeline_root', 'metadata.sqlite'):
+    path = os.path.join(args.output, previous)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.exists(path):
+      os.remove(path)
+  started = time.time()
+  with ProcessTreeMonitor() as monitor:
+    stages = Stages(monitor)
+    rows = stages.run('generate', generate, data_dir, args.users, args.items, args.interactions,
+                      args.seed)
+    manifest = stages.run(
+        'prepare', prepare.prepare_examples, loaders.locate_inputs(data_dir), examples_dir,
+        configs.HISTORY_LENGTH, configs.EVAL_FRACTION, configs.TEST_FRACTION,
+        beam_pipeline_args=beam_args(args.workers))
+    components = stages.run('tfx_data_components', run_data_components, examples_dir,
+                            args.output, args.workers, tracker)
+    training = train_teacher_epoch(args.output, args.batch_size, stages)
+  return {
+      'parameters': {'users': args.users, 'items': args.items, 'interactions': args.interactions,
+                     'seed': args.seed, 'workers': args.workers, 'batch_size': args.batch_size,
+                     'cpus': os.cpu_count(), 'memory_gib': psutil.virtual_memory().total / GIB},
+      'rows': rows,
+      'examples': manifest['counts'],
+      'num_users': manifest['num_users'],
+      'num_items': manifest['num_items'],
+      'stages': [dataclasses.asdict(stage) for stage in stages.stages],
+      'components_s': components,
+      'training': training,
+      'total_s': time.time() - started,
+      'peak_rss_gib': max(stage.peak_rss_gib for stage in stages.stages),
+      'ru_maxrss_self_gib': max_rss_gib(resource.RUSAGE_SELF),
+      'ru_maxrss_largest_child_gib': max_rss_gib(resource.RUSAGE_CHILDREN),
+  }
+
+
+def format_table(result: dict) -> str:
+  lines = [('stage', 'seconds', 'CPU s', 'peak RSS GiB')]
+  for stage in result['stages']:
+    lines.append((stage['name'], f"{stage['seconds']:.1f}", f"{stage['cpu_seconds']:.1f}",
+                  f"{stage['peak_rss_gib']:.2f}"))
+    if stage['name'] == 'tfx_data_components':
+      lines.extend((f'  {name}', f'{seconds:.1f}', '', '')
+                   for name, seconds in result['components_s'].items())
+  lines.append(('total', f"{result['total_s']:.1f}", '', f"{result['peak_rss_gib']:.2f}"))
+  widths = [max(len(line[i]) for line in lines) for i in range(4)]
+  table = '\n'.join('  '.join([line[0].ljust(widths[0])] +
+                              [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])])
+                    for line in lines)
+  return (f"{result['rows']:,} interactions, {result['num_users']:,} users, "
+          f"{result['num_items']:,} items; examples {result['examples']}\n{table}\n"
+          f"ru_maxrss: driver {result['ru_maxrss_self_gib']:.2f} GiB, largest child "
+          f"{result['ru_maxrss_largest_child_gib']:.2f} GiB")
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--users', type=int, default=100_000)
+  parser.add_argument('--items', type=int, default=50_000)
+  parser.add_argument('--interactions', type=int, default=10_000_000)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--workers', type=int, default=2, help='DirectRunner worker processes')
+  parser.add_argument('--batch-size', type=int, default=2048, help='teacher training batch')
+  parser.add_argument('--output', default=os.path.join(configs.OUTPUT_DIR, 'scale'))
+  parser.add_argument('--bench-out', default='scale_results.json', help='JSON file for results')
+  args = parser.parse_args(argv)
+  result = benchmark(args)
+  with open(args.bench_out, 'w') as f:
+    json.dump(result, f, indent=2)
+  print(format_table(result))
+  print(f'Wrote {args.bench_out}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
