@@ -6,6 +6,7 @@ serves the teacher beside the student from the same base directory (`serving/mod
 """
 import os
 
+import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
@@ -20,6 +21,6 @@ def TeacherModel(  # pylint: disable=invalid-name
     model: tfx.dsl.components.OutputArtifact[standard_artifacts.Model]) -> None:
   """Copies `<model_run>/teacher` to the serving path of the output `model`."""
   source = os.path.join(model_run.uri, run_fn.TEACHER_DIR)
-  if not io_utils.exists(os.path.join(source, 'saved_model.pb')):
+  if not tf.io.gfile.exists(os.path.join(source, 'saved_model.pb')):
     raise FileNotFoundError(f'no teacher SavedModel in {source}')
   io_utils.copy_dir(source, path_utils.serving_model_path(model.uri))
