@@ -77,7 +77,8 @@ def _int8_student(trained) -> two_tower.TwoTowerModel:
 
 @pytest.fixture(scope='session')
 def export_dirs(trained):
-  """The teacher and the int8 student exported with the same contract; the student as TFLite."""
+  """The teacher and the int8 student exported with the same contract (SavedModel directories
+  by name); the student also as TFLite, at `tflite_path`."""
   dirs = {}
   student_int8 = _int8_student(trained)
   for name, model, int8 in (('teacher', trained['teacher'], False),
@@ -85,7 +86,11 @@ def export_dirs(trained):
     dirs[name] = str(trained['directory'] / name)
     export.export_saved_model(model, trained['tf_transform_output'], trained['stats'].catalogue,
                               TOP_K, TRANSFORM.history_length, dirs[name], int8_index=int8)
-  dirs['tflite'] = str(trained['directory'] / 'student.tflite')
   tflite_export.export_tflite(student_int8, trained['stats'].catalogue, TRANSFORM.history_length,
-                              TOP_K, dirs['tflite'])
+                              TOP_K, tflite_path(trained))
   return dirs
+
+
+def tflite_path(trained) -> str:
+  """Where `export_dirs` writes the int8 student as TFLite."""
+  return str(trained['directory'] / 'student.tflite')

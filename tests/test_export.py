@@ -9,6 +9,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
+import exported_models
 from exported_models import TOP_K
 from models import export
 from models import features
@@ -132,7 +133,8 @@ def test_exports_hold_the_inference_graph_only_and_the_student_is_int8(export_di
 def test_tflite_student_agrees_with_its_saved_model(export_dirs, trained):
   saved_model = tf.saved_model.load(export_dirs['student_int8'])
   recommend = saved_model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE]
-  runner = tf.lite.Interpreter(export_dirs['tflite']).get_signature_runner()
+  runner = tf.lite.Interpreter(exported_models.tflite_path(trained)).get_signature_runner()
+  dtypes = {name: detail['dtype'] for name, detail in runner.get_input_details().items()}
   frame, columns = trained['frame'], trained['columns']
   overlaps = []
   for row in range(0, len(frame), len(frame) // 20):  # a sample of 20 queries
@@ -144,8 +146,8 @@ def test_tflite_student_agrees_with_its_saved_model(export_dirs, trained):
         gender=tf.constant([raw[features.GENDER]]),
         occupation=tf.constant([raw[features.OCCUPATION]]),
         zip_code=tf.constant([str(raw[features.ZIP_CODE])]))['item_ids'].numpy()[0]
-    got = runner(**{name: columns[name][row:row + 1]
-                    for name in runner.get_input_details()})['item_ids'][0][:10]
+    got = runner(**{name: columns[name][row:row + 1].astype(dtype)
+                    for name, dtype in dtypes.items()})['item_ids'][0][:10]
     overlaps.append(len(set(expected) & set(got)) / 10)
   assert np.mean(overlaps) >= 0.9, overlaps
 
