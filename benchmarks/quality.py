@@ -45,15 +45,6 @@ def row(model: str, metrics: Dict[str, float], rmse: Optional[float], params: Op
           'bytes': size, 'train_s': train_s}
 
 
-def unseen_top(rankings: List[List[str]], histories: List[List[str]], k: int = 10) -> List[set]:
-  """Each user's k best items that are not in their history."""
-  tops = []
-  for ranking, history in zip(rankings, histories):
-    seen = set(history)
-    tops.append(set([item for item in ranking if item not in seen][:k]))
-  return tops
-
-
 def saved_model_rankings(model, eval_data, histories: List[List[str]],
                          side_features: Dict[str, np.ndarray]) -> List[List[str]]:
   """Every evaluated user's full catalogue ranking from the SavedModel."""
@@ -134,9 +125,9 @@ def benchmark(data_source: str, output_dir: str) -> List[dict]:
   for name in PIPELINE_MODELS:
     model = tf.saved_model.load(trained[name])
     rankings = saved_model_rankings(model, eval_data, histories, side_features)
-    top = unseen_top(rankings, histories)
-    teacher_top = teacher_top or top
-    fidelity = float(np.mean([len(a & b) / 10 for a, b in zip(teacher_top, top)]))
+    top = evaluation.top_from_ids(rankings, eval_data, evaluation.CUTOFF)
+    teacher_top = top if teacher_top is None else teacher_top
+    fidelity = evaluation.fidelity(top, teacher_top)
     train_s = summary[name]['train_s'] + (summary['student_fp32']['train_s']
                                           if name == 'student_int8' else 0.0)
     rows.append(row(name, evaluation.ranking_metrics_from_topk(rankings, eval_data),
