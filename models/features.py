@@ -10,8 +10,10 @@ ITEM_ID = 'item_id'
 RATING = 'rating'
 TIMESTAMP = 'timestamp'
 
-# The user's latest items strictly before this interaction, oldest first, space-separated.
+# The user's latest items strictly before this interaction, oldest first, space-separated, and
+# the ratings the user gave them, in the same order (optional at serving time: '' = not known).
 HISTORY = 'history'
+HISTORY_RATINGS = 'history_ratings'
 
 # Optional user side features.
 AGE = 'age'
@@ -28,13 +30,18 @@ ITEM_SIDE_FEATURES = (TITLE, GENRES, YEAR)
 
 INT_FEATURES = (TIMESTAMP, AGE, YEAR)
 FLOAT_FEATURES = (RATING,)
-STRING_FEATURES = (USER_ID, ITEM_ID, HISTORY, GENDER, OCCUPATION, ZIP_CODE, TITLE, GENRES)
+STRING_FEATURES = (USER_ID, ITEM_ID, HISTORY, HISTORY_RATINGS, GENDER, OCCUPATION, ZIP_CODE, TITLE, GENRES)
 RAW_FEATURES = INT_FEATURES + FLOAT_FEATURES + STRING_FEATURES
 
 # Value written for a missing side feature.
 UNKNOWN = 'unknown'
 HISTORY_SEPARATOR = ' '
 GENRE_SEPARATOR = '|'
+
+
+def rating_text(rating: float) -> str:
+  """A rating as written in HISTORY_RATINGS: '4', '3.5'."""
+  return f'{rating:g}'
 
 # Names of split directories written before ExampleGen.
 TRAIN_SPLIT = 'train'
@@ -47,6 +54,7 @@ SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
 USER_INDEX = 'user_index'
 ITEM_INDEX = 'item_index'
 HISTORY_INDICES = 'history_indices'
+HISTORY_RATING_VALUES = 'history_rating_values'  # aligned with HISTORY_INDICES, 0 = unknown
 GENDER_INDEX = 'gender_index'
 OCCUPATION_INDEX = 'occupation_index'
 ZIP_INDEX = 'zip_index'
@@ -73,6 +81,6 @@ def default_value(name: str):
     return 0
   if name in FLOAT_FEATURES:
     return 0.0
-  if name in (USER_ID, ITEM_ID, HISTORY):
+  if name in (USER_ID, ITEM_ID, HISTORY, HISTORY_RATINGS):
     return ''
   return UNKNOWN

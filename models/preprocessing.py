@@ -48,6 +48,17 @@ def _padded_indices(tokens: tf.RaggedTensor, vocab_name: str, length: int,
   return indices.to_tensor(default_value=features.PADDING_INDEX, shape=[None, length])
 
 
+def _padded_ratings(ratings: tf.RaggedTensor, history: tf.RaggedTensor,
+                    length: int) -> tf.Tensor:
+  """The latest `length` history ratings aligned with `_padded_indices(history, keep_last=True)`,
+  0 where unrated; ratings that do not match the history one to one are all treated as unrated
+  (a request may send the history alone)."""
+  values = tf.ragged.map_flat_values(tf.strings.to_number, ratings, tf.float32)
+  padded = values[:, -length:].to_tensor(default_value=0.0, shape=[None, length])
+  matches = tf.equal(ratings.row_lengths(), history.row_lengths())
+  return tf.where(matches[:, None], padded, 0.0)
+
+
 def _vocab_index(x: tf.Tensor, name: str, oov_buckets: int = 1) -> tf.Tensor:
   return tft.compute_and_apply_vocabulary(x, num_oov_buckets=oov_buckets, vocab_filename=name)
 
@@ -81,6 +92,9 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
           item_id, item_vocab, num_oov_buckets=config.item_oov_buckets) + 1,
       features.HISTORY_INDICES: _padded_indices(
           history, item_vocab, config.history_length, config.item_oov_buckets, keep_last=True),
+      features.HISTORY_RATING_VALUES: _padded_ratings(
+          _tokens(_dense_strings(inputs[features.HISTORY_RATINGS]), features.HISTORY_SEPARATOR),
+          history, config.history_length),
       features.GENDER_INDEX: _vocab_index(
           _dense_strings(inputs[features.GENDER]), features.GENDER_VOCAB),
       features.OCCUPATION_INDEX: _vocab_index(

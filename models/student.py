@@ -39,11 +39,13 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   candidate = tf.keras.layers.Dense(dim, name='candidate_output')(
       tf.keras.layers.Concatenate(name='candidate_features')([item_embedding(item), genre_values]))
 
-  rating = towers.rating_output(vocab, user, item, query, candidate, size.rating_hidden_units,
-                                mean_rating)
-  return towers.core_model([user, history, *side_inputs], [item, genres], query, candidate,
-                           rating, name='student')
+  history_ratings = towers.history_ratings_input(transform.history_length)
+  rating = towers.rating_output(vocab, user, item, history, history_ratings, query, candidate,
+                                size.rating_hidden_units, mean_rating)
+  return towers.core_model([user, history, *side_inputs], [item, genres], [history_ratings],
+                           query, candidate, rating, name='student')
 
 
 CUSTOM_OBJECTS = {'RecencyWeightedPooling': towers.RecencyWeightedPooling,
+                  'RatingDrift': towers.RatingDrift,
                   'MaskedMeanPooling': towers.MaskedMeanPooling}

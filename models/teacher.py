@@ -84,7 +84,8 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
            title),
       tf.keras.layers.Reshape((1,), name='year')(year)]), size, 'candidate')
 
-  rating = towers.rating_output(vocab, user, item, query, candidate, size.rating_hidden_units,
-                                mean_rating)
+  history_ratings = towers.history_ratings_input(transform.history_length)
+  rating = towers.rating_output(vocab, user, item, history, history_ratings, query, candidate,
+                                size.rating_hidden_units, mean_rating)
   return towers.core_model([user, history, *side_inputs], [item, genres, title, year],
-                           query, candidate, rating, name='teacher')
+                           [history_ratings], query, candidate, rating, name='teacher')

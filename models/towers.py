@@ -110,27 +110,74 @@ def pooled_genres(vocab: Vocabularies, dim: int, max_genres: int,
   return genres, pool(embedded, genres)
 
 
-def rating_output(vocab: Vocabularies, user: tf.Tensor, item: tf.Tensor, query: tf.Tensor,
-                  candidate: tf.Tensor, hidden_units: int, mean_rating: float) -> tf.Tensor:
-  """Rating = MLP(query, candidate) + user bias + item bias, as in biased factorisation."""
+class RatingDrift(tf.keras.layers.Layer):
+  """How the user's recent ratings deviate from what their items usually get: `units`
+  recency-weighted means of the residuals (rating - mean - item bias) of the rated history
+  items, each shrunk towards 0 by a learnt prior weight, so that one rating moves it less than
+  ten. Unrated positions (rating 0: padding, or a request without ratings) are ignored.
+  Ratings move with time; these follow them where a user bias learnt on older data cannot."""
+
+  def __init__(self, length: int, units: int, mean_rating: float, **kwargs):
+    super().__init__(**kwargs)
+    self.length = length
+    self.units = units
+    self.mean_rating = mean_rating
+
+  def build(self, input_shape):
+    self.recency_logits = self.add_weight(
+        name='recency_logits', shape=(self.units, self.length),
+        initializer=tf.keras.initializers.RandomNormal(stddev=0.5))
+    self.prior_logits = self.add_weight(name='prior_logits', shape=(self.units,),
+                                        initializer='zeros')
+
+  def call(self, ratings: tf.Tensor, item_biases: tf.Tensor) -> tf.Tensor:
+    """ratings [batch, length] (0 = unrated), the rated items' biases [batch, length, 1]."""
+    residuals = ratings - self.mean_rating - tf.squeeze(item_biases, -1)
+    rated = tf.cast(ratings > 0, tf.float32)
+    count = tf.reduce_sum(tf.cast(ratings > 0, tf.int32), axis=1, keepdims=True)
+    recency = tf.maximum(count - 1 - tf.range(tf.shape(ratings)[1])[None, :], 0)
+    weights = tf.exp(tf.gather(self.recency_logits, recency, axis=1)) * rated  # [units, B, L]
+    return tf.transpose(tf.reduce_sum(weights * residuals * rated, axis=2) /
+                        (tf.reduce_sum(weights, axis=2) + tf.exp(self.prior_logits)[:, None]))
+
+  def get_config(self):
+    return {**super().get_config(), 'length': self.length, 'units': self.units,
+            'mean_rating': self.mean_rating}
+
+
+def history_ratings_input(history_length: int) -> tf.keras.Input:
+  return tf.keras.Input(shape=(history_length,), dtype=tf.float32,
+                        name=features.HISTORY_RATING_VALUES)
+
+
+def rating_output(vocab: Vocabularies, user: tf.Tensor, item: tf.Tensor, history: tf.Tensor,
+                  history_ratings: tf.Tensor, query: tf.Tensor, candidate: tf.Tensor,
+                  hidden_units: int, mean_rating: float, drift_units: int = 4) -> tf.Tensor:
+  """Rating = MLP(query, candidate, drift) + linear(drift) + user bias + item bias: biased
+  factorisation plus the user's recent rating drift (`RatingDrift`)."""
+  item_bias = tf.keras.layers.Embedding(vocab.items, 1, embeddings_initializer='zeros',
+                                        name='item_bias')
+  drift = RatingDrift(history_ratings.shape[1], drift_units, mean_rating, name='rating_drift')(
+      history_ratings, item_bias(history))
   hidden = tf.keras.layers.Dense(hidden_units, activation='relu', name='rating_hidden')(
-      tf.keras.layers.Concatenate(name='rating_features')([query, candidate]))
+      tf.keras.layers.Concatenate(name='rating_features')([query, candidate, drift]))
   rating = tf.keras.layers.Dense(
       1, bias_initializer=tf.keras.initializers.Constant(mean_rating), name='rating_output')(hidden)
   rating = tf.keras.layers.Add(name='biased_rating')([
       rating,
+      tf.keras.layers.Dense(1, use_bias=False, kernel_initializer='zeros',
+                            name='drift_rating')(drift),
       tf.keras.layers.Embedding(vocab.users, 1, embeddings_initializer='zeros',
                                 name='user_bias')(user),
-      tf.keras.layers.Embedding(vocab.items, 1, embeddings_initializer='zeros',
-                                name='item_bias')(item)])
+      item_bias(item)])
   return tf.keras.layers.Reshape((), name='rating')(rating)
 
 
 def core_model(query_inputs: Sequence[tf.Tensor], candidate_inputs: Sequence[tf.Tensor],
-               query: tf.Tensor, candidate: tf.Tensor, rating: tf.Tensor,
-               name: str) -> tf.keras.Model:
-  return tf.keras.Model(list(query_inputs) + list(candidate_inputs), [query, candidate, rating],
-                        name=name)
+               rating_inputs: Sequence[tf.Tensor], query: tf.Tensor, candidate: tf.Tensor,
+               rating: tf.Tensor, name: str) -> tf.keras.Model:
+  return tf.keras.Model(list(query_inputs) + list(candidate_inputs) + list(rating_inputs),
+                        [query, candidate, rating], name=name)
 
 
 QUERY_FEATURES = frozenset({features.USER_INDEX, features.HISTORY_INDICES, features.GENDER_INDEX,

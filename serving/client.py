@@ -146,10 +146,11 @@ class ServingClient:
                 k: Optional[int] = 10) -> Recommendations:
     return self.recommend_batch([user_id], [history], k)[0]
 
-  def score(self, user_id: str, item_ids: Sequence[str],
-            history: Sequence[str] = ()) -> List[float]:
-    """Predicted ratings of `item_ids` for the user (the `score` signature)."""
-    request = requests.score(user_id, item_ids, history)
+  def score(self, user_id: str, item_ids: Sequence[str], history: Sequence[str] = (),
+            history_ratings: Sequence[float] = ()) -> List[float]:
+    """Predicted ratings of `item_ids` for the user (the `score` signature); `history_ratings`,
+    when given, are the user's ratings of `history`, one per item."""
+    request = requests.score(user_id, item_ids, history, history_ratings)
     self._fill_spec(request.model_spec)
     response = self._call(self._predict.Predict, request)
     return tensor_codec.to_numpy(response.outputs['rating']).tolist()
@@ -221,6 +222,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   score.add_argument('user')
   score.add_argument('items', nargs='+')
   score.add_argument('--history', nargs='*', default=[], help='item ids, oldest first')
+  score.add_argument('--history-ratings', nargs='*', type=float, default=[],
+                     help="the user's ratings of the --history items, in the same order")
   commands.add_parser('metadata', help='signatures of the served version')
   commands.add_parser('status', help='state of every version')
   args = parser.parse_args(argv)
@@ -235,7 +238,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       for rank, (item, value) in enumerate(zip(result.item_ids, result.scores), 1):
         print(f'{rank:4d}  {item:>10}  {value:.4f}')
     elif args.command == 'score':
-      for item, rating in zip(args.items, client.score(args.user, args.items, args.history)):
+      for item, rating in zip(args.items, client.score(args.user, args.items, args.history,
+                                                           args.history_ratings)):
         print(f'{item:>10}  {rating:.3f}')
     elif args.command == 'metadata':
       _print_signatures(client)
@@ -243,7 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       for status in client.status().model_version_status:
         error = f'  {status.status.error_message}' if status.status.error_message else ''
         print(f'{args.model} version {status.version}: {STATE_NAMES(status.state)}{error}')
-  except ServingClientError as error:
+  except (ServingClientError, ValueError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 1
   finally:

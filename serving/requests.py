@@ -67,10 +67,16 @@ def serving_default(user_ids: Sequence[str],
   return _request(SERVING_DEFAULT_SIGNATURE, {'examples': _strings(examples)})
 
 
-def score(user_id: str, item_ids: Sequence[str],
-          history: Sequence[str] = ()) -> predict_pb2.PredictRequest:
-  """`score`: one tf.Example per item, with the user and the user's history."""
+def score(user_id: str, item_ids: Sequence[str], history: Sequence[str] = (),
+          history_ratings: Sequence[float] = ()) -> predict_pb2.PredictRequest:
+  """`score`: one tf.Example per item, with the user, the user's history and, optionally, the
+  ratings the user gave those history items (one per item; they sharpen the prediction)."""
+  if history_ratings and len(history_ratings) != len(history):
+    raise ValueError(f'history_ratings needs one rating per history item: got '
+                     f'{len(history_ratings)} ratings for {len(history)} items')
+  ratings = features.HISTORY_SEPARATOR.join(features.rating_text(r) for r in history_ratings)
   examples = [_example(**{features.USER_ID: user_id, features.ITEM_ID: item_id,
-                          features.HISTORY: features.HISTORY_SEPARATOR.join(history)})
+                          features.HISTORY: features.HISTORY_SEPARATOR.join(history),
+                          features.HISTORY_RATINGS: ratings})
               for item_id in item_ids]
   return _request(SCORE_SIGNATURE, {'examples': _strings(examples)})

@@ -86,10 +86,13 @@ def test_history_is_capped_oldest_first_and_per_user():
       ('b', 'b2', 25),
   ])
   frame.index = [10, 11, 12, 13, 14, 15]
+  frame[features.RATING] = [3.0, 1.0, 5.0, 2.0, 4.0, 4.5]
   result = split.add_history(frame, 2)
   assert result.index.equals(frame.index)
-  assert result.drop(columns=features.HISTORY).equals(frame)
+  assert result.drop(columns=[features.HISTORY, features.HISTORY_RATINGS]).equals(frame)
   assert result[features.HISTORY].tolist() == ['a1 a2', '', '', 'a2 a3', 'a1', 'b1']
+  # The ratings of those items, in the same order.
+  assert result[features.HISTORY_RATINGS].tolist() == ['5 4', '', '', '4 3', '5', '1']
   assert split.add_history(frame, 0)[features.HISTORY].tolist() == [''] * 6
   assert split.add_history(frame, 5)[features.HISTORY].tolist()[3] == 'a1 a2 a3'
 

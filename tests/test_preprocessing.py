@@ -13,9 +13,11 @@ CONFIG = hparams.TransformHParams(
     title_vocab_size=100, zip_prefix_length=2)
 
 
-def _row(user, item, history, rating=4.0, genres='Comedy|Drama', title='Toy Story (1995)'):
+def _row(user, item, history, rating=4.0, genres='Comedy|Drama', title='Toy Story (1995)',
+         history_ratings=''):
   return {features.USER_ID: [user], features.ITEM_ID: [item], features.RATING: [rating],
-          features.TIMESTAMP: [1], features.HISTORY: [history], features.AGE: [30],
+          features.TIMESTAMP: [1], features.HISTORY: [history],
+          features.HISTORY_RATINGS: [history_ratings], features.AGE: [30],
           features.GENDER: ['F'], features.OCCUPATION: ['writer'], features.ZIP_CODE: ['12345'],
           features.TITLE: [title], features.GENRES: [genres], features.YEAR: [1995]}
 
@@ -46,6 +48,18 @@ def test_vocabularies_padding_and_oov(tmp_path):
   assert all(g[0] > 0 and g[1] > 0 for g in genres[:3]) and genres[3][1] == 0
   assert [len(r[features.TITLE_INDICES]) for r in transformed] == [3] * 4
   assert all(float(np.squeeze(r[features.LABEL])) == 4.0 for r in transformed)
+
+
+def test_history_ratings_align_with_history_indices(tmp_path):
+  rows = [_row('u1', 'a', 'a b', history_ratings='5 3.5'),
+          _row('u1', 'b', 'a b zzz x y', history_ratings='1 2 3 4 5'),
+          _row('u2', 'c', 'a b'),  # no ratings sent: unrated
+          _row('u2', 'a', 'a b', history_ratings='4')]  # not one per item: unrated
+  transformed, _ = _transform(rows, tmp_path)
+  ratings = [list(r[features.HISTORY_RATING_VALUES]) for r in transformed]
+  # Right-padded with 0 like the indices, truncated to the latest `history_length`.
+  assert ratings == [[5.0, 3.5, 0.0], [3.0, 4.0, 5.0], [0.0] * 3, [0.0] * 3]
+  assert [int(r[features.HISTORY_INDICES][0] > 0) for r in transformed] == [1, 1, 1, 1]
 
 
 def test_title_tokens_drop_year_and_punctuation():

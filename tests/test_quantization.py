@@ -53,8 +53,9 @@ def test_qat_wraps_only_dense_layers_and_keeps_the_weights():
   fp32 = _student()
   qat = quantization.quantize_dense_layers(fp32.core, student.CUSTOM_OBJECTS)
   # TFMOT also quantizes the outputs feeding a quantized layer (Concatenate, Add): weightless.
+  # A wrapper holds its layer's kernel itself (the wrapped layer keeps only the bias).
   wrapped = [layer.layer for layer in qat.layers if hasattr(layer, 'quantize_config')
-             and layer.layer.weights]
+             and layer.trainable_weights]
   assert wrapped and all(isinstance(layer, tf.keras.layers.Dense) for layer in wrapped)
   dense = [layer for layer in fp32.core.layers if isinstance(layer, tf.keras.layers.Dense)]
   assert len(wrapped) == len(dense)

@@ -126,3 +126,11 @@ def test_cli_reports_errors_in_one_line(server, capsys):
   error = capsys.readouterr().err
   assert error.startswith("error: invalid request to model 'tiny'") and 'k must be in' in error
   assert error.count('\n') == 1
+
+
+def test_cli_score_needs_one_rating_per_history_item(server, capsys):
+  assert client_lib.main(['--target', server.target, '--model', 'tiny', 'score', 'alice',
+                          'item1', '--history', 'item2', 'item3', '--history-ratings', '4']) == 1
+  error = capsys.readouterr().err
+  assert error == 'error: history_ratings needs one rating per history item: got 1 ratings ' \
+                  'for 2 items\n'

@@ -79,7 +79,9 @@ def test_serving_default_takes_serialized_examples(server):
 def test_score_rates_each_item(server):
   with server.client('tiny') as client:
     ratings = client.score('alice', ['item1', 'item2', 'item3'])
+    rated = client.score('alice', ['item1', 'item2', 'item3'], ['item4', 'item5'], [5, 1.5])
   assert len(ratings) == 3 and all(np.isfinite(ratings))
+  assert len(rated) == 3 and all(np.isfinite(rated))
 
 
 def test_recommend_with_features(server):

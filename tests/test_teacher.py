@@ -7,6 +7,7 @@ from models import features
 from models import hparams
 from models import inputs
 from models import teacher
+from models import towers
 from models import two_tower
 import tiny_models
 
@@ -76,3 +77,30 @@ def test_a_train_step_lowers_the_loss():
   for _ in range(20):
     model.train_step(batch)
   assert float(model.compute_loss(batch)) < before
+
+
+def test_rating_drift_follows_recent_ratings_and_ignores_unrated_positions():
+  drift = towers.RatingDrift(length=4, units=2, mean_rating=3.0)
+  no_bias = tf.zeros([3, 4, 1])
+  values = drift(tf.constant([[5.0, 5.0, 5.0, 0.0],  # rated above the mean
+                              [1.0, 1.0, 0.0, 0.0],  # below it
+                              [0.0, 0.0, 0.0, 0.0]]),  # nothing rated
+                 no_bias).numpy()
+  assert values.shape == (3, 2)
+  assert np.all(values[0] > 0) and np.all(values[1] < 0) and np.all(values[2] == 0)
+  # Shrunk towards 0: a mean of residuals +2, but less than 2 with a prior weight.
+  assert np.all(values[0] < 2.0)
+  # The item's usual rating is subtracted: 5-star ratings of items that always get 5 are no drift.
+  assert np.allclose(drift(tf.constant([[5.0, 0.0, 0.0, 0.0]]), tf.fill([1, 4, 1], 2.0)), 0.0)
+
+
+def test_history_ratings_change_the_rating_but_not_the_query():
+  model = _model()
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+  for _ in range(5):  # move the drift weights away from their zero start
+    model.train_step(_batch())
+  batch = _batch()
+  unrated = {**batch, features.HISTORY_RATING_VALUES: tf.zeros_like(
+      batch[features.HISTORY_RATING_VALUES])}
+  assert not np.allclose(model(batch)['rating'], model(unrated)['rating'])
+  assert np.allclose(model.embed_queries(batch), model.embed_queries(unrated))

@@ -39,9 +39,13 @@ def teacher_size(encoder: str = 'transformer') -> hparams.TowerHParams:
 
 def batch(history=((1, 2, 0, 0), (3, 0, 0, 0), (4, 5, 6, 7))) -> dict:
   size = len(history)
+  history_array = np.array(history)
+  # Ratings 1..5 of the history items, 0 on padding.
+  history_ratings = np.where(history_array > 0, history_array % 5 + 1, 0).astype(np.float32)
   return {
       features.USER_INDEX: tf.constant([0, 1, 4][:size], tf.int64),
       features.HISTORY_INDICES: tf.constant(history, tf.int64),
+      features.HISTORY_RATING_VALUES: tf.constant(history_ratings),
       features.GENDER_INDEX: tf.constant([0, 1, 2][:size], tf.int64),
       features.OCCUPATION_INDEX: tf.constant([0, 1, 3][:size], tf.int64),
       features.ZIP_INDEX: tf.constant([1, 2, 3][:size], tf.int64),

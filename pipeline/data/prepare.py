@@ -163,10 +163,12 @@ class UserExamples(beam.DoFn):
     user_features = _encode_features(features.USER_ID, user_id, features.USER_SIDE_FEATURES,
                                      users.get(user_id))
     item_ids = [row[2] for row in rows]
+    ratings = [features.rating_text(row[3]) for row in rows]
     counts = dict.fromkeys(features.SPLITS, 0)
     for position, (timestamp, _, item_id, rating) in enumerate(rows):
-      history = features.HISTORY_SEPARATOR.join(
-          item_ids[max(0, position - self._history_length):position])
+      start = max(0, position - self._history_length)
+      history = features.HISTORY_SEPARATOR.join(item_ids[start:position])
+      history_ratings = features.HISTORY_SEPARATOR.join(ratings[start:position])
       name = split.split_name(len(rows) - 1 - position, n_eval, n_test)
       counts[name] += 1
       yield beam.pvalue.TaggedOutput(name, example_encoding.encode_example((
@@ -175,6 +177,7 @@ class UserExamples(beam.DoFn):
           example_encoding.encode_feature(features.RATING, rating),
           example_encoding.encode_feature(features.TIMESTAMP, timestamp),
           example_encoding.encode_feature(features.HISTORY, history),
+          example_encoding.encode_feature(features.HISTORY_RATINGS, history_ratings),
       )))
     self._counters[_USERS].inc()
     for name, count in counts.items():

@@ -85,9 +85,9 @@ def check_fractions(eval_fraction: float, test_fraction: float) -> None:
 
 
 def add_history(frame: pd.DataFrame, length: int) -> pd.DataFrame:
-  """Returns a copy of `frame` with a HISTORY column: the user's latest `length` item ids
-  strictly before each interaction, oldest first, joined by `features.HISTORY_SEPARATOR`
-  ('' when there are none).
+  """Returns a copy of `frame` with HISTORY and HISTORY_RATINGS columns: the user's latest
+  `length` item ids strictly before each interaction, oldest first, and their ratings, each
+  joined by `features.HISTORY_SEPARATOR` ('' when there are none).
 
   The window bounds are computed with numpy over the chronologically sorted rows; only the
   final string join runs per row, as numpy has no variable-length string slicing.
@@ -95,15 +95,15 @@ def add_history(frame: pd.DataFrame, length: int) -> pd.DataFrame:
   if length < 0:
     raise ValueError(f'history length must be >= 0, got {length}')
   order, rank, _ = _ranks(frame)
-  items = frame[features.ITEM_ID].to_numpy()[order].tolist()
   stops = np.arange(len(frame))
   starts = stops - np.minimum(rank, length)
-  joined = [
-      features.HISTORY_SEPARATOR.join(items[start:stop])
-      for start, stop in zip(starts.tolist(), stops.tolist())
-  ]
-  history = np.empty(len(frame), dtype=object)
-  history[order] = joined
   result = frame.copy()
-  result[features.HISTORY] = history
+  for name, values in ((features.HISTORY, frame[features.ITEM_ID].tolist()),
+                       (features.HISTORY_RATINGS,
+                        [features.rating_text(rating) for rating in frame[features.RATING]])):
+    values = [values[position] for position in order.tolist()]
+    joined = np.empty(len(frame), dtype=object)
+    joined[order] = [features.HISTORY_SEPARATOR.join(values[start:stop])
+                     for start, stop in zip(starts.tolist(), stops.tolist())]
+    result[name] = joined
   return result
