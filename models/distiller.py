@@ -12,6 +12,10 @@ where teacher/student are each model's scores of a query against the batch's can
 `num_sampled_negatives` items drawn uniformly from the catalogue. Sums over the batch match
 the TFRS retrieval loss's reduction. Only the student's variables receive gradients; the teacher
 always runs with `training=False`. Every term is reported as a metric.
+
+The teacher is frozen, so its outputs never change: its candidate embeddings of the catalogue
+are computed once, and `with_teacher_outputs` adds its per-example outputs to a training set in
+one inference pass (cached, reshuffled every epoch), so that epochs train the student only.
 """
 from typing import Dict
 
@@ -22,6 +26,24 @@ from models import two_tower
 
 LOSS_NAMES = ('loss', 'hard_loss', 'soft_loss', 'retrieval_loss', 'rating_loss', 'kd_loss',
               'rating_distillation_loss')
+# The teacher's outputs as `with_teacher_outputs` adds them to examples.
+TEACHER_OUTPUTS = {'queries': 'teacher_queries', 'candidates': 'teacher_candidates',
+                   'rating': 'teacher_rating'}
+
+
+def with_teacher_outputs(batches: tf.data.Dataset, teacher: two_tower.TwoTowerModel,
+                         batch_size: int, shuffle_buffer_size: int, seed: int) -> tf.data.Dataset:
+  """The examples of `batches` with the frozen teacher's outputs (`TEACHER_OUTPUTS`), computed
+  in one pass and cached in memory (ML-100K: ~0.1 GB; for data that does not fit, train the
+  `Distiller` on `batches` itself: it then runs the teacher at every step), then shuffled anew
+  every epoch and batched."""
+  def label(batch):
+    outputs = teacher(batch, training=False)
+    return {**batch, **{name: outputs[key] for key, name in TEACHER_OUTPUTS.items()}}
+
+  return (batches.map(label).unbatch().cache()
+          .shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
+          .batch(batch_size))
 
 
 def kd_loss(teacher_scores: tf.Tensor, student_scores: tf.Tensor,
@@ -47,6 +69,7 @@ class Distiller(tf.keras.Model):
                       if name in teacher.candidate_tower.input_names
                       or name in student.candidate_tower.input_names}
     self.num_items = len(next(iter(self.catalogue.values())))
+    self.teacher_catalogue = teacher.embed_candidates(self.catalogue)  # frozen: computed once
     self.num_sampled_negatives = num_sampled_negatives
     self.sampler = tf.random.Generator.from_seed(seed)
     self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in LOSS_NAMES}
@@ -68,21 +91,25 @@ class Distiller(tf.keras.Model):
   def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
     return self.student(inputs, training=training)
 
-  def _scores(self, model: two_tower.TwoTowerModel, outputs: Dict[str, tf.Tensor],
-              negatives: Dict[str, tf.Tensor], training: bool) -> tf.Tensor:
+  def _scores(self, outputs: Dict[str, tf.Tensor], negatives: tf.Tensor) -> tf.Tensor:
     """Each query's scores against the batch's candidates and the sampled negatives."""
-    candidates = outputs['candidates']
-    if self.num_sampled_negatives:
-      candidates = tf.concat([candidates, model.embed_candidates(negatives, training)], axis=0)
+    candidates = tf.concat([outputs['candidates'], negatives], axis=0)
     return tf.matmul(outputs['queries'], candidates, transpose_b=True)
+
+  def _teacher_outputs(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """The teacher's outputs: from the batch when `with_teacher_outputs` added them."""
+    if all(name in batch for name in TEACHER_OUTPUTS.values()):
+      return {key: batch[name] for key, name in TEACHER_OUTPUTS.items()}
+    return self.teacher(batch, training=False)
 
   def distillation_losses(self, batch: Dict[str, tf.Tensor], training: bool) -> Dict[str, tf.Tensor]:
     sampled = self.sampler.uniform([self.num_sampled_negatives], 0, self.num_items, tf.int64)
     negatives = {name: tf.gather(values, sampled) for name, values in self.catalogue.items()}
-    teacher_outputs = self.teacher(batch, training=False)
-    teacher_scores = self._scores(self.teacher, teacher_outputs, negatives, training=False)
+    teacher_outputs = self._teacher_outputs(batch)
+    teacher_scores = self._scores(teacher_outputs, tf.gather(self.teacher_catalogue, sampled))
     student_outputs = self.student(batch, training=training)
-    student_scores = self._scores(self.student, student_outputs, negatives, training)
+    student_scores = self._scores(student_outputs,
+                                  self.student.embed_candidates(negatives, training))
 
     retrieval_loss, rating_loss = self.student.task_losses(batch, student_outputs)
     losses = {

@@ -107,6 +107,13 @@ def run_fn(fn_args) -> None:
   teacher_model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
   fit('teacher', 'teacher', teacher_model, datasets, training.epochs, model_run_dir, summary)
 
+  # The frozen teacher's outputs, computed once for both distillation phases.
+  distillation_datasets = {
+      'train': distiller.with_teacher_outputs(
+          dataset(fn_args.train_files, shuffle=False), teacher_model, training.batch_size,
+          training.shuffle_buffer_size, training.seed),
+      'eval': datasets['eval']}
+
   def distil(name: str, phase: str, core: tf.keras.Model, epochs: int, learning_rate: float):
     student_model = two_tower.TwoTowerModel(core, training, stats)
     model = distiller.Distiller(teacher_model, student_model, stats.catalogue,
@@ -114,7 +121,7 @@ def run_fn(fn_args) -> None:
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), alpha=distillation.alpha,
                   temperature=distillation.temperature, kd_weight=distillation.kd_weight,
                   rating_distillation_weight=distillation.rating_distillation_weight)
-    fit(name, phase, model, datasets, epochs, model_run_dir, summary)
+    fit(name, phase, model, distillation_datasets, epochs, model_run_dir, summary)
     return student_model
 
   def student_core():

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from models import distiller
+from models import features
 from models import student
 from models import teacher
 from models import two_tower
@@ -82,3 +83,20 @@ def test_compile_rejects_bad_alpha_and_temperature():
   for alpha, temperature in ((1.5, 1.0), (0.5, 0.0)):
     with pytest.raises(ValueError, match='alpha'):
       _distiller(alpha=alpha, temperature=temperature)
+
+
+def test_teacher_outputs_added_to_the_data_give_the_same_losses():
+  model = _distiller()
+  batch = tiny_models.batch()
+  labelled = next(iter(distiller.with_teacher_outputs(
+      tf.data.Dataset.from_tensors(batch), model.teacher, batch_size=3, shuffle_buffer_size=1,
+      seed=0)))
+  assert set(distiller.TEACHER_OUTPUTS.values()) <= set(labelled)
+  np.testing.assert_array_equal(labelled[features.ITEM_INDEX],
+                                batch[features.ITEM_INDEX])
+  model.sampler.reset_from_seed(1)
+  live = model.distillation_losses(batch, training=False)
+  model.sampler.reset_from_seed(1)
+  cached = model.distillation_losses(labelled, training=False)
+  for name in distiller.LOSS_NAMES:
+    assert float(cached[name]) == pytest.approx(float(live[name]), rel=1e-5), name
