@@ -13,11 +13,12 @@ import asyncio
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
@@ -48,13 +49,13 @@ def base_directory(path: str, scratch: str, name: str) -> str:
 class Server:
   """`serving.server` serving one model in a subprocess."""
 
-  def __init__(self, name: str, base_path: str, threads: int):
+  def __init__(self, name: str, base_path: str, threads: int, extra_args: Sequence[str] = ()):
     self.name = name
     self.target = None
     self.process = subprocess.Popen(
         [sys.executable, '-m', 'serving.server', '--port=0', f'--model_name={name}',
          f'--model_base_path={base_path}', '--file_system_poll_wait_seconds=0',
-         f'--grpc_max_threads={threads}', '--max_batch_size=0'],
+         f'--grpc_max_threads={threads}', '--max_batch_size=0', *extra_args],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in self.process.stdout:
       if line.startswith('Serving '):
@@ -117,8 +118,8 @@ async def _throughput(target: str, requests, concurrency: int, seconds: float) -
 
 
 def measure(name: str, base_path: str, k: int, num_requests: int, seconds: float,
-            threads: int) -> dict:
-  server = Server(name, base_path, threads)
+            threads: int, server_args: Sequence[str] = ()) -> dict:
+  server = Server(name, base_path, threads, server_args)
   try:
     with client_lib.ServingClient(server.target, name, deadline_s=30) as client:
       version = client.wait_until_available()
@@ -150,6 +151,8 @@ def main(argv=None) -> int:
   parser.add_argument('--requests', type=int, default=2000, help='calls for the latency run')
   parser.add_argument('--seconds', type=float, default=10.0, help='per throughput run')
   parser.add_argument('--threads', type=int, default=8, help="server's request threads")
+  parser.add_argument('--server-args', default='',
+                      help='more serving.server flags, e.g. "--tensorflow_intra_op_parallelism=0"')
   args = parser.parse_args(argv)
 
   rows = []
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
         return 2
       print(f'Measuring {name} ({path}) ...', flush=True)
       rows.append(measure(name, base_directory(path, scratch, name), args.k, args.requests,
-                          args.seconds, args.threads))
+                          args.seconds, args.threads, shlex.split(args.server_args)))
 
   header = (f'{"model":8} {"k":>4} {"p50 ms":>7} {"p95 ms":>7} {"p99 ms":>7} '
             f'{"rps c=8":>8} {"rps c=32":>9} {"RSS MiB":>8}')
@@ -187,7 +190,8 @@ def main(argv=None) -> int:
         '(client and server share them)')
   with open(args.bench_out, 'w') as out:
     json.dump({'rows': rows, 'throughput_ratio_c8': ratio, 'targets': targets,
-               'cpu_count': os.cpu_count(), 'load_average': load}, out, indent=2)
+               'cpu_count': os.cpu_count(), 'load_average': load,
+               'server_args': args.server_args}, out, indent=2)
   print(f'Wrote {args.bench_out}')
   return 0
 

@@ -68,7 +68,18 @@ class ServingModule(tf.Module):
     index_class = (quantization.Int8BruteForce if int8_index
                    else tfrs.layers.factorized_top_k.BruteForce)
     self.index = index_class(k=self.top_k + history_length)
-    self.index.index(candidates, identifiers=tf.constant(catalogue[features.ITEM_ID]))
+    # The index identifies candidates by their Transform item index, the number the Transform
+    # gives the history too (`history_indices`), so excluding history items compares integers;
+    # the returned indices become raw item ids in one gather at the end.
+    item_indices = np.asarray(catalogue[features.ITEM_INDEX], np.int64)
+    if len(np.unique(item_indices)) != num_items or item_indices.min() < 1:
+      raise ValueError('catalogue item indices must be distinct Transform indices (>= 1)')
+    self.index.index(candidates, identifiers=tf.constant(item_indices, tf.int32))
+    ids_by_index = [''] * (int(item_indices.max()) + 1)
+    for index, item_id in zip(item_indices, catalogue[features.ITEM_ID]):
+      ids_by_index[index] = item_id.decode() if isinstance(item_id, bytes) else str(item_id)
+    self.ids_by_index = tf.Variable(ids_by_index, dtype=tf.string, trainable=False,
+                                    name='ids_by_index')
     # TFRS indexes must be called once before saving.
     self.index(tf.zeros([1, candidates.shape[1]]))
     logging.info('Index over %d items, top-%d, excluding up to %d history items',
@@ -81,25 +92,24 @@ class ServingModule(tf.Module):
     return {name: tf.fill([batch_size] + spec.shape, tf.constant(spec.default_value, spec.dtype))
             for name, spec in self.raw_spec.items()}
 
-  def _exclusions(self, history: tf.Tensor) -> tf.Tensor:
-    """The latest `history_length` ids of space-separated histories, padded with ''."""
-    items = tf.strings.split(tf.reshape(history, [-1]), features.HISTORY_SEPARATOR)
-    return items[:, -self.history_length:].to_tensor('', shape=[None, self.history_length])
-
-  def _embed_queries(self, raw: Dict[str, tf.Tensor]) -> tf.Tensor:
-    transformed = self._transform(raw)
+  def _embed_queries(self, transformed: Dict[str, tf.Tensor]) -> tf.Tensor:
     return self.query_tower(towers.select(transformed, self.query_tower))
 
   def _recommend(self, raw: Dict[str, tf.Tensor], k: Optional[tf.Tensor] = None
                  ) -> Dict[str, tf.Tensor]:
-    scores, item_ids = self.index.query_with_exclusions(
-        self._embed_queries(raw), self._exclusions(raw[features.HISTORY]), k=self.top_k)
+    transformed = self._transform(raw)
+    # The latest `history_length` history items, as item indices (0 pads, unknown items get
+    # OOV indices: neither matches a candidate).
+    exclusions = tf.cast(transformed[features.HISTORY_INDICES][:, -self.history_length:],
+                         tf.int32)
+    scores, item_indices = self.index.query_with_exclusions(
+        self._embed_queries(transformed), exclusions, k=self.top_k)
     if k is not None:
       with tf.control_dependencies([tf.debugging.assert_equal(
           tf.logical_and(k >= 1, k <= self.top_k), True,
           message=f'k must be between 1 and {self.top_k}')]):
-        scores, item_ids = scores[:, :k], item_ids[:, :k]
-    return {'item_ids': item_ids, 'scores': scores}
+        scores, item_indices = scores[:, :k], item_indices[:, :k]
+    return {'item_ids': tf.gather(self.ids_by_index, item_indices), 'scores': scores}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -110,10 +120,8 @@ class ServingModule(tf.Module):
     """Raw features of queries given as user ids and ''-padded history id matrices, and
     optionally age, gender, occupation and zip code."""
     raw = self._raw_defaults(tf.shape(user_id)[0])
-    joined = tf.strings.strip(tf.strings.reduce_join(history, axis=1,
-                                                     separator=features.HISTORY_SEPARATOR))
-    # Padding '' leaves runs of separators; normalise them before the Transform splits.
-    joined = tf.strings.regex_replace(joined, ' +', features.HISTORY_SEPARATOR)
+    # Padding '' leaves runs of separators, which the Transform's split drops as empty tokens.
+    joined = tf.strings.reduce_join(history, axis=1, separator=features.HISTORY_SEPARATOR)
     raw[features.USER_ID] = tf.reshape(user_id, tf.shape(raw[features.USER_ID]))
     raw[features.HISTORY] = tf.reshape(joined, tf.shape(raw[features.HISTORY]))
     for name, value in zip(SIDE_FEATURES, side_features):
@@ -155,8 +163,9 @@ class ServingModule(tf.Module):
     protocol excludes all seen items (not a serving signature). Side features as in
     `recommend_with_features` (0 / 'UNKNOWN' when not known)."""
     raw = self._raw_query(user_id, history, age, gender, occupation, zip_code)
-    scores, item_ids = self.index(self._embed_queries(raw), k=self.num_items)
-    return {'item_ids': item_ids, 'scores': scores}
+    scores, item_indices = self.index(self._embed_queries(self._transform(raw)),
+                                      k=self.num_items)
+    return {'item_ids': tf.gather(self.ids_by_index, item_indices), 'scores': scores}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def score(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:

@@ -10,6 +10,7 @@ from typing import List, Optional, Tuple
 from absl import logging
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
@@ -25,7 +26,6 @@ class _Signature:
   """A signature's inputs, outputs and the session callable that runs it."""
 
   def __init__(self, session: tf.compat.v1.Session, signature: meta_graph_pb2.SignatureDef):
-    graph = session.graph
     self.input_names = sorted(signature.inputs)
     self.inputs = {name: signature.inputs[name] for name in self.input_names}
     self.output_names = sorted(signature.outputs)
@@ -33,9 +33,13 @@ class _Signature:
     self.specs = [(info.dtype, None if info.tensor_shape.unknown_rank else
                    tuple(dim.size for dim in info.tensor_shape.dim))
                   for info in (self.inputs[name] for name in self.input_names)]
-    self.run = session.make_callable(
-        [graph.get_tensor_by_name(signature.outputs[name].name) for name in self.output_names],
-        [graph.get_tensor_by_name(self.inputs[name].name) for name in self.input_names])
+    # A callable made from CallableOptions (as Keras' backend makes them) runs through
+    # TF_SessionRunCallable, numpy arrays in and out; `Session.make_callable` with feeds falls
+    # back to `Session.run` and its per-call feed and fetch handling (0.4 ms a request here).
+    options = config_pb2.CallableOptions(
+        feed=[self.inputs[name].name for name in self.input_names],
+        fetch=[signature.outputs[name].name for name in self.output_names])
+    self.run = session._make_callable_from_options(options)  # pylint: disable=protected-access
 
 
 def _check_inputs_size(signature: _Signature, request: predict_pb2.PredictRequest) -> None:
@@ -48,7 +52,8 @@ def _check_inputs_size(signature: _Signature, request: predict_pb2.PredictReques
         f'Missing but required: {{{",".join(sorted(expected - sent))}}}.')
 
 
-def _check_tensor(name: str, index: int, spec: Tuple[int, Optional[tuple]], proto) -> None:
+def _check_tensor(name: str, index: int, spec: Tuple[int, Optional[tuple]], proto,
+                  shape: tuple) -> None:
   dtype, expected = spec
   if proto.dtype != dtype:
     raise errors.invalid_argument(
@@ -56,7 +61,6 @@ def _check_tensor(name: str, index: int, spec: Tuple[int, Optional[tuple]], prot
         f'{tensor_codec.dtype_name(proto.dtype)} is provided')
   if expected is None:
     return
-  shape = tensor_codec.shape_of(proto)
   if len(shape) != len(expected) or any(e >= 0 and e != s for e, s in zip(expected, shape)):
     shown = [e if e >= 0 else None for e in expected]
     raise errors.invalid_argument(
@@ -136,9 +140,10 @@ class Servable:
     feeds = []
     for index, name in enumerate(signature.input_names):
       proto = request.inputs[name]
-      _check_tensor(name, index, signature.specs[index], proto)
+      shape = tensor_codec.shape_of(proto)
+      _check_tensor(name, index, signature.specs[index], proto, shape)
       try:
-        feeds.append(tensor_codec.to_numpy(proto))
+        feeds.append(tensor_codec.to_numpy(proto, shape))
       except ValueError as error:
         raise errors.invalid_argument(f'input {name}: {error}') from error
     self._check_batch_size(signature, feeds)

@@ -100,7 +100,7 @@ class ModelServer:
 
   def __init__(self, config, host: str = '127.0.0.1', port: int = 8500,
                poll_wait_seconds: float = 1.0, max_batch_size: int = 0, grpc_max_threads: int = 8,
-               intra_op_threads: int = 0, inter_op_threads: int = 0,
+               intra_op_threads: int = 1, inter_op_threads: int = 0,
                channel_arguments: Sequence[Tuple[str, object]] = ()):
     config_lib.validate(config)
     session_config = tf.compat.v1.ConfigProto(
@@ -177,8 +177,12 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--grpc_max_threads', type=int, default=8, help='request threads')
   parser.add_argument('--grpc_channel_arguments', default='',
                       help='key=value,... e.g. grpc.max_receive_message_length=4194304')
-  parser.add_argument('--tensorflow_intra_op_parallelism', type=int, default=0)
-  parser.add_argument('--tensorflow_inter_op_parallelism', type=int, default=0)
+  # One thread per op by default (TF Serving's 0 lets TensorFlow choose): the ops of a small
+  # request are too small to split, and concurrent requests already fill the cores.
+  parser.add_argument('--tensorflow_intra_op_parallelism', type=int, default=1,
+                      help='threads per op (0: TensorFlow chooses)')
+  parser.add_argument('--tensorflow_inter_op_parallelism', type=int, default=0,
+                      help='threads running ops (0: TensorFlow chooses; < 0: the request thread)')
   return parser
 
 

@@ -101,6 +101,21 @@ def test_rank_catalogue_ranks_every_item_consistently_with_recommend(exported):
   np.testing.assert_array_equal(top.numpy().astype(str)[0], ranked[:TOP_K])
 
 
+def test_recommend_excludes_exactly_the_latest_history_items(exported):
+  model, _, catalogue = exported
+  length = exported_models.TRANSFORM.history_length
+  # Longer than the history the model keeps, with an unknown id last and padding after it.
+  history = catalogue[features.ITEM_ID][:length + 3].tolist() + ['no-such-item', '', '']
+  query = {'user_id': tf.constant(['no-such-user']), 'history': tf.constant([history]),
+           'age': tf.constant([30], tf.int64), 'gender': tf.constant(['F']),
+           'occupation': tf.constant(['artist']), 'zip_code': tf.constant(['12345'])}
+  ranked = model.rank_catalogue(**query)['item_ids'].numpy().astype(str)[0]
+  latest = set(history[:-2][-length:])
+  expected = [item for item in ranked if item not in latest][:TOP_K]
+  top = model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE](**query, k=TOP_K)
+  assert top['item_ids'].numpy().astype(str)[0].tolist() == expected
+
+
 def test_recommend_returns_k_items_and_rejects_k_out_of_range(exported):
   model, _, _ = exported
   recommend = model.signatures[export.RECOMMEND_SIGNATURE]
