@@ -178,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--grpc_channel_arguments', default='',
                       help='key=value,... e.g. grpc.max_receive_message_length=4194304')
   # One thread per op by default (TF Serving's 0 lets TensorFlow choose): the ops of a small
-  # request are too small to split, and concurrent requests already fill the cores.
+  # request are too small to split (the trade-off measured is in serving/README.md).
   parser.add_argument('--tensorflow_intra_op_parallelism', type=int, default=1,
                       help='threads per op (0: TensorFlow chooses)')
   parser.add_argument('--tensorflow_inter_op_parallelism', type=int, default=0,
