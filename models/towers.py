@@ -134,7 +134,7 @@ class RatingDrift(tf.keras.layers.Layer):
     """ratings [batch, length] (0 = unrated), the rated items' biases [batch, length, 1]."""
     residuals = ratings - self.mean_rating - tf.squeeze(item_biases, -1)
     rated = tf.cast(ratings > 0, tf.float32)
-    count = tf.reduce_sum(tf.cast(ratings > 0, tf.int32), axis=1, keepdims=True)
+    count = tf.cast(tf.reduce_sum(rated, axis=1, keepdims=True), tf.int32)
     recency = tf.maximum(count - 1 - tf.range(tf.shape(ratings)[1])[None, :], 0)
     weights = tf.exp(tf.gather(self.recency_logits, recency, axis=1)) * rated  # [units, B, L]
     return tf.transpose(tf.reduce_sum(weights * residuals * rated, axis=2) /
