@@ -7,6 +7,7 @@ from tfx import v1 as tfx
 
 from components import baseline_resolver
 from components import gates
+from components import prepared_example_gen
 from components import teacher_model as teacher_model_lib
 from components import tfma_metrics
 from components.retrieval_evaluator import component as retrieval_evaluator_lib
@@ -96,7 +97,7 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
 def data_components(examples_dir: str) -> list:
   """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform over prepared
   examples in `examples_dir`/{train,eval,test}/: the pipeline's data stages, in that order."""
-  example_gen = tfx.components.ImportExampleGen(
+  example_gen = prepared_example_gen.PreparedExampleGen(
       input_base=examples_dir,
       input_config=tfx.proto.Input(splits=[
           tfx.proto.Input.Split(name=split, pattern=f'{split}/*') for split in features.SPLITS]))

@@ -22,19 +22,19 @@ PVC_NAME = 'recsys-distill-claim'
 PVC_SERVING_ROOT = '/mnt/recsys-distill/serving'  # on the claim, at the default mount path
 IMAGE = 'gcr.io/test-project/recsys-distill:test'
 RESOLVER = 'latest_blessed_model_resolver'
-COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
+COMPONENTS = ('PreparedExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
               'Trainer', RESOLVER, 'Evaluator', 'RetrievalEvaluator', 'Pusher', 'TeacherModel',
               'TeacherPusher', 'RunReport')
 UPSTREAM = {
-    'ImportExampleGen': set(),
-    'StatisticsGen': {'ImportExampleGen'},
+    'PreparedExampleGen': set(),
+    'StatisticsGen': {'PreparedExampleGen'},
     'SchemaGen': {'StatisticsGen'},
     'ExampleValidator': {'StatisticsGen', 'SchemaGen'},
-    'Transform': {'ImportExampleGen', 'SchemaGen'},
+    'Transform': {'PreparedExampleGen', 'SchemaGen'},
     'Trainer': {'Transform', 'SchemaGen'},
     RESOLVER: {'Trainer'},  # the candidate, which is never its own baseline
-    'Evaluator': {'ImportExampleGen', 'Trainer', RESOLVER},
-    'RetrievalEvaluator': {'ImportExampleGen', 'Trainer', 'Evaluator'},
+    'Evaluator': {'PreparedExampleGen', 'Trainer', RESOLVER},
+    'RetrievalEvaluator': {'PreparedExampleGen', 'Trainer', 'Evaluator'},
     'Pusher': {'Trainer', 'RetrievalEvaluator'},
     'TeacherModel': {'Trainer'},
     'TeacherPusher': {'TeacherModel', 'RetrievalEvaluator'},
@@ -45,11 +45,11 @@ V2_BLESSING_RESOLVER = f'{RESOLVER}-model-blessing-resolver'
 V2_MODEL_RESOLVER = f'{RESOLVER}-model-resolver'
 V2_UPSTREAM = {
     **{name: upstream for name, upstream in UPSTREAM.items() if name != RESOLVER},
-    'Evaluator': {'ImportExampleGen', 'Trainer', V2_MODEL_RESOLVER},
+    'Evaluator': {'PreparedExampleGen', 'Trainer', V2_MODEL_RESOLVER},
     V2_BLESSING_RESOLVER: set(),
     V2_MODEL_RESOLVER: set(),  # reads the blessing query's output, without a task dependency
 }
-BEAM_COMPONENTS = ('ImportExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
+BEAM_COMPONENTS = ('PreparedExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
 SETTINGS_VARIABLES = ('PIPELINE_ROOT', 'DATA_ROOT', 'SERVING_ROOT', 'PIPELINE_IMAGE', 'BEAM_RUNNER',
                       'BEAM_ARGS', 'GOOGLE_CLOUD_PROJECT', 'GOOGLE_CLOUD_REGION',
                       'BEAM_JOB_ENDPOINT', 'BEAM_ENVIRONMENT_TYPE', 'BEAM_ENVIRONMENT_CONFIG',
@@ -159,7 +159,7 @@ def test_kubeflow_v1_workflow(tmp_path):
       assert 'beamPipelineArgs' not in executor, component
   parameters = {component: json.dumps(node.get('parameters', {}))
                 for component, (*_, node) in steps.items()}
-  assert DATA_ROOT in parameters['ImportExampleGen']
+  assert DATA_ROOT in parameters['PreparedExampleGen']
   assert 'min_ndcg_ratio' in parameters['RetrievalEvaluator']
   assert f'{PVC_SERVING_ROOT}/student' in parameters['Pusher']
   assert f'{PVC_SERVING_ROOT}/teacher' in parameters['TeacherPusher']
@@ -202,7 +202,7 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
     assert container['args'][-len(expected_beam_args):] == expected_beam_args, name
   parameters = {name: json.dumps(task.get('inputs', {}).get('parameters', {}))
                 for name, task in tasks.items()}
-  assert DATA_ROOT in parameters['ImportExampleGen']
+  assert DATA_ROOT in parameters['PreparedExampleGen']
   assert f'{SERVING_ROOT}/student' in parameters['Pusher']
 
 

@@ -59,7 +59,7 @@ class RetrievalEvaluator(base_component.BaseComponent):
                latency_requests: int = DEFAULT_LATENCY_REQUESTS):
     """
     Args:
-      examples: ImportExampleGen's raw examples with splits train, eval and test.
+      examples: PreparedExampleGen's raw examples with splits train, eval and test.
       model: the Trainer's model (the pushed candidate, the quantized student).
       model_run: the Trainer's run directory (teacher/, student_fp32/ when present).
       evaluator_blessing: the TFMA Evaluator's blessing; when given, it must be positive too.
