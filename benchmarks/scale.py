@@ -210,8 +210,10 @@ def benchmark(args) -> dict:
   tracker = progress.install()
   data_dir = os.path.join(args.output, 'data')
   examples_dir = os.path.join(args.output, 'examples')
-  # Everything but the generated data is rebuilt, so every stage is timed cold.
-  for previous in ('examples', 'pipeline_root', 'metadata.sqlite'):
+  # Everything but the generated data is rebuilt, so every stage is timed cold; with
+  # --reuse-examples, prepare keeps examples already prepared from the same data and parameters.
+  rebuilt = ('pipeline_root', 'metadata.sqlite')
+  for previous in rebuilt if args.reuse_examples else ('examples',) + rebuilt:
     path = os.path.join(args.output, previous)
     if os.path.isdir(path):
       shutil.rmtree(path)
@@ -231,7 +233,8 @@ def benchmark(args) -> dict:
     training = train_teacher_epoch(args.output, args.batch_size, stages)
   return {
       'parameters': {'users': args.users, 'items': args.items, 'interactions': args.interactions,
-                     'seed': args.seed, 'workers': args.workers, 'batch_size': args.batch_size,
+                     'seed': args.seed, 'reuse_examples': args.reuse_examples,
+                     'workers': args.workers, 'batch_size': args.batch_size,
                      'cpus': os.cpu_count(), 'memory_gib': psutil.virtual_memory().total / GIB},
       'rows': rows,
       'examples': manifest['counts'],
@@ -275,6 +278,8 @@ def main(argv=None) -> int:
   parser.add_argument('--workers', type=int, default=2, help='DirectRunner worker processes')
   parser.add_argument('--batch-size', type=int, default=2048, help='teacher training batch')
   parser.add_argument('--output', default=os.path.join(configs.OUTPUT_DIR, 'scale'))
+  parser.add_argument('--reuse-examples', action='store_true',
+                      help='keep prepared examples that match the data (prepare is then not timed)')
   parser.add_argument('--bench-out', default='scale_results.json', help='JSON file for results')
   args = parser.parse_args(argv)
   result = benchmark(args)

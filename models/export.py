@@ -20,6 +20,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+from keras.src.saving.legacy.saved_model import utils as keras_saved_model_utils
 
 from models import features
 from models import inputs
@@ -184,7 +185,11 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
       RECOMMEND_WITH_FEATURES_SIGNATURE: module.recommend_with_features.get_concrete_function(),
       SCORE_SIGNATURE: module.score.get_concrete_function(),
   }
-  tf.saved_model.save(module, export_dir, signatures=signatures)
+  # Only the signatures are served: skip Keras's per-layer call traces (what `model.save(...,
+  # save_traces=False)` does), hundreds of functions that made the SavedModel slow to write and
+  # to load, in the Trainer, the evaluators and the server.
+  with keras_saved_model_utils.keras_option_scope(save_traces=False):
+    tf.saved_model.save(module, export_dir, signatures=signatures)
   # Warmup requests TF Serving replays on load: known users and an unknown one, histories of
   # 0, 1 and `history_length` catalogue items.
   users = [user.decode() if isinstance(user, bytes) else user for user in

@@ -46,8 +46,10 @@ def eval_config(rmse_upper_bound: float,
 
   The baseline is the latest blessed model; without one (the first run) TFX drops the baseline
   and its change threshold, and only the value thresholds decide."""
+  # A generic SavedModel (the signatures of `models.export`): naming the type spares TFMA a trial
+  # Keras load of every model to guess it.
   model_spec = dict(signature_name=export.SCORE_SIGNATURE, label_key=features.LABEL,
-                    prediction_key='rating')
+                    prediction_key='rating', model_type=tfma.TF_GENERIC)
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(name='candidate', **model_spec),
                    tfma.ModelSpec(name='baseline', is_baseline=True, **model_spec)],
@@ -112,7 +114,10 @@ def data_components(examples_dir: str) -> list:
       preprocessing_fn=configs.PREPROCESSING_FN,
       splits_config=tfx.proto.SplitsConfig(
           analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]),
-      custom_config=hparams.to_dict(configs.TRANSFORM))
+      custom_config=hparams.to_dict(configs.TRANSFORM),
+      # StatisticsGen already describes the data; Transform's own pre- and post-transform
+      # statistics (two more TFDV passes) would be read by nothing.
+      disable_statistics=True)
   return [example_gen, statistics_gen, schema_gen, example_validator, transform]
 
 

@@ -37,6 +37,7 @@ GATES_KEY = 'gates'
 LATENCY_REQUESTS_KEY = 'latency_requests'
 
 METRICS_FILE = 'metrics.json'
+_READ_BATCH = 8192
 CANDIDATE = 'student_int8'  # the Trainer's `model`: the quantized student that is pushed
 _INTERACTION_SPEC = {
     features.USER_ID: tf.io.FixedLenFeature([], tf.string),
@@ -55,12 +56,14 @@ def read_split(split_uri: str) -> Tuple[pd.DataFrame, List[bytes]]:
   if not files:
     raise FileNotFoundError(f'no example files in {split_uri}')
   compression = 'GZIP' if files[0].endswith('.gz') else ''
-  records = [record.numpy() for record in
-             tf.data.TFRecordDataset(files, compression_type=compression)]
-  if not records:
-    return pd.DataFrame({name: [] for name in _INTERACTION_SPEC}), records
-  parsed = tf.io.parse_example(tf.constant(records), _INTERACTION_SPEC)
-  frame = pd.DataFrame({name: values.numpy() for name, values in parsed.items()})
+  # In batches: iterating a dataset record by record costs ~0.25 ms a record in eager mode.
+  records, columns = [], {name: [] for name in _INTERACTION_SPEC}
+  for batch in tf.data.TFRecordDataset(files, compression_type=compression).batch(_READ_BATCH):
+    records.extend(batch.numpy())
+    for name, values in tf.io.parse_example(batch, _INTERACTION_SPEC).items():
+      columns[name].append(values.numpy())
+  frame = pd.DataFrame({name: np.concatenate(values) if values else []
+                        for name, values in columns.items()})
   for name, values in frame.items():
     if values.dtype == object:
       frame[name] = values.str.decode('utf-8')
