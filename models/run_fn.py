@@ -12,6 +12,7 @@ student's SavedModels (same signatures), the student as TFLite, TensorBoard logs
 phase, and `training_summary.json` (parameters, bytes, train seconds, loss history and eval-split
 metrics of every model, fidelity of the students to the teacher).
 """
+import contextlib
 import json
 import os
 import time
@@ -71,6 +72,14 @@ def fit(name: str, phase: str, model: tf.keras.Model, datasets, epochs: int, mod
                                for key, values in history.history.items()}}
 
 
+@contextlib.contextmanager
+def logged_phase(description: str):
+  """Logs how long the work in the block took, so that a run shows its phases move."""
+  started = time.time()
+  yield
+  logging.info('%s: %.1f s', description, time.time() - started)
+
+
 def saved_model_bytes(path: str) -> int:
   """Bytes of a SavedModel's variables (what serving keeps in memory)."""
   variables = os.path.join(path, 'variables')
@@ -95,9 +104,10 @@ def run_fn(fn_args) -> None:
                                       training, shuffle)
 
   datasets = {'train': dataset(fn_args.train_files), 'eval': dataset(fn_args.eval_files, False)}
-  stats = inputs.scan_train_data(
-      dataset(fn_args.train_files, shuffle=False),
-      tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
+  with logged_phase('Scanned the train split'):
+    stats = inputs.scan_train_data(
+        dataset(fn_args.train_files, shuffle=False),
+        tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
   summary = {}
 
   tf.keras.utils.set_random_seed(training.seed)
@@ -152,24 +162,28 @@ def run_fn(fn_args) -> None:
       'student_int8': (student_int8, fn_args.serving_model_dir, True),
   })
   for name, (model, directory, int8) in models.items():
-    export.export_saved_model(model, tf_transform_output, stats.catalogue, top_k,
-                              transform.history_length, directory, int8_index=int8)
-  tflite_export.export_tflite(student_int8, stats.catalogue, transform.history_length, top_k,
-                              os.path.join(model_run_dir, TFLITE_FILE))
+    with logged_phase(f'Exported the {name} SavedModel'):
+      export.export_saved_model(model, tf_transform_output, stats.catalogue, top_k,
+                                transform.history_length, directory, int8_index=int8)
+  with logged_phase('Exported the student_int8 TFLite model'):
+    tflite_export.export_tflite(student_int8, stats.catalogue, transform.history_length, top_k,
+                                os.path.join(model_run_dir, TFLITE_FILE))
 
-  eval_queries = eval_split.collect(dataset(fn_args.train_files, shuffle=False),
-                                    datasets['eval'], len(stats.catalogue[features.ITEM_ID]),
-                                    EVAL_USERS)
+  with logged_phase('Collected the eval-split queries'):
+    eval_queries = eval_split.collect(dataset(fn_args.train_files, shuffle=False),
+                                      datasets['eval'], len(stats.catalogue[features.ITEM_ID]),
+                                      EVAL_USERS)
   tops = {}
   for name, (model, directory, int8) in sorted(models.items(), key=lambda m: m[0] != 'teacher'):
-    metrics, tops[name] = eval_split.ranking(model, eval_queries, stats.catalogue, int8)
-    summary[name] = {
-        **summary.get(name, {}),
-        'params': int(model.core.count_params()),
-        'bytes': saved_model_bytes(directory),
-        'eval': {**metrics, 'rmse': eval_split.rmse(model, datasets['eval']),
-                 'fidelity@10': evaluation.fidelity(tops[name], tops['teacher'])},
-    }
+    with logged_phase(f'Evaluated {name} on the eval split'):
+      metrics, tops[name] = eval_split.ranking(model, eval_queries, stats.catalogue, int8)
+      summary[name] = {
+          **summary.get(name, {}),
+          'params': int(model.core.count_params()),
+          'bytes': saved_model_bytes(directory),
+          'eval': {**metrics, 'rmse': eval_split.rmse(model, datasets['eval']),
+                   'fidelity@10': evaluation.fidelity(tops[name], tops['teacher'])},
+      }
     logging.info('%s: %s', name, json.dumps(summary[name]['eval']))
   with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), 'w') as f:
     json.dump(summary, f, indent=2)
