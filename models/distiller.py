@@ -15,7 +15,8 @@ always runs with `training=False`. Every term is reported as a metric.
 
 The teacher is frozen, so its outputs never change: its candidate embeddings of the catalogue
 are computed once, and `with_teacher_outputs` adds its per-example outputs to a training set in
-one inference pass (cached, reshuffled every epoch), so that epochs train the student only.
+one inference pass (cached in a file, reshuffled every epoch), so that epochs train the student
+only.
 """
 from typing import Dict
 
@@ -32,16 +33,17 @@ TEACHER_OUTPUTS = {'queries': 'teacher_queries', 'candidates': 'teacher_candidat
 
 
 def with_teacher_outputs(batches: tf.data.Dataset, teacher: two_tower.TwoTowerModel,
-                         batch_size: int, shuffle_buffer_size: int, seed: int) -> tf.data.Dataset:
+                         batch_size: int, shuffle_buffer_size: int, seed: int,
+                         cache_file: str) -> tf.data.Dataset:
   """The examples of `batches` with the frozen teacher's outputs (`TEACHER_OUTPUTS`), computed
-  in one pass and cached in memory (ML-100K: ~0.1 GB; for data that does not fit, train the
-  `Distiller` on `batches` itself: it then runs the teacher at every step), then shuffled anew
-  every epoch and batched."""
+  in one pass during the first epoch and cached, then shuffled anew every epoch and batched.
+  The cache is tf.data's: in memory when `cache_file` is '' (fastest), else in that file, and
+  memory then holds the shuffle buffer, not the data set."""
   def label(batch):
     outputs = teacher(batch, training=False)
     return {**batch, **{name: outputs[key] for key, name in TEACHER_OUTPUTS.items()}}
 
-  return (batches.map(label).unbatch().cache()
+  return (batches.map(label).cache(cache_file).unbatch()
           .shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
           .batch(batch_size))
 

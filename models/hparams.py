@@ -57,7 +57,8 @@ class DistillationHParams:
 
   loss = alpha · hard + (1 − alpha) · soft (see `models.distiller`); the hard loss uses the
   student's `TrainingHParams` weights. `qat_*`: quantization-aware fine-tuning that continues
-  the distillation loss.
+  the distillation loss. The teacher's outputs on the train split are cached in memory up to
+  `teacher_outputs_in_memory_max_examples` examples, in a temporary file beyond.
   """
   epochs: int
   learning_rate: float
@@ -68,6 +69,7 @@ class DistillationHParams:
   num_sampled_negatives: int
   qat_epochs: int
   qat_learning_rate: float
+  teacher_outputs_in_memory_max_examples: int
 
 
 @dataclasses.dataclass(frozen=True)

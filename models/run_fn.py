@@ -15,6 +15,8 @@ metrics of every model, fidelity of the students to the teacher).
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from typing import Any, Dict
 
@@ -118,10 +120,13 @@ def run_fn(fn_args) -> None:
   fit('teacher', 'teacher', teacher_model, datasets, training.epochs, model_run_dir, summary)
 
   # The frozen teacher's outputs, computed once for both distillation phases.
+  cache_dir = tempfile.mkdtemp(prefix='teacher_outputs_')
+  in_memory = stats.item_counts.sum() <= distillation.teacher_outputs_in_memory_max_examples
   distillation_datasets = {
       'train': distiller.with_teacher_outputs(
           dataset(fn_args.train_files, shuffle=False), teacher_model, training.batch_size,
-          training.shuffle_buffer_size, training.seed),
+          training.shuffle_buffer_size, training.seed,
+          cache_file='' if in_memory else os.path.join(cache_dir, 'train')),
       'eval': datasets['eval']}
 
   def distil(name: str, phase: str, core: tf.keras.Model, epochs: int, learning_rate: float):
@@ -155,6 +160,7 @@ def run_fn(fn_args) -> None:
       distillation.qat_epochs, distillation.qat_learning_rate)
   student_int8 = two_tower.TwoTowerModel(
       quantization.int8_embeddings(student_qat.core, student.CUSTOM_OBJECTS), training, stats)
+  shutil.rmtree(cache_dir, ignore_errors=True)
 
   models.update({
       'teacher': (teacher_model, os.path.join(model_run_dir, TEACHER_DIR), False),

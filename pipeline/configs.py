@@ -47,7 +47,7 @@ TRAINING = hparams.TrainingHParams(
 DISTILLATION = hparams.DistillationHParams(
     epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0, kd_weight=1.0,
     rating_distillation_weight=100.0, num_sampled_negatives=512, qat_epochs=1,
-    qat_learning_rate=0.0005)
+    qat_learning_rate=0.0005, teacher_outputs_in_memory_max_examples=1_000_000)
 EXPORT = hparams.ExportHParams(top_k=100)
 
 # Evaluator: the student's rating signature must be at least this good on the eval split.

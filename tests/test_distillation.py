@@ -85,12 +85,15 @@ def test_compile_rejects_bad_alpha_and_temperature():
       _distiller(alpha=alpha, temperature=temperature)
 
 
-def test_teacher_outputs_added_to_the_data_give_the_same_losses():
+@pytest.mark.parametrize('in_file', [False, True])
+def test_teacher_outputs_added_to_the_data_give_the_same_losses(tmp_path, in_file):
   model = _distiller()
   batch = tiny_models.batch()
-  labelled = next(iter(distiller.with_teacher_outputs(
+  cache_file = str(tmp_path / 'teacher_outputs') if in_file else ''
+  labelled = list(distiller.with_teacher_outputs(
       tf.data.Dataset.from_tensors(batch), model.teacher, batch_size=3, shuffle_buffer_size=1,
-      seed=0)))
+      seed=0, cache_file=cache_file))[0]
+  assert bool(tf.io.gfile.glob(str(tmp_path / '*'))) == in_file  # a full pass wrote the file
   assert set(distiller.TEACHER_OUTPUTS.values()) <= set(labelled)
   np.testing.assert_array_equal(labelled[features.ITEM_INDEX],
                                 batch[features.ITEM_INDEX])
