@@ -170,6 +170,7 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
 
   from models import features
   from models import inputs
+  from models import teacher
   from models import towers
   from models import two_tower
 
@@ -194,7 +195,9 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
   stats = stages.run('train_statistics_pass', inputs.scan_train_data, dataset(False),
                      tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
   tf.keras.utils.set_random_seed(training.seed)
-  model = two_tower.TwoTowerModel(vocab, configs.TEACHER, training, configs.TRANSFORM, stats)
+  model = two_tower.TwoTowerModel(
+      teacher.build_core(vocab, configs.TEACHER, configs.TRANSFORM, stats.mean_rating), training,
+      stats)
   model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
   history = stages.run('teacher_epoch', model.fit, dataset(True), epochs=1, verbose=0)
   return {'train_examples': int(stats.item_counts.sum()),
@@ -211,9 +214,12 @@ def benchmark(args) -> dict:
   data_dir = os.path.join(args.output, 'data')
   examples_dir = os.path.join(args.output, 'examples')
   # Everything but the generated data is rebuilt, so every stage is timed cold; with
-  # --reuse-examples, prepare keeps examples already prepared from the same data and parameters.
+  # --reuse-examples, prepare keeps examples already prepared from the same data and parameters;
+  # --training-only times the training stages on the data components' outputs of a previous run.
   rebuilt = ('pipeline_root', 'metadata.sqlite')
-  for previous in rebuilt if args.reuse_examples else ('examples',) + rebuilt:
+  if not args.reuse_examples:
+    rebuilt = ('examples',) + rebuilt
+  for previous in () if args.training_only else rebuilt:
     path = os.path.join(args.output, previous)
     if os.path.isdir(path):
       shutil.rmtree(path)
@@ -222,6 +228,12 @@ def benchmark(args) -> dict:
   started = time.time()
   with ProcessTreeMonitor() as monitor:
     stages = Stages(monitor)
+    if args.training_only:
+      training = train_teacher_epoch(args.output, args.batch_size, stages)
+      return {'parameters': vars(args), 'training': training,
+              'stages': [dataclasses.asdict(stage) for stage in stages.stages],
+              'total_s': time.time() - started,
+              'peak_rss_gib': max(stage.peak_rss_gib for stage in stages.stages)}
     rows = stages.run('generate', generate, data_dir, args.users, args.items, args.interactions,
                       args.seed)
     manifest = stages.run(
@@ -263,6 +275,8 @@ def format_table(result: dict) -> str:
   table = '\n'.join('  '.join([line[0].ljust(widths[0])] +
                               [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])])
                     for line in lines)
+  if 'rows' not in result:  # --training-only
+    return f"{table}\n{result['training']}"
   return (f"{result['rows']:,} interactions, {result['num_users']:,} users, "
           f"{result['num_items']:,} items; examples {result['examples']}\n{table}\n"
           f"ru_maxrss: driver {result['ru_maxrss_self_gib']:.2f} GiB, largest child "
@@ -280,6 +294,8 @@ def main(argv=None) -> int:
   parser.add_argument('--output', default=os.path.join(configs.OUTPUT_DIR, 'scale'))
   parser.add_argument('--reuse-examples', action='store_true',
                       help='keep prepared examples that match the data (prepare is then not timed)')
+  parser.add_argument('--training-only', action='store_true',
+                      help='only the statistics pass and the teacher epoch, on a previous run')
   parser.add_argument('--bench-out', default='scale_results.json', help='JSON file for results')
   args = parser.parse_args(argv)
   result = benchmark(args)
