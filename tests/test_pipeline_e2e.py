@@ -5,9 +5,11 @@ import json
 import logging
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import scale
 from components import gates
 from components.retrieval_evaluator import executor as retrieval_executor
 from models import evaluation
@@ -198,3 +200,15 @@ def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, synth
       user_id=tf.constant(['never-seen-user']), history=tf.constant([history]), k=tf.constant(5))
   assert raw['item_ids'].shape == (1, 5)
   assert set(raw['item_ids'].numpy().astype(str)[0]) <= catalogue - set(history)
+
+
+def test_scale_benchmark_trains_a_teacher_epoch_on_the_pipeline_outputs(pipeline_run):
+  """`make bench-scale`'s training stages (the trainer's statistics pass, one teacher epoch), on
+  this run's Transform outputs: they must keep up with how `run_fn` builds the teacher."""
+  first = pipeline_run[0]
+  with scale.ProcessTreeMonitor() as monitor:
+    stages = scale.Stages(monitor)
+    training = scale.train_teacher_epoch(os.path.dirname(first['pipeline_root']), 64, stages)
+  assert [stage.name for stage in stages.stages] == ['train_statistics_pass', 'teacher_epoch']
+  assert training['train_examples'] > 0 and training['teacher_params'] > 0
+  assert np.isfinite(training['teacher_loss'])
