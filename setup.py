@@ -6,9 +6,11 @@ setuptools.setup(
     version='0.1.0',
     description=__doc__,
     python_requires='>=3.10,<3.11',
+    py_modules=['compat'],
     packages=setuptools.find_packages(
-        include=['pipeline', 'pipeline.*', 'components', 'components.*', 'models', 'models.*',
-                 'serving', 'serving.*', 'kubeflow', 'kubeflow.*', 'benchmarks']),
+        include=['contract', 'contract.*', 'pipeline', 'pipeline.*', 'components', 'components.*',
+                 'models', 'models.*', 'serving', 'serving.*', 'kubeflow', 'kubeflow.*',
+                 'benchmarks']),
     install_requires=[
         'tfx[kfp]==1.15.1',
         'tensorflow==2.15.1',

@@ -24,7 +24,7 @@ from components.retrieval_evaluator import evaluate as retrieval_evaluation
 from models import baselines
 from models import evaluation
 from models import export
-from models import features
+from contract import features
 from models import id_retrieval
 from models import run_fn
 from pipeline import configs

@@ -168,7 +168,7 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
   from tfx.types import artifact_utils
   from tfx.types import standard_artifacts
 
-  from models import features
+  from contract import features
   from models import inputs
   from models import teacher
   from models import towers

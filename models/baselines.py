@@ -7,7 +7,7 @@ import pandas as pd
 from scipy import sparse
 
 from models import evaluation
-from models import features
+from contract import features
 
 EASE_L2 = 300.0
 

@@ -14,7 +14,7 @@ from scipy import sparse
 import tensorflow as tf
 
 from models import evaluation
-from models import features
+from contract import features
 from models import quantization
 from models import towers
 

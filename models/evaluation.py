@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from models import features
+from contract import features
 from pipeline.data import split as split_lib
 from pipeline.data.loaders import Dataset
 

@@ -22,11 +22,11 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 from keras.src.saving.legacy.saved_model import utils as keras_saved_model_utils
 
-from models import features
+from contract import features
 from models import inputs
 from models import quantization
 from models import towers
-from serving import warmup
+from contract import warmup
 
 SERVING_SIGNATURE = 'serving_default'
 RECOMMEND_SIGNATURE = 'recommend'

@@ -9,7 +9,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import features
+from contract import features
 
 
 class IdRetrievalModel(tfrs.Model):

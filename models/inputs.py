@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tfx_bsl.public import tfxio
 
-from models import features
+from contract import features
 from models import hparams
 from models import towers
 

@@ -8,7 +8,7 @@ from typing import Any, Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features
+from contract import features
 from models import hparams
 
 
@@ -70,7 +70,7 @@ def title_tokens(titles: tf.Tensor) -> tf.RaggedTensor:
 
 
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
-  """Maps raw interaction features to model inputs (see `models.features`)."""
+  """Maps raw interaction features to model inputs (see `contract.features`)."""
   config = hparams.from_dict(hparams.TransformHParams, custom_config)
   user_id = _dense_strings(inputs[features.USER_ID])
   item_id = _dense_strings(inputs[features.ITEM_ID])

@@ -28,7 +28,7 @@ from models import distiller
 from models import eval_split
 from models import evaluation
 from models import export
-from models import features
+from contract import features
 from models import hparams
 from models import inputs
 from models import quantization

@@ -8,7 +8,7 @@ training; the embedding tables are quantized row-wise to int8 (`models.quantizat
 """
 import tensorflow as tf
 
-from models import features
+from contract import features
 from models import hparams
 from models import towers
 

@@ -6,7 +6,7 @@ genres, title tokens and release year, through an MLP. Both share one item table
 """
 import tensorflow as tf
 
-from models import features
+from contract import features
 from models import hparams
 from models import towers
 

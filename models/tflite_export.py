@@ -12,7 +12,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from models import features
+from contract import features
 from models import quantization
 from models import towers
 

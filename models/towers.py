@@ -5,7 +5,7 @@ A core is a functional `tf.keras.Model` from transformed features to
 `[query embedding, candidate embedding, rating]` (see `QUERY`, `CANDIDATE`, `RATING`). Being
 one functional graph keeps the item table shared by history and candidates and lets TFMOT
 quantize it whole; `query_tower`/`candidate_tower` cut the two towers out of it.
-Item-like index features reserve 0 for padding (see `models.features`); pooled sequences
+Item-like index features reserve 0 for padding (see `contract.features`); pooled sequences
 ignore it.
 """
 import dataclasses
@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
-from models import features
+from contract import features
 
 QUERY, CANDIDATE, RATING = 0, 1, 2  # positions of a core's outputs
 

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import features
+from contract import features
 from models import hparams
 from models import inputs
 from models import towers

@@ -14,7 +14,7 @@ from components import tfma_metrics
 from components.retrieval_evaluator import component as retrieval_evaluator_lib
 from components.run_report import component as run_report_lib
 from models import export
-from models import features
+from contract import features
 from models import hparams
 from pipeline import configs
 

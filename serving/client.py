@@ -21,10 +21,11 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import requests
-from serving import tensor_codec
+from contract import requests
+from contract import signatures
+from contract import tensor_codec
 
-RECOMMEND_SIGNATURE = requests.RECOMMEND_SIGNATURE
+RECOMMEND_SIGNATURE = signatures.RECOMMEND
 SIGNATURE_DEF_FIELD = 'signature_def'
 STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State.Name
 

@@ -21,7 +21,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving import errors
 from serving import servable as servable_lib
 from serving import versions as versions_lib
-from serving import warmup
+from contract import warmup
 
 State = get_model_status_pb2.ModelVersionStatus.State
 ServableFactory = Callable[[str, int, str], servable_lib.Servable]

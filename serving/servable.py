@@ -16,7 +16,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from serving import errors
-from serving import tensor_codec
+from contract import tensor_codec
 
 DEFAULT_SIGNATURE = 'serving_default'
 SERVE_TAG = 'serve'

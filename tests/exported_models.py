@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from models import distiller
 from models import export
-from models import features
+from contract import features
 from models import hparams
 from models import inputs
 from models import quantization

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving import client as client_lib
-from serving import warmup
+from contract import warmup
 
 ITEMS = [f'item{n}' for n in range(30)]
 USERS = ['alice', 'bob', 'carol']

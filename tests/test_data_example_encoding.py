@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from models import features
+from contract import features
 from pipeline.data import example_encoding
 
 

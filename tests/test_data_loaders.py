@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import features
+from contract import features
 from pipeline.data import download, loaders, synthetic
 from pipeline.data.errors import DataError
 

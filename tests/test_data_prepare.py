@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models import features
+from contract import features
 from pipeline.data import loaders, prepare, reference, synthetic
 from pipeline.data.errors import DataError
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import features
+from contract import features
 from pipeline.data import loaders, split, synthetic
 
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from models import distiller
-from models import features
+from contract import features
 from models import student
 from models import teacher
 from models import two_tower

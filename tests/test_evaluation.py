@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from models import baselines, evaluation, features
+from contract import features
+from models import baselines, evaluation
 from pipeline.data import loaders, split, synthetic
 
 # The shared copy beside the checkout (as in conftest.py); the test is skipped without it.

@@ -12,7 +12,7 @@ from tensorflow.python.framework import op_def_registry
 import exported_models
 from exported_models import TOP_K
 from models import export
-from models import features
+from contract import features
 
 def _serialized(row: dict) -> bytes:
   def feature(name, value):

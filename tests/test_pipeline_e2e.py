@@ -14,7 +14,7 @@ from components import gates
 from components.retrieval_evaluator import executor as retrieval_executor
 from models import evaluation
 from models import export
-from models import features
+from contract import features
 from pipeline import local_runner
 
 LENIENT_RMSE = 10.0

@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from models import features
+from contract import features
 from models import hparams
 from models import preprocessing
 from pipeline import configs

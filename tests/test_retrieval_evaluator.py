@@ -8,7 +8,7 @@ from tfx.types import standard_artifacts
 
 from components import baseline_resolver
 from components.retrieval_evaluator import executor
-from models import features
+from contract import features
 from models import run_fn
 
 

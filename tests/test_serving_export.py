@@ -11,8 +11,8 @@ import tensorflow as tf
 
 import serving_fixtures
 from models import export
-from models import features
-from serving import warmup
+from contract import features
+from contract import warmup
 from exported_models import TOP_K
 
 K = 5

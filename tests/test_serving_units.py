@@ -9,9 +9,9 @@ from google.protobuf import text_format
 from tensorflow.core.framework import types_pb2
 
 from serving import config as config_lib
-from serving import tensor_codec
+from contract import tensor_codec
 from serving import versions
-from serving import warmup
+from contract import warmup
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,7 +12,7 @@ import pytest
 from tensorflow_serving.apis import get_model_status_pb2
 
 import serving_fixtures
-from serving import warmup
+from contract import warmup
 
 MODEL = 'rolling'
 State = get_model_status_pb2.ModelVersionStatus

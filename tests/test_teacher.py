@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import features
+from contract import features
 from models import hparams
 from models import inputs
 from models import teacher

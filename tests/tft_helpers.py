@@ -9,7 +9,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import metadata_io
 from tensorflow_transform.tf_metadata import schema_utils
 
-from models import features
+from contract import features
 from models import hparams
 from models import preprocessing
 

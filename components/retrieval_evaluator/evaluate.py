@@ -15,7 +15,7 @@ import tensorflow as tf
 from components.retrieval_evaluator import saved_models
 from models import baselines
 from models import evaluation
-from models import features
+from contract import features
 from pipeline.data import split as split_lib
 
 REFERENCE = 'teacher'  # fidelity is the top-10 overlap with this model

@@ -24,7 +24,7 @@ from tfx.utils import path_utils
 from components import gates as gates_lib
 from components.retrieval_evaluator import evaluate as evaluate_lib
 from models import evaluation
-from models import features
+from contract import features
 from models import run_fn
 
 EXAMPLES_KEY = 'examples'

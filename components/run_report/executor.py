@@ -21,7 +21,7 @@ from tfx.utils import io_utils
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import charts
 from components.run_report import page
-from models import features
+from contract import features
 from models import run_fn
 
 STATISTICS_KEY = 'statistics'

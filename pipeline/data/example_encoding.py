@@ -18,7 +18,7 @@ Message layout (tensorflow/core/example/{example,feature}.proto):
 import struct
 from typing import Iterable, Union
 
-from models import features
+from contract import features
 
 Value = Union[int, float, str]
 

@@ -42,7 +42,7 @@ from typing import (
 import numpy as np
 import pandas as pd
 
-from models import features
+from contract import features
 from pipeline.data import download
 from pipeline.data.errors import DataError
 

@@ -38,7 +38,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from models import features
+from contract import features
 from pipeline import configs
 from pipeline.data import example_encoding, loaders, split
 from pipeline.data.errors import DataError

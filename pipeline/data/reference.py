@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models import features
+from contract import features
 from pipeline.data import loaders, split
 from pipeline.data.loaders import Dataset
 

@@ -13,7 +13,7 @@ from typing import Tuple
 import numpy as np
 import pandas as pd
 
-from models import features
+from contract import features
 
 
 def chronological_order(frame: pd.DataFrame) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from models import features
+from contract import features
 from pipeline.data import loaders
 from pipeline.data.loaders import Dataset
 

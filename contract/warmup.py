@@ -10,7 +10,7 @@ from typing import List, Sequence
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import requests as requests_lib
+from contract import requests as requests_lib
 
 ASSETS_EXTRA_DIR = 'assets.extra'
 WARMUP_FILE = 'tf_serving_warmup_requests'

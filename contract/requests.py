@@ -6,19 +6,15 @@ import numpy as np
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import predict_pb2
 
-from models import features
-from pipeline import configs
-from serving import tensor_codec
-
-SERVING_DEFAULT_SIGNATURE = 'serving_default'
-RECOMMEND_SIGNATURE = 'recommend'
-SCORE_SIGNATURE = 'score'
+from contract import features
+from contract import signatures
+from contract import tensor_codec
 
 
 def padded_histories(histories: Sequence[Sequence[str]]) -> List[List[str]]:
   """Histories padded with '' to one width, at least the model's history length: requests of
   one shape, which TF Serving's batching can merge without padding them itself."""
-  width = max([configs.HISTORY_LENGTH] + [len(history) for history in histories])
+  width = max([signatures.HISTORY_LENGTH] + [len(history) for history in histories])
   return [list(history) + [''] * (width - len(history)) for history in histories]
 
 
@@ -43,12 +39,12 @@ def recommend(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
   if len(user_ids) != len(histories):
     raise ValueError(f'{len(user_ids)} user ids but {len(histories)} histories')
   padded = padded_histories(histories)
-  inputs = {'user_id': _strings(user_ids),
-            'history': _strings([item for row in padded for item in row],
+  inputs = {signatures.USER_ID: _strings(user_ids),
+            signatures.HISTORY: _strings([item for row in padded for item in row],
                                 (len(padded), len(padded[0])))}
   if k is not None:
-    inputs['k'] = tensor_codec.from_numpy(np.array(k, np.int32))
-  return _request(RECOMMEND_SIGNATURE, inputs)
+    inputs[signatures.K] = tensor_codec.from_numpy(np.array(k, np.int32))
+  return _request(signatures.RECOMMEND, inputs)
 
 
 def _example(**values: str) -> bytes:
@@ -64,7 +60,7 @@ def serving_default(user_ids: Sequence[str],
   examples = [_example(**{features.USER_ID: user_id,
                           features.HISTORY: features.HISTORY_SEPARATOR.join(history)})
               for user_id, history in zip(user_ids, histories)]
-  return _request(SERVING_DEFAULT_SIGNATURE, {'examples': _strings(examples)})
+  return _request(signatures.SERVING_DEFAULT, {signatures.EXAMPLES: _strings(examples)})
 
 
 def score(user_id: str, item_ids: Sequence[str], history: Sequence[str] = (),
@@ -79,4 +75,4 @@ def score(user_id: str, item_ids: Sequence[str], history: Sequence[str] = (),
                           features.HISTORY: features.HISTORY_SEPARATOR.join(history),
                           features.HISTORY_RATINGS: ratings})
               for item_id in item_ids]
-  return _request(SCORE_SIGNATURE, {'examples': _strings(examples)})
+  return _request(signatures.SCORE, {signatures.EXAMPLES: _strings(examples)})

@@ -1,0 +1,67 @@
+"""The project's version-fragile calls, in one place: each reaches past a public API of the
+pinned stack (TensorFlow 2.15, Keras 2.15, TFMOT 0.8, TFMA 0.46) for a reason given beside it.
+`tests/test_compat.py` pins the versions these were written for and fails clearly on others, so
+an upgrade starts here.
+
+Nothing else of the project is imported: every layer may use this module.
+"""
+import contextlib
+import os
+from typing import Callable, Iterator
+
+# The versions every function below was written and tested against.
+WRITTEN_FOR = {
+    'tensorflow': '2.15.1',
+    'keras': '2.15.0',
+    'tensorflow_model_optimization': '0.8.1',
+    'tensorflow_model_analysis': '0.46.0',
+}
+
+
+def import_tfmot():
+  """`tensorflow_model_optimization`, imported without leaving `TF_USE_LEGACY_KERAS` set.
+
+  TFMOT sets TF_USE_LEGACY_KERAS=1 when imported, so TensorFlow's lazy Keras loaders initialised
+  after that (its own import touches `tf.compat.v1.keras`) load the separate `tf_keras` package,
+  whose classes then shadow Keras 2's in deserialization and break `quantize_apply` on
+  `tf.keras` models. Initialise that loader first and put the setting back afterwards.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  legacy_keras = os.environ.get('TF_USE_LEGACY_KERAS')
+  _ = tf.compat.v1.keras.layers
+  import tensorflow_model_optimization as tfmot  # pylint: disable=import-outside-toplevel
+  if legacy_keras is None:
+    os.environ.pop('TF_USE_LEGACY_KERAS', None)
+  else:
+    os.environ['TF_USE_LEGACY_KERAS'] = legacy_keras
+  return tfmot
+
+
+@contextlib.contextmanager
+def keras_saves_no_traces() -> Iterator[None]:
+  """Within the block, `tf.saved_model.save` writes no Keras per-layer call traces.
+
+  What `model.save(..., save_traces=False)` does for a Keras model, for a `tf.Module` that holds
+  Keras layers: only its signatures are served, and hundreds of traced layer functions made the
+  SavedModel slow to write and to load. Keras 2.15 has no public switch for `tf.saved_model`.
+  """
+  from keras.src.saving.legacy.saved_model import utils  # pylint: disable=import-outside-toplevel
+  with utils.keras_option_scope(save_traces=False):
+    yield
+
+
+def session_callable(session, options) -> Callable:
+  """`session`'s callable for `options` (a `CallableOptions`): numpy arrays in and out.
+
+  Runs through TF_SessionRunCallable, as Keras' backend does; the public `Session.make_callable`
+  with feeds falls back to `Session.run` and its per-call feed and fetch handling (0.4 ms a
+  request on the local server).
+  """
+  return session._make_callable_from_options(options)  # pylint: disable=protected-access
+
+
+def tfma_keras():
+  """The Keras TFMA uses (tf_keras when installed, else tf.keras): TFMA accepts custom metrics
+  only as subclasses of its own Keras's metrics, and names it in an internal module only."""
+  from tensorflow_model_analysis.utils import keras_lib  # pylint: disable=import-outside-toplevel
+  return keras_lib.tf_keras
