@@ -1,6 +1,6 @@
 """Eval-split quality of the models in memory, for the Trainer's training summary.
 
-Same protocol as `models.evaluation` (full catalogue, items seen in train excluded), in index
+Same protocol as `evaluation` (full catalogue, items seen in train excluded), in index
 space, on up to `max_users` eval users: a user's query is their first eval example (history =
 their latest items before the eval split), their targets every eval item. Both splits are
 streamed; memory grows with the sampled users, not with the data set.
@@ -13,8 +13,9 @@ import pandas as pd
 from scipy import sparse
 import tensorflow as tf
 
-from models import evaluation
 from contract import features
+from evaluation import metrics as metrics_lib
+from evaluation import protocol
 from models import quantization
 from models import towers
 
@@ -22,7 +23,7 @@ from models import towers
 @dataclasses.dataclass(frozen=True)
 class EvalQueries:
   queries: Dict[str, np.ndarray]  # query-tower features, one row per user
-  eval_data: evaluation.EvalData  # in index space: item i is catalogue index i + 1
+  eval_data: protocol.EvalData  # in index space: item i is catalogue index i + 1
 
 
 def collect(train: tf.data.Dataset, eval_split: tf.data.Dataset, num_catalogue_items: int,
@@ -52,11 +53,10 @@ def collect(train: tf.data.Dataset, eval_split: tf.data.Dataset, num_catalogue_i
         (np.ones(sum(inside)), (np.array(rows)[inside], np.array(columns)[inside])),
         shape=(len(users), num_catalogue_items))
 
-  eval_data = evaluation.EvalData(
+  eval_data = protocol.EvalData(
       split=features.EVAL_SPLIT, items=pd.Index(np.arange(1, num_catalogue_items + 1)),
       users=pd.Index(users), seen=matrix(seen), targets=matrix(targets),
-      num_targets=np.array([len(targets[user]) for user in users]),
-      train_matrix=matrix(seen), interactions=pd.DataFrame())
+      num_targets=np.array([len(targets[user]) for user in users]))
   stacked = {name: np.stack([queries[user][name] for user in users])
              for name in towers.QUERY_FEATURES}
   return EvalQueries(stacked, eval_data)
@@ -79,8 +79,8 @@ def ranking(model, eval_queries: EvalQueries, catalogue: Dict[str, np.ndarray],
   """The ranking metrics and each user's top-10 catalogue indices."""
   scores = catalogue_scores(model, eval_queries, catalogue, int8_index)
   eval_data = eval_queries.eval_data
-  top = evaluation.top_from_scores(scores, eval_data, evaluation.CUTOFF)
-  return evaluation.ranking_metrics(scores, eval_data), top
+  top = metrics_lib.top_from_scores(scores, eval_data, metrics_lib.CUTOFF)
+  return metrics_lib.ranking_metrics(scores, eval_data), top
 
 
 def rmse(model, eval_split: tf.data.Dataset) -> float:
@@ -88,4 +88,4 @@ def rmse(model, eval_split: tf.data.Dataset) -> float:
   for batch in eval_split:
     predictions.append(model(batch)['rating'].numpy())
     ratings.append(batch[features.LABEL].numpy())
-  return evaluation.rmse(np.concatenate(predictions), np.concatenate(ratings))
+  return metrics_lib.rmse(np.concatenate(predictions), np.concatenate(ratings))

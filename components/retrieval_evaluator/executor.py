@@ -1,6 +1,6 @@
 """Executor of `RetrievalEvaluator`: reads the artifacts, evaluates, applies the gates, blesses.
 
-Writes `metrics.json` into the evaluation artifact: `evaluate.evaluate`'s result plus
+Writes `metrics.json` into the evaluation artifact: `evaluation.evaluate.evaluate`'s result plus
 'candidate' (the model name gated and pushed), 'gates' (thresholds, decisions with reasons,
 'blessed'). The blessing artifact gets a BLESSED or NOT_BLESSED file and the custom properties
 the Pusher and the latest-blessed-model resolver read ('blessed', 'current_model',
@@ -22,9 +22,8 @@ from tfx.utils import io_utils
 from tfx.utils import path_utils
 
 from components import gates as gates_lib
-from components.retrieval_evaluator import evaluate as evaluate_lib
-from models import evaluation
 from contract import features
+from evaluation import evaluate as evaluate_lib
 from models import layout
 
 EXAMPLES_KEY = 'examples'
@@ -45,7 +44,7 @@ _INTERACTION_SPEC = {
     features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
     **{name: tf.io.FixedLenFeature([], tf.int64 if name in features.INT_FEATURES else tf.string,
                                    features.default_value(name))
-       for name in evaluation.USER_SIDE_FEATURES},
+       for name in features.USER_SIDE_FEATURES},
 }
 
 
@@ -123,9 +122,9 @@ class Executor(base_executor.BaseExecutor):
 
     result = evaluate_lib.evaluate(
         interactions, splits, test_examples, model_dirs(model, model_run), layout.CANDIDATE,
-        int(exec_properties[LATENCY_REQUESTS_KEY]))
+        layout.TEACHER, int(exec_properties[LATENCY_REQUESTS_KEY]))
     decisions = gates_lib.decide(result['models'].get(layout.CANDIDATE),
-                                 result['models'].get(evaluate_lib.REFERENCE), thresholds)
+                                 result['models'].get(layout.TEACHER), thresholds)
     if input_dict.get(EVALUATOR_BLESSING_KEY):
       upstream = artifact_utils.get_single_instance(input_dict[EVALUATOR_BLESSING_KEY])
       decisions.append(gates_lib.upstream_blessing_decision(
@@ -146,7 +145,7 @@ class Executor(base_executor.BaseExecutor):
         'decisions': gates_lib.to_dicts(decisions),
         'blessed': blessed,
     })
-    evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
-    io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
+    evaluation_artifact = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+    io_utils.write_string_file(os.path.join(evaluation_artifact.uri, METRICS_FILE),
                                json.dumps(result, indent=1))
     write_blessing(artifact_utils.get_single_instance(output_dict[BLESSING_KEY]), model, blessed)
