@@ -1,5 +1,5 @@
 """Tests of the offline evaluation: the protocol, the metrics, the reference baselines, what is
-asked of SavedModels and the evaluation of a run."""
+asked of SavedModels, the evaluation of a run, and the Trainer's eval-split summary."""
 
 import time
 from pathlib import Path
@@ -16,6 +16,7 @@ from evaluation import evaluate
 from evaluation import metrics as metrics_lib
 from evaluation import protocol
 from evaluation import saved_models
+from models import eval_split
 from pipeline.data import loaders, synthetic
 
 # The shared copy beside the checkout (as in conftest.py); the test is skipped without it.
@@ -245,6 +246,62 @@ def test_movielens_reference_figures():
   assert ease['recall@10'] == pytest.approx(0.136, abs=0.02)
   assert ease['recall@100'] == pytest.approx(0.565, abs=0.05)
   assert ease['ndcg@10'] == pytest.approx(0.148, abs=0.02)
+
+
+def test_first_rows_of_new_users_in_row_order():
+  users = np.array([7, 5, 7, 9, 5, 8])
+  np.testing.assert_array_equal(eval_split.first_rows(users, np.array([], np.int64), 10),
+                                [0, 1, 3, 5])
+  np.testing.assert_array_equal(eval_split.first_rows(users, np.array([5]), 2), [0, 3])
+
+
+def _index_batches(rows, batch_size):
+  """A dataset of transformed-feature batches from (user index, item index) rows; row r's
+  query features are r (AGE_Z) and [r, r + 10] (HISTORY_INDICES)."""
+  users, items = (np.array(column, dtype=np.int64) for column in zip(*rows))
+  positions = np.arange(len(rows))
+  columns = {features.USER_INDEX: users, features.ITEM_INDEX: items,
+             features.AGE_Z: positions.astype(np.float32),
+             features.HISTORY_INDICES: np.stack([positions, positions + 10], axis=1),
+             features.GENDER_INDEX: positions, features.OCCUPATION_INDEX: positions,
+             features.ZIP_INDEX: positions}
+  return tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
+
+
+def test_eval_split_collects_the_first_users_by_hand():
+  # Catalogue items 1..4. User 7's item 0 and user 9's item 5 are outside it: they count in
+  # num_targets but have no column. User 5's repeated 3 is one target. User 8 comes fourth.
+  eval_rows = [(7, 2), (5, 3), (7, 4), (9, 1), (5, 3), (7, 0), (8, 2), (9, 5)]
+  train_rows = [(5, 1), (5, 1), (7, 3), (8, 4), (9, 6), (9, 2)]
+  collected = eval_split.collect(_index_batches(train_rows, 4), _index_batches(eval_rows, 3), 4,
+                                 max_users=3)
+  data = collected.eval_data
+  assert data.users.tolist() == [7, 5, 9]
+  assert data.items.tolist() == [1, 2, 3, 4]
+  np.testing.assert_array_equal(data.targets.toarray(), [[0, 1, 0, 1], [0, 0, 1, 0], [1, 0, 0, 0]])
+  np.testing.assert_array_equal(data.num_targets, [3, 1, 2])
+  np.testing.assert_array_equal(data.seen.toarray(), [[0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0]])
+  # Each user's query is their first eval row: rows 0, 1 and 3.
+  np.testing.assert_array_equal(collected.queries[features.AGE_Z], [0.0, 1.0, 3.0])
+  np.testing.assert_array_equal(collected.queries[features.HISTORY_INDICES],
+                                [[0, 10], [1, 11], [3, 13]])
+  assert data.train_matrix is None
+  # Items by score: 3 1 2 4. Unseen: user 7 ranks 1 2 4 (targets 2, 4 and 0), user 5 ranks
+  # 3 2 4 (target 3), user 9 ranks 3 1 4 (targets 1 and 5).
+  scores = np.tile([3.0, 2.0, 4.0, 1.0], (3, 1))
+  metrics = metrics_lib.ranking_metrics(scores, data, ks=(1, 2))
+  assert metrics['recall@1'] == pytest.approx((0 + 1 + 0) / 3)
+  assert metrics['recall@2'] == pytest.approx((1 / 3 + 1 + 1 / 2) / 3)
+  with pytest.raises(ValueError, match='train matrix'):
+    metrics_lib.novelty(metrics_lib.top_from_scores(scores, data, 2), data)
+
+
+def test_eval_split_takes_every_user_under_the_cap():
+  collected = eval_split.collect(_index_batches([(1, 1)], 2), _index_batches([(2, 1), (1, 2)], 1),
+                                 2, max_users=10)
+  assert collected.eval_data.users.tolist() == [2, 1]
+  np.testing.assert_array_equal(collected.eval_data.seen.toarray(), [[0, 0], [1, 0]])
+  np.testing.assert_array_equal(collected.queries[features.AGE_Z], [0.0, 1.0])
 
 
 class _FixedScoresModel(tf.Module):
