@@ -8,9 +8,9 @@ setuptools.setup(
     python_requires='>=3.10,<3.11',
     py_modules=['compat'],
     packages=setuptools.find_packages(
-        include=['contract', 'contract.*', 'pipeline', 'pipeline.*', 'components', 'components.*',
-                 'models', 'models.*', 'serving', 'serving.*', 'kubeflow', 'kubeflow.*',
-                 'benchmarks']),
+        include=['contract', 'contract.*', 'evaluation', 'evaluation.*', 'pipeline', 'pipeline.*',
+                 'components', 'components.*', 'models', 'models.*', 'serving', 'serving.*',
+                 'kubeflow', 'kubeflow.*', 'benchmarks']),
     install_requires=[
         'tfx[kfp]==1.15.1',
         'tensorflow==2.15.1',

@@ -1,4 +1,5 @@
-"""Tests of the offline evaluation protocol, its metrics and the reference baselines."""
+"""Tests of the offline evaluation: the protocol, the metrics, the reference baselines, what is
+asked of SavedModels, the evaluation of a run, and the Trainer's eval-split summary."""
 
 import time
 from pathlib import Path
@@ -6,10 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import sparse
+import tensorflow as tf
 
 from contract import features
-from models import baselines, evaluation
-from pipeline.data import loaders, split, synthetic
+from contract import signatures
+from evaluation import baselines
+from evaluation import evaluate
+from evaluation import metrics as metrics_lib
+from evaluation import protocol
+from evaluation import saved_models
+from models import eval_split
+from pipeline.data import loaders, synthetic
 
 # The shared copy beside the checkout (as in conftest.py); the test is skipped without it.
 REAL_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'movielens-100k'
@@ -51,8 +59,8 @@ def tiny_frame():
 
 
 @pytest.fixture(name='tiny')
-def fixture_tiny() -> evaluation.EvalData:
-  return evaluation.build_eval_data(*tiny_frame())
+def fixture_tiny() -> protocol.EvalData:
+  return protocol.build_eval_data(*tiny_frame())
 
 
 def test_eval_data_follows_the_protocol(tiny):
@@ -71,11 +79,10 @@ def test_eval_data_follows_the_protocol(tiny):
   np.testing.assert_array_equal(tiny.num_targets, [2, 2, 1])
   assert tiny.train_matrix.shape == (5, 5)
   assert tiny.train_matrix.sum() == 8
-  assert len(tiny.interactions) == 5
 
 
 def test_eval_split_sees_only_train():
-  data = evaluation.build_eval_data(*tiny_frame(), split=EVAL)
+  data = protocol.build_eval_data(*tiny_frame(), split=EVAL)
   assert data.users.tolist() == ['u2']
   np.testing.assert_array_equal(data.seen.toarray(), [[0, 0, 1, 0, 0]])
   np.testing.assert_array_equal(data.targets.toarray(), [[1, 0, 0, 0, 0]])
@@ -83,16 +90,16 @@ def test_eval_split_sees_only_train():
 
 def test_default_splits_are_the_project_split():
   dataset = synthetic.generate()
-  default = evaluation.build_eval_data(dataset)
-  explicit = evaluation.build_eval_data(dataset.interactions,
-                                        split.assign_splits(dataset.interactions))
+  default = protocol.build_eval_data(dataset.interactions)
+  explicit = protocol.build_eval_data(dataset.interactions,
+                                      protocol.assign_splits(dataset.interactions))
   assert default.users.equals(explicit.users)
   assert (default.seen != explicit.seen).nnz == 0
   assert (default.targets != explicit.targets).nnz == 0
 
 
 def test_ranking_metrics_by_hand(tiny):
-  metrics = evaluation.ranking_metrics(TINY_SCORES, tiny, ks=(1, 2, 10))
+  metrics = metrics_lib.ranking_metrics(TINY_SCORES, tiny, ks=(1, 2, 10))
   assert metrics['recall@1'] == pytest.approx((1 / 2 + 0 + 0) / 3)
   assert metrics['recall@2'] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
   # u2's target 'z' is outside the catalogue: it counts in the denominator but is never hit.
@@ -105,8 +112,8 @@ def test_ranking_metrics_by_hand(tiny):
 
 
 def test_default_keys(tiny):
-  metrics = evaluation.ranking_metrics(TINY_SCORES, tiny)
-  assert list(metrics) == evaluation.METRIC_KEYS
+  metrics = metrics_lib.ranking_metrics(TINY_SCORES, tiny)
+  assert list(metrics) == metrics_lib.METRIC_KEYS
   # The catalogue has 5 items, so every cutoff ranks all unseen items.
   assert metrics['recall@10'] == metrics['recall@50'] == metrics['recall@100']
 
@@ -114,85 +121,87 @@ def test_default_keys(tiny):
 def test_seen_items_never_count():
   frame = loaders.interactions_frame(['u', 'u', 'u', 'v'], ['a', 'a', 'b', 'b'], [1.0] * 4,
                                      range(4))
-  data = evaluation.build_eval_data(frame, [TRAIN, TEST, TEST, TRAIN])
+  data = protocol.build_eval_data(frame, [TRAIN, TEST, TEST, TRAIN])
   # 'a' is both seen and a target and has the top score: it is masked, and 'b' comes first.
-  metrics = evaluation.ranking_metrics(np.array([[10.0, 1.0]]), data, ks=(1, 10))
+  metrics = metrics_lib.ranking_metrics(np.array([[10.0, 1.0]]), data, ks=(1, 10))
   assert metrics['recall@1'] == metrics['recall@10'] == 0.5
   assert metrics['coverage@10'] == 0.5
 
 
 def test_topk_metrics_match_the_score_metrics(tiny):
-  from_topk = evaluation.ranking_metrics_from_topk(TINY_RANKINGS, tiny, ks=(1, 2, 10))
-  assert from_topk == pytest.approx(evaluation.ranking_metrics(TINY_SCORES, tiny, ks=(1, 2, 10)))
+  from_topk = metrics_lib.ranking_metrics_from_topk(TINY_RANKINGS, tiny, ks=(1, 2, 10))
+  assert from_topk == pytest.approx(
+      metrics_lib.ranking_metrics(TINY_SCORES, tiny, ks=(1, 2, 10)))
 
 
 def test_topk_coverage_counts_catalogue_items(tiny):
-  metrics = evaluation.ranking_metrics_from_topk([['d', 'e'], ['e', 'e'], ['z', 'e']], tiny)
+  metrics = metrics_lib.ranking_metrics_from_topk([['d', 'e'], ['e', 'e'], ['z', 'e']], tiny)
   assert metrics['coverage@10'] == 2 / 5
   assert metrics['recall@10'] == pytest.approx((1 / 2 + 0 + 0) / 3)
 
 
 def test_topk_metrics_match_on_generated_data():
   dataset = synthetic.generate()
-  data = evaluation.build_eval_data(dataset)
+  data = protocol.build_eval_data(dataset.interactions)
   scores = np.random.RandomState(0).uniform(size=(len(data.users), len(data.items)))
   rankings = [data.items[np.argsort(-row)].tolist() for row in scores]  # seen items included
-  assert evaluation.ranking_metrics_from_topk(rankings, data) == pytest.approx(
-      evaluation.ranking_metrics(scores, data))
+  assert metrics_lib.ranking_metrics_from_topk(rankings, data) == pytest.approx(
+      metrics_lib.ranking_metrics(scores, data))
 
 
 def test_top_from_scores_and_from_ids_agree(tiny):
   expected = [[3, 4, 2], [4, 1, 3], [1, 2, 0]]  # u1: d e c; u2: e b d; u3: b c a
-  np.testing.assert_array_equal(evaluation.top_from_scores(TINY_SCORES, tiny, 3), expected)
-  np.testing.assert_array_equal(evaluation.top_from_ids(TINY_RANKINGS, tiny, 3), expected)
+  np.testing.assert_array_equal(metrics_lib.top_from_scores(TINY_SCORES, tiny, 3), expected)
+  np.testing.assert_array_equal(metrics_lib.top_from_ids(TINY_RANKINGS, tiny, 3), expected)
   # Deeper than the unseen items: the extra places hold no item.
-  deep = evaluation.top_from_scores(TINY_SCORES, tiny, 6)
-  assert (deep[:, 3:] == evaluation.NOT_IN_CATALOGUE).all()
+  deep = metrics_lib.top_from_scores(TINY_SCORES, tiny, 6)
+  assert (deep[:, 3:] == metrics_lib.NOT_IN_CATALOGUE).all()
 
 
 def test_recall_curve_by_hand(tiny):
-  top = evaluation.top_from_scores(TINY_SCORES, tiny, 3)
-  curve = evaluation.recall_curve(top, tiny)
+  top = metrics_lib.top_from_scores(TINY_SCORES, tiny, 3)
+  curve = metrics_lib.recall_curve(top, tiny)
   np.testing.assert_allclose(curve, [1 / 6, 1 / 3, 5 / 6])
-  metrics = evaluation.metrics_of_top(top, tiny, ks=(1, 2, 3))
+  metrics = metrics_lib.metrics_of_top(top, tiny, ks=(1, 2, 3))
   assert [metrics[f'recall@{k}'] for k in (1, 2, 3)] == pytest.approx(curve.tolist())
 
 
 def test_novelty_by_hand(tiny):
   # 5 train users; a is seen by 3 of them, b by 2, c, d and e by 1.
-  top = evaluation.top_from_scores(TINY_SCORES, tiny, 3)  # top 2: d e, e b, b c
+  top = metrics_lib.top_from_scores(TINY_SCORES, tiny, 3)  # top 2: d e, e b, b c
   expected = (4 * np.log2(5) + 2 * np.log2(5 / 2)) / 6
-  assert evaluation.novelty(top, tiny, cutoff=2) == pytest.approx(expected)
+  assert metrics_lib.novelty(top, tiny, cutoff=2) == pytest.approx(expected)
   # Popular items carry less information.
   popular = np.array([[0, 1], [0, 1], [0, 1]])
-  assert evaluation.novelty(popular, tiny, cutoff=2) < expected
+  assert metrics_lib.novelty(popular, tiny, cutoff=2) < expected
 
 
 def test_novelty_needs_a_recommended_item(tiny):
   with pytest.raises(ValueError, match='no catalogue item'):
-    evaluation.novelty(np.full((3, 2), evaluation.NOT_IN_CATALOGUE), tiny)
+    metrics_lib.novelty(np.full((3, 2), metrics_lib.NOT_IN_CATALOGUE), tiny)
 
 
 def test_fidelity_is_the_mean_top_overlap():
   reference = np.array([[0, 1, 2], [3, 4, 5]])
-  assert evaluation.fidelity(reference, reference, cutoff=3) == 1.0
-  top = np.array([[2, 9, 0], [7, 8, evaluation.NOT_IN_CATALOGUE]])
-  assert evaluation.fidelity(top, reference, cutoff=3) == pytest.approx((2 / 3 + 0) / 2)
-  assert evaluation.fidelity(top, reference, cutoff=1) == 0.0
+  assert metrics_lib.fidelity(reference, reference, cutoff=3) == 1.0
+  top = np.array([[2, 9, 0], [7, 8, metrics_lib.NOT_IN_CATALOGUE]])
+  assert metrics_lib.fidelity(top, reference, cutoff=3) == pytest.approx((2 / 3 + 0) / 2)
+  assert metrics_lib.fidelity(top, reference, cutoff=1) == 0.0
   with pytest.raises(ValueError, match='same users'):
-    evaluation.fidelity(top[:1], reference)
+    metrics_lib.fidelity(top[:1], reference)
 
 
 def test_rmse():
-  assert evaluation.rmse([1.0, 2.0], [2.0, 4.0]) == pytest.approx(np.sqrt(5 / 2))
+  assert metrics_lib.rmse([1.0, 2.0], [2.0, 4.0]) == pytest.approx(np.sqrt(5 / 2))
   with pytest.raises(ValueError):
-    evaluation.rmse([1.0], [1.0, 2.0])
+    metrics_lib.rmse([1.0], [1.0, 2.0])
 
 
-def test_mean_rating_rmse(tiny):
+def test_mean_rating_rmse():
   train = tiny_frame()[0].iloc[[i for i, row in enumerate(TINY_ROWS) if row[3] == TRAIN]]
+  test_ratings = [row[2] for row in TINY_ROWS if row[3] == TEST]
   # The train mean is 4; the test ratings are 2, 5, 4, 3, 4.
-  assert baselines.mean_rating_rmse(train, tiny) == pytest.approx(np.sqrt(6 / 5))
+  assert baselines.mean_rating_rmse(train, test_ratings) == pytest.approx(np.sqrt(6 / 5))
 
 
 def test_popularity_ranks_by_train_count(tiny):
@@ -214,26 +223,182 @@ def test_ease_weights_solve_the_constrained_ridge_regression():
 
 
 def test_ease_beats_random_on_generated_data():
-  data = evaluation.build_eval_data(synthetic.generate())
+  data = protocol.build_eval_data(synthetic.generate().interactions)
   random_scores = np.random.RandomState(0).uniform(size=(len(data.users), len(data.items)))
-  ease = evaluation.ranking_metrics(baselines.ease_scores(data, l2=10.0), data)
-  assert ease['recall@10'] > evaluation.ranking_metrics(random_scores, data)['recall@10']
+  ease = metrics_lib.ranking_metrics(baselines.ease_scores(data, l2=10.0), data)
+  assert ease['recall@10'] > metrics_lib.ranking_metrics(random_scores, data)['recall@10']
 
 
 @pytest.mark.skipif(not (REAL_MOVIELENS / loaders.MOVIELENS_RATINGS).exists(),
                     reason='no shared MovieLens 100k copy')
 def test_movielens_reference_figures():
   frame = loaders.load_movielens_100k(REAL_MOVIELENS).interactions
-  splits = split.assign_splits(frame)
-  data = evaluation.build_eval_data(frame, splits)
+  splits = protocol.assign_splits(frame)
+  data = protocol.build_eval_data(frame, splits)
   popularity_scores = baselines.popularity_scores(frame[splits == TRAIN], data)
   start = time.perf_counter()
-  popularity = evaluation.ranking_metrics(popularity_scores, data)
+  popularity = metrics_lib.ranking_metrics(popularity_scores, data)
   assert time.perf_counter() - start < 1.0
-  ease = evaluation.ranking_metrics(baselines.ease_scores(data, l2=300.0), data)
+  ease = metrics_lib.ranking_metrics(baselines.ease_scores(data, l2=300.0), data)
   assert popularity['recall@10'] == pytest.approx(0.072, abs=0.02)
   assert popularity['recall@100'] == pytest.approx(0.329, abs=0.05)
   assert popularity['ndcg@10'] == pytest.approx(0.081, abs=0.02)
   assert ease['recall@10'] == pytest.approx(0.136, abs=0.02)
   assert ease['recall@100'] == pytest.approx(0.565, abs=0.05)
   assert ease['ndcg@10'] == pytest.approx(0.148, abs=0.02)
+
+
+def test_first_rows_of_new_users_in_row_order():
+  users = np.array([7, 5, 7, 9, 5, 8])
+  np.testing.assert_array_equal(eval_split.first_rows(users, np.array([], np.int64), 10),
+                                [0, 1, 3, 5])
+  np.testing.assert_array_equal(eval_split.first_rows(users, np.array([5]), 2), [0, 3])
+
+
+def _index_batches(rows, batch_size):
+  """A dataset of transformed-feature batches from (user index, item index) rows; row r's
+  query features are r (AGE_Z) and [r, r + 10] (HISTORY_INDICES)."""
+  users, items = (np.array(column, dtype=np.int64) for column in zip(*rows))
+  positions = np.arange(len(rows))
+  columns = {features.USER_INDEX: users, features.ITEM_INDEX: items,
+             features.AGE_Z: positions.astype(np.float32),
+             features.HISTORY_INDICES: np.stack([positions, positions + 10], axis=1),
+             features.GENDER_INDEX: positions, features.OCCUPATION_INDEX: positions,
+             features.ZIP_INDEX: positions}
+  return tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
+
+
+def test_eval_split_collects_the_first_users_by_hand():
+  # Catalogue items 1..4. User 7's item 0 and user 9's item 5 are outside it: they count in
+  # num_targets but have no column. User 5's repeated 3 is one target. User 8 comes fourth.
+  eval_rows = [(7, 2), (5, 3), (7, 4), (9, 1), (5, 3), (7, 0), (8, 2), (9, 5)]
+  train_rows = [(5, 1), (5, 1), (7, 3), (8, 4), (9, 6), (9, 2)]
+  collected = eval_split.collect(_index_batches(train_rows, 4), _index_batches(eval_rows, 3), 4,
+                                 max_users=3)
+  data = collected.eval_data
+  assert data.users.tolist() == [7, 5, 9]
+  assert data.items.tolist() == [1, 2, 3, 4]
+  np.testing.assert_array_equal(data.targets.toarray(), [[0, 1, 0, 1], [0, 0, 1, 0], [1, 0, 0, 0]])
+  np.testing.assert_array_equal(data.num_targets, [3, 1, 2])
+  np.testing.assert_array_equal(data.seen.toarray(), [[0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0]])
+  # Each user's query is their first eval row: rows 0, 1 and 3.
+  np.testing.assert_array_equal(collected.queries[features.AGE_Z], [0.0, 1.0, 3.0])
+  np.testing.assert_array_equal(collected.queries[features.HISTORY_INDICES],
+                                [[0, 10], [1, 11], [3, 13]])
+  assert data.train_matrix is None
+  # Items by score: 3 1 2 4. Unseen: user 7 ranks 1 2 4 (targets 2, 4 and 0), user 5 ranks
+  # 3 2 4 (target 3), user 9 ranks 3 1 4 (targets 1 and 5).
+  scores = np.tile([3.0, 2.0, 4.0, 1.0], (3, 1))
+  metrics = metrics_lib.ranking_metrics(scores, data, ks=(1, 2))
+  assert metrics['recall@1'] == pytest.approx((0 + 1 + 0) / 3)
+  assert metrics['recall@2'] == pytest.approx((1 / 3 + 1 + 1 / 2) / 3)
+  with pytest.raises(ValueError, match='train matrix'):
+    metrics_lib.novelty(metrics_lib.top_from_scores(scores, data, 2), data)
+
+
+def test_eval_split_takes_every_user_under_the_cap():
+  collected = eval_split.collect(_index_batches([(1, 1)], 2), _index_batches([(2, 1), (1, 2)], 1),
+                                 2, max_users=10)
+  assert collected.eval_data.users.tolist() == [2, 1]
+  np.testing.assert_array_equal(collected.eval_data.seen.toarray(), [[0, 0], [1, 0]])
+  np.testing.assert_array_equal(collected.queries[features.AGE_Z], [0.0, 1.0])
+
+
+class _FixedScoresModel(tf.Module):
+  """A SavedModel with the serving contract that scores every catalogue item the same for every
+  user (`item_scores`, items a..e) and predicts a rating of 4 for every example."""
+
+  def __init__(self, item_scores):
+    super().__init__()
+    self.item_scores = tf.Variable(item_scores, dtype=tf.float32)
+
+  def _top(self, batch_size):
+    scores = tf.tile(self.item_scores[tf.newaxis], [batch_size, 1])
+    order = tf.argsort(scores, direction='DESCENDING', stable=True)
+    return {signatures.ITEM_IDS: tf.gather(tf.constant(list('abcde')), order),
+            signatures.SCORES: tf.gather(scores, order, batch_dims=1)}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
+                                tf.TensorSpec([None, None], tf.string),
+                                tf.TensorSpec([None], tf.int64)] +
+               [tf.TensorSpec([None], tf.string)] * 3)
+  def rank_catalogue(self, user_id, history, age, gender, occupation, zip_code):
+    del history, age, gender, occupation, zip_code
+    return self._top(tf.shape(user_id)[0])
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def serve(self, examples):
+    return self._top(tf.shape(examples)[0])
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+  def score(self, examples):
+    return {signatures.RATING: tf.fill([tf.shape(examples)[0]], 4.0)}
+
+
+def _save_fixed_scores_model(directory, item_scores) -> str:
+  model = _FixedScoresModel(item_scores)
+  tf.saved_model.save(model, str(directory), signatures={
+      signatures.SERVING_DEFAULT: model.serve.get_concrete_function(),
+      signatures.SCORE: model.score.get_concrete_function()})
+  return str(directory)
+
+
+def _rating_example(rating: float) -> bytes:
+  feature = {features.RATING: tf.train.Feature(float_list=tf.train.FloatList(value=[rating]))}
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_saved_models_rankings_ratings_and_size(tmp_path, monkeypatch):
+  model = saved_models.load(_save_fixed_scores_model(tmp_path / 'model', [9, 8, 1, 3, 2]))
+  assert saved_models.load(str(tmp_path / 'none')) is None
+  monkeypatch.setattr(saved_models, 'BATCH_SIZE', 2)  # three users: two batches
+  side = protocol.user_side_features(tiny_frame()[0], ['u1', 'u2', 'u3'])
+  rankings, scores = saved_models.catalogue_rankings(
+      model, ['u1', 'u2', 'u3'], [['a'], [], ['b', 'c']], side, [2, 5, 1], keep_scores=[2])
+  assert rankings == [['a', 'b'], ['a', 'b', 'd', 'e', 'c'], ['a']]
+  assert scores == {2: {'a': 9.0, 'b': 8.0, 'c': 1.0, 'd': 3.0, 'e': 2.0}}
+  with pytest.raises(ValueError, match='as many'):
+    saved_models.catalogue_rankings(model, ['u1'], [], side, [1])
+  np.testing.assert_array_equal(
+      saved_models.predicted_ratings(model, [_rating_example(1.0)] * 3, batch_size=2), [4.0] * 3)
+  assert saved_models.variables_bytes(str(tmp_path / 'model')) > 0
+  with pytest.raises(FileNotFoundError):
+    saved_models.variables_bytes(str(tmp_path / 'none'))
+  latency = saved_models.serving_latency_ms(model, _rating_example(1.0), 3, warmup=1)
+  assert 0 < latency['latency_mean_ms'] <= latency['latency_p99_ms']
+
+
+def test_evaluate_exported_models_and_baselines(tiny, tmp_path):
+  frame, names = tiny_frame()
+  teacher_scores = [9.0, 8.0, 1.0, 3.0, 2.0]
+  model_dirs = {
+      'teacher': _save_fixed_scores_model(tmp_path / 'teacher', teacher_scores),
+      'student': _save_fixed_scores_model(tmp_path / 'student',
+                                          [2 * score + 1 for score in teacher_scores]),
+  }
+  test_ratings = [row[2] for row in TINY_ROWS if row[3] == TEST]
+  result = evaluate.evaluate(frame, names, [_rating_example(r) for r in test_ratings], model_dirs,
+                             candidate='student', reference='teacher', latency_requests=2)
+  assert (result['split'], result['users'], result['catalogue_items']) == (TEST, 3, 5)
+  assert list(result['models']) == ['teacher', 'student', evaluate.POPULARITY, evaluate.EASE]
+  # rank_catalogue's rankings give the metrics of the same scores ranked in memory.
+  expected = metrics_lib.ranking_metrics(np.tile(teacher_scores, (3, 1)), tiny)
+  popularity = metrics_lib.ranking_metrics(
+      baselines.popularity_scores(frame[np.array(names) == TRAIN], tiny), tiny)
+  for name in ('teacher', 'student'):
+    metrics = result['models'][name]
+    assert {key: metrics[key] for key in metrics_lib.METRIC_KEYS} == pytest.approx(expected)
+    assert metrics['fidelity@10'] == pytest.approx(3 / 10)  # the same 3 unseen items each
+    assert metrics['rmse'] == pytest.approx(np.sqrt(6 / 5))  # 4 for test ratings 2 5 4 3 4
+    assert metrics['bytes'] > 0 and metrics['latency_mean_ms'] > 0
+  assert {key: result['models']['popularity'][key]
+          for key in metrics_lib.METRIC_KEYS} == pytest.approx(popularity)
+  assert result['models']['popularity']['rmse'] == pytest.approx(np.sqrt(6 / 5))
+  assert 'rmse' not in result['models']['ease']
+  assert all(len(curve) == evaluate.DEPTH for curve in result['recall_curves'].values())
+  sample = result['score_sample']
+  assert len(sample['reference']) == len(sample['candidate']) == 3 * 5
+  assert sample['candidate'] == pytest.approx([2 * score + 1 for score in sample['reference']])
+  assert sample['pearson'] == pytest.approx(1.0)
+  with pytest.raises(ValueError, match='candidate'):
+    evaluate.evaluate(frame, names, [b''], model_dirs, 'nobody', 'teacher', 1)

@@ -9,7 +9,7 @@ from tfx.types import standard_artifacts
 from components import baseline_resolver
 from components.retrieval_evaluator import executor
 from contract import features
-from models import run_fn
+from models import layout
 
 
 def _example(user, item, rating, timestamp) -> bytes:
@@ -36,16 +36,19 @@ def test_read_split_parses_gzipped_examples(tmp_path):
   assert frame[features.TIMESTAMP].tolist() == [10, 11]
 
 
-def test_model_dirs_include_student_fp32_only_when_exported(tmp_path):
+def test_model_dirs_include_the_students_only_when_exported(tmp_path):
   model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
   model.uri, model_run.uri = str(tmp_path / 'model'), str(tmp_path / 'run')
   dirs = executor.model_dirs(model, model_run)
-  assert list(dirs) == ['teacher', executor.CANDIDATE]
-  assert dirs['teacher'] == os.path.join(model_run.uri, run_fn.TEACHER_DIR)
-  assert dirs[executor.CANDIDATE] == os.path.join(model.uri, 'Format-Serving')
-  os.makedirs(os.path.join(model_run.uri, run_fn.STUDENT_FP32_DIR))
-  assert list(executor.model_dirs(model, model_run)) == [
-      'teacher', 'student_fp32', executor.CANDIDATE]
+  assert list(dirs) == ['teacher', 'student_int8']
+  assert dirs['teacher'] == os.path.join(model_run.uri, 'teacher')
+  assert dirs['student_int8'] == os.path.join(model.uri, 'Format-Serving')
+  os.makedirs(os.path.join(model_run.uri, 'student_fp32'))
+  assert list(executor.model_dirs(model, model_run)) == ['teacher', 'student_fp32', 'student_int8']
+  os.makedirs(os.path.join(model_run.uri, 'student_scratch'))
+  dirs = executor.model_dirs(model, model_run)
+  assert list(dirs) == ['teacher', 'student_scratch', 'student_fp32', 'student_int8']
+  assert dirs[layout.STUDENT_SCRATCH] == os.path.join(model_run.uri, 'student_scratch')
 
 
 def test_blessing_is_what_the_pusher_and_the_baseline_resolver_read(tmp_path):

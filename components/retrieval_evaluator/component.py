@@ -61,7 +61,8 @@ class RetrievalEvaluator(base_component.BaseComponent):
     Args:
       examples: PreparedExampleGen's raw examples with splits train, eval and test.
       model: the Trainer's model (the pushed candidate, the quantized student).
-      model_run: the Trainer's run directory (teacher/, student_fp32/ when present).
+      model_run: the Trainer's run directory (teacher/; student_scratch/ and student_fp32/
+        when present).
       evaluator_blessing: the TFMA Evaluator's blessing; when given, it must be positive too.
       gates: the retrieval gates' thresholds.
       latency_requests: timed single-request calls per exported model.

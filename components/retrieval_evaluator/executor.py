@@ -1,6 +1,6 @@
 """Executor of `RetrievalEvaluator`: reads the artifacts, evaluates, applies the gates, blesses.
 
-Writes `metrics.json` into the evaluation artifact: `evaluate.evaluate`'s result plus
+Writes `metrics.json` into the evaluation artifact: `evaluation.evaluate.evaluate`'s result plus
 'candidate' (the model name gated and pushed), 'gates' (thresholds, decisions with reasons,
 'blessed'). The blessing artifact gets a BLESSED or NOT_BLESSED file and the custom properties
 the Pusher and the latest-blessed-model resolver read ('blessed', 'current_model',
@@ -22,10 +22,9 @@ from tfx.utils import io_utils
 from tfx.utils import path_utils
 
 from components import gates as gates_lib
-from components.retrieval_evaluator import evaluate as evaluate_lib
-from models import evaluation
 from contract import features
-from models import run_fn
+from evaluation import evaluate as evaluate_lib
+from models import layout
 
 EXAMPLES_KEY = 'examples'
 MODEL_KEY = 'model'
@@ -38,7 +37,6 @@ LATENCY_REQUESTS_KEY = 'latency_requests'
 
 METRICS_FILE = 'metrics.json'
 _READ_BATCH = 8192
-CANDIDATE = 'student_int8'  # the Trainer's `model`: the quantized student that is pushed
 _INTERACTION_SPEC = {
     features.USER_ID: tf.io.FixedLenFeature([], tf.string),
     features.ITEM_ID: tf.io.FixedLenFeature([], tf.string),
@@ -46,7 +44,7 @@ _INTERACTION_SPEC = {
     features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64),
     **{name: tf.io.FixedLenFeature([], tf.int64 if name in features.INT_FEATURES else tf.string,
                                    features.default_value(name))
-       for name in evaluation.USER_SIDE_FEATURES},
+       for name in features.USER_SIDE_FEATURES},
 }
 
 
@@ -83,16 +81,16 @@ def read_examples(examples: types.Artifact) -> Tuple[pd.DataFrame, np.ndarray, L
 
 
 def model_dirs(model: types.Artifact, model_run: types.Artifact) -> Dict[str, str]:
-  """The SavedModels to evaluate, in report order: teacher, student_fp32 (when exported), and
-  the candidate."""
-  dirs = {'teacher': os.path.join(model_run.uri, run_fn.TEACHER_DIR)}
-  student_fp32 = os.path.join(model_run.uri, run_fn.STUDENT_FP32_DIR)
-  if tf.io.gfile.exists(student_fp32):
-    dirs['student_fp32'] = student_fp32
-  else:
-    logging.info('No %s in the Trainer run: evaluating the teacher and the candidate only',
-                 run_fn.STUDENT_FP32_DIR)
-  dirs[CANDIDATE] = path_utils.serving_model_path(
+  """The SavedModels to evaluate, in report order: the teacher, the Trainer run's other
+  SavedModels when it wrote them (student_scratch, student_fp32), and the candidate."""
+  dirs = {}
+  for name, directory in layout.SAVED_MODEL_DIRS.items():
+    path = os.path.join(model_run.uri, directory)
+    if name == layout.TEACHER or tf.io.gfile.exists(path):
+      dirs[name] = path
+    else:
+      logging.info('No %s in the Trainer run: it is not evaluated', directory)
+  dirs[layout.CANDIDATE] = path_utils.serving_model_path(
       model.uri, path_utils.is_old_model_artifact(model))
   return dirs
 
@@ -123,10 +121,10 @@ class Executor(base_executor.BaseExecutor):
         artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]))
 
     result = evaluate_lib.evaluate(
-        interactions, splits, test_examples, model_dirs(model, model_run), CANDIDATE,
-        int(exec_properties[LATENCY_REQUESTS_KEY]))
-    decisions = gates_lib.decide(result['models'].get(CANDIDATE),
-                                 result['models'].get(evaluate_lib.REFERENCE), thresholds)
+        interactions, splits, test_examples, model_dirs(model, model_run), layout.CANDIDATE,
+        layout.TEACHER, int(exec_properties[LATENCY_REQUESTS_KEY]))
+    decisions = gates_lib.decide(result['models'].get(layout.CANDIDATE),
+                                 result['models'].get(layout.TEACHER), thresholds)
     if input_dict.get(EVALUATOR_BLESSING_KEY):
       upstream = artifact_utils.get_single_instance(input_dict[EVALUATOR_BLESSING_KEY])
       decisions.append(gates_lib.upstream_blessing_decision(
@@ -138,16 +136,16 @@ class Executor(base_executor.BaseExecutor):
       log('Gate %s %s: %s', decision.gate, 'passed' if decision.passed else 'FAILED',
           decision.reason)
     if blessed:
-      logging.info('Retrieval gates: %s blessed', CANDIDATE)
+      logging.info('Retrieval gates: %s blessed', layout.CANDIDATE)
     else:
-      logging.warning('Retrieval gates: %s NOT blessed, it will not be pushed', CANDIDATE)
+      logging.warning('Retrieval gates: %s NOT blessed, it will not be pushed', layout.CANDIDATE)
 
-    result.update(candidate=CANDIDATE, gates={
+    result.update(candidate=layout.CANDIDATE, gates={
         'thresholds': json.loads(exec_properties[GATES_KEY]),
         'decisions': gates_lib.to_dicts(decisions),
         'blessed': blessed,
     })
-    evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
-    io_utils.write_string_file(os.path.join(evaluation.uri, METRICS_FILE),
+    evaluation_artifact = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+    io_utils.write_string_file(os.path.join(evaluation_artifact.uri, METRICS_FILE),
                                json.dumps(result, indent=1))
     write_blessing(artifact_utils.get_single_instance(output_dict[BLESSING_KEY]), model, blessed)

@@ -1,7 +1,8 @@
-"""What the retrieval evaluation asks of an exported SavedModel: rankings, size, latency, RMSE.
+"""What the evaluation asks of an exported SavedModel: rankings, ratings, size and latency.
 
-Every function takes a model loaded with `tf.saved_model.load` that keeps the export contract of
-`models.export` (signatures `serving_default` and `score`, tf.function `rank_catalogue`).
+Every function but `load` and `variables_bytes` takes a model loaded with `tf.saved_model.load`
+that keeps the serving contract (`contract.signatures`: signatures `serving_default` and `score`,
+tf.function `rank_catalogue`).
 """
 import os
 import time
@@ -10,10 +11,16 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from models import export
+from contract import signatures
 
 BATCH_SIZE = 256
-RATING_OUTPUT = 'rating'  # the `score` signature's output
+
+
+def load(saved_model_dir: Optional[str]):
+  """The loaded SavedModel, or None when `saved_model_dir` holds none."""
+  if saved_model_dir and tf.saved_model.contains_saved_model(saved_model_dir):
+    return tf.saved_model.load(saved_model_dir)
+  return None
 
 
 def variables_bytes(saved_model_dir: str) -> int:
@@ -46,24 +53,35 @@ def catalogue_rankings(model, users: Sequence[str], histories: Sequence[Sequence
   if not len(users) == len(histories) == len(depths):
     raise ValueError(f'need as many histories and depths as users, got {len(users)}, '
                      f'{len(histories)} and {len(depths)}')
+  rank = getattr(model, signatures.RANK_CATALOGUE)
   keep_scores = set(keep_scores)
   rankings, scores = [], {}
   for start in range(0, len(users), BATCH_SIZE):
     batch = [list(history) for history in histories[start:start + BATCH_SIZE]]
     width = max(1, max(len(history) for history in batch))
     padded = [history + [''] * (width - len(history)) for history in batch]
-    outputs = model.rank_catalogue(
-        user_id=tf.constant(list(users[start:start + BATCH_SIZE])), history=tf.constant(padded),
-        **{name: tf.constant(values[start:start + BATCH_SIZE])
-           for name, values in side_features.items()})
-    item_ids = outputs['item_ids'].numpy()
+    outputs = rank(**{signatures.USER_ID: tf.constant(list(users[start:start + BATCH_SIZE])),
+                      signatures.HISTORY: tf.constant(padded)},
+                   **{name: tf.constant(values[start:start + BATCH_SIZE])
+                      for name, values in side_features.items()})
+    item_ids = outputs[signatures.ITEM_IDS].numpy()
+    item_scores = outputs[signatures.SCORES].numpy()
     for row, ids in enumerate(item_ids):
       position = start + row
       rankings.append([item.decode() for item in ids[:depths[position]]])
       if position in keep_scores:
-        scores[position] = dict(zip((item.decode() for item in ids),
-                                    outputs['scores'].numpy()[row].tolist()))
+        scores[position] = dict(zip((item.decode() for item in ids), item_scores[row].tolist()))
   return rankings, scores
+
+
+def predicted_ratings(model, examples: Sequence[bytes], batch_size: int = 4096) -> np.ndarray:
+  """The `score` signature's rating of every serialized example."""
+  score = model.signatures[signatures.SCORE]
+  predictions = []
+  for start in range(0, len(examples), batch_size):
+    batch = tf.constant(list(examples[start:start + batch_size]))
+    predictions.append(score(**{signatures.EXAMPLES: batch})[signatures.RATING].numpy().reshape(-1))
+  return np.concatenate(predictions) if predictions else np.empty(0)
 
 
 def serving_latency_ms(model, request: bytes, requests: int, warmup: int = 20) -> Dict[str, float]:
@@ -77,30 +95,14 @@ def serving_latency_ms(model, request: bytes, requests: int, warmup: int = 20) -
   """
   if requests < 1:
     raise ValueError(f'requests must be >= 1, got {requests}')
-  serve = model.signatures[export.SERVING_SIGNATURE]
-  examples = tf.constant([request])
+  serve = model.signatures[signatures.SERVING_DEFAULT]
+  inputs = {signatures.EXAMPLES: tf.constant([request])}
   for _ in range(warmup):
-    serve(examples=examples)
+    serve(**inputs)
   timings = np.empty(requests)
   for i in range(requests):
     started = time.perf_counter()
-    serve(examples=examples)['item_ids'].numpy()
+    serve(**inputs)[signatures.ITEM_IDS].numpy()
     timings[i] = time.perf_counter() - started
   return {'latency_mean_ms': float(timings.mean() * 1e3),
           'latency_p99_ms': float(np.percentile(timings, 99) * 1e3)}
-
-
-def predicted_ratings(model, examples: Sequence[bytes], batch_size: int = 4096) -> np.ndarray:
-  """The `score` signature's rating of every serialized example."""
-  score = model.signatures[export.SCORE_SIGNATURE]
-  predictions = [score(examples=tf.constant(list(examples[start:start + batch_size])))
-                 [RATING_OUTPUT].numpy().reshape(-1)
-                 for start in range(0, len(examples), batch_size)]
-  return np.concatenate(predictions) if predictions else np.empty(0)
-
-
-def load(saved_model_dir: Optional[str]):
-  """The loaded SavedModel, or None when `saved_model_dir` holds none."""
-  if saved_model_dir and tf.saved_model.contains_saved_model(saved_model_dir):
-    return tf.saved_model.load(saved_model_dir)
-  return None

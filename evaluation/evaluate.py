@@ -1,38 +1,29 @@
 """Every model of a run, and the reference baselines, evaluated on one split with one protocol.
 
-The protocol is `models.evaluation` (full-catalogue ranking, items seen before the split
+The protocol is `evaluation.protocol` (full-catalogue ranking, items seen before the split
 excluded). Exported models rank with `rank_catalogue`; popularity and EASE are computed here on
 the same `EvalData`. The result is one JSON-ready dictionary: per-model metrics, Recall@k curves,
-a sample of teacher-vs-candidate scores, sizes and latencies.
+a sample of reference-vs-candidate scores, sizes and latencies.
 """
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 from absl import logging
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from components.retrieval_evaluator import saved_models
-from models import baselines
-from models import evaluation
 from contract import features
-from pipeline.data import split as split_lib
+from evaluation import baselines
+from evaluation import metrics as metrics_lib
+from evaluation import protocol
+from evaluation import saved_models
 
-REFERENCE = 'teacher'  # fidelity is the top-10 overlap with this model
-DEPTH = max(evaluation.RECALL_KS)  # of rankings and Recall@k curves
+POPULARITY = 'popularity'  # the baselines' names in the result
+EASE = 'ease'
+DEPTH = max(metrics_lib.RECALL_KS)  # of rankings and Recall@k curves
 SCATTER_USERS = 50
 SCATTER_ITEMS_PER_USER = 40
 SEED = 0
-
-
-def query_histories(interactions: pd.DataFrame, splits: np.ndarray,
-                    eval_data: evaluation.EvalData) -> List[List[str]]:
-  """Each evaluated user's items before the evaluated split, oldest first."""
-  earlier = features.SPLITS[:features.SPLITS.index(eval_data.split)]
-  before = interactions[np.isin(splits, earlier)]
-  before = before.iloc[split_lib.chronological_order(before)]
-  items = before.groupby(features.USER_ID)[features.ITEM_ID].apply(list)
-  return [items.get(user, []) for user in eval_data.users]
 
 
 def example_ratings(examples: Sequence[bytes]) -> np.ndarray:
@@ -41,12 +32,12 @@ def example_ratings(examples: Sequence[bytes]) -> np.ndarray:
   return tf.io.parse_example(tf.constant(list(examples)), spec)[features.RATING].numpy()
 
 
-def _top_metrics(top: np.ndarray, eval_data: evaluation.EvalData,
+def _top_metrics(top: np.ndarray, eval_data: protocol.EvalData,
                  reference_top: Optional[np.ndarray]) -> Dict[str, Optional[float]]:
-  metrics = evaluation.metrics_of_top(top, eval_data)
-  metrics['novelty@10'] = evaluation.novelty(top, eval_data)
+  metrics = metrics_lib.metrics_of_top(top, eval_data)
+  metrics['novelty@10'] = metrics_lib.novelty(top, eval_data)
   metrics['fidelity@10'] = (None if reference_top is None
-                            else evaluation.fidelity(top, reference_top))
+                            else metrics_lib.fidelity(top, reference_top))
   return metrics
 
 
@@ -69,37 +60,39 @@ def _score_sample(reference: Dict[int, Dict[str, float]], candidate: Dict[int, D
 
 
 def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: Sequence[bytes],
-             model_dirs: Mapping[str, str], candidate: str, latency_requests: int,
-             split: str = features.TEST_SPLIT) -> Dict[str, object]:
+             model_dirs: Mapping[str, str], candidate: str, reference: str,
+             latency_requests: int, split: str = features.TEST_SPLIT) -> Dict[str, object]:
   """Evaluates exported models and the baselines on `split`.
 
   Args:
     interactions: every interaction (USER_ID, ITEM_ID, RATING, TIMESTAMP, and the user side
-      features that `models.evaluation.user_side_features` reads) of every split.
+      features that `protocol.user_side_features` reads) of every split.
     splits: the split name of each interaction, aligned with `interactions`.
     test_examples: the serialized tf.Examples of `split`, for the rating RMSE and as requests
       for the latency measurement.
-    model_dirs: model name -> SavedModel directory, in report order; the reference model
-      (`REFERENCE`) should be one of them (without it fidelity and the score sample are None).
+    model_dirs: model name -> SavedModel directory, in report order; the reference model should
+      be one of them (without it fidelity and the score sample are None).
     candidate: the name in `model_dirs` of the model whose scores are sampled against the
       reference's (the pushed candidate).
+    reference: the name of the model that fidelity is measured against (the teacher).
     latency_requests: timed single-request calls per exported model.
     split: the evaluated split.
 
   Returns:
     {'split', 'users', 'catalogue_items', 'models': {name: metrics}, 'recall_curves':
     {name: [Recall@1 .. Recall@DEPTH]}, 'score_sample': {'reference', 'candidate', 'pearson'}
-    or None}. Exported models' metrics include 'rmse', 'bytes', 'latency_mean_ms' and
-    'latency_p99_ms'.
+    or None}. Models are those of `model_dirs`, then `POPULARITY` and `EASE`. Exported models'
+    metrics include 'rmse', 'bytes', 'latency_mean_ms' and 'latency_p99_ms'; popularity's
+    'rmse' is that of the mean train rating.
   """
   if candidate not in model_dirs:
     raise ValueError(f'candidate {candidate!r} is not one of the models {sorted(model_dirs)}')
   if not test_examples:
     raise ValueError(f'no {split} examples to evaluate on')
   splits = np.asarray(splits, dtype=object)
-  eval_data = evaluation.build_eval_data(interactions, splits, split)
-  histories = query_histories(interactions, splits, eval_data)
-  side_features = evaluation.user_side_features(interactions, eval_data.users)
+  eval_data = protocol.build_eval_data(interactions, splits, split)
+  histories = protocol.query_histories(interactions, splits, eval_data)
+  side_features = protocol.user_side_features(interactions, eval_data.users)
   depths = (DEPTH + np.asarray(eval_data.seen.sum(axis=1)).ravel().astype(int)).tolist()
   ratings = example_ratings(test_examples)
   rng = np.random.default_rng(SEED)
@@ -109,17 +102,17 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
                len(eval_data.users), len(eval_data.items))
 
   tops, metrics, sampled_scores = {}, {}, {}
-  for name in sorted(model_dirs, key=lambda n: n != REFERENCE):  # the reference first
+  for name in sorted(model_dirs, key=lambda n: n != reference):  # the reference first
     model = saved_models.load(model_dirs[name])
     if model is None:
       raise FileNotFoundError(f'no SavedModel for {name} in {model_dirs[name]}')
     rankings, sampled_scores[name] = saved_models.catalogue_rankings(
         model, eval_data.users, histories, side_features, depths,
-        keep_scores=scatter_users if name in (REFERENCE, candidate) else ())
-    tops[name] = evaluation.top_from_ids(rankings, eval_data, DEPTH)
-    metrics[name] = _top_metrics(tops[name], eval_data, tops.get(REFERENCE))
+        keep_scores=scatter_users if name in (reference, candidate) else ())
+    tops[name] = metrics_lib.top_from_ids(rankings, eval_data, DEPTH)
+    metrics[name] = _top_metrics(tops[name], eval_data, tops.get(reference))
     predicted = saved_models.predicted_ratings(model, test_examples)
-    metrics[name]['rmse'] = evaluation.rmse(predicted, ratings)
+    metrics[name]['rmse'] = metrics_lib.rmse(predicted, ratings)
     metrics[name]['bytes'] = saved_models.variables_bytes(model_dirs[name])
     metrics[name].update(saved_models.serving_latency_ms(model, test_examples[0],
                                                          latency_requests))
@@ -127,23 +120,23 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
                                            if v is not None))
 
   train = interactions[splits == features.TRAIN_SPLIT]
-  baseline_scores = {'popularity': baselines.popularity_scores(train, eval_data),
-                     'ease': baselines.ease_scores(eval_data)}
+  baseline_scores = {POPULARITY: baselines.popularity_scores(train, eval_data),
+                     EASE: baselines.ease_scores(eval_data)}
   for name, scores in baseline_scores.items():
-    tops[name] = evaluation.top_from_scores(scores, eval_data, DEPTH)
-    metrics[name] = _top_metrics(tops[name], eval_data, tops.get(REFERENCE))
-  metrics['popularity']['rmse'] = baselines.mean_rating_rmse(train, eval_data)
+    tops[name] = metrics_lib.top_from_scores(scores, eval_data, DEPTH)
+    metrics[name] = _top_metrics(tops[name], eval_data, tops.get(reference))
+  metrics[POPULARITY]['rmse'] = baselines.mean_rating_rmse(train, ratings)
 
   score_sample = None
-  if REFERENCE in model_dirs and candidate != REFERENCE:
-    score_sample = _score_sample(sampled_scores[REFERENCE], sampled_scores[candidate],
+  if reference in model_dirs and candidate != reference:
+    score_sample = _score_sample(sampled_scores[reference], sampled_scores[candidate],
                                  eval_data.items, rng)
   return {
       'split': split,
       'users': len(eval_data.users),
       'catalogue_items': len(eval_data.items),
       'models': {name: metrics[name] for name in list(model_dirs) + list(baseline_scores)},
-      'recall_curves': {name: evaluation.recall_curve(top, eval_data).tolist()
+      'recall_curves': {name: metrics_lib.recall_curve(top, eval_data).tolist()
                         for name, top in tops.items()},
       'score_sample': score_sample,
   }

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from models import evaluation
 from contract import features
+from evaluation import metrics
+from evaluation import protocol
 
 EASE_L2 = 300.0
 
 
-def popularity_scores(train: pd.DataFrame, eval_data: evaluation.EvalData) -> np.ndarray:
+def popularity_scores(train: pd.DataFrame, eval_data: protocol.EvalData) -> np.ndarray:
   """Every catalogue item's number of train interactions, the same row for every user.
 
   Args:
@@ -47,18 +50,19 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2) -> np.ndarr
   return weights
 
 
-def ease_scores(eval_data: evaluation.EvalData, l2: float = EASE_L2) -> np.ndarray:
+def ease_scores(eval_data: protocol.EvalData, l2: float = EASE_L2) -> np.ndarray:
   """EASE scores of every catalogue item: weights learnt on the train matrix, applied to each
   user's seen items (train, plus eval when evaluating on test).
 
   Returns:
     float64 scores [len(eval_data.users), len(eval_data.items)].
   """
-  return np.asarray(eval_data.seen @ ease_weights(eval_data.train_matrix, l2))
+  return np.asarray(eval_data.seen @ ease_weights(protocol.train_matrix_of(eval_data), l2))
 
 
-def mean_rating_rmse(train: pd.DataFrame, eval_data: evaluation.EvalData) -> float:
-  """RMSE on the evaluated split of predicting the global mean train rating."""
-  ratings = eval_data.interactions[features.RATING].to_numpy()
+def mean_rating_rmse(train: pd.DataFrame, ratings: Sequence[float]) -> float:
+  """RMSE of predicting the global mean train rating for each of `ratings` (the evaluated
+  split's)."""
+  ratings = np.asarray(ratings)
   mean = train[features.RATING].to_numpy(dtype=np.float64).mean()
-  return evaluation.rmse(np.full(len(ratings), mean), ratings)
+  return metrics.rmse(np.full(len(ratings), mean), ratings)

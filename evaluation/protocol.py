@@ -1,0 +1,225 @@
+"""The project's fixed evaluation protocol: the per-user chronological split, and the queries
+and targets of an evaluated split.
+
+The split: each user's interactions are ordered by (timestamp, original row order). The latest
+`test_fraction` of them (at least one) are 'test', the `eval_fraction` before those (at least one,
+but never leaving 'train' empty) are 'eval', and the rest are 'train'.
+
+For an evaluated split S ('test' by default):
+
+* the evaluated users are those with at least one interaction in S;
+* a user's query is their state before S: every interaction in an earlier split is "seen" (train
+  for S = eval; train and eval for S = test);
+* the targets are the distinct items of the user's S interactions;
+* the catalogue is the items of the train split. Every catalogue item except the seen ones is
+  ranked; targets outside the catalogue (and targets already seen) count in the denominators but
+  can never be hit (`evaluation.metrics`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from contract import features
+
+
+def chronological_order(frame: pd.DataFrame) -> np.ndarray:
+  """Row positions sorted by user (in order of first appearance), timestamp, original position."""
+  user_codes, _ = pd.factorize(frame[features.USER_ID])
+  positions = np.arange(len(frame))
+  return np.lexsort((positions, frame[features.TIMESTAMP].to_numpy(), user_codes))
+
+
+def user_ranks(frame: pd.DataFrame) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Returns (order, rank, count): the chronological order of the rows and, for each row in
+  that order, its 0-based position among its user's interactions and that user's count."""
+  order = chronological_order(frame)
+  users = pd.Series(frame[features.USER_ID].to_numpy()[order])
+  grouped = users.groupby(users, sort=False)
+  return order, grouped.cumcount().to_numpy(), grouped.transform('size').to_numpy()
+
+
+def _check_fraction(name: str, value: float) -> None:
+  if not 0.0 <= value < 1.0:
+    raise ValueError(f'{name} must be in [0, 1), got {value}')
+
+
+def check_fractions(eval_fraction: float, test_fraction: float) -> None:
+  """Raises ValueError unless both fractions are in [0, 1)."""
+  _check_fraction('eval_fraction', eval_fraction)
+  _check_fraction('test_fraction', test_fraction)
+
+
+def split_sizes(count: int, eval_fraction: float, test_fraction: float) -> Tuple[int, int]:
+  """(n_eval, n_test) for a user with `count` interactions.
+
+  n_test = max(1, round(test_fraction * count)) latest ones are test; n_eval =
+  max(1, round(eval_fraction * count)), reduced to at most count - n_test - 1 (and not below 0),
+  are the eval ones before those; the rest are train. Rounding is Python's (half to even).
+  """
+  n_test = max(1, round(test_fraction * count))
+  n_eval = max(0, min(max(1, round(eval_fraction * count)), count - n_test - 1))
+  return n_eval, n_test
+
+
+def split_name(from_end: int, n_eval: int, n_test: int) -> str:
+  """The split of the interaction with `from_end` later ones of the same user."""
+  if from_end < n_test:
+    return features.TEST_SPLIT
+  return features.EVAL_SPLIT if from_end < n_test + n_eval else features.TRAIN_SPLIT
+
+
+def assign_splits(frame: pd.DataFrame,
+                  eval_fraction: float = 0.1,
+                  test_fraction: float = 0.1) -> pd.Series:
+  """Names the split (from `features.SPLITS`) of every interaction, aligned with `frame`
+  (sizes from `split_sizes`)."""
+  check_fractions(eval_fraction, test_fraction)
+  order, rank, count = user_ranks(frame)
+  user_counts, inverse = np.unique(count, return_inverse=True)
+  sizes = np.array([split_sizes(int(n), eval_fraction, test_fraction) for n in user_counts],
+                   dtype=np.int64).reshape(-1, 2)
+  n_eval, n_test = sizes[inverse, 0], sizes[inverse, 1]
+  from_end = count - 1 - rank
+  in_order = np.where(
+      from_end < n_test,
+      features.TEST_SPLIT,
+      np.where(from_end < n_test + n_eval, features.EVAL_SPLIT, features.TRAIN_SPLIT),
+  )
+  names = np.empty(len(frame), dtype=object)
+  names[order] = in_order
+  return pd.Series(names, index=frame.index)
+
+
+@dataclass(frozen=True)
+class EvalData:
+  """The evaluation queries and targets of one split.
+
+  Attributes:
+    split: the evaluated split S, one of `features.SPLITS`.
+    items: the catalogue (train item ids); an item's position is its column in every matrix.
+    users: the evaluated users (with at least one interaction in S); a user's position is their
+      row in `seen`, `targets`, `num_targets` and in score matrices.
+    seen: binary [users, items] matrix of the catalogue items each user interacted with before S.
+    targets: binary [users, items] matrix of each user's S items that are in the catalogue.
+    num_targets: each user's number of distinct S items, in the catalogue or not.
+    train_matrix: binary [train users, items] matrix of the train interactions, which novelty
+      and EASE read; None where nobody reads them (`train_matrix_of` then raises).
+  """
+
+  split: str
+  items: pd.Index
+  users: pd.Index
+  seen: sparse.csr_matrix
+  targets: sparse.csr_matrix
+  num_targets: np.ndarray
+  train_matrix: Optional[sparse.csr_matrix] = None
+
+
+def train_matrix_of(eval_data: EvalData) -> sparse.csr_matrix:
+  """`eval_data.train_matrix`; ValueError when the `EvalData` was built without it."""
+  if eval_data.train_matrix is None:
+    raise ValueError('this EvalData has no train matrix')
+  return eval_data.train_matrix
+
+
+def binary_matrix(rows: np.ndarray, columns: np.ndarray, shape) -> sparse.csr_matrix:
+  """A 0/1 float64 matrix with ones at the (row, column) pairs whose indices are both >= 0."""
+  known = (rows >= 0) & (columns >= 0)
+  matrix = sparse.csr_matrix((np.ones(known.sum()), (rows[known], columns[known])), shape=shape)
+  matrix.sum_duplicates()
+  matrix.data[:] = 1.0
+  return matrix
+
+
+def _user_item_matrix(frame: pd.DataFrame, users: pd.Index, items: pd.Index) -> sparse.csr_matrix:
+  """Binary matrix of `frame`'s (user, item) pairs over `users` x `items`; others are dropped."""
+  rows = users.get_indexer(frame[features.USER_ID])
+  columns = items.get_indexer(frame[features.ITEM_ID])
+  return binary_matrix(rows, columns, (len(users), len(items)))
+
+
+def _sorted_ids(values: pd.Series) -> pd.Index:
+  """The distinct ids of `values`, sorted."""
+  return pd.Index(np.unique(values.to_numpy()), dtype=object)
+
+
+def build_eval_data(interactions: pd.DataFrame,
+                    splits: Optional[Sequence[str]] = None,
+                    split: str = features.TEST_SPLIT) -> EvalData:
+  """Builds the queries and targets of `split` under the evaluation protocol.
+
+  Args:
+    interactions: the interactions (USER_ID, ITEM_ID, TIMESTAMP) of every split.
+    splits: the split name of every interaction, aligned with the rows; by default the project's
+      split, `assign_splits` with its default fractions.
+    split: the evaluated split, 'eval' or 'test'.
+
+  Returns:
+    The `EvalData`, with its train matrix; users and items are sorted by id.
+
+  Raises:
+    ValueError: for an unknown split, misaligned `splits`, or no train or no `split` rows.
+  """
+  if split not in features.SPLITS[1:]:
+    raise ValueError(f'split must be one of {features.SPLITS[1:]}, got {split!r}')
+  frame = interactions
+  names = np.asarray(assign_splits(frame) if splits is None else splits, dtype=object)
+  if names.shape != (len(frame),):
+    raise ValueError(f'expected {len(frame)} split names, got shape {names.shape}')
+  earlier = features.SPLITS[:features.SPLITS.index(split)]
+  train = frame[names == features.TRAIN_SPLIT]
+  evaluated = frame[names == split]
+  if train.empty or evaluated.empty:
+    raise ValueError(f'need train and {split} interactions, got {len(train)} and {len(evaluated)}')
+
+  items = _sorted_ids(train[features.ITEM_ID])
+  users = _sorted_ids(evaluated[features.USER_ID])
+  distinct = evaluated.drop_duplicates([features.USER_ID, features.ITEM_ID])
+  num_targets = distinct.groupby(features.USER_ID).size().reindex(users).to_numpy()
+  return EvalData(
+      split=split,
+      items=items,
+      users=users,
+      seen=_user_item_matrix(frame[np.isin(names, earlier)], users, items),
+      targets=_user_item_matrix(distinct, users, items),
+      num_targets=num_targets,
+      train_matrix=_user_item_matrix(train, _sorted_ids(train[features.USER_ID]), items),
+  )
+
+
+def query_histories(interactions: pd.DataFrame, splits: Sequence[str],
+                    eval_data: EvalData) -> List[List[str]]:
+  """Each evaluated user's items before the evaluated split, oldest first.
+
+  Args:
+    interactions: the interactions of every split, as given to `build_eval_data`.
+    splits: the split name of every interaction, aligned with the rows.
+    eval_data: the queries.
+  """
+  earlier = features.SPLITS[:features.SPLITS.index(eval_data.split)]
+  before = interactions[np.isin(np.asarray(splits, dtype=object), earlier)]
+  before = before.iloc[chronological_order(before)]
+  items = before.groupby(features.USER_ID)[features.ITEM_ID].apply(list)
+  return [items.get(user, []) for user in eval_data.users]
+
+
+def user_side_features(table: pd.DataFrame, users: Sequence[str]) -> Dict[str, np.ndarray]:
+  """Each user's side features (a query's age, gender, occupation, zip code) from `table`, rows
+  with USER_ID and any of those columns (the first row of a user counts); the serving default
+  where a user or a column is missing."""
+  present = [name for name in features.USER_SIDE_FEATURES if name in table.columns]
+  rows = (table.drop_duplicates(features.USER_ID).set_index(features.USER_ID)[present]
+          .reindex(pd.Index(users, name=features.USER_ID)))
+  side = {}
+  for name in features.USER_SIDE_FEATURES:
+    default = features.default_value(name)
+    values = rows[name].fillna(default) if name in present else pd.Series(
+        [default] * len(users))
+    side[name] = values.to_numpy().astype(np.int64 if name in features.INT_FEATURES else str)
+  return side
