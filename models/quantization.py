@@ -110,11 +110,18 @@ def int8_embeddings(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf
   return quantized
 
 
-class Int8BruteForce(tfrs.layers.factorized_top_k.BruteForce):
-  """`BruteForce` whose candidate matrix is stored as int8 rows with float scales.
+class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
+  """Brute-force top-k over a candidate matrix stored as int8 rows with float scales.
 
   A row scale factors out of the dot product, so scores are (queries · int8ᵀ) × scalesᵀ.
   """
+
+  def __init__(self, k: int = 10, name: Optional[str] = None):
+    super().__init__(k=k, name=name)
+    self._default_k = k  # the k of `call` when given none
+    self._identifiers = None
+    self._int8_candidates = None
+    self._scales = None
 
   def index(self, candidates: tf.Tensor,
             identifiers: Optional[tf.Tensor] = None) -> 'Int8BruteForce':
