@@ -52,7 +52,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
       if not request.metadata_field:
         raise errors.invalid_argument(
             'GetModelMetadataRequest must specify at least one metadata_field')
-      unsupported = [field for field in request.metadata_field if field != signatures.SIGNATURE_DEF_FIELD]
+      unsupported = [field for field in request.metadata_field
+                     if field != signatures.SIGNATURE_DEF_FIELD]
       if unsupported:
         raise errors.invalid_argument(f'Metadata field {unsupported[0]} is not supported')
       servable = self._manager.acquire(request.model_spec)
