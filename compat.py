@@ -22,13 +22,14 @@ def import_tfmot():
   """`tensorflow_model_optimization`, imported without leaving `TF_USE_LEGACY_KERAS` set.
 
   TFMOT sets TF_USE_LEGACY_KERAS=1 when imported, so TensorFlow's lazy Keras loaders initialised
-  after that (its own import touches `tf.compat.v1.keras`) load the separate `tf_keras` package,
-  whose classes then shadow Keras 2's in deserialization and break `quantize_apply` on
-  `tf.keras` models. Initialise that loader first and put the setting back afterwards.
+  after that (TFMOT's own import touches `tf.keras`, TensorFlow's `tf.compat.v1.keras`) load the
+  separate `tf_keras` package, whose classes then shadow Keras 2's in deserialization and break
+  `quantize_apply` on `tf.keras` models. Initialise both loaders first and put the setting back
+  afterwards.
   """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   legacy_keras = os.environ.get('TF_USE_LEGACY_KERAS')
-  _ = tf.compat.v1.keras.layers
+  _ = tf.keras.layers, tf.compat.v1.keras.layers
   import tensorflow_model_optimization as tfmot  # pylint: disable=import-outside-toplevel
   if legacy_keras is None:
     os.environ.pop('TF_USE_LEGACY_KERAS', None)

@@ -13,7 +13,6 @@ children included) and writes them as JSON.
 """
 import argparse
 import dataclasses
-import glob
 import json
 import os
 import resource
@@ -26,6 +25,7 @@ from typing import Dict, List
 import psutil
 from absl import logging
 
+from contract import versions
 from pipeline import configs
 from pipeline import pipeline
 from pipeline import progress
@@ -151,10 +151,10 @@ def run_data_components(examples_dir: str, output_dir: str, workers: int,
 
 def latest_output(root: str, component: str, output: str) -> str:
   """The newest execution's directory of one component output under a pipeline root."""
-  runs = glob.glob(os.path.join(root, component, output, '*'))
-  if not runs:
+  run = versions.latest_version_dir(os.path.join(root, component, output))
+  if run is None:
     raise FileNotFoundError(f'no {component} {output} under {root}')
-  return max(runs, key=lambda path: int(os.path.basename(path)))
+  return run
 
 
 def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dict[str, float]:

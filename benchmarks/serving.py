@@ -18,19 +18,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import grpc
 import numpy as np
 import psutil
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from contract import signatures
 from serving import client as client_lib
 
 MODELS = ('student', 'teacher')
 CONCURRENCIES = (8, 32)
 NUM_USERS = 943  # ML-100K user ids are 1..943; other ids are served as unknown users
-HISTORY_LENGTH = 20
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -72,7 +72,7 @@ class Server:
     self.process.wait()
 
 
-def queries(client: client_lib.ServingClient, k: Optional[int], count: int,
+def queries(client: client_lib.ServingClient, k: int, count: int,
             seed: int = 0) -> List[Tuple[str, List[str]]]:
   """`count` (user id, history) pairs: random users, histories of served item ids."""
   catalogue = set()
@@ -80,7 +80,7 @@ def queries(client: client_lib.ServingClient, k: Optional[int], count: int,
     catalogue.update(client.recommend(str(user), (), k).item_ids)
   catalogue = sorted(catalogue)
   rng = random.Random(seed)
-  return [(str(rng.randint(1, NUM_USERS)), rng.sample(catalogue, HISTORY_LENGTH))
+  return [(str(rng.randint(1, NUM_USERS)), rng.sample(catalogue, signatures.HISTORY_LENGTH))
           for _ in range(count)]
 
 
@@ -89,7 +89,7 @@ def latency_ms(client, requests) -> Dict[str, float]:
   latencies = []
   for request in requests:
     started = time.perf_counter()
-    client._call(client._predict.Predict, request)  # pylint: disable=protected-access
+    client.send(request)
     latencies.append(time.perf_counter() - started)
   millis = np.array(latencies) * 1e3
   return {f'p{q}_ms': float(np.percentile(millis, q)) for q in (50, 95, 99)}
@@ -123,11 +123,9 @@ def measure(name: str, base_path: str, k: int, num_requests: int, seconds: float
   try:
     with client_lib.ServingClient(server.target, name, deadline_s=30) as client:
       version = client.wait_until_available()
-      inputs = client.signatures()[client_lib.RECOMMEND_SIGNATURE].inputs
-      k_sent = k if 'k' in inputs else None  # exports from before `k` return their top-k
-      pairs = queries(client, k_sent, num_requests)
-      requests = [client.recommend_request([user], [history], k_sent) for user, history in pairs]
-      returned = len(client.recommend(*pairs[0], k_sent).item_ids)
+      pairs = queries(client, k, num_requests)
+      requests = [client.recommend_request([user], [history], k) for user, history in pairs]
+      returned = len(client.recommend(*pairs[0], k).item_ids)
       latency_ms(client, requests[:200])  # warm the channel and the server's threads
       row = {'model': name, 'version': version, 'k': returned, **latency_ms(client, requests)}
     for concurrency in CONCURRENCIES:
@@ -147,7 +145,7 @@ def main(argv=None) -> int:
   parser.add_argument('--student', help='student base directory or SavedModel')
   parser.add_argument('--teacher', help='teacher base directory or SavedModel')
   parser.add_argument('--bench-out', default='serving_results.json', help='JSON written here')
-  parser.add_argument('-k', type=int, default=100, help='items per recommendation')
+  parser.add_argument('-k', type=int, default=signatures.TOP_K, help='items per recommendation')
   parser.add_argument('--requests', type=int, default=2000, help='calls for the latency run')
   parser.add_argument('--seconds', type=float, default=10.0, help='per throughput run')
   parser.add_argument('--threads', type=int, default=8, help="server's request threads")

@@ -3,8 +3,11 @@
     tfma.MetricConfig(class_name='LikedAUC', module='components.tfma_metrics')
 """
 import tensorflow as tf
+
+import compat
+
 # TFMA accepts Keras metrics of the Keras it uses (tf_keras when installed, else tf.keras).
-from tensorflow_model_analysis.utils.keras_lib import tf_keras
+tf_keras = compat.tfma_keras()
 
 LIKED_RATING = 4.0  # a rating at or above this means the user liked the item
 

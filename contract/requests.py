@@ -33,18 +33,16 @@ def _request(signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRe
 
 
 def recommend(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
-              k: Optional[int]) -> predict_pb2.PredictRequest:
-  """`recommend`: user_id [B], history [B, N] padded with '', k int32 scalar (k=None: no k,
-  for exports from before the contract had it)."""
+              k: int) -> predict_pb2.PredictRequest:
+  """`recommend`: user_id [B], history [B, N] padded with '', k int32 scalar."""
   if len(user_ids) != len(histories):
     raise ValueError(f'{len(user_ids)} user ids but {len(histories)} histories')
   padded = padded_histories(histories)
-  inputs = {signatures.USER_ID: _strings(user_ids),
-            signatures.HISTORY: _strings([item for row in padded for item in row],
-                                (len(padded), len(padded[0])))}
-  if k is not None:
-    inputs[signatures.K] = tensor_codec.from_numpy(np.array(k, np.int32))
-  return _request(signatures.RECOMMEND, inputs)
+  return _request(signatures.RECOMMEND, {
+      signatures.USER_ID: _strings(user_ids),
+      signatures.HISTORY: _strings([item for row in padded for item in row],
+                                   (len(padded), len(padded[0]))),
+      signatures.K: tensor_codec.from_numpy(np.array(k, np.int32))})
 
 
 def _example(**values: str) -> bytes:

@@ -35,5 +35,8 @@ ITEM_IDS = 'item_ids'
 SCORES = 'scores'
 RATING = 'rating'
 
+# GetModelMetadata: the one metadata field served, a SignatureDefMap of the signatures above.
+SIGNATURE_DEF_FIELD = 'signature_def'
+
 HISTORY_LENGTH = 20  # latest history items a model reads, and excludes from its results
 TOP_K = 100  # the largest k a request may ask for; k is in [1, TOP_K]

@@ -1,14 +1,6 @@
-"""SavedModel export: the serving contract every model (teacher, student) keeps.
+"""SavedModel export: every model (teacher, student) keeps the serving contract of
+`contract.signatures` (its signatures, their inputs and outputs, and `rank_catalogue`).
 
-Signatures:
-  serving_default(examples: string[batch] serialized tf.Example with user_id, history and any
-    user side features) → item_ids string[batch, k], scores float[batch, k];
-  recommend(user_id: string[batch], history: string[batch, n] padded with '', k: int32 scalar in
-    [1, top_k]) → item_ids string[batch, k], scores float[batch, k];
-  recommend_with_features(user_id, history, k as above, age: int64[batch], gender, occupation,
-    zip_code: string[batch]) → same outputs;
-  score(examples: string[batch] serialized tf.Example with user and item features) →
-    rating float[batch].
 Top-k runs over the whole catalogue with a TFRS BruteForce index (int8 for a quantized model)
 and excludes the items of the (latest `history_length`) history. Ids unknown to the
 vocabularies fall into OOV buckets. A k outside [1, top_k] fails with InvalidArgumentError, which
@@ -20,19 +12,23 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
-from keras.src.saving.legacy.saved_model import utils as keras_saved_model_utils
 
+import compat
 from contract import features
+from contract import signatures
+from contract import warmup
 from models import inputs
 from models import quantization
 from models import towers
-from contract import warmup
 
-SERVING_SIGNATURE = 'serving_default'
-RECOMMEND_SIGNATURE = 'recommend'
-RECOMMEND_WITH_FEATURES_SIGNATURE = 'recommend_with_features'
-SCORE_SIGNATURE = 'score'
-SIDE_FEATURES = (features.AGE, features.GENDER, features.OCCUPATION, features.ZIP_CODE)
+# Input specs of the signatures (`contract.signatures`).
+_EXAMPLES_SPEC = tf.TensorSpec([None], tf.string, name=signatures.EXAMPLES)
+_QUERY_SPECS = [tf.TensorSpec([None], tf.string, name=signatures.USER_ID),
+                tf.TensorSpec([None, None], tf.string, name=signatures.HISTORY)]
+_K_SPEC = tf.TensorSpec([], tf.int32, name=signatures.K)
+_SIDE_FEATURE_SPECS = [
+    tf.TensorSpec([None], tf.int64 if name in features.INT_FEATURES else tf.string, name=name)
+    for name in signatures.SIDE_FEATURES]
 
 
 def _serving_raw_spec(tf_transform_output) -> Dict[str, tf.io.FixedLenFeature]:
@@ -110,9 +106,13 @@ class ServingModule(tf.Module):
           tf.logical_and(k >= 1, k <= self.top_k), True,
           message=f'k must be between 1 and {self.top_k}')]):
         scores, item_indices = scores[:, :k], item_indices[:, :k]
-    return {'item_ids': tf.gather(self.ids_by_index, item_indices), 'scores': scores}
+    return self._results(scores, item_indices)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def _results(self, scores: tf.Tensor, item_indices: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return {signatures.ITEM_IDS: tf.gather(self.ids_by_index, item_indices),
+            signatures.SCORES: scores}
+
+  @tf.function(input_signature=[_EXAMPLES_SPEC])
   def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend(tf.io.parse_example(examples, self.raw_spec))
 
@@ -125,38 +125,23 @@ class ServingModule(tf.Module):
     joined = tf.strings.reduce_join(history, axis=1, separator=features.HISTORY_SEPARATOR)
     raw[features.USER_ID] = tf.reshape(user_id, tf.shape(raw[features.USER_ID]))
     raw[features.HISTORY] = tf.reshape(joined, tf.shape(raw[features.HISTORY]))
-    for name, value in zip(SIDE_FEATURES, side_features):
+    for name, value in zip(signatures.SIDE_FEATURES, side_features):
       raw[name] = tf.reshape(value, tf.shape(raw[name]))
     return raw
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
-                                tf.TensorSpec([None, None], tf.string, name='history'),
-                                tf.TensorSpec([], tf.int32, name='k')])
+  @tf.function(input_signature=[*_QUERY_SPECS, _K_SPEC])
   def recommend(self, user_id: tf.Tensor, history: tf.Tensor,
                 k: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend(self._raw_query(user_id, history), k)
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, name='user_id'),
-      tf.TensorSpec([None, None], tf.string, name='history'),
-      tf.TensorSpec([], tf.int32, name='k'),
-      tf.TensorSpec([None], tf.int64, name=features.AGE),
-      tf.TensorSpec([None], tf.string, name=features.GENDER),
-      tf.TensorSpec([None], tf.string, name=features.OCCUPATION),
-      tf.TensorSpec([None], tf.string, name=features.ZIP_CODE)])
+  @tf.function(input_signature=[*_QUERY_SPECS, _K_SPEC, *_SIDE_FEATURE_SPECS])
   def recommend_with_features(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor,
                               age: tf.Tensor, gender: tf.Tensor, occupation: tf.Tensor,
                               zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend(
         self._raw_query(user_id, history, age, gender, occupation, zip_code), k)
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, name='user_id'),
-      tf.TensorSpec([None, None], tf.string, name='history'),
-      tf.TensorSpec([None], tf.int64, name=features.AGE),
-      tf.TensorSpec([None], tf.string, name=features.GENDER),
-      tf.TensorSpec([None], tf.string, name=features.OCCUPATION),
-      tf.TensorSpec([None], tf.string, name=features.ZIP_CODE)])
+  @tf.function(input_signature=[*_QUERY_SPECS, *_SIDE_FEATURE_SPECS])
   def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
                      gender: tf.Tensor, occupation: tf.Tensor,
                      zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -166,12 +151,12 @@ class ServingModule(tf.Module):
     raw = self._raw_query(user_id, history, age, gender, occupation, zip_code)
     scores, item_indices = self.index(self._embed_queries(self._transform(raw)),
                                       k=self.num_items)
-    return {'item_ids': tf.gather(self.ids_by_index, item_indices), 'scores': scores}
+    return self._results(scores, item_indices)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  @tf.function(input_signature=[_EXAMPLES_SPEC])
   def score(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     transformed = self._transform(tf.io.parse_example(examples, self.raw_spec))
-    return {'rating': self.core(towers.select(transformed, self.core))[towers.RATING]}
+    return {signatures.RATING: self.core(towers.select(transformed, self.core))[towers.RATING]}
 
 
 def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,
@@ -179,17 +164,16 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
   """Writes the SavedModel of a `TwoTowerModel` with the serving signatures to `export_dir`."""
   module = ServingModule(model, tf_transform_output, catalogue, top_k, history_length,
                          int8_index)
-  signatures = {
-      SERVING_SIGNATURE: module.serve_examples.get_concrete_function(),
-      RECOMMEND_SIGNATURE: module.recommend.get_concrete_function(),
-      RECOMMEND_WITH_FEATURES_SIGNATURE: module.recommend_with_features.get_concrete_function(),
-      SCORE_SIGNATURE: module.score.get_concrete_function(),
+  functions = {
+      signatures.SERVING_DEFAULT: module.serve_examples.get_concrete_function(),
+      signatures.RECOMMEND: module.recommend.get_concrete_function(),
+      signatures.RECOMMEND_WITH_FEATURES: module.recommend_with_features.get_concrete_function(),
+      signatures.SCORE: module.score.get_concrete_function(),
   }
-  # Only the signatures are served: skip Keras's per-layer call traces (what `model.save(...,
-  # save_traces=False)` does), hundreds of functions that made the SavedModel slow to write and
-  # to load, in the Trainer, the evaluators and the server.
-  with keras_saved_model_utils.keras_option_scope(save_traces=False):
-    tf.saved_model.save(module, export_dir, signatures=signatures)
+  # Only the signatures are served: Keras's per-layer call traces would slow down writing and
+  # loading the SavedModel, in the Trainer, the evaluators and the server.
+  with compat.keras_saves_no_traces():
+    tf.saved_model.save(module, export_dir, signatures=functions)
   # Warmup requests TF Serving replays on load: known users and an unknown one, histories of
   # 0, 1 and `history_length` catalogue items.
   users = [user.decode() if isinstance(user, bytes) else user for user in
@@ -198,4 +182,4 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
   warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)],
                                module.top_k)
   logging.info('Exported SavedModel with signatures %s and warmup requests to %s',
-               sorted(signatures), export_dir)
+               sorted(functions), export_dir)

@@ -6,28 +6,20 @@
 - `int8_embeddings`: the same core with every embedding table of width ≥ 2 stored as int8 values
   plus one float scale per row, dequantized inside the graph (`Int8Embedding`), so the
   SavedModel's variables really are ~4× smaller.
-- `Int8BruteForce`: the TFRS brute-force index with its candidate matrix stored the same way.
+- `Int8BruteForce`: a TFRS brute-force top-k index with its candidate matrix stored the same
+  way.
 Row-wise symmetric quantization: scale = max|row| / 127, q = round(row / scale); the round trip
 error of every value is at most scale / 2.
 """
-import os
 from typing import Dict, Optional, Tuple, Type
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-# TFMOT sets TF_USE_LEGACY_KERAS=1 when imported, so TensorFlow's lazy Keras loaders initialised
-# after that (its own import touches `tf.compat.v1.keras`) load the separate `tf_keras` package,
-# whose classes then shadow Keras 2's in deserialization and break `quantize_apply` on
-# `tf.keras` models. Initialise that loader first and put the setting back afterwards.
-_LEGACY_KERAS = os.environ.get('TF_USE_LEGACY_KERAS')
-_ = tf.compat.v1.keras.layers
-import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top,wrong-import-position
-if _LEGACY_KERAS is None:
-  os.environ.pop('TF_USE_LEGACY_KERAS', None)
-else:
-  os.environ['TF_USE_LEGACY_KERAS'] = _LEGACY_KERAS
+import compat
+
+tfmot = compat.import_tfmot()
 
 INT8_MAX = 127
 MIN_QUANTIZED_WIDTH = 2  # width-1 tables (biases) would grow: 1 byte + a 4-byte scale per row
@@ -110,11 +102,18 @@ def int8_embeddings(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf
   return quantized
 
 
-class Int8BruteForce(tfrs.layers.factorized_top_k.BruteForce):
-  """`BruteForce` whose candidate matrix is stored as int8 rows with float scales.
+class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
+  """Brute-force top-k over a candidate matrix stored as int8 rows with float scales.
 
   A row scale factors out of the dot product, so scores are (queries · int8ᵀ) × scalesᵀ.
   """
+
+  def __init__(self, k: int = 10, name: Optional[str] = None):
+    super().__init__(k=k, name=name)
+    self._default_k = k  # the k of `call` when given none
+    self._identifiers = None
+    self._int8_candidates = None
+    self._scales = None
 
   def index(self, candidates: tf.Tensor,
             identifiers: Optional[tf.Tensor] = None) -> 'Int8BruteForce':
@@ -134,10 +133,18 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.BruteForce):
     self._identifiers.assign(identifiers)
     self._int8_candidates.assign(values)
     self._scales.assign(scales.T)
-    self._candidates = self._int8_candidates  # marks the index as built for `call`
-    self._reset_tf_function_cache()
+    # `query_with_exclusions` is a tf.function: its traces hold the variables they were traced
+    # with, so a new index needs a fresh one.
+    self.query_with_exclusions = tf.function(self.query_with_exclusions.python_function)
     return self
 
-  def _compute_score(self, queries: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
-    return tf.matmul(queries, tf.cast(self._int8_candidates, queries.dtype),
-                     transpose_b=True) * self._scales
+  def call(self, queries: tf.Tensor, k: Optional[int] = None) -> Tuple[tf.Tensor, tf.Tensor]:
+    if self._int8_candidates is None:
+      raise ValueError('The `index` method must be called first to create the retrieval index.')
+    scores = tf.matmul(queries, tf.cast(self._int8_candidates, queries.dtype),
+                       transpose_b=True) * self._scales
+    values, indices = tf.math.top_k(scores, k=self._default_k if k is None else k)
+    return values, tf.gather(self._identifiers, indices)
+
+  def is_exact(self) -> bool:
+    return True

@@ -22,6 +22,7 @@ from tfx.orchestration.beam import beam_dag_runner
 from components import artifacts
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import executor as report_executor
+from contract import versions
 from pipeline import configs
 from pipeline import pipeline
 from pipeline import progress
@@ -43,10 +44,7 @@ def output_paths(output_dir: str) -> dict:
 
 def latest_version(model_dir: str) -> Optional[str]:
   """The newest numeric version directory of a TF Serving model directory, if any."""
-  if not os.path.isdir(model_dir):
-    return None
-  versions = [name for name in os.listdir(model_dir) if name.isdigit()]
-  return os.path.join(model_dir, max(versions, key=int)) if versions else None
+  return versions.latest_version_dir(model_dir)
 
 
 def latest_run_outputs(metadata_path: str, type_names: List[str]) -> Dict[str, str]:

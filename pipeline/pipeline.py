@@ -13,8 +13,8 @@ from components import teacher_model as teacher_model_lib
 from components import tfma_metrics
 from components.retrieval_evaluator import component as retrieval_evaluator_lib
 from components.run_report import component as run_report_lib
-from models import export
 from contract import features
+from contract import signatures
 from models import hparams
 from pipeline import configs
 
@@ -49,8 +49,8 @@ def eval_config(rmse_upper_bound: float,
   and its change threshold, and only the value thresholds decide."""
   # A generic SavedModel (the signatures of `models.export`): naming the type spares TFMA a trial
   # Keras load of every model to guess it.
-  model_spec = dict(signature_name=export.SCORE_SIGNATURE, label_key=features.LABEL,
-                    prediction_key='rating', model_type=tfma.TF_GENERIC)
+  model_spec = dict(signature_name=signatures.SCORE, label_key=features.LABEL,
+                    prediction_key=signatures.RATING, model_type=tfma.TF_GENERIC)
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(name='candidate', **model_spec),
                    tfma.ModelSpec(name='baseline', is_baseline=True, **model_spec)],

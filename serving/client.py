@@ -25,8 +25,6 @@ from contract import requests
 from contract import signatures
 from contract import tensor_codec
 
-RECOMMEND_SIGNATURE = signatures.RECOMMEND
-SIGNATURE_DEF_FIELD = 'signature_def'
 STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State.Name
 
 
@@ -120,10 +118,14 @@ class ServingClient:
     for name, value in inputs.items():
       proto = value if hasattr(value, 'tensor_shape') else tensor_codec.from_numpy(value)
       request.inputs[name].CopyFrom(proto)
+    return self.send(request)
+
+  def send(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    """Predict with a request built beforehand (e.g. by `recommend_request`), as it is."""
     return self._call(self._predict.Predict, request)
 
   def recommend_request(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
-                        k: Optional[int] = 10) -> predict_pb2.PredictRequest:
+                        k: int = 10) -> predict_pb2.PredictRequest:
     """The `recommend` PredictRequest for this client's model and version."""
     request = requests.recommend(user_ids, histories, k)
     self._fill_spec(request.model_spec)
@@ -131,20 +133,18 @@ class ServingClient:
 
   @staticmethod
   def parse_recommendations(response: predict_pb2.PredictResponse) -> List[Recommendations]:
-    item_ids = tensor_codec.to_numpy(response.outputs['item_ids'])
-    scores = tensor_codec.to_numpy(response.outputs['scores'])
+    item_ids = tensor_codec.to_numpy(response.outputs[signatures.ITEM_IDS])
+    scores = tensor_codec.to_numpy(response.outputs[signatures.SCORES])
     version = response.model_spec.version.value
     return [Recommendations([item.decode() for item in row], row_scores.tolist(), version)
             for row, row_scores in zip(item_ids, scores)]
 
   def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
-                      k: Optional[int] = 10) -> List[Recommendations]:
+                      k: int = 10) -> List[Recommendations]:
     """Top-k items per user (history oldest first)."""
-    request = self.recommend_request(user_ids, histories, k)
-    return self.parse_recommendations(self._call(self._predict.Predict, request))
+    return self.parse_recommendations(self.send(self.recommend_request(user_ids, histories, k)))
 
-  def recommend(self, user_id: str, history: Sequence[str] = (),
-                k: Optional[int] = 10) -> Recommendations:
+  def recommend(self, user_id: str, history: Sequence[str] = (), k: int = 10) -> Recommendations:
     return self.recommend_batch([user_id], [history], k)[0]
 
   def score(self, user_id: str, item_ids: Sequence[str], history: Sequence[str] = (),
@@ -153,19 +153,21 @@ class ServingClient:
     when given, are the user's ratings of `history`, one per item."""
     request = requests.score(user_id, item_ids, history, history_ratings)
     self._fill_spec(request.model_spec)
-    response = self._call(self._predict.Predict, request)
-    return tensor_codec.to_numpy(response.outputs['rating']).tolist()
+    return tensor_codec.to_numpy(self.send(request).outputs[signatures.RATING]).tolist()
 
-  def metadata(self) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF_FIELD])
+  def metadata(self, fields: Optional[Sequence[str]] = None
+               ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """GetModelMetadata of `fields` (default: the signature defs, all the servers serve)."""
+    request = get_model_metadata_pb2.GetModelMetadataRequest(
+        metadata_field=[signatures.SIGNATURE_DEF_FIELD] if fields is None else list(fields))
     self._fill_spec(request.model_spec)
     return self._call(self._predict.GetModelMetadata, request)
 
   def signatures(self) -> Dict[str, object]:
     """{signature name: SignatureDef} of the served version."""
-    signatures = get_model_metadata_pb2.SignatureDefMap()
-    self.metadata().metadata[SIGNATURE_DEF_FIELD].Unpack(signatures)
-    return dict(signatures.signature_def)
+    signature_defs = get_model_metadata_pb2.SignatureDefMap()
+    self.metadata().metadata[signatures.SIGNATURE_DEF_FIELD].Unpack(signature_defs)
+    return dict(signature_defs.signature_def)
 
   def status(self) -> get_model_status_pb2.GetModelStatusResponse:
     request = get_model_status_pb2.GetModelStatusRequest()

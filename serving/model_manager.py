@@ -18,10 +18,10 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from contract import warmup
 from serving import errors
 from serving import servable as servable_lib
 from serving import versions as versions_lib
-from contract import warmup
 
 State = get_model_status_pb2.ModelVersionStatus.State
 ServableFactory = Callable[[str, int, str], servable_lib.Servable]

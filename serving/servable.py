@@ -15,10 +15,12 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import errors
+import compat
+from contract import signatures
 from contract import tensor_codec
+from serving import errors
 
-DEFAULT_SIGNATURE = 'serving_default'
+DEFAULT_SIGNATURE = signatures.SERVING_DEFAULT  # what a request that names no signature runs
 SERVE_TAG = 'serve'
 
 
@@ -33,13 +35,10 @@ class _Signature:
     self.specs = [(info.dtype, None if info.tensor_shape.unknown_rank else
                    tuple(dim.size for dim in info.tensor_shape.dim))
                   for info in (self.inputs[name] for name in self.input_names)]
-    # A callable made from CallableOptions (as Keras' backend makes them) runs through
-    # TF_SessionRunCallable, numpy arrays in and out; `Session.make_callable` with feeds falls
-    # back to `Session.run` and its per-call feed and fetch handling (0.4 ms a request here).
     options = config_pb2.CallableOptions(
         feed=[self.inputs[name].name for name in self.input_names],
         fetch=[signature.outputs[name].name for name in self.output_names])
-    self.run = session._make_callable_from_options(options)  # pylint: disable=protected-access
+    self.run = compat.session_callable(session, options)
 
 
 def _check_inputs_size(signature: _Signature, request: predict_pb2.PredictRequest) -> None:

@@ -22,13 +22,13 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from contract import signatures
 from serving import config as config_lib
 from serving import errors
 from serving import model_manager
 from serving import servable as servable_lib
 
 DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024  # gRPC's default; TF Serving's is 2 GiB
-SIGNATURE_DEF_FIELD = 'signature_def'
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -52,7 +52,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
       if not request.metadata_field:
         raise errors.invalid_argument(
             'GetModelMetadataRequest must specify at least one metadata_field')
-      unsupported = [field for field in request.metadata_field if field != SIGNATURE_DEF_FIELD]
+      unsupported = [field for field in request.metadata_field
+                     if field != signatures.SIGNATURE_DEF_FIELD]
       if unsupported:
         raise errors.invalid_argument(f'Metadata field {unsupported[0]} is not supported')
       servable = self._manager.acquire(request.model_spec)
@@ -60,10 +61,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
-        signatures = get_model_metadata_pb2.SignatureDefMap()
+        signature_defs = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in servable.signature_defs.items():
-          signatures.signature_def[key].CopyFrom(signature)
-        response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
+          signature_defs.signature_def[key].CopyFrom(signature)
+        response.metadata[signatures.SIGNATURE_DEF_FIELD].Pack(signature_defs)
         return response
       finally:
         servable.release()

@@ -10,19 +10,11 @@ from typing import Dict, Iterable, Optional, Set, Tuple
 
 from tensorflow_serving.config import file_system_storage_path_source_pb2
 
+from contract import versions as version_paths
+
 ServableVersionPolicy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig \
     .ServableVersionPolicy
 Fingerprint = Tuple[Tuple[str, int, int], ...]
-
-
-def version_dirs(base_path: str) -> Dict[int, str]:
-  """{version: directory} of the numeric subdirectories of `base_path` ({} if it is missing)."""
-  try:
-    names = os.listdir(base_path)
-  except (FileNotFoundError, NotADirectoryError):
-    return {}
-  return {int(name): os.path.join(base_path, name) for name in names
-          if name.isdigit() and os.path.isdir(os.path.join(base_path, name))}
 
 
 def is_complete(version_dir: str) -> bool:
@@ -69,7 +61,7 @@ class StableVersions:
 
   def poll(self) -> Dict[int, str]:
     """{version: directory} of the versions that are ready now."""
-    dirs = version_dirs(self.base_path)
+    dirs = version_paths.version_dirs(self.base_path)
     current = {version: snapshot for version, path in dirs.items()
                if (snapshot := fingerprint(path)) is not None}
     ready = {version: dirs[version] for version, snapshot in current.items()

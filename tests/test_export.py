@@ -11,8 +11,8 @@ from tensorflow.python.framework import op_def_registry
 
 import exported_models
 from exported_models import TOP_K
-from models import export
 from contract import features
+from contract import signatures
 
 def _serialized(row: dict) -> bytes:
   def feature(name, value):
@@ -34,15 +34,14 @@ def exported(request, trained, export_dirs):
 
 def test_signatures_are_exported(exported):
   model, _, _ = exported
-  assert set(model.signatures) == {
-      export.SERVING_SIGNATURE, export.RECOMMEND_SIGNATURE,
-      export.RECOMMEND_WITH_FEATURES_SIGNATURE, export.SCORE_SIGNATURE}
+  assert set(model.signatures) == set(signatures.SIGNATURES)
+  assert callable(getattr(model, signatures.RANK_CATALOGUE))
 
 
 def test_side_features_reach_the_query_tower(exported):
   model, frame, _ = exported
   history = [frame[features.ITEM_ID].iloc[:2].tolist()]
-  recommend = model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE]
+  recommend = model.signatures[signatures.RECOMMEND_WITH_FEATURES]
   def scores(age, gender):
     return recommend(user_id=tf.constant(['new-user']), history=tf.constant(history), k=TOP_K,
                      age=tf.constant([age], tf.int64), gender=tf.constant([gender]),
@@ -55,7 +54,7 @@ def test_side_features_reach_the_query_tower(exported):
 def test_serving_default_returns_top_k_without_history(exported):
   model, frame, catalogue = exported
   row = frame.iloc[-1]
-  outputs = model.signatures[export.SERVING_SIGNATURE](examples=tf.constant([
+  outputs = model.signatures[signatures.SERVING_DEFAULT](examples=tf.constant([
       _serialized({features.USER_ID: row[features.USER_ID],
                    features.HISTORY: row[features.HISTORY]})]))
   item_ids = outputs['item_ids'].numpy().astype(str)[0]
@@ -69,7 +68,7 @@ def test_serving_default_returns_top_k_without_history(exported):
 def test_recommend_handles_unknown_users_and_padding(exported):
   model, frame, catalogue = exported
   history = frame[features.ITEM_ID].iloc[:4].tolist()
-  outputs = model.signatures[export.RECOMMEND_SIGNATURE](
+  outputs = model.signatures[signatures.RECOMMEND](
       user_id=tf.constant(['no-such-user', 'no-such-user']),
       history=tf.constant([history, history[:2] + ['', '']]), k=TOP_K)
   item_ids = outputs['item_ids'].numpy().astype(str)
@@ -77,7 +76,7 @@ def test_recommend_handles_unknown_users_and_padding(exported):
   assert not set(item_ids[0]) & set(history)
   assert not set(item_ids[1]) & set(history[:2])
   # Padding changes nothing: the same history with and without '' gives the same answer.
-  again = model.signatures[export.RECOMMEND_SIGNATURE](
+  again = model.signatures[signatures.RECOMMEND](
       user_id=tf.constant(['no-such-user']), history=tf.constant([history[:2]]), k=TOP_K)
   np.testing.assert_array_equal(again['item_ids'].numpy()[0], outputs['item_ids'].numpy()[1])
 
@@ -86,7 +85,7 @@ def test_score_predicts_a_rating_per_example(exported):
   model, frame, _ = exported
   examples = [_serialized({name: row[name] for name in features.RAW_FEATURES})
               for row in frame.iloc[:3].to_dict('records')]
-  rating = model.signatures[export.SCORE_SIGNATURE](examples=tf.constant(examples))['rating']
+  rating = model.signatures[signatures.SCORE](examples=tf.constant(examples))['rating']
   assert rating.shape == (3,) and np.all(np.isfinite(rating.numpy()))
 
 
@@ -97,7 +96,7 @@ def test_rank_catalogue_ranks_every_item_consistently_with_recommend(exported):
            'occupation': tf.constant(['artist']), 'zip_code': tf.constant(['12345'])}
   ranked = model.rank_catalogue(**query)['item_ids'].numpy().astype(str)[0]
   assert sorted(ranked) == sorted(catalogue[features.ITEM_ID])
-  top = model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE](**query, k=TOP_K)['item_ids']
+  top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query, k=TOP_K)['item_ids']
   np.testing.assert_array_equal(top.numpy().astype(str)[0], ranked[:TOP_K])
 
 
@@ -112,13 +111,13 @@ def test_recommend_excludes_exactly_the_latest_history_items(exported):
   ranked = model.rank_catalogue(**query)['item_ids'].numpy().astype(str)[0]
   latest = set(history[:-2][-length:])
   expected = [item for item in ranked if item not in latest][:TOP_K]
-  top = model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE](**query, k=TOP_K)
+  top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query, k=TOP_K)
   assert top['item_ids'].numpy().astype(str)[0].tolist() == expected
 
 
 def test_recommend_returns_k_items_and_rejects_k_out_of_range(exported):
   model, _, _ = exported
-  recommend = model.signatures[export.RECOMMEND_SIGNATURE]
+  recommend = model.signatures[signatures.RECOMMEND]
   query = {'user_id': tf.constant(['u1']), 'history': tf.constant([['']])}
   full = recommend(**query, k=TOP_K)['item_ids'].numpy()
   np.testing.assert_array_equal(recommend(**query, k=3)['item_ids'].numpy(), full[:, :3])
@@ -147,7 +146,7 @@ def test_exports_hold_the_inference_graph_only_and_the_student_is_int8(export_di
 
 def test_tflite_student_agrees_with_its_saved_model(export_dirs, trained):
   saved_model = tf.saved_model.load(export_dirs['student_int8'])
-  recommend = saved_model.signatures[export.RECOMMEND_WITH_FEATURES_SIGNATURE]
+  recommend = saved_model.signatures[signatures.RECOMMEND_WITH_FEATURES]
   runner = tf.lite.Interpreter(exported_models.tflite_path(trained)).get_signature_runner()
   dtypes = {name: detail['dtype'] for name, detail in runner.get_input_details().items()}
   frame, columns = trained['frame'], trained['columns']
@@ -172,8 +171,7 @@ def test_saved_model_cli_lists_the_signatures_without_custom_ops(export_dirs):
   for name in ('teacher', 'student_int8'):
     shown = subprocess.run([cli, 'show', '--dir', export_dirs[name], '--all'],
                            capture_output=True, text=True, check=True).stdout
-    for signature in (export.SERVING_SIGNATURE, export.RECOMMEND_SIGNATURE,
-                      export.RECOMMEND_WITH_FEATURES_SIGNATURE, export.SCORE_SIGNATURE):
+    for signature in signatures.SIGNATURES:
       assert f"signature_def['{signature}']" in shown
     # Every op is a stock TensorFlow op (what TF Serving links), none from an extra library.
     saved_model = saved_model_pb2.SavedModel()

@@ -13,8 +13,8 @@ from benchmarks import scale
 from components import gates
 from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
+from contract import signatures
 from evaluation import metrics as metrics_lib
-from models import export
 from pipeline import local_runner
 
 LENIENT_RMSE = 10.0
@@ -184,7 +184,7 @@ def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, synth
   known = synthetic_dataset.interactions[features.USER_ID].iloc[0]
   history = list(synthetic_dataset.interactions[features.ITEM_ID].iloc[:3])
 
-  outputs = model.signatures[export.SERVING_SIGNATURE](examples=tf.constant([
+  outputs = model.signatures[signatures.SERVING_DEFAULT](examples=tf.constant([
       _example(user_id=known, history=' '.join(history)),
       _example(user_id='never-seen-user')]))
   item_ids = outputs['item_ids'].numpy().astype(str)
@@ -196,7 +196,7 @@ def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, synth
     assert (scores[row][:-1] >= scores[row][1:]).all()
   assert not set(history) & set(item_ids[0])
 
-  raw = model.signatures[export.RECOMMEND_SIGNATURE](
+  raw = model.signatures[signatures.RECOMMEND](
       user_id=tf.constant(['never-seen-user']), history=tf.constant([history]), k=tf.constant(5))
   assert raw['item_ids'].shape == (1, 5)
   assert set(raw['item_ids'].numpy().astype(str)[0]) <= catalogue - set(history)

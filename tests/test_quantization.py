@@ -1,6 +1,7 @@
 """Int8 row-wise tables and index, QAT on the student's Dense layers, the TFLite export."""
 import numpy as np
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 from models import quantization
 from models import student
@@ -40,6 +41,25 @@ def test_int8_index_scores_like_the_dequantized_candidates():
   expected = queries.numpy() @ dequantized.T
   np.testing.assert_allclose(scores.numpy(), np.sort(expected, axis=1)[:, ::-1][:, :5], rtol=1e-5)
   np.testing.assert_array_equal(ids.numpy()[:, 0], np.argmax(expected, axis=1))
+
+
+def test_int8_index_excludes_like_brute_force_over_the_dequantized_candidates():
+  rng = np.random.default_rng(3)
+  queries = tf.constant(rng.normal(size=(4, 8)).astype(np.float32))
+  exclusions = tf.constant([[101, 0], [102, 103], [0, 0], [119, 104]])
+  index = quantization.Int8BruteForce(k=7)
+  reference = tfrs.layers.factorized_top_k.BruteForce(k=7)
+  for rows in (20, 30):  # indexing again replaces the index
+    candidates = rng.normal(size=(rows, 8)).astype(np.float32)
+    identifiers = tf.range(100, 100 + rows)
+    index.index(tf.constant(candidates), identifiers)
+    reference.index(tf.constant(quantization.dequantize_rows(
+        *quantization.quantize_rows(candidates))), identifiers)
+    scores, ids = index.query_with_exclusions(queries, exclusions, k=5)
+    expected_scores, expected_ids = reference.query_with_exclusions(queries, exclusions, k=5)
+    np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy())
+    np.testing.assert_allclose(scores.numpy(), expected_scores.numpy(), rtol=1e-5)
+    assert index.is_exact()
 
 
 def _student() -> two_tower.TwoTowerModel:

@@ -6,7 +6,6 @@ whatever arrives (an empty batch, a history of the wrong rank); the local server
 import grpc
 import numpy as np
 import pytest
-from tensorflow_serving.apis import get_model_metadata_pb2
 
 import serving_fixtures
 from serving import client as client_lib
@@ -98,10 +97,8 @@ def test_bad_request_gets_tf_servings_code(server, options, signature, inputs, c
 
 def test_metadata_without_fields_is_invalid(server):
   with server.client(MODEL) as client:
-    request = get_model_metadata_pb2.GetModelMetadataRequest()
-    request.model_spec.name = MODEL
     with pytest.raises(client_lib.ServingClientError) as error:
-      client._call(client._predict.GetModelMetadata, request)  # pylint: disable=protected-access
+      client.metadata(fields=[])
   assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
   _still_serving(server)
 

@@ -10,8 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 import serving_fixtures
-from models import export
 from contract import features
+from contract import signatures
 from contract import warmup
 from exported_models import TOP_K
 
@@ -37,7 +37,7 @@ def test_real_exports_answer_over_grpc_as_in_process(trained, export_dirs, tmp_p
         ratings = client.score(users[0], catalogue[features.ITEM_ID][:3].tolist(), histories[1])
       model = tf.saved_model.load(path)
       padded = [history + [''] * (4 - len(history)) for history in histories]
-      expected = model.signatures[export.RECOMMEND_SIGNATURE](
+      expected = model.signatures[signatures.RECOMMEND](
           user_id=tf.constant(users), history=tf.constant(padded), k=tf.constant(K))
       np.testing.assert_array_equal([result.item_ids for result in served],
                                     expected['item_ids'].numpy().astype(str), err_msg=name)

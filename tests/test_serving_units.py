@@ -10,8 +10,9 @@ from tensorflow.core.framework import types_pb2
 
 from serving import config as config_lib
 from contract import tensor_codec
-from serving import versions
+from contract import versions as version_paths
 from contract import warmup
+from serving import versions
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,6 +53,17 @@ def test_a_version_is_ready_only_when_complete_and_unchanged(tmp_path):
   assert set(stable.poll()) == {1, 2}
   (half_written / 'variables' / 'variables.data-00000-of-00001').write_bytes(b'more')
   assert set(stable.poll()) == {1}  # still being written to
+
+
+def test_the_latest_version_is_the_highest_numeric_directory(tmp_path):
+  assert version_paths.version_dirs(str(tmp_path / 'missing')) == {}
+  assert version_paths.latest_version_dir(str(tmp_path)) is None
+  for name in ('2', '10', 'not-a-version', '.tmp-30'):
+    (tmp_path / name).mkdir()
+  (tmp_path / '99').write_text('a file, not a version')
+  assert version_paths.version_dirs(str(tmp_path)) == {2: str(tmp_path / '2'),
+                                                       10: str(tmp_path / '10')}
+  assert version_paths.latest_version_dir(str(tmp_path)) == str(tmp_path / '10')
 
 
 def test_shipped_config_parses_and_rewrites_to_a_local_directory(tmp_path):
