@@ -16,8 +16,8 @@ from models import teacher
 from models import tflite_export
 from models import towers
 from models import two_tower
-from pipeline.data import reference
 from pipeline.data import split
+import prepare_reference
 import tft_helpers
 
 TRANSFORM = hparams.TransformHParams(
@@ -41,7 +41,7 @@ TOP_K = 10
 def trained(tmp_path_factory, synthetic_dataset):
   """A teacher trained on the synthetic data set, and what exporting needs."""
   directory = tmp_path_factory.mktemp('export')
-  frame = reference.join_side_features(synthetic_dataset)
+  frame = prepare_reference.join_side_features(synthetic_dataset)
   frame = split.add_history(frame.iloc[split.chronological_order(frame)].reset_index(drop=True),
                             TRANSFORM.history_length)
   transformed, tf_transform_output = tft_helpers.analyze_and_transform(

@@ -1,7 +1,8 @@
 """The prepared examples of a small in-memory `Dataset` as one pandas frame.
 
-This is what `prepare.prepare_examples` streams through Beam, computed the simple way: tests use
-it as the reference for the Beam step and to build model inputs without running a pipeline.
+This is what `pipeline.data.prepare.prepare_examples` streams through Beam, computed the simple
+way: tests use it as the reference for the Beam step and to build model inputs without running
+a pipeline.
 """
 
 from __future__ import annotations
