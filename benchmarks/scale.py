@@ -141,7 +141,8 @@ def run_data_components(examples_dir: str, output_dir: str, workers: int,
   beam_dag_runner.BeamDagRunner().run(tfx.dsl.Pipeline(
       pipeline_name=BENCH_PIPELINE_NAME,
       pipeline_root=root,
-      components=pipeline.data_components(examples_dir),
+      components=pipeline.data_components(examples_dir, configs.PREPROCESSING_FN,
+                                          configs.TRANSFORM),
       enable_cache=False,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata),
