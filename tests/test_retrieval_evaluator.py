@@ -9,7 +9,7 @@ from tfx.types import standard_artifacts
 from components import baseline_resolver
 from components.retrieval_evaluator import executor
 from contract import features
-from models import run_fn
+from models import layout
 
 
 def _example(user, item, rating, timestamp) -> bytes:
@@ -41,9 +41,9 @@ def test_model_dirs_include_student_fp32_only_when_exported(tmp_path):
   model.uri, model_run.uri = str(tmp_path / 'model'), str(tmp_path / 'run')
   dirs = executor.model_dirs(model, model_run)
   assert list(dirs) == ['teacher', executor.CANDIDATE]
-  assert dirs['teacher'] == os.path.join(model_run.uri, run_fn.TEACHER_DIR)
+  assert dirs['teacher'] == os.path.join(model_run.uri, layout.SAVED_MODEL_DIRS[layout.TEACHER])
   assert dirs[executor.CANDIDATE] == os.path.join(model.uri, 'Format-Serving')
-  os.makedirs(os.path.join(model_run.uri, run_fn.STUDENT_FP32_DIR))
+  os.makedirs(os.path.join(model_run.uri, layout.SAVED_MODEL_DIRS[layout.STUDENT_FP32]))
   assert list(executor.model_dirs(model, model_run)) == [
       'teacher', 'student_fp32', executor.CANDIDATE]
 
