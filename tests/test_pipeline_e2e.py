@@ -11,9 +11,9 @@ import tensorflow as tf
 
 from benchmarks import scale
 from components.retrieval_evaluator import executor as retrieval_executor
+from contract import features
 from models import evaluation
 from models import export
-from contract import features
 from pipeline import local_runner
 
 LENIENT_RMSE = 10.0
