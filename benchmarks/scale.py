@@ -18,6 +18,7 @@ import os
 import resource
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from typing import Dict, List
@@ -141,7 +142,8 @@ def run_data_components(examples_dir: str, output_dir: str, workers: int,
   beam_dag_runner.BeamDagRunner().run(tfx.dsl.Pipeline(
       pipeline_name=BENCH_PIPELINE_NAME,
       pipeline_root=root,
-      components=pipeline.data_components(examples_dir),
+      components=pipeline.data_components(examples_dir, configs.PREPROCESSING_FN,
+                                          configs.TRANSFORM),
       enable_cache=False,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata),
@@ -159,9 +161,9 @@ def latest_output(root: str, component: str, output: str) -> str:
 
 def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dict[str, float]:
   """Streams the transformed train split: the trainer's statistics pass, then one epoch of the
-  teacher, as `models.run_fn` does. Returns the train examples seen, the teacher's parameter
-  count and its final loss."""
-  import tensorflow as tf
+  teacher, with the training API of `models.run_fn` (no eval split, TensorBoard logs in a
+  temporary directory). Returns the train examples seen, the teacher's parameter count and its
+  final loss."""
   import tensorflow_transform as tft
   from tfx.components.trainer import fn_args_utils
   from tfx.components.util import tfxio_utils
@@ -169,10 +171,8 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
   from tfx.types import standard_artifacts
 
   from contract import features
-  from models import inputs
-  from models import teacher
-  from models import towers
-  from models import two_tower
+  from models import layout
+  from models import training
 
   root = os.path.join(output_dir, 'pipeline_root')
   examples = standard_artifacts.Examples()
@@ -183,26 +183,17 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
       tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
       record_batch_factory=None, data_view_decode_fn=None)
   tf_transform_output = tft.TFTransformOutput(latest_output(root, 'Transform', 'transform_graph'))
-  training = dataclasses.replace(configs.TRAINING, epochs=1, batch_size=batch_size)
+  training_hparams = dataclasses.replace(configs.TRAINING, epochs=1, batch_size=batch_size)
   train_files = [os.path.join(examples.uri, f'Split-{features.TRAIN_SPLIT}', '*')]
-
-  def dataset(shuffle: bool):
-    return inputs.transformed_dataset(train_files, data_accessor, tf_transform_output, training,
-                                      shuffle)
-
-  vocab = towers.Vocabularies.from_transform_output(
-      tf_transform_output, configs.TRANSFORM.item_oov_buckets, configs.TRANSFORM.user_oov_buckets)
-  stats = stages.run('train_statistics_pass', inputs.scan_train_data, dataset(False),
-                     tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
-  tf.keras.utils.set_random_seed(training.seed)
-  model = two_tower.TwoTowerModel(
-      teacher.build_core(vocab, configs.TEACHER, configs.TRANSFORM, stats.mean_rating), training,
-      stats)
-  model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
-  history = stages.run('teacher_epoch', model.fit, dataset(True), epochs=1, verbose=0)
-  return {'train_examples': int(stats.item_counts.sum()),
+  data = stages.run('train_statistics_pass', training.read_data, train_files, [], data_accessor,
+                    tf_transform_output, configs.TRANSFORM, training_hparams)
+  with tempfile.TemporaryDirectory() as tensorboard_dir:
+    log = training.TrainingLog(tensorboard_dir)
+    model = stages.run('teacher_epoch', training.train_teacher, data, configs.TEACHER,
+                       training_hparams, log)
+  return {'train_examples': int(data.stats.item_counts.sum()),
           'teacher_params': int(model.count_params()),
-          'teacher_loss': float(history.history['loss'][-1])}
+          'teacher_loss': log.records[layout.TEACHER]['history']['loss'][-1]}
 
 
 def max_rss_gib(who: int) -> float:

@@ -1,6 +1,6 @@
 """Release gates of the retrieval evaluation: may the student candidate replace what is served?
 
-Pure logic over metric dictionaries (the keys of `models.evaluation.METRIC_KEYS` plus 'bytes'):
+Pure logic over metric dictionaries (the keys of `evaluation.metrics.METRIC_KEYS` plus 'bytes'):
 each gate yields a `GateDecision` with a readable reason, and the candidate is blessed only when
 every decision passes. Bounds are inclusive (a student exactly at 0.95 x the teacher passes), and
 a missing or non-finite value fails its gate: nothing is blessed on evidence that is not there.
@@ -15,7 +15,7 @@ BYTES_KEY = 'bytes'
 
 @dataclasses.dataclass(frozen=True)
 class RetrievalGates:
-  """Thresholds of the retrieval gates.
+  """Thresholds of the retrieval gates (the pipeline's are `pipeline.configs.RETRIEVAL_GATES`).
 
   Attributes:
     min_ndcg_ratio: the student's NDCG@10 must be at least this fraction of the teacher's.
@@ -23,9 +23,9 @@ class RetrievalGates:
       teacher's bytes.
     min_ndcg: absolute floor of the student's NDCG@10.
   """
-  min_ndcg_ratio: float = 0.95
-  max_size_ratio: float = 0.10
-  min_ndcg: float = 0.05
+  min_ndcg_ratio: float
+  max_size_ratio: float
+  min_ndcg: float
 
   def __post_init__(self):
     for field in dataclasses.fields(self):

@@ -12,7 +12,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 from tfx.utils import path_utils
 
-from models import run_fn
+from models import layout
 
 
 @tfx.dsl.components.component
@@ -20,7 +20,7 @@ def TeacherModel(  # pylint: disable=invalid-name
     model_run: tfx.dsl.components.InputArtifact[standard_artifacts.ModelRun],
     model: tfx.dsl.components.OutputArtifact[standard_artifacts.Model]) -> None:
   """Copies `<model_run>/teacher` to the serving path of the output `model`."""
-  source = os.path.join(model_run.uri, run_fn.TEACHER_DIR)
+  source = os.path.join(model_run.uri, layout.SAVED_MODEL_DIRS[layout.TEACHER])
   if not tf.io.gfile.exists(os.path.join(source, 'saved_model.pb')):
     raise FileNotFoundError(f'no teacher SavedModel in {source}')
   io_utils.copy_dir(source, path_utils.serving_model_path(model.uri))

@@ -85,11 +85,26 @@ def beam_pipeline_args() -> List[str]:
 
 
 def create_pipeline(kfp_v2: bool = False):
-  """The pipeline on the cluster's roots with its Beam arguments (what both runners compile)."""
+  """The pipeline on the cluster's roots with its Beam arguments and the `configs` values (what
+  both runners compile)."""
   return pipeline.create_pipeline(
       pipeline_name=PIPELINE_NAME,
       pipeline_root=PIPELINE_ROOT,
       examples_dir=DATA_ROOT,
-      serving_dir=SERVING_ROOT,
+      serving_model_dir=os.path.join(SERVING_ROOT, configs.MODEL_NAME),
+      teacher_serving_model_dir=os.path.join(SERVING_ROOT, configs.TEACHER_MODEL_NAME),
+      preprocessing_fn=configs.PREPROCESSING_FN,
+      run_fn=configs.RUN_FN,
+      transform=configs.TRANSFORM,
+      teacher=configs.TEACHER,
+      student=configs.STUDENT,
+      training=configs.TRAINING,
+      distillation=configs.DISTILLATION,
+      export=configs.EXPORT,
+      rmse_upper_bound=configs.RMSE_UPPER_BOUND,
+      rating_auc_lower_bound=configs.RATING_AUC_LOWER_BOUND,
+      rmse_max_increase=configs.RMSE_MAX_INCREASE,
+      retrieval_gates=configs.RETRIEVAL_GATES,
+      latency_requests=configs.LATENCY_REQUESTS,
       beam_pipeline_args=beam_pipeline_args(),
       kfp_v2=kfp_v2)

@@ -104,7 +104,8 @@ class Distiller(tf.keras.Model):
       return {key: batch[name] for key, name in TEACHER_OUTPUTS.items()}
     return self.teacher(batch, training=False)
 
-  def distillation_losses(self, batch: Dict[str, tf.Tensor], training: bool) -> Dict[str, tf.Tensor]:
+  def distillation_losses(self, batch: Dict[str, tf.Tensor],
+                          training: bool) -> Dict[str, tf.Tensor]:
     sampled = self.sampler.uniform([self.num_sampled_negatives], 0, self.num_items, tf.int64)
     negatives = {name: tf.gather(values, sampled) for name, values in self.catalogue.items()}
     teacher_outputs = self._teacher_outputs(batch)

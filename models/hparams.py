@@ -1,8 +1,8 @@
 """Typed hyper-parameter records passed from `pipeline/configs.py` to the Trainer.
 
 The values live in `pipeline/configs.py` only; the Trainer receives them through
-`custom_config` (so Kubeflow runs get them and the TFX cache keys on them) and rebuilds
-these records with `from_dict`.
+`custom_config` (so Kubeflow runs get them and the TFX cache keys on them): `to_dict` of a
+`TrainerHParams`, which `run_fn` rebuilds with `TrainerHParams.from_config`.
 """
 import dataclasses
 from typing import Any, Dict, Type, TypeVar
@@ -78,6 +78,33 @@ class ExportHParams:
   top_k: int
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainerHParams:
+  """Everything `models.run_fn` is given: the Trainer's `custom_config` is its `to_dict`.
+
+  `train_student_scratch` also trains the student without the teacher, as a reference for
+  benchmarks (`student_scratch` in the Trainer's model run directory).
+  """
+  transform: TransformHParams
+  teacher: TowerHParams
+  student: TowerHParams
+  training: TrainingHParams
+  distillation: DistillationHParams
+  export: ExportHParams
+  train_student_scratch: bool = False
+
+  @classmethod
+  def from_config(cls, config: Dict[str, Any]) -> 'TrainerHParams':
+    """The records of a Trainer's `custom_config`."""
+    return cls(transform=from_dict(TransformHParams, config['transform']),
+               teacher=from_dict(TowerHParams, config['teacher']),
+               student=from_dict(TowerHParams, config['student']),
+               training=from_dict(TrainingHParams, config['training']),
+               distillation=from_dict(DistillationHParams, config['distillation']),
+               export=from_dict(ExportHParams, config['export']),
+               train_student_scratch=bool(config.get('train_student_scratch')))
+
+
 def to_dict(record: Any) -> Dict[str, Any]:
   return dataclasses.asdict(record)
 
@@ -88,5 +115,6 @@ def from_dict(cls: Type[T], values: Dict[str, Any]) -> T:
   unknown = set(values) - names
   missing = names - set(values)
   if unknown or missing:
-    raise ValueError(f'{cls.__name__}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}')
+    raise ValueError(f'{cls.__name__}: unknown keys {sorted(unknown)}, '
+                     f'missing keys {sorted(missing)}')
   return cls(**values)

@@ -1,11 +1,13 @@
-"""The one place for the pipeline's names, paths and hyper-parameters.
+"""The one place for the pipeline's names, paths, hyper-parameters and thresholds.
 
-Paths can be overridden from the environment (`make run DATA=... OUTPUT=...` sets them), so the
-same definitions serve the local runner, the tests and the Kubeflow runners.
+The runners (`pipeline/local_runner.py`, `kubeflow/`, `benchmarks/`) pass these values to
+`pipeline.create_pipeline`. Paths can be overridden from the environment (`make run DATA=...
+OUTPUT=...` sets them), so the same definitions serve the local runner, the tests and the
+Kubeflow runners.
 """
 import os
 
-from components import gates
+from contract import signatures
 from models import hparams
 
 PIPELINE_NAME = 'recsys-distill'
@@ -25,7 +27,7 @@ RUN_FN = 'models.run_fn.run_fn'
 # Data protocol: per-user chronological split (fractions of each user's latest interactions).
 EVAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
-HISTORY_LENGTH = 20  # latest items kept in each example's history feature
+HISTORY_LENGTH = signatures.HISTORY_LENGTH  # latest items kept in each example's history
 
 TRANSFORM = hparams.TransformHParams(
     history_length=HISTORY_LENGTH, item_oov_buckets=1, user_oov_buckets=1, max_genres=6,
@@ -48,15 +50,16 @@ DISTILLATION = hparams.DistillationHParams(
     epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0, kd_weight=1.0,
     rating_distillation_weight=100.0, num_sampled_negatives=512, qat_epochs=1,
     qat_learning_rate=0.0005, teacher_outputs_in_memory_max_examples=1_000_000)
-EXPORT = hparams.ExportHParams(top_k=100)
+EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
 
 # Evaluator: the student's rating signature must be at least this good on the eval split.
 RMSE_UPPER_BOUND = 1.5
 RATING_AUC_LOWER_BOUND = 0.6  # ROC AUC of the predicted rating for "rating >= 4"
 RMSE_MAX_INCREASE = 0.05  # over the latest blessed model's RMSE (the change threshold)
 
-# Release gates (components/): what the pushed candidate must reach on the test split.
-RETRIEVAL_GATES = gates.RetrievalGates(min_ndcg_ratio=0.95, max_size_ratio=0.10, min_ndcg=0.05)
+# Release gates (`components.gates.RetrievalGates`): what the pushed candidate must reach on the
+# test split, relative to the teacher (NDCG@10 ratio, bytes ratio) and absolutely.
+RETRIEVAL_GATES = {'min_ndcg_ratio': 0.95, 'max_size_ratio': 0.10, 'min_ndcg': 0.05}
 LATENCY_REQUESTS = 200  # timed single-request calls of each SavedModel's serving signature
 
 # Beam for the local runner: in-process is fastest for data that fits one machine.

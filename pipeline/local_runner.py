@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from absl import logging
 from tfx import v1 as tfx
@@ -71,8 +71,13 @@ def gate_failures(evaluation_dir: str) -> List[str]:
   return [d['reason'] for d in decisions if not d['passed']]
 
 
-def run(data_source: str, output_dir: str, enable_cache: bool = True, **pipeline_kwargs) -> dict:
-  """Prepares the data and runs the pipeline; returns the paths and the pushed version."""
+def run(data_source: str, output_dir: str, enable_cache: bool = True,
+        rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
+        rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
+        retrieval_gates: Mapping[str, float] = configs.RETRIEVAL_GATES,
+        train_student_scratch: bool = False) -> dict:
+  """Prepares the data and runs the pipeline with the `configs` values, but for the thresholds
+  given here (see `pipeline.create_pipeline`); returns the paths and the pushed version."""
   paths = output_paths(os.path.abspath(output_dir))
   logging.info('Preparing examples from %s', data_source)
   files = loaders.locate_inputs(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
@@ -88,12 +93,26 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True, **pipeline
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=paths['pipeline_root'],
       examples_dir=paths['examples'],
-      serving_dir=paths['serving'],
+      serving_model_dir=serving_model_dir,
+      teacher_serving_model_dir=os.path.join(paths['serving'], configs.TEACHER_MODEL_NAME),
+      preprocessing_fn=configs.PREPROCESSING_FN,
+      run_fn=configs.RUN_FN,
+      transform=configs.TRANSFORM,
+      teacher=configs.TEACHER,
+      student=configs.STUDENT,
+      training=configs.TRAINING,
+      distillation=configs.DISTILLATION,
+      export=configs.EXPORT,
+      rmse_upper_bound=rmse_upper_bound,
+      rating_auc_lower_bound=rating_auc_lower_bound,
+      rmse_max_increase=configs.RMSE_MAX_INCREASE,
+      retrieval_gates=retrieval_gates,
+      latency_requests=configs.LATENCY_REQUESTS,
+      train_student_scratch=train_student_scratch,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths['metadata']),
       beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
-      enable_cache=enable_cache,
-      **pipeline_kwargs))
+      enable_cache=enable_cache))
   after = latest_version(serving_model_dir)
   outputs = latest_run_outputs(paths['metadata'], [artifacts.RunReport.TYPE_NAME,
                                                    artifacts.RetrievalEvaluation.TYPE_NAME])

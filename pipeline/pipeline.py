@@ -1,6 +1,8 @@
-"""The TFX pipeline definition, shared by the local (Beam) and Kubeflow runners."""
-import os
-from typing import List, Optional
+"""The TFX pipeline definition, shared by the local (Beam) and Kubeflow runners.
+
+Everything it is built from comes in as arguments (the runners pass `pipeline.configs` values).
+"""
+from typing import List, Mapping, Optional
 
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
@@ -16,32 +18,12 @@ from components.run_report import component as run_report_lib
 from contract import features
 from contract import signatures
 from models import hparams
-from pipeline import configs
-
 
 BASELINE_RESOLVER_ID = 'latest_blessed_model_resolver'
 
 
-def trainer_config(train_student_scratch: bool = False) -> dict:
-  """Hyper-parameters handed to `run_fn` (and part of the Trainer's cache key).
-
-  `train_student_scratch` also trains the student without the teacher, as a reference for
-  benchmarks (`student_scratch` in the Trainer's model run directory).
-  """
-  return {
-      'transform': hparams.to_dict(configs.TRANSFORM),
-      'teacher': hparams.to_dict(configs.TEACHER),
-      'student': hparams.to_dict(configs.STUDENT),
-      'training': hparams.to_dict(configs.TRAINING),
-      'distillation': hparams.to_dict(configs.DISTILLATION),
-      'export': hparams.to_dict(configs.EXPORT),
-      'train_student_scratch': train_student_scratch,
-  }
-
-
-def eval_config(rmse_upper_bound: float,
-                rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
-                rmse_max_increase: float = configs.RMSE_MAX_INCREASE) -> tfma.EvalConfig:
+def eval_config(rmse_upper_bound: float, rating_auc_lower_bound: float,
+                rmse_max_increase: float) -> tfma.EvalConfig:
   """TFMA evaluation of the student's rating signature on the eval split: MAE, RMSE (bounded, and
   at most `rmse_max_increase` above the baseline's) and the AUC of "rating >= 4" (bounded).
 
@@ -97,9 +79,11 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
   ).with_id(BASELINE_RESOLVER_ID)
 
 
-def data_components(examples_dir: str) -> list:
+def data_components(examples_dir: str, preprocessing_fn: str,
+                    transform_hparams: hparams.TransformHParams) -> list:
   """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform over prepared
-  examples in `examples_dir`/{train,eval,test}/: the pipeline's data stages, in that order."""
+  examples in `examples_dir`/{train,eval,test}/: the pipeline's data stages, in that order.
+  Transform runs `preprocessing_fn` (a dotted path) with `transform_hparams`."""
   example_gen = prepared_example_gen.PreparedExampleGen(
       input_base=examples_dir,
       input_config=tfx.proto.Input(splits=[
@@ -117,60 +101,93 @@ def data_components(examples_dir: str) -> list:
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=schema_gen.outputs['schema'],
-      preprocessing_fn=configs.PREPROCESSING_FN,
+      preprocessing_fn=preprocessing_fn,
       splits_config=tfx.proto.SplitsConfig(
           analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]),
-      custom_config=hparams.to_dict(configs.TRANSFORM),
+      custom_config=hparams.to_dict(transform_hparams),
       # StatisticsGen already describes the data; Transform's own pre- and post-transform
       # statistics (two more TFDV passes) would be read by nothing.
       disable_statistics=True)
   return [example_gen, statistics_gen, schema_gen, example_validator, transform]
 
 
-def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, serving_dir: str,
+def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str,
+                    serving_model_dir: str, teacher_serving_model_dir: str,
+                    preprocessing_fn: str, run_fn: str,
+                    transform: hparams.TransformHParams, teacher: hparams.TowerHParams,
+                    student: hparams.TowerHParams, training: hparams.TrainingHParams,
+                    distillation: hparams.DistillationHParams,
+                    export: hparams.ExportHParams,
+                    rmse_upper_bound: float, rating_auc_lower_bound: float,
+                    rmse_max_increase: float, retrieval_gates: Mapping[str, float],
+                    latency_requests: int, train_student_scratch: bool = False,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
-                    rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
-                    rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
-                    retrieval_gates: gates.RetrievalGates = configs.RETRIEVAL_GATES,
-                    train_student_scratch: bool = False,
                     enable_cache: bool = True, kfp_v2: bool = False) -> tfx.dsl.Pipeline:
   """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
   Evaluator → RetrievalEvaluator → Pusher → RunReport over prepared examples in
   `examples_dir`/{train,eval,test}/.
 
+  Args:
+    pipeline_name: the pipeline's name (and the run report's title).
+    pipeline_root: where components write their artifacts.
+    examples_dir: the prepared examples, `<examples_dir>/{train,eval,test}/`.
+    serving_model_dir: where the Pusher pushes the student, `<serving_model_dir>/<version>/`.
+    teacher_serving_model_dir: where the teacher is pushed beside it.
+    preprocessing_fn: the dotted path of Transform's `preprocessing_fn`.
+    run_fn: the dotted path of the Trainer's `run_fn`.
+    transform: how Transform makes the features.
+    teacher: the teacher's size.
+    student: the student's size.
+    training: how the teacher (and the student's ground-truth loss) is trained.
+    distillation: how the student is distilled and fine-tuned with quantization.
+    export: what the exported signatures return.
+    rmse_upper_bound: the Evaluator's bound on the student's eval-split RMSE.
+    rating_auc_lower_bound: the Evaluator's bound on the AUC of "rating >= 4".
+    rmse_max_increase: the Evaluator's bound on the RMSE's increase over the baseline's.
+    retrieval_gates: the `gates.RetrievalGates` thresholds, by field name.
+    latency_requests: timed single-request calls of each SavedModel in the RetrievalEvaluator.
+    train_student_scratch: also train the student without the teacher (a benchmark reference).
+    metadata_connection_config: the ML Metadata store (None: the orchestrator's own).
+    beam_pipeline_args: the Beam arguments of the Beam-based components.
+    enable_cache: reuse the outputs of executions whose inputs are unchanged.
+    kfp_v2: pick the baseline resolver that the KFP v2 compiler supports (see
+      `baseline_model_resolver`).
+
   The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
-  Evaluator blessed the model's rating metrics. `kfp_v2` picks the baseline resolver that the
-  KFP v2 compiler supports (see `baseline_model_resolver`)."""
-  example_gen, statistics_gen, schema_gen, example_validator, transform = data_components(
-      examples_dir)
+  Evaluator blessed the model's rating metrics.
+  """
+  example_gen, statistics_gen, schema_gen, example_validator, transform_component = (
+      data_components(examples_dir, preprocessing_fn, transform))
   trainer = tfx.components.Trainer(
-      run_fn=configs.RUN_FN,
-      examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'],
+      run_fn=run_fn,
+      examples=transform_component.outputs['transformed_examples'],
+      transform_graph=transform_component.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-      custom_config=trainer_config(train_student_scratch))
+      custom_config=hparams.to_dict(hparams.TrainerHParams(
+          transform=transform, teacher=teacher, student=student, training=training,
+          distillation=distillation, export=export,
+          train_student_scratch=train_student_scratch)))
   baseline = baseline_model_resolver(trainer.outputs['model'], kfp_v2)
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       baseline_model=baseline.outputs['model'],
-      eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound))
+      eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound, rmse_max_increase))
   retrieval_evaluator = retrieval_evaluator_lib.RetrievalEvaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       model_run=trainer.outputs['model_run'],
-      evaluator_blessing=evaluator.outputs['blessing'],
-      gates=retrieval_gates,
-      latency_requests=configs.LATENCY_REQUESTS)
+      gates=gates.RetrievalGates(**retrieval_gates),
+      latency_requests=latency_requests,
+      evaluator_blessing=evaluator.outputs['blessing'])
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
       model_blessing=retrieval_evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=os.path.join(serving_dir, configs.MODEL_NAME))))
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
   # The teacher is pushed beside the student when the student is (TF Serving serves both).
   teacher_model = teacher_model_lib.TeacherModel(model_run=trainer.outputs['model_run'])
   teacher_pusher = tfx.components.Pusher(
@@ -178,7 +195,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
       model_blessing=retrieval_evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=os.path.join(serving_dir, configs.TEACHER_MODEL_NAME)))
+              base_directory=teacher_serving_model_dir))
   ).with_id('TeacherPusher')
   report = run_report_lib.RunReport(
       retrieval_evaluation=retrieval_evaluator.outputs['evaluation'],
@@ -191,9 +208,9 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str, s
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                  trainer, baseline, evaluator, retrieval_evaluator, pusher, teacher_model,
-                  teacher_pusher, report],
+      components=[example_gen, statistics_gen, schema_gen, example_validator,
+                  transform_component, trainer, baseline, evaluator, retrieval_evaluator, pusher,
+                  teacher_model, teacher_pusher, report],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

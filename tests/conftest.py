@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.data import synthetic
 from exported_models import export_dirs, trained  # noqa: F401  (session fixtures)
+import input_writers
 
 MOVIELENS_100K = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data',
                               'movielens-100k')
@@ -17,4 +18,4 @@ def synthetic_dataset():
 
 @pytest.fixture(scope='session')
 def synthetic_csv_dir(tmp_path_factory, synthetic_dataset):
-  return str(synthetic.write_csv(synthetic_dataset, tmp_path_factory.mktemp('synthetic_csv')))
+  return str(input_writers.write_csv(synthetic_dataset, tmp_path_factory.mktemp('synthetic_csv')))

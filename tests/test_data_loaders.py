@@ -13,6 +13,7 @@ import pytest
 from contract import features
 from pipeline.data import download, loaders, synthetic
 from pipeline.data.errors import DataError
+import input_writers
 
 # The shared copy beside the checkout (as in conftest.py); the test is skipped without it.
 REAL_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'movielens-100k'
@@ -88,13 +89,13 @@ def test_large_csv_writer_is_deterministic_and_loads(tmp_path):
 
 def test_movielens_writer_round_trips_through_the_loader(tmp_path):
   dataset = synthetic.generate()
-  synthetic.write_movielens_100k(dataset, tmp_path)
+  input_writers.write_movielens_100k(dataset, tmp_path)
   assert_datasets_equal(loaders.load_dataset(tmp_path), dataset)
 
 
 def test_csv_writer_round_trips_through_the_loader(tmp_path):
   dataset = synthetic.generate()
-  synthetic.write_csv(dataset, tmp_path)
+  input_writers.write_csv(dataset, tmp_path)
   assert_datasets_equal(loaders.load_dataset(tmp_path), dataset)
   only_interactions = loaders.load_dataset(tmp_path / loaders.INTERACTIONS_CSV)
   pd.testing.assert_frame_equal(only_interactions.interactions, dataset.interactions)
@@ -233,7 +234,7 @@ def test_duplicate_side_ids(tmp_path):
 ])
 def test_bad_movielens_files(tmp_path, file_name, line, content, column, problem):
   dataset = synthetic.generate(num_users=3, num_items=4, interactions_per_user=(2, 3))
-  synthetic.write_movielens_100k(dataset, tmp_path)
+  input_writers.write_movielens_100k(dataset, tmp_path)
   path = tmp_path / file_name
   lines = path.read_text(encoding='latin-1').splitlines()
   lines[line - 1] = content
@@ -257,7 +258,8 @@ def test_data_error_pickles():
 def fake_archive(tmp_path, monkeypatch):
   """A small ml-100k.zip of synthetic data served by a fake URL opener that counts calls."""
   dataset = synthetic.generate(num_users=5, num_items=8, interactions_per_user=(3, 5))
-  source = synthetic.write_movielens_100k(dataset, tmp_path / 'source' / download.EXTRACTED_NAME)
+  source = input_writers.write_movielens_100k(dataset,
+                                             tmp_path / 'source' / download.EXTRACTED_NAME)
   buffer = io.BytesIO()
   with zipfile.ZipFile(buffer, 'w') as bundle:
     for file in sorted(source.iterdir()):

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from contract import features
-from pipeline.data import loaders, prepare, reference, synthetic
+from pipeline.data import loaders, prepare, synthetic
 from pipeline.data.errors import DataError
+import input_writers
+import prepare_reference
 
 HISTORY_LENGTH = 4
 LIST_KINDS = {
@@ -52,8 +54,9 @@ def written_rows(output: Path) -> Counter:
 
 
 def reference_rows(dataset: loaders.Dataset, history_length: int) -> Counter:
-  frame = reference.examples_frame(dataset, history_length)
-  columns = [frame[reference.SPLIT].tolist()] + [frame[f].tolist() for f in features.RAW_FEATURES]
+  frame = prepare_reference.examples_frame(dataset, history_length)
+  columns = [frame[prepare_reference.SPLIT].tolist()] + [frame[f].tolist()
+                                                         for f in features.RAW_FEATURES]
   return Counter(zip(*columns))
 
 
@@ -73,10 +76,11 @@ def dataset():
 
 @pytest.fixture(scope='module')
 def csv_files(dataset, tmp_path_factory):
-  return loaders.locate_inputs(synthetic.write_csv(dataset, tmp_path_factory.mktemp('csv')))
+  return loaders.locate_inputs(input_writers.write_csv(dataset, tmp_path_factory.mktemp('csv')))
 
 
-@pytest.mark.parametrize('writer', [synthetic.write_csv, synthetic.write_movielens_100k])
+@pytest.mark.parametrize('writer', [input_writers.write_csv,
+                                    input_writers.write_movielens_100k])
 def test_examples_equal_the_pandas_reference(tmp_path, writer, synthetic_dataset):
   files = loaders.locate_inputs(writer(synthetic_dataset, tmp_path / 'input'))
   output = tmp_path / 'examples'
@@ -144,7 +148,7 @@ def test_bad_interactions_raise_a_located_data_error_and_write_nothing(
 
 
 def test_bad_row_in_a_worker_process_is_reraised_in_the_driver(tmp_path, dataset):
-  directory = synthetic.write_movielens_100k(dataset, tmp_path / 'input')
+  directory = input_writers.write_movielens_100k(dataset, tmp_path / 'input')
   ratings = directory / loaders.MOVIELENS_RATINGS
   lines = ratings.read_text(encoding='latin-1').splitlines()
   lines[41] = '1\t2\t4'
@@ -156,7 +160,7 @@ def test_bad_row_in_a_worker_process_is_reraised_in_the_driver(tmp_path, dataset
 
 
 def test_bad_side_table_is_reported(tmp_path, dataset):
-  directory = synthetic.write_csv(dataset, tmp_path / 'input')
+  directory = input_writers.write_csv(dataset, tmp_path / 'input')
   users = directory / loaders.USERS_CSV
   users.write_text(users.read_text() + '1,30,M,other,12345\n')
   with pytest.raises(DataError, match='duplicate id') as caught:
@@ -180,7 +184,7 @@ def test_rerun_with_same_inputs_touches_nothing(tmp_path, csv_files):
 
 
 def test_changed_input_bytes_change_the_fingerprint(tmp_path, dataset):
-  files = loaders.locate_inputs(synthetic.write_csv(dataset, tmp_path / 'input'))
+  files = loaders.locate_inputs(input_writers.write_csv(dataset, tmp_path / 'input'))
   before = prepare.fingerprint(files, HISTORY_LENGTH, 0.1, 0.1)
   with open(files.items, 'a') as handle:
     handle.write('new,New item,Drama,2001\n')

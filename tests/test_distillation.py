@@ -1,12 +1,20 @@
-"""The distillation model: the KD loss, and which variables a train step moves."""
+"""The distillation model: the KD loss, which variables a train step moves, and the training
+API's distillation phases."""
+import glob
+import os
+import tempfile
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import distiller
 from contract import features
+from models import distiller
+from models import hparams
+from models import layout
 from models import student
 from models import teacher
+from models import training
 from models import two_tower
 import tiny_models
 
@@ -103,3 +111,51 @@ def test_teacher_outputs_added_to_the_data_give_the_same_losses(tmp_path, in_fil
   cached = model.distillation_losses(labelled, training=False)
   for name in distiller.LOSS_NAMES:
     assert float(cached[name]) == pytest.approx(float(live[name]), rel=1e-5), name
+
+
+def _distillation_hparams(in_memory_max_examples: int = 1_000_000):
+  return hparams.DistillationHParams(
+      epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0,
+      rating_distillation_weight=1.0, num_sampled_negatives=4, qat_epochs=1,
+      qat_learning_rate=0.001, teacher_outputs_in_memory_max_examples=in_memory_max_examples)
+
+
+def _training_data() -> training.TrainingData:
+  batches = tf.data.Dataset.from_tensors(tiny_models.batch())
+  return training.TrainingData(batches, batches, batches, None, tiny_models.TRANSFORM,
+                               tiny_models.VOCAB, tiny_models.STATS)
+
+
+@pytest.mark.parametrize('beyond_the_limit', [False, True])
+def test_teacher_outputs_go_to_a_temporary_file_beyond_the_in_memory_limit(
+    tmp_path, monkeypatch, beyond_the_limit):
+  monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+  train_examples = int(tiny_models.STATS.item_counts.sum())
+  distillation = _distillation_hparams(train_examples - int(beyond_the_limit))
+  with training.teacher_outputs(_training_data(), _distiller().teacher, tiny_models.TRAINING,
+                                distillation) as data:
+    (cache_dir,) = glob.glob(str(tmp_path / 'teacher_outputs_*'))
+    labelled = list(data.train)
+    assert bool(os.listdir(cache_dir)) == beyond_the_limit
+  assert set(distiller.TEACHER_OUTPUTS.values()) <= set(labelled[0])
+  assert not os.path.exists(cache_dir)
+
+
+def test_distil_and_quantize_record_their_phases(tmp_path):
+  data = _training_data()
+  log = training.TrainingLog(str(tmp_path / layout.TENSORBOARD_DIR))
+  teacher_model = training.train_teacher(data, tiny_models.teacher_size(), tiny_models.TRAINING,
+                                         log)
+  distillation = _distillation_hparams()
+  with training.teacher_outputs(data, teacher_model, tiny_models.TRAINING,
+                                distillation) as distillation_data:
+    student_fp32 = training.distil(distillation_data, teacher_model, tiny_models.STUDENT_SIZE,
+                                   tiny_models.TRAINING, distillation, log)
+    student_int8 = training.quantize(distillation_data, teacher_model, student_fp32,
+                                     tiny_models.TRAINING, distillation, log)
+  assert [(name, len(record['history']['loss'])) for name, record in log.records.items()] == [
+      (layout.TEACHER, 1), (layout.STUDENT_FP32, 2), (layout.STUDENT_INT8, 1)]
+  assert set(distiller.LOSS_NAMES) <= set(log.records[layout.STUDENT_INT8]['history'])
+  assert sorted(os.listdir(tmp_path / layout.TENSORBOARD_DIR)) == [
+      'distillation', 'quantization_aware_training', 'teacher']
+  assert student_int8(tiny_models.batch())['rating'].shape == (3,)

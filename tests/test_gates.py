@@ -1,21 +1,23 @@
 """Tests of the retrieval release gates: thresholds, missing evidence, equal values."""
+import dataclasses
 import math
 
 import pytest
 
 from components import gates
+from pipeline import configs
 
 TEACHER = {'ndcg@10': 0.20, 'bytes': 1_000_000}
 GOOD_STUDENT = {'ndcg@10': 0.19, 'bytes': 90_000}
-DEFAULTS = gates.RetrievalGates()
+THRESHOLDS = gates.RetrievalGates(min_ndcg_ratio=0.95, max_size_ratio=0.10, min_ndcg=0.05)
 
 
-def decisions_by_gate(student, teacher, thresholds=DEFAULTS):
+def decisions_by_gate(student, teacher, thresholds=THRESHOLDS):
   return {d.gate: d for d in gates.decide(student, teacher, thresholds)}
 
 
 def test_a_good_student_passes_every_gate():
-  decisions = gates.decide(GOOD_STUDENT, TEACHER, DEFAULTS)
+  decisions = gates.decide(GOOD_STUDENT, TEACHER, THRESHOLDS)
   assert [d.gate for d in decisions] == ['ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_floor']
   assert gates.all_passed(decisions)
   assert 'student NDCG@10 0.1900 >= 0.95 x teacher NDCG@10 = 0.1900' == decisions[0].reason
@@ -74,7 +76,12 @@ def test_lenient_gates_bless_anything_measured():
 @pytest.mark.parametrize('value', [-0.1, math.nan, '0.5'])
 def test_bad_thresholds_are_rejected(field, value):
   with pytest.raises(ValueError, match=field):
-    gates.RetrievalGates(**{field: value})
+    gates.RetrievalGates(**{**dataclasses.asdict(THRESHOLDS), field: value})
+
+
+def test_the_pipeline_thresholds_make_valid_gates():
+  thresholds = gates.RetrievalGates(**configs.RETRIEVAL_GATES)
+  assert dataclasses.asdict(thresholds) == configs.RETRIEVAL_GATES
 
 
 def test_upstream_blessing():

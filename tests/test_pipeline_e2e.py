@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import scale
-from components import gates
 from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
 from contract import signatures
@@ -21,8 +20,8 @@ LENIENT_RMSE = 10.0
 LENIENT_AUC = 0.0
 # Tiny data trains for a few steps: the retrieval gates only ask for a student no bigger than
 # the teacher. The degraded run asks for a student of 0 bytes, which no model can be.
-LENIENT_GATES = gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=1.0, min_ndcg=0.0)
-IMPOSSIBLE_GATES = gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=0.0, min_ndcg=0.0)
+LENIENT_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 1.0, 'min_ndcg': 0.0}
+IMPOSSIBLE_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 0.0, 'min_ndcg': 0.0}
 
 
 class _Records(logging.Handler):

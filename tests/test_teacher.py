@@ -8,6 +8,7 @@ from models import hparams
 from models import inputs
 from models import teacher
 from models import towers
+from models import training
 from models import two_tower
 import tiny_models
 
@@ -67,6 +68,17 @@ def test_transformer_sees_order_and_mean_pooling_does_not():
     model = _model(encoder)
     same = np.allclose(model.embed_queries(forward), model.embed_queries(backward), atol=1e-6)
     assert same != order_matters, encoder
+
+
+def test_train_teacher_is_reproducible_from_the_seed(tmp_path):
+  batches = tf.data.Dataset.from_tensors(_batch()).repeat(3)
+  data = training.TrainingData(batches, batches, None, None, TRANSFORM, VOCAB, STATS)
+  histories = []
+  for run in range(2):
+    log = training.TrainingLog(str(tmp_path / str(run)))
+    training.train_teacher(data, _size(), TRAINING, log)
+    histories.append(log.records['teacher']['history'])
+  assert histories[0] == histories[1] and histories[0]['loss']
 
 
 def test_a_train_step_lowers_the_loss():

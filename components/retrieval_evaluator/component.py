@@ -3,8 +3,9 @@ the blessing that the Pusher obeys.
 
     retrieval_evaluator = RetrievalEvaluator(
         examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
-        model_run=trainer.outputs['model_run'], evaluator_blessing=evaluator.outputs['blessing'],
-        gates=configs.RETRIEVAL_GATES)
+        model_run=trainer.outputs['model_run'],
+        gates=gates.RetrievalGates(**configs.RETRIEVAL_GATES),
+        latency_requests=configs.LATENCY_REQUESTS, evaluator_blessing=evaluator.outputs['blessing'])
     pusher = Pusher(model=..., model_blessing=retrieval_evaluator.outputs['blessing'], ...)
 
 The blessing is positive only when every retrieval gate holds and the Evaluator (TFMA) blessed
@@ -23,8 +24,6 @@ from tfx.types import standard_artifacts
 from components import artifacts
 from components import gates as gates_lib
 from components.retrieval_evaluator import executor
-
-DEFAULT_LATENCY_REQUESTS = 200
 
 
 class RetrievalEvaluatorSpec(component_spec.ComponentSpec):
@@ -53,19 +52,17 @@ class RetrievalEvaluator(base_component.BaseComponent):
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
   def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
-               model_run: types.BaseChannel,
-               evaluator_blessing: Optional[types.BaseChannel] = None,
-               gates: gates_lib.RetrievalGates = gates_lib.RetrievalGates(),
-               latency_requests: int = DEFAULT_LATENCY_REQUESTS):
+               model_run: types.BaseChannel, gates: gates_lib.RetrievalGates,
+               latency_requests: int, evaluator_blessing: Optional[types.BaseChannel] = None):
     """
     Args:
       examples: PreparedExampleGen's raw examples with splits train, eval and test.
       model: the Trainer's model (the pushed candidate, the quantized student).
       model_run: the Trainer's run directory (teacher/; student_scratch/ and student_fp32/
         when present).
-      evaluator_blessing: the TFMA Evaluator's blessing; when given, it must be positive too.
       gates: the retrieval gates' thresholds.
       latency_requests: timed single-request calls per exported model.
+      evaluator_blessing: the TFMA Evaluator's blessing; when given, it must be positive too.
     """
     spec = RetrievalEvaluatorSpec(
         examples=examples, model=model, model_run=model_run,

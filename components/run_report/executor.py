@@ -22,7 +22,7 @@ from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import charts
 from components.run_report import page
 from contract import features
-from models import run_fn
+from models import layout
 
 STATISTICS_KEY = 'statistics'
 RETRIEVAL_EVALUATION_KEY = 'retrieval_evaluation'
@@ -118,8 +118,8 @@ class Executor(base_executor.BaseExecutor):
         retrieval_executor.METRICS_FILE))
     summary = {}
     model_run = _optional_single(input_dict, MODEL_RUN_KEY)
-    if model_run and tf.io.gfile.exists(os.path.join(model_run.uri, run_fn.SUMMARY_FILE)):
-      summary = _read_json(os.path.join(model_run.uri, run_fn.SUMMARY_FILE))
+    if model_run and tf.io.gfile.exists(os.path.join(model_run.uri, layout.SUMMARY_FILE)):
+      summary = _read_json(os.path.join(model_run.uri, layout.SUMMARY_FILE))
     evaluation = _optional_single(input_dict, EVALUATION_KEY)
     pushed_model = _optional_single(input_dict, PUSHED_MODEL_KEY)
     statistics = _optional_single(input_dict, STATISTICS_KEY)

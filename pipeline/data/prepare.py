@@ -3,7 +3,7 @@ ExampleGen.
 
 `prepare_examples` streams the interactions file through a Beam pipeline: a reader DoFn parses
 and validates it row by row (exact line numbers, so errors name file, row and column), the rows
-are grouped by user, and each user's interactions are sorted, split (`split.split_sizes`), given
+are grouped by user, and each user's interactions are sorted, split (`protocol.split_sizes`), given
 their history and joined with the user and item side tables (small, loaded in the driver and
 passed as side inputs). It writes `<output_dir>/<split>/data-SSSSS-of-NNNNN.tfrecord.gz` (GZIP
 TFRecord shards, one tf.train.Example per interaction carrying every name in
@@ -39,8 +39,9 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from contract import features
+from evaluation import protocol
 from pipeline import configs
-from pipeline.data import example_encoding, loaders, split
+from pipeline.data import example_encoding, loaders
 from pipeline.data.errors import DataError
 from pipeline.data.loaders import InputFiles
 
@@ -159,7 +160,7 @@ class UserExamples(beam.DoFn):
               items: Mapping[str, tuple]) -> Iterator[beam.pvalue.TaggedOutput]:
     user_id, rows = grouped
     rows = sorted(rows)  # by timestamp, then line: the original order breaks ties
-    n_eval, n_test = split.split_sizes(len(rows), *self._fractions)
+    n_eval, n_test = protocol.split_sizes(len(rows), *self._fractions)
     user_features = _encode_features(features.USER_ID, user_id, features.USER_SIDE_FEATURES,
                                      users.get(user_id))
     item_ids = [row[2] for row in rows]
@@ -169,7 +170,7 @@ class UserExamples(beam.DoFn):
       start = max(0, position - self._history_length)
       history = features.HISTORY_SEPARATOR.join(item_ids[start:position])
       history_ratings = features.HISTORY_SEPARATOR.join(ratings[start:position])
-      name = split.split_name(len(rows) - 1 - position, n_eval, n_test)
+      name = protocol.split_name(len(rows) - 1 - position, n_eval, n_test)
       counts[name] += 1
       yield beam.pvalue.TaggedOutput(name, example_encoding.encode_example((
           user_features,
@@ -281,7 +282,7 @@ def prepare_examples(
   """
   if history_length < 0:
     raise ValueError(f'history length must be >= 0, got {history_length}')
-  split.check_fractions(eval_fraction, test_fraction)
+  protocol.check_fractions(eval_fraction, test_fraction)
   output_dir = Path(output_dir)
   digest = fingerprint(files, history_length, eval_fraction, test_fraction)
   previous = _read_manifest(output_dir)

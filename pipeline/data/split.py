@@ -1,7 +1,7 @@
-"""The split and history features of the prepared examples.
+"""The history features of the prepared examples (the split itself is the evaluation protocol's,
+`evaluation.protocol`).
 
-The per-user chronological split is the evaluation protocol's (`evaluation.protocol`), named
-here too for the data preparation. An interaction's history is the user's items strictly before
+An interaction's history is the user's items strictly before
 it in the same order, so no example sees its own or later items.
 """
 
@@ -12,14 +12,6 @@ import pandas as pd
 
 from contract import features
 from evaluation import protocol
-
-# The split itself is the evaluation protocol's; the data preparation reads it here.
-chronological_order = protocol.chronological_order
-check_fractions = protocol.check_fractions
-split_sizes = protocol.split_sizes
-split_name = protocol.split_name
-assign_splits = protocol.assign_splits
-
 
 def add_history(frame: pd.DataFrame, length: int) -> pd.DataFrame:
   """Returns a copy of `frame` with HISTORY and HISTORY_RATINGS columns: the user's latest

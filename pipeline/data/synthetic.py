@@ -1,8 +1,8 @@
-"""A small deterministic synthetic dataset, and writers for both input formats.
+"""A small deterministic synthetic dataset, and a large one streamed to CSV.
 
 Users and items get latent factors; users pick items with a long-tail (Zipf-like) popularity
-weighted by their affinity and rate them 1..5 from that affinity. The writers produce the native
-MovieLens 100k files and the generic CSV schema so that tests go through the real loaders.
+weighted by their affinity and rate them 1..5 from that affinity. (Tests write the small one in
+both input formats with `tests/input_writers.py`, so that they go through the real loaders.)
 """
 
 from __future__ import annotations
@@ -169,50 +169,3 @@ def write_large_csv(directory: Union[str, Path],
       out.writelines(lines[i] for i in rng.permutation(len(lines)))
       written += len(lines)
   return written
-
-
-def _genre_flags(genres: str) -> str:
-  names = set(genres.split(features.GENRE_SEPARATOR))
-  unknown = names.difference(loaders.MOVIELENS_GENRES)
-  if unknown:
-    raise ValueError(f'genres not in MovieLens: {sorted(unknown)}')
-  return '|'.join('1' if genre in names else '0' for genre in loaders.MOVIELENS_GENRES)
-
-
-def write_movielens_100k(dataset: Dataset, directory: Union[str, Path]) -> Path:
-  """Writes u.data, and u.item / u.user for the side tables present, in the native format."""
-  directory = Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  frame = dataset.interactions
-  with open(directory / loaders.MOVIELENS_RATINGS, 'w', encoding='latin-1', newline='') as out:
-    for user, item, rating, timestamp in zip(
-        frame[features.USER_ID],
-        frame[features.ITEM_ID],
-        frame[features.RATING],
-        frame[features.TIMESTAMP],
-    ):
-      out.write(f'{user}\t{item}\t{float(rating):g}\t{timestamp}\n')
-  if dataset.items is not None:
-    with open(directory / loaders.MOVIELENS_ITEMS, 'w', encoding='latin-1', newline='') as out:
-      for item, row in dataset.items.iterrows():
-        date = f'01-Jan-{row[features.YEAR]}' if row[features.YEAR] else ''
-        flags = _genre_flags(row[features.GENRES])
-        out.write(f'{item}|{row[features.TITLE]}|{date}|||{flags}\n')
-  if dataset.users is not None:
-    with open(directory / loaders.MOVIELENS_USERS, 'w', encoding='latin-1', newline='') as out:
-      for user, row in dataset.users.iterrows():
-        fields = [user] + [str(row[name]) for name in features.USER_SIDE_FEATURES]
-        out.write('|'.join(fields) + '\n')
-  return directory
-
-
-def write_csv(dataset: Dataset, directory: Union[str, Path]) -> Path:
-  """Writes interactions.csv, and users.csv / items.csv for the side tables present."""
-  directory = Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  dataset.interactions.to_csv(directory / loaders.INTERACTIONS_CSV, index=False)
-  if dataset.users is not None:
-    dataset.users.to_csv(directory / loaders.USERS_CSV)
-  if dataset.items is not None:
-    dataset.items.to_csv(directory / loaders.ITEMS_CSV)
-  return directory

@@ -1,7 +1,8 @@
 """The prepared examples of a small in-memory `Dataset` as one pandas frame.
 
-This is what `prepare.prepare_examples` streams through Beam, computed the simple way: tests use
-it as the reference for the Beam step and to build model inputs without running a pipeline.
+This is what `pipeline.data.prepare.prepare_examples` streams through Beam, computed the simple
+way: tests use it as the reference for the Beam step and to build model inputs without running
+a pipeline.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from contract import features
+from evaluation import protocol
 from pipeline.data import loaders, split
 from pipeline.data.loaders import Dataset
 
@@ -38,7 +40,7 @@ def examples_frame(dataset: Dataset, history_length: int, eval_fraction: float =
                    test_fraction: float = 0.1) -> pd.DataFrame:
   """Every raw feature of every example in chronological order, plus the SPLIT column."""
   frame = join_side_features(dataset)
-  frame = frame.iloc[split.chronological_order(frame)].reset_index(drop=True)
+  frame = frame.iloc[protocol.chronological_order(frame)].reset_index(drop=True)
   frame = split.add_history(frame, history_length)
-  frame[SPLIT] = split.assign_splits(frame, eval_fraction, test_fraction)
+  frame[SPLIT] = protocol.assign_splits(frame, eval_fraction, test_fraction)
   return frame

@@ -1,0 +1,259 @@
+"""The training API: the teacher, the students, quantization and the exports of one Trainer run.
+
+`models.run_fn` calls it in this order (the scale benchmark and the tests' session fixtures call
+the same functions):
+
+    data = read_data(train_files, eval_files, data_accessor, tf_transform_output, transform,
+                     training)
+    teacher = train_teacher(data, teacher_size, training, log)
+    with teacher_outputs(data, teacher, training, distillation) as distillation_data:
+      student_fp32 = distil(distillation_data, teacher, student_size, training, distillation, log)
+      student_int8 = quantize(distillation_data, teacher, student_fp32, training, distillation,
+                              log)
+    export_models(models_by_name, data, export, model_run_dir, serving_model_dir)
+
+1. The teacher (`models.teacher`) trains on the ground truth (retrieval + rating).
+2. The student (`models.student`) is distilled from the frozen teacher (`models.distiller`);
+   `train_student` trains it without the teacher instead, as a reference.
+3. Its Dense layers are fine-tuned with quantization-aware training, continuing the
+   distillation loss; its embedding tables and index are stored as int8 (`models.quantization`).
+
+Every training phase logs a line per epoch, writes TensorBoard logs and records its seconds and
+loss history in a `TrainingLog`, under the model's name (`models.layout`).
+"""
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Dict, Iterator, List, Optional
+
+from absl import logging
+import tensorflow as tf
+
+from contract import features
+from models import distiller
+from models import export
+from models import hparams
+from models import inputs
+from models import layout
+from models import quantization
+from models import student
+from models import teacher
+from models import tflite_export
+from models import towers
+from models import two_tower
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+  """The transformed splits the models train on, and what they are built and exported from.
+
+  Attributes:
+    train: the train split in batches, reshuffled every epoch.
+    train_in_order: the train split in batches, in file order (one pass each: the train
+      statistics, the teacher's outputs, the seen items of the eval-split queries).
+    eval: the eval split in batches (validation after every epoch), or None.
+    tf_transform_output: the Transform output (vocabularies, the exports' raw feature spec).
+    transform: how Transform made the features.
+    vocab: the vocabulary sizes of the embedding tables.
+    stats: what one pass over the train split told (catalogue, item counts, mean rating).
+  """
+  train: tf.data.Dataset
+  train_in_order: tf.data.Dataset
+  eval: Optional[tf.data.Dataset]
+  tf_transform_output: Any
+  transform: hparams.TransformHParams
+  vocab: towers.Vocabularies
+  stats: inputs.TrainStats
+
+
+@dataclasses.dataclass
+class TrainingLog:
+  """Where the training phases report.
+
+  Attributes:
+    tensorboard_dir: TensorBoard logs go to `<tensorboard_dir>/<phase>`.
+    records: by model name, the seconds and the loss history ('train_s', 'history') of its
+      training, in training order.
+  """
+  tensorboard_dir: str
+  records: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+class EpochLogger(tf.keras.callbacks.Callback):
+  """Logs one line per epoch so that a pipeline run shows training move."""
+
+  def __init__(self, name: str):
+    super().__init__()
+    self.name = name
+
+  def on_epoch_end(self, epoch, logs=None):
+    metrics = ', '.join(f'{key}={value:.4f}' for key, value in sorted((logs or {}).items()))
+    logging.info('%s epoch %d/%d: %s', self.name, epoch + 1, self.params['epochs'], metrics)
+
+
+@contextlib.contextmanager
+def logged_phase(description: str) -> Iterator[None]:
+  """Logs how long the work in the block took, so that a run shows its phases move."""
+  started = time.time()
+  yield
+  logging.info('%s: %.1f s', description, time.time() - started)
+
+
+def read_data(train_files: List[str], eval_files: List[str], data_accessor, tf_transform_output,
+              transform: hparams.TransformHParams,
+              training: hparams.TrainingHParams) -> TrainingData:
+  """The transformed splits in `training.batch_size` batches, scanned (see `scan_data`); no
+  eval split when `eval_files` is empty."""
+  train = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output, training)
+  eval_split = (inputs.transformed_dataset(eval_files, data_accessor, tf_transform_output,
+                                           training, shuffle=False) if eval_files else None)
+  train_in_order = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output,
+                                              training, shuffle=False)
+  return scan_data(train, train_in_order, eval_split, tf_transform_output, transform)
+
+
+def scan_data(train: tf.data.Dataset, train_in_order: tf.data.Dataset,
+              eval_split: Optional[tf.data.Dataset], tf_transform_output,
+              transform: hparams.TransformHParams) -> TrainingData:
+  """The splits with their vocabulary sizes and the statistics of one pass over the train
+  split (`inputs.scan_train_data`)."""
+  vocab = towers.Vocabularies.from_transform_output(
+      tf_transform_output, transform.item_oov_buckets, transform.user_oov_buckets)
+  with logged_phase('Scanned the train split'):
+    stats = inputs.scan_train_data(
+        train_in_order, tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
+  return TrainingData(train, train_in_order, eval_split, tf_transform_output, transform, vocab,
+                      stats)
+
+
+def _fit(model: tf.keras.Model, data: TrainingData, epochs: int, name: str, phase: str,
+         log: TrainingLog) -> None:
+  """Fits `model` (the training `phase` of model `name`) on `data.train`, validating on
+  `data.eval`, with progress logs and TensorBoard logs in `<log.tensorboard_dir>/<phase>`;
+  records its seconds and loss history as `log.records[name]`."""
+  logging.info('%s: training %s for %d epochs', phase, name, epochs)
+  started = time.time()
+  history = model.fit(
+      data.train, validation_data=data.eval, epochs=epochs, verbose=0,
+      callbacks=[EpochLogger(phase), tf.keras.callbacks.TensorBoard(
+          os.path.join(log.tensorboard_dir, phase), profile_batch=0)])
+  log.records[name] = {'train_s': time.time() - started,
+                       'history': {key: [float(v) for v in values]
+                                   for key, values in history.history.items()}}
+
+
+def train_teacher(data: TrainingData, size: hparams.TowerHParams,
+                  training: hparams.TrainingHParams,
+                  log: TrainingLog) -> two_tower.TwoTowerModel:
+  """The teacher, trained on the ground truth for `training.epochs` from `training.seed` (the
+  seed of every training phase after it too)."""
+  tf.keras.utils.set_random_seed(training.seed)
+  model = two_tower.TwoTowerModel(
+      teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating), training,
+      data.stats)
+  model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
+  _fit(model, data, training.epochs, layout.TEACHER, 'teacher', log)
+  return model
+
+
+def train_student(data: TrainingData, size: hparams.TowerHParams,
+                  training: hparams.TrainingHParams, distillation: hparams.DistillationHParams,
+                  log: TrainingLog) -> two_tower.TwoTowerModel:
+  """The student trained on the ground truth alone, for as long as distillation and at its
+  learning rate: the reference the distilled student is measured against."""
+  model = two_tower.TwoTowerModel(
+      student.build_core(data.vocab, size, data.transform, data.stats.mean_rating), training,
+      data.stats)
+  model.compile(optimizer=tf.keras.optimizers.Adam(distillation.learning_rate))
+  _fit(model, data, distillation.epochs, layout.STUDENT_SCRATCH, 'student_scratch', log)
+  return model
+
+
+@contextlib.contextmanager
+def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
+                    training: hparams.TrainingHParams,
+                    distillation: hparams.DistillationHParams) -> Iterator[TrainingData]:
+  """`data` whose train batches carry the frozen teacher's outputs
+  (`distiller.with_teacher_outputs`), computed once for both distillation phases: cached in
+  memory up to `distillation.teacher_outputs_in_memory_max_examples` train examples, beyond
+  in a temporary file that is removed on leaving the block."""
+  cache_dir = tempfile.mkdtemp(prefix='teacher_outputs_')
+  try:
+    in_memory = (data.stats.item_counts.sum()
+                 <= distillation.teacher_outputs_in_memory_max_examples)
+    yield dataclasses.replace(data, train=distiller.with_teacher_outputs(
+        data.train_in_order, teacher_model, training.batch_size, training.shuffle_buffer_size,
+        training.seed, cache_file='' if in_memory else os.path.join(cache_dir, 'train')))
+  finally:
+    shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.TwoTowerModel,
+               data: TrainingData, training: hparams.TrainingHParams,
+               distillation: hparams.DistillationHParams,
+               learning_rate: float) -> distiller.Distiller:
+  """A compiled `Distiller` of `student_model` from `teacher_model`."""
+  model = distiller.Distiller(teacher_model, student_model, data.stats.catalogue,
+                              distillation.num_sampled_negatives, seed=training.seed)
+  model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), alpha=distillation.alpha,
+                temperature=distillation.temperature, kd_weight=distillation.kd_weight,
+                rating_distillation_weight=distillation.rating_distillation_weight)
+  return model
+
+
+def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
+           size: hparams.TowerHParams, training: hparams.TrainingHParams,
+           distillation: hparams.DistillationHParams,
+           log: TrainingLog) -> two_tower.TwoTowerModel:
+  """The student distilled from `teacher_model` for `distillation.epochs` (the fp32 student);
+  `data` as `teacher_outputs` gives it."""
+  student_model = two_tower.TwoTowerModel(
+      student.build_core(data.vocab, size, data.transform, data.stats.mean_rating), training,
+      data.stats)
+  _fit(_distiller(teacher_model, student_model, data, training, distillation,
+                  distillation.learning_rate),
+       data, distillation.epochs, layout.STUDENT_FP32, 'distillation', log)
+  return student_model
+
+
+def quantize(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
+             student_fp32: two_tower.TwoTowerModel, training: hparams.TrainingHParams,
+             distillation: hparams.DistillationHParams,
+             log: TrainingLog) -> two_tower.TwoTowerModel:
+  """The int8 student: `student_fp32`'s Dense layers fine-tuned with quantization-aware
+  training for `distillation.qat_epochs`, continuing the distillation from `teacher_model`,
+  then its embedding tables stored as int8. `data` as `teacher_outputs` gives it."""
+  qat_model = two_tower.TwoTowerModel(
+      quantization.quantize_dense_layers(student_fp32.core, student.CUSTOM_OBJECTS), training,
+      data.stats)
+  _fit(_distiller(teacher_model, qat_model, data, training, distillation,
+                  distillation.qat_learning_rate),
+       data, distillation.qat_epochs, layout.STUDENT_INT8, 'quantization_aware_training', log)
+  return two_tower.TwoTowerModel(
+      quantization.int8_embeddings(qat_model.core, student.CUSTOM_OBJECTS), training, data.stats)
+
+
+def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData,
+                  export_hparams: hparams.ExportHParams, model_run_dir: str,
+                  serving_model_dir: str) -> Dict[str, str]:
+  """Writes the SavedModel of every model (by `models.layout` name), all with the serving
+  signatures of `models.export`: the candidate into `serving_model_dir`, the others into their
+  `layout.SAVED_MODEL_DIRS` under `model_run_dir`; the int8 student's index is int8, and the
+  int8 student is also written as TFLite (`layout.TFLITE_FILE`). Returns each model's
+  SavedModel directory."""
+  directories = {}
+  for name, model in models.items():
+    directories[name] = (serving_model_dir if name == layout.CANDIDATE else
+                         os.path.join(model_run_dir, layout.SAVED_MODEL_DIRS[name]))
+    with logged_phase(f'Exported the {name} SavedModel'):
+      export.export_saved_model(model, data.tf_transform_output, data.stats.catalogue,
+                                export_hparams.top_k, data.transform.history_length,
+                                directories[name], int8_index=name == layout.STUDENT_INT8)
+  with logged_phase(f'Exported the {layout.STUDENT_INT8} TFLite model'):
+    tflite_export.export_tflite(models[layout.STUDENT_INT8], data.stats.catalogue,
+                                data.transform.history_length, export_hparams.top_k,
+                                os.path.join(model_run_dir, layout.TFLITE_FILE))
+  return directories
