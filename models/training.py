@@ -145,18 +145,25 @@ def _fit(model: tf.keras.Model, data: TrainingData, epochs: int, name: str, phas
                                    for key, values in history.history.items()}}
 
 
+def _train_on_labels(core: tf.keras.Model, data: TrainingData,
+                     training: hparams.TrainingHParams, learning_rate: float, epochs: int,
+                     name: str, log: TrainingLog) -> two_tower.TwoTowerModel:
+  """A two-tower model of `core`, trained on the ground truth alone (its phase is its name)."""
+  model = two_tower.TwoTowerModel(core, training, data.stats)
+  model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
+  _fit(model, data, epochs, name, name, log)
+  return model
+
+
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,
                   training: hparams.TrainingHParams,
                   log: TrainingLog) -> two_tower.TwoTowerModel:
   """The teacher, trained on the ground truth for `training.epochs` from `training.seed` (the
   seed of every training phase after it too)."""
   tf.keras.utils.set_random_seed(training.seed)
-  model = two_tower.TwoTowerModel(
-      teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating), training,
-      data.stats)
-  model.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
-  _fit(model, data, training.epochs, layout.TEACHER, 'teacher', log)
-  return model
+  core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating)
+  return _train_on_labels(core, data, training, training.learning_rate, training.epochs,
+                          layout.TEACHER, log)
 
 
 def train_student(data: TrainingData, size: hparams.TowerHParams,
@@ -164,12 +171,9 @@ def train_student(data: TrainingData, size: hparams.TowerHParams,
                   log: TrainingLog) -> two_tower.TwoTowerModel:
   """The student trained on the ground truth alone, for as long as distillation and at its
   learning rate: the reference the distilled student is measured against."""
-  model = two_tower.TwoTowerModel(
-      student.build_core(data.vocab, size, data.transform, data.stats.mean_rating), training,
-      data.stats)
-  model.compile(optimizer=tf.keras.optimizers.Adam(distillation.learning_rate))
-  _fit(model, data, distillation.epochs, layout.STUDENT_SCRATCH, 'student_scratch', log)
-  return model
+  core = student.build_core(data.vocab, size, data.transform, data.stats.mean_rating)
+  return _train_on_labels(core, data, training, distillation.learning_rate, distillation.epochs,
+                          layout.STUDENT_SCRATCH, log)
 
 
 @contextlib.contextmanager

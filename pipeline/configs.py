@@ -6,6 +6,7 @@ OUTPUT=...` sets them), so the same definitions serve the local runner, the test
 Kubeflow runners.
 """
 import os
+from typing import Any, Dict
 
 from contract import signatures
 from models import hparams
@@ -64,3 +65,14 @@ LATENCY_REQUESTS = 200  # timed single-request calls of each SavedModel's servin
 
 # Beam for the local runner: in-process is fastest for data that fits one machine.
 LOCAL_BEAM_PIPELINE_ARGS = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+
+
+def pipeline_arguments() -> Dict[str, Any]:
+  """`pipeline.create_pipeline`'s code paths, hyper-parameters and thresholds as set here; each
+  runner adds its roots, metadata store and Beam arguments."""
+  return dict(
+      preprocessing_fn=PREPROCESSING_FN, run_fn=RUN_FN, transform=TRANSFORM, teacher=TEACHER,
+      student=STUDENT, training=TRAINING, distillation=DISTILLATION, export=EXPORT,
+      rmse_upper_bound=RMSE_UPPER_BOUND, rating_auc_lower_bound=RATING_AUC_LOWER_BOUND,
+      rmse_max_increase=RMSE_MAX_INCREASE, retrieval_gates=RETRIEVAL_GATES,
+      latency_requests=LATENCY_REQUESTS)

@@ -95,24 +95,13 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
       examples_dir=paths['examples'],
       serving_model_dir=serving_model_dir,
       teacher_serving_model_dir=os.path.join(paths['serving'], configs.TEACHER_MODEL_NAME),
-      preprocessing_fn=configs.PREPROCESSING_FN,
-      run_fn=configs.RUN_FN,
-      transform=configs.TRANSFORM,
-      teacher=configs.TEACHER,
-      student=configs.STUDENT,
-      training=configs.TRAINING,
-      distillation=configs.DISTILLATION,
-      export=configs.EXPORT,
-      rmse_upper_bound=rmse_upper_bound,
-      rating_auc_lower_bound=rating_auc_lower_bound,
-      rmse_max_increase=configs.RMSE_MAX_INCREASE,
-      retrieval_gates=retrieval_gates,
-      latency_requests=configs.LATENCY_REQUESTS,
       train_student_scratch=train_student_scratch,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths['metadata']),
       beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
-      enable_cache=enable_cache))
+      enable_cache=enable_cache,
+      **{**configs.pipeline_arguments(), 'rmse_upper_bound': rmse_upper_bound,
+         'rating_auc_lower_bound': rating_auc_lower_bound, 'retrieval_gates': retrieval_gates}))
   after = latest_version(serving_model_dir)
   outputs = latest_run_outputs(paths['metadata'], [artifacts.RunReport.TYPE_NAME,
                                                    artifacts.RetrievalEvaluation.TYPE_NAME])
