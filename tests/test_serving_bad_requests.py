@@ -12,7 +12,7 @@ from serving import client as client_lib
 
 MODEL = 'tiny'
 TOP_K = serving_fixtures.TOP_K
-MAX_BATCH_SIZE = 64
+MAX_BATCH_SIZE = serving_fixtures.MAX_BATCH_SIZE
 
 
 def _strings(*values, shape=None):
@@ -67,12 +67,8 @@ CASES = [
 
 @pytest.fixture(scope='module', params=serving_fixtures.server_kinds())
 def server(request, tmp_path_factory):
-  base = tmp_path_factory.mktemp('models')
-  serving_fixtures.save_tiny_model(str(base / MODEL), 1)
-  config = serving_fixtures.write_config(str(base / 'models.config'), {MODEL: base / MODEL})
-  extra = [f'--max_batch_size={MAX_BATCH_SIZE}'] if request.param == 'local' else []
-  with serving_fixtures.running_server(request.param, config, [MODEL],
-                                       extra_args=extra) as running:
+  with serving_fixtures.tiny_model_server(request.param, tmp_path_factory.mktemp('models'),
+                                          MODEL) as running:
     yield running
 
 
