@@ -18,8 +18,20 @@ def padded_histories(histories: Sequence[Sequence[str]]) -> List[List[str]]:
   return [list(history) + [''] * (width - len(history)) for history in histories]
 
 
+INT32_RANGE = (-2 ** 31, 2 ** 31 - 1)
+
+
+def _utf8(value: str) -> bytes:
+  """`value` as UTF-8; a ValueError that names it when it is not text (a command-line argument
+  with bytes that are not UTF-8 arrives as a str with surrogates). Pass bytes for raw ids."""
+  try:
+    return value.encode()
+  except UnicodeEncodeError:
+    raise ValueError(f'{value!r} is not UTF-8 text') from None
+
+
 def _strings(values: Sequence, shape: Optional[tuple] = None):
-  array = np.array([value.encode() if isinstance(value, str) else value for value in values],
+  array = np.array([_utf8(value) if isinstance(value, str) else value for value in values],
                    dtype=object)
   return tensor_codec.from_numpy(array.reshape(shape) if shape else array)
 
@@ -37,6 +49,9 @@ def recommend(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
   """`recommend`: user_id [B], history [B, N] padded with '', k int32 scalar."""
   if len(user_ids) != len(histories):
     raise ValueError(f'{len(user_ids)} user ids but {len(histories)} histories')
+  if not INT32_RANGE[0] <= k <= INT32_RANGE[1]:
+    raise ValueError(f'k={k} does not fit the int32 input k (models take k in '
+                     f'[1, {signatures.TOP_K}])')
   padded = padded_histories(histories)
   return _request(signatures.RECOMMEND, {
       signatures.USER_ID: _strings(user_ids),
@@ -48,7 +63,7 @@ def recommend(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
 def _example(**values: str) -> bytes:
   example = example_pb2.Example()
   for name, value in values.items():
-    example.features.feature[name].bytes_list.value.append(value.encode())
+    example.features.feature[name].bytes_list.value.append(_utf8(value))
   return example.SerializeToString()
 
 

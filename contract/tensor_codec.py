@@ -22,8 +22,19 @@ _FIELDS = {
 _ENUMS = {np.dtype(numpy_dtype): enum for enum, (numpy_dtype, _) in _FIELDS.items()}
 
 
+# The most elements a tensor may be filled to from one value (TensorProto's shorthand for a
+# constant tensor): a request of a few bytes must not make the server allocate gigabytes.
+MAX_FILLED_ELEMENTS = 1 << 16
+
+
 def dtype_name(enum: int) -> str:
-  return tf.dtypes.as_dtype(enum).name if enum else 'invalid'
+  """TensorFlow's name of a DataType enum value; any int, e.g. one a request sent."""
+  if not enum:
+    return 'invalid'
+  try:
+    return tf.dtypes.as_dtype(enum).name
+  except TypeError:
+    return f'unknown dtype {enum}'
 
 
 def shape_of(proto: tensor_pb2.TensorProto) -> tuple:
@@ -31,10 +42,16 @@ def shape_of(proto: tensor_pb2.TensorProto) -> tuple:
 
 
 def to_numpy(proto: tensor_pb2.TensorProto, shape: Optional[tuple] = None) -> np.ndarray:
-  """The array a TensorProto holds (raises ValueError when its values do not fit its shape);
-  `shape`: its shape when the caller has it already."""
+  """The array a TensorProto holds; `shape`: its shape when the caller has it already.
+
+  Raises ValueError when the proto does not describe an array: a negative dimension, values that
+  do not fit the shape, packed bytes that are not whole values, or one value to fill more than
+  MAX_FILLED_ELEMENTS elements.
+  """
   if shape is None:
     shape = shape_of(proto)
+  if any(dim < 0 for dim in shape):
+    raise ValueError(f'tensor shape {list(shape)} has a negative dimension')
   size = math.prod(shape)
   numpy_dtype, field = _FIELDS.get(proto.dtype, (None, None))
   if numpy_dtype is not None and proto.dtype != types_pb2.DT_STRING and proto.tensor_content:
@@ -43,10 +60,16 @@ def to_numpy(proto: tensor_pb2.TensorProto, shape: Optional[tuple] = None) -> np
     # A list first: numpy converts a list faster than a repeated protobuf field.
     values = np.array(list(getattr(proto, field)), dtype=numpy_dtype)
   else:
-    return tf.make_ndarray(proto)
+    try:
+      return tf.make_ndarray(proto)
+    except TypeError as error:
+      raise ValueError(str(error)) from error
   if values.size == size:
     return values.reshape(shape)
   if values.size == 1:  # a single value fills the whole shape (TensorProto's shorthand)
+    if size > MAX_FILLED_ELEMENTS:
+      raise ValueError(f'tensor of shape {list(shape)} is filled from 1 value; at most '
+                       f'{MAX_FILLED_ELEMENTS} elements may be')
     return np.full(shape, values[0], dtype=numpy_dtype)
   raise ValueError(f'tensor of shape {list(shape)} holds {values.size} values')
 

@@ -6,7 +6,7 @@
     python -m serving.client status
 
 Retries UNAVAILABLE with exponential backoff (only that code: the others would fail again) and
-turns NOT_FOUND, INVALID_ARGUMENT and DEADLINE_EXCEEDED into one-line errors.
+turns every failed call into a one-line error that names the code or what it means.
 """
 import argparse
 import dataclasses
@@ -26,6 +26,17 @@ from contract import signatures
 from contract import tensor_codec
 
 STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State.Name
+MAX_DETAILS_LENGTH = 1000  # characters of a server's message shown in an error
+
+
+def _one_line(details: str) -> str:
+  """A server's message on one line: whitespace runs as one space, other unprintable characters
+  (e.g. from a quoted input that is not text) escaped, at most MAX_DETAILS_LENGTH characters."""
+  text = ''.join(char if char.isprintable() else char.encode('unicode_escape').decode('ascii')
+                 for char in ' '.join((details or '').split()))  # TF's messages span lines
+  if len(text) > MAX_DETAILS_LENGTH:
+    text = f'{text[:MAX_DETAILS_LENGTH]}... ({len(text) - MAX_DETAILS_LENGTH} more characters)'
+  return text
 
 
 class ServingClientError(Exception):
@@ -100,7 +111,7 @@ class ServingClient:
     raise AssertionError('unreachable')
 
   def _message(self, code: grpc.StatusCode, details: str, attempts: int) -> str:
-    details = ' '.join((details or '').split())  # TF's messages span lines
+    details = _one_line(details)
     if code == grpc.StatusCode.NOT_FOUND:
       return f'not found: {self._describe()} is not served ({details})'
     if code == grpc.StatusCode.INVALID_ARGUMENT:

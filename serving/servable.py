@@ -8,7 +8,6 @@ import threading
 from typing import List, Optional, Tuple
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
@@ -54,6 +53,8 @@ def _check_inputs_size(signature: _Signature, request: predict_pb2.PredictReques
 def _check_tensor(name: str, index: int, spec: Tuple[int, Optional[tuple]], proto,
                   shape: tuple) -> None:
   dtype, expected = spec
+  if any(size < 0 for size in shape):
+    raise errors.invalid_argument(f'input {name}: shape {list(shape)} has a negative dimension')
   if proto.dtype != dtype:
     raise errors.invalid_argument(
         f'Expects arg[{index}] ({name}) to be {tensor_codec.dtype_name(dtype)} but '
@@ -136,21 +137,25 @@ class Servable:
     if len(set(output_names)) != len(output_names):
       raise errors.invalid_argument(f'duplicate output tensor alias in {output_names}')
 
-    feeds = []
+    shapes = []
     for index, name in enumerate(signature.input_names):
-      proto = request.inputs[name]
-      shape = tensor_codec.shape_of(proto)
-      _check_tensor(name, index, signature.specs[index], proto, shape)
+      shape = tensor_codec.shape_of(request.inputs[name])
+      _check_tensor(name, index, signature.specs[index], request.inputs[name], shape)
+      shapes.append(shape)
+    self._check_batch_size(signature, shapes)  # before any array of that size is made
+    feeds = []
+    for name, shape in zip(signature.input_names, shapes):
       try:
-        feeds.append(tensor_codec.to_numpy(proto, shape))
+        feeds.append(tensor_codec.to_numpy(request.inputs[name], shape))
       except ValueError as error:
         raise errors.invalid_argument(f'input {name}: {error}') from error
-    self._check_batch_size(signature, feeds)
 
     try:
       outputs = signature.run(*feeds)
     except tf.errors.OpError as error:
       raise errors.from_tensorflow(error) from error
+    except UnicodeDecodeError as error:  # an op's message quoting request bytes, see errors
+      raise errors.from_undecodable_op_message(error) from error
 
     response = predict_pb2.PredictResponse()
     response.model_spec.name = self.name
@@ -161,10 +166,10 @@ class Servable:
         tensor_codec.fill(response.outputs[name], value)
     return response
 
-  def _check_batch_size(self, signature: _Signature, feeds: List[np.ndarray]) -> None:
+  def _check_batch_size(self, signature: _Signature, shapes: List[tuple]) -> None:
     """Empty batches are refused, and so are batches above max_batch_size (TF Serving's
     batching message); scalar inputs such as `k` are not batched."""
-    sizes = {feed.shape[0] for feed in feeds if feed.ndim > 0}
+    sizes = {shape[0] for shape in shapes if shape}
     if not sizes:
       return
     if 0 in sizes:

@@ -9,17 +9,21 @@ they mean the same thing. Binds to 127.0.0.1 unless told otherwise.
 """
 import argparse
 from concurrent import futures
+import functools
 import os
 import signal
 import sys
 import threading
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from absl import logging
+from google.protobuf import message
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from contract import signatures
@@ -31,45 +35,90 @@ from serving import servable as servable_lib
 DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024  # gRPC's default; TF Serving's is 2 GiB
 
 
+class _Unparseable:
+  """What a request that does not parse as its message type is handed to the servicer as."""
+
+  def __init__(self, message_type, error: Exception):
+    self.message = f'cannot parse the request as {message_type.DESCRIPTOR.full_name}: {error}'
+
+
+def _lenient_parser(message_type) -> Callable[[bytes], object]:
+  """A request deserializer that returns `_Unparseable` instead of raising: gRPC answers a
+  deserializer's exception with INTERNAL ('Exception deserializing request!'), as TF Serving's
+  C++ gRPC does, though the request is at fault (e.g. text that is not UTF-8)."""
+  def parse(data: bytes):
+    try:
+      return message_type.FromString(data)
+    except (message.DecodeError, ValueError) as error:
+      return _Unparseable(message_type, error)
+  return parse
+
+
+def _answers_every_failure(method: Callable) -> Callable:
+  """Wraps a servicer method so that each failure gets a status code that says whose it is.
+
+  A ServingError is answered with its code, an unparseable request INVALID_ARGUMENT and a TF op
+  error escaping from anywhere with TF's code. Anything else is a bug of the server: logged and
+  answered INTERNAL, never gRPC's UNKNOWN ('Exception calling application'). Messages are cut
+  to errors.MAX_MESSAGE_LENGTH characters.
+  """
+  @functools.wraps(method)
+  def handle(self, request, context):
+    # Only the code and the message outlive the except clauses: an exception kept in a local
+    # would form a cycle with this frame through its traceback when `abort` raises, and memory
+    # would grow with every failed request until the garbage collector ran.
+    try:
+      if isinstance(request, _Unparseable):
+        raise errors.invalid_argument(request.message)
+      return method(self, request, context)
+    except errors.ServingError as error:
+      code, message = error.code, error.message
+    except tf.errors.OpError as error:
+      code, message = errors.from_tensorflow(error).code, error.message
+    except Exception as error:  # pylint: disable=broad-except
+      logging.exception('%s failed on a request', method.__name__)
+      code, message = grpc.StatusCode.INTERNAL, f'{type(error).__name__}: {error}'
+    if code == grpc.StatusCode.INTERNAL:
+      logging.error('%s answers INTERNAL: %s', method.__name__, message)
+    context.abort(code, errors.shortened(message))
+  return handle
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
   """Predict and GetModelMetadata; Classify, Regress and MultiInference stay UNIMPLEMENTED."""
 
   def __init__(self, manager: model_manager.ModelManager):
     self._manager = manager
 
+  @_answers_every_failure
   def Predict(self, request, context):  # pylint: disable=invalid-name
+    servable = self._manager.acquire(request.model_spec)
     try:
-      servable = self._manager.acquire(request.model_spec)
-      try:
-        return servable.predict(request)
-      finally:
-        servable.release()
-    except errors.ServingError as error:
-      context.abort(error.code, error.message)
+      return servable.predict(request)
+    finally:
+      servable.release()
 
+  @_answers_every_failure
   def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
+    if not request.metadata_field:
+      raise errors.invalid_argument(
+          'GetModelMetadataRequest must specify at least one metadata_field')
+    unsupported = [field for field in request.metadata_field
+                   if field != signatures.SIGNATURE_DEF_FIELD]
+    if unsupported:
+      raise errors.invalid_argument(f'Metadata field {unsupported[0]} is not supported')
+    servable = self._manager.acquire(request.model_spec)
     try:
-      if not request.metadata_field:
-        raise errors.invalid_argument(
-            'GetModelMetadataRequest must specify at least one metadata_field')
-      unsupported = [field for field in request.metadata_field
-                     if field != signatures.SIGNATURE_DEF_FIELD]
-      if unsupported:
-        raise errors.invalid_argument(f'Metadata field {unsupported[0]} is not supported')
-      servable = self._manager.acquire(request.model_spec)
-      try:
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
-        signature_defs = get_model_metadata_pb2.SignatureDefMap()
-        for key, signature in servable.signature_defs.items():
-          signature_defs.signature_def[key].CopyFrom(signature)
-        response.metadata[signatures.SIGNATURE_DEF_FIELD].Pack(signature_defs)
-        return response
-      finally:
-        servable.release()
-    except errors.ServingError as error:
-      context.abort(error.code, error.message)
+      response = get_model_metadata_pb2.GetModelMetadataResponse()
+      response.model_spec.name = servable.name
+      response.model_spec.version.value = servable.version
+      signature_defs = get_model_metadata_pb2.SignatureDefMap()
+      for key, signature in servable.signature_defs.items():
+        signature_defs.signature_def[key].CopyFrom(signature)
+      response.metadata[signatures.SIGNATURE_DEF_FIELD].Pack(signature_defs)
+      return response
+    finally:
+      servable.release()
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -78,11 +127,32 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
   def __init__(self, manager: model_manager.ModelManager):
     self._manager = manager
 
+  @_answers_every_failure
   def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
-    try:
-      return self._manager.status(request.model_spec)
-    except errors.ServingError as error:
-      context.abort(error.code, error.message)
+    return self._manager.status(request.model_spec)
+
+
+def _add_services(server: grpc.Server, predictions: PredictionServicer,
+                  models: ModelServicer) -> None:
+  """Registers the methods served, with `_lenient_parser`s (the generated add_*_to_server
+  functions parse strictly); the others are answered UNIMPLEMENTED by gRPC."""
+  services = {
+      'tensorflow.serving.PredictionService': {
+          'Predict': (predictions.Predict, predict_pb2.PredictRequest,
+                      predict_pb2.PredictResponse),
+          'GetModelMetadata': (predictions.GetModelMetadata,
+                               get_model_metadata_pb2.GetModelMetadataRequest,
+                               get_model_metadata_pb2.GetModelMetadataResponse)},
+      'tensorflow.serving.ModelService': {
+          'GetModelStatus': (models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest,
+                             get_model_status_pb2.GetModelStatusResponse)},
+  }
+  for service, methods in services.items():
+    handlers = {name: grpc.unary_unary_rpc_method_handler(
+        method, request_deserializer=_lenient_parser(request_type),
+        response_serializer=response_type.SerializeToString)
+                for name, (method, request_type, response_type) in methods.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
 
 
 def parse_channel_arguments(text: str) -> List[Tuple[str, object]]:
@@ -117,10 +187,7 @@ class ModelServer:
     options.update(channel_arguments)
     self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=grpc_max_threads),
                                options=list(options.items()))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(self.manager), self._server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(self.manager), self._server)
+    _add_services(self._server, PredictionServicer(self.manager), ModelServicer(self.manager))
     self.port = self._server.add_insecure_port(f'{host}:{port}')
     if not self.port:
       raise OSError(f'cannot bind {host}:{port}')

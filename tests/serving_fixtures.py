@@ -26,6 +26,7 @@ USERS = ['alice', 'bob', 'carol']
 TOP_K = 10
 DIM = 4
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_BATCH_SIZE = 64  # the local server's --max_batch_size in `tiny_model_server`
 
 
 class TinyRecommender(tf.Module):
@@ -204,6 +205,19 @@ def running_server(kind: str, config_path: str, models: List[str],
     yield server
   finally:
     server.stop()
+
+
+@contextlib.contextmanager
+def tiny_model_server(kind: str, base, model: str = 'tiny') -> Iterator[ServerProcess]:
+  """`kind` serving version 1 of a tiny model saved under `base`; the local server refuses
+  batches above MAX_BATCH_SIZE (TF Serving without batching has no such limit)."""
+  base_dir = str(base)
+  save_tiny_model(os.path.join(base_dir, model), 1)
+  config = write_config(os.path.join(base_dir, 'models.config'),
+                        {model: os.path.join(base_dir, model)})
+  extra = [f'--max_batch_size={MAX_BATCH_SIZE}'] if kind == 'local' else []
+  with running_server(kind, config, [model], extra_args=extra) as running:
+    yield running
 
 
 def server_kinds() -> list:

@@ -6,13 +6,16 @@ whatever arrives (an empty batch, a history of the wrong rank); the local server
 import grpc
 import numpy as np
 import pytest
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import predict_pb2
 
 import serving_fixtures
 from serving import client as client_lib
 
 MODEL = 'tiny'
 TOP_K = serving_fixtures.TOP_K
-MAX_BATCH_SIZE = 64
+MAX_BATCH_SIZE = serving_fixtures.MAX_BATCH_SIZE
 
 
 def _strings(*values, shape=None):
@@ -25,6 +28,14 @@ def _recommend_inputs(**overrides):
             'k': np.array(5, np.int32)}
   inputs.update(overrides)
   return {name: value for name, value in inputs.items() if value is not None}
+
+
+def _filled_history(*shape):
+  """A history TensorProto of `shape` filled from one value (TensorProto's shorthand)."""
+  proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b'item1'])
+  for size in shape:
+    proto.tensor_shape.dim.add(size=size)
+  return proto
 
 
 # (id, client options, signature, inputs, expected code, local only)
@@ -62,17 +73,27 @@ CASES = [
     ('10 MB payload', {}, 'recommend',
      _recommend_inputs(user_id=np.array([b'x' * (10 * 1024 * 1024)], dtype=object)),
      grpc.StatusCode.RESOURCE_EXHAUSTED, False),
+    ('malformed serialized example', {}, 'serving_default',
+     {'examples': np.array([b'\xff\x00garbage'], dtype=object)},
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('malformed example among good ones', {}, 'score',
+     {'examples': np.array([b'', b'\x80\x81', b''], dtype=object)},
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('negative dimension', {}, 'recommend', _recommend_inputs(history=_filled_history(1, -3)),
+     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('one value filling a trillion elements', {}, 'recommend',
+     _recommend_inputs(history=_filled_history(1, 2 ** 40)),
+     grpc.StatusCode.INVALID_ARGUMENT, True),
+    ('unknown dtype number', {}, 'recommend',
+     _recommend_inputs(k=tensor_pb2.TensorProto(dtype=999, int_val=[5])),
+     grpc.StatusCode.INVALID_ARGUMENT, True),
 ]
 
 
 @pytest.fixture(scope='module', params=serving_fixtures.server_kinds())
 def server(request, tmp_path_factory):
-  base = tmp_path_factory.mktemp('models')
-  serving_fixtures.save_tiny_model(str(base / MODEL), 1)
-  config = serving_fixtures.write_config(str(base / 'models.config'), {MODEL: base / MODEL})
-  extra = [f'--max_batch_size={MAX_BATCH_SIZE}'] if request.param == 'local' else []
-  with serving_fixtures.running_server(request.param, config, [MODEL],
-                                       extra_args=extra) as running:
+  with serving_fixtures.tiny_model_server(request.param, tmp_path_factory.mktemp('models'),
+                                          MODEL) as running:
     yield running
 
 
@@ -111,3 +132,27 @@ def test_error_messages_name_the_problem(server):
     with pytest.raises(client_lib.ServingClientError,
                        match='Unrecognized servable version label: canary'):
       client.recommend('alice')
+
+
+def test_a_malformed_example_is_named_in_the_message(server):
+  with server.client(MODEL, retries=0) as client:
+    with pytest.raises(client_lib.ServingClientError,
+                       match='Could not parse example input') as error:
+      client.predict('serving_default', {'examples': np.array([b'\xff\x00garbage'], object)})
+  assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_request_that_does_not_parse_is_invalid(server):
+  """Text fields must be UTF-8; TF Serving's gRPC layer answers INTERNAL to such bytes."""
+  if server.kind != 'local':
+    pytest.skip('TF Serving answers INTERNAL to a request it cannot parse')
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = MODEL
+  request.model_spec.signature_name = 'recommend'
+  data = request.SerializeToString().replace(b'recommend', b'recomm\xffnd')
+  with grpc.insecure_channel(server.target) as channel:
+    with pytest.raises(grpc.RpcError) as error:
+      channel.unary_unary('/tensorflow.serving.PredictionService/Predict')(data, timeout=10)
+  assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert 'cannot parse the request as tensorflow.serving.PredictRequest' in error.value.details()
+  _still_serving(server)

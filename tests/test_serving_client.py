@@ -34,6 +34,16 @@ class _FailingPredictions(prediction_service_pb2_grpc.PredictionServiceServicer)
     context.abort(grpc.StatusCode.INVALID_ARGUMENT, 'served, but no model here')
 
 
+class _Answers(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """Answers every Predict with `code` and `details`."""
+
+  def __init__(self, code, details):
+    self.code, self.details = code, details
+
+  def Predict(self, request, context):  # pylint: disable=invalid-name
+    context.abort(self.code, self.details)
+
+
 @pytest.fixture
 def fake_server():
   servers = []
@@ -85,6 +95,28 @@ def test_deadline_exceeded_says_which_deadline(fake_server):
   assert error.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+# Messages as servers send them: several lines, control characters and bytes of a quoted input.
+MESSAGE = 'assertion failed:\n\t [[{{node x}}]] value: \'\x00\x1b[2J\xff\' ' + 'y' * 3000
+
+
+@pytest.mark.parametrize('code, start', [
+    (grpc.StatusCode.INVALID_ARGUMENT, "error: invalid request to model 'm' at "),
+    (grpc.StatusCode.NOT_FOUND, "error: not found: model 'm' at "),
+    (grpc.StatusCode.FAILED_PRECONDITION, "error: FAILED_PRECONDITION from model 'm' at "),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, "error: RESOURCE_EXHAUSTED from model 'm' at "),
+    (grpc.StatusCode.INTERNAL, "error: INTERNAL from model 'm' at "),
+    (grpc.StatusCode.UNKNOWN, "error: UNKNOWN from model 'm' at "),
+])
+def test_cli_prints_every_error_code_on_one_line(fake_server, capsys, code, start):
+  target = fake_server(_Answers(code, MESSAGE))
+  assert client_lib.main(['--target', target, '--model', 'm', 'recommend', 'u']) == 1
+  captured = capsys.readouterr()
+  assert captured.out == '' and captured.err.startswith(start)
+  assert captured.err.count('\n') == 1 and '... (2055 more characters)' in captured.err
+  assert all(char.isprintable() for char in captured.err.rstrip('\n'))
+  assert "assertion failed: [[{{node x}}]] value: '\\x00\\x1b[2J" in captured.err
+
+
 def test_version_and_label_are_exclusive():
   with pytest.raises(ValueError, match='not both'):
     client_lib.ServingClient(model='m', version=1, version_label='stable')
@@ -134,3 +166,25 @@ def test_cli_score_needs_one_rating_per_history_item(server, capsys):
   error = capsys.readouterr().err
   assert error == 'error: history_ratings needs one rating per history item: got 1 ratings ' \
                   'for 2 items\n'
+
+
+@pytest.mark.parametrize('arguments, message', [
+    (['-k', str(serving_fixtures.TOP_K + 1)], 'k must be in'),
+    (['-k', '-5'], 'k must be in'),
+    (['-k', str(2 ** 31)], 'k=2147483648 does not fit the int32 input k'),
+    (['-k', str(10 ** 20)], 'does not fit the int32 input k'),
+])
+def test_cli_refuses_k_out_of_range_in_one_line(server, capsys, arguments, message):
+  assert client_lib.main(['--target', server.target, '--model', 'tiny', 'recommend', 'alice']
+                         + arguments) == 1
+  error = capsys.readouterr().err
+  assert error.startswith('error: ') and message in error and error.count('\n') == 1
+
+
+def test_cli_refuses_arguments_that_are_not_utf8_in_one_line(server, capsys):
+  user = b'\xff\xfeuser'.decode('utf-8', 'surrogateescape')  # how Python passes such argv
+  common = ['--target', server.target, '--model', 'tiny']
+  assert client_lib.main(common + ['recommend', user]) == 1
+  assert capsys.readouterr().err == "error: '\\udcff\\udcfeuser' is not UTF-8 text\n"
+  assert client_lib.main(common + ['score', 'alice', user]) == 1
+  assert capsys.readouterr().err == "error: '\\udcff\\udcfeuser' is not UTF-8 text\n"

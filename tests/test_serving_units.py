@@ -1,17 +1,20 @@
 """Serving building blocks without a server: version discovery and policies, configs, tensors,
-the warmup file format."""
+error codes, the warmup file format."""
 import os
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
 
 from serving import config as config_lib
 from contract import tensor_codec
 from contract import versions as version_paths
 from contract import warmup
+from serving import errors
 from serving import versions
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,6 +111,53 @@ def test_tensor_codec_refuses_values_that_do_not_fit_the_shape():
   proto.tensor_shape.dim[0].size = 2
   with pytest.raises(ValueError, match='holds 3 values'):
     tensor_codec.to_numpy(proto)
+
+
+def _filled(dtype, field, value, shape):
+  proto = tensor_pb2.TensorProto(dtype=dtype)
+  getattr(proto, field).append(value)
+  for size in shape:
+    proto.tensor_shape.dim.add(size=size)
+  return proto
+
+
+def test_tensor_codec_fills_a_shape_from_one_value_up_to_a_bound():
+  filled = tensor_codec.to_numpy(_filled(types_pb2.DT_STRING, 'string_val', b'x', [2, 3]))
+  np.testing.assert_array_equal(filled, np.full([2, 3], b'x', object))
+  with pytest.raises(ValueError, match='filled from 1 value; at most 65536'):
+    tensor_codec.to_numpy(_filled(types_pb2.DT_STRING, 'string_val', b'x', [1, 2 ** 40]))
+
+
+@pytest.mark.parametrize('proto, message', [
+    (_filled(types_pb2.DT_INT32, 'int_val', 1, [2, -1]), 'negative dimension'),
+    (tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_content=b'\x01\x02\x03'),
+     'multiple of element size'),
+])
+def test_tensor_codec_refuses_protos_that_are_no_array(proto, message):
+  with pytest.raises(ValueError, match=message):
+    tensor_codec.to_numpy(proto)
+
+
+def test_dtype_names_cover_any_number_a_request_sends():
+  assert tensor_codec.dtype_name(types_pb2.DT_INT32) == 'int32'
+  assert tensor_codec.dtype_name(0) == 'invalid'
+  assert tensor_codec.dtype_name(999) == 'unknown dtype 999'
+
+
+def test_op_errors_keep_tf_codes_but_unknown_and_undecodable_messages():
+  error = tf.errors.InvalidArgumentError(None, None, 'k must be in [1, 100]')
+  assert errors.from_tensorflow(error).code == grpc.StatusCode.INVALID_ARGUMENT
+  assert errors.from_tensorflow(tf.errors.ResourceExhaustedError(None, None, 'oom')).code == \
+      grpc.StatusCode.RESOURCE_EXHAUSTED
+  assert errors.from_tensorflow(tf.errors.UnknownError(None, None, 'x')).code == \
+      grpc.StatusCode.INTERNAL
+  undecodable = b"Could not parse example input, value: '\xff"
+  with pytest.raises(UnicodeDecodeError) as decode_error:
+    undecodable.decode()
+  refused = errors.from_undecodable_op_message(decode_error.value)
+  assert refused.code == grpc.StatusCode.INVALID_ARGUMENT
+  assert refused.message == "Could not parse example input, value: '\\xff"
+  assert errors.shortened('x' * 2010) == 'x' * 2000 + '... (10 more characters)'
 
 
 def test_warmup_file_holds_tf_serving_prediction_logs(tmp_path):
