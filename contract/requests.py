@@ -18,9 +18,6 @@ def padded_histories(histories: Sequence[Sequence[str]]) -> List[List[str]]:
   return [list(history) + [''] * (width - len(history)) for history in histories]
 
 
-INT32_RANGE = (-2 ** 31, 2 ** 31 - 1)
-
-
 def _utf8(value: str) -> bytes:
   """`value` as UTF-8; a ValueError that names it when it is not text (a command-line argument
   with bytes that are not UTF-8 arrives as a str with surrogates). Pass bytes for raw ids."""
@@ -44,20 +41,26 @@ def _request(signature: str, inputs: Dict[str, object]) -> predict_pb2.PredictRe
   return request
 
 
-def recommend(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
-              k: int) -> predict_pb2.PredictRequest:
-  """`recommend`: user_id [B], history [B, N] padded with '', k int32 scalar."""
+def check_k(k: int) -> int:
+  """`k` when it is an integer in [1, TOP_K] (models return TOP_K items and a client keeps the
+  first k); a one-line ValueError otherwise."""
+  if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not (
+      1 <= k <= signatures.TOP_K):
+    raise ValueError(f'k must be an integer in [1, {signatures.TOP_K}], got {k!r}')
+  return int(k)
+
+
+def recommend(user_ids: Sequence[str],
+              histories: Sequence[Sequence[str]]) -> predict_pb2.PredictRequest:
+  """`recommend`: user_id [B], history [B, N] padded with '' (every input has the batch
+  dimension; the model answers its top TOP_K items per row)."""
   if len(user_ids) != len(histories):
     raise ValueError(f'{len(user_ids)} user ids but {len(histories)} histories')
-  if not INT32_RANGE[0] <= k <= INT32_RANGE[1]:
-    raise ValueError(f'k={k} does not fit the int32 input k (models take k in '
-                     f'[1, {signatures.TOP_K}])')
   padded = padded_histories(histories)
   return _request(signatures.RECOMMEND, {
       signatures.USER_ID: _strings(user_ids),
       signatures.HISTORY: _strings([item for row in padded for item in row],
-                                   (len(padded), len(padded[0]))),
-      signatures.K: tensor_codec.from_numpy(np.array(k, np.int32))})
+                                   (len(padded), len(padded[0])))})
 
 
 def _example(**values: str) -> bytes:

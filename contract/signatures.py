@@ -1,16 +1,22 @@
 """The serving contract: signature, input and output names, the history a request carries and
-the range of k. `models.export` writes SavedModels that keep it; `serving/`, the client and the
-evaluation read models through it.
+the number of items a model returns. `models.export` writes SavedModels that keep it;
+`serving/`, the client and the evaluation read models through it.
 
 Signatures:
   serving_default(examples: string[batch] serialized tf.Example with user_id, history and any
-    user side features) → item_ids string[batch, k], scores float[batch, k];
-  recommend(user_id: string[batch], history: string[batch, n] padded with '', k: int32 scalar in
-    [1, TOP_K]) → item_ids, scores;
-  recommend_with_features(user_id, history, k as above, age: int64[batch], gender, occupation,
-    zip_code: string[batch]) → item_ids, scores;
+    user side features) → item_ids string[batch, TOP_K], scores float[batch, TOP_K];
+  recommend(user_id: string[batch], history: string[batch, n] padded with '') → item_ids,
+    scores as above;
+  recommend_with_features(user_id, history as above, age: int64[batch], gender, occupation,
+    zip_code: string[batch]) → item_ids, scores as above;
   score(examples: string[batch] serialized tf.Example with user and item features) →
     rating float[batch].
+
+Every input of every signature has a leading batch dimension (no scalar inputs), so TF Serving's
+server-side batching can merge requests along dimension 0. Models return a fixed top-K (TOP_K,
+best first; fewer only when the catalogue minus the history holds fewer items) and there is no
+`k` input: a client wanting k ≤ TOP_K items keeps the first k of each row. Every batched request
+therefore has the same output shape, which is what TF Serving's batching handles best.
 SavedModels also carry `rank_catalogue` (a tf.function, not a signature): every catalogue item,
 best first, without exclusions, for offline evaluation.
 """
@@ -27,7 +33,6 @@ RANK_CATALOGUE = 'rank_catalogue'
 EXAMPLES = 'examples'
 USER_ID = features.USER_ID
 HISTORY = features.HISTORY
-K = 'k'
 SIDE_FEATURES = features.USER_SIDE_FEATURES  # recommend_with_features' extra inputs, in order
 
 # Outputs.
@@ -39,4 +44,4 @@ RATING = 'rating'
 SIGNATURE_DEF_FIELD = 'signature_def'
 
 HISTORY_LENGTH = 20  # latest history items a model reads, and excludes from its results
-TOP_K = 100  # the largest k a request may ask for; k is in [1, TOP_K]
+TOP_K = 100  # items every recommendation signature returns per query; clients keep k ≤ TOP_K

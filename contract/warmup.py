@@ -22,7 +22,7 @@ def warmup_path(export_dir: str) -> str:
 
 
 def write_warmup_requests(export_dir: str, user_ids: Sequence[str],
-                          histories: Sequence[Sequence[str]], k: int) -> str:
+                          histories: Sequence[Sequence[str]]) -> str:
   """Writes one `recommend` and one `serving_default` warmup request into `export_dir`.
 
   Both requests carry the whole batch (`user_ids[i]` with `histories[i]`, ids oldest first).
@@ -33,7 +33,7 @@ def write_warmup_requests(export_dir: str, user_ids: Sequence[str],
                      f'{len(user_ids)} user ids and {len(histories)} histories')
   path = warmup_path(export_dir)
   tf.io.gfile.makedirs(os.path.dirname(path))
-  requests = [requests_lib.recommend(user_ids, histories, k),
+  requests = [requests_lib.recommend(user_ids, histories),
               requests_lib.serving_default(user_ids, histories)]
   with tf.io.TFRecordWriter(path) as writer:
     for request in requests:

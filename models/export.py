@@ -3,10 +3,11 @@
 
 Top-k runs over the whole catalogue with a TFRS BruteForce index (int8 for a quantized model)
 and excludes the items of the (latest `history_length`) history. Ids unknown to the
-vocabularies fall into OOV buckets. A k outside [1, top_k] fails with InvalidArgumentError, which
-TF Serving answers as INVALID_ARGUMENT. Only the inference graph is saved (no optimizer state).
+vocabularies fall into OOV buckets. The recommendation signatures return a fixed top-k (no `k`
+input: every input has a batch dimension, so TF Serving can batch requests); clients keep the
+first k they want. Only the inference graph is saved (no optimizer state).
 """
-from typing import Dict, Optional
+from typing import Dict
 
 from absl import logging
 import numpy as np
@@ -25,7 +26,6 @@ from models import towers
 _EXAMPLES_SPEC = tf.TensorSpec([None], tf.string, name=signatures.EXAMPLES)
 _QUERY_SPECS = [tf.TensorSpec([None], tf.string, name=signatures.USER_ID),
                 tf.TensorSpec([None, None], tf.string, name=signatures.HISTORY)]
-_K_SPEC = tf.TensorSpec([], tf.int32, name=signatures.K)
 _SIDE_FEATURE_SPECS = [
     tf.TensorSpec([None], tf.int64 if name in features.INT_FEATURES else tf.string, name=name)
     for name in signatures.SIDE_FEATURES]
@@ -92,8 +92,7 @@ class ServingModule(tf.Module):
   def _embed_queries(self, transformed: Dict[str, tf.Tensor]) -> tf.Tensor:
     return self.query_tower(towers.select(transformed, self.query_tower))
 
-  def _recommend(self, raw: Dict[str, tf.Tensor], k: Optional[tf.Tensor] = None
-                 ) -> Dict[str, tf.Tensor]:
+  def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     transformed = self._transform(raw)
     # The latest `history_length` history items, as item indices (0 pads, unknown items get
     # OOV indices: neither matches a candidate).
@@ -101,11 +100,6 @@ class ServingModule(tf.Module):
                          tf.int32)
     scores, item_indices = self.index.query_with_exclusions(
         self._embed_queries(transformed), exclusions, k=self.top_k)
-    if k is not None:
-      with tf.control_dependencies([tf.debugging.assert_equal(
-          tf.logical_and(k >= 1, k <= self.top_k), True,
-          message=f'k must be between 1 and {self.top_k}')]):
-        scores, item_indices = scores[:, :k], item_indices[:, :k]
     return self._results(scores, item_indices)
 
   def _results(self, scores: tf.Tensor, item_indices: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -129,17 +123,16 @@ class ServingModule(tf.Module):
       raw[name] = tf.reshape(value, tf.shape(raw[name]))
     return raw
 
-  @tf.function(input_signature=[*_QUERY_SPECS, _K_SPEC])
-  def recommend(self, user_id: tf.Tensor, history: tf.Tensor,
-                k: tf.Tensor) -> Dict[str, tf.Tensor]:
-    return self._recommend(self._raw_query(user_id, history), k)
+  @tf.function(input_signature=_QUERY_SPECS)
+  def recommend(self, user_id: tf.Tensor, history: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return self._recommend(self._raw_query(user_id, history))
 
-  @tf.function(input_signature=[*_QUERY_SPECS, _K_SPEC, *_SIDE_FEATURE_SPECS])
-  def recommend_with_features(self, user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor,
-                              age: tf.Tensor, gender: tf.Tensor, occupation: tf.Tensor,
+  @tf.function(input_signature=[*_QUERY_SPECS, *_SIDE_FEATURE_SPECS])
+  def recommend_with_features(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
+                              gender: tf.Tensor, occupation: tf.Tensor,
                               zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend(
-        self._raw_query(user_id, history, age, gender, occupation, zip_code), k)
+        self._raw_query(user_id, history, age, gender, occupation, zip_code))
 
   @tf.function(input_signature=[*_QUERY_SPECS, *_SIDE_FEATURE_SPECS])
   def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
@@ -179,7 +172,6 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
   users = [user.decode() if isinstance(user, bytes) else user for user in
            tf_transform_output.vocabulary_by_name(features.USER_VOCAB)[:2]] + ['warmup-user']
   items = [str(item) for item in catalogue[features.ITEM_ID][:history_length]]
-  warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)],
-                               module.top_k)
+  warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)])
   logging.info('Exported SavedModel with signatures %s and warmup requests to %s',
                sorted(functions), export_dir)

@@ -135,25 +135,30 @@ class ServingClient:
     """Predict with a request built beforehand (e.g. by `recommend_request`), as it is."""
     return self._call(self._predict.Predict, request)
 
-  def recommend_request(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
-                        k: int = 10) -> predict_pb2.PredictRequest:
-    """The `recommend` PredictRequest for this client's model and version."""
-    request = requests.recommend(user_ids, histories, k)
+  def recommend_request(self, user_ids: Sequence[str],
+                        histories: Sequence[Sequence[str]]) -> predict_pb2.PredictRequest:
+    """The `recommend` PredictRequest for this client's model and version (the model answers
+    its top TOP_K items per user; `parse_recommendations` keeps the first k)."""
+    request = requests.recommend(user_ids, histories)
     self._fill_spec(request.model_spec)
     return request
 
   @staticmethod
-  def parse_recommendations(response: predict_pb2.PredictResponse) -> List[Recommendations]:
-    item_ids = tensor_codec.to_numpy(response.outputs[signatures.ITEM_IDS])
-    scores = tensor_codec.to_numpy(response.outputs[signatures.SCORES])
+  def parse_recommendations(response: predict_pb2.PredictResponse,
+                            k: Optional[int] = None) -> List[Recommendations]:
+    """Each row of a recommendation response, cut to its first `k` items (all when None)."""
+    item_ids = tensor_codec.to_numpy(response.outputs[signatures.ITEM_IDS])[:, :k]
+    scores = tensor_codec.to_numpy(response.outputs[signatures.SCORES])[:, :k]
     version = response.model_spec.version.value
     return [Recommendations([item.decode() for item in row], row_scores.tolist(), version)
             for row, row_scores in zip(item_ids, scores)]
 
   def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
                       k: int = 10) -> List[Recommendations]:
-    """Top-k items per user (history oldest first)."""
-    return self.parse_recommendations(self.send(self.recommend_request(user_ids, histories, k)))
+    """Top-k items per user (history oldest first), k in [1, TOP_K]: the model returns its
+    TOP_K and the client keeps the first k."""
+    k = requests.check_k(k)
+    return self.parse_recommendations(self.send(self.recommend_request(user_ids, histories)), k)
 
   def recommend(self, user_id: str, history: Sequence[str] = (), k: int = 10) -> Recommendations:
     return self.recommend_batch([user_id], [history], k)[0]
@@ -231,7 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   recommend = commands.add_parser('recommend', help='top-k items for a user')
   recommend.add_argument('user')
   recommend.add_argument('--history', nargs='*', default=[], help='item ids, oldest first')
-  recommend.add_argument('-k', type=int, default=10)
+  recommend.add_argument('-k', type=int, default=10,
+                         help=f'items to show, 1 to {signatures.TOP_K}')
   score = commands.add_parser('score', help='predicted ratings of items for a user')
   score.add_argument('user')
   score.add_argument('items', nargs='+')

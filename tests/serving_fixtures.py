@@ -1,8 +1,8 @@
 """Serving test helpers: tiny SavedModels with the serving contract, and servers to run them.
 
-`TinyRecommender` has the export contract's signatures, dtypes and failure modes (k outside
-[1, TOP_K] fails an assertion; ids are looked up in a table initialised at load time, as the
-Transform vocabularies are) but no training: saving one takes about a second. Its scores carry
+`TinyRecommender` has the export contract's signatures and dtypes (every input batched; the
+recommendation signatures return a fixed top TOP_K; ids are looked up in a table initialised at
+load time, as the Transform vocabularies are) but no training: saving one takes about a second. Its scores carry
 `marker`, so two versions answer differently.
 """
 import contextlib
@@ -44,19 +44,13 @@ class TinyRecommender(tf.Module):
     self.item_embeddings = tf.Variable(rng.normal(size=(len(ITEMS), DIM)).astype('float32'))
     self.marker = tf.Variable(marker, dtype=tf.float32)
 
-  def _top_k(self, user_id, history, k):
+  def _top_k(self, user_id, history, k=TOP_K):
     queries = tf.gather(self.user_embeddings, self.user_table.lookup(user_id))
     scores = tf.matmul(queries, self.item_embeddings, transpose_b=True) + self.marker
     seen = tf.reduce_any(tf.equal(tf.expand_dims(history, -1), self.items), axis=1)
     scores = tf.where(seen, tf.fill(tf.shape(scores), -1e9), scores)
     values, indices = tf.math.top_k(scores, k)
     return {'item_ids': tf.gather(self.items, indices), 'scores': values}
-
-  def _checked_k(self, k):
-    checks = [tf.debugging.assert_greater_equal(k, 1, message=f'k must be in [1, {TOP_K}]'),
-              tf.debugging.assert_less_equal(k, TOP_K, message=f'k must be in [1, {TOP_K}]')]
-    with tf.control_dependencies(checks):
-      return tf.identity(k)
 
   def _parse(self, examples):
     parsed = tf.io.parse_example(examples, {
@@ -72,22 +66,20 @@ class TinyRecommender(tf.Module):
     return self._top_k(parsed['user_id'], history, TOP_K)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
-                                tf.TensorSpec([None, None], tf.string, name='history'),
-                                tf.TensorSpec([], tf.int32, name='k')])
-  def recommend(self, user_id, history, k):
-    return self._top_k(user_id, history, self._checked_k(k))
+                                tf.TensorSpec([None, None], tf.string, name='history')])
+  def recommend(self, user_id, history):
+    return self._top_k(user_id, history)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name='user_id'),
       tf.TensorSpec([None, None], tf.string, name='history'),
-      tf.TensorSpec([], tf.int32, name='k'),
       tf.TensorSpec([None], tf.int64, name='age'),
       tf.TensorSpec([None], tf.string, name='gender'),
       tf.TensorSpec([None], tf.string, name='occupation'),
       tf.TensorSpec([None], tf.string, name='zip_code')])
-  def recommend_with_features(self, user_id, history, k, age, gender, occupation, zip_code):
+  def recommend_with_features(self, user_id, history, age, gender, occupation, zip_code):
     del gender, occupation, zip_code
-    outputs = self._top_k(user_id, history, self._checked_k(k))
+    outputs = self._top_k(user_id, history)
     return {'item_ids': outputs['item_ids'],
             'scores': outputs['scores'] + tf.cast(tf.expand_dims(age, 1), tf.float32) * 1e-3}
 
@@ -113,7 +105,7 @@ def save_tiny_model(base_path: str, version: int, marker: Optional[float] = None
       'recommend_with_features': module.recommend_with_features.get_concrete_function(),
       'score': module.score.get_concrete_function()})
   if with_warmup:
-    warmup.write_warmup_requests(staging, USERS[:2], [['item1'], []], TOP_K)
+    warmup.write_warmup_requests(staging, USERS[:2], [['item1'], []])
   target = os.path.join(base_path, str(version))
   os.rename(staging, target)
   return target
@@ -207,15 +199,29 @@ def running_server(kind: str, config_path: str, models: List[str],
     server.stop()
 
 
+BATCHING_PARAMETERS = f"""max_batch_size {{ value: {MAX_BATCH_SIZE} }}
+batch_timeout_micros {{ value: 500 }}
+num_batch_threads {{ value: 2 }}
+max_enqueued_batches {{ value: 8 }}
+"""
+
+
 @contextlib.contextmanager
-def tiny_model_server(kind: str, base, model: str = 'tiny') -> Iterator[ServerProcess]:
+def tiny_model_server(kind: str, base, model: str = 'tiny',
+                      batching: bool = False) -> Iterator[ServerProcess]:
   """`kind` serving version 1 of a tiny model saved under `base`; the local server refuses
-  batches above MAX_BATCH_SIZE (TF Serving without batching has no such limit)."""
+  batches above MAX_BATCH_SIZE (TF Serving without batching has no such limit). With
+  `batching`, the server batches requests (BATCHING_PARAMETERS, max_batch_size MAX_BATCH_SIZE)."""
   base_dir = str(base)
   save_tiny_model(os.path.join(base_dir, model), 1)
   config = write_config(os.path.join(base_dir, 'models.config'),
                         {model: os.path.join(base_dir, model)})
   extra = [f'--max_batch_size={MAX_BATCH_SIZE}'] if kind == 'local' else []
+  if batching:
+    parameters = os.path.join(base_dir, 'batching_parameters.txt')
+    with open(parameters, 'w') as parameters_file:
+      parameters_file.write(BATCHING_PARAMETERS)
+    extra += ['--enable_batching=true', f'--batching_parameters_file={parameters}']
   with running_server(kind, config, [model], extra_args=extra) as running:
     yield running
 

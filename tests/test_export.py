@@ -43,7 +43,7 @@ def test_side_features_reach_the_query_tower(exported):
   history = [frame[features.ITEM_ID].iloc[:2].tolist()]
   recommend = model.signatures[signatures.RECOMMEND_WITH_FEATURES]
   def scores(age, gender):
-    return recommend(user_id=tf.constant(['new-user']), history=tf.constant(history), k=TOP_K,
+    return recommend(user_id=tf.constant(['new-user']), history=tf.constant(history),
                      age=tf.constant([age], tf.int64), gender=tf.constant([gender]),
                      occupation=tf.constant(['artist']),
                      zip_code=tf.constant(['12345']))['scores'].numpy()
@@ -70,14 +70,14 @@ def test_recommend_handles_unknown_users_and_padding(exported):
   history = frame[features.ITEM_ID].iloc[:4].tolist()
   outputs = model.signatures[signatures.RECOMMEND](
       user_id=tf.constant(['no-such-user', 'no-such-user']),
-      history=tf.constant([history, history[:2] + ['', '']]), k=TOP_K)
+      history=tf.constant([history, history[:2] + ['', '']]))
   item_ids = outputs['item_ids'].numpy().astype(str)
   assert item_ids.shape == (2, TOP_K)
   assert not set(item_ids[0]) & set(history)
   assert not set(item_ids[1]) & set(history[:2])
   # Padding changes nothing: the same history with and without '' gives the same answer.
   again = model.signatures[signatures.RECOMMEND](
-      user_id=tf.constant(['no-such-user']), history=tf.constant([history[:2]]), k=TOP_K)
+      user_id=tf.constant(['no-such-user']), history=tf.constant([history[:2]]))
   np.testing.assert_array_equal(again['item_ids'].numpy()[0], outputs['item_ids'].numpy()[1])
 
 
@@ -96,7 +96,7 @@ def test_rank_catalogue_ranks_every_item_consistently_with_recommend(exported):
            'occupation': tf.constant(['artist']), 'zip_code': tf.constant(['12345'])}
   ranked = model.rank_catalogue(**query)['item_ids'].numpy().astype(str)[0]
   assert sorted(ranked) == sorted(catalogue[features.ITEM_ID])
-  top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query, k=TOP_K)['item_ids']
+  top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query)['item_ids']
   np.testing.assert_array_equal(top.numpy().astype(str)[0], ranked[:TOP_K])
 
 
@@ -111,19 +111,36 @@ def test_recommend_excludes_exactly_the_latest_history_items(exported):
   ranked = model.rank_catalogue(**query)['item_ids'].numpy().astype(str)[0]
   latest = set(history[:-2][-length:])
   expected = [item for item in ranked if item not in latest][:TOP_K]
-  top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query, k=TOP_K)
+  top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query)
   assert top['item_ids'].numpy().astype(str)[0].tolist() == expected
 
 
-def test_recommend_returns_k_items_and_rejects_k_out_of_range(exported):
+def test_recommend_returns_the_fixed_top_k(exported):
   model, _, _ = exported
-  recommend = model.signatures[signatures.RECOMMEND]
-  query = {'user_id': tf.constant(['u1']), 'history': tf.constant([['']])}
-  full = recommend(**query, k=TOP_K)['item_ids'].numpy()
-  np.testing.assert_array_equal(recommend(**query, k=3)['item_ids'].numpy(), full[:, :3])
-  for k in (0, TOP_K + 1):
-    with pytest.raises(tf.errors.InvalidArgumentError, match='k must be between'):
-      recommend(**query, k=k)
+  for name in (signatures.RECOMMEND, signatures.SERVING_DEFAULT):
+    outputs = model.signatures[name].structured_outputs
+    assert set(outputs) == {signatures.ITEM_IDS, signatures.SCORES}
+  query = {'user_id': tf.constant(['u1', 'u2', 'u3']), 'history': tf.constant([[''], [''], ['']])}
+  outputs = model.signatures[signatures.RECOMMEND](**query)
+  assert outputs['item_ids'].shape == outputs['scores'].shape == (3, TOP_K)
+
+
+def test_every_signature_input_is_batched_along_dimension_0(exported):
+  """TF Serving's server-side batching merges requests along dimension 0: every input of every
+  signature must have a rank >= 1 whose first dimension is the (unknown) batch size."""
+  model, _, _ = exported
+  for name in signatures.SIGNATURES:
+    _, specs = model.signatures[name].structured_input_signature
+    assert specs, name
+    for key, spec in specs.items():
+      assert spec.shape.rank is not None and spec.shape.rank >= 1, (name, key, spec)
+      assert spec.shape[0] is None, (name, key, spec)  # the batch dimension
+    outputs = model.signatures[name].structured_outputs
+    for key, spec in outputs.items():
+      assert spec.shape.rank >= 1 and spec.shape[0] is None, (name, key, spec)
+  assert signatures.RECOMMEND in model.signatures  # the contract's inputs only: no `k`
+  assert set(model.signatures[signatures.RECOMMEND].structured_input_signature[1]) == {
+      signatures.USER_ID, signatures.HISTORY}
 
 
 def _variable_dtypes(export_dir: str) -> dict:
@@ -155,11 +172,11 @@ def test_tflite_student_agrees_with_its_saved_model(export_dirs, trained):
     raw = frame.iloc[row]
     expected = recommend(
         user_id=tf.constant([raw[features.USER_ID]]),
-        history=tf.constant([raw[features.HISTORY].split() or ['']]), k=10,
+        history=tf.constant([raw[features.HISTORY].split() or ['']]),
         age=tf.constant([raw[features.AGE]], tf.int64),
         gender=tf.constant([raw[features.GENDER]]),
         occupation=tf.constant([raw[features.OCCUPATION]]),
-        zip_code=tf.constant([str(raw[features.ZIP_CODE])]))['item_ids'].numpy()[0]
+        zip_code=tf.constant([str(raw[features.ZIP_CODE])]))['item_ids'].numpy()[0][:10]
     got = runner(**{name: columns[name][row:row + 1].astype(dtype)
                     for name, dtype in dtypes.items()})['item_ids'][0][:10]
     overlaps.append(len(set(expected) & set(got)) / 10)

@@ -24,10 +24,16 @@ def _strings(*values, shape=None):
 
 
 def _recommend_inputs(**overrides):
-  inputs = {'user_id': _strings('alice'), 'history': _strings('item1', shape=(1, 1)),
-            'k': np.array(5, np.int32)}
+  inputs = {'user_id': _strings('alice'), 'history': _strings('item1', shape=(1, 1))}
   inputs.update(overrides)
   return {name: value for name, value in inputs.items() if value is not None}
+
+
+def _features_inputs(**overrides):
+  inputs = {**_recommend_inputs(), 'age': np.array([30], np.int64), 'gender': _strings('F'),
+            'occupation': _strings('artist'), 'zip_code': _strings('12345')}
+  inputs.update(overrides)
+  return inputs
 
 
 def _filled_history(*shape):
@@ -45,7 +51,7 @@ CASES = [
      grpc.StatusCode.INVALID_ARGUMENT, True),
     ('wrong dtype', {}, 'recommend', _recommend_inputs(user_id=np.array([1], np.int64)),
      grpc.StatusCode.INVALID_ARGUMENT, False),
-    ('float k', {}, 'recommend', _recommend_inputs(k=np.array(5.0, np.float32)),
+    ('float age', {}, 'recommend_with_features', _features_inputs(age=np.array([5.0], np.float32)),
      grpc.StatusCode.INVALID_ARGUMENT, False),
     ('missing input', {}, 'recommend', _recommend_inputs(history=None),
      grpc.StatusCode.INVALID_ARGUMENT, False),
@@ -53,10 +59,8 @@ CASES = [
      grpc.StatusCode.INVALID_ARGUMENT, False),
     ('history of the wrong rank', {}, 'recommend', _recommend_inputs(history=_strings('item1')),
      grpc.StatusCode.INVALID_ARGUMENT, True),
-    ('k zero', {}, 'recommend', _recommend_inputs(k=np.array(0, np.int32)),
-     grpc.StatusCode.INVALID_ARGUMENT, False),
-    ('k above top-k', {}, 'recommend', _recommend_inputs(k=np.array(TOP_K + 1, np.int32)),
-     grpc.StatusCode.INVALID_ARGUMENT, False),
+    ('scalar user id', {}, 'recommend', _recommend_inputs(user_id=np.array(b'alice', object)),
+     grpc.StatusCode.INVALID_ARGUMENT, True),
     ('oversized batch', {}, 'recommend',
      _recommend_inputs(user_id=_strings(*['alice'] * (MAX_BATCH_SIZE + 1)),
                        history=_strings(*['item1'] * (MAX_BATCH_SIZE + 1),
@@ -85,7 +89,7 @@ CASES = [
      _recommend_inputs(history=_filled_history(1, 2 ** 40)),
      grpc.StatusCode.INVALID_ARGUMENT, True),
     ('unknown dtype number', {}, 'recommend',
-     _recommend_inputs(k=tensor_pb2.TensorProto(dtype=999, int_val=[5])),
+     _recommend_inputs(user_id=tensor_pb2.TensorProto(dtype=999, int_val=[5])),
      grpc.StatusCode.INVALID_ARGUMENT, True),
 ]
 

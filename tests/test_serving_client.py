@@ -12,6 +12,7 @@ import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import serving_fixtures
+from contract import signatures
 from serving import client as client_lib
 
 
@@ -147,16 +148,17 @@ def test_cli_score_metadata_status(server, capsys):
   assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ['item1', 'item2']
   assert client_lib.main(common + ['metadata']) == 0
   out = capsys.readouterr().out
-  assert 'recommend\n' in out and '  in  k: int32 []' in out and '  out item_ids: string' in out
+  assert 'recommend\n  in  history: string [None, None]\n  in  user_id: string [None]\n' in out
+  assert '  out item_ids: string [None, 10]' in out
   assert client_lib.main(common + ['status']) == 0
   assert capsys.readouterr().out == 'tiny version 3: AVAILABLE\n'
 
 
 def test_cli_reports_errors_in_one_line(server, capsys):
-  assert client_lib.main(['--target', server.target, '--model', 'tiny', 'recommend', 'alice',
-                          '-k', '0']) == 1
+  assert client_lib.main(['--target', server.target, '--model', 'tiny', '--version', '99',
+                          'recommend', 'alice']) == 1
   error = capsys.readouterr().err
-  assert error.startswith("error: invalid request to model 'tiny'") and 'k must be in' in error
+  assert error.startswith("error: not found: model 'tiny' version 99") and 'Servable' in error
   assert error.count('\n') == 1
 
 
@@ -169,10 +171,10 @@ def test_cli_score_needs_one_rating_per_history_item(server, capsys):
 
 
 @pytest.mark.parametrize('arguments, message', [
-    (['-k', str(serving_fixtures.TOP_K + 1)], 'k must be in'),
-    (['-k', '-5'], 'k must be in'),
-    (['-k', str(2 ** 31)], 'k=2147483648 does not fit the int32 input k'),
-    (['-k', str(10 ** 20)], 'does not fit the int32 input k'),
+    (['-k', str(signatures.TOP_K + 1)], 'k must be an integer in [1, 100], got 101'),
+    (['-k', '0'], 'k must be an integer in [1, 100], got 0'),
+    (['-k', '-5'], 'k must be an integer in [1, 100]'),
+    (['-k', str(10 ** 20)], 'k must be an integer in [1, 100]'),
 ])
 def test_cli_refuses_k_out_of_range_in_one_line(server, capsys, arguments, message):
   assert client_lib.main(['--target', server.target, '--model', 'tiny', 'recommend', 'alice']

@@ -26,7 +26,7 @@ def test_real_exports_answer_over_grpc_as_in_process(trained, export_dirs, tmp_p
   for name, path in export_dirs.items():
     version_dir = tmp_path / name / '1'
     shutil.copytree(path, version_dir)
-    warmup.write_warmup_requests(str(version_dir), users, histories, TOP_K)
+    warmup.write_warmup_requests(str(version_dir), users, histories)
   config = serving_fixtures.write_config(str(tmp_path / 'models.config'),
                                          {name: tmp_path / name for name in export_dirs})
 
@@ -38,10 +38,12 @@ def test_real_exports_answer_over_grpc_as_in_process(trained, export_dirs, tmp_p
       model = tf.saved_model.load(path)
       padded = [history + [''] * (4 - len(history)) for history in histories]
       expected = model.signatures[signatures.RECOMMEND](
-          user_id=tf.constant(users), history=tf.constant(padded), k=tf.constant(K))
+          user_id=tf.constant(users), history=tf.constant(padded))
+      assert expected['item_ids'].shape == (len(users), TOP_K)  # the fixed export top-K
       np.testing.assert_array_equal([result.item_ids for result in served],
-                                    expected['item_ids'].numpy().astype(str), err_msg=name)
+                                    expected['item_ids'].numpy().astype(str)[:, :K],
+                                    err_msg=name)
       np.testing.assert_allclose([result.scores for result in served],
-                                 expected['scores'].numpy(), rtol=1e-5, err_msg=name)
+                                 expected['scores'].numpy()[:, :K], rtol=1e-5, err_msg=name)
       assert not set(served[2].item_ids) & set(histories[2])
       assert len(ratings) == 3 and np.all(np.isfinite(ratings))

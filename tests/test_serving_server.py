@@ -88,11 +88,11 @@ def test_recommend_with_features(server):
   with server.client('tiny') as client:
     response = client.predict('recommend_with_features', {
         'user_id': np.array([b'alice'], dtype=object),
-        'history': np.array([[b'item1']], dtype=object), 'k': np.array(3, np.int32),
+        'history': np.array([[b'item1']], dtype=object),
         'age': np.array([30], np.int64), 'gender': np.array([b'F'], dtype=object),
         'occupation': np.array([b'artist'], dtype=object),
         'zip_code': np.array([b'12345'], dtype=object)})
-  assert tf.make_ndarray(response.outputs['scores']).shape == (1, 3)
+  assert tf.make_ndarray(response.outputs['scores']).shape == (1, serving_fixtures.TOP_K)
 
 
 def test_metadata_describes_the_contract_signatures(server):
@@ -102,8 +102,7 @@ def test_metadata_describes_the_contract_signatures(server):
   assert set(signatures) == {'serving_default', 'recommend', 'recommend_with_features', 'score'}
   recommend = signatures['recommend']
   assert {name: info.dtype for name, info in recommend.inputs.items()} == {
-      'user_id': types_pb2.DT_STRING, 'history': types_pb2.DT_STRING,
-      'k': types_pb2.DT_INT32}
+      'user_id': types_pb2.DT_STRING, 'history': types_pb2.DT_STRING}
   assert set(recommend.outputs) == {'item_ids', 'scores'}
 
 

@@ -161,7 +161,7 @@ def test_op_errors_keep_tf_codes_but_unknown_and_undecodable_messages():
 
 
 def test_warmup_file_holds_tf_serving_prediction_logs(tmp_path):
-  path = warmup.write_warmup_requests(str(tmp_path), ['u1', 'u2'], [['i1', 'i2', 'i3'], []], 7)
+  path = warmup.write_warmup_requests(str(tmp_path), ['u1', 'u2'], [['i1', 'i2', 'i3'], []])
   assert path == str(tmp_path / 'assets.extra' / 'tf_serving_warmup_requests')
   logs = warmup.read_warmup_requests(str(tmp_path))
   assert [log.WhichOneof('log_type') for log in logs] == ['predict_log', 'predict_log']
@@ -169,8 +169,7 @@ def test_warmup_file_holds_tf_serving_prediction_logs(tmp_path):
   assert recommend.model_spec.signature_name == 'recommend'
   np.testing.assert_array_equal(tf.make_ndarray(recommend.inputs['history']),
                                 [[b"i1", b"i2", b"i3"] + [b""] * 17, [b""] * 20])
-  assert recommend.inputs['k'].dtype == types_pb2.DT_INT32
-  assert tf.make_ndarray(recommend.inputs['k']) == 7
+  assert set(recommend.inputs) == {'user_id', 'history'}  # every input batched, no k
   assert examples.model_spec.signature_name == 'serving_default'
   parsed = tf.io.parse_example(tf.make_ndarray(examples.inputs['examples']), {
       'user_id': tf.io.FixedLenFeature([], tf.string),
@@ -182,4 +181,4 @@ def test_warmup_file_holds_tf_serving_prediction_logs(tmp_path):
 
 def test_warmup_needs_one_history_per_user(tmp_path):
   with pytest.raises(ValueError, match='one history per user'):
-    warmup.write_warmup_requests(str(tmp_path), ['u1'], [], 5)
+    warmup.write_warmup_requests(str(tmp_path), ['u1'], [])

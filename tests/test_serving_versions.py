@@ -9,9 +9,12 @@ import shutil
 import time
 
 import pytest
+import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 import serving_fixtures
+from contract import requests
 from contract import warmup
 
 MODEL = 'rolling'
@@ -84,10 +87,16 @@ def test_a_broken_version_fails_to_load_and_the_old_one_keeps_serving(rolling, t
 def test_a_version_whose_warmup_fails_is_not_served(rolling, tmp_path):
   server, base = rolling
   path = serving_fixtures.save_tiny_model(str(tmp_path), 5)
-  warmup.write_warmup_requests(path, ['alice'], [[]], serving_fixtures.TOP_K + 1)  # k too big
+  # A warmup request without its history input: the model cannot run it.
+  request = requests.recommend(['alice'], [[]])
+  del request.inputs['history']
+  log = prediction_log_pb2.PredictionLog(
+      predict_log=prediction_log_pb2.PredictLog(request=request))
+  with tf.io.TFRecordWriter(warmup.warmup_path(path)) as writer:
+    writer.write(log.SerializeToString())
   os.rename(path, base / '5')
   _wait_for(lambda: _states(server).get(5, (None,))[0] == State.END)
-  assert 'k must be in' in _states(server)[5][1]
+  assert 'Missing but required: {history}' in _states(server)[5][1]
   assert _answering_version(server) == 3
 
 
