@@ -2,7 +2,9 @@
 
 Like TF Serving, requests run `Session.run` on the signature's tensors (a prebuilt callable per
 signature, so a request costs one feed and one fetch), and the checks TF Serving makes before
-running come first, with its status codes and messages.
+running come first, with its status codes and messages. With a `batching.BatchScheduler`,
+requests to a signature whose inputs all have a batch dimension run in batches with other
+requests to the same version and signature.
 """
 import threading
 from typing import List, Optional, Tuple
@@ -17,6 +19,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 import compat
 from contract import signatures
 from contract import tensor_codec
+from serving import batching
 from serving import errors
 
 DEFAULT_SIGNATURE = signatures.SERVING_DEFAULT  # what a request that names no signature runs
@@ -38,6 +41,18 @@ class _Signature:
         feed=[self.inputs[name].name for name in self.input_names],
         fetch=[signature.outputs[name].name for name in self.output_names])
     self.run = compat.session_callable(session, options)
+    # Every input has a known rank >= 1 whose dimension 0 is the batch: requests can be merged.
+    self.batchable = all(shape is not None and len(shape) >= 1 and shape[0] < 0
+                         for _, shape in self.specs)
+
+  def run_checked(self, *feeds):
+    """Runs the signature; raises ServingError with TF Serving's code."""
+    try:
+      return self.run(*feeds)
+    except tf.errors.OpError as error:
+      raise errors.from_tensorflow(error) from error
+    except UnicodeDecodeError as error:  # an op's message quoting request bytes, see errors
+      raise errors.from_undecodable_op_message(error) from error
 
 
 def _check_inputs_size(signature: _Signature, request: predict_pb2.PredictRequest) -> None:
@@ -72,11 +87,15 @@ class Servable:
   version closes its session only after its in-flight requests finish."""
 
   def __init__(self, name: str, version: int, path: str, max_batch_size: int = 0,
-               session_config: Optional[tf.compat.v1.ConfigProto] = None):
+               session_config: Optional[tf.compat.v1.ConfigProto] = None,
+               scheduler: Optional[batching.BatchScheduler] = None):
     self.name = name
     self.version = version
     self.path = path
-    self.max_batch_size = max_batch_size
+    # Without batching, the largest batch a request may carry (0: any); with batching, the
+    # scheduler's max_batch_size applies instead.
+    self.max_batch_size = 0 if scheduler else max_batch_size
+    self._scheduler = scheduler
     graph = tf.Graph()
     self._session = tf.compat.v1.Session(graph=graph, config=session_config)
     with graph.as_default():
@@ -118,6 +137,8 @@ class Servable:
       if self._closed:
         return
       self._closed = True
+    if self._scheduler:
+      self._scheduler.remove_queues(lambda key: key[:2] == (self.name, self.version))
     self._session.close()
     logging.info('Unloaded %s version %d', self.name, self.version)
 
@@ -150,12 +171,11 @@ class Servable:
       except ValueError as error:
         raise errors.invalid_argument(f'input {name}: {error}') from error
 
-    try:
-      outputs = signature.run(*feeds)
-    except tf.errors.OpError as error:
-      raise errors.from_tensorflow(error) from error
-    except UnicodeDecodeError as error:  # an op's message quoting request bytes, see errors
-      raise errors.from_undecodable_op_message(error) from error
+    if self._scheduler and signature.batchable:
+      outputs = self._scheduler.run((self.name, self.version, signature_name),
+                                    signature.run_checked, feeds)
+    else:
+      outputs = signature.run_checked(*feeds)
 
     response = predict_pb2.PredictResponse()
     response.model_spec.name = self.name

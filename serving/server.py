@@ -5,7 +5,9 @@
 
 Implements PredictionService.Predict and GetModelMetadata and ModelService.GetModelStatus over
 TF Serving's base-directory layout (`<base_path>/<version>/saved_model.pb`), with its flags where
-they mean the same thing. Binds to 127.0.0.1 unless told otherwise.
+they mean the same thing. Binds to 127.0.0.1 unless told otherwise. `--enable_batching` batches
+requests server-side as TF Serving does (`serving.batching`, parameters from
+`--batching_parameters_file`); requests run one by one without it.
 """
 import argparse
 from concurrent import futures
@@ -27,6 +29,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from contract import signatures
+from serving import batching
 from serving import config as config_lib
 from serving import errors
 from serving import model_manager
@@ -172,14 +175,17 @@ class ModelServer:
   def __init__(self, config, host: str = '127.0.0.1', port: int = 8500,
                poll_wait_seconds: float = 1.0, max_batch_size: int = 0, grpc_max_threads: int = 8,
                intra_op_threads: int = 1, inter_op_threads: int = 0,
-               channel_arguments: Sequence[Tuple[str, object]] = ()):
+               channel_arguments: Sequence[Tuple[str, object]] = (),
+               batching_options: Optional[batching.Options] = None):
     config_lib.validate(config)
+    self.scheduler = batching.BatchScheduler(batching_options) if batching_options else None
     session_config = tf.compat.v1.ConfigProto(
         intra_op_parallelism_threads=intra_op_threads,
         inter_op_parallelism_threads=inter_op_threads)
 
     def load(name: str, version: int, path: str) -> servable_lib.Servable:
-      return servable_lib.Servable(name, version, path, max_batch_size, session_config)
+      return servable_lib.Servable(name, version, path, max_batch_size, session_config,
+                                   self.scheduler)
 
     self.manager = model_manager.ModelManager(config, load, poll_wait_seconds)
     options = dict([('grpc.max_receive_message_length', DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH),
@@ -197,7 +203,8 @@ class ModelServer:
   def start(self) -> 'ModelServer':
     self.manager.start()
     self._server.start()
-    logging.info('Serving %s on %s', self.manager.model_names, self.address)
+    logging.info('Serving %s on %s (%s)', self.manager.model_names, self.address,
+                 f'batching: {self.scheduler.options}' if self.scheduler else 'no batching')
     return self
 
   def watch_config_file(self, path: str, rewrite: Optional[str], poll_wait_seconds: float) -> None:
@@ -224,6 +231,17 @@ class ModelServer:
     self._stopped.set()
     self._server.stop(grace_seconds).wait()
     self.manager.stop()
+    if self.scheduler:
+      self.scheduler.stop()
+
+
+def _flag(text: str) -> bool:
+  """A boolean flag's value as TF Serving spells it (true/false, 1/0)."""
+  if text.lower() in ('true', '1'):
+    return True
+  if text.lower() in ('false', '0'):
+    return False
+  raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -241,7 +259,11 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--model_config_file_poll_wait_seconds', type=float, default=0,
                       help='seconds between checks of the config file for changes (0: never)')
   parser.add_argument('--max_batch_size', type=int, default=1024,
-                      help='largest batch a request may carry (0: no limit)')
+                      help='largest batch a request may carry without batching (0: no limit)')
+  parser.add_argument('--enable_batching', type=_flag, nargs='?', const=True, default=False,
+                      help='batch requests server-side, as TF Serving does')
+  parser.add_argument('--batching_parameters_file',
+                      help='BatchingParameters text proto (default: TF Serving\'s defaults)')
   parser.add_argument('--grpc_max_threads', type=int, default=8, help='request threads')
   parser.add_argument('--grpc_channel_arguments', default='',
                       help='key=value,... e.g. grpc.max_receive_message_length=4194304')
@@ -265,13 +287,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
       raise ValueError('give --model_config_file or --model_base_path')
     config = config_lib.rewrite_base_paths(config, args.base_path_rewrite)
+    batching_options = (batching.load_parameters(args.batching_parameters_file)
+                        if args.enable_batching else None)
     server = ModelServer(
         config, host=args.host, port=args.port,
         poll_wait_seconds=args.file_system_poll_wait_seconds,
         max_batch_size=args.max_batch_size, grpc_max_threads=args.grpc_max_threads,
         intra_op_threads=args.tensorflow_intra_op_parallelism,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
-        channel_arguments=parse_channel_arguments(args.grpc_channel_arguments))
+        channel_arguments=parse_channel_arguments(args.grpc_channel_arguments),
+        batching_options=batching_options)
   except (ValueError, OSError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2

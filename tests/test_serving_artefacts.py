@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 import serving_fixtures
+from serving import batching
 from serving import config as config_lib
 
 SERVING_DIR = os.path.join(serving_fixtures.REPO_ROOT, 'serving')
@@ -27,9 +28,9 @@ def test_compose_and_kubernetes_run_tf_serving_with_the_same_flags():
   container = deployment['spec']['template']['spec']['containers'][0]
   compose_flags, k8s_flags = _flags(compose['command']), _flags(container['args'])
   assert compose['image'] == container['image']
-  # Batching is switched by an environment variable in compose, off in the manifest.
-  assert compose_flags.pop('enable_batching') == '${ENABLE_BATCHING:-false}'
-  assert k8s_flags.pop('enable_batching') == 'false'
+  # Batching is on: switched by an environment variable in compose (default on), on in k8s.
+  assert compose_flags.pop('enable_batching') == '${ENABLE_BATCHING:-true}'
+  assert k8s_flags.pop('enable_batching') == 'true'
   assert compose_flags == k8s_flags
   assert compose_flags['allow_version_labels_for_unavailable_models'] == 'true'
   # Every config file a flag names is shipped, mounted in compose and in the ConfigMap.
@@ -40,6 +41,15 @@ def test_compose_and_kubernetes_run_tf_serving_with_the_same_flags():
   assert config_files <= mounted and config_files == generated
   for name in config_files:
     assert os.path.isfile(os.path.join(SERVING_DIR, name))
+
+
+def test_batching_parameters_suit_the_contract_and_the_container():
+  options = batching.load_parameters(os.path.join(SERVING_DIR, 'batching_parameters.txt'))
+  container = _read_yaml('k8s', 'deployment.yaml')['spec']['template']['spec']['containers'][0]
+  assert options.num_batch_threads == int(container['resources']['requests']['cpu'])
+  assert 32 <= options.max_batch_size <= 128 and options.batch_timeout_micros <= 2000
+  # Padding would fill `history` with another request's first item id.
+  assert not options.pad_variable_length_inputs
 
 
 def test_kubernetes_probe_and_service_match_the_served_models():
@@ -70,7 +80,7 @@ def test_tf_serving_starts_with_the_shipped_configs(tmp_path):
     text = shipped.read().replace('"/models/', f'"{tmp_path}/')
   config_path = tmp_path / 'models.config'
   config_path.write_text(text)
-  extra = [f'--monitoring_config_file={SERVING_DIR}/monitoring.config',
+  extra = [f'--monitoring_config_file={SERVING_DIR}/monitoring.config', '--enable_batching=true',
            f'--batching_parameters_file={SERVING_DIR}/batching_parameters.txt',
            f'--rest_api_port={serving_fixtures.free_port()}']
   with serving_fixtures.running_server('tensorflow_model_server', str(config_path),

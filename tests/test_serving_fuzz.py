@@ -8,7 +8,8 @@ CATEGORIES). Each must be answered OK or INVALID_ARGUMENT, NOT_FOUND, FAILED_PRE
 RESOURCE_EXHAUSTED: never UNKNOWN or INTERNAL (a leaked exception), never a timeout. Afterwards
 known-good requests get the answers they got before the run, and the server's resident memory
 has grown by at most RSS_GROWTH_LIMIT_MB (20 MB) since a warm-up run of as many requests drawn
-with another seed. Runs against `tensorflow_model_server` too where it is on PATH.
+with another seed. Runs against `tensorflow_model_server` too where it is on PATH, and against
+the local server with server-side batching.
 
 Two categories run against the local server only: tensors whose shape asks for millions of
 elements filled from one value, and request bytes that are not a PredictRequest (TF Serving's
@@ -115,8 +116,7 @@ class _Generator:
       return {'examples': np.array([self.example(signature) for _ in range(batch)], object)}
     inputs = {'user_id': np.array([self.user() for _ in range(batch)], object),
               'history': np.array([self.history(width) for _ in range(batch)],
-                                  object).reshape(batch, width),
-              'k': np.array(self.rng.randint(1, TOP_K), np.int32)}
+                                  object).reshape(batch, width)}
     if signature == 'recommend_with_features':
       inputs.update(age=np.array([self.rng.randint(10, 80) for _ in range(batch)], np.int64),
                     gender=np.array([self.rng.choice([b'F', b'M'])] * batch, object),
@@ -201,11 +201,12 @@ class _Generator:
     inputs = self.inputs(signature, self.rng.randint(1, 4))
     roll = self.rng.random()
     if roll < 0.45 or signature == 'recommend':
+      # A scalar `k` as the contract had before every input was batched: an extra input now.
       if self.rng.random() < 0.6:
         inputs['k'] = np.array(self.rng.choice([
             0, -1, -2 ** 31, 2 ** 31 - 1, TOP_K + 1, 100, 101,
             self.rng.randint(-2 ** 31, 2 ** 31 - 1)]), np.int32)
-      else:  # floats where k is an int32
+      else:
         dtype = self.rng.choice([np.float32, np.float64])
         inputs['k'] = np.array(self.rng.choice([
             float('nan'), float('inf'), -float('inf'), -0.0, 1e30, 5.0]), dtype)
@@ -345,8 +346,7 @@ class _Generator:
 
   def oversize_message(self) -> Request:
     return _request('recommend', {'user_id': np.array([b'x' * (5 << 20)], object),
-                                  'history': np.array([[b'item1']], object),
-                                  'k': np.array(5, np.int32)})
+                                  'history': np.array([[b'item1']], object)})
 
 
 # (category, requests, local server only)
@@ -417,10 +417,11 @@ def _rss_mb(server) -> float:
   return psutil.Process(server.process.pid).memory_info().rss / 2 ** 20
 
 
-@pytest.fixture(scope='module', params=serving_fixtures.server_kinds())
+@pytest.fixture(scope='module', params=serving_fixtures.server_kinds() + ['local-batching'])
 def server(request, tmp_path_factory):
-  with serving_fixtures.tiny_model_server(request.param, tmp_path_factory.mktemp('models'),
-                                          MODEL) as running:
+  kind, _, batching = request.param.partition('-')
+  with serving_fixtures.tiny_model_server(kind, tmp_path_factory.mktemp('models'), MODEL,
+                                          batching=bool(batching)) as running:
     yield running
 
 
