@@ -229,6 +229,8 @@ class BatchScheduler:
             return
           batch, wait_s = self._next_batch()
           if batch:
+            if any(queue.tasks for queue in self._queues.values()):
+              self._condition.notify()  # another thread may take the rest
             break
           self._condition.wait(wait_s)
       self._run(*batch)

@@ -188,7 +188,8 @@ class Servable:
 
   def _check_batch_size(self, signature: _Signature, shapes: List[tuple]) -> None:
     """Empty batches are refused, and so are batches above max_batch_size (TF Serving's
-    batching message); scalar inputs such as `k` are not batched."""
+    batching message; without batching only, the scheduler checks its own limit); scalar
+    inputs have no batch dimension and are left out."""
     sizes = {shape[0] for shape in shapes if shape}
     if not sizes:
       return
