@@ -143,7 +143,8 @@ def run_data_components(data_dir: str, output_dir: str, workers: int,
       pipeline_root=root,
       components=pipeline.data_components(
           data_dir, configs.SCHEMA_FILE, configs.HISTORY_LENGTH, configs.EVAL_FRACTION,
-          configs.TEST_FRACTION, configs.PREPROCESSING_FN, configs.TRANSFORM),
+          configs.TEST_FRACTION, configs.RATING_DRIFT_THRESHOLD, configs.PREPROCESSING_FN,
+          configs.TRANSFORM),
       enable_cache=False,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata),

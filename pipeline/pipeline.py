@@ -81,15 +81,17 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
 
 
 def data_components(data_source: str, schema_file: str, history_length: int,
-                    eval_fraction: float, test_fraction: float, preprocessing_fn: str,
-                    transform_hparams: hparams.TransformHParams) -> list:
+                    eval_fraction: float, test_fraction: float, rating_drift_threshold: float,
+                    preprocessing_fn: str, transform_hparams: hparams.TransformHParams) -> list:
   """RawExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → DataGate → Transform
   from the raw data at `data_source`: the pipeline's data stages, in that order.
 
   RawExampleGen splits per user (`eval_fraction`, `test_fraction`) and keeps `history_length`
   items of history; ExampleValidator checks the statistics against the curated schema in
-  `schema_file`, and DataGate stops the run on any anomaly. Transform runs `preprocessing_fn`
-  (a dotted path) with `transform_hparams` on the schema the gate passes on."""
+  `schema_file`, and DataGate stops the run on any anomaly, or when the test split's ratings
+  drifted from the train split's beyond `rating_drift_threshold` (Jensen-Shannon). Transform
+  runs `preprocessing_fn` (a dotted path) with `transform_hparams` on the schema the gate passes
+  on."""
   example_gen = raw_example_gen.RawExampleGen(
       data_source, history_length=history_length, eval_fraction=eval_fraction,
       test_fraction=test_fraction)
@@ -103,7 +105,9 @@ def data_components(data_source: str, schema_file: str, history_length: int,
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
   gate = data_gate.DataGate(anomalies=example_validator.outputs['anomalies'],
-                            schema=schema_gen.outputs['schema'])
+                            statistics=statistics_gen.outputs['statistics'],
+                            schema=schema_gen.outputs['schema'],
+                            rating_drift_threshold=rating_drift_threshold)
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=gate.outputs['validated_schema'],
@@ -119,7 +123,8 @@ def data_components(data_source: str, schema_file: str, history_length: int,
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                     schema_file: str, history_length: int, eval_fraction: float,
-                    test_fraction: float, serving_model_dir: str, teacher_serving_model_dir: str,
+                    test_fraction: float, rating_drift_threshold: float,
+                    serving_model_dir: str, teacher_serving_model_dir: str,
                     preprocessing_fn: str, run_fn: str,
                     transform: hparams.TransformHParams, teacher: hparams.TowerHParams,
                     student: hparams.TowerHParams, training: hparams.TrainingHParams,
@@ -145,6 +150,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     history_length: the latest items kept in each example's history.
     eval_fraction: each user's share of interactions in the eval split.
     test_fraction: each user's share of interactions in the test split.
+    rating_drift_threshold: the largest Jensen-Shannon divergence of the test split's rating
+      distribution from the train split's that the data gate lets through.
     serving_model_dir: where the Pusher pushes the student, `<serving_model_dir>/<version>/`.
     teacher_serving_model_dir: where the teacher is pushed beside it.
     preprocessing_fn: the dotted path of Transform's `preprocessing_fn`.
@@ -172,7 +179,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
   """
   example_gen, statistics_gen, schema_gen, example_validator, gate, transform_component = (
       data_components(data_source, schema_file, history_length, eval_fraction, test_fraction,
-                      preprocessing_fn, transform))
+                      rating_drift_threshold, preprocessing_fn, transform))
   trainer = tfx.components.Trainer(
       run_fn=run_fn,
       examples=transform_component.outputs['transformed_examples'],

@@ -107,7 +107,19 @@ def _anomalies_artifact(directory, by_split):
   return artifact
 
 
-def _run_gate(anomalies, tmp_path):
+def _statistics_artifact(directory, rows_by_split):
+  artifact = standard_artifacts.ExampleStatistics()
+  artifact.uri = str(directory)
+  artifact.split_names = artifact_utils.encode_split_names(list(rows_by_split))
+  for split, split_rows in rows_by_split.items():
+    split_dir = artifact_utils.get_split_uri([artifact], split)
+    os.makedirs(split_dir)
+    io_utils.write_bytes_file(os.path.join(split_dir, data_gate.STATISTICS_FILE),
+                              statistics(split_rows, split_dir).SerializeToString())
+  return artifact
+
+
+def _run_gate(anomalies, statistics_artifact, tmp_path):
   schema_artifact = standard_artifacts.Schema()
   schema_artifact.uri = str(tmp_path / 'schema')
   os.makedirs(schema_artifact.uri)
@@ -115,21 +127,33 @@ def _run_gate(anomalies, tmp_path):
   validated = standard_artifacts.Schema()
   validated.uri = str(tmp_path / 'validated')
   data_gate.DataGate.EXECUTOR_SPEC.executor_class().Do(
-      {'anomalies': [anomalies], 'schema': [schema_artifact]},
-      {'validated_schema': [validated]}, {})
+      {'anomalies': [anomalies], 'statistics': [statistics_artifact],
+       'schema': [schema_artifact]},
+      {'validated_schema': [validated]},
+      {'rating_drift_threshold': configs.RATING_DRIFT_THRESHOLD})
   return validated
 
 
-def test_the_gate_passes_clean_data_and_hands_on_the_schema(tmp_path):
-  clean = _anomalies_artifact(tmp_path / 'anomalies',
-                              {split: anomalies_pb2.Anomalies() for split in features.SPLITS})
-  validated = _run_gate(clean, tmp_path)
+@pytest.fixture(scope='module')
+def split_statistics(rows, tmp_path_factory):
+  """Statistics of the three splits, all of the same (well-formed) rows."""
+  return _statistics_artifact(tmp_path_factory.mktemp('statistics'),
+                              {split: rows for split in features.SPLITS})
+
+
+def _clean_anomalies(directory):
+  return _anomalies_artifact(directory,
+                             {split: anomalies_pb2.Anomalies() for split in features.SPLITS})
+
+
+def test_the_gate_passes_clean_data_and_hands_on_the_schema(tmp_path, split_statistics):
+  validated = _run_gate(_clean_anomalies(tmp_path / 'anomalies'), split_statistics, tmp_path)
   with open(os.path.join(validated.uri, data_gate.SCHEMA_FILE)) as f, open(
       configs.SCHEMA_FILE) as curated:
     assert f.read() == curated.read()
 
 
-def test_the_gate_stops_on_anomalies_and_names_them(tmp_path):
+def test_the_gate_stops_on_anomalies_and_names_them(tmp_path, split_statistics):
   bad = anomalies_pb2.Anomalies()
   bad.anomaly_info[features.RATING].short_description = 'Out-of-range values'
   bad.anomaly_info[features.RATING].description = 'Unexpectedly high value: 100>5'
@@ -141,8 +165,18 @@ def test_the_gate_stops_on_anomalies_and_names_them(tmp_path):
       "split 'train', feature 'rating': Out-of-range values (FLOAT_TYPE_BIG_FLOAT): "
       'Unexpectedly high value: 100>5']
   with pytest.raises(data_gate.DataAnomaliesError, match="feature 'rating': Out-of-range"):
-    _run_gate(anomalies, tmp_path)
+    _run_gate(anomalies, split_statistics, tmp_path)
   assert not os.path.exists(tmp_path / 'validated' / data_gate.SCHEMA_FILE)
+
+
+def test_the_gate_stops_when_the_test_ratings_drift_from_train(tmp_path, rows):
+  # Explicit ratings in train, then only the top rating: in range, but another distribution.
+  drifted = [{**row, features.RATING: 5.0} for row in rows]
+  statistics_artifact = _statistics_artifact(tmp_path / 'statistics', {
+      features.TRAIN_SPLIT: rows, features.EVAL_SPLIT: rows, features.TEST_SPLIT: drifted})
+  with pytest.raises(data_gate.DataAnomaliesError,
+                     match="split 'test' against 'train', feature 'rating': .*Jensen-Shannon"):
+    _run_gate(_clean_anomalies(tmp_path / 'anomalies'), statistics_artifact, tmp_path)
 
 
 def test_make_schema_infers_from_the_latest_statistics(rows, tmp_path):

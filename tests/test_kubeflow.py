@@ -30,7 +30,7 @@ UPSTREAM = {
     'StatisticsGen': {'RawExampleGen'},
     'ImportSchemaGen': set(),
     'ExampleValidator': {'StatisticsGen', 'ImportSchemaGen'},
-    'DataGate': {'ExampleValidator', 'ImportSchemaGen'},
+    'DataGate': {'ExampleValidator', 'StatisticsGen', 'ImportSchemaGen'},
     'Transform': {'RawExampleGen', 'DataGate'},  # only after the data passed the gate
     'Trainer': {'Transform', 'DataGate'},
     RESOLVER: {'Trainer'},  # the candidate, which is never its own baseline
