@@ -22,7 +22,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python
   /usr/local/bin/python3.10 /usr/bin/python3.10; do \
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install run test bench-quality bench-scale serve bench-serving clean
+.PHONY: install run test schema bench-quality bench-scale serve bench-serving clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+# The schema inferred from the latest run's statistics, beside the curated pipeline/schema/
+# schema.pbtxt, to diff against it and update it by hand.
+schema: install
+	$(BIN)/python -m pipeline.infer_schema --output '$(OUTPUT)'
 
 bench-quality: install
 	$(BIN)/python -m benchmarks.quality --data '$(DATA)' --output '$(OUTPUT)' --bench-out '$(BENCH_OUT)'

@@ -7,8 +7,10 @@ setuptools.setup(
     description=__doc__,
     python_requires='>=3.10,<3.11',
     py_modules=['compat'],
+    package_data={'pipeline': ['schema/*.pbtxt']},
     packages=setuptools.find_packages(
-        include=['contract', 'contract.*', 'evaluation', 'evaluation.*', 'pipeline', 'pipeline.*',
+        include=['contract', 'contract.*', 'evaluation', 'evaluation.*', 'ingest', 'ingest.*',
+                 'pipeline', 'pipeline.*',
                  'components', 'components.*', 'models', 'models.*', 'serving', 'serving.*',
                  'kubeflow', 'kubeflow.*', 'benchmarks']),
     install_requires=[

@@ -31,7 +31,7 @@ from models import layout
 from pipeline import configs
 from pipeline import local_runner
 from pipeline import progress
-from pipeline.data import loaders
+from ingest import loaders
 
 COLUMNS = metrics.METRIC_KEYS + ['rmse', 'fidelity@10', 'params', 'bytes', 'train_s']
 ID_BASELINE = 'tfrs_id_baseline'

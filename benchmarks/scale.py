@@ -4,9 +4,9 @@
         --output /tmp/scale --bench-out scale_results.json
 
 Generates the data set (streamed to CSV; reused when already generated with the same
-parameters), prepares the split examples with the Beam step on the multi-processing
-DirectRunner, runs the pipeline's own data components (ExampleGen, StatisticsGen, SchemaGen,
-ExampleValidator, Transform) with the same runner, then streams the transformed train split
+parameters), runs the pipeline's own data components from the raw CSV (RawExampleGen: validate,
+split and build the examples with Beam; StatisticsGen, ImportSchemaGen, ExampleValidator,
+DataGate, Transform) on the multi-processing DirectRunner, then streams the transformed train split
 with tf.data for the trainer's statistics pass and one training epoch of the teacher. Prints
 the wall time of every stage and the peak resident memory of the whole process tree (sampled,
 children included) and writes them as JSON.
@@ -26,13 +26,12 @@ from typing import Dict, List
 import psutil
 from absl import logging
 
+from contract import features
 from contract import versions
 from pipeline import configs
 from pipeline import pipeline
 from pipeline import progress
-from pipeline.data import loaders
-from pipeline.data import prepare
-from pipeline.data import synthetic
+from ingest import synthetic
 
 GIB = 1024**3
 BENCH_PIPELINE_NAME = 'recsys-distill-scale'
@@ -131,7 +130,7 @@ def generate(directory: str, users: int, items: int, interactions: int, seed: in
   return rows
 
 
-def run_data_components(examples_dir: str, output_dir: str, workers: int,
+def run_data_components(data_dir: str, output_dir: str, workers: int,
                         tracker: progress.ProgressFilter) -> Dict[str, float]:
   """Runs the pipeline's data components (no cache); returns each component's seconds."""
   from tfx import v1 as tfx
@@ -142,8 +141,10 @@ def run_data_components(examples_dir: str, output_dir: str, workers: int,
   beam_dag_runner.BeamDagRunner().run(tfx.dsl.Pipeline(
       pipeline_name=BENCH_PIPELINE_NAME,
       pipeline_root=root,
-      components=pipeline.data_components(examples_dir, configs.PREPROCESSING_FN,
-                                          configs.TRANSFORM),
+      components=pipeline.data_components(
+          data_dir, configs.SCHEMA_FILE, configs.HISTORY_LENGTH, configs.EVAL_FRACTION,
+          configs.TEST_FRACTION, configs.RATING_DRIFT_THRESHOLD, configs.PREPROCESSING_FN,
+          configs.TRANSFORM),
       enable_cache=False,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           metadata),
@@ -170,7 +171,6 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
   from tfx.types import artifact_utils
   from tfx.types import standard_artifacts
 
-  from contract import features
   from models import layout
   from models import training
 
@@ -196,6 +196,23 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
           'teacher_loss': log.records[layout.TEACHER]['history']['loss'][-1]}
 
 
+def example_counts(output_dir: str) -> Dict[str, int]:
+  """Examples per split, from the StatisticsGen output of the data components' run."""
+  import tensorflow_data_validation as tfdv
+  from tfx.types import artifact_utils
+  from tfx.types import standard_artifacts
+
+  statistics = standard_artifacts.ExampleStatistics()
+  statistics.uri = latest_output(os.path.join(output_dir, 'pipeline_root'), 'StatisticsGen',
+                                 'statistics')
+  counts = {}
+  for split in features.SPLITS:
+    stats = tfdv.load_stats_binary(os.path.join(
+        artifact_utils.get_split_uri([statistics], split), 'FeatureStats.pb'))
+    counts[split] = int(stats.datasets[0].num_examples)
+  return counts
+
+
 def max_rss_gib(who: int) -> float:
   return resource.getrusage(who).ru_maxrss * 1024 / GIB  # ru_maxrss is in KiB on Linux
 
@@ -203,13 +220,9 @@ def max_rss_gib(who: int) -> float:
 def benchmark(args) -> dict:
   tracker = progress.install()
   data_dir = os.path.join(args.output, 'data')
-  examples_dir = os.path.join(args.output, 'examples')
-  # Everything but the generated data is rebuilt, so every stage is timed cold; with
-  # --reuse-examples, prepare keeps examples already prepared from the same data and parameters;
+  # Everything but the generated data is rebuilt, so every stage is timed cold;
   # --training-only times the training stages on the data components' outputs of a previous run.
   rebuilt = ('pipeline_root', 'metadata.sqlite')
-  if not args.reuse_examples:
-    rebuilt = ('examples',) + rebuilt
   for previous in () if args.training_only else rebuilt:
     path = os.path.join(args.output, previous)
     if os.path.isdir(path):
@@ -227,22 +240,16 @@ def benchmark(args) -> dict:
               'peak_rss_gib': max(stage.peak_rss_gib for stage in stages.stages)}
     rows = stages.run('generate', generate, data_dir, args.users, args.items, args.interactions,
                       args.seed)
-    manifest = stages.run(
-        'prepare', prepare.prepare_examples, loaders.locate_inputs(data_dir), examples_dir,
-        configs.HISTORY_LENGTH, configs.EVAL_FRACTION, configs.TEST_FRACTION,
-        beam_pipeline_args=beam_args(args.workers))
-    components = stages.run('tfx_data_components', run_data_components, examples_dir,
+    components = stages.run('tfx_data_components', run_data_components, data_dir,
                             args.output, args.workers, tracker)
     training = train_teacher_epoch(args.output, args.batch_size, stages)
   return {
       'parameters': {'users': args.users, 'items': args.items, 'interactions': args.interactions,
-                     'seed': args.seed, 'reuse_examples': args.reuse_examples,
+                     'seed': args.seed,
                      'workers': args.workers, 'batch_size': args.batch_size,
                      'cpus': os.cpu_count(), 'memory_gib': psutil.virtual_memory().total / GIB},
       'rows': rows,
-      'examples': manifest['counts'],
-      'num_users': manifest['num_users'],
-      'num_items': manifest['num_items'],
+      'examples': example_counts(args.output),
       'stages': [dataclasses.asdict(stage) for stage in stages.stages],
       'components_s': components,
       'training': training,
@@ -283,8 +290,6 @@ def main(argv=None) -> int:
   parser.add_argument('--workers', type=int, default=2, help='DirectRunner worker processes')
   parser.add_argument('--batch-size', type=int, default=2048, help='teacher training batch')
   parser.add_argument('--output', default=os.path.join(configs.OUTPUT_DIR, 'scale'))
-  parser.add_argument('--reuse-examples', action='store_true',
-                      help='keep prepared examples that match the data (prepare is then not timed)')
   parser.add_argument('--training-only', action='store_true',
                       help='only the statistics pass and the teacher epoch, on a previous run')
   parser.add_argument('--bench-out', default='scale_results.json', help='JSON file for results')

@@ -20,6 +20,7 @@ def run() -> None:
   """Builds the pipeline from the settings and compiles it for Kubeflow Pipelines."""
   # The defaults mount the cluster's MLMD configuration into every step.
   operator_funcs = kubeflow_dag_runner.get_default_pipeline_operator_funcs()
+  operator_funcs.append(settings.resource_operator_func())  # TRAINER_*, BEAM_STEP_*
   if settings.PVC_NAME:
     operator_funcs.append(onprem.mount_pvc(
         settings.PVC_NAME, volume_name='pipeline-volume',

@@ -22,7 +22,7 @@ def run() -> None:
       default_image=settings.PIPELINE_IMAGE)
   tfx.orchestration.experimental.KubeflowV2DagRunner(
       config=runner_config, output_filename=PIPELINE_DEFINITION_FILE).run(
-          settings.create_pipeline(kfp_v2=True))
+          settings.set_platform_configs(settings.create_pipeline(kfp_v2=True)))
 
 
 if __name__ == '__main__':

@@ -30,6 +30,15 @@ EVAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
 HISTORY_LENGTH = signatures.HISTORY_LENGTH  # latest items kept in each example's history
 
+# The curated schema ExampleValidator checks the examples against; any anomaly stops the run
+# before Transform. It bounds `rating` to RATING_RANGE (MovieLens' 0.5-5 stars): data on another
+# scale changes both (`make schema` writes the schema inferred from a run beside it to compare).
+SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'schema', 'schema.pbtxt')
+RATING_RANGE = (0.5, 5.0)
+# DataGate: the largest Jensen-Shannon divergence of the test split's rating distribution from
+# the train split's (ML-100K: 0.011; ratings drift slowly) before the run stops.
+RATING_DRIFT_THRESHOLD = 0.1
+
 TRANSFORM = hparams.TransformHParams(
     history_length=HISTORY_LENGTH, item_oov_buckets=1, user_oov_buckets=1, max_genres=6,
     max_title_tokens=8, title_vocab_size=5000, zip_prefix_length=2)
@@ -68,9 +77,12 @@ LOCAL_BEAM_PIPELINE_ARGS = ['--direct_running_mode=in_memory', '--direct_num_wor
 
 
 def pipeline_arguments() -> Dict[str, Any]:
-  """`pipeline.create_pipeline`'s code paths, hyper-parameters and thresholds as set here; each
-  runner adds its roots, metadata store and Beam arguments."""
+  """`pipeline.create_pipeline`'s data protocol, code paths, hyper-parameters and thresholds as
+  set here; each runner adds its data source, schema file, roots, metadata store and Beam
+  arguments."""
   return dict(
+      history_length=HISTORY_LENGTH, eval_fraction=EVAL_FRACTION, test_fraction=TEST_FRACTION,
+      rating_drift_threshold=RATING_DRIFT_THRESHOLD,
       preprocessing_fn=PREPROCESSING_FN, run_fn=RUN_FN, transform=TRANSFORM, teacher=TEACHER,
       student=STUDENT, training=TRAINING, distillation=DISTILLATION, export=EXPORT,
       rmse_upper_bound=RMSE_UPPER_BOUND, rating_auc_lower_bound=RATING_AUC_LOWER_BOUND,

@@ -2,9 +2,11 @@
 
     python -m pipeline.local_runner --data movielens-100k --output outputs
 
-Prepares the split examples (skipped when unchanged, so the TFX cache hits on re-runs), runs
-every component, copies the run report to <output>/report/ and prints where the pushed model
-and the report are.
+Resolves the data source (a dataset name is downloaded once into the cache), checks the input
+files' headers and side tables, runs every component from the raw files (RawExampleGen reads
+them; unchanged inputs hit the TFX cache), copies the run report to <output>/report/ and prints
+where the pushed model and the report are. Bad input and data anomalies stop the run with one
+line naming the problem.
 """
 import argparse
 import json
@@ -20,21 +22,22 @@ from tfx.orchestration import metadata
 from tfx.orchestration.beam import beam_dag_runner
 
 from components import artifacts
+from components import data_gate
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import executor as report_executor
 from contract import versions
 from pipeline import configs
 from pipeline import pipeline
 from pipeline import progress
-from pipeline.data import errors
-from pipeline.data import loaders
-from pipeline.data import prepare
+from ingest import download
+from ingest import errors
+from ingest import loaders
+from ingest import transforms
 
 
 def output_paths(output_dir: str) -> dict:
   """Where one local pipeline installation keeps its files."""
   return {
-      'examples': os.path.join(output_dir, 'examples'),
       'pipeline_root': os.path.join(output_dir, 'pipeline_root'),
       'metadata': os.path.join(output_dir, 'metadata.sqlite'),
       'serving': os.path.join(output_dir, 'serving'),
@@ -71,37 +74,53 @@ def gate_failures(evaluation_dir: str) -> List[str]:
   return [d['reason'] for d in decisions if not d['passed']]
 
 
+def resolve_source(data_source: str) -> str:
+  """The raw data the pipeline reads for `data_source`: a dataset name becomes its cached
+  directory (downloaded when absent), a local path an absolute one; URLs stay as they are.
+  The files' headers, first rows and side tables are checked here, so a wrong source fails at
+  once with a `DataError` (every row is checked by RawExampleGen)."""
+  files = loaders.locate_inputs(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
+  transforms.check_inputs(files)
+  if data_source == download.MOVIELENS_100K:
+    return os.path.dirname(files.interactions)
+  return data_source if '://' in data_source else os.path.abspath(data_source)
+
+
+def _stopping_error(error: BaseException) -> Optional[Exception]:
+  """The DataError or DataAnomaliesError that failed a component, if that is what `error`
+  (as the orchestrator re-raised it) comes from."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, (errors.DataError, data_gate.DataAnomaliesError)):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
 def run(data_source: str, output_dir: str, enable_cache: bool = True,
         rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
         rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
         retrieval_gates: Mapping[str, float] = configs.RETRIEVAL_GATES,
         train_student_scratch: bool = False) -> dict:
-  """Prepares the data and runs the pipeline with the `configs` values, but for the thresholds
-  given here (see `pipeline.create_pipeline`); returns the paths and the pushed version."""
-  paths = output_paths(os.path.abspath(output_dir))
-  logging.info('Preparing examples from %s', data_source)
-  files = loaders.locate_inputs(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
-  manifest = prepare.prepare_examples(
-      files, paths['examples'], history_length=configs.HISTORY_LENGTH,
-      eval_fraction=configs.EVAL_FRACTION, test_fraction=configs.TEST_FRACTION,
-      beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS)
-  logging.info('Examples in %s: %s', paths['examples'], manifest.get('counts', manifest))
+  """Runs the pipeline on the raw data with the `configs` values, but for the thresholds given
+  here (see `pipeline.create_pipeline`); returns the paths and the pushed version.
 
+  Raises `DataError` for bad input (file, row, column) and `DataAnomaliesError` when the data
+  has anomalies against the curated schema: then nothing is trained or pushed."""
+  source = resolve_source(data_source)
+  logging.info('Raw data: %s', source)
+  paths = output_paths(os.path.abspath(output_dir))
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   before = latest_version(serving_model_dir)
-  beam_dag_runner.BeamDagRunner().run(pipeline.create_pipeline(
-      pipeline_name=configs.PIPELINE_NAME,
-      pipeline_root=paths['pipeline_root'],
-      examples_dir=paths['examples'],
-      serving_model_dir=serving_model_dir,
-      teacher_serving_model_dir=os.path.join(paths['serving'], configs.TEACHER_MODEL_NAME),
-      train_student_scratch=train_student_scratch,
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          paths['metadata']),
-      beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
-      enable_cache=enable_cache,
-      **{**configs.pipeline_arguments(), 'rmse_upper_bound': rmse_upper_bound,
-         'rating_auc_lower_bound': rating_auc_lower_bound, 'retrieval_gates': retrieval_gates}))
+  try:
+    _run_pipeline(source, paths, serving_model_dir, enable_cache, rmse_upper_bound,
+                  rating_auc_lower_bound, retrieval_gates, train_student_scratch)
+  except Exception as error:  # pylint: disable=broad-except
+    stopping = _stopping_error(error)
+    if stopping is None:
+      raise
+    raise stopping from error
   after = latest_version(serving_model_dir)
   outputs = latest_run_outputs(paths['metadata'], [artifacts.RunReport.TYPE_NAME,
                                                    artifacts.RetrievalEvaluation.TYPE_NAME])
@@ -111,6 +130,25 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   return {**paths, 'pushed': after if after != before else None, 'latest': after,
           'retrieval_evaluation': outputs[artifacts.RetrievalEvaluation.TYPE_NAME],
           'gate_failures': gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
+
+
+def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache: bool,
+                  rmse_upper_bound: float, rating_auc_lower_bound: float,
+                  retrieval_gates: Mapping[str, float], train_student_scratch: bool) -> None:
+  beam_dag_runner.BeamDagRunner().run(pipeline.create_pipeline(
+      pipeline_name=configs.PIPELINE_NAME,
+      pipeline_root=paths['pipeline_root'],
+      data_source=source,
+      schema_file=configs.SCHEMA_FILE,
+      serving_model_dir=serving_model_dir,
+      teacher_serving_model_dir=os.path.join(paths['serving'], configs.TEACHER_MODEL_NAME),
+      train_student_scratch=train_student_scratch,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          paths['metadata']),
+      beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
+      enable_cache=enable_cache,
+      **{**configs.pipeline_arguments(), 'rmse_upper_bound': rmse_upper_bound,
+         'rating_auc_lower_bound': rating_auc_lower_bound, 'retrieval_gates': retrieval_gates}))
 
 
 def main(argv=None) -> int:
@@ -126,7 +164,7 @@ def main(argv=None) -> int:
   started = time.time()
   try:
     result = run(args.data, args.output, enable_cache=not args.no_cache)
-  except errors.DataError as error:
+  except (errors.DataError, data_gate.DataAnomaliesError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
   print(f'Pipeline finished in {time.time() - started:.0f} s')

@@ -10,7 +10,8 @@ from tfx import v1 as tfx
 
 from components import baseline_resolver
 from components import gates
-from components import prepared_example_gen
+from components import data_gate
+from components import raw_example_gen
 from components import teacher_model as teacher_model_lib
 from components import tfma_metrics
 from components.retrieval_evaluator import component as retrieval_evaluator_lib
@@ -79,28 +80,37 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
   ).with_id(BASELINE_RESOLVER_ID)
 
 
-def data_components(examples_dir: str, preprocessing_fn: str,
-                    transform_hparams: hparams.TransformHParams) -> list:
-  """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform over prepared
-  examples in `examples_dir`/{train,eval,test}/: the pipeline's data stages, in that order.
-  Transform runs `preprocessing_fn` (a dotted path) with `transform_hparams`."""
-  example_gen = prepared_example_gen.PreparedExampleGen(
-      input_base=examples_dir,
-      input_config=tfx.proto.Input(splits=[
-          tfx.proto.Input.Split(name=split, pattern=f'{split}/*') for split in features.SPLITS]))
+def data_components(data_source: str, schema_file: str, history_length: int,
+                    eval_fraction: float, test_fraction: float, rating_drift_threshold: float,
+                    preprocessing_fn: str, transform_hparams: hparams.TransformHParams) -> list:
+  """RawExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → DataGate → Transform
+  from the raw data at `data_source`: the pipeline's data stages, in that order.
+
+  RawExampleGen splits per user (`eval_fraction`, `test_fraction`) and keeps `history_length`
+  items of history; ExampleValidator checks the statistics against the curated schema in
+  `schema_file`, and DataGate stops the run on any anomaly, or when the test split's ratings
+  drifted from the train split's beyond `rating_drift_threshold` (Jensen-Shannon). Transform
+  runs `preprocessing_fn` (a dotted path) with `transform_hparams` on the schema the gate passes
+  on."""
+  example_gen = raw_example_gen.RawExampleGen(
+      data_source, history_length=history_length, eval_fraction=eval_fraction,
+      test_fraction=test_fraction)
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs['examples'],
       # Top values and unique counts from sketches (Misra-Gries, KMV: exact below 16,384 distinct
       # values) instead of a count per distinct value: `history` is nearly unique per example,
       # and those counts grew with the data, held by the DirectRunner's driver.
       stats_options=tfdv.StatsOptions(use_sketch_based_topk_uniques=True))
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'], infer_feature_shape=True)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
+  gate = data_gate.DataGate(anomalies=example_validator.outputs['anomalies'],
+                            statistics=statistics_gen.outputs['statistics'],
+                            schema=schema_gen.outputs['schema'],
+                            rating_drift_threshold=rating_drift_threshold)
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
-      schema=schema_gen.outputs['schema'],
+      schema=gate.outputs['validated_schema'],
       preprocessing_fn=preprocessing_fn,
       splits_config=tfx.proto.SplitsConfig(
           analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]),
@@ -108,10 +118,12 @@ def data_components(examples_dir: str, preprocessing_fn: str,
       # StatisticsGen already describes the data; Transform's own pre- and post-transform
       # statistics (two more TFDV passes) would be read by nothing.
       disable_statistics=True)
-  return [example_gen, statistics_gen, schema_gen, example_validator, transform]
+  return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
 
 
-def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str,
+def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
+                    schema_file: str, history_length: int, eval_fraction: float,
+                    test_fraction: float, rating_drift_threshold: float,
                     serving_model_dir: str, teacher_serving_model_dir: str,
                     preprocessing_fn: str, run_fn: str,
                     transform: hparams.TransformHParams, teacher: hparams.TowerHParams,
@@ -124,14 +136,22 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str,
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     enable_cache: bool = True, kfp_v2: bool = False) -> tfx.dsl.Pipeline:
-  """ExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer →
-  Evaluator → RetrievalEvaluator → Pusher → RunReport over prepared examples in
-  `examples_dir`/{train,eval,test}/.
+  """RawExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → DataGate →
+  Transform → Trainer → Evaluator → RetrievalEvaluator → Pusher → RunReport from the raw data at
+  `data_source`.
 
   Args:
     pipeline_name: the pipeline's name (and the run report's title).
     pipeline_root: where components write their artifacts.
-    examples_dir: the prepared examples, `<examples_dir>/{train,eval,test}/`.
+    data_source: the raw data (`components.raw_example_gen.RawExampleGen`'s `source`): a
+      directory (CSV schema or MovieLens-100K files) or a .csv file, local or a URL.
+    schema_file: the curated schema the data is validated against (any anomaly stops the run
+      before Transform).
+    history_length: the latest items kept in each example's history.
+    eval_fraction: each user's share of interactions in the eval split.
+    test_fraction: each user's share of interactions in the test split.
+    rating_drift_threshold: the largest Jensen-Shannon divergence of the test split's rating
+      distribution from the train split's that the data gate lets through.
     serving_model_dir: where the Pusher pushes the student, `<serving_model_dir>/<version>/`.
     teacher_serving_model_dir: where the teacher is pushed beside it.
     preprocessing_fn: the dotted path of Transform's `preprocessing_fn`.
@@ -157,13 +177,14 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str,
   The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
   Evaluator blessed the model's rating metrics.
   """
-  example_gen, statistics_gen, schema_gen, example_validator, transform_component = (
-      data_components(examples_dir, preprocessing_fn, transform))
+  example_gen, statistics_gen, schema_gen, example_validator, gate, transform_component = (
+      data_components(data_source, schema_file, history_length, eval_fraction, test_fraction,
+                      rating_drift_threshold, preprocessing_fn, transform))
   trainer = tfx.components.Trainer(
       run_fn=run_fn,
       examples=transform_component.outputs['transformed_examples'],
       transform_graph=transform_component.outputs['transform_graph'],
-      schema=schema_gen.outputs['schema'],
+      schema=gate.outputs['validated_schema'],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
       custom_config=hparams.to_dict(hparams.TrainerHParams(
@@ -208,7 +229,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, examples_dir: str,
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator,
+      components=[example_gen, statistics_gen, schema_gen, example_validator, gate,
                   transform_component, trainer, baseline, evaluator, retrieval_evaluator, pusher,
                   teacher_model, teacher_pusher, report],
       enable_cache=enable_cache,

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from pipeline.data import synthetic
+from ingest import synthetic
 from exported_models import export_dirs, trained  # noqa: F401  (session fixtures)
 import input_writers
 

@@ -10,7 +10,7 @@ from evaluation import protocol
 from models import hparams
 from models import layout
 from models import training
-from pipeline.data import split
+from ingest import history
 import prepare_reference
 import tft_helpers
 
@@ -39,7 +39,7 @@ def trained(tmp_path_factory, synthetic_dataset):
   """A teacher trained on the synthetic data set, and what exporting needs."""
   directory = tmp_path_factory.mktemp('export')
   frame = prepare_reference.join_side_features(synthetic_dataset)
-  frame = split.add_history(
+  frame = history.add_history(
       frame.iloc[protocol.chronological_order(frame)].reset_index(drop=True),
       TRANSFORM.history_length)
   transformed, tf_transform_output = tft_helpers.analyze_and_transform(

@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Union
 
 from contract import features
-from pipeline.data import loaders
-from pipeline.data.loaders import Dataset
+from ingest import loaders
+from ingest.loaders import Dataset
 
 
 def _genre_flags(genres: str) -> str:

@@ -1,8 +1,8 @@
 """The prepared examples of a small in-memory `Dataset` as one pandas frame.
 
-This is what `pipeline.data.prepare.prepare_examples` streams through Beam, computed the simple
-way: tests use it as the reference for the Beam step and to build model inputs without running
-a pipeline.
+This is what RawExampleGen (`ingest.transforms.RawToExamples`) streams through Beam, computed
+the simple way: tests use it as the reference for the Beam step and to build model inputs
+without running a pipeline.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pandas as pd
 
 from contract import features
 from evaluation import protocol
-from pipeline.data import loaders, split
-from pipeline.data.loaders import Dataset
+from ingest import history, loaders
+from ingest.loaders import Dataset
 
 SPLIT = 'split'  # column naming each example's split
 
@@ -41,6 +41,6 @@ def examples_frame(dataset: Dataset, history_length: int, eval_fraction: float =
   """Every raw feature of every example in chronological order, plus the SPLIT column."""
   frame = join_side_features(dataset)
   frame = frame.iloc[protocol.chronological_order(frame)].reset_index(drop=True)
-  frame = split.add_history(frame, history_length)
+  frame = history.add_history(frame, history_length)
   frame[SPLIT] = protocol.assign_splits(frame, eval_fraction, test_fraction)
   return frame

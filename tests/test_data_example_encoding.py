@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from contract import features
-from pipeline.data import example_encoding
+from ingest import example_encoding
 
 
 def parse(serialized: bytes) -> dict:

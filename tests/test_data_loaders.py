@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from contract import features
-from pipeline.data import download, loaders, synthetic
-from pipeline.data.errors import DataError
+from ingest import download, loaders, synthetic
+from ingest.errors import DataError
 import input_writers
 
 # The shared copy beside the checkout (as in conftest.py); the test is skipped without it.

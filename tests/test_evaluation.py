@@ -17,7 +17,7 @@ from evaluation import metrics as metrics_lib
 from evaluation import protocol
 from evaluation import saved_models
 from models import eval_split
-from pipeline.data import loaders, synthetic
+from ingest import loaders, synthetic
 
 # The shared copy beside the checkout (as in conftest.py); the test is skipped without it.
 REAL_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'movielens-100k'

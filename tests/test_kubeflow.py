@@ -16,25 +16,26 @@ TFX_CLI = os.path.join(os.path.dirname(sys.executable), 'tfx')
 
 PIPELINE_NAME = 'recsys-distill'
 PIPELINE_ROOT = 'gs://test-bucket/recsys-distill/pipeline'
-DATA_ROOT = 'gs://test-bucket/recsys-distill/examples'
+DATA_ROOT = 'gs://test-bucket/recsys-distill/raw'
 SERVING_ROOT = 'gs://test-bucket/recsys-distill/serving'
 PVC_NAME = 'recsys-distill-claim'
 PVC_SERVING_ROOT = '/mnt/recsys-distill/serving'  # on the claim, at the default mount path
 IMAGE = 'gcr.io/test-project/recsys-distill:test'
 RESOLVER = 'latest_blessed_model_resolver'
-COMPONENTS = ('PreparedExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'Transform',
-              'Trainer', RESOLVER, 'Evaluator', 'RetrievalEvaluator', 'Pusher', 'TeacherModel',
+COMPONENTS = ('RawExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+              'DataGate', 'Transform', 'Trainer', RESOLVER, 'Evaluator', 'RetrievalEvaluator', 'Pusher', 'TeacherModel',
               'TeacherPusher', 'RunReport')
 UPSTREAM = {
-    'PreparedExampleGen': set(),
-    'StatisticsGen': {'PreparedExampleGen'},
-    'SchemaGen': {'StatisticsGen'},
-    'ExampleValidator': {'StatisticsGen', 'SchemaGen'},
-    'Transform': {'PreparedExampleGen', 'SchemaGen'},
-    'Trainer': {'Transform', 'SchemaGen'},
+    'RawExampleGen': set(),
+    'StatisticsGen': {'RawExampleGen'},
+    'ImportSchemaGen': set(),
+    'ExampleValidator': {'StatisticsGen', 'ImportSchemaGen'},
+    'DataGate': {'ExampleValidator', 'StatisticsGen', 'ImportSchemaGen'},
+    'Transform': {'RawExampleGen', 'DataGate'},  # only after the data passed the gate
+    'Trainer': {'Transform', 'DataGate'},
     RESOLVER: {'Trainer'},  # the candidate, which is never its own baseline
-    'Evaluator': {'PreparedExampleGen', 'Trainer', RESOLVER},
-    'RetrievalEvaluator': {'PreparedExampleGen', 'Trainer', 'Evaluator'},
+    'Evaluator': {'RawExampleGen', 'Trainer', RESOLVER},
+    'RetrievalEvaluator': {'RawExampleGen', 'Trainer', 'Evaluator'},
     'Pusher': {'Trainer', 'RetrievalEvaluator'},
     'TeacherModel': {'Trainer'},
     'TeacherPusher': {'TeacherModel', 'RetrievalEvaluator'},
@@ -45,15 +46,18 @@ V2_BLESSING_RESOLVER = f'{RESOLVER}-model-blessing-resolver'
 V2_MODEL_RESOLVER = f'{RESOLVER}-model-resolver'
 V2_UPSTREAM = {
     **{name: upstream for name, upstream in UPSTREAM.items() if name != RESOLVER},
-    'Evaluator': {'PreparedExampleGen', 'Trainer', V2_MODEL_RESOLVER},
+    'Evaluator': {'RawExampleGen', 'Trainer', V2_MODEL_RESOLVER},
     V2_BLESSING_RESOLVER: set(),
     V2_MODEL_RESOLVER: set(),  # reads the blessing query's output, without a task dependency
 }
-BEAM_COMPONENTS = ('PreparedExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
+BEAM_COMPONENTS = ('RawExampleGen', 'StatisticsGen', 'Transform', 'Evaluator')
 SETTINGS_VARIABLES = ('PIPELINE_ROOT', 'DATA_ROOT', 'SERVING_ROOT', 'PIPELINE_IMAGE', 'BEAM_RUNNER',
                       'BEAM_ARGS', 'GOOGLE_CLOUD_PROJECT', 'GOOGLE_CLOUD_REGION',
                       'BEAM_JOB_ENDPOINT', 'BEAM_ENVIRONMENT_TYPE', 'BEAM_ENVIRONMENT_CONFIG',
-                      'PVC_NAME', 'PVC_MOUNT_PATH', 'PIPELINE_DEFINITION_FILE')
+                      'PVC_NAME', 'PVC_MOUNT_PATH', 'PIPELINE_DEFINITION_FILE', 'SCHEMA_FILE',
+                      'TRAINER_CPU', 'TRAINER_MEMORY', 'TRAINER_GPUS', 'TRAINER_GPU_TYPE',
+                      'BEAM_STEP_CPU', 'BEAM_STEP_MEMORY')
+IMAGE_SCHEMA_FILE = '/pipeline/pipeline/schema/schema.pbtxt'  # the repository in the image
 
 needs_tfx_cli = pytest.mark.skipif(not os.path.exists(TFX_CLI), reason=f'no {TFX_CLI}')
 
@@ -110,7 +114,8 @@ def test_kubeflow_v1_workflow(tmp_path):
   output = compile_pipeline(
       'kubeflow', 'runner.py', cwd, PIPELINE_ROOT=PIPELINE_ROOT, DATA_ROOT=DATA_ROOT,
       SERVING_ROOT=PVC_SERVING_ROOT, PVC_NAME=PVC_NAME, PIPELINE_IMAGE=IMAGE,
-      BEAM_ARGS='--max_num_workers=3 --foo bar')
+      BEAM_ARGS='--max_num_workers=3 --foo bar', TRAINER_CPU='6', TRAINER_MEMORY='24G',
+      TRAINER_GPUS='1', BEAM_STEP_MEMORY='12G')
   package = re.search(r'^Pipeline package path: (.+)$', output, re.MULTILINE).group(1)
   assert package == os.path.join(cwd, f'{PIPELINE_NAME}.tar.gz')
   with tarfile.open(package) as archive:
@@ -143,6 +148,15 @@ def test_kubeflow_v1_workflow(tmp_path):
     upstream = {component_of_task[name] for name in task.get('dependencies', [])}
     assert upstream == UPSTREAM[component], component
     assert container['image'] == IMAGE
+    resources = container.get('resources')
+    if component == 'Trainer':
+      assert resources == {'requests': {'cpu': '6', 'memory': '24G'},
+                           'limits': {'cpu': '6', 'memory': '24G', 'nvidia.com/gpu': '1'}}
+    elif component in BEAM_COMPONENTS:
+      assert resources == {'requests': {'cpu': '2', 'memory': '12G'},
+                           'limits': {'cpu': '2', 'memory': '12G'}}, component
+    else:
+      assert resources is None, component
     if component == RESOLVER:
       assert 'LatestBlessedModelBeforeCandidateStrategy' in json.dumps(node)
       continue
@@ -159,7 +173,13 @@ def test_kubeflow_v1_workflow(tmp_path):
       assert 'beamPipelineArgs' not in executor, component
   parameters = {component: json.dumps(node.get('parameters', {}))
                 for component, (*_, node) in steps.items()}
-  assert DATA_ROOT in parameters['PreparedExampleGen']
+  # The first step reads the raw files in DATA_ROOT, with the data protocol's parameters.
+  raw = steps['RawExampleGen'][3]['parameters']['parameters']
+  assert raw['input_base']['fieldValue']['stringValue'] == DATA_ROOT
+  assert '"pattern": "*"' in raw['input_config']['fieldValue']['stringValue']
+  assert raw['history_length']['fieldValue']['intValue'] == '20'
+  assert raw['test_fraction']['fieldValue']['doubleValue'] == 0.1
+  assert IMAGE_SCHEMA_FILE in parameters['ImportSchemaGen']
   assert 'min_ndcg_ratio' in parameters['RetrievalEvaluator']
   assert f'{PVC_SERVING_ROOT}/student' in parameters['Pusher']
   assert f'{PVC_SERVING_ROOT}/teacher' in parameters['TeacherPusher']
@@ -173,7 +193,8 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
   compile_pipeline(
       'vertex', 'runner_v2.py', cwd, PIPELINE_ROOT=PIPELINE_ROOT, DATA_ROOT=DATA_ROOT,
       SERVING_ROOT=SERVING_ROOT, PIPELINE_IMAGE=IMAGE, BEAM_RUNNER='DataflowRunner',
-      GOOGLE_CLOUD_PROJECT='test-project', GOOGLE_CLOUD_REGION='europe-west4')
+      GOOGLE_CLOUD_PROJECT='test-project', GOOGLE_CLOUD_REGION='europe-west4',
+      TRAINER_GPUS='1', TRAINER_GPU_TYPE='NVIDIA_TESLA_T4')
   assert os.listdir(cwd) == [f'{PIPELINE_NAME}_pipeline.json']
   with open(os.path.join(cwd, f'{PIPELINE_NAME}_pipeline.json')) as spec_file:
     text = spec_file.read()
@@ -199,10 +220,20 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
       continue
     container = executors[executor_label]['container']
     assert container['image'] == IMAGE
+    if name == 'Trainer':
+      assert container['resources'] == {
+          'cpuLimit': 4.0, 'memoryLimit': 16.0,
+          'accelerator': {'type': 'NVIDIA_TESLA_T4', 'count': '1'}}
+    elif name in BEAM_COMPONENTS and name != 'RawExampleGen':
+      assert container['resources'] == {'cpuLimit': 2.0, 'memoryLimit': 8.0}, name
+    else:
+      assert 'resources' not in container, name
+    if name in ('ImportSchemaGen', 'DataGate'):
+      continue  # not Beam components
     assert container['args'][-len(expected_beam_args):] == expected_beam_args, name
   parameters = {name: json.dumps(task.get('inputs', {}).get('parameters', {}))
                 for name, task in tasks.items()}
-  assert DATA_ROOT in parameters['PreparedExampleGen']
+  assert DATA_ROOT in parameters['RawExampleGen']
   assert f'{SERVING_ROOT}/student' in parameters['Pusher']
 
 

@@ -1,10 +1,12 @@
 """The project's imports point one way: each layer imports only the layers below it.
 
     compat ← contract ← evaluation ← models ← components ← pipeline ← kubeflow, benchmarks
+    compat ← contract ← evaluation ← ingest ← components, pipeline, kubeflow, benchmarks
     compat ← contract ← serving ← benchmarks
 
-`contract` holds what every layer shares (feature names, the serving contract); `serving` is
-apart: it needs nothing of the pipeline, the components or the models. Every import counts,
+`contract` holds what every layer shares (feature names, the serving contract); `ingest` reads,
+validates and splits raw data (the models never see raw files); `serving` is apart: it needs
+nothing of the pipeline, the components or the models. Every import counts,
 including those inside functions. README's layout section shows the same graph.
 """
 import ast
@@ -19,12 +21,13 @@ ALLOWED: Dict[str, FrozenSet[str]] = {
     'compat': frozenset(),
     'contract': frozenset({'compat'}),
     'evaluation': frozenset({'compat', 'contract'}),
+    'ingest': _BELOW_MODELS,
     'models': _BELOW_MODELS,
-    'components': _BELOW_MODELS | {'models'},
-    'pipeline': _BELOW_MODELS | {'models', 'components'},
-    'kubeflow': _BELOW_MODELS | {'models', 'components', 'pipeline'},
+    'components': _BELOW_MODELS | {'models', 'ingest'},
+    'pipeline': _BELOW_MODELS | {'models', 'components', 'ingest'},
+    'kubeflow': _BELOW_MODELS | {'models', 'components', 'pipeline', 'ingest'},
     'serving': frozenset({'compat', 'contract'}),
-    'benchmarks': _BELOW_MODELS | {'models', 'components', 'pipeline', 'serving'},
+    'benchmarks': _BELOW_MODELS | {'models', 'components', 'pipeline', 'serving', 'ingest'},
 }
 
 
@@ -77,3 +80,6 @@ def test_a_planted_upward_import_is_caught():
   assert violations('pipeline', 'pipeline/planted.py', planted) == []
   assert violations('contract', 'contract/planted.py', 'from evaluation import metrics\n') == [
       'contract/planted.py:1: contract imports evaluation']
+  assert violations('models', 'models/planted.py', 'from ingest import loaders\n') == [
+      'models/planted.py:1: models imports ingest']
+  assert violations('components', 'components/planted.py', 'from ingest import loaders\n') == []

@@ -1,4 +1,5 @@
-"""The whole pipeline with BeamDagRunner on tiny generated data, then the pushed SavedModel."""
+"""The whole pipeline with BeamDagRunner on tiny generated data, then the pushed SavedModel; and
+anomalous data, which stops before the Trainer and pushes nothing."""
 import glob
 import html
 import json
@@ -14,7 +15,9 @@ from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
 from contract import signatures
 from evaluation import metrics as metrics_lib
+from ingest import loaders
 from pipeline import local_runner
+import input_writers
 
 LENIENT_RMSE = 10.0
 LENIENT_AUC = 0.0
@@ -211,3 +214,51 @@ def test_scale_benchmark_trains_a_teacher_epoch_on_the_pipeline_outputs(pipeline
   assert [stage.name for stage in stages.stages] == ['train_statistics_pass', 'teacher_epoch']
   assert training['train_examples'] > 0 and training['teacher_params'] > 0
   assert np.isfinite(training['teacher_loss'])
+
+
+def _ratings_on_a_0_to_100_scale(dataset):
+  interactions = dataset.interactions.copy()
+  interactions[features.RATING] = interactions[features.RATING] * 20
+  return loaders.Dataset(interactions, dataset.users, dataset.items)
+
+
+def _empty_user_ids(dataset):
+  interactions = dataset.interactions.copy()
+  rows = np.random.default_rng(0).permutation(len(interactions))[:int(0.4 * len(interactions))]
+  interactions.loc[interactions.index[rows[rows > 0]], features.USER_ID] = ''
+  return loaders.Dataset(interactions, dataset.users, dataset.items)
+
+
+def _age_as_text(dataset):
+  users = dataset.users.copy()
+  users[features.AGE] = users[features.AGE].map(lambda age: f'{age} years')
+  return loaders.Dataset(dataset.interactions, users, dataset.items)
+
+
+@pytest.mark.parametrize('make_anomalous, named', [
+    (_ratings_on_a_0_to_100_scale,
+     ["feature 'rating': Out-of-range values (FLOAT_TYPE_BIG_FLOAT)", '100>5']),
+    (_empty_user_ids, [loaders.INTERACTIONS_CSV, "column 'user_id': empty id"]),
+    (_age_as_text, [loaders.USERS_CSV, "column 'age'", 'is not an integer']),
+])
+def test_anomalous_data_stops_before_the_trainer_and_pushes_nothing(
+    pipeline_run, synthetic_dataset, tmp_path, capsys, make_anomalous, named):
+  """After the pushed runs above, on the same installation: nothing trains, the pushed model
+  stays, and the one-line error names the anomaly."""
+  first = pipeline_run[0]
+  output = os.path.dirname(first['pipeline_root'])
+  trainer_runs = set(glob.glob(os.path.join(first['pipeline_root'], 'Trainer', 'model', '*')))
+  transform_runs = set(glob.glob(os.path.join(first['pipeline_root'], 'Transform', '*', '*')))
+  data = input_writers.write_csv(make_anomalous(synthetic_dataset), tmp_path / 'data')
+
+  assert local_runner.main(['--data', str(data), '--output', output]) == 2
+  error = capsys.readouterr().err.strip().splitlines()[-1]
+  assert error.startswith('error: ')
+  for part in named:
+    assert part in error
+  assert set(glob.glob(os.path.join(first['pipeline_root'], 'Trainer', 'model', '*'))) == (
+      trainer_runs)
+  assert set(glob.glob(os.path.join(first['pipeline_root'], 'Transform', '*', '*'))) == (
+      transform_runs)
+  assert local_runner.latest_version(os.path.join(first['serving'], 'student')) == (
+      first['pushed'])

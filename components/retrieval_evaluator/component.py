@@ -56,7 +56,7 @@ class RetrievalEvaluator(base_component.BaseComponent):
                latency_requests: int, evaluator_blessing: Optional[types.BaseChannel] = None):
     """
     Args:
-      examples: PreparedExampleGen's raw examples with splits train, eval and test.
+      examples: RawExampleGen's raw examples with splits train, eval and test.
       model: the Trainer's model (the pushed candidate, the quantized student).
       model_run: the Trainer's run directory (teacher/; student_scratch/ and student_fp32/
         when present).

@@ -13,8 +13,8 @@ from typing import Tuple, Union
 import numpy as np
 
 from contract import features
-from pipeline.data import loaders
-from pipeline.data.loaders import Dataset
+from ingest import loaders
+from ingest.loaders import Dataset
 
 LATENT_DIM = 4
 ZIPF_EXPONENT = 1.1

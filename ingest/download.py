@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Union
 from urllib.request import urlopen
 
-from pipeline.data.errors import DataError
+from ingest.errors import DataError
 
 MOVIELENS_100K = 'movielens-100k'
 URL = 'https://files.grouplens.org/datasets/movielens/ml-100k.zip'

@@ -1,10 +1,10 @@
 """Serializes tf.train.Examples with one value per feature straight into protobuf wire format.
 
-The prepare step writes millions of examples whose features all hold a single value, and
+RawExampleGen writes millions of examples whose features all hold a single value, and
 many of them repeat (a user's side features for each of the user's interactions, an item's for
 each of its interactions). Encoding the bytes directly lets those repeated parts be encoded once
-and concatenated, is several times faster than filling and serializing a `tf.train.Example`
-message, and keeps TensorFlow out of the Beam workers. The bytes parse as the same
+and concatenated, and is several times faster than filling and serializing a `tf.train.Example`
+message. The bytes parse as the same
 `tf.train.Example` (tested against TensorFlow's parser).
 
 Message layout (tensorflow/core/example/{example,feature}.proto):

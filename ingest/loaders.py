@@ -1,7 +1,7 @@
 """Finds a data source's files, streams its validated interactions, and loads side tables.
 
 `locate_inputs` resolves a source to its `InputFiles`; `read_interactions` streams the
-interactions row by row (what the Beam prepare step uses, whatever the file size);
+interactions row by row (what RawExampleGen's Beam job uses, whatever the file size);
 `load_users` / `load_items` load the small side tables; `load_dataset` loads everything into an
 in-memory `Dataset` for small data (baselines, tests).
 
@@ -16,12 +16,16 @@ Two input formats are understood:
 
 Files are parsed with the `csv` module one row at a time so that every problem is reported as a
 `DataError` naming the file, its 1-based line number and the column. Nothing is written here.
+Files are opened with `tf.io.gfile`, so a source can be on any file system TensorFlow reads
+(local paths, gs://, s3://, hdfs://, ram://); paths are strings.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +45,11 @@ from typing import (
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from contract import features
-from pipeline.data import download
-from pipeline.data.errors import DataError
+from ingest import download
+from ingest.errors import DataError
 
 # Column order of the tables: also the field order of u.data and u.user.
 INTERACTION_COLUMNS = (features.USER_ID, features.ITEM_ID, features.RATING, features.TIMESTAMP)
@@ -249,22 +254,42 @@ MOVIELENS_ITEM_PARSERS: Mapping[str, Parser] = {
 Row = Tuple[int, List[str]]  # (line number, fields)
 
 
-def _decoded_lines(path: Path, encoding: str) -> Iterator[str]:
+def join(directory: Source, name: str) -> str:
+  """`directory`/`name` for local paths and URLs (gs://bucket/dir) alike."""
+  directory = os.fspath(directory)
+  return (posixpath.join(directory, name) if '://' in directory
+          else os.path.join(directory, name))
+
+
+def is_file(path: Source) -> bool:
+  """Whether `path` exists and is not a directory, on any file system TensorFlow reads."""
+  path = os.fspath(path)
+  return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
+def _decoded_lines(path: str, encoding: str) -> Iterator[str]:
   """Yields the file's lines as text, reporting undecodable bytes on their own line."""
   try:
-    handle = open(path, 'rb')
-  except OSError as error:
-    raise DataError(path, f'cannot read: {error.strerror}') from None
+    if tf.io.gfile.isdir(path):
+      raise DataError(path, 'cannot read: is a directory')
+    handle = tf.io.gfile.GFile(path, 'rb')
+    lines = iter(handle)
+    first = next(lines, None)
+  except tf.errors.OpError as error:
+    raise DataError(path, f'cannot read: {error.message}') from None
   with handle:
-    for number, raw in enumerate(handle, start=1):
+    number = 0
+    while first is not None:
+      number += 1
       try:
-        yield raw.decode(encoding)
+        yield first.decode(encoding)
       except UnicodeDecodeError as error:
         problem = f'invalid {encoding} text: {error.reason}'
         raise DataError(path, problem, row=number) from None
+      first = next(lines, None)
 
 
-def _rows(path: Path, delimiter: str, encoding: str, quoting: int) -> Iterator[Row]:
+def _rows(path: str, delimiter: str, encoding: str, quoting: int) -> Iterator[Row]:
   """Yields (1-based line number where the row starts, fields) for every non-blank row."""
   reader = csv.reader(_decoded_lines(path, encoding), delimiter=delimiter, quoting=quoting)
   empty = True
@@ -283,7 +308,7 @@ def _rows(path: Path, delimiter: str, encoding: str, quoting: int) -> Iterator[R
     raise DataError(path, 'file is empty', row=1)
 
 
-def _header(path: Path, rows: Iterator[Row], required: Sequence[str]) -> List[str]:
+def _header(path: str, rows: Iterator[Row], required: Sequence[str]) -> List[str]:
   """Reads the header row and returns its column names, checking them."""
   header_row, header = next(rows)
   names = [name.strip() for name in header]
@@ -299,7 +324,7 @@ def _header(path: Path, rows: Iterator[Row], required: Sequence[str]) -> List[st
   return names
 
 
-def _parsed_rows(path: Path, rows: Iterable[Row], names: Sequence[str],
+def _parsed_rows(path: str, rows: Iterable[Row], names: Sequence[str],
                  parsers: Mapping[str, Parser]) -> Iterator[Tuple[int, Dict[str, object]]]:
   """Checks that every row has one field per name and parses the named columns that have a
   parser; yields (line number, column name -> parsed value) one row at a time."""
@@ -316,7 +341,7 @@ def _parsed_rows(path: Path, rows: Iterable[Row], names: Sequence[str],
     yield number, values
 
 
-def _parse(path: Path, rows: Iterable[Row], names: Sequence[str],
+def _parse(path: str, rows: Iterable[Row], names: Sequence[str],
            parsers: Mapping[str, Parser]) -> Columns:
   """All of `_parsed_rows` as columns: the line numbers and the parsed columns."""
   numbers: List[int] = []
@@ -328,7 +353,7 @@ def _parse(path: Path, rows: Iterable[Row], names: Sequence[str],
   return numbers, columns
 
 
-def _check_unique(path: Path, numbers: Sequence[int], ids: Sequence[str], column: str) -> None:
+def _check_unique(path: str, numbers: Sequence[int], ids: Sequence[str], column: str) -> None:
   first_rows: Dict[str, int] = {}
   for number, key in zip(numbers, ids):
     if key in first_rows:
@@ -355,7 +380,7 @@ def read_interactions(path: Source, movielens: bool = False) -> Iterator[Interac
 
   Memory stays constant whatever the file size; the first bad row raises a `DataError`.
   """
-  path = Path(path)
+  path = os.fspath(path)
   if movielens:
     names = INTERACTION_COLUMNS
     rows = _rows(path, '\t', 'latin-1', csv.QUOTE_NONE)
@@ -384,7 +409,7 @@ def _interactions_table(rows: Iterable[Interaction]) -> pd.DataFrame:
 # --- Generic CSV schema. ---
 
 
-def _read_csv(path: Path, required: Sequence[str], parsers: Mapping[str, Parser]) -> Columns:
+def _read_csv(path: str, required: Sequence[str], parsers: Mapping[str, Parser]) -> Columns:
   rows = _rows(path, ',', 'utf-8-sig', csv.QUOTE_MINIMAL)
   names = _header(path, rows, required)
   return _parse(path, rows, names, parsers)
@@ -395,7 +420,7 @@ def load_interactions_csv(path: Source) -> pd.DataFrame:
   return _interactions_table(read_interactions(path))
 
 
-def _load_side_csv(path: Path, names: Sequence[str], parsers: Mapping[str, Parser]) -> List[list]:
+def _load_side_csv(path: str, names: Sequence[str], parsers: Mapping[str, Parser]) -> List[list]:
   """Parses a side table keyed by `names[0]`; returns its columns in `names` order. A missing
   optional column is parsed as empty text, giving `features.UNKNOWN` or 0."""
   numbers, columns = _read_csv(path, names[:1], parsers)
@@ -407,31 +432,31 @@ def _load_side_csv(path: Path, names: Sequence[str], parsers: Mapping[str, Parse
 
 def load_users_csv(path: Source) -> pd.DataFrame:
   """Loads `users.csv`: user_id and optional age, gender, occupation, zip_code."""
-  return users_frame(*_load_side_csv(Path(path), USER_COLUMNS, USER_PARSERS))
+  return users_frame(*_load_side_csv(os.fspath(path), USER_COLUMNS, USER_PARSERS))
 
 
 def load_items_csv(path: Source) -> pd.DataFrame:
   """Loads `items.csv`: item_id and optional title, genres ('|'-separated), year."""
-  return items_frame(*_load_side_csv(Path(path), ITEM_COLUMNS, ITEM_PARSERS))
+  return items_frame(*_load_side_csv(os.fspath(path), ITEM_COLUMNS, ITEM_PARSERS))
 
 
-def csv_files(directory: Path) -> 'InputFiles':
+def csv_files(directory: Source) -> 'InputFiles':
   """The generic schema's files in `directory`: interactions.csv and the side tables present."""
-  users, items = directory / USERS_CSV, directory / ITEMS_CSV
-  return InputFiles(directory / INTERACTIONS_CSV, movielens=False,
-                    users=users if users.exists() else None,
-                    items=items if items.exists() else None)
+  users, items = join(directory, USERS_CSV), join(directory, ITEMS_CSV)
+  return InputFiles(join(directory, INTERACTIONS_CSV), movielens=False,
+                    users=users if is_file(users) else None,
+                    items=items if is_file(items) else None)
 
 
 # --- Native MovieLens 100k files. ---
 
 
-def _read_movielens(path: Path, delimiter: str, names: Sequence[str],
+def _read_movielens(path: str, delimiter: str, names: Sequence[str],
                     parsers: Mapping[str, Parser]) -> Columns:
   return _parse(path, _rows(path, delimiter, 'latin-1', csv.QUOTE_NONE), names, parsers)
 
 
-def _load_movielens_items(path: Path) -> pd.DataFrame:
+def _load_movielens_items(path: str) -> pd.DataFrame:
   numbers, columns = _read_movielens(path, '|', MOVIELENS_ITEM_COLUMNS, MOVIELENS_ITEM_PARSERS)
   _check_unique(path, numbers, columns[features.ITEM_ID], features.ITEM_ID)
   genres = [
@@ -442,7 +467,7 @@ def _load_movielens_items(path: Path) -> pd.DataFrame:
                      columns[MOVIELENS_RELEASE_DATE])
 
 
-def _load_movielens_users(path: Path) -> pd.DataFrame:
+def _load_movielens_users(path: str) -> pd.DataFrame:
   numbers, columns = _read_movielens(path, '|', USER_COLUMNS, USER_PARSERS)
   _check_unique(path, numbers, columns[features.USER_ID], features.USER_ID)
   return users_frame(*(columns[name] for name in USER_COLUMNS))
@@ -454,15 +479,15 @@ def load_movielens_100k(directory: Source) -> Dataset:
   Genres are the names of the set u.item flags; the year comes from the release date (0 when
   the date is missing).
   """
-  return load_input_files(movielens_files(Path(directory)))
+  return load_input_files(movielens_files(directory))
 
 
-def movielens_files(directory: Path) -> 'InputFiles':
+def movielens_files(directory: Source) -> 'InputFiles':
   """The native MovieLens 100k files in `directory`: u.data and u.user / u.item when present."""
-  users, items = directory / MOVIELENS_USERS, directory / MOVIELENS_ITEMS
-  return InputFiles(directory / MOVIELENS_RATINGS, movielens=True,
-                    users=users if users.exists() else None,
-                    items=items if items.exists() else None)
+  users, items = join(directory, MOVIELENS_USERS), join(directory, MOVIELENS_ITEMS)
+  return InputFiles(join(directory, MOVIELENS_RATINGS), movielens=True,
+                    users=users if is_file(users) else None,
+                    items=items if is_file(items) else None)
 
 
 # --- Data sources. ---
@@ -473,12 +498,12 @@ class InputFiles:
   """The files of one data source: the interactions and the optional side tables, in the
   generic CSV schema or (`movielens`) the native MovieLens 100k format."""
 
-  interactions: Path
+  interactions: str
   movielens: bool
-  users: Optional[Path] = None
-  items: Optional[Path] = None
+  users: Optional[str] = None
+  items: Optional[str] = None
 
-  def existing(self) -> List[Path]:
+  def existing(self) -> List[str]:
     """The interactions file and the side tables present, in that order."""
     return [path for path in (self.interactions, self.users, self.items) if path is not None]
 
@@ -498,7 +523,7 @@ def load_items(files: InputFiles) -> Optional[pd.DataFrame]:
 
 
 def load_input_files(files: InputFiles) -> Dataset:
-  """Loads every table of `files` into memory (for small data; `prepare` streams instead)."""
+  """Loads every table of `files` into memory (for small data; RawExampleGen streams instead)."""
   return Dataset(
       interactions=_interactions_table(read_interactions(files.interactions, files.movielens)),
       users=load_users(files),
@@ -515,17 +540,17 @@ def locate_inputs(source: Source, cache_dir: Optional[Source] = None) -> InputFi
   * a path to a .csv file: generic interactions, no side tables.
   """
   if str(source) == download.MOVIELENS_100K:
-    return movielens_files(download.fetch_movielens_100k(cache_dir))
-  path = Path(source)
-  if path.is_dir():
-    if (path / MOVIELENS_RATINGS).is_file():
+    return movielens_files(os.fspath(download.fetch_movielens_100k(cache_dir)))
+  path = os.fspath(source)
+  if tf.io.gfile.isdir(path):
+    if is_file(join(path, MOVIELENS_RATINGS)):
       return movielens_files(path)
-    if (path / INTERACTIONS_CSV).is_file():
+    if is_file(join(path, INTERACTIONS_CSV)):
       return csv_files(path)
     raise DataError(path, f'directory holds neither {MOVIELENS_RATINGS} nor {INTERACTIONS_CSV}')
-  if path.suffix.lower() == '.csv' and path.is_file():
+  if path.lower().endswith('.csv') and is_file(path):
     return InputFiles(path, movielens=False)
-  if not path.exists():
+  if not tf.io.gfile.exists(path):
     problem = f'no such file or directory, nor the dataset name {download.MOVIELENS_100K!r}'
     raise DataError(path, problem)
   raise DataError(path, 'not a .csv file or a dataset directory')

@@ -8,7 +8,8 @@ import pytest
 
 from contract import features
 from evaluation import protocol
-from pipeline.data import loaders, split, synthetic
+from ingest import history as history_lib
+from ingest import loaders, synthetic
 
 
 def expected_counts(n: int, eval_fraction: float, test_fraction: float):
@@ -63,7 +64,7 @@ def test_timestamp_ties_keep_the_original_order():
   assert protocol.assign_splits(frame).tolist() == [
       features.TRAIN_SPLIT, features.EVAL_SPLIT, features.TRAIN_SPLIT, features.TEST_SPLIT
   ]
-  history = split.add_history(frame, 10)[features.HISTORY].tolist()
+  history = history_lib.add_history(frame, 10)[features.HISTORY].tolist()
   assert history == ['early', 'early first', '', 'early first second']
 
 
@@ -74,7 +75,7 @@ def test_fractions_are_checked():
   with pytest.raises(ValueError, match='test_fraction'):
     protocol.assign_splits(frame, test_fraction=-0.1)
   with pytest.raises(ValueError, match='history length'):
-    split.add_history(frame, -1)
+    history_lib.add_history(frame, -1)
 
 
 def test_history_is_capped_oldest_first_and_per_user():
@@ -88,20 +89,20 @@ def test_history_is_capped_oldest_first_and_per_user():
   ])
   frame.index = [10, 11, 12, 13, 14, 15]
   frame[features.RATING] = [3.0, 1.0, 5.0, 2.0, 4.0, 4.5]
-  result = split.add_history(frame, 2)
+  result = history_lib.add_history(frame, 2)
   assert result.index.equals(frame.index)
   assert result.drop(columns=[features.HISTORY, features.HISTORY_RATINGS]).equals(frame)
   assert result[features.HISTORY].tolist() == ['a1 a2', '', '', 'a2 a3', 'a1', 'b1']
   # The ratings of those items, in the same order.
   assert result[features.HISTORY_RATINGS].tolist() == ['5 4', '', '', '4 3', '5', '1']
-  assert split.add_history(frame, 0)[features.HISTORY].tolist() == [''] * 6
-  assert split.add_history(frame, 5)[features.HISTORY].tolist()[3] == 'a1 a2 a3'
+  assert history_lib.add_history(frame, 0)[features.HISTORY].tolist() == [''] * 6
+  assert history_lib.add_history(frame, 5)[features.HISTORY].tolist()[3] == 'a1 a2 a3'
 
 
 def test_history_never_leaks_and_eval_test_see_train():
   length = 5
   frame = synthetic.generate(seed=2).interactions
-  result = split.add_history(frame, length)
+  result = history_lib.add_history(frame, length)
   splits = protocol.assign_splits(frame)
   for user, rows in result.groupby(features.USER_ID):
     rows = rows.sort_values(features.TIMESTAMP)  # synthetic timestamps are distinct per user
@@ -127,5 +128,5 @@ def test_split_and_history_scale_to_100k_rows():
       rng.randint(0, 10**9, n),
   )
   start = time.perf_counter()
-  protocol.assign_splits(split.add_history(frame, 50))
+  protocol.assign_splits(history_lib.add_history(frame, 50))
   assert time.perf_counter() - start < 3.0

@@ -1,0 +1,208 @@
+"""RawExampleGen: the pipeline's ExampleGen, from raw interaction logs to split tf.Examples.
+
+A `FileBasedExampleGen` (TFX's custom ExampleGen pattern) with its driver, so the input files
+are fingerprinted (span, version, fingerprint) and an unchanged input hits the cache. Its
+executor runs `ingest.transforms.RawToExamples` in one Beam pipeline: it reads the raw files
+(the documented CSV schema: `interactions.csv` with optional `users.csv` / `items.csv`, or one
+`.csv` file; or MovieLens-100K's `u.data`, `u.item`, `u.user`) from any file system TensorFlow
+reads, validates every row (a bad row fails the execution with a `DataError` naming file, row
+and column), groups by user, splits each user's interactions chronologically
+(`evaluation.protocol`), adds the history features, joins the side tables, and writes one
+output split per protocol split (train, eval, test).
+
+The chronological split is not one of ExampleGen's hash splits: the output config names the
+three splits, and the executor's `GenerateExamplesByBeam` routes each example to its split.
+"""
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import apache_beam as beam
+from absl import logging
+from tfx import types
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen import component as example_gen_component
+from tfx.components.example_gen import utils
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_component
+from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from contract import features
+from ingest import loaders
+from ingest import transforms
+
+HISTORY_LENGTH_KEY = 'history_length'
+EVAL_FRACTION_KEY = 'eval_fraction'
+TEST_FRACTION_KEY = 'test_fraction'
+# The one input split: every file the pattern matches is fingerprinted by the driver.
+RAW_SPLIT = 'raw'
+DIRECTORY_PATTERN = '*'
+# Private exec property: where the executor's Beam job writes the reader's error, if any.
+_ERRORS_PREFIX_KEY = '_data_errors_prefix'
+
+
+def input_base_and_pattern(source: str) -> Tuple[str, str]:
+  """The `input_base` and input pattern of a raw data source: a directory (the CSV schema or
+  MovieLens-100K) is read whole; a single .csv file is its directory and its name."""
+  if source.lower().endswith('.csv'):
+    base, name = os.path.split(source.rstrip('/'))
+    return base, name
+  return source.rstrip('/') or source, DIRECTORY_PATTERN
+
+
+def input_files(input_base: str, pattern: str) -> loaders.InputFiles:
+  """The raw files that `input_base` and `pattern` designate (see `input_base_and_pattern`);
+  a missing or unrecognised source raises `DataError`."""
+  if pattern == DIRECTORY_PATTERN:
+    return loaders.locate_inputs(input_base)
+  return loaders.locate_inputs(loaders.join(input_base, pattern))
+
+
+@beam.ptransform_fn
+def _RawToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
+                   split_pattern: str) -> Dict[str, beam.PCollection]:
+  """The raw files under `input_base` matching `split_pattern` -> {split: examples, ERRORS}."""
+  files = input_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+  side_tables = transforms.check_inputs(files)  # fails fast, before the Beam job starts
+  return pipeline | 'RawToExamples' >> transforms.RawToExamples(
+      files, side_tables, history_length=int(exec_properties[HISTORY_LENGTH_KEY]),
+      eval_fraction=float(exec_properties[EVAL_FRACTION_KEY]),
+      test_fraction=float(exec_properties[TEST_FRACTION_KEY]))
+
+
+def _check_configs(input_config: example_gen_pb2.Input,
+                   output_config: example_gen_pb2.Output) -> List[str]:
+  """The output split names, which must be the protocol's, from one input split."""
+  if len(input_config.splits) != 1:
+    raise ValueError('RawExampleGen reads one input split (the raw files), got '
+                     f'{[split.name for split in input_config.splits]}')
+  names = utils.generate_output_split_names(input_config, output_config)
+  if tuple(names) != features.SPLITS:
+    raise ValueError(f'RawExampleGen writes the splits {list(features.SPLITS)}; the output '
+                     f'config names {names}')
+  return names
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+  """Writes the protocol's splits of the raw input from one Beam pipeline."""
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    """The raw files -> one PCollection of serialized tf.Examples per split, and ERRORS."""
+    return _RawToExamples
+
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                             exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
+    """Routes every example to its protocol split (no hash partition); the reader's error is
+    written under the exec property `_ERRORS_PREFIX_KEY`, for `Do` to raise."""
+    input_config = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
+    output_config = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
+    names = _check_configs(input_config, output_config)
+    exec_properties['_beam_pipeline_args'] = self._beam_pipeline_args or []
+    outputs = pipeline | 'InputToRecord' >> self.GetInputSourceToExamplePTransform()(
+        exec_properties, input_config.splits[0].pattern)
+    _ = (outputs[transforms.ERRORS]
+         | 'ErrorJson' >> beam.Map(json.dumps)
+         | 'WriteErrors' >> beam.io.WriteToText(exec_properties[_ERRORS_PREFIX_KEY],
+                                                file_name_suffix='.jsonl'))
+    return {name: outputs[name] for name in names}
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+    """Writes the split examples (GZIP TFRecords) into the `examples` artifact; bad input
+    raises `DataError` and the execution fails, publishing nothing."""
+    self._log_startup(input_dict, output_dict, exec_properties)
+    input_config = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
+    output_config = proto_utils.json_to_proto(
+        exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
+    names = _check_configs(input_config, output_config)
+    examples = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EXAMPLES_KEY])
+    examples.split_names = artifact_utils.encode_split_names(names)
+    file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
+                                      example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+    errors_dir = os.path.join(examples.uri, '.data_errors')
+    exec_properties = {**exec_properties,
+                       _ERRORS_PREFIX_KEY: os.path.join(errors_dir, transforms.ERRORS)}
+
+    pipeline = self._make_beam_pipeline()
+    for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+      _ = split | f'WriteSplit[{name}]' >> write_split.WriteSplit(
+          artifact_utils.get_split_uri([examples], name), file_format, exec_properties)
+    result = pipeline.run()
+    result.wait_until_finish()
+    try:
+      for path in sorted(fileio.glob(os.path.join(errors_dir, '*.jsonl'))):
+        with fileio.open(path) as handle:
+          for line in handle:
+            transforms.raise_data_error(json.loads(line))
+    finally:
+      if fileio.exists(errors_dir):
+        fileio.rmtree(errors_dir)
+
+    counts = transforms.counters(result)
+    logging.info('RawExampleGen: %s examples from %d users and %d items',
+                 ', '.join(f'{name} {counts.get(name, 0)}' for name in names),
+                 counts.get(transforms.USERS, 0), counts.get(transforms.ITEMS, 0))
+    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
+
+
+class RawExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+  """FileBasedExampleGen's parameters plus the split fractions and the history length."""
+
+  PARAMETERS = {
+      **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+      HISTORY_LENGTH_KEY: component_spec.ExecutionParameter(type=int),
+      EVAL_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
+      TEST_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
+  }
+
+
+class RawExampleGen(example_gen_component.FileBasedExampleGen):
+  """ExampleGen from raw interaction logs, split per user chronologically.
+
+  Outputs `examples` with the splits train, eval and test (GZIP TFRecords of tf.Examples
+  holding every name in `features.RAW_FEATURES`)."""
+
+  SPEC_CLASS = RawExampleGenSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(self, source: str, history_length: int, eval_fraction: float,
+               test_fraction: float, range_config: Optional[Any] = None):
+    """Builds the component.
+
+    Args:
+      source: the raw data: a directory holding `interactions.csv` (with optional `users.csv`,
+        `items.csv`) or MovieLens-100K's `u.data` (with `u.item`, `u.user`), or a `.csv` file of
+        interactions; a local path or a URL TensorFlow's file systems read (gs://, s3://, ...).
+      history_length: the most recent items kept in each example's history.
+      eval_fraction: each user's share of interactions in eval (`evaluation.protocol`).
+      test_fraction: each user's share of interactions in test.
+      range_config: an optional `range_config_pb2.RangeConfig` for spans (as ExampleGen's).
+    """
+    input_base, pattern = input_base_and_pattern(source)
+    input_config = example_gen_pb2.Input(
+        splits=[example_gen_pb2.Input.Split(name=RAW_SPLIT, pattern=pattern)])
+    # The split names; the routing is the protocol's, so the hash buckets are unused.
+    output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=1) for name in features.SPLITS]))
+    spec = RawExampleGenSpec(
+        input_base=input_base, input_config=input_config, output_config=output_config,
+        custom_config=None, range_config=range_config,
+        output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+        output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        history_length=history_length, eval_fraction=eval_fraction, test_fraction=test_fraction,
+        examples=types.Channel(type=standard_artifacts.Examples))
+    # FileBasedExampleGen's own __init__ builds its own spec; its base takes ours.
+    base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

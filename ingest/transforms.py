@@ -1,0 +1,202 @@
+"""The Beam transforms that turn raw interaction logs into split tf.Examples.
+
+`RawToExamples` reads the interactions file with one DoFn call (`ReadInteractions`: exact line
+numbers, so errors name file, row and column; quoted CSV fields may span lines, so a file cannot
+be cut at arbitrary byte offsets), groups the rows by user, and for each user sorts, splits
+(`evaluation.protocol.split_sizes`), builds every example's history and joins the user and item
+side tables (small, loaded in the driver by `side_feature_tables` and passed as side inputs).
+The result is one PCollection of serialized tf.Examples (every name in `features.RAW_FEATURES`)
+per split, plus the reader's error, if any.
+
+Nothing holds the interaction log in the driver's Python memory: grouping by user is Beam's
+shuffle. Files are read through `tf.io.gfile` (`ingest.loaders`), so the same transform runs on
+the DirectRunner and on distributed runners, with inputs on any file system TensorFlow reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+
+from contract import features
+from evaluation import protocol
+from ingest import example_encoding, loaders
+from ingest.errors import DataError
+from ingest.loaders import InputFiles
+
+METRICS_NAMESPACE = 'ingest'
+USERS = 'users'
+ITEMS = 'items'
+ERRORS = 'errors'  # the output of `RawToExamples` holding the reader's DataError, if any
+_ROWS = 'rows'
+
+# A user's grouped interactions: (timestamp, line, item id, rating), sorted = chronological.
+UserRow = Tuple[int, int, str, float]
+
+
+def side_feature_tables(
+    files: InputFiles) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
+  """Validated user and item side tables (small) as id -> values in USER_SIDE_FEATURES /
+  ITEM_SIDE_FEATURES order; empty when a table is absent. Bad rows raise `DataError`."""
+  tables = []
+  for frame, names in ((loaders.load_users(files), features.USER_SIDE_FEATURES),
+                       (loaders.load_items(files), features.ITEM_SIDE_FEATURES)):
+    if frame is None:
+      tables.append({})
+    else:
+      columns = [frame[name].tolist() for name in names]
+      tables.append(dict(zip(frame.index.tolist(), zip(*columns))))
+  return tables[0], tables[1]
+
+
+class ReadInteractions(beam.DoFn):
+  """Streams one interactions file: (user id, UserRow) per row, each new item id counted.
+
+  The first bad row ends the file with its `DataError` (as constructor arguments) on the
+  ERRORS output: exceptions raised in Beam workers reach the driver wrapped differently per
+  runner, so the driver re-raises it from there.
+  """
+
+  def __init__(self, movielens: bool):
+    self._movielens = movielens
+    self._items = Metrics.counter(METRICS_NAMESPACE, ITEMS)
+
+  def process(self, path: str) -> Iterator[Any]:
+    seen_items = set()  # bounded by the catalogue, not by the interactions
+    try:
+      for row in loaders.read_interactions(path, self._movielens):
+        if row.item_id not in seen_items:
+          seen_items.add(row.item_id)
+          self._items.inc()
+        yield row.user_id, (row.timestamp, row.line, row.item_id, row.rating)
+    except DataError as error:
+      yield beam.pvalue.TaggedOutput(ERRORS, (error.path, error.problem, error.row,
+                                               error.column))
+
+
+class UserExamples(beam.DoFn):
+  """One user's interactions -> serialized examples on the output named after their split.
+
+  The user's and each item's features are encoded once (items cached per worker: memory
+  bounded by the catalogue) and concatenated with the per-interaction ones.
+  """
+
+  def __init__(self, history_length: int, eval_fraction: float, test_fraction: float):
+    self._history_length = history_length
+    self._fractions = (eval_fraction, test_fraction)
+    self._counters = {name: Metrics.counter(METRICS_NAMESPACE, name)
+                      for name in features.SPLITS + (USERS,)}
+    self._encoded_items: Dict[str, bytes] = {}
+
+  def _item_features(self, item_id: str, items: Mapping[str, tuple]) -> bytes:
+    encoded = self._encoded_items.get(item_id)
+    if encoded is None:
+      encoded = _encode_features(features.ITEM_ID, item_id, features.ITEM_SIDE_FEATURES,
+                                 items.get(item_id))
+      self._encoded_items[item_id] = encoded
+    return encoded
+
+  def process(self, grouped: Tuple[str, Iterable[UserRow]], users: Mapping[str, tuple],
+              items: Mapping[str, tuple]) -> Iterator[beam.pvalue.TaggedOutput]:
+    user_id, rows = grouped
+    rows = sorted(rows)  # by timestamp, then line: the original order breaks ties
+    n_eval, n_test = protocol.split_sizes(len(rows), *self._fractions)
+    user_features = _encode_features(features.USER_ID, user_id, features.USER_SIDE_FEATURES,
+                                     users.get(user_id))
+    item_ids = [row[2] for row in rows]
+    ratings = [features.rating_text(row[3]) for row in rows]
+    counts = dict.fromkeys(features.SPLITS, 0)
+    for position, (timestamp, _, item_id, rating) in enumerate(rows):
+      start = max(0, position - self._history_length)
+      history = features.HISTORY_SEPARATOR.join(item_ids[start:position])
+      history_ratings = features.HISTORY_SEPARATOR.join(ratings[start:position])
+      name = protocol.split_name(len(rows) - 1 - position, n_eval, n_test)
+      counts[name] += 1
+      yield beam.pvalue.TaggedOutput(name, example_encoding.encode_example((
+          user_features,
+          self._item_features(item_id, items),
+          example_encoding.encode_feature(features.RATING, rating),
+          example_encoding.encode_feature(features.TIMESTAMP, timestamp),
+          example_encoding.encode_feature(features.HISTORY, history),
+          example_encoding.encode_feature(features.HISTORY_RATINGS, history_ratings),
+      )))
+    self._counters[USERS].inc()
+    for name, count in counts.items():
+      self._counters[name].inc(count)
+
+
+def _encode_features(id_name: str, id_value: str, side_names: Sequence[str],
+                     side_values: Optional[tuple]) -> bytes:
+  """The encoded id and side features of a user or item; a missing side row gives
+  `features.default_value` (UNKNOWN or 0)."""
+  if side_values is None:
+    side_values = tuple(features.default_value(name) for name in side_names)
+  return b''.join(
+      example_encoding.encode_feature(name, value)
+      for name, value in zip((id_name,) + tuple(side_names), (id_value,) + tuple(side_values)))
+
+
+class RawToExamples(beam.PTransform):
+  """Raw input files -> {split name: serialized tf.Examples, ERRORS: the reader's error}.
+
+  Applied to a pipeline (its root). The ERRORS PCollection holds at most one element per input
+  file: the first bad row's `DataError` as its constructor arguments (exceptions raised in Beam
+  workers reach the driver wrapped differently per runner); `raise_data_error` re-raises it.
+  Counters in `METRICS_NAMESPACE` count the examples of each split, the users and the items.
+  """
+
+  def __init__(self, files: InputFiles, side_tables: Tuple[Mapping[str, tuple],
+                                                           Mapping[str, tuple]],
+               history_length: int, eval_fraction: float, test_fraction: float):
+    super().__init__()
+    if history_length < 0:
+      raise ValueError(f'history length must be >= 0, got {history_length}')
+    protocol.check_fractions(eval_fraction, test_fraction)
+    self._files = files
+    self._side_tables = side_tables
+    self._history_length = history_length
+    self._fractions = (eval_fraction, test_fraction)
+
+  def expand(self, root: beam.pvalue.PBegin) -> Dict[str, beam.PCollection]:
+    users, items = self._side_tables
+    pipeline = root.pipeline if isinstance(root, beam.pvalue.PBegin) else root
+    parsed = (
+        pipeline
+        | 'InteractionsFile' >> beam.Create([self._files.interactions])
+        | 'ReadInteractions' >> beam.ParDo(ReadInteractions(self._files.movielens)).with_outputs(
+            ERRORS, main=_ROWS))
+    examples = (
+        parsed[_ROWS]
+        | 'GroupByUser' >> beam.GroupByKey()
+        | 'UserExamples' >> beam.ParDo(
+            UserExamples(self._history_length, *self._fractions),
+            beam.pvalue.AsDict(pipeline | 'Users' >> beam.Create(sorted(users.items()))),
+            beam.pvalue.AsDict(pipeline | 'Items' >> beam.Create(sorted(items.items())))
+        ).with_outputs(*features.SPLITS))
+    return {**{name: examples[name] for name in features.SPLITS}, ERRORS: parsed[ERRORS]}
+
+
+def raise_data_error(error_args: Optional[Sequence[Any]]) -> None:
+  """Re-raises an element of `RawToExamples`' ERRORS output as the `DataError` it was."""
+  if error_args:
+    raise DataError(*error_args)
+
+
+def check_inputs(files: InputFiles) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
+  """Checks the interactions file's header and first row and loads the side tables, so that a
+  wrong file fails at once, before a Beam job starts; returns `side_feature_tables(files)`."""
+  next(loaders.read_interactions(files.interactions, files.movielens))
+  return side_feature_tables(files)
+
+
+def counters(result: beam.runners.runner.PipelineResult) -> Dict[str, int]:
+  """The `METRICS_NAMESPACE` counters of a finished pipeline, by name."""
+  found = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+  totals: Dict[str, int] = {}
+  for counter in found['counters']:
+    value = counter.committed if counter.committed is not None else counter.attempted
+    totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + int(value)
+  return totals

@@ -1,0 +1,210 @@
+"""Tests of RawExampleGen's executor: the same examples as the pandas reference of the split,
+history and join, read from local files and through another TensorFlow file system (`ram://`),
+and located errors for bad input."""
+
+import os
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
+
+from components import raw_example_gen
+from contract import features
+from ingest import loaders, synthetic
+from ingest.errors import DataError
+import input_writers
+import prepare_reference
+
+HISTORY_LENGTH = 4
+LIST_KINDS = {
+    **{name: 'int64_list' for name in features.INT_FEATURES},
+    **{name: 'float_list' for name in features.FLOAT_FEATURES},
+    **{name: 'bytes_list' for name in features.STRING_FEATURES},
+}
+IN_MEMORY = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
+MULTI_PROCESSING = ['--direct_running_mode=multi_processing', '--direct_num_workers=2']
+
+
+def run_executor(source: str, output_uri: str, history_length: int = HISTORY_LENGTH,
+                 beam_pipeline_args=None, eval_fraction: float = 0.1,
+                 test_fraction: float = 0.1):
+  """Runs the executor as the component configures it; returns the `Examples` artifact."""
+  component = raw_example_gen.RawExampleGen(source, history_length, eval_fraction, test_fraction)
+  exec_properties = dict(component.exec_properties)  # protos as JSON, as executors get them
+  examples = standard_artifacts.Examples()
+  examples.uri = output_uri
+  executor = raw_example_gen.Executor(raw_example_gen.Executor.Context(
+      beam_pipeline_args=beam_pipeline_args or IN_MEMORY))
+  executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+  return examples
+
+
+def read_examples(examples, split: str):
+  pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*')
+  records = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), compression_type='GZIP')
+  return [tf.train.Example.FromString(record.numpy()) for record in records]
+
+
+def value_of(example, name):
+  feature = example.features.feature[name]
+  kind = feature.WhichOneof('kind')
+  values = list(getattr(feature, kind).value)
+  assert kind == LIST_KINDS[name] and len(values) == 1, name
+  return values[0].decode('utf-8') if kind == 'bytes_list' else values[0]
+
+
+def written_rows(examples) -> Counter:
+  """(split, every raw feature value...) of every written example, as a multiset."""
+  rows = Counter()
+  for name in features.SPLITS:
+    for example in read_examples(examples, name):
+      assert set(example.features.feature) == set(features.RAW_FEATURES)
+      rows[(name,) + tuple(value_of(example, f) for f in features.RAW_FEATURES)] += 1
+  return rows
+
+
+def reference_rows(dataset: loaders.Dataset, history_length: int) -> Counter:
+  frame = prepare_reference.examples_frame(dataset, history_length)
+  columns = [frame[prepare_reference.SPLIT].tolist()] + [frame[f].tolist()
+                                                         for f in features.RAW_FEATURES]
+  return Counter(zip(*columns))
+
+
+@pytest.fixture(scope='module')
+def dataset():
+  return synthetic.generate(num_users=20, num_items=30, interactions_per_user=(5, 15))
+
+
+@pytest.mark.parametrize('writer', [input_writers.write_csv,
+                                    input_writers.write_movielens_100k])
+def test_examples_equal_the_pandas_reference(tmp_path, writer, synthetic_dataset):
+  source = str(writer(synthetic_dataset, tmp_path / 'input'))
+  examples = run_executor(source, str(tmp_path / 'examples'))
+  assert artifact_utils.decode_split_names(examples.split_names) == list(features.SPLITS)
+  assert written_rows(examples) == reference_rows(synthetic_dataset, HISTORY_LENGTH)
+  assert examples_utils.get_payload_format(examples) == example_gen_pb2.FORMAT_TF_EXAMPLE
+  assert examples_utils.get_file_format(examples) == 'tfrecords_gzip'
+  assert sorted(os.listdir(tmp_path / 'examples')) == [f'Split-{name}'
+                                                        for name in sorted(features.SPLITS)]
+
+
+def test_reads_through_another_tensorflow_file_system(dataset, tmp_path):
+  local = input_writers.write_csv(dataset, tmp_path / 'input')
+  source = f'ram://raw-{uuid.uuid4().hex}'
+  tf.io.gfile.makedirs(source)
+  for name in os.listdir(local):
+    tf.io.gfile.copy(str(local / name), f'{source}/{name}')
+  # Only the input: Beam's file sinks (TFX's WriteSplit) write to Beam's file systems.
+  examples = run_executor(source, str(tmp_path / 'examples'))
+  assert written_rows(examples) == reference_rows(dataset, HISTORY_LENGTH)
+
+
+def test_multi_processing_runner_writes_the_same_examples(tmp_path, dataset):
+  source = str(input_writers.write_csv(dataset, tmp_path / 'input'))
+  examples = run_executor(source, str(tmp_path / 'examples'),
+                          beam_pipeline_args=MULTI_PROCESSING)
+  assert written_rows(examples) == reference_rows(dataset, HISTORY_LENGTH)
+
+
+def test_a_single_csv_file_and_history_length(tmp_path, dataset):
+  directory = input_writers.write_csv(loaders.Dataset(dataset.interactions), tmp_path / 'input')
+  examples = run_executor(str(directory / loaders.INTERACTIONS_CSV), str(tmp_path / 'out'),
+                          history_length=2)
+  assert written_rows(examples) == reference_rows(loaders.Dataset(dataset.interactions), 2)
+
+
+def test_ties_history_and_missing_side_information(tmp_path):
+  (tmp_path / 'interactions.csv').write_text(
+      'user_id,item_id,timestamp\na,first,5\na,second,5\na,early,1\na,third,5\nb,x,3\n')
+  (tmp_path / 'items.csv').write_text('item_id,title,year\nfirst,First,1999\n')
+  examples = {}
+  output = run_executor(str(tmp_path), str(tmp_path / 'examples'), history_length=2)
+  for name in features.SPLITS:
+    for example in read_examples(output, name):
+      examples[value_of(example, features.ITEM_ID)] = (name, example)
+  assert {item: name for item, (name, _) in examples.items()} == {
+      'early': features.TRAIN_SPLIT, 'first': features.TRAIN_SPLIT,
+      'second': features.EVAL_SPLIT, 'third': features.TEST_SPLIT, 'x': features.TEST_SPLIT}
+  histories = {item: value_of(example, features.HISTORY) for item, (_, example) in
+               examples.items()}
+  assert histories == {'early': '', 'first': 'early', 'second': 'early first',
+                       'third': 'first second', 'x': ''}
+  _, first = examples['first']
+  assert value_of(first, features.TITLE) == 'First' and value_of(first, features.YEAR) == 1999
+  assert value_of(first, features.GENRES) == features.UNKNOWN
+  assert value_of(first, features.AGE) == 0
+  assert value_of(first, features.OCCUPATION) == features.UNKNOWN
+  _, other = examples['x']
+  assert value_of(other, features.TITLE) == features.UNKNOWN
+  assert value_of(other, features.RATING) == 1.0
+
+
+@pytest.mark.parametrize('content, row, column, problem', [
+    ('user_id,item_id,rating,timestamp\nu1,i1,4,100\nu1,i2,abc,200\n', 3, features.RATING,
+     "'abc' is not a number"),
+    ('user_id,item_id,rating\nu1,i1,4\n', 1, features.TIMESTAMP, 'missing required column'),
+    ('user_id,item_id,rating,timestamp\n', 2, None, 'no data rows'),
+    ('', 1, None, 'file is empty'),
+])
+def test_bad_interactions_raise_a_located_data_error(tmp_path, content, row, column, problem):
+  path = tmp_path / 'input' / 'interactions.csv'
+  path.parent.mkdir()
+  path.write_text(content)
+  with pytest.raises(DataError, match=problem) as caught:
+    run_executor(str(path.parent), str(tmp_path / 'examples'))
+  assert (caught.value.path, caught.value.row, caught.value.column) == (str(path), row, column)
+  assert str(caught.value).startswith(f'{path}: ')
+
+
+def test_bad_row_in_a_worker_process_is_reraised_in_the_executor(tmp_path, dataset):
+  directory = input_writers.write_movielens_100k(dataset, tmp_path / 'input')
+  ratings = directory / loaders.MOVIELENS_RATINGS
+  lines = ratings.read_text(encoding='latin-1').splitlines()
+  lines[41] = '1\t2\t4'
+  ratings.write_text('\n'.join(lines) + '\n', encoding='latin-1')
+  with pytest.raises(DataError, match='expected 4 fields, found 3') as caught:
+    run_executor(str(directory), str(tmp_path / 'examples'), beam_pipeline_args=MULTI_PROCESSING)
+  assert (caught.value.path, caught.value.row) == (str(ratings), 42)
+  assert not list(Path(tmp_path / 'examples').rglob('*.jsonl'))
+
+
+def test_bad_side_table_is_reported(tmp_path, dataset):
+  directory = input_writers.write_csv(dataset, tmp_path / 'input')
+  users = directory / loaders.USERS_CSV
+  users.write_text(users.read_text() + '1,30,M,other,12345\n')
+  with pytest.raises(DataError, match='duplicate id') as caught:
+    run_executor(str(directory), str(tmp_path / 'examples'))
+  assert caught.value.path == str(users)
+
+
+def test_parameters_are_checked(tmp_path, dataset):
+  source = str(input_writers.write_csv(dataset, tmp_path / 'input'))
+  with pytest.raises(ValueError, match='history length'):
+    run_executor(source, str(tmp_path / 'examples'), history_length=-1)
+  with pytest.raises(ValueError, match='test_fraction'):
+    run_executor(source, str(tmp_path / 'examples'), test_fraction=1.0)
+
+
+def test_the_component_names_the_protocol_splits_and_its_parameters():
+  component = raw_example_gen.RawExampleGen('gs://bucket/raw/log.csv', 20, 0.1, 0.2)
+  properties = component.exec_properties
+  input_config = proto_utils.json_to_proto(
+      properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
+  output_config = proto_utils.json_to_proto(
+      properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
+  assert properties[standard_component_specs.INPUT_BASE_KEY] == 'gs://bucket/raw'
+  assert input_config.splits[0].pattern == 'log.csv'
+  assert [split.name for split in output_config.split_config.splits] == list(features.SPLITS)
+  assert (properties['history_length'], properties['eval_fraction'],
+          properties['test_fraction']) == (20, 0.1, 0.2)
+  directory = raw_example_gen.RawExampleGen('gs://bucket/raw/', 20, 0.1, 0.1)
+  assert directory.exec_properties[standard_component_specs.INPUT_BASE_KEY] == 'gs://bucket/raw'
+  assert '"pattern": "*"' in directory.exec_properties[standard_component_specs.INPUT_CONFIG_KEY]
