@@ -47,16 +47,19 @@ schema: install
 bench-quality: install
 	$(BIN)/python -m benchmarks.quality --data '$(DATA)' --output '$(OUTPUT)' --bench-out '$(BENCH_OUT)'
 
-# The local TF-Serving-compatible server on the pushed models (serving/README.md).
+# The local TF-Serving-compatible server on the pushed models (serving/README.md), with
+# oneDNN off: its kernels corrupt the heap when the teacher runs concurrent batches of
+# different sizes (serving/README.md, Benchmark).
 serve: install
 	@test -d '$(OUTPUT)/serving/student' || \
 	  { echo 'error: nothing pushed to $(OUTPUT)/serving (run make run)'; exit 1; }
-	$(BIN)/python -m serving.server --model_config_file serving/models.config \
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m serving.server \
+	  --model_config_file serving/models.config \
 	  --base_path_rewrite '/models=$(OUTPUT)/serving' --model_config_file_poll_wait_seconds 5 \
 	  --port $(SERVING_PORT)
 
 bench-serving: install
-	$(BIN)/python -m benchmarks.serving --serving-dir '$(OUTPUT)/serving' \
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m benchmarks.serving --serving-dir '$(OUTPUT)/serving' \
 	  --bench-out '$(SERVING_BENCH_OUT)' $(SERVING_BENCH_ARGS)
 
 clean:
