@@ -159,7 +159,8 @@ def main(argv=None) -> int:
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
   parser.add_argument('--verbose', action='store_true', help="show TFX's full INFO logs")
   args = parser.parse_args(argv)
-  progress.install(verbose=args.verbose)
+  progress.install(verbose=args.verbose,
+                   reported=(errors.DataError, data_gate.DataAnomaliesError))
 
   started = time.time()
   try:

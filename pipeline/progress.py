@@ -4,6 +4,7 @@ import logging
 import os
 import re
 import time
+from typing import Sequence, Type
 
 from absl import logging as absl_logging
 
@@ -37,13 +38,28 @@ class ProgressFilter(logging.Filter):
     return record.levelno >= logging.WARNING or _is_project_file(record.pathname)
 
 
-def install(verbose: bool = False) -> ProgressFilter:
+class ReportedErrorFilter(logging.Filter):
+  """Drops the tracebacks Beam logs for errors the runner reports itself, in one line."""
+
+  def __init__(self, reported: Sequence[Type[Exception]]):
+    super().__init__()
+    self._names = tuple(error.__name__ for error in reported)
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(f'{name}: ' in message for name in self._names)
+
+
+def install(verbose: bool = False,
+            reported: Sequence[Type[Exception]] = ()) -> ProgressFilter:
   """Filters the 'absl' logger (which TFX and this project log to); other libraries' INFO
-  chatter (Beam, TensorFlow) is hidden unless `verbose`. Returns the filter for its timings."""
+  chatter (Beam, TensorFlow), and Beam's tracebacks of the `reported` errors, are hidden unless
+  `verbose`. Returns the filter for its timings."""
   absl_logging.set_verbosity(absl_logging.INFO)
   progress = ProgressFilter()
   if not verbose:
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger('tensorflow').setLevel(logging.ERROR)
     logging.getLogger('absl').addFilter(progress)
+    logging.getLogger('apache_beam.runners.common').addFilter(ReportedErrorFilter(reported))
   return progress
