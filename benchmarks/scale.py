@@ -27,9 +27,8 @@ import psutil
 from absl import logging
 
 from contract import features
-from contract import versions
+from benchmarks import transformed_data
 from pipeline import configs
-from pipeline import pipeline
 from pipeline import progress
 from ingest import synthetic
 
@@ -133,31 +132,9 @@ def generate(directory: str, users: int, items: int, interactions: int, seed: in
 def run_data_components(data_dir: str, output_dir: str, workers: int,
                         tracker: progress.ProgressFilter) -> Dict[str, float]:
   """Runs the pipeline's data components (no cache); returns each component's seconds."""
-  from tfx import v1 as tfx
-  from tfx.orchestration.beam import beam_dag_runner
-
-  root = os.path.join(output_dir, 'pipeline_root')
-  metadata = os.path.join(output_dir, 'metadata.sqlite')
-  beam_dag_runner.BeamDagRunner().run(tfx.dsl.Pipeline(
-      pipeline_name=BENCH_PIPELINE_NAME,
-      pipeline_root=root,
-      components=pipeline.data_components(
-          data_dir, configs.SCHEMA_FILE, configs.HISTORY_LENGTH, configs.EVAL_FRACTION,
-          configs.TEST_FRACTION, configs.RATING_DRIFT_THRESHOLD, configs.PREPROCESSING_FN,
-          configs.TRANSFORM),
-      enable_cache=False,
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          metadata),
-      beam_pipeline_args=beam_args(workers)))
+  transformed_data.run_data_components(data_dir, output_dir, BENCH_PIPELINE_NAME,
+                                       beam_args(workers), enable_cache=False)
   return dict(tracker.durations)
-
-
-def latest_output(root: str, component: str, output: str) -> str:
-  """The newest execution's directory of one component output under a pipeline root."""
-  run = versions.latest_version_dir(os.path.join(root, component, output))
-  if run is None:
-    raise FileNotFoundError(f'no {component} {output} under {root}')
-  return run
 
 
 def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dict[str, float]:
@@ -165,28 +142,12 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
   teacher, with the training API of `models.run_fn` (no eval split, TensorBoard logs in a
   temporary directory). Returns the train examples seen, the teacher's parameter count and its
   final loss."""
-  import tensorflow_transform as tft
-  from tfx.components.trainer import fn_args_utils
-  from tfx.components.util import tfxio_utils
-  from tfx.types import artifact_utils
-  from tfx.types import standard_artifacts
+  from models import layout  # pylint: disable=g-import-not-at-top
+  from models import training  # pylint: disable=g-import-not-at-top
 
-  from models import layout
-  from models import training
-
-  root = os.path.join(output_dir, 'pipeline_root')
-  examples = standard_artifacts.Examples()
-  examples.uri = latest_output(root, 'Transform', 'transformed_examples')
-  examples.split_names = artifact_utils.encode_split_names(
-      [features.TRAIN_SPLIT, features.EVAL_SPLIT])
-  data_accessor = fn_args_utils.DataAccessor(
-      tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
-      record_batch_factory=None, data_view_decode_fn=None)
-  tf_transform_output = tft.TFTransformOutput(latest_output(root, 'Transform', 'transform_graph'))
   training_hparams = dataclasses.replace(configs.TRAINING, epochs=1, batch_size=batch_size)
-  train_files = [os.path.join(examples.uri, f'Split-{features.TRAIN_SPLIT}', '*')]
-  data = stages.run('train_statistics_pass', training.read_data, train_files, [], data_accessor,
-                    tf_transform_output, configs.TRANSFORM, training_hparams)
+  data = stages.run('train_statistics_pass', transformed_data.training_data, output_dir,
+                    configs.TRANSFORM, training_hparams, with_eval=False)
   with tempfile.TemporaryDirectory() as tensorboard_dir:
     log = training.TrainingLog(tensorboard_dir)
     model = stages.run('teacher_epoch', training.train_teacher, data, configs.TEACHER,
@@ -203,8 +164,7 @@ def example_counts(output_dir: str) -> Dict[str, int]:
   from tfx.types import standard_artifacts
 
   statistics = standard_artifacts.ExampleStatistics()
-  statistics.uri = latest_output(os.path.join(output_dir, 'pipeline_root'), 'StatisticsGen',
-                                 'statistics')
+  statistics.uri = transformed_data.latest_output(output_dir, 'StatisticsGen', 'statistics')
   counts = {}
   for split in features.SPLITS:
     stats = tfdv.load_stats_binary(os.path.join(
@@ -222,7 +182,7 @@ def benchmark(args) -> dict:
   data_dir = os.path.join(args.output, 'data')
   # Everything but the generated data is rebuilt, so every stage is timed cold;
   # --training-only times the training stages on the data components' outputs of a previous run.
-  rebuilt = ('pipeline_root', 'metadata.sqlite')
+  rebuilt = (transformed_data.PIPELINE_ROOT, transformed_data.METADATA)
   for previous in () if args.training_only else rebuilt:
     path = os.path.join(args.output, previous)
     if os.path.isdir(path):

@@ -82,8 +82,8 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     {'split', 'users', 'catalogue_items', 'models': {name: metrics}, 'recall_curves':
     {name: [Recall@1 .. Recall@DEPTH]}, 'score_sample': {'reference', 'candidate', 'pearson'}
     or None}. Models are those of `model_dirs`, then `POPULARITY` and `EASE`. Exported models'
-    metrics include 'rmse', 'bytes', 'latency_mean_ms' and 'latency_p99_ms'; popularity's
-    'rmse' is that of the mean train rating.
+    metrics include 'rmse', 'bytes', 'latency_mean_ms', 'latency_p50_ms' and
+    'latency_p99_ms'; popularity's 'rmse' is that of the mean train rating.
   """
   if candidate not in model_dirs:
     raise ValueError(f'candidate {candidate!r} is not one of the models {sorted(model_dirs)}')

@@ -85,7 +85,8 @@ def predicted_ratings(model, examples: Sequence[bytes], batch_size: int = 4096) 
 
 
 def serving_latency_ms(model, request: bytes, requests: int, warmup: int = 20) -> Dict[str, float]:
-  """Mean and p99 milliseconds of single-example calls of the `serving_default` signature.
+  """Mean, median and p99 milliseconds of single-example calls of the `serving_default`
+  signature (a recommendation of the top `contract.signatures.TOP_K` items).
 
   Args:
     model: the loaded SavedModel.
@@ -105,4 +106,5 @@ def serving_latency_ms(model, request: bytes, requests: int, warmup: int = 20) -
     serve(**inputs)[signatures.ITEM_IDS].numpy()
     timings[i] = time.perf_counter() - started
   return {'latency_mean_ms': float(timings.mean() * 1e3),
+          'latency_p50_ms': float(np.percentile(timings, 50) * 1e3),
           'latency_p99_ms': float(np.percentile(timings, 99) * 1e3)}

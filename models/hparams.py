@@ -56,7 +56,9 @@ class DistillationHParams:
   """How the student learns from the teacher, then is fine-tuned with quantization.
 
   loss = alpha · hard + (1 − alpha) · soft (see `models.distiller`); the hard loss uses the
-  student's `TrainingHParams` weights. `qat_*`: quantization-aware fine-tuning that continues
+  student's `TrainingHParams` weights. The soft loss weighs the KL term by `kd_weight` and
+  ranking distillation (the teacher's `ranking_top_k` top unseen items as positives, rank-decay
+  `ranking_decay`; 0 turns it off) by `ranking_weight`. `qat_*`: quantization-aware fine-tuning that continues
   the distillation loss. The teacher's outputs on the train split are cached in memory up to
   `teacher_outputs_in_memory_max_examples` examples, in a temporary file beyond.
   """
@@ -65,6 +67,9 @@ class DistillationHParams:
   alpha: float
   temperature: float
   kd_weight: float
+  ranking_weight: float
+  ranking_top_k: int
+  ranking_decay: float
   rating_distillation_weight: float
   num_sampled_negatives: int
   qat_epochs: int

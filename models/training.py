@@ -166,6 +166,14 @@ def train_teacher(data: TrainingData, size: hparams.TowerHParams,
                           layout.TEACHER, log)
 
 
+def load_teacher(data: TrainingData, size: hparams.TowerHParams,
+                 training: hparams.TrainingHParams, weights: str) -> two_tower.TwoTowerModel:
+  """A teacher of `size` with the weights a trained one saved with `core.save_weights`."""
+  core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating)
+  core.load_weights(weights).expect_partial()
+  return two_tower.TwoTowerModel(core, training, data.stats)
+
+
 def train_student(data: TrainingData, size: hparams.TowerHParams,
                   training: hparams.TrainingHParams, distillation: hparams.DistillationHParams,
                   log: TrainingLog) -> two_tower.TwoTowerModel:
@@ -189,7 +197,8 @@ def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
     in_memory = (data.stats.item_counts.sum()
                  <= distillation.teacher_outputs_in_memory_max_examples)
     yield dataclasses.replace(data, train=distiller.with_teacher_outputs(
-        data.train_in_order, teacher_model, training.batch_size, training.shuffle_buffer_size,
+        data.train_in_order, teacher_model, data.stats.catalogue, distillation.ranking_top_k,
+        training.batch_size, training.shuffle_buffer_size,
         training.seed, cache_file='' if in_memory else os.path.join(cache_dir, 'train')))
   finally:
     shutil.rmtree(cache_dir, ignore_errors=True)
@@ -201,9 +210,12 @@ def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.
                learning_rate: float) -> distiller.Distiller:
   """A compiled `Distiller` of `student_model` from `teacher_model`."""
   model = distiller.Distiller(teacher_model, student_model, data.stats.catalogue,
-                              distillation.num_sampled_negatives, seed=training.seed)
+                              distillation.num_sampled_negatives, seed=training.seed,
+                              ranking_top_k=distillation.ranking_top_k)
   model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), alpha=distillation.alpha,
                 temperature=distillation.temperature, kd_weight=distillation.kd_weight,
+                ranking_weight=distillation.ranking_weight,
+                ranking_decay=distillation.ranking_decay,
                 rating_distillation_weight=distillation.rating_distillation_weight)
   return model
 

@@ -44,15 +44,50 @@ def test_kd_loss_is_zero_when_the_student_matches_the_teacher():
   assert float(distiller.kd_loss(scores, scores + 4.0, 3.0)) == pytest.approx(0.0, abs=1e-6)
 
 
-def _distiller(alpha=0.5, temperature=2.0) -> distiller.Distiller:
+def test_ranking_weights_decay_with_rank_and_sum_to_one():
+  weights = distiller.ranking_weights(3, decay=2.0).numpy()
+  expected = np.exp(-np.arange(3) / 2.0)
+  np.testing.assert_allclose(weights, expected / expected.sum(), rtol=1e-6)
+  # By hand: e^0, e^-0.5, e^-1 = 1, 0.60653, 0.36788 over 1.97441.
+  np.testing.assert_allclose(weights, [0.50648, 0.30720, 0.18632], atol=1e-5)
+
+
+def test_ranking_loss_matches_a_hand_computed_example():
+  top_scores = np.array([[2.0, 0.0], [1.0, 1.0]], np.float32)
+  negative_scores = np.array([[0.0, 1.0, -1.0], [3.0, 0.0, 0.0]], np.float32)
+  weights = np.array([0.75, 0.25], np.float32)
+  expected = 0.0
+  for top, negatives in zip(top_scores, negative_scores):
+    for score, weight in zip(top, weights):
+      expected -= weight * np.log(np.exp(score) / (np.exp(score) + np.exp(negatives).sum()))
+  got = distiller.ranking_loss(tf.constant(top_scores), tf.constant(negative_scores),
+                               tf.constant(weights))
+  assert float(got) == pytest.approx(expected, rel=1e-5)
+  # By hand: row 1: 0.75·0.44019 + 0.25·1.62652, row 2: 2.21100 (both items) → 2.94777.
+  assert float(got) == pytest.approx(2.94777, abs=1e-4)
+
+
+def test_teacher_top_items_leave_out_the_history_and_the_target():
+  catalogue = tf.constant([[1.0], [4.0], [3.0], [2.0], [0.0]])  # positions 0..4, scores = q·c
+  queries = tf.constant([[1.0], [-1.0]])
+  history = tf.constant([[2, 0, 9], [0, 0, 0]], tf.int64)  # index 2 = position 1; 0 pads; 9 OOV
+  item = tf.constant([3, 5], tf.int64)  # positions 2 and 4
+  top = distiller.teacher_top_items(queries, catalogue, history, item, 2).numpy()
+  np.testing.assert_array_equal(top, [[3, 0], [0, 3]])
+
+
+def _distiller(alpha=0.5, temperature=2.0, ranking_top_k=0, ranking_weight=0.0,
+               kd_weight=1.0) -> distiller.Distiller:
   tf.keras.utils.set_random_seed(0)
   build = lambda module, size: two_tower.TwoTowerModel(
       module.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM, 3.5),
       tiny_models.TRAINING, tiny_models.STATS)
   model = distiller.Distiller(build(teacher, tiny_models.teacher_size()),
                               build(student, tiny_models.STUDENT_SIZE),
-                              tiny_models.CATALOGUE, num_sampled_negatives=4, seed=1)
-  model.compile(optimizer=tf.keras.optimizers.Adam(0.05), alpha=alpha, temperature=temperature)
+                              tiny_models.CATALOGUE, num_sampled_negatives=4, seed=1,
+                              ranking_top_k=ranking_top_k)
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05), alpha=alpha, temperature=temperature,
+                kd_weight=kd_weight, ranking_weight=ranking_weight)
   return model
 
 
@@ -79,12 +114,17 @@ def test_loss_mixes_hard_and_soft_terms_with_alpha():
     assert float(losses['loss']) == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_distillation_lowers_the_kd_loss():
-  model = _distiller(alpha=0.0)
+@pytest.mark.parametrize('term', ['kd_loss', 'ranking_loss'])
+def test_distillation_lowers_each_soft_term_alone(term):
+  ranking = term == 'ranking_loss'
+  model = _distiller(alpha=0.0, ranking_top_k=2, ranking_weight=float(ranking),
+                     kd_weight=float(not ranking))
   batch = tiny_models.batch()
-  before = float(model.distillation_losses(batch, training=False)['kd_loss'])
+  model.sampler.reset_from_seed(3)
+  before = float(model.distillation_losses(batch, training=False)[term])
   model.fit(tf.data.Dataset.from_tensors(batch).repeat(30), epochs=1, verbose=0)
-  assert float(model.distillation_losses(batch, training=False)['kd_loss']) < before
+  model.sampler.reset_from_seed(3)
+  assert float(model.distillation_losses(batch, training=False)[term]) < before
 
 
 def test_compile_rejects_bad_alpha_and_temperature():
@@ -95,14 +135,15 @@ def test_compile_rejects_bad_alpha_and_temperature():
 
 @pytest.mark.parametrize('in_file', [False, True])
 def test_teacher_outputs_added_to_the_data_give_the_same_losses(tmp_path, in_file):
-  model = _distiller()
+  model = _distiller(ranking_top_k=2, ranking_weight=1.0)
   batch = tiny_models.batch()
   cache_file = str(tmp_path / 'teacher_outputs') if in_file else ''
   labelled = list(distiller.with_teacher_outputs(
-      tf.data.Dataset.from_tensors(batch), model.teacher, batch_size=3, shuffle_buffer_size=1,
+      tf.data.Dataset.from_tensors(batch), model.teacher, tiny_models.CATALOGUE, ranking_top_k=2,
+      batch_size=3, shuffle_buffer_size=1,
       seed=0, cache_file=cache_file))[0]
   assert bool(tf.io.gfile.glob(str(tmp_path / '*'))) == in_file  # a full pass wrote the file
-  assert set(distiller.TEACHER_OUTPUTS.values()) <= set(labelled)
+  assert set(distiller.TEACHER_OUTPUTS.values()) | {distiller.TEACHER_TOP_ITEMS} <= set(labelled)
   np.testing.assert_array_equal(labelled[features.ITEM_INDEX],
                                 batch[features.ITEM_INDEX])
   model.sampler.reset_from_seed(1)
@@ -115,8 +156,8 @@ def test_teacher_outputs_added_to_the_data_give_the_same_losses(tmp_path, in_fil
 
 def _distillation_hparams(in_memory_max_examples: int = 1_000_000):
   return hparams.DistillationHParams(
-      epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0,
-      rating_distillation_weight=1.0, num_sampled_negatives=4, qat_epochs=1,
+      epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0, ranking_weight=1.0,
+      ranking_top_k=2, ranking_decay=1.0, rating_distillation_weight=1.0, num_sampled_negatives=4, qat_epochs=1,
       qat_learning_rate=0.001, teacher_outputs_in_memory_max_examples=in_memory_max_examples)
 
 

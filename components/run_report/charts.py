@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 RECALL_CURVES = 'recall_curves.png'
 SCORE_SCATTER = 'score_scatter.png'
 SIZE_LATENCY = 'size_latency.png'
+FRONTIER = 'frontier.png'
 TRAINING_LOSS = 'training_loss.png'
 _DPI = 100
 
@@ -77,6 +78,34 @@ def size_and_latency(models: Mapping[str, Mapping[str, Optional[float]]],
   for axes in (size_axes, latency_axes):
     axes.grid(axis='y', alpha=0.3)
   return _save(figure, out_dir, SIZE_LATENCY)
+
+
+def frontier(rows: List[Mapping[str, object]], out_dir: str, name: str = FRONTIER,
+             title: str = 'Distillation frontier') -> Optional[str]:
+  """NDCG@10 against the int8 SavedModel's bytes (log scale) of the distillation benchmark's
+  rows (`benchmarks.distill`): scratch, distilled and int8 students as curves with one-std
+  error bars, the teacher and EASE as horizontal lines."""
+  students = [row for row in rows if row['model'].startswith('student_') and row.get('bytes')]
+  if not students:
+    return None
+  figure, axes = plt.subplots(figsize=(7, 4.5))
+  for model in sorted({row['model'] for row in students}):
+    curve = sorted((row for row in students if row['model'] == model), key=lambda r: r['bytes'])
+    axes.errorbar([row['bytes'] for row in curve], [row['ndcg@10_mean'] for row in curve],
+                  yerr=[row['ndcg@10_std'] for row in curve], marker='o', capsize=3, label=model)
+    for row in curve:
+      axes.annotate(f"d={row['embedding_dim']}", (row['bytes'], row['ndcg@10_mean']),
+                    textcoords='offset points', xytext=(4, -10), fontsize='x-small')
+  for row, style in ((r, s) for r in rows for m, s in (('teacher', '-'), ('ease', '--'))
+                     if r['model'] == m):
+    axes.axhline(row['ndcg@10_mean'], color='black', linestyle=style, alpha=0.7,
+                 label=f"{row['model']} ({row['ndcg@10_mean']:.3f})")
+  axes.set_xscale('log')
+  axes.set(xlabel='SavedModel variables (bytes, log scale)', ylabel='NDCG@10 (mean ± std)',
+           title=title)
+  axes.grid(alpha=0.3, which='both')
+  axes.legend(fontsize='small')
+  return _save(figure, out_dir, name)
 
 
 def _is_derived_loss(key: str) -> bool:

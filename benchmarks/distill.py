@@ -1,0 +1,283 @@
+"""Distillation benchmark: the size–quality frontier of the student, with and without the teacher.
+
+    python -m benchmarks.distill --data DATA --output OUTPUT --bench-out distill.json
+
+Runs the pipeline's data components on DATA (cached when unchanged), then for every seed trains
+the teacher and, for every student size (embedding dimension), the student without the teacher
+(`student_scratch`), the distilled student (`student_distilled`) and the distilled student after
+quantization-aware training with int8 tables (`student_int8`), all with the training API of the
+Trainer (`models.training`) and the `pipeline.configs` values; the scratch student gets the
+distilled one's epochs and learning rate. Every model is exported with the serving signatures
+and evaluated on the test split with the RetrievalEvaluator's code (`evaluation.evaluate`:
+full-catalogue ranking, seen items excluded), beside EASE.
+
+Prints a table and writes JSON: a list of rows, one per model and size, with `model`,
+`embedding_dim`, `seeds`, NDCG@10 and Recall@100 as mean and std over the seeds (and per seed),
+`bytes` (SavedModel variables), `latency_p50_ms` (in-process single-request recommendation of
+the top 100), and on distilled and int8 rows `gap_recovered` = (row − scratch) / (teacher −
+scratch) of the mean NDCG@10. The int8 student at the pipeline's size carries `"default":
+true`. Also draws NDCG@10 against bytes (PNG, `--plot`). Teachers are kept under OUTPUT (by seed
+and configuration), so a re-run with other distillation settings trains only the students:
+`--set ranking_weight=0` overrides one `DistillationHParams` field.
+"""
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Dict, List, Mapping, Sequence
+
+from absl import logging
+import numpy as np
+
+from benchmarks import transformed_data
+from components.run_report import charts
+from evaluation import evaluate
+from models import export
+from models import hparams
+from models import layout
+from models import training
+from pipeline import configs
+from pipeline import progress
+
+BENCH_PIPELINE_NAME = 'recsys-distill-frontier'
+SIZES = (4, 8, 16, 32)
+SEEDS = 3
+SCRATCH, DISTILLED, INT8 = 'student_scratch', 'student_distilled', 'student_int8'
+STUDENT_KINDS = (SCRATCH, DISTILLED, INT8)
+NEEDS_TEACHER_RATIO = 0.92  # scratch NDCG@10 at most this share of the teacher's
+KEEPS_QUALITY_RATIO = 0.95  # the default student keeps this share of NDCG@10 and Recall@100
+METRICS = ('ndcg@10', 'recall@100')
+
+
+def model_name(kind: str, dim: int, seed: int) -> str:
+  return f'{kind}/d{dim}/seed{seed}'
+
+
+def _teacher_key(data: training.TrainingData, training_hparams: hparams.TrainingHParams) -> str:
+  """What a cached teacher depends on: its size, its training and the data it was trained on."""
+  text = json.dumps([hparams.to_dict(configs.TEACHER), hparams.to_dict(training_hparams),
+                     hparams.to_dict(configs.TRANSFORM),
+                     data.tf_transform_output.transform_savedmodel_dir], sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def teacher_model(data: training.TrainingData, training_hparams: hparams.TrainingHParams,
+                  cache_dir: str, log: training.TrainingLog):
+  """The teacher of this seed: trained, or loaded from `cache_dir` when trained before with the
+  same configuration on the same data."""
+  directory = os.path.join(cache_dir, _teacher_key(data, training_hparams))
+  weights = os.path.join(directory, 'weights')
+  if os.path.exists(os.path.join(directory, 'done')):
+    logging.info('Teacher of seed %d: reused from %s', training_hparams.seed, directory)
+    return training.load_teacher(data, configs.TEACHER, training_hparams, weights)
+  model = training.train_teacher(data, configs.TEACHER, training_hparams, log)
+  shutil.rmtree(directory, ignore_errors=True)
+  os.makedirs(directory)
+  model.core.save_weights(weights)
+  open(os.path.join(directory, 'done'), 'w').close()
+  return model
+
+
+def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
+               distillation: hparams.DistillationHParams) -> Dict[str, str]:
+  """Trains and exports the teacher and every student of one seed; returns SavedModel
+  directories by model name."""
+  training_hparams = dataclasses.replace(configs.TRAINING, seed=seed)
+  data = transformed_data.training_data(output_dir, configs.TRANSFORM, training_hparams)
+  models_dir = os.path.join(output_dir, 'models', f'seed{seed}')
+  dirs = {}
+
+  def write(name: str, model, int8_index: bool = False) -> None:
+    dirs[name] = os.path.join(models_dir, name.replace('/', '_'))
+    export.export_saved_model(model, data.tf_transform_output, data.stats.catalogue,
+                              configs.EXPORT.top_k, configs.TRANSFORM.history_length,
+                              dirs[name], int8_index=int8_index)
+
+  with tempfile.TemporaryDirectory() as tensorboard_dir:
+    log = training.TrainingLog(tensorboard_dir)
+    teacher = teacher_model(data, training_hparams, os.path.join(output_dir, 'teachers'), log)
+    write(model_name(layout.TEACHER, configs.TEACHER.embedding_dim, seed), teacher)
+    with training.teacher_outputs(data, teacher, training_hparams,
+                                  distillation) as distillation_data:
+      for dim in sizes:
+        size = dataclasses.replace(configs.STUDENT, embedding_dim=dim)
+        write(model_name(SCRATCH, dim, seed),
+              training.train_student(data, size, training_hparams, distillation, log))
+        distilled = training.distil(distillation_data, teacher, size, training_hparams,
+                                    distillation, log)
+        write(model_name(DISTILLED, dim, seed), distilled)
+        write(model_name(INT8, dim, seed),
+              training.quantize(distillation_data, teacher, distilled, training_hparams,
+                                distillation, log), int8_index=True)
+  return dirs
+
+
+def _stats(values: Sequence[float]) -> Dict[str, float]:
+  return {'mean': float(np.mean(values)), 'std': float(np.std(values))}
+
+
+def frontier_rows(models: Mapping[str, Mapping[str, float]], sizes: Sequence[int],
+                  seeds: Sequence[int]) -> List[dict]:
+  """The benchmark's rows from the evaluated metrics of every model (by `model_name`, plus
+  `evaluate.EASE`)."""
+  def row(model: str, dim, names: Sequence[str]) -> dict:
+    measured = [models[name] for name in names]
+    values = {'model': model, 'embedding_dim': dim, 'seeds': len(names)}
+    for metric in METRICS:
+      stats = _stats([m[metric] for m in measured])
+      values.update({f'{metric}_mean': stats['mean'], f'{metric}_std': stats['std'],
+                     f'{metric}_per_seed': [m[metric] for m in measured]})
+    exported = measured[0].get('bytes') is not None
+    values['bytes'] = int(np.mean([m['bytes'] for m in measured])) if exported else None
+    values['latency_p50_ms'] = (float(np.median([m['latency_p50_ms'] for m in measured]))
+                                if exported else None)
+    values['gap_recovered'] = None
+    return values
+
+  teacher = row(layout.TEACHER, configs.TEACHER.embedding_dim,
+                [model_name(layout.TEACHER, configs.TEACHER.embedding_dim, s) for s in seeds])
+  rows = [teacher, row(evaluate.EASE, None, [evaluate.EASE])]
+  for dim in sizes:
+    by_kind = {kind: row(kind, dim, [model_name(kind, dim, s) for s in seeds])
+               for kind in STUDENT_KINDS}
+    scratch = by_kind[SCRATCH]['ndcg@10_mean']
+    gap = teacher['ndcg@10_mean'] - scratch
+    for kind in (DISTILLED, INT8):
+      by_kind[kind]['gap_recovered'] = ((by_kind[kind]['ndcg@10_mean'] - scratch) / gap
+                                        if gap > 0 else None)
+    by_kind[INT8]['default'] = dim == configs.STUDENT.embedding_dim
+    rows.extend(by_kind.values())
+  return rows
+
+
+def findings(rows: Sequence[dict]) -> List[str]:
+  """What the rows say against the targets: the cheapest student that needs the teacher and
+  how much of its gap distillation recovers, and the smallest int8 student that keeps
+  `KEEPS_QUALITY_RATIO` of the teacher's quality."""
+  teacher = next(row for row in rows if row['model'] == layout.TEACHER)
+  by = {(row['model'], row['embedding_dim']): row for row in rows}
+  sizes = sorted(dim for model, dim in by if model == SCRATCH)
+  lines = []
+  needing = [dim for dim in sizes
+             if by[SCRATCH, dim]['ndcg@10_mean'] <= NEEDS_TEACHER_RATIO * teacher['ndcg@10_mean']]
+  if needing:
+    dim = max(needing)
+    distilled, scratch = by[DISTILLED, dim], by[SCRATCH, dim]
+    wins = sum(d > s for d, s in zip(distilled['ndcg@10_per_seed'], scratch['ndcg@10_per_seed']))
+    lines.append(f'Largest student whose scratch NDCG@10 is <= {NEEDS_TEACHER_RATIO} x the '
+                 f"teacher's: d={dim}; distillation recovers {distilled['gap_recovered']:.0%} of "
+                 f'the gap (int8: {by[INT8, dim]["gap_recovered"]:.0%}), distilled above scratch '
+                 f'on {wins} of {distilled["seeds"]} seeds.')
+  else:
+    lines.append(f'Every scratch student reaches more than {NEEDS_TEACHER_RATIO} x the '
+                 "teacher's NDCG@10: no size needs the teacher.")
+  keeping = [dim for dim in sizes if all(
+      by[INT8, dim][f'{metric}_mean'] >= KEEPS_QUALITY_RATIO * teacher[f'{metric}_mean']
+      for metric in METRICS)]
+  if keeping:
+    dim = min(keeping)
+    lines.append(f"Smallest int8 student keeping >= {KEEPS_QUALITY_RATIO:.0%} of the teacher's "
+                 f'NDCG@10 and Recall@100: d={dim}, {by[INT8, dim]["bytes"] / teacher["bytes"]:.1%}'
+                 f" of the teacher's bytes, p50 {by[INT8, dim]['latency_p50_ms']:.2f} ms vs "
+                 f"{teacher['latency_p50_ms']:.2f} ms.")
+  else:
+    lines.append(f"No int8 student keeps {KEEPS_QUALITY_RATIO:.0%} of the teacher's NDCG@10 and "
+                 'Recall@100.')
+  not_hurting = [dim for dim in sizes if by[DISTILLED, dim]['ndcg@10_mean']
+                 >= by[SCRATCH, dim]['ndcg@10_mean'] - by[SCRATCH, dim]['ndcg@10_std']]
+  lines.append(f'Distilled mean >= scratch mean - one std at {len(not_hurting)} of {len(sizes)} '
+               'sizes.')
+  return lines
+
+
+def format_table(rows: Sequence[dict]) -> str:
+  header = ('model', 'dim', 'NDCG@10', 'Recall@100', 'bytes', 'p50 ms', 'gap recovered')
+  lines = [header]
+  for row in rows:
+    lines.append((
+        row['model'] + (' *' if row.get('default') else ''),
+        '' if row['embedding_dim'] is None else str(row['embedding_dim']),
+        f"{row['ndcg@10_mean']:.4f} ± {row['ndcg@10_std']:.4f}",
+        f"{row['recall@100_mean']:.4f} ± {row['recall@100_std']:.4f}",
+        '' if row['bytes'] is None else f"{row['bytes']:,}",
+        '' if row['latency_p50_ms'] is None else f"{row['latency_p50_ms']:.2f}",
+        '' if row['gap_recovered'] is None else f"{row['gap_recovered']:.0%}"))
+  widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+  return '\n'.join('  '.join([line[0].ljust(widths[0])] +
+                             [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])])
+                   for line in lines) + '\n(* the default student)'
+
+
+def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Sequence[int],
+              distillation: hparams.DistillationHParams) -> List[dict]:
+  """Runs the benchmark (see the module docstring); returns its rows."""
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  started = time.time()
+  transformed_data.run_data_components(local_runner.resolve_source(data_source), output_dir,
+                                       BENCH_PIPELINE_NAME, configs.LOCAL_BEAM_PIPELINE_ARGS,
+                                       enable_cache=True)
+  logging.info('Data components: %.0f s', time.time() - started)
+  model_dirs = {}
+  for seed in seeds:
+    model_dirs.update(train_seed(output_dir, seed, sizes, distillation))
+  interactions, splits, test_examples = transformed_data.evaluation_inputs(output_dir)
+  teacher = model_name(layout.TEACHER, configs.TEACHER.embedding_dim, seeds[0])
+  evaluated = evaluate.evaluate(interactions, splits, test_examples, model_dirs,
+                                candidate=teacher, reference=teacher,
+                                latency_requests=configs.LATENCY_REQUESTS)
+  return frontier_rows(evaluated['models'], sizes, seeds)
+
+
+def _override(distillation: hparams.DistillationHParams,
+              settings: Sequence[str]) -> hparams.DistillationHParams:
+  """`distillation` with the `NAME=VALUE` settings, each value of its field's type."""
+  values = hparams.to_dict(distillation)
+  for setting in settings:
+    name, _, value = setting.partition('=')
+    if name not in values or not value:
+      raise ValueError(f'--set {setting!r}: expected NAME=VALUE with NAME one of '
+                       f'{sorted(values)}')
+    values[name] = type(values[name])(value)
+  return hparams.from_dict(hparams.DistillationHParams, values)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--data', default=configs.DATA_SOURCE,
+                      help='"movielens-100k", a MovieLens directory, or an interactions CSV')
+  parser.add_argument('--output', default=os.path.join(configs.OUTPUT_DIR, 'distill'),
+                      help='directory for the data components, teachers and models')
+  parser.add_argument('--bench-out', default='distill_results.json', help='JSON file of rows')
+  parser.add_argument('--plot', default=None, help='PNG of the frontier (default: beside JSON)')
+  parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES),
+                      help='student embedding dimensions')
+  parser.add_argument('--seeds', type=int, default=SEEDS, help='seeds per model')
+  parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
+                      help='override a distillation hyper-parameter (repeatable)')
+  args = parser.parse_args(argv)
+  progress.install()
+  try:
+    distillation = _override(configs.DISTILLATION, args.set)
+  except ValueError as error:
+    print(f'error: {error}', file=sys.stderr)
+    return 2
+  seeds = [configs.TRAINING.seed + i for i in range(args.seeds)]
+  rows = benchmark(args.data, os.path.abspath(args.output), args.sizes, seeds, distillation)
+  with open(args.bench_out, 'w') as f:
+    json.dump(rows, f, indent=2)
+  plot = args.plot or os.path.splitext(args.bench_out)[0] + '.png'
+  charts.frontier(rows, os.path.dirname(os.path.abspath(plot)), os.path.basename(plot),
+                  title=f'Distillation frontier: {os.path.basename(args.data.rstrip("/"))}')
+  print(format_table(rows))
+  print('\n'.join(findings(rows)))
+  print(f'Wrote {args.bench_out} and {plot}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
