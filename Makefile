@@ -10,6 +10,8 @@ OUTPUT ?= outputs
 PYTEST_ARGS ?=
 BENCH_OUT ?= results.json
 SERVING_BENCH_OUT ?= serving_results.json
+DISTILL_ARGS ?=
+TESTBED ?= data/sparse-testbed
 SERVING_PORT ?= 8500
 SERVING_BENCH_ARGS ?=
 SCALE_USERS ?= 100000
@@ -22,7 +24,8 @@ PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python
   /usr/local/bin/python3.10 /usr/bin/python3.10; do \
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: install run test schema bench-quality bench-scale serve bench-serving clean
+.PHONY: install run test schema bench-quality bench-distill testbed bench-scale serve bench-serving \
+  clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +49,16 @@ schema: install
 
 bench-quality: install
 	$(BIN)/python -m benchmarks.quality --data '$(DATA)' --output '$(OUTPUT)' --bench-out '$(BENCH_OUT)'
+
+# The size-quality frontier: teacher, and students of every size with and without the teacher,
+# over 3 seeds (benchmarks/distill.py); the frontier plot is written beside BENCH_OUT.
+bench-distill: install
+	$(BIN)/python -m benchmarks.distill --data '$(DATA)' --output '$(OUTPUT)/distill' \
+	  --bench-out '$(BENCH_OUT)' $(DISTILL_ARGS)
+
+# The sparse, large-catalogue test bed (ingest/sparse_testbed.py) as CSV files in TESTBED.
+testbed: install
+	$(BIN)/python -m ingest.sparse_testbed --output '$(TESTBED)'
 
 # The local TF-Serving-compatible server on the pushed models (serving/README.md), with
 # oneDNN off: its kernels corrupt the heap when the teacher runs concurrent batches of

@@ -9,7 +9,7 @@ The generative model, with the defaults of `TestbedConfig`:
 - **Catalogue**: 10,000 items in 100 topics. An item's latent vector (32 dimensions) is its
   topic's centre plus noise; its genres are its topic's one or two genres (a fifth of the items
   get one genre at random instead), so content tells the topic only roughly.
-- **Popularity**: long-tailed, ∝ 1 / rank (Zipf, exponent 1) over a random order of the items.
+- **Popularity**: long-tailed, ∝ rank^-0.8 (Zipf) over a random order of the items.
 - **Users**: 2,000, each with 1 to 4 interests (topics, drawn by topic popularity); a user's
   taste in one interest is that topic's centre plus noise.
 - **Histories**: lengths log-normal (median 35, clipped to 10..300): long histories. A user
@@ -23,7 +23,8 @@ The generative model, with the defaults of `TestbedConfig`:
   (the pipeline stops on rating drift).
 
 With the defaults: about 2,000 users, 10,000 items, about 100,000 interactions, density about
-0.5% or less, and the most popular 10% of the items holding about two thirds of the interactions.
+0.5% or less, and the most popular 10% of the items holding over 40% of the interactions. On it
+popularity reaches NDCG@10 0.037 and EASE 0.091 (test split): taste, not popularity, decides.
 `properties` measures these on a generated data set.
 """
 import argparse
@@ -56,8 +57,8 @@ class TestbedConfig:
   history_sigma: float = 0.8  # of the log-normal history lengths
   history_range: tuple = (10, 300)
   stay_probability: float = 0.8  # of keeping the current interest for the next item
-  sharpness: float = 4.0  # how strongly taste beats popularity
-  zipf_exponent: float = 1.0
+  sharpness: float = 8.0  # how strongly taste beats popularity
+  zipf_exponent: float = 0.8
   random_genre_share: float = 0.2
   seed: int = 0
 

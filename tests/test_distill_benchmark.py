@@ -1,0 +1,43 @@
+"""`make bench-distill` on tiny generated data, 2 sizes × 1 seed: the JSON's shape, finite
+values and the plot (not quality or timing)."""
+import json
+import math
+
+from benchmarks import distill
+from evaluation import evaluate
+from ingest import sparse_testbed
+from models import layout
+from pipeline import configs
+
+
+def test_benchmark_writes_a_row_per_model_and_size_and_the_frontier_plot(tmp_path):
+  data = tmp_path / 'data'
+  sparse_testbed.write(sparse_testbed.generate(sparse_testbed.TestbedConfig(
+      num_users=120, num_items=300, num_topics=8, median_history=20)), str(data))
+  out = tmp_path / 'distill.json'
+  assert distill.main(['--data', str(data), '--output', str(tmp_path / 'run'), '--bench-out',
+                       str(out), '--sizes', '4', str(configs.STUDENT.embedding_dim),
+                       '--seeds', '1']) == 0
+  rows = json.loads(out.read_text())
+  sizes = [4, configs.STUDENT.embedding_dim]
+  assert [(row['model'], row['embedding_dim']) for row in rows] == (
+      [(layout.TEACHER, configs.TEACHER.embedding_dim), (evaluate.EASE, None)]
+      + [(kind, dim) for dim in sizes for kind in distill.STUDENT_KINDS])
+  for row in rows:
+    assert row['seeds'] == 1
+    for name in ('ndcg@10_mean', 'ndcg@10_std', 'recall@100_mean', 'recall@100_std'):
+      assert math.isfinite(row[name]) and row[name] >= 0, (row, name)
+    if row['model'] != evaluate.EASE:
+      assert row['bytes'] > 0 and math.isfinite(row['latency_p50_ms']), row
+    if row['model'] in (distill.DISTILLED, distill.INT8):
+      assert row['gap_recovered'] is None or math.isfinite(row['gap_recovered'])
+  assert [row['embedding_dim'] for row in rows if row.get('default')] == [
+      configs.STUDENT.embedding_dim]
+  assert (tmp_path / 'distill.png').stat().st_size > 0
+
+
+def test_the_set_option_overrides_a_distillation_field_and_rejects_unknown_ones():
+  changed = distill._override(configs.DISTILLATION, ['ranking_weight=0', 'alpha=0.2'])
+  assert changed.ranking_weight == 0.0 and changed.alpha == 0.2
+  assert changed.epochs == configs.DISTILLATION.epochs
+  assert distill.main(['--set', 'no_such_field=1']) == 2
