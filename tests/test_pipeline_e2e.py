@@ -112,6 +112,12 @@ def test_retrieval_evaluation_of_every_model(pipeline_run):
     for key in metrics_lib.METRIC_KEYS + ['novelty@10', 'fidelity@10']:
       assert 0 <= values[key] <= (1 if key != 'novelty@10' else 64), (name, key)
     assert len(metrics['recall_curves'][name]) == max(metrics_lib.RECALL_KS)
+    for metric, slice_name in metrics_lib.SLICE_METRICS:  # None only for a slice without users
+      key = metrics_lib.slice_key(metric, slice_name)
+      if metrics['slice_users'][slice_name]:
+        assert 0 <= values[key] <= 1, (name, key)
+      else:
+        assert values[key] is None, (name, key)
   assert models['teacher']['fidelity@10'] == 1.0
   for name in ('teacher', 'student_fp32', 'student_int8'):
     assert models[name]['bytes'] > 0 and models[name]['rmse'] > 0
@@ -132,6 +138,9 @@ def test_report_shows_metrics_charts_gates_and_the_push(pipeline_run):
   report = first['report_text']
   assert first['report'].endswith(os.path.join('report', 'report.html'))
   assert 'id="metrics-table"' in report and 'id="data-statistics"' in report
+  assert 'id="slices-table"' in report
+  for key in metrics_lib.SLICE_METRIC_KEYS:
+    assert f'<td class="text">{key}</td>' in report, key
   for name in ('teacher', 'student_fp32', 'student_int8 (pushed candidate)', 'popularity', 'ease',
                'root_mean_squared_error', 'liked_auc', 'ndcg_vs_teacher'):
     assert name in report, name
