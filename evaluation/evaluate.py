@@ -5,8 +5,8 @@ excluded). Exported models rank with `rank_catalogue`; popularity and EASE are c
 the same `EvalData`. Every model also gets the slice metrics (`metrics.SLICE_METRIC_KEYS`): for
 the new-users slice an exported model ranks every query again with the user id replaced by
 `unknown_user_id` (it falls into the model's OOV bucket); popularity and EASE read no user id, so
-their new-user rankings are their rankings. The result is one JSON-ready dictionary: per-model metrics, Recall@k curves,
-a sample of reference-vs-candidate scores, sizes and latencies.
+their new-user rankings are their rankings. The result is one JSON-ready dictionary: per-model
+metrics, Recall@k curves, a sample of reference-vs-candidate scores, sizes and latencies.
 """
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -98,8 +98,9 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     {name: [Recall@1 .. Recall@DEPTH]}, 'score_sample': {'reference', 'candidate', 'pearson'}
     or None, 'slice_users': {slice: number of users}}. Models are those of `model_dirs`, then
     `POPULARITY` and `EASE`. Every model's metrics include the `metrics.SLICE_METRIC_KEYS`
-    (None for a slice without users); exported models' metrics include 'rmse', 'bytes', 'latency_mean_ms' and 'latency_p99_ms'; popularity's
-    'rmse' is that of the mean train rating.
+    (None for a slice without users); exported models' metrics include 'rmse', 'bytes',
+    'latency_mean_ms' and 'latency_p99_ms'; popularity's 'rmse' is that of the mean train
+    rating.
   """
   if candidate not in model_dirs:
     raise ValueError(f'candidate {candidate!r} is not one of the models {sorted(model_dirs)}')

@@ -7,8 +7,8 @@ interactions for models that predict ratings. Rankings are [users, depth] catalo
 first (`top_from_scores`, `top_from_ids`).
 
 Slice metrics (`slice_metrics`, keys `SLICE_METRIC_KEYS`) are these metrics over the slices of
-`evaluation.protocol` plus the new-users slice (every query, asked with an unknown user id). A
-slice without users has the value None.
+`evaluation.protocol` (for the new-users slice, over the rankings of the queries asked with an
+unknown user id). A slice without users has the value None.
 """
 
 from __future__ import annotations
