@@ -2,8 +2,11 @@
 
 The protocol is `evaluation.protocol` (full-catalogue ranking, items seen before the split
 excluded). Exported models rank with `rank_catalogue`; popularity and EASE are computed here on
-the same `EvalData`. The result is one JSON-ready dictionary: per-model metrics, Recall@k curves,
-a sample of reference-vs-candidate scores, sizes and latencies.
+the same `EvalData`. Every model also gets the slice metrics (`metrics.SLICE_METRIC_KEYS`): for
+the new-users slice an exported model ranks every query again with the user id replaced by
+`unknown_user_id` (it falls into the model's OOV bucket); popularity and EASE read no user id, so
+their new-user rankings are their rankings. The result is one JSON-ready dictionary: per-model
+metrics, Recall@k curves, a sample of reference-vs-candidate scores, sizes and latencies.
 """
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -24,6 +27,7 @@ DEPTH = max(metrics_lib.RECALL_KS)  # of rankings and Recall@k curves
 SCATTER_USERS = 50
 SCATTER_ITEMS_PER_USER = 40
 SEED = 0
+NEW_USER_ID = 'new-user'  # the id of the new-users slice's queries, unless a known user has it
 
 
 def example_ratings(examples: Sequence[bytes]) -> np.ndarray:
@@ -32,12 +36,23 @@ def example_ratings(examples: Sequence[bytes]) -> np.ndarray:
   return tf.io.parse_example(tf.constant(list(examples)), spec)[features.RATING].numpy()
 
 
-def _top_metrics(top: np.ndarray, eval_data: protocol.EvalData,
+def unknown_user_id(known_users) -> str:
+  """`NEW_USER_ID`, with '+' appended until it is none of `known_users`."""
+  known = set(known_users)
+  user = NEW_USER_ID
+  while user in known:
+    user += '+'
+  return user
+
+
+def _top_metrics(top: np.ndarray, new_user_top: np.ndarray, eval_data: protocol.EvalData,
+                 slices: Mapping[str, protocol.Slice],
                  reference_top: Optional[np.ndarray]) -> Dict[str, Optional[float]]:
   metrics = metrics_lib.metrics_of_top(top, eval_data)
   metrics['novelty@10'] = metrics_lib.novelty(top, eval_data)
   metrics['fidelity@10'] = (None if reference_top is None
                             else metrics_lib.fidelity(top, reference_top))
+  metrics.update(metrics_lib.slice_metrics(top, new_user_top, slices))
   return metrics
 
 
@@ -81,9 +96,11 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   Returns:
     {'split', 'users', 'catalogue_items', 'models': {name: metrics}, 'recall_curves':
     {name: [Recall@1 .. Recall@DEPTH]}, 'score_sample': {'reference', 'candidate', 'pearson'}
-    or None}. Models are those of `model_dirs`, then `POPULARITY` and `EASE`. Exported models'
-    metrics include 'rmse', 'bytes', 'latency_mean_ms', 'latency_p50_ms' and
-    'latency_p99_ms'; popularity's 'rmse' is that of the mean train rating.
+    or None, 'slice_users': {slice: number of users}}. Models are those of `model_dirs`, then
+    `POPULARITY` and `EASE`. Every model's metrics include the `metrics.SLICE_METRIC_KEYS`
+    (None for a slice without users); exported models' metrics include 'rmse', 'bytes',
+    'latency_mean_ms', 'latency_p50_ms' and 'latency_p99_ms'; popularity's 'rmse' is that of the
+    mean train rating.
   """
   if candidate not in model_dirs:
     raise ValueError(f'candidate {candidate!r} is not one of the models {sorted(model_dirs)}')
@@ -93,6 +110,8 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   eval_data = protocol.build_eval_data(interactions, splits, split)
   histories = protocol.query_histories(interactions, splits, eval_data)
   side_features = protocol.user_side_features(interactions, eval_data.users)
+  slices = protocol.build_slices(interactions, splits, eval_data)
+  new_users = [unknown_user_id(interactions[features.USER_ID])] * len(eval_data.users)
   depths = (DEPTH + np.asarray(eval_data.seen.sum(axis=1)).ravel().astype(int)).tolist()
   ratings = example_ratings(test_examples)
   rng = np.random.default_rng(SEED)
@@ -110,7 +129,11 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
         model, eval_data.users, histories, side_features, depths,
         keep_scores=scatter_users if name in (reference, candidate) else ())
     tops[name] = metrics_lib.top_from_ids(rankings, eval_data, DEPTH)
-    metrics[name] = _top_metrics(tops[name], eval_data, tops.get(reference))
+    new_user_rankings, _ = saved_models.catalogue_rankings(model, new_users, histories,
+                                                           side_features, depths)
+    metrics[name] = _top_metrics(tops[name],
+                                 metrics_lib.top_from_ids(new_user_rankings, eval_data, DEPTH),
+                                 eval_data, slices, tops.get(reference))
     predicted = saved_models.predicted_ratings(model, test_examples)
     metrics[name]['rmse'] = metrics_lib.rmse(predicted, ratings)
     metrics[name]['bytes'] = saved_models.variables_bytes(model_dirs[name])
@@ -124,7 +147,7 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
                      EASE: baselines.ease_scores(eval_data)}
   for name, scores in baseline_scores.items():
     tops[name] = metrics_lib.top_from_scores(scores, eval_data, DEPTH)
-    metrics[name] = _top_metrics(tops[name], eval_data, tops.get(reference))
+    metrics[name] = _top_metrics(tops[name], tops[name], eval_data, slices, tops.get(reference))
   metrics[POPULARITY]['rmse'] = baselines.mean_rating_rmse(train, ratings)
 
   score_sample = None
@@ -139,4 +162,5 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
       'recall_curves': {name: metrics_lib.recall_curve(top, eval_data).tolist()
                         for name, top in tops.items()},
       'score_sample': score_sample,
+      'slice_users': {name: len(part.rows) for name, part in slices.items()},
   }

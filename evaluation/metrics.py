@@ -5,11 +5,15 @@ min(|targets|, 10) hits; both are averaged over users. Coverage@10 is the number
 in any user's top 10 over the catalogue size. RMSE is taken over the evaluated split's
 interactions for models that predict ratings. Rankings are [users, depth] catalogue indices, best
 first (`top_from_scores`, `top_from_ids`).
+
+Slice metrics (`slice_metrics`, keys `SLICE_METRIC_KEYS`) are these metrics over the slices of
+`evaluation.protocol` (for the new-users slice, over the rankings of the queries asked with an
+unknown user id). A slice without users has the value None.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +25,23 @@ RECALL_KS = (10, 50, 100)
 CUTOFF = 10  # of NDCG and coverage
 METRIC_KEYS = [f'recall@{k}' for k in RECALL_KS] + [f'ndcg@{CUTOFF}', f'coverage@{CUTOFF}']
 NOT_IN_CATALOGUE = -1  # catalogue index of a recommended id outside the catalogue, or no item
+
+# The metrics of the slices (`protocol.SLICES`): key f'{metric}_{slice}' (module docstring).
+SLICE_METRICS = (
+    (f'recall@{max(RECALL_KS)}', protocol.COLD_ITEMS),
+    (f'recall@{max(RECALL_KS)}', protocol.WARM_ITEMS),
+    (f'ndcg@{CUTOFF}', protocol.NEW_USERS),
+    (f'recall@{max(RECALL_KS)}', protocol.NEW_USERS),
+    (f'ndcg@{CUTOFF}', protocol.SHORT_HISTORY),
+)
+
+
+def slice_key(metric: str, slice_name: str) -> str:
+  """The key of `metric` over the slice `slice_name`: 'recall@100_cold_items'."""
+  return f'{metric}_{slice_name}'
+
+
+SLICE_METRIC_KEYS = [slice_key(metric, name) for metric, name in SLICE_METRICS]
 
 
 def _top_items(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarray:
@@ -206,3 +227,32 @@ def fidelity(top: np.ndarray, reference_top: np.ndarray, cutoff: int = CUTOFF) -
       for mine, theirs in zip(top[:, :cutoff], reference_top[:, :cutoff])
   ]
   return float(np.mean(overlaps)) / cutoff
+
+
+def metrics_of_slice(top: np.ndarray, eval_slice: protocol.Slice) -> Optional[Dict[str, float]]:
+  """`metrics_of_top` over a slice; `top` holds the rankings of every user of the full
+  `EvalData` (the slice keeps its rows). None when the slice has no users."""
+  if not len(eval_slice.rows):
+    return None
+  return metrics_of_top(top[eval_slice.rows], eval_slice.eval_data)
+
+
+def slice_metrics(top: np.ndarray, new_user_top: np.ndarray,
+                  slices: Mapping[str, protocol.Slice]) -> Dict[str, Optional[float]]:
+  """The slice metrics of one model, keyed `SLICE_METRIC_KEYS`.
+
+  Args:
+    top: [users, depth] rankings of every evaluated user (catalogue indices, best first).
+    new_user_top: the same queries' rankings with the user id replaced by an unknown one (for a
+      model that reads no user id, `top` itself).
+    slices: the slices of the evaluated split, keyed `protocol.SLICES` (`protocol.build_slices`).
+
+  Returns:
+    {key: value}, None for a slice without users.
+  """
+  if top.shape[0] != new_user_top.shape[0]:
+    raise ValueError(f'need the same users, got {top.shape[0]} and {new_user_top.shape[0]} rows')
+  per_slice = {name: metrics_of_slice(new_user_top if name == protocol.NEW_USERS else top, part)
+               for name, part in slices.items()}
+  return {slice_key(metric, name): None if per_slice[name] is None else per_slice[name][metric]
+          for metric, name in SLICE_METRICS}

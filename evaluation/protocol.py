@@ -14,6 +14,16 @@ For an evaluated split S ('test' by default):
 * the catalogue is the items of the train split. Every catalogue item except the seen ones is
   ranked; targets outside the catalogue (and targets already seen) count in the denominators but
   can never be hit (`evaluation.metrics`).
+
+Slices (`build_slices`) restrict the queries and targets of an evaluated split:
+
+* cold items: each user's targets whose item has no train interaction (a user counts when they
+  have at least one); warm items: the other targets. Cold targets outside the catalogue count in
+  the slice's denominators, so a model that cannot rank them scores 0 on the slice;
+* short history: the users with at most `SHORT_HISTORY_MAX_TRAIN` train interactions (rows, a
+  repeated item counts each time), with all their targets;
+* new users: every query and target; the model is asked with the user id replaced by one it does
+  not know (`evaluation.evaluate`), history and side features kept.
 """
 
 from __future__ import annotations
@@ -26,6 +36,14 @@ import pandas as pd
 from scipy import sparse
 
 from contract import features
+
+SHORT_HISTORY_MAX_TRAIN = 5  # train interactions of a user in the short-history slice
+# The slices' names (module docstring), in report order.
+COLD_ITEMS = 'cold_items'
+WARM_ITEMS = 'warm_items'
+NEW_USERS = 'new_users'
+SHORT_HISTORY = 'short_history'
+SLICES = (COLD_ITEMS, WARM_ITEMS, NEW_USERS, SHORT_HISTORY)
 
 
 def chronological_order(frame: pd.DataFrame) -> np.ndarray:
@@ -223,3 +241,79 @@ def user_side_features(table: pd.DataFrame, users: Sequence[str]) -> Dict[str, n
         [default] * len(users))
     side[name] = values.to_numpy().astype(np.int64 if name in features.INT_FEATURES else str)
   return side
+
+
+@dataclass(frozen=True)
+class Slice:
+  """A slice of an `EvalData`: some of its users, and some of their targets.
+
+  Attributes:
+    rows: int positions in the full `EvalData.users` of the slice's users (the rows of the full
+      data's score matrices and rankings to keep).
+    eval_data: the queries and targets of the slice: the same split, catalogue and train
+      matrix, the slice's users, and each user's slice targets (`num_targets` counts only those).
+  """
+
+  rows: np.ndarray
+  eval_data: EvalData
+
+
+def restrict(eval_data: EvalData, keep_user: np.ndarray,
+             keep_column: Optional[np.ndarray] = None,
+             num_targets: Optional[np.ndarray] = None) -> Slice:
+  """The slice of `eval_data` with the users where `keep_user` holds.
+
+  Args:
+    eval_data: the full queries and targets.
+    keep_user: bool [users].
+    keep_column: bool [items], the catalogue columns whose targets stay targets; all by default.
+    num_targets: int [users], each user's number of slice targets (in the catalogue or not);
+      `eval_data.num_targets` by default.
+  """
+  rows = np.flatnonzero(np.asarray(keep_user, dtype=bool))
+  targets = eval_data.targets
+  if keep_column is not None:
+    targets = sparse.csr_matrix(targets.multiply(
+        np.asarray(keep_column, dtype=np.float64)[np.newaxis, :]))
+    targets.eliminate_zeros()
+  counts = eval_data.num_targets if num_targets is None else np.asarray(num_targets)
+  data = EvalData(
+      split=eval_data.split,
+      items=eval_data.items,
+      users=eval_data.users[rows],
+      seen=eval_data.seen[rows],
+      targets=sparse.csr_matrix(targets[rows]),
+      num_targets=counts[rows],
+      train_matrix=eval_data.train_matrix,
+  )
+  return Slice(rows=rows, eval_data=data)
+
+
+def build_slices(interactions: pd.DataFrame, splits: Sequence[str],
+                 eval_data: EvalData) -> Dict[str, Slice]:
+  """The slices of `eval_data` (module docstring), keyed `SLICES`.
+
+  Args:
+    interactions: the interactions of every split, as given to `build_eval_data`.
+    splits: the split name of every interaction, aligned with the rows.
+    eval_data: the queries and targets of the evaluated split.
+  """
+  names = np.asarray(splits, dtype=object)
+  train = interactions[names == features.TRAIN_SPLIT]
+  train_items = pd.Index(train[features.ITEM_ID].unique())
+  distinct = interactions[names == eval_data.split].drop_duplicates(
+      [features.USER_ID, features.ITEM_ID])
+  is_cold = ~distinct[features.ITEM_ID].isin(train_items).to_numpy()
+  cold_counts = (pd.Series(is_cold.astype(np.int64)).groupby(
+      distinct[features.USER_ID].to_numpy()).sum().reindex(eval_data.users, fill_value=0)
+                 .to_numpy())
+  warm_counts = eval_data.num_targets - cold_counts
+  warm_column = eval_data.items.isin(train_items)
+  train_counts = (train[features.USER_ID].value_counts()
+                  .reindex(eval_data.users, fill_value=0).to_numpy())
+  return {
+      COLD_ITEMS: restrict(eval_data, cold_counts > 0, ~warm_column, cold_counts),
+      WARM_ITEMS: restrict(eval_data, warm_counts > 0, warm_column, warm_counts),
+      NEW_USERS: restrict(eval_data, np.ones(len(eval_data.users), dtype=bool)),
+      SHORT_HISTORY: restrict(eval_data, train_counts <= SHORT_HISTORY_MAX_TRAIN),
+  }

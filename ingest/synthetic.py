@@ -3,6 +3,15 @@
 Users and items get latent factors; users pick items with a long-tail (Zipf-like) popularity
 weighted by their affinity and rate them 1..5 from that affinity. (Tests write the small one in
 both input formats with `tests/input_writers.py`, so that they go through the real loaders.)
+
+Arriving items (`generate(arriving_items=N)`): N more items, listed in the item side table like
+the others, arrive at one time, `ARRIVAL_TIMESTAMP`. Each user's timeline is shifted so that
+the arrival falls between the interactions the evaluation protocol puts in their train and eval
+splits and those it puts in test (`evaluation.protocol.split_sizes` with the project's default
+fractions); after the arrival, each interaction is with an arriving item with probability
+`arriving_share` (picked, like the others, by popularity and affinity). So the arriving items
+have no train or eval interaction, and about `arriving_share` of the test interactions are with
+items unseen in train: the cold items of the evaluation's slices.
 """
 
 from __future__ import annotations
@@ -11,8 +20,10 @@ from pathlib import Path
 from typing import Tuple, Union
 
 import numpy as np
+import pandas as pd
 
 from contract import features
+from evaluation import protocol
 from ingest import loaders
 from ingest.loaders import Dataset
 
@@ -24,6 +35,9 @@ OCCUPATIONS = ('student', 'engineer', 'educator', 'artist', 'librarian', 'other'
 GENDERS = ('M', 'F')
 GENRES = ('Action', 'Comedy', 'Drama', 'Romance', 'Thriller', 'Sci-Fi', "Children's")
 UNKNOWN_YEAR_FRACTION = 0.1
+ARRIVAL_TIMESTAMP = FIRST_TIMESTAMP + 365 * DAY_S  # after every user's timeline unshifted
+ARRIVING_SHARE = 0.1  # default share of the interactions after the arrival with arriving items
+PROTOCOL_FRACTIONS = (0.1, 0.1)  # (eval, test): the project's split (`protocol.assign_splits`)
 
 
 def _ratings(affinity: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
@@ -104,29 +118,82 @@ def _items_table(item_ids: np.ndarray, rng: np.random.RandomState):
   return loaders.items_frame(item_ids, titles, genres, years)
 
 
+def _arrivals(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timestamps: np.ndarray,
+              user_factors: np.ndarray, arriving_factors: np.ndarray, num_items: int,
+              share: float, rng: np.random.RandomState
+              ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """The interactions of `_interactions` (grouped by user, in time order) with the arriving
+  items (indices num_items.. of the item ids) added: each user's timeline shifted so that
+  `ARRIVAL_TIMESTAMP` falls just before their first test interaction under the protocol, and
+  each interaction from then on, with probability `share`, changed to an arriving item the user
+  has not picked yet."""
+  items, ratings, timestamps = items.copy(), ratings.copy(), timestamps.copy()
+  popularity = _popularity(len(arriving_factors), rng)
+  starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+  for start, end in zip(starts, np.r_[starts[1:], len(users)]):
+    _, n_test = protocol.split_sizes(end - start, *PROTOCOL_FRACTIONS)
+    first_test = end - n_test
+    if first_test == start:
+      shift = ARRIVAL_TIMESTAMP - timestamps[start]
+    else:
+      gap = timestamps[first_test] - timestamps[first_test - 1]
+      shift = ARRIVAL_TIMESTAMP - timestamps[first_test - 1] - rng.randint(1, gap + 1)
+    timestamps[start:end] += shift
+    changed = np.flatnonzero(rng.uniform(size=n_test) < share) + first_test
+    if not len(changed):
+      continue
+    affinity = arriving_factors @ user_factors[users[start]] / np.sqrt(LATENT_DIM)
+    weights = popularity * np.exp(affinity)
+    picked = rng.choice(len(arriving_factors), size=min(len(changed), len(arriving_factors)),
+                        replace=False, p=weights / weights.sum())
+    changed = changed[:len(picked)]
+    items[changed] = num_items + picked
+    ratings[changed] = _ratings(affinity[picked], rng)
+  return users, items, ratings, timestamps
+
+
 def generate(
     num_users: int = 60,
     num_items: int = 80,
     interactions_per_user: Tuple[int, int] = (15, 40),
     seed: int = 0,
+    arriving_items: int = 0,
+    arriving_share: float = ARRIVING_SHARE,
 ) -> Dataset:
   """Generates a deterministic dataset with users and items side tables.
 
   Ids are '1'..'N'. Each user has between `interactions_per_user` interactions (inclusive, at
   most `num_items`) on distinct items, with strictly increasing timestamps; the rows are
   shuffled. About 10% of items have an unknown year (0).
+
+  With `arriving_items` > 0, that many more items (ids after the `num_items` others) arrive
+  late (module docstring): about `arriving_share` of the test interactions of the project's
+  split are with them, and none of the train or eval ones. Without them (the default) the data
+  set is the same as before the option existed.
   """
+  if arriving_items < 0 or not 0.0 <= arriving_share <= 1.0:
+    raise ValueError(f'need arriving_items >= 0 and arriving_share in [0, 1], got '
+                     f'{arriving_items} and {arriving_share}')
   rng = np.random.RandomState(seed)
-  user_ids, item_ids = _ids(num_users), _ids(num_items)
+  user_ids, item_ids = _ids(num_users), _ids(num_items + arriving_items)
   user_factors = rng.normal(size=(num_users, LATENT_DIM))
   item_factors = rng.normal(size=(num_items, LATENT_DIM))
   users, items, ratings, timestamps = _interactions(user_factors, item_factors,
                                                     interactions_per_user, rng)
+  arrivals_rng = np.random.RandomState([seed, 1])  # the default data set's draws stay the same
+  if arriving_items:
+    users, items, ratings, timestamps = _arrivals(
+        users, items, ratings, timestamps, user_factors,
+        arrivals_rng.normal(size=(arriving_items, LATENT_DIM)), num_items, arriving_share,
+        arrivals_rng)
   order = rng.permutation(len(users))
   interactions = loaders.interactions_frame(user_ids[users[order]], item_ids[items[order]],
                                             ratings[order], timestamps[order])
-  return Dataset(interactions=interactions, users=_users_table(user_ids, rng),
-                 items=_items_table(item_ids, rng))
+  users_table = _users_table(user_ids, rng)
+  items_table = _items_table(item_ids[:num_items], rng)
+  if arriving_items:
+    items_table = pd.concat([items_table, _items_table(item_ids[num_items:], arrivals_rng)])
+  return Dataset(interactions=interactions, users=users_table, items=items_table)
 
 
 def write_large_csv(directory: Union[str, Path],

@@ -1,9 +1,15 @@
 """gRPC client of the served recommenders (TF Serving or `serving.server`), library and CLI.
 
     python -m serving.client --target 127.0.0.1:8500 recommend 42 --history 50 172 -k 10
+    python -m serving.client recommend new-visitor --history 50 172 -k 10
     python -m serving.client score 42 50 172
     python -m serving.client --model teacher metadata
     python -m serving.client status
+
+`recommend` works for a user id the model has never seen (a new user): the id falls into the
+model's OOV bucket, and the history (and side features) carry the query, so give the items the
+user has interacted with, oldest first; without a history a new user gets what the OOV bucket
+alone ranks first. History items are never recommended back.
 
 Retries UNAVAILABLE with exponential backoff (only that code: the others would fail again) and
 turns every failed call into a one-line error that names the code or what it means.
@@ -233,9 +239,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   parser.add_argument('--deadline', type=float, default=5.0, help='seconds per call')
   parser.add_argument('--retries', type=int, default=3, help='retries on UNAVAILABLE')
   commands = parser.add_subparsers(dest='command', required=True)
-  recommend = commands.add_parser('recommend', help='top-k items for a user')
-  recommend.add_argument('user')
-  recommend.add_argument('--history', nargs='*', default=[], help='item ids, oldest first')
+  recommend = commands.add_parser(
+      'recommend', help='top-k items for a user',
+      description='Top-k items for a user. A user id unknown to the model (a new user) works: '
+                  'it falls into the OOV bucket and --history carries the query.')
+  recommend.add_argument('user', help='user id; an unknown one is served from --history')
+  recommend.add_argument('--history', nargs='*', default=[],
+                         help='item ids, oldest first (never recommended back)')
   recommend.add_argument('-k', type=int, default=10,
                          help=f'items to show, 1 to {signatures.TOP_K}')
   score = commands.add_parser('score', help='predicted ratings of items for a user')

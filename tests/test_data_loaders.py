@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from contract import features
+from evaluation import protocol
 from ingest import download, loaders, synthetic
 from ingest.errors import DataError
 import input_writers
@@ -62,6 +63,46 @@ def test_generate_is_deterministic_and_plausible():
   assert top_tenth > 0.2 and popularity.iloc[0] > 3 * popularity.median()  # long tail
   assert set(dataset.users[features.GENDER]) == set(synthetic.GENDERS)
   assert (dataset.items[features.YEAR] == 0).any() and (dataset.items[features.YEAR] > 0).any()
+
+
+def test_the_default_data_set_is_unchanged_by_the_arriving_items_option():
+  # Fingerprints of `generate()` as it was before `arriving_items` existed.
+  dataset = synthetic.generate()
+  assert [int(pd.util.hash_pandas_object(frame).sum() % 2**61)
+          for frame in (dataset.interactions, dataset.users, dataset.items)] == [
+              39186717879090855, 1920956205783486908, 299443244203247329]
+  assert_datasets_equal(synthetic.generate(arriving_items=0), dataset)
+
+
+def test_arriving_items_are_cold_in_about_a_tenth_of_the_test_interactions():
+  dataset = synthetic.generate(num_users=300, num_items=200, seed=1, arriving_items=20)
+  assert_datasets_equal(
+      synthetic.generate(num_users=300, num_items=200, seed=1, arriving_items=20), dataset)
+  frame = dataset.interactions
+  splits = protocol.assign_splits(frame)  # the project's split
+  arriving = [str(i) for i in range(201, 221)]
+  # Listed in the item side table, with genres, like the others.
+  assert dataset.items.index.tolist() == [str(i) for i in range(1, 221)]
+  assert (dataset.items.loc[arriving, features.GENRES].str.len() > 0).all()
+  # Never in train or eval; about 10% of the test interactions are with items unseen in train.
+  assert not frame[splits != features.TEST_SPLIT][features.ITEM_ID].isin(arriving).any()
+  train_items = set(frame[splits == features.TRAIN_SPLIT][features.ITEM_ID])
+  test = frame[splits == features.TEST_SPLIT]
+  cold_share = (~test[features.ITEM_ID].isin(train_items)).mean()
+  assert 0.07 <= cold_share <= 0.13, cold_share
+  assert test[features.ITEM_ID].isin(arriving).sum() >= 0.07 * len(test)
+  assert len(set(test[features.ITEM_ID]) & set(arriving)) >= 10  # many of them, not one
+  # Still distinct items per user, strictly increasing timestamps; the arrival is late.
+  assert not frame.duplicated([features.USER_ID, features.ITEM_ID]).any()
+  ordered = frame.sort_values([features.USER_ID, features.TIMESTAMP])
+  assert (ordered.groupby(features.USER_ID)[features.TIMESTAMP].diff().dropna() > 0).all()
+  first_arriving = frame[frame[features.ITEM_ID].isin(arriving)][features.TIMESTAMP].min()
+  assert first_arriving >= synthetic.ARRIVAL_TIMESTAMP
+  assert (frame[splits != features.TEST_SPLIT][features.TIMESTAMP] <
+          synthetic.ARRIVAL_TIMESTAMP).all()
+  assert set(frame[features.RATING].unique()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+  with pytest.raises(ValueError, match='arriving'):
+    synthetic.generate(arriving_items=-1)
 
 
 def test_large_csv_writer_is_deterministic_and_loads(tmp_path):

@@ -306,14 +306,19 @@ def test_eval_split_takes_every_user_under_the_cap():
 
 class _FixedScoresModel(tf.Module):
   """A SavedModel with the serving contract that scores every catalogue item the same for every
-  user (`item_scores`, items a..e) and predicts a rating of 4 for every example."""
+  user (`item_scores`, items a..e) and predicts a rating of 4 for every example. With
+  `known_users`, users outside them (which a real model puts in its OOV bucket) get the negated
+  scores."""
 
-  def __init__(self, item_scores):
+  def __init__(self, item_scores, known_users=()):
     super().__init__()
     self.item_scores = tf.Variable(item_scores, dtype=tf.float32)
+    self.known_users = tf.constant(list(known_users), dtype=tf.string)
 
-  def _top(self, batch_size):
+  def _top(self, batch_size, known=None):
     scores = tf.tile(self.item_scores[tf.newaxis], [batch_size, 1])
+    if known is not None:
+      scores = tf.where(known[:, tf.newaxis], scores, -scores)
     order = tf.argsort(scores, direction='DESCENDING', stable=True)
     return {signatures.ITEM_IDS: tf.gather(tf.constant(list('abcde')), order),
             signatures.SCORES: tf.gather(scores, order, batch_dims=1)}
@@ -324,7 +329,10 @@ class _FixedScoresModel(tf.Module):
                [tf.TensorSpec([None], tf.string)] * 3)
   def rank_catalogue(self, user_id, history, age, gender, occupation, zip_code):
     del history, age, gender, occupation, zip_code
-    return self._top(tf.shape(user_id)[0])
+    known = tf.reduce_any(user_id[:, tf.newaxis] == self.known_users[tf.newaxis, :], axis=1)
+    if self.known_users.shape[0] == 0:
+      known = tf.ones_like(known)
+    return self._top(tf.shape(user_id)[0], known)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
   def serve(self, examples):
@@ -335,8 +343,8 @@ class _FixedScoresModel(tf.Module):
     return {signatures.RATING: tf.fill([tf.shape(examples)[0]], 4.0)}
 
 
-def _save_fixed_scores_model(directory, item_scores) -> str:
-  model = _FixedScoresModel(item_scores)
+def _save_fixed_scores_model(directory, item_scores, known_users=()) -> str:
+  model = _FixedScoresModel(item_scores, known_users)
   tf.saved_model.save(model, str(directory), signatures={
       signatures.SERVING_DEFAULT: model.serve.get_concrete_function(),
       signatures.SCORE: model.score.get_concrete_function()})
@@ -375,7 +383,8 @@ def test_evaluate_exported_models_and_baselines(tiny, tmp_path):
   model_dirs = {
       'teacher': _save_fixed_scores_model(tmp_path / 'teacher', teacher_scores),
       'student': _save_fixed_scores_model(tmp_path / 'student',
-                                          [2 * score + 1 for score in teacher_scores]),
+                                          [2 * score + 1 for score in teacher_scores],
+                                          known_users=['u1', 'u2', 'u3']),
   }
   test_ratings = [row[2] for row in TINY_ROWS if row[3] == TEST]
   result = evaluate.evaluate(frame, names, [_rating_example(r) for r in test_ratings], model_dirs,
@@ -397,9 +406,103 @@ def test_evaluate_exported_models_and_baselines(tiny, tmp_path):
   assert result['models']['popularity']['rmse'] == pytest.approx(np.sqrt(6 / 5))
   assert 'rmse' not in result['models']['ease']
   assert all(len(curve) == evaluate.DEPTH for curve in result['recall_curves'].values())
+  # Slices: u2's cold 'z' is never hit; every user has at most 5 train interactions. The student
+  # ranks an unknown user by the negated scores; the others read no user id.
+  negated = metrics_lib.top_from_scores(-np.tile(teacher_scores, (3, 1)), tiny, evaluate.DEPTH)
+  expected_new_users = metrics_lib.metrics_of_top(negated, tiny)
+  assert result['slice_users'] == {'cold_items': 1, 'warm_items': 3, 'new_users': 3,
+                                   'short_history': 3}
+  for name, metrics in result['models'].items():
+    assert metrics['recall@100_cold_items'] == 0.0
+    assert metrics['recall@100_warm_items'] == 1.0  # 5 items: every unseen one is ranked
+    assert metrics['ndcg@10_short_history'] == pytest.approx(metrics['ndcg@10'])
+    if name == 'student':
+      assert metrics['ndcg@10_new_users'] == pytest.approx(expected_new_users['ndcg@10'])
+      assert metrics['ndcg@10_new_users'] < metrics['ndcg@10']
+    else:
+      assert metrics['ndcg@10_new_users'] == pytest.approx(metrics['ndcg@10'])
+      assert metrics['recall@100_new_users'] == pytest.approx(metrics['recall@100'])
   sample = result['score_sample']
   assert len(sample['reference']) == len(sample['candidate']) == 3 * 5
   assert sample['candidate'] == pytest.approx([2 * score + 1 for score in sample['reference']])
   assert sample['pearson'] == pytest.approx(1.0)
   with pytest.raises(ValueError, match='candidate'):
     evaluate.evaluate(frame, names, [b''], model_dirs, 'nobody', 'teacher', 1)
+
+
+def test_the_new_users_id_is_unknown():
+  assert evaluate.unknown_user_id(['u1', 'u2']) == evaluate.NEW_USER_ID
+  assert evaluate.unknown_user_id([evaluate.NEW_USER_ID, evaluate.NEW_USER_ID + '+']) == (
+      evaluate.NEW_USER_ID + '++')
+
+
+# Slices by hand. Catalogue a..g (train items); x and y have no train interaction (cold).
+# v1 has 6 train interactions (not a short history), v2 2, v3 1. v2's eval 'd' is seen when
+# evaluating test, so v2's warm target 'd' can never be hit.
+SLICE_ROWS = (
+    ('v1', 'a', TRAIN), ('v1', 'b', TRAIN), ('v1', 'c', TRAIN), ('v1', 'd', TRAIN),
+    ('v1', 'e', TRAIN), ('v1', 'f', TRAIN), ('v1', 'g', TEST), ('v1', 'y', TEST),
+    ('v2', 'a', TRAIN), ('v2', 'b', TRAIN), ('v2', 'd', EVAL), ('v2', 'c', TEST),
+    ('v2', 'd', TEST), ('v2', 'x', TEST),
+    ('v3', 'g', TRAIN), ('v3', 'a', TEST),
+)
+# The same item scores for every user: a 7, b 6, ... g 1; the new-user rankings reverse them.
+SLICE_SCORES = np.tile(np.arange(7, 0, -1, dtype=np.float64), (3, 1))
+
+
+def slice_frame():
+  users, items, names = zip(*SLICE_ROWS)
+  frame = loaders.interactions_frame(users, items, [4.0] * len(users), range(len(users)))
+  return frame, list(names)
+
+
+def test_slices_follow_the_protocol():
+  frame, names = slice_frame()
+  data = protocol.build_eval_data(frame, names)
+  assert data.items.tolist() == list('abcdefg')
+  slices = protocol.build_slices(frame, names, data)
+  assert list(slices) == list(protocol.SLICES)
+  cold, warm = slices[protocol.COLD_ITEMS], slices[protocol.WARM_ITEMS]
+  assert cold.rows.tolist() == [0, 1] and cold.eval_data.num_targets.tolist() == [1, 1]
+  assert cold.eval_data.targets.nnz == 0  # x and y are outside the catalogue
+  assert warm.rows.tolist() == [0, 1, 2] and warm.eval_data.num_targets.tolist() == [1, 2, 1]
+  np.testing.assert_array_equal(warm.eval_data.targets.toarray(), data.targets.toarray())
+  assert slices[protocol.SHORT_HISTORY].rows.tolist() == [1, 2]
+  assert slices[protocol.NEW_USERS].rows.tolist() == [0, 1, 2]
+
+
+def test_slice_metrics_by_hand():
+  frame, names = slice_frame()
+  data = protocol.build_eval_data(frame, names)
+  slices = protocol.build_slices(frame, names, data)
+  top = metrics_lib.top_from_scores(SLICE_SCORES, data, 100)
+  new_user_top = metrics_lib.top_from_scores(-SLICE_SCORES, data, 100)
+  metrics = metrics_lib.slice_metrics(top, new_user_top, slices)
+  assert list(metrics) == metrics_lib.SLICE_METRIC_KEYS == [
+      'recall@100_cold_items', 'recall@100_warm_items', 'ndcg@10_new_users',
+      'recall@100_new_users', 'ndcg@10_short_history']
+  # Cold targets y (v1) and x (v2) cannot be ranked: 0, not left out.
+  assert metrics['recall@100_cold_items'] == 0.0
+  # Warm: v1 hits g of {g}, v2 c of {c, d} (d is seen), v3 a of {a}.
+  assert metrics['recall@100_warm_items'] == pytest.approx((1 + 1 / 2 + 1) / 3)
+  # Unseen rankings: v2 c e f g (targets c, d, x: c first), v3 a b c d e f (target a first).
+  ideal_of_three = 1 + 1 / np.log2(3) + 1 / 2
+  assert metrics['ndcg@10_short_history'] == pytest.approx((1 / ideal_of_three + 1) / 2)
+  # Reversed: v1 ranks g (targets g, y), v2 g f e c (c 4th), v3 f e d c b a (a 6th).
+  assert metrics['ndcg@10_new_users'] == pytest.approx(
+      (1 / (1 + 1 / np.log2(3)) + (1 / np.log2(5)) / ideal_of_three + 1 / np.log2(7)) / 3)
+  # Every reachable target is within the top 100: v1 1 of 2, v2 1 of 3, v3 1 of 1.
+  assert metrics['recall@100_new_users'] == pytest.approx((1 / 2 + 1 / 3 + 1) / 3)
+  with pytest.raises(ValueError, match='same users'):
+    metrics_lib.slice_metrics(top, new_user_top[:1], slices)
+
+
+def test_a_slice_without_users_is_none():
+  frame, names = tiny_frame()
+  data = protocol.build_eval_data(frame, names, split=EVAL)  # u2's eval 'a' is warm
+  slices = protocol.build_slices(frame, names, data)
+  assert not len(slices[protocol.COLD_ITEMS].rows)
+  top = metrics_lib.top_from_scores(np.ones((1, 5)), data, 100)
+  metrics = metrics_lib.slice_metrics(top, top, slices)
+  assert metrics['recall@100_cold_items'] is None
+  assert metrics['recall@100_warm_items'] == 1.0

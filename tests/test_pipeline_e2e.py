@@ -1,5 +1,6 @@
-"""The whole pipeline with BeamDagRunner on tiny generated data, then the pushed SavedModel; and
-anomalous data, which stops before the Trainer and pushes nothing."""
+"""The whole pipeline with BeamDagRunner on tiny generated data (with items that arrive late, so
+that every evaluation slice has users), then the pushed SavedModel; and anomalous data, which
+stops before the Trainer and pushes nothing."""
 import glob
 import html
 import json
@@ -16,6 +17,7 @@ from contract import features
 from contract import signatures
 from evaluation import metrics as metrics_lib
 from ingest import loaders
+from ingest import synthetic
 from pipeline import local_runner
 import input_writers
 
@@ -61,13 +63,27 @@ def _example(**values) -> bytes:
 
 
 @pytest.fixture(scope='module')
-def pipeline_run(tmp_path_factory, synthetic_csv_dir):
+def arriving_dataset():
+  """The generated data with items that arrive late: about 10% of the test interactions are
+  with items unseen in train (the cold-item slice); users with as few as 5 interactions make
+  the short-history slice."""
+  return synthetic.generate(num_users=60, num_items=150, seed=0, arriving_items=15,
+                            interactions_per_user=(5, 40))
+
+
+@pytest.fixture(scope='module')
+def arriving_csv_dir(tmp_path_factory, arriving_dataset):
+  return str(input_writers.write_csv(arriving_dataset, tmp_path_factory.mktemp('arriving_csv')))
+
+
+@pytest.fixture(scope='module')
+def pipeline_run(tmp_path_factory, arriving_csv_dir):
   output = str(tmp_path_factory.mktemp('pipeline'))
   records = _Records()
   logging.getLogger().addHandler(records)
 
   def run(**gate_settings):
-    result = local_runner.run(synthetic_csv_dir, output, rating_auc_lower_bound=LENIENT_AUC,
+    result = local_runner.run(arriving_csv_dir, output, rating_auc_lower_bound=LENIENT_AUC,
                               **gate_settings)
     result['blessing'] = _newest_blessing(result)
     result['report_text'] = _report(result)
@@ -112,7 +128,18 @@ def test_retrieval_evaluation_of_every_model(pipeline_run):
     for key in metrics_lib.METRIC_KEYS + ['novelty@10', 'fidelity@10']:
       assert 0 <= values[key] <= (1 if key != 'novelty@10' else 64), (name, key)
     assert len(metrics['recall_curves'][name]) == max(metrics_lib.RECALL_KS)
+    for metric, slice_name in metrics_lib.SLICE_METRICS:  # None only for a slice without users
+      key = metrics_lib.slice_key(metric, slice_name)
+      if metrics['slice_users'][slice_name]:
+        assert 0 <= values[key] <= 1, (name, key)
+      else:
+        assert values[key] is None, (name, key)
   assert models['teacher']['fidelity@10'] == 1.0
+  # Every slice has users on this data; popularity and EASE rank train items only, so their
+  # cold-item recall is 0 (so is every model's while the catalogue is the train vocabulary).
+  assert all(metrics['slice_users'][name] > 0 for name in metrics['slice_users'])
+  assert models['popularity']['recall@100_cold_items'] == 0.0
+  assert models['ease']['recall@100_cold_items'] == 0.0
   for name in ('teacher', 'student_fp32', 'student_int8'):
     assert models[name]['bytes'] > 0 and models[name]['rmse'] > 0
     assert 0 < models[name]['latency_mean_ms'] <= models[name]['latency_p99_ms']
@@ -132,6 +159,9 @@ def test_report_shows_metrics_charts_gates_and_the_push(pipeline_run):
   report = first['report_text']
   assert first['report'].endswith(os.path.join('report', 'report.html'))
   assert 'id="metrics-table"' in report and 'id="data-statistics"' in report
+  assert 'id="slices-table"' in report
+  for key in metrics_lib.SLICE_METRIC_KEYS:
+    assert f'<td class="text">{key}</td>' in report, key
   for name in ('teacher', 'student_fp32', 'student_int8 (pushed candidate)', 'popularity', 'ease',
                'root_mean_squared_error', 'liked_auc', 'ndcg_vs_teacher'):
     assert name in report, name
@@ -179,12 +209,12 @@ def test_bad_data_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
   assert not output.exists()
 
 
-def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, synthetic_dataset):
+def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, arriving_dataset):
   first = pipeline_run[0]
   model = tf.saved_model.load(first['pushed'])
-  catalogue = set(synthetic_dataset.interactions[features.ITEM_ID])
-  known = synthetic_dataset.interactions[features.USER_ID].iloc[0]
-  history = list(synthetic_dataset.interactions[features.ITEM_ID].iloc[:3])
+  catalogue = set(arriving_dataset.interactions[features.ITEM_ID])
+  known = arriving_dataset.interactions[features.USER_ID].iloc[0]
+  history = list(arriving_dataset.interactions[features.ITEM_ID].iloc[:3])
 
   outputs = model.signatures[signatures.SERVING_DEFAULT](examples=tf.constant([
       _example(user_id=known, history=' '.join(history)),

@@ -13,8 +13,10 @@ RETRIEVAL = {
                     'latency_mean_ms': 4.0, 'latency_p99_ms': 9.0, 'fidelity@10': 1.0},
         'student_int8': {'recall@10': 0.4, 'ndcg@10': 0.2, 'bytes': 150_000,
                          'latency_mean_ms': 2.0, 'latency_p99_ms': 3.0, 'fidelity@10': 0.7},
-        'popularity': {'recall@10': 0.3, 'ndcg@10': 0.15, 'bytes': None},
+        'popularity': {'recall@10': 0.3, 'ndcg@10': 0.15, 'bytes': None,
+                       'recall@100_cold_items': None, 'ndcg@10_new_users': 0.125},
     },
+    'slice_users': {'cold_items': 0, 'warm_items': 3, 'new_users': 3, 'short_history': 2},
     'recall_curves': {'teacher': CURVE, 'student_int8': CURVE[::-1]},
     'score_sample': {'reference': [1.0, 2.0, 3.0], 'candidate': [1.1, 1.9, 3.2], 'pearson': 0.99},
     'gates': {
@@ -48,6 +50,16 @@ def test_page_shows_the_metrics_table_and_why_nothing_was_pushed():
   assert 'fine &lt;script&gt;' in text and '<script>' not in text
   assert '1,200' in text and 'rmse too high' in text and 'TFMA thresholds failed' in text
   assert '<img src="r.png" alt="recall_curves">' in text
+  slices = text[text.index('<table id="slices-table">'):]
+  slices = slices[:slices.index('</table>')]
+  assert slices.count('<tr>') == 1 + 5  # the header, a row per slice metric
+  assert ('<th>slice metric</th><th>slice</th><th>users</th><th>teacher</th>'
+          '<th>student_int8</th><th>popularity</th>') in slices
+  assert ('<td class="text">ndcg@10_new_users</td>' in slices and
+          '<td>3</td><td>-</td><td>-</td><td>0.1250</td></tr>' in slices)
+  # No cold test items: the slice is empty and shows '-'.
+  assert '<td class="text">recall@100_cold_items</td>' in slices
+  assert '<td>0</td><td>-</td><td>-</td><td>-</td></tr>' in slices
 
 
 def test_page_of_a_pushed_model():

@@ -11,9 +11,11 @@ import tensorflow as tf
 
 import serving_fixtures
 from contract import features
+from serving import client as client_lib
 from contract import signatures
 from contract import warmup
 from exported_models import TOP_K
+from models import layout
 
 K = 5
 
@@ -47,3 +49,37 @@ def test_real_exports_answer_over_grpc_as_in_process(trained, export_dirs, tmp_p
                                  expected['scores'].numpy()[:, :K], rtol=1e-5, err_msg=name)
       assert not set(served[2].item_ids) & set(histories[2])
       assert len(ratings) == 3 and np.all(np.isfinite(ratings))
+
+
+# pylint: disable-next=redefined-outer-name
+def test_cli_recommends_to_an_unknown_user_from_their_history(trained, export_dirs, tmp_path,
+                                                              capsys):
+  """The client CLI's `recommend` for a user id the model has never seen, over the local
+  server: the id falls into the OOV bucket and the history carries the query."""
+  frame = trained['frame']
+  user = 'never-seen-user'
+  assert user not in set(frame[features.USER_ID])
+  items = frame[features.ITEM_ID].drop_duplicates().tolist()
+  histories = [items[:4], items[-4:]]
+  name = layout.STUDENT_INT8
+  shutil.copytree(export_dirs[name], tmp_path / name / '1')
+  config = serving_fixtures.write_config(str(tmp_path / 'models.config'),
+                                         {name: tmp_path / name})
+  outputs = []
+  with serving_fixtures.running_server('local', config, [name]) as server:
+    for history in histories:
+      assert client_lib.main(['--target', server.target, '--model', name, 'recommend', user,
+                              '--history', *history, '-k', str(K)]) == 0
+      outputs.append(capsys.readouterr().out.splitlines())
+  model = tf.saved_model.load(export_dirs[name])
+  for history, lines in zip(histories, outputs):
+    assert lines[0] == f'{name} version 1: top {K} for user {user}'
+    ranked = [line.split() for line in lines[1:]]
+    assert [int(rank) for rank, _, _ in ranked] == list(range(1, K + 1))
+    expected = model.signatures[signatures.RECOMMEND](
+        user_id=tf.constant([user]), history=tf.constant([history]))
+    served = [item for _, item, _ in ranked]
+    assert served == expected['item_ids'].numpy().astype(str)[0, :K].tolist()
+    assert not set(served) & set(history)
+  # The history is what the answer depends on: another history, other recommendations.
+  assert outputs[0][1:] != outputs[1][1:]

@@ -6,6 +6,9 @@ does no I/O, so the page can be tested from a dictionary.
 import html
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from evaluation import metrics as metrics_lib
+from evaluation import protocol
+
 # Columns of the metrics table: (key in a model's metrics, header, format).
 METRIC_COLUMNS = (
     ('recall@10', 'Recall@10', '{:.4f}'),
@@ -20,6 +23,15 @@ METRIC_COLUMNS = (
     ('latency_mean_ms', 'latency mean (ms)', '{:.2f}'),
     ('latency_p99_ms', 'latency p99 (ms)', '{:.2f}'),
 )
+# What each slice of the slices table (a row per slice metric) holds.
+SLICE_DESCRIPTIONS = {
+    protocol.COLD_ITEMS: 'targets whose item has no train interaction',
+    protocol.WARM_ITEMS: 'targets whose item has train interactions',
+    protocol.NEW_USERS: 'every query, asked with an unknown user id (history and side features '
+                        'kept)',
+    protocol.SHORT_HISTORY: (f'users with at most {protocol.SHORT_HISTORY_MAX_TRAIN} train '
+                             'interactions'),
+}
 CHART_TITLES = {
     'recall_curves': 'Recall@K curves',
     'score_scatter': 'Teacher vs student scores',
@@ -93,6 +105,23 @@ def _metrics_section(retrieval: Mapping[str, object]) -> str:
                         'metrics-table')
 
 
+def _slices_section(retrieval: Mapping[str, object]) -> str:
+  """A row per slice metric (`metrics.SLICE_METRIC_KEYS`), a column per model; '-' where a
+  slice has no users or a model has no value."""
+  models: Dict[str, Mapping[str, object]] = retrieval.get('models') or {}
+  if not models:
+    return '<p>No slice metrics.</p>'
+  users = retrieval.get('slice_users') or {}
+  rows = []
+  for metric, name in metrics_lib.SLICE_METRICS:
+    rows.append([f'<td class="text">{_text(metrics_lib.slice_key(metric, name))}</td>',
+                 f'<td class="text">{_text(SLICE_DESCRIPTIONS.get(name, name))}</td>',
+                 _cell(users.get(name), '{:,}')] +
+                [_cell(metrics.get(metrics_lib.slice_key(metric, name)), '{:.4f}')
+                 for metrics in models.values()])
+  return _table(['slice metric', 'slice', 'users'] + list(models), rows, 'slices-table')
+
+
 def _gates_section(retrieval: Mapping[str, object]) -> str:
   gates = retrieval.get('gates') or {}
   decisions: List[Mapping[str, object]] = gates.get('decisions') or []
@@ -160,6 +189,8 @@ def render(report: Mapping[str, object]) -> str:
 {_data_section(report.get('data') or {})}
 <h2>Retrieval metrics</h2>
 {_metrics_section(retrieval)}
+<h2>Slices</h2>
+{_slices_section(retrieval)}
 <h2>Release gates</h2>
 {_gates_section(retrieval)}
 <h2>Evaluator (TFMA, rating signature)</h2>
