@@ -1,8 +1,17 @@
-"""Tests of the run report's page and charts, from plain data (no pipeline run)."""
+"""Tests of the run report's page, charts and executor, from plain data (no pipeline run)."""
 import html
+import json
 import os
 
+import pytest
+from tfx import types
+from tfx.types import standard_artifacts
+
+from components import artifacts
+from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import charts
+from components.run_report import component
+from components.run_report import executor
 from components.run_report import page
 
 CURVE = [0.1 * k for k in range(1, 11)]
@@ -29,6 +38,24 @@ RETRIEVAL = {
         'blessed': False,
     },
 }
+
+
+def _row(model, dim, ndcg, size, gap=None, **extra):
+  """A row of `benchmarks/distill.py`'s JSON results."""
+  return {'model': model, 'embedding_dim': dim, 'seeds': 3, 'ndcg@10_mean': ndcg,
+          'ndcg@10_std': 0.01, 'ndcg@10_per_seed': [ndcg] * 3, 'recall@100_mean': 2 * ndcg,
+          'recall@100_std': 0.02, 'recall@100_per_seed': [2 * ndcg] * 3, 'bytes': size,
+          'latency_p50_ms': 1.5 if size else None, 'gap_recovered': gap, **extra}
+
+
+FRONTIER_ROWS = [
+    _row('teacher', 64, 0.30, 2_000_000), _row('ease', None, 0.32, None),
+    _row('student_scratch', 8, 0.20, 60_000), _row('student_distilled', 8, 0.25, 60_000, 0.5),
+    _row('student_int8', 8, 0.24, 20_000, 0.4),
+    _row('student_scratch', 16, 0.24, 120_000),
+    _row('student_distilled', 16, 0.27, 120_000, 0.5),
+    _row('student_int8', 16, 0.27, 40_000, 0.5, default=True),
+]
 SUMMARY = {'teacher': {'history': {'loss': [3.0, 2.0], 'val_loss': [3.5, 2.5],
                                    'total_loss': [3.0, 2.0]}},
            'student': {'params': 10}}
@@ -89,3 +116,117 @@ def test_charts_without_data_are_left_out(tmp_path):
   assert charts.size_and_latency({'popularity': {'bytes': None}}, out) is None
   assert charts.training_loss({'student': {'params': 1}}, out) is None
   assert not os.listdir(out)
+
+
+def test_page_shows_the_distillation_frontier_and_its_rows():
+  text = page.render({'retrieval': RETRIEVAL, 'distillation': {
+      'path': '/b/distill.json', 'rows': FRONTIER_ROWS, 'chart': charts.FRONTIER}})
+  section = text[text.index('<h2>Distillation frontier</h2>'):]
+  assert '/b/distill.json' in section and 'over 3 seeds' in section
+  assert f'<img src="{charts.FRONTIER}" alt="frontier">' in section
+  table = section[section.index('<table id="frontier-table">'):]
+  table = table[:table.index('</table>')]
+  assert table.count('<tr>') == 1 + len(FRONTIER_ROWS)
+  assert ('<td class="text">student_int8 *</td><td>16</td><td>0.2700 ± 0.0100</td>'
+          '<td>0.5400 ± 0.0200</td><td>40,000</td><td>50%</td>') in table
+  assert '<td class="text">ease</td><td>-</td><td>0.3200 ± 0.0100</td>' in table
+  assert '<td>2,000,000</td><td>-</td></tr>' in table  # the teacher: no gap recovered
+
+
+def test_page_without_distillation_results_has_no_frontier_section():
+  assert 'Distillation frontier' not in page.render({'retrieval': RETRIEVAL})
+
+
+def test_page_says_in_one_line_why_the_results_were_not_read():
+  text = page.render({'retrieval': RETRIEVAL, 'distillation': {
+      'path': '/b/<x>.json', 'error': 'Expecting value: line 1 column 1 (char 0)'}})
+  section = text[text.index('<h2>Distillation frontier</h2>'):text.index('</body>')]
+  (line,) = [line for line in section.splitlines() if 'frontier-error' in line]
+  assert line == ('<p class="fail" id="frontier-error">Could not read the distillation results '
+                  '/b/&lt;x&gt;.json: Expecting value: line 1 column 1 (char 0)</p>')
+  assert '<table' not in section and '<img' not in section
+
+
+def _run_executor(tmp_path, distill_results):
+  """Runs the RunReport executor on RETRIEVAL alone; returns report.html's text and its dir."""
+  evaluation = artifacts.RetrievalEvaluation()
+  evaluation.uri = str(tmp_path / 'evaluation')
+  os.makedirs(evaluation.uri)
+  with open(os.path.join(evaluation.uri, retrieval_executor.METRICS_FILE), 'w') as f:
+    json.dump(RETRIEVAL, f)
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = str(tmp_path / 'pushed')
+  pushed.set_int_custom_property('pushed', 0)
+  report = artifacts.RunReport()
+  report.uri = str(tmp_path / 'report')
+  executor.Executor().Do(
+      {executor.RETRIEVAL_EVALUATION_KEY: [evaluation], executor.PUSHED_MODEL_KEY: [pushed]},
+      {executor.REPORT_KEY: [report]},
+      {executor.TITLE_KEY: 'run', executor.DISTILL_RESULTS_KEY: distill_results})
+  with open(os.path.join(report.uri, executor.REPORT_FILE)) as f:
+    return f.read(), report.uri
+
+
+def test_report_draws_the_frontier_of_a_results_file(tmp_path):
+  results = tmp_path / 'distill.json'
+  results.write_text(json.dumps(FRONTIER_ROWS))
+  text, out_dir = _run_executor(tmp_path, str(results))
+  assert '<h2>Distillation frontier</h2>' in text and 'id="frontier-table"' in text
+  assert f'<img src="{charts.FRONTIER}" alt="frontier">' in text
+  with open(os.path.join(out_dir, charts.FRONTIER), 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  assert 'frontier-error' not in text
+
+
+@pytest.mark.parametrize('content, reason', [
+    ('{"model": ', 'Expecting value'),
+    ('{"rows": []}', 'expected a non-empty JSON list of rows'),
+    ('[]', 'expected a non-empty JSON list of rows'),
+    (json.dumps([{'model': 'teacher'}]), "row 0 has no 'embedding_dim'"),
+    (json.dumps(FRONTIER_ROWS[:2] + [{**FRONTIER_ROWS[2], 'bytes': 'big'}]),
+     "row 2: 'bytes' is 'big'"),
+    (None, 'no such file'),
+])
+def test_an_unreadable_results_file_is_named_and_the_report_still_written(
+    tmp_path, caplog, content, reason):
+  results = tmp_path / 'distill.json'
+  if content is not None:
+    results.write_text(content)
+  text, out_dir = _run_executor(tmp_path, str(results))
+  (line,) = [line for line in text.splitlines() if 'frontier-error' in line]
+  assert f'Could not read the distillation results {results}: ' in line
+  assert html.escape(reason) in line, line
+  assert 'id="metrics-table"' in text  # the rest of the report is there
+  assert not os.path.exists(os.path.join(out_dir, charts.FRONTIER))
+  assert any('left out of the report' in r.getMessage() and r.levelname == 'WARNING'
+             for r in caplog.records)
+
+
+def test_report_without_results_has_no_frontier_section(tmp_path):
+  text, out_dir = _run_executor(tmp_path, '')
+  assert 'Distillation frontier' not in text
+  assert not os.path.exists(os.path.join(out_dir, charts.FRONTIER))
+
+
+def test_the_fingerprint_follows_a_local_file_content(tmp_path):
+  results = tmp_path / 'distill.json'
+  assert executor.results_fingerprint('') == ''
+  assert executor.results_fingerprint(str(results)) == ''  # missing
+  assert executor.results_fingerprint('gs://bucket/distill.json') == ''
+  results.write_text('[1]')
+  first = executor.results_fingerprint(str(results))
+  results.write_text('[2]')
+  assert first and executor.results_fingerprint(str(results)) not in ('', first)
+
+
+def test_the_component_carries_the_path_and_the_fingerprint(tmp_path):
+  results = tmp_path / 'distill.json'
+  results.write_text(json.dumps(FRONTIER_ROWS))
+  evaluation = types.Channel(type=artifacts.RetrievalEvaluation)
+  with_results = component.RunReport(evaluation, distill_results=str(results)).exec_properties
+  assert with_results[executor.DISTILL_RESULTS_KEY] == str(results)
+  assert with_results[executor.DISTILL_RESULTS_FINGERPRINT_KEY] == executor.results_fingerprint(
+      str(results))
+  without = component.RunReport(evaluation).exec_properties
+  assert without.get(executor.DISTILL_RESULTS_KEY) is None
+  assert without.get(executor.DISTILL_RESULTS_FINGERPRINT_KEY) is None

@@ -6,7 +6,10 @@
                        model_run=trainer.outputs['model_run'],
                        pushed_model=pusher.outputs['pushed_model'])
 
-Its `report` artifact holds report.html and the PNG charts it shows.
+Its `report` artifact holds report.html and the PNG charts it shows. With `distill_results`
+(the path of a `benchmarks/distill.py` JSON file), the report also shows the distillation
+frontier; the file's content is fingerprinted when the component is built, so a changed local
+file re-runs a cached report.
 """
 from typing import Optional
 
@@ -24,6 +27,9 @@ class RunReportSpec(component_spec.ComponentSpec):
   """Inputs, outputs and parameters of `RunReport`."""
   PARAMETERS = {
       executor.TITLE_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      executor.DISTILL_RESULTS_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      executor.DISTILL_RESULTS_FINGERPRINT_KEY: component_spec.ExecutionParameter(
+          type=str, optional=True),
   }
   INPUTS = {
       executor.RETRIEVAL_EVALUATION_KEY: component_spec.ChannelParameter(
@@ -52,7 +58,7 @@ class RunReport(base_component.BaseComponent):
                evaluation: Optional[types.BaseChannel] = None,
                model_run: Optional[types.BaseChannel] = None,
                pushed_model: Optional[types.BaseChannel] = None,
-               title: Optional[str] = None):
+               title: Optional[str] = None, distill_results: str = ''):
     """
     Args:
       retrieval_evaluation: the RetrievalEvaluator's evaluation (metrics and gate decisions).
@@ -61,8 +67,13 @@ class RunReport(base_component.BaseComponent):
       model_run: the Trainer's run directory (training_summary.json).
       pushed_model: the Pusher's outcome.
       title: the page title.
+      distill_results: the path of a distillation benchmark's JSON rows to draw as the
+        frontier ('' for none). A file that cannot be read is named in the report with the
+        reason; it does not fail the run.
     """
     super().__init__(spec=RunReportSpec(
         retrieval_evaluation=retrieval_evaluation, statistics=statistics,
         evaluation=evaluation, model_run=model_run, pushed_model=pushed_model, title=title,
+        distill_results=distill_results or None,
+        distill_results_fingerprint=executor.results_fingerprint(distill_results) or None,
         report=types.Channel(type=artifacts.RunReport)))

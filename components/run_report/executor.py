@@ -2,8 +2,11 @@
 
 Reads the StatisticsGen statistics (examples, distinct users and items, mean rating per split),
 the RetrievalEvaluator's metrics.json, the Evaluator's TFMA metrics and validation result, the
-Trainer's training_summary.json (loss curves) and the Pusher's outcome.
+Trainer's training_summary.json (loss curves) and the Pusher's outcome; with `distill_results`,
+also a distillation benchmark's JSON rows (`benchmarks/distill.py`), drawn as the frontier
+chart. A results file that cannot be read does not fail the run: the report says why.
 """
+import hashlib
 import json
 import os
 from typing import Any, Dict, List, Optional
@@ -31,6 +34,8 @@ MODEL_RUN_KEY = 'model_run'
 PUSHED_MODEL_KEY = 'pushed_model'
 REPORT_KEY = 'report'
 TITLE_KEY = 'title'
+DISTILL_RESULTS_KEY = 'distill_results'
+DISTILL_RESULTS_FINGERPRINT_KEY = 'distill_results_fingerprint'
 
 REPORT_FILE = 'report.html'
 STATISTICS_FILE = 'FeatureStats.pb'
@@ -95,6 +100,69 @@ def push_outcome(pushed_model: types.Artifact) -> Dict[str, Any]:
           'destination': pushed_model.get_string_custom_property('pushed_destination') or None}
 
 
+# The keys of a distillation benchmark row the report reads, and the types each may hold
+# (None where a row has no value: EASE has no dimension, the teacher no gap recovered).
+_NUMBER = (int, float)
+FRONTIER_ROW_TYPES = {
+    'model': (str,),
+    'embedding_dim': (int, type(None)),
+    'ndcg@10_mean': _NUMBER,
+    'ndcg@10_std': _NUMBER,
+    'recall@100_mean': _NUMBER,
+    'recall@100_std': _NUMBER,
+    'bytes': _NUMBER + (type(None),),
+    'gap_recovered': _NUMBER + (type(None),),
+}
+
+
+def results_fingerprint(path: str) -> str:
+  """A digest of a local results file's content ('' for none, a remote or an unreadable path),
+  so that a changed file re-runs the cached RunReport."""
+  if not path or '://' in path or not os.path.isfile(path):
+    return ''
+  try:
+    with open(path, 'rb') as f:
+      return hashlib.sha256(f.read()).hexdigest()[:16]
+  except OSError:
+    return ''
+
+
+def read_frontier_rows(path: str) -> List[Dict[str, Any]]:
+  """The rows of a distillation benchmark's JSON file; FileNotFoundError or ValueError naming
+  what is wrong."""
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError('no such file')
+  rows = _read_json(path)
+  if not isinstance(rows, list) or not rows:
+    raise ValueError('expected a non-empty JSON list of rows')
+  for number, row in enumerate(rows):
+    if not isinstance(row, dict):
+      raise ValueError(f'row {number} is not a JSON object')
+    for key, types_ in FRONTIER_ROW_TYPES.items():
+      if key not in row:
+        raise ValueError(f'row {number} has no {key!r}')
+      if not isinstance(row[key], types_) or isinstance(row[key], bool):
+        raise ValueError(f'row {number}: {key!r} is {row[key]!r}')
+  return rows
+
+
+def frontier_report(path: str, out_dir: str) -> Optional[Dict[str, Any]]:
+  """The report's distillation section: {'path', 'rows', 'chart'} (the frontier PNG's name,
+  None when no student row has bytes), or {'path', 'error'} when the file cannot be read; None
+  without a path."""
+  if not path:
+    return None
+  try:
+    rows = read_frontier_rows(path)
+    chart = charts.frontier(rows, out_dir, charts.FRONTIER,
+                            title=f'Distillation frontier: {os.path.basename(path)}')
+  except (OSError, tf.errors.OpError, ValueError, TypeError, KeyError) as error:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    logging.warning('Distillation results %s left out of the report: %s', path, reason)
+    return {'path': path, 'error': reason}
+  return {'path': path, 'rows': rows, 'chart': chart}
+
+
 def _optional_single(input_dict: Dict[str, List[types.Artifact]],
                      key: str) -> Optional[types.Artifact]:
   artifacts = input_dict.get(key) or []
@@ -137,6 +205,7 @@ class Executor(base_executor.BaseExecutor):
             'size_latency': charts.size_and_latency(retrieval.get('models') or {}, out_dir),
             'training_loss': charts.training_loss(summary, out_dir),
         },
+        'distillation': frontier_report(exec_properties.get(DISTILL_RESULTS_KEY) or '', out_dir),
     }
     path = os.path.join(out_dir, REPORT_FILE)
     io_utils.write_string_file(path, page.render(report))

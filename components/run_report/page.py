@@ -164,6 +164,44 @@ def _push_section(push: Optional[Mapping[str, object]],
   return f'<p class="fail" id="push-outcome">Not pushed: {_text(why)}.</p>'
 
 
+def _gap(value) -> str:
+  return '<td>-</td>' if value is None else _cell(value, '{:.0%}')
+
+
+def _mean_std(row: Mapping[str, object], metric: str) -> str:
+  return f'<td>{row[metric + "_mean"]:.4f} ± {row[metric + "_std"]:.4f}</td>'
+
+
+def _distillation_section(distillation: Mapping[str, object]) -> str:
+  """The distillation benchmark's frontier chart and rows (`benchmarks/distill.py`), or one line
+  saying why its file could not be read."""
+  path = _text(distillation.get('path'))
+  if distillation.get('error') is not None:
+    return (f'<p class="fail" id="frontier-error">Could not read the distillation results '
+            f'{path}: {_text(distillation["error"])}</p>')
+  rows: Sequence[Mapping[str, object]] = distillation.get('rows') or []
+  seeds = sorted({row['seeds'] for row in rows if isinstance(row.get('seeds'), int)})
+  over = f' over {"/".join(map(str, seeds))} seeds' if seeds else ''
+  caption = (f'<p>From the distillation benchmark\'s results {path}: NDCG@10 (mean ± std{over}) '
+             'against the SavedModel\'s bytes (log scale) of the students trained without the '
+             'teacher (scratch), distilled, and distilled then int8-quantized, at every size; the '
+             'teacher and EASE are horizontal lines. Gap recovered = (student − scratch) / '
+             '(teacher − scratch) of the mean NDCG@10. * marks the pipeline\'s default '
+             'student.</p>')
+  chart = distillation.get('chart')
+  image = (f'<img src="{_text(chart)}" alt="frontier">' if chart else
+           '<p>No student row with bytes to plot.</p>')
+  table = _table(
+      ['model', 'dim', 'NDCG@10 (mean ± std)', 'Recall@100 (mean ± std)', 'bytes',
+       'gap recovered'],
+      [[f'<td class="text">{_text(row["model"])}{" *" if row.get("default") else ""}</td>',
+        _cell(row['embedding_dim'], '{}'), _mean_std(row, 'ndcg@10'),
+        _mean_std(row, 'recall@100'), _cell(row['bytes'], '{:,.0f}'),
+        _gap(row['gap_recovered'])] for row in rows],
+      'frontier-table')
+  return caption + image + table
+
+
 def render(report: Mapping[str, object]) -> str:
   """The HTML page of a run report.
 
@@ -171,13 +209,19 @@ def render(report: Mapping[str, object]) -> str:
     report: {'title': str, 'data': {split: {'examples', 'users', 'items', 'mean_rating'}},
       'retrieval': the RetrievalEvaluator's metrics.json, 'tfma': {'metrics': {name: value},
       'validation_ok': bool or None, 'failures': [str]} or None, 'push': {'pushed': bool,
-      'version', 'destination'} or None, 'charts': {chart key: PNG file name beside the page}}.
+      'version', 'destination'} or None, 'charts': {chart key: PNG file name beside the page},
+      'distillation': {'path', 'rows': the distillation benchmark's rows, 'chart': the frontier
+      PNG's name or None} or {'path', 'error': why the file could not be read} or None (no
+      section)}.
   """
   retrieval = report.get('retrieval') or {}
   charts = ''.join(
       f'<h3>{_text(CHART_TITLES.get(key, key))}</h3><img src="{_text(name)}" alt="{_text(key)}">'
       for key, name in (report.get('charts') or {}).items() if name)
   title = _text(report.get('title', 'Pipeline run report'))
+  distillation = report.get('distillation')
+  frontier = (f'<h2>Distillation frontier</h2>\n{_distillation_section(distillation)}\n'
+              if distillation else '')
   return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>{_STYLE}</style></head>
@@ -197,5 +241,5 @@ def render(report: Mapping[str, object]) -> str:
 {_tfma_section(report.get('tfma'))}
 <h2>Charts</h2>
 {charts or '<p>No charts.</p>'}
-</body></html>
+{frontier}</body></html>
 """
