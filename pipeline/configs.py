@@ -2,8 +2,8 @@
 
 The runners (`pipeline/local_runner.py`, `kubeflow/`, `benchmarks/`) pass these values to
 `pipeline.create_pipeline`. Paths can be overridden from the environment (`make run DATA=...
-OUTPUT=...` sets them), so the same definitions serve the local runner, the tests and the
-Kubeflow runners.
+OUTPUT=...` sets them; DISTILL_RESULTS adds a distillation benchmark's results to the report),
+so the same definitions serve the local runner, the tests and the Kubeflow runners.
 """
 import os
 from typing import Any, Dict
@@ -18,6 +18,9 @@ TEACHER_MODEL_NAME = 'teacher'  # ... and the teacher, pushed beside it
 # Where the pipeline writes. OUTPUT_DIR holds everything a run produces.
 OUTPUT_DIR = os.environ.get('OUTPUT', os.path.join(os.getcwd(), 'outputs'))
 DATA_SOURCE = os.environ.get('DATA', 'movielens-100k')  # a name, a directory or a CSV file
+# A distillation benchmark's JSON rows (`make bench-distill`'s BENCH_OUT) that the run report
+# draws as the frontier; '' for none. A path the RunReport step can read.
+DISTILL_RESULTS = os.environ.get('DISTILL_RESULTS', '')
 DOWNLOAD_CACHE_DIR = os.environ.get(
     'DATA_CACHE', os.path.join(os.path.expanduser('~'), '.cache', 'recsys-distill'))
 
@@ -87,4 +90,4 @@ def pipeline_arguments() -> Dict[str, Any]:
       student=STUDENT, training=TRAINING, distillation=DISTILLATION, export=EXPORT,
       rmse_upper_bound=RMSE_UPPER_BOUND, rating_auc_lower_bound=RATING_AUC_LOWER_BOUND,
       rmse_max_increase=RMSE_MAX_INCREASE, retrieval_gates=RETRIEVAL_GATES,
-      latency_requests=LATENCY_REQUESTS)
+      latency_requests=LATENCY_REQUESTS, distill_results=DISTILL_RESULTS)

@@ -6,7 +6,8 @@ Resolves the data source (a dataset name is downloaded once into the cache), che
 files' headers and side tables, runs every component from the raw files (RawExampleGen reads
 them; unchanged inputs hit the TFX cache), copies the run report to <output>/report/ and prints
 where the pushed model and the report are. Bad input and data anomalies stop the run with one
-line naming the problem.
+line naming the problem. `--distill-results FILE` (default: $DISTILL_RESULTS) adds a
+distillation benchmark's results (`benchmarks/distill.py`) to the report as the frontier.
 """
 import argparse
 import json
@@ -102,9 +103,11 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
         rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
         rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
         retrieval_gates: Mapping[str, float] = configs.RETRIEVAL_GATES,
-        train_student_scratch: bool = False) -> dict:
-  """Runs the pipeline on the raw data with the `configs` values, but for the thresholds given
-  here (see `pipeline.create_pipeline`); returns the paths and the pushed version.
+        train_student_scratch: bool = False,
+        distill_results: str = configs.DISTILL_RESULTS) -> dict:
+  """Runs the pipeline on the raw data with the `configs` values, but for the thresholds and the
+  distillation results given here (see `pipeline.create_pipeline`); returns the paths and the
+  pushed version.
 
   Raises `DataError` for bad input (file, row, column) and `DataAnomaliesError` when the data
   has anomalies against the curated schema: then nothing is trained or pushed."""
@@ -115,7 +118,8 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   before = latest_version(serving_model_dir)
   try:
     _run_pipeline(source, paths, serving_model_dir, enable_cache, rmse_upper_bound,
-                  rating_auc_lower_bound, retrieval_gates, train_student_scratch)
+                  rating_auc_lower_bound, retrieval_gates, train_student_scratch,
+                  _local_path(distill_results))
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)
     if stopping is None:
@@ -132,9 +136,15 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
           'gate_failures': gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
 
 
+def _local_path(path: str) -> str:
+  """`path` made absolute when it is a local one ('' and URLs stay as they are)."""
+  return path if not path or '://' in path else os.path.abspath(path)
+
+
 def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache: bool,
                   rmse_upper_bound: float, rating_auc_lower_bound: float,
-                  retrieval_gates: Mapping[str, float], train_student_scratch: bool) -> None:
+                  retrieval_gates: Mapping[str, float], train_student_scratch: bool,
+                  distill_results: str) -> None:
   beam_dag_runner.BeamDagRunner().run(pipeline.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=paths['pipeline_root'],
@@ -148,7 +158,8 @@ def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache
       beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
       enable_cache=enable_cache,
       **{**configs.pipeline_arguments(), 'rmse_upper_bound': rmse_upper_bound,
-         'rating_auc_lower_bound': rating_auc_lower_bound, 'retrieval_gates': retrieval_gates}))
+         'rating_auc_lower_bound': rating_auc_lower_bound, 'retrieval_gates': retrieval_gates,
+         'distill_results': distill_results}))
 
 
 def main(argv=None) -> int:
@@ -156,6 +167,9 @@ def main(argv=None) -> int:
   parser.add_argument('--data', default=configs.DATA_SOURCE,
                       help='"movielens-100k", a MovieLens directory, or an interactions CSV')
   parser.add_argument('--output', default=configs.OUTPUT_DIR, help='directory for all outputs')
+  parser.add_argument('--distill-results', default=configs.DISTILL_RESULTS, metavar='FILE',
+                      help="a distillation benchmark's JSON results (benchmarks/distill.py) to "
+                           'show as the frontier in the report (default: $DISTILL_RESULTS)')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
   parser.add_argument('--verbose', action='store_true', help="show TFX's full INFO logs")
   args = parser.parse_args(argv)
@@ -164,7 +178,8 @@ def main(argv=None) -> int:
 
   started = time.time()
   try:
-    result = run(args.data, args.output, enable_cache=not args.no_cache)
+    result = run(args.data, args.output, enable_cache=not args.no_cache,
+                 distill_results=args.distill_results)
   except (errors.DataError, data_gate.DataAnomaliesError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2

@@ -133,6 +133,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                     rmse_upper_bound: float, rating_auc_lower_bound: float,
                     rmse_max_increase: float, retrieval_gates: Mapping[str, float],
                     latency_requests: int, train_student_scratch: bool = False,
+                    distill_results: str = '',
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
                     enable_cache: bool = True, kfp_v2: bool = False) -> tfx.dsl.Pipeline:
@@ -168,6 +169,9 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     retrieval_gates: the `gates.RetrievalGates` thresholds, by field name.
     latency_requests: timed single-request calls of each SavedModel in the RetrievalEvaluator.
     train_student_scratch: also train the student without the teacher (a benchmark reference).
+    distill_results: the path of a distillation benchmark's JSON rows (`benchmarks/distill.py`)
+      that the run report draws as the frontier; '' for none. A file the RunReport cannot read
+      is named in the report; it does not fail the run.
     metadata_connection_config: the ML Metadata store (None: the orchestrator's own).
     beam_pipeline_args: the Beam arguments of the Beam-based components.
     enable_cache: reuse the outputs of executions whose inputs are unchanged.
@@ -224,7 +228,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       evaluation=evaluator.outputs['evaluation'],
       model_run=trainer.outputs['model_run'],
       pushed_model=pusher.outputs['pushed_model'],
-      title=f'{pipeline_name} run report')
+      title=f'{pipeline_name} run report',
+      distill_results=distill_results)
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,

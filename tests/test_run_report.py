@@ -230,3 +230,41 @@ def test_the_component_carries_the_path_and_the_fingerprint(tmp_path):
   without = component.RunReport(evaluation).exec_properties
   assert without.get(executor.DISTILL_RESULTS_KEY) is None
   assert without.get(executor.DISTILL_RESULTS_FINGERPRINT_KEY) is None
+
+
+def test_the_pipeline_passes_the_results_path_to_the_run_report(tmp_path):
+  from pipeline import configs  # pylint: disable=g-import-not-at-top
+  from pipeline import pipeline  # pylint: disable=g-import-not-at-top
+
+  def run_report(**arguments):
+    built = pipeline.create_pipeline(
+        pipeline_name='p', pipeline_root=str(tmp_path / 'root'), data_source=str(tmp_path),
+        schema_file=configs.SCHEMA_FILE, serving_model_dir=str(tmp_path / 'serving'),
+        teacher_serving_model_dir=str(tmp_path / 'teacher'),
+        **{**configs.pipeline_arguments(), **arguments})
+    (report,) = [c for c in built.components if c.id == 'RunReport']
+    return report.exec_properties
+
+  results = tmp_path / 'distill.json'
+  results.write_text(json.dumps(FRONTIER_ROWS))
+  assert run_report(distill_results=str(results))[executor.DISTILL_RESULTS_KEY] == str(results)
+  assert run_report(distill_results='').get(executor.DISTILL_RESULTS_KEY) is None
+
+
+def test_distill_results_come_from_the_environment_and_the_local_runner_flag(monkeypatch):
+  import importlib  # pylint: disable=g-import-not-at-top
+  from pipeline import configs  # pylint: disable=g-import-not-at-top
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('DISTILL_RESULTS', 'from_env.json')
+  try:
+    assert importlib.reload(configs).pipeline_arguments()['distill_results'] == 'from_env.json'
+  finally:
+    monkeypatch.undo()
+    importlib.reload(configs)
+  calls = []
+  monkeypatch.setattr(local_runner, 'run', lambda *args, **kwargs: calls.append(kwargs) or {
+      'pushed': '1', 'report': 'r.html'})
+  monkeypatch.setattr(local_runner.progress, 'install', lambda **kwargs: None)
+  assert local_runner.main(['--distill-results', 'bench.json']) == 0
+  assert local_runner.main([]) == 0
+  assert [call['distill_results'] for call in calls] == ['bench.json', configs.DISTILL_RESULTS]
