@@ -21,6 +21,10 @@
                     CPUs and memory of the Beam steps' pods (RawExampleGen, StatisticsGen,
                     Transform, Evaluator), where the DirectRunner's workers run; distributed
                     runners' workers are set with BEAM_ARGS (e.g. --machine_type)
+    DISTILL_RESULTS (optional, read by `pipeline.configs`) a distillation benchmark's JSON
+                    results in a bucket, drawn as the frontier in the run report; the
+                    RunReport step reads it when it runs (a changed file under the same path
+                    needs a run without the cache to show)
 
 DataflowRunner also reads GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_REGION; the portable runners
 read BEAM_JOB_ENDPOINT, BEAM_ENVIRONMENT_TYPE and BEAM_ENVIRONMENT_CONFIG. Without

@@ -18,6 +18,7 @@ PIPELINE_NAME = 'recsys-distill'
 PIPELINE_ROOT = 'gs://test-bucket/recsys-distill/pipeline'
 DATA_ROOT = 'gs://test-bucket/recsys-distill/raw'
 SERVING_ROOT = 'gs://test-bucket/recsys-distill/serving'
+DISTILL_RESULTS = 'gs://test-bucket/recsys-distill/distill.json'
 PVC_NAME = 'recsys-distill-claim'
 PVC_SERVING_ROOT = '/mnt/recsys-distill/serving'  # on the claim, at the default mount path
 IMAGE = 'gcr.io/test-project/recsys-distill:test'
@@ -56,7 +57,7 @@ SETTINGS_VARIABLES = ('PIPELINE_ROOT', 'DATA_ROOT', 'SERVING_ROOT', 'PIPELINE_IM
                       'BEAM_JOB_ENDPOINT', 'BEAM_ENVIRONMENT_TYPE', 'BEAM_ENVIRONMENT_CONFIG',
                       'PVC_NAME', 'PVC_MOUNT_PATH', 'PIPELINE_DEFINITION_FILE', 'SCHEMA_FILE',
                       'TRAINER_CPU', 'TRAINER_MEMORY', 'TRAINER_GPUS', 'TRAINER_GPU_TYPE',
-                      'BEAM_STEP_CPU', 'BEAM_STEP_MEMORY')
+                      'BEAM_STEP_CPU', 'BEAM_STEP_MEMORY', 'DISTILL_RESULTS')
 IMAGE_SCHEMA_FILE = '/pipeline/pipeline/schema/schema.pbtxt'  # the repository in the image
 
 needs_tfx_cli = pytest.mark.skipif(not os.path.exists(TFX_CLI), reason=f'no {TFX_CLI}')
@@ -115,7 +116,7 @@ def test_kubeflow_v1_workflow(tmp_path):
       'kubeflow', 'runner.py', cwd, PIPELINE_ROOT=PIPELINE_ROOT, DATA_ROOT=DATA_ROOT,
       SERVING_ROOT=PVC_SERVING_ROOT, PVC_NAME=PVC_NAME, PIPELINE_IMAGE=IMAGE,
       BEAM_ARGS='--max_num_workers=3 --foo bar', TRAINER_CPU='6', TRAINER_MEMORY='24G',
-      TRAINER_GPUS='1', BEAM_STEP_MEMORY='12G')
+      TRAINER_GPUS='1', BEAM_STEP_MEMORY='12G', DISTILL_RESULTS=DISTILL_RESULTS)
   package = re.search(r'^Pipeline package path: (.+)$', output, re.MULTILINE).group(1)
   assert package == os.path.join(cwd, f'{PIPELINE_NAME}.tar.gz')
   with tarfile.open(package) as archive:
@@ -185,6 +186,9 @@ def test_kubeflow_v1_workflow(tmp_path):
   assert f'{PVC_SERVING_ROOT}/teacher' in parameters['TeacherPusher']
   assert 'models.preprocessing.preprocessing_fn' in parameters['Transform']
   assert 'models.run_fn.run_fn' in parameters['Trainer']
+  report = steps['RunReport'][3]['parameters']['parameters']
+  assert report['distill_results']['fieldValue']['stringValue'] == DISTILL_RESULTS
+  assert 'distill_results_fingerprint' not in report  # a bucket's file is not read at compile
 
 
 @needs_tfx_cli
@@ -235,6 +239,7 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
                 for name, task in tasks.items()}
   assert DATA_ROOT in parameters['RawExampleGen']
   assert f'{SERVING_ROOT}/student' in parameters['Pusher']
+  assert 'distill_results' not in parameters['RunReport']  # none given: no parameter
 
 
 @pytest.mark.parametrize('environment, expected', [
