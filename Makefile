@@ -9,6 +9,8 @@ DATA ?= $(if $(wildcard $(SHARED_ML100K)/u.data),$(SHARED_ML100K),movielens-100k
 OUTPUT ?= outputs
 PYTEST_ARGS ?=
 BENCH_OUT ?= results.json
+# bench-distill writes BENCH_OUT when it is given, else distill.json (not bench-quality's file).
+DISTILL_OUT ?= $(if $(filter command line environment,$(origin BENCH_OUT)),$(BENCH_OUT),distill.json)
 SERVING_BENCH_OUT ?= serving_results.json
 DISTILL_ARGS ?=
 TESTBED ?= data/sparse-testbed
@@ -54,7 +56,7 @@ bench-quality: install
 # over 3 seeds (benchmarks/distill.py); the frontier plot is written beside BENCH_OUT.
 bench-distill: install
 	$(BIN)/python -m benchmarks.distill --data '$(DATA)' --output '$(OUTPUT)/distill' \
-	  --bench-out '$(BENCH_OUT)' $(DISTILL_ARGS)
+	  --bench-out '$(DISTILL_OUT)' $(DISTILL_ARGS)
 
 # The sparse, large-catalogue test bed (ingest/sparse_testbed.py) as CSV files in TESTBED.
 testbed: install

@@ -252,7 +252,7 @@ def main(argv=None) -> int:
                       help='"movielens-100k", a MovieLens directory, or an interactions CSV')
   parser.add_argument('--output', default=os.path.join(configs.OUTPUT_DIR, 'distill'),
                       help='directory for the data components, teachers and models')
-  parser.add_argument('--bench-out', default='distill_results.json', help='JSON file of rows')
+  parser.add_argument('--bench-out', default='distill.json', help='JSON file of rows')
   parser.add_argument('--plot', default=None, help='PNG of the frontier (default: beside JSON)')
   parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES),
                       help='student embedding dimensions')
