@@ -17,8 +17,8 @@ Prints a table and writes JSON: a list of rows, one per model and size, with `mo
 the top 100), and on distilled and int8 rows `gap_recovered` = (row − scratch) / (teacher −
 scratch) of the mean NDCG@10. The int8 student at the pipeline's size carries `"default":
 true`. Also draws NDCG@10 against bytes (PNG, `--plot`). Teachers are kept under OUTPUT (by seed
-and configuration), so a re-run with other distillation settings trains only the students:
-`--set ranking_weight=0` overrides one `DistillationHParams` field.
+and configuration), so a re-run with other distillation settings trains only the students (into
+a directory of their own): `--set ranking_weight=0` overrides one `DistillationHParams` field.
 """
 import argparse
 import dataclasses
@@ -71,15 +71,20 @@ def teacher_model(data: training.TrainingData, training_hparams: hparams.Trainin
   """The teacher of this seed: trained, or loaded from `cache_dir` when trained before with the
   same configuration on the same data."""
   directory = os.path.join(cache_dir, _teacher_key(data, training_hparams))
-  weights = os.path.join(directory, 'weights')
   if os.path.exists(os.path.join(directory, 'done')):
     logging.info('Teacher of seed %d: reused from %s', training_hparams.seed, directory)
-    return training.load_teacher(data, configs.TEACHER, training_hparams, weights)
+    return training.load_teacher(data, configs.TEACHER, training_hparams,
+                                 os.path.join(directory, 'weights'))
   model = training.train_teacher(data, configs.TEACHER, training_hparams, log)
-  shutil.rmtree(directory, ignore_errors=True)
-  os.makedirs(directory)
-  model.core.save_weights(weights)
-  open(os.path.join(directory, 'done'), 'w').close()
+  # Written aside, then renamed: another benchmark sharing `cache_dir` never sees it half done.
+  os.makedirs(cache_dir, exist_ok=True)
+  written = tempfile.mkdtemp(dir=cache_dir)
+  model.core.save_weights(os.path.join(written, 'weights'))
+  open(os.path.join(written, 'done'), 'w').close()
+  try:
+    os.rename(written, directory)
+  except OSError:  # already written by another run
+    shutil.rmtree(written, ignore_errors=True)
   return model
 
 
@@ -89,7 +94,8 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
   directories by model name."""
   training_hparams = dataclasses.replace(configs.TRAINING, seed=seed)
   data = transformed_data.training_data(output_dir, configs.TRANSFORM, training_hparams)
-  models_dir = os.path.join(output_dir, 'models', f'seed{seed}')
+  settings = hashlib.sha256(json.dumps(hparams.to_dict(distillation), sort_keys=True).encode())
+  models_dir = os.path.join(output_dir, 'models', settings.hexdigest()[:12], f'seed{seed}')
   dirs = {}
 
   def write(name: str, model, int8_index: bool = False) -> None:
