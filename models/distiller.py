@@ -184,8 +184,8 @@ class Distiller(tf.keras.Model):
     teacher_outputs = self._teacher_outputs(batch)
     teacher_scores = self._scores(teacher_outputs, tf.gather(self.teacher_catalogue, sampled))
     student_outputs = self.student(batch, training=training)
-    student_negatives = self.student.embed_candidates(negatives, training)
-    student_scores = self._scores(student_outputs, student_negatives)
+    student_scores = self._scores(student_outputs,
+                                  self.student.embed_candidates(negatives, training))
 
     retrieval_loss, rating_loss = self.student.task_losses(batch, student_outputs)
     losses = {
@@ -194,7 +194,7 @@ class Distiller(tf.keras.Model):
         'kd_loss': kd_loss(tf.stop_gradient(teacher_scores), student_scores, self.temperature),
         'ranking_loss': (self._ranking_loss(
             teacher_outputs[TEACHER_TOP_ITEMS], student_outputs['queries'],
-            tf.matmul(student_outputs['queries'], student_negatives, transpose_b=True), training)
+            student_scores[:, -self.num_sampled_negatives:], training)
                          if self.ranking_top_k else tf.constant(0.0)),
         'rating_distillation_loss': tf.reduce_mean(tf.square(
             student_outputs['rating'] - tf.stop_gradient(teacher_outputs['rating']))),
