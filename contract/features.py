@@ -48,6 +48,10 @@ TRAIN_SPLIT = 'train'
 EVAL_SPLIT = 'eval'
 TEST_SPLIT = 'test'
 SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
+# One example per item known at export time (in the item side table or in any split), with its
+# side features and no interaction: what the catalogue is made of, cold items included.
+ITEMS_SPLIT = 'items'
+EXAMPLE_SPLITS = SPLITS + (ITEMS_SPLIT,)  # the splits RawExampleGen writes
 
 # Transformed features (outputs of `models.preprocessing.preprocessing_fn`). Index features of
 # item-like vocabularies reserve 0 for padding: vocabulary entry i has index i + 1.
