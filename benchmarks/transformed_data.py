@@ -68,15 +68,15 @@ def training_data(output_dir: str, transform: hparams.TransformHParams,
   from tfx.components.util import tfxio_utils  # pylint: disable=g-import-not-at-top
 
   uri = latest_output(output_dir, 'Transform', 'transformed_examples')
-  examples = _examples(uri, [features.TRAIN_SPLIT, features.EVAL_SPLIT])
+  examples = _examples(uri, [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.ITEMS_SPLIT])
   data_accessor = fn_args_utils.DataAccessor(
       tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
       record_batch_factory=None, data_view_decode_fn=None)
   files = lambda split: [os.path.join(uri, f'Split-{split}', '*')]
   return training.read_data(
       files(features.TRAIN_SPLIT), files(features.EVAL_SPLIT) if with_eval else [],
-      data_accessor, tft.TFTransformOutput(latest_output(output_dir, 'Transform',
-                                                         'transform_graph')),
+      files(features.ITEMS_SPLIT), data_accessor,
+      tft.TFTransformOutput(latest_output(output_dir, 'Transform', 'transform_graph')),
       transform, training_hparams)
 
 

@@ -8,10 +8,11 @@ executor runs `ingest.transforms.RawToExamples` in one Beam pipeline: it reads t
 reads, validates every row (a bad row fails the execution with a `DataError` naming file, row
 and column), groups by user, splits each user's interactions chronologically
 (`evaluation.protocol`), adds the history features, joins the side tables, and writes one
-output split per protocol split (train, eval, test).
+output split per protocol split (train, eval, test), plus the `items` split: one example per
+known item, the catalogue (`features.ITEMS_SPLIT`).
 
 The chronological split is not one of ExampleGen's hash splits: the output config names the
-three splits, and the executor's `GenerateExamplesByBeam` routes each example to its split.
+four splits, and the executor's `GenerateExamplesByBeam` routes each example to its split.
 """
 import json
 import os
@@ -81,14 +82,14 @@ def _RawToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
 
 def _check_configs(input_config: example_gen_pb2.Input,
                    output_config: example_gen_pb2.Output) -> List[str]:
-  """The output split names, which must be the protocol's, from one input split."""
+  """The output split names, which must be `features.EXAMPLE_SPLITS`, from one input split."""
   if len(input_config.splits) != 1:
     raise ValueError('RawExampleGen reads one input split (the raw files), got '
                      f'{[split.name for split in input_config.splits]}')
   names = utils.generate_output_split_names(input_config, output_config)
-  if tuple(names) != features.SPLITS:
-    raise ValueError(f'RawExampleGen writes the splits {list(features.SPLITS)}; the output '
-                     f'config names {names}')
+  if tuple(names) != features.EXAMPLE_SPLITS:
+    raise ValueError(f'RawExampleGen writes the splits {list(features.EXAMPLE_SPLITS)}; the '
+                     f'output config names {names}')
   return names
 
 
@@ -157,7 +158,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
     counts = transforms.counters(result)
     logging.info('RawExampleGen: %s examples from %d users and %d items',
-                 ', '.join(f'{name} {counts.get(name, 0)}' for name in names),
+                 ', '.join(f'{name} {counts.get(name, 0)}' for name in features.SPLITS),
                  counts.get(transforms.USERS, 0), counts.get(transforms.ITEMS, 0))
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
@@ -177,8 +178,8 @@ class RawExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
 class RawExampleGen(example_gen_component.FileBasedExampleGen):
   """ExampleGen from raw interaction logs, split per user chronologically.
 
-  Outputs `examples` with the splits train, eval and test (GZIP TFRecords of tf.Examples
-  holding every name in `features.RAW_FEATURES`)."""
+  Outputs `examples` with the splits train, eval, test and items (GZIP TFRecords of
+  tf.Examples holding every name in `features.RAW_FEATURES`)."""
 
   SPEC_CLASS = RawExampleGenSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
@@ -201,7 +202,8 @@ class RawExampleGen(example_gen_component.FileBasedExampleGen):
         splits=[example_gen_pb2.Input.Split(name=RAW_SPLIT, pattern=pattern)])
     # The split names; the routing is the protocol's, so the hash buckets are unused.
     output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-        example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=1) for name in features.SPLITS]))
+        example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=1)
+        for name in features.EXAMPLE_SPLITS]))
     spec = RawExampleGenSpec(
         input_base=input_base, input_config=input_config, output_config=output_config,
         custom_config=None, range_config=range_config,

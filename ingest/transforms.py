@@ -6,7 +6,9 @@ be cut at arbitrary byte offsets), groups the rows by user, and for each user so
 (`evaluation.protocol.split_sizes`), builds every example's history and joins the user and item
 side tables (small, loaded in the driver by `side_feature_tables` and passed as side inputs).
 The result is one PCollection of serialized tf.Examples (every name in `features.RAW_FEATURES`)
-per split, plus the reader's error, if any.
+per split, plus the reader's error, if any. The `features.ITEMS_SPLIT` split holds one example
+per item known (in the item side table or in the interactions), with its side features and no
+interaction: the catalogue that models rank, items without train interactions included.
 
 Nothing holds the interaction log in the driver's Python memory: grouping by user is Beam's
 shuffle. Files are read through `tf.io.gfile` (`ingest.loaders`), so the same transform runs on
@@ -128,6 +130,18 @@ class UserExamples(beam.DoFn):
       self._counters[name].inc(count)
 
 
+def item_example(item_id: str, items: Mapping[str, tuple]) -> bytes:
+  """The `features.ITEMS_SPLIT` example of an item: its id and side features, every other raw
+  feature at its default (no user, no interaction)."""
+  return example_encoding.encode_example((
+      _encode_features(features.USER_ID, '', features.USER_SIDE_FEATURES, None),
+      _encode_features(features.ITEM_ID, item_id, features.ITEM_SIDE_FEATURES,
+                       items.get(item_id)),
+      *(example_encoding.encode_feature(name, features.default_value(name))
+        for name in (features.RATING, features.TIMESTAMP, features.HISTORY,
+                     features.HISTORY_RATINGS))))
+
+
 def _encode_features(id_name: str, id_value: str, side_names: Sequence[str],
                      side_values: Optional[tuple]) -> bytes:
   """The encoded id and side features of a user or item; a missing side row gives
@@ -140,7 +154,8 @@ def _encode_features(id_name: str, id_value: str, side_names: Sequence[str],
 
 
 class RawToExamples(beam.PTransform):
-  """Raw input files -> {split name: serialized tf.Examples, ERRORS: the reader's error}.
+  """Raw input files -> {split name (`features.EXAMPLE_SPLITS`): serialized tf.Examples,
+  ERRORS: the reader's error}.
 
   Applied to a pipeline (its root). The ERRORS PCollection holds at most one element per input
   file: the first bad row's `DataError` as its constructor arguments (exceptions raised in Beam
@@ -163,6 +178,7 @@ class RawToExamples(beam.PTransform):
   def expand(self, root: beam.pvalue.PBegin) -> Dict[str, beam.PCollection]:
     users, items = self._side_tables
     pipeline = root.pipeline if isinstance(root, beam.pvalue.PBegin) else root
+    items_table = beam.pvalue.AsDict(pipeline | 'Items' >> beam.Create(sorted(items.items())))
     parsed = (
         pipeline
         | 'InteractionsFile' >> beam.Create([self._files.interactions])
@@ -174,9 +190,15 @@ class RawToExamples(beam.PTransform):
         | 'UserExamples' >> beam.ParDo(
             UserExamples(self._history_length, *self._fractions),
             beam.pvalue.AsDict(pipeline | 'Users' >> beam.Create(sorted(users.items()))),
-            beam.pvalue.AsDict(pipeline | 'Items' >> beam.Create(sorted(items.items())))
-        ).with_outputs(*features.SPLITS))
-    return {**{name: examples[name] for name in features.SPLITS}, ERRORS: parsed[ERRORS]}
+            items_table).with_outputs(*features.SPLITS))
+    known_items = (
+        (parsed[_ROWS] | 'InteractionItems' >> beam.Map(lambda row: row[1][2]),
+         pipeline | 'SideTableItems' >> beam.Create(sorted(items)))
+        | 'AllItems' >> beam.Flatten()
+        | 'DistinctItems' >> beam.Distinct()
+        | 'ItemExamples' >> beam.Map(item_example, items_table))
+    return {**{name: examples[name] for name in features.SPLITS},
+            features.ITEMS_SPLIT: known_items, ERRORS: parsed[ERRORS]}
 
 
 def raise_data_error(error_args: Optional[Sequence[Any]]) -> None:

@@ -1,9 +1,10 @@
 """SavedModel export: every model (teacher, student) keeps the serving contract of
 `contract.signatures` (its signatures, their inputs and outputs, and `rank_catalogue`).
 
-Top-k runs over the whole catalogue with a TFRS BruteForce index (int8 for a quantized model)
-and excludes the items of the (latest `history_length`) history. Ids unknown to the
-vocabularies fall into OOV buckets. The recommendation signatures return a fixed top-k (no `k`
+Top-k runs over the whole catalogue (every item known at export time, cold items embedded from
+their content) with a TFRS BruteForce index (int8 for a quantized model) and excludes the items
+of the (latest `history_length`) history, matched by raw id. Ids unknown to the vocabularies
+fall into OOV buckets. The recommendation signatures return a fixed top-k (no `k`
 input: every input has a batch dimension, so TF Serving can batch requests); clients keep the
 first k they want. Only the inference graph is saved (no optimizer state).
 """
@@ -19,6 +20,7 @@ from contract import features
 from contract import signatures
 from contract import warmup
 from models import inputs
+from models import preprocessing
 from models import quantization
 from models import towers
 
@@ -65,18 +67,19 @@ class ServingModule(tf.Module):
     index_class = (quantization.Int8BruteForce if int8_index
                    else tfrs.layers.factorized_top_k.BruteForce)
     self.index = index_class(k=self.top_k + history_length)
-    # The index identifies candidates by their Transform item index, the number the Transform
-    # gives the history too (`history_indices`), so excluding history items compares integers;
-    # the returned indices become raw item ids in one gather at the end.
-    item_indices = np.asarray(catalogue[features.ITEM_INDEX], np.int64)
-    if len(np.unique(item_indices)) != num_items or item_indices.min() < 1:
-      raise ValueError('catalogue item indices must be distinct Transform indices (>= 1)')
-    self.index.index(candidates, identifiers=tf.constant(item_indices, tf.int32))
-    ids_by_index = [''] * (int(item_indices.max()) + 1)
-    for index, item_id in zip(item_indices, catalogue[features.ITEM_ID]):
-      ids_by_index[index] = item_id.decode() if isinstance(item_id, bytes) else str(item_id)
-    self.ids_by_index = tf.Variable(ids_by_index, dtype=tf.string, trainable=False,
+    # The index identifies candidates by their catalogue row + 1 (0 matches none), and a table
+    # maps the history's raw ids to those numbers, so excluding history items compares integers
+    # (cold items share the OOV tower index: only their raw ids tell them apart); the returned
+    # numbers become raw item ids in one gather at the end.
+    item_ids = [item_id.decode() if isinstance(item_id, bytes) else str(item_id)
+                for item_id in catalogue[features.ITEM_ID]]
+    if len(set(item_ids)) != num_items:
+      raise ValueError('catalogue item ids must be distinct')
+    self.index.index(candidates, identifiers=tf.range(1, num_items + 1))
+    self.ids_by_index = tf.Variable([''] + item_ids, dtype=tf.string, trainable=False,
                                     name='ids_by_index')
+    self.index_by_id = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(item_ids, tf.range(1, num_items + 1)), 0)
     # TFRS indexes must be called once before saving.
     self.index(tf.zeros([1, candidates.shape[1]]))
     logging.info('Index over %d items, top-%d, excluding up to %d history items',
@@ -92,14 +95,17 @@ class ServingModule(tf.Module):
   def _embed_queries(self, transformed: Dict[str, tf.Tensor]) -> tf.Tensor:
     return self.query_tower(towers.select(transformed, self.query_tower))
 
+  def _exclusions(self, raw: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """[batch, history_length] index numbers of the latest history items (0 pads; ids outside
+    the catalogue get 0 too: neither matches a candidate)."""
+    history = preprocessing.tokens(tf.reshape(raw[features.HISTORY], [-1]),
+                                   features.HISTORY_SEPARATOR)
+    numbers = tf.ragged.map_flat_values(self.index_by_id.lookup, history[:, -self.history_length:])
+    return numbers.to_tensor(default_value=0, shape=[None, self.history_length])
+
   def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    transformed = self._transform(raw)
-    # The latest `history_length` history items, as item indices (0 pads, unknown items get
-    # OOV indices: neither matches a candidate).
-    exclusions = tf.cast(transformed[features.HISTORY_INDICES][:, -self.history_length:],
-                         tf.int32)
     scores, item_indices = self.index.query_with_exclusions(
-        self._embed_queries(transformed), exclusions, k=self.top_k)
+        self._embed_queries(self._transform(raw)), self._exclusions(raw), k=self.top_k)
     return self._results(scores, item_indices)
 
   def _results(self, scores: tf.Tensor, item_indices: tf.Tensor) -> Dict[str, tf.Tensor]:

@@ -28,6 +28,9 @@ class TowerHParams:
 
   `history_encoder` is 'mean' (masked mean of item embeddings) or 'transformer'
   (`attention_layers` self-attention blocks with `attention_heads` heads and recency embeddings).
+  `item_id_dropout`: the share of training candidates whose item id the candidate tower sees as
+  unknown (an OOV bucket), so that it learns to embed items from their content alone, as it
+  must for items without train interactions (`towers.ItemIdDropout`).
   """
   embedding_dim: int
   hidden_units: int
@@ -36,6 +39,7 @@ class TowerHParams:
   attention_layers: int
   attention_heads: int
   dropout: float
+  item_id_dropout: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

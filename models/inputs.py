@@ -66,3 +66,26 @@ def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: 
   catalogue[features.ITEM_ID] = np.array(
       [i.decode() if isinstance(i, bytes) else i for i in item_ids], dtype=str)
   return TrainStats(catalogue, counts, rating_sum / max(examples, 1))
+
+
+def scan_cold_items(items: tf.data.Dataset, num_vocabulary_items: int) -> Dict[str, np.ndarray]:
+  """The candidate-tower features and `features.ITEM_ID` of the items of the transformed
+  `features.ITEMS_SPLIT` whose item index is outside the vocabulary's `num_vocabulary_items`
+  (items without a train interaction: their index is an OOV bucket), sorted by id."""
+  names = sorted(towers.CANDIDATE_FEATURES) + [features.ITEM_ID]
+  columns = {name: [] for name in names}
+  for batch in items:
+    cold = batch[features.ITEM_INDEX].numpy() > num_vocabulary_items
+    for name in names:
+      columns[name].append(batch[name].numpy()[cold])
+  cold_items = {name: np.concatenate(values) for name, values in columns.items()}
+  cold_items[features.ITEM_ID] = np.array(
+      [i.decode() if isinstance(i, bytes) else i for i in cold_items[features.ITEM_ID]], dtype=str)
+  order = np.argsort(cold_items[features.ITEM_ID], kind='stable')
+  return {name: values[order] for name, values in cold_items.items()}
+
+
+def with_items(catalogue: Dict[str, np.ndarray],
+               more_items: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """`catalogue` with the rows of `more_items` after its own (same columns)."""
+  return {name: np.concatenate([values, more_items[name]]) for name, values in catalogue.items()}

@@ -34,10 +34,10 @@ def _z_score_of_known(x: tf.Tensor) -> tf.Tensor:
   return tf.where(known, (x - mean) / tf.sqrt(tf.maximum(variance, 1e-6)), 0.0)
 
 
-def _tokens(x: tf.Tensor, separator: str) -> tf.RaggedTensor:
+def tokens(x: tf.Tensor, separator: str) -> tf.RaggedTensor:
   """Non-empty tokens of each string ('' has none)."""
-  tokens = tf.strings.split(x, separator)
-  return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+  parts = tf.strings.split(x, separator)
+  return tf.ragged.boolean_mask(parts, tf.strings.length(parts) > 0)
 
 
 def _padded_indices(tokens: tf.RaggedTensor, vocab_name: str, length: int,
@@ -77,8 +77,8 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
 
   # One item vocabulary serves the target item and the history, so they share embeddings.
   item_vocab = tft.vocabulary(item_id, vocab_filename=features.ITEM_VOCAB)
-  history = _tokens(_dense_strings(inputs[features.HISTORY]), features.HISTORY_SEPARATOR)
-  genres = _tokens(_dense_strings(inputs[features.GENRES]), features.GENRE_SEPARATOR)
+  history = tokens(_dense_strings(inputs[features.HISTORY]), features.HISTORY_SEPARATOR)
+  genres = tokens(_dense_strings(inputs[features.GENRES]), features.GENRE_SEPARATOR)
   titles = title_tokens(_dense_strings(inputs[features.TITLE]))
   genre_vocab = tft.vocabulary(genres, vocab_filename=features.GENRE_VOCAB)
   title_vocab = tft.vocabulary(
@@ -93,7 +93,7 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
       features.HISTORY_INDICES: _padded_indices(
           history, item_vocab, config.history_length, config.item_oov_buckets, keep_last=True),
       features.HISTORY_RATING_VALUES: _padded_ratings(
-          _tokens(_dense_strings(inputs[features.HISTORY_RATINGS]), features.HISTORY_SEPARATOR),
+          tokens(_dense_strings(inputs[features.HISTORY_RATINGS]), features.HISTORY_SEPARATOR),
           history, config.history_length),
       features.GENDER_INDEX: _vocab_index(
           _dense_strings(inputs[features.GENDER]), features.GENDER_VOCAB),
@@ -106,4 +106,6 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
       features.TITLE_INDICES: _padded_indices(
           titles, title_vocab, config.max_title_tokens, 1),
       features.LABEL: _dense_numbers(inputs[features.RATING]),
+      # The raw id, which the catalogue returns (cold items share the OOV index).
+      features.ITEM_ID: item_id,
   }

@@ -31,9 +31,10 @@ EVAL_USERS = 1000  # eval-split users scored for the summary
 def run_fn(fn_args) -> None:
   """TFX Trainer entry point."""
   params = hparams.TrainerHParams.from_config(fn_args.custom_config)
-  data = training.read_data(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor,
-                            tft.TFTransformOutput(fn_args.transform_output), params.transform,
-                            params.training)
+  # The Trainer's train splits are the train split, then the items split (`pipeline.pipeline`).
+  data = training.read_data(fn_args.train_files[:1], fn_args.eval_files, fn_args.train_files[1:],
+                            fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_output),
+                            params.transform, params.training)
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
   teacher = training.train_teacher(data, params.teacher, params.training, log)
   models = {layout.TEACHER: teacher}

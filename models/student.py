@@ -2,7 +2,8 @@
 
 Query: the user's id embedding and a recency-weighted mean of its history's item embeddings,
 plus small side-feature embeddings, through one Dense layer. Candidate: item id and mean genre
-embeddings through one Dense layer. One item table serves history and candidates. The only
+embeddings through one Dense layer (the item id dropped out for a share of training candidates,
+`towers.ItemIdDropout`). One item table serves history and candidates. The only
 Dense layers are the two tower outputs and the rating head: those get quantization-aware
 training; the embedding tables are quantized row-wise to int8 (`models.quantization`).
 """
@@ -33,19 +34,21 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
           tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user),
           pooled_history, *side_values]))
 
-  item = towers.index_input(features.ITEM_INDEX)
+  item, item_index = towers.candidate_item(vocab, size.item_id_dropout)
   genres, genre_values = towers.pooled_genres(vocab, small, transform.max_genres,
                                               towers.MaskedMeanPooling(name='masked_mean'))
   candidate = tf.keras.layers.Dense(dim, name='candidate_output')(
-      tf.keras.layers.Concatenate(name='candidate_features')([item_embedding(item), genre_values]))
+      tf.keras.layers.Concatenate(name='candidate_features')([item_embedding(item_index),
+                                                              genre_values]))
 
   history_ratings = towers.history_ratings_input(transform.history_length)
-  rating = towers.rating_output(vocab, user, item, history, history_ratings, query, candidate,
-                                size.rating_hidden_units, mean_rating)
+  rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
+                                candidate, size.rating_hidden_units, mean_rating)
   return towers.core_model([user, history, *side_inputs], [item, genres], [history_ratings],
                            query, candidate, rating, name='student')
 
 
 CUSTOM_OBJECTS = {'RecencyWeightedPooling': towers.RecencyWeightedPooling,
+                  'ItemIdDropout': towers.ItemIdDropout,
                   'RatingDrift': towers.RatingDrift,
                   'MaskedMeanPooling': towers.MaskedMeanPooling}

@@ -2,7 +2,8 @@
 
 Query tower: user id, the history encoded by self-attention blocks over item embeddings with
 recency embeddings, and the user's side features, through an MLP. Candidate tower: item id,
-genres, title tokens and release year, through an MLP. Both share one item table.
+genres, title tokens and release year, through an MLP (the item id dropped out for a share of
+training candidates, `towers.ItemIdDropout`). Both share one item table.
 """
 import tensorflow as tf
 
@@ -74,18 +75,18 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
       tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user),
       history_pooling(history_items, history), *side_values]), size, 'query')
 
-  item = towers.index_input(features.ITEM_INDEX)
+  item, item_index = towers.candidate_item(vocab, size.item_id_dropout)
   genres, genre_values = towers.pooled_genres(vocab, small, transform.max_genres, pool)
   title = towers.index_input(features.TITLE_INDICES, transform.max_title_tokens)
   year = towers.float_input(features.YEAR_Z)
   candidate = _project(tf.keras.layers.Concatenate(name='candidate_features')([
-      item_embedding(item), genre_values,
+      item_embedding(item_index), genre_values,
       pool(tf.keras.layers.Embedding(vocab.title_tokens, small, name='title_embedding')(title),
            title),
       tf.keras.layers.Reshape((1,), name='year')(year)]), size, 'candidate')
 
   history_ratings = towers.history_ratings_input(transform.history_length)
-  rating = towers.rating_output(vocab, user, item, history, history_ratings, query, candidate,
-                                size.rating_hidden_units, mean_rating)
+  rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
+                                candidate, size.rating_hidden_units, mean_rating)
   return towers.core_model([user, history, *side_inputs], [item, genres, title, year],
                            [history_ratings], query, candidate, rating, name='teacher')

@@ -20,7 +20,8 @@ from models import towers
 class _OnDeviceRetrieval(tf.Module):
   """Query tower + int8 candidate matrix + top-k with history exclusion, for one user."""
 
-  def __init__(self, model, catalogue: Dict[str, np.ndarray], top_k: int):
+  def __init__(self, model, catalogue: Dict[str, np.ndarray], num_vocabulary_items: int,
+               top_k: int):
     super().__init__()
     self.query_tower = model.query_tower
     candidates = model.embed_candidates(
@@ -30,15 +31,18 @@ class _OnDeviceRetrieval(tf.Module):
     self.scales = tf.constant(scales.T)
     self.item_ids = tf.constant(catalogue[features.ITEM_ID])
     self.num_items = len(values)
+    self.num_vocabulary_items = num_vocabulary_items
     self.top_k = min(top_k, self.num_items)
 
   def recommend(self, query: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     embedding = self.query_tower(towers.select(query, self.query_tower))
     scores = tf.matmul(embedding, tf.cast(self.candidates, tf.float32),
                        transpose_b=True) * self.scales
-    # Item index i + 1 is catalogue row i; padding (0) and OOV indices fall outside the rows.
+    # Item index i + 1 is catalogue row i for vocabulary items (the rows before the cold items);
+    # padding (0) and OOV indices exclude nothing.
     history = query[features.HISTORY_INDICES]
-    excluded = tf.reduce_max(tf.one_hot(history - 1, self.num_items), axis=1)
+    rows = tf.where(history <= self.num_vocabulary_items, history - 1, -1)
+    excluded = tf.reduce_max(tf.one_hot(rows, self.num_items), axis=1)
     scores, rows = tf.math.top_k(scores - 1e9 * excluded, k=self.top_k)
     return {'item_ids': tf.gather(self.item_ids, rows), 'scores': scores}
 
@@ -56,10 +60,11 @@ def input_specs(query_tower: tf.keras.Model, history_length: int) -> Dict[str, t
   return specs
 
 
-def export_tflite(model, catalogue: Dict[str, np.ndarray], history_length: int, top_k: int,
-                  path: str) -> None:
-  """Converts the int8 student (`TwoTowerModel`) to a TFLite flatbuffer at `path`."""
-  module = _OnDeviceRetrieval(model, catalogue, top_k)
+def export_tflite(model, catalogue: Dict[str, np.ndarray], num_vocabulary_items: int,
+                  history_length: int, top_k: int, path: str) -> None:
+  """Converts the int8 student (`TwoTowerModel`) to a TFLite flatbuffer at `path`; the first
+  `num_vocabulary_items` rows of `catalogue` are the item vocabulary's, in index order."""
+  module = _OnDeviceRetrieval(model, catalogue, num_vocabulary_items, top_k)
   function = tf.function(module.recommend).get_concrete_function(
       input_specs(model.query_tower, history_length))
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)

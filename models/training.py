@@ -3,8 +3,8 @@
 `models.run_fn` calls it in this order (the scale benchmark and the tests' session fixtures call
 the same functions):
 
-    data = read_data(train_files, eval_files, data_accessor, tf_transform_output, transform,
-                     training)
+    data = read_data(train_files, eval_files, item_files, data_accessor, tf_transform_output,
+                     transform, training)
     teacher = train_teacher(data, teacher_size, training, log)
     with teacher_outputs(data, teacher, training, distillation) as distillation_data:
       student_fp32 = distil(distillation_data, teacher, student_size, training, distillation, log)
@@ -30,6 +30,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from contract import features
@@ -59,6 +60,7 @@ class TrainingData:
     transform: how Transform made the features.
     vocab: the vocabulary sizes of the embedding tables.
     stats: what one pass over the train split told (catalogue, item counts, mean rating).
+    cold_items: the items known without a train interaction (`inputs.scan_cold_items`), or None.
   """
   train: tf.data.Dataset
   train_in_order: tf.data.Dataset
@@ -67,6 +69,15 @@ class TrainingData:
   transform: hparams.TransformHParams
   vocab: towers.Vocabularies
   stats: inputs.TrainStats
+  cold_items: Optional[Dict[str, np.ndarray]] = None
+
+  @property
+  def catalogue(self) -> Dict[str, np.ndarray]:
+    """Every item the exported models rank: the train vocabulary's (`stats.catalogue`, which
+    training samples from), then the cold items, which their content embeds."""
+    if self.cold_items is None:
+      return self.stats.catalogue
+    return inputs.with_items(self.stats.catalogue, self.cold_items)
 
 
 @dataclasses.dataclass
@@ -102,17 +113,28 @@ def logged_phase(description: str) -> Iterator[None]:
   logging.info('%s: %.1f s', description, time.time() - started)
 
 
-def read_data(train_files: List[str], eval_files: List[str], data_accessor, tf_transform_output,
-              transform: hparams.TransformHParams,
+def read_data(train_files: List[str], eval_files: List[str], item_files: List[str],
+              data_accessor, tf_transform_output, transform: hparams.TransformHParams,
               training: hparams.TrainingHParams) -> TrainingData:
   """The transformed splits in `training.batch_size` batches, scanned (see `scan_data`); no
-  eval split when `eval_files` is empty."""
+  eval split when `eval_files` is empty, and a catalogue of the train items only when
+  `item_files` (the `features.ITEMS_SPLIT`) is."""
   train = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output, training)
   eval_split = (inputs.transformed_dataset(eval_files, data_accessor, tf_transform_output,
                                            training, shuffle=False) if eval_files else None)
   train_in_order = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output,
                                               training, shuffle=False)
-  return scan_data(train, train_in_order, eval_split, tf_transform_output, transform)
+  data = scan_data(train, train_in_order, eval_split, tf_transform_output, transform)
+  if not item_files:
+    return data
+  with logged_phase('Scanned the items split'):
+    cold_items = inputs.scan_cold_items(
+        inputs.transformed_dataset(item_files, data_accessor, tf_transform_output, training,
+                                   shuffle=False),
+        len(data.stats.catalogue[features.ITEM_ID]))
+  logging.info('Catalogue: %d train items and %d items without train interactions',
+               len(data.stats.catalogue[features.ITEM_ID]), len(cold_items[features.ITEM_ID]))
+  return dataclasses.replace(data, cold_items=cold_items)
 
 
 def scan_data(train: tf.data.Dataset, train_in_order: tf.data.Dataset,
@@ -265,11 +287,12 @@ def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData
     directories[name] = (serving_model_dir if name == layout.CANDIDATE else
                          os.path.join(model_run_dir, layout.SAVED_MODEL_DIRS[name]))
     with logged_phase(f'Exported the {name} SavedModel'):
-      export.export_saved_model(model, data.tf_transform_output, data.stats.catalogue,
+      export.export_saved_model(model, data.tf_transform_output, data.catalogue,
                                 export_hparams.top_k, data.transform.history_length,
                                 directories[name], int8_index=name == layout.STUDENT_INT8)
   with logged_phase(f'Exported the {layout.STUDENT_INT8} TFLite model'):
-    tflite_export.export_tflite(models[layout.STUDENT_INT8], data.stats.catalogue,
+    tflite_export.export_tflite(models[layout.STUDENT_INT8], data.catalogue,
+                                len(data.stats.catalogue[features.ITEM_ID]),
                                 data.transform.history_length, export_hparams.top_k,
                                 os.path.join(model_run_dir, layout.TFLITE_FILE))
   return directories

@@ -101,7 +101,9 @@ def data_components(data_source: str, schema_file: str, history_length: int,
       # Top values and unique counts from sketches (Misra-Gries, KMV: exact below 16,384 distinct
       # values) instead of a count per distinct value: `history` is nearly unique per example,
       # and those counts grew with the data, held by the DirectRunner's driver.
-      stats_options=tfdv.StatsOptions(use_sketch_based_topk_uniques=True))
+      stats_options=tfdv.StatsOptions(use_sketch_based_topk_uniques=True),
+      # The items split holds no interactions: the schema's checks are for interactions.
+      exclude_splits=[features.ITEMS_SPLIT])
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'])
   gate = data_gate.DataGate(anomalies=example_validator.outputs['anomalies'],
@@ -113,7 +115,8 @@ def data_components(data_source: str, schema_file: str, history_length: int,
       schema=gate.outputs['validated_schema'],
       preprocessing_fn=preprocessing_fn,
       splits_config=tfx.proto.SplitsConfig(
-          analyze=[features.TRAIN_SPLIT], transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT]),
+          analyze=[features.TRAIN_SPLIT],
+          transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT, features.ITEMS_SPLIT]),
       custom_config=hparams.to_dict(transform_hparams),
       # StatisticsGen already describes the data; Transform's own pre- and post-transform
       # statistics (two more TFDV passes) would be read by nothing.
@@ -189,7 +192,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       examples=transform_component.outputs['transformed_examples'],
       transform_graph=transform_component.outputs['transform_graph'],
       schema=gate.outputs['validated_schema'],
-      train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+      # `run_fn` reads the items split (the catalogue) as the second train split.
+      train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT, features.ITEMS_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
       custom_config=hparams.to_dict(hparams.TrainerHParams(
           transform=transform, teacher=teacher, student=student, training=training,

@@ -103,8 +103,8 @@ def test_tflite_student_agrees_with_the_keras_int8_student(tmp_path):
   model = two_tower.TwoTowerModel(quantization.int8_embeddings(qat, student.CUSTOM_OBJECTS),
                                   tiny_models.TRAINING, tiny_models.STATS)
   path = str(tmp_path / 'student.tflite')
-  tflite_export.export_tflite(model, tiny_models.CATALOGUE, tiny_models.TRANSFORM.history_length,
-                              top_k=5, path=path)
+  tflite_export.export_tflite(model, tiny_models.CATALOGUE, tiny_models.NUM_CATALOGUE_ITEMS,
+                              tiny_models.TRANSFORM.history_length, top_k=5, path=path)
   runner = tf.lite.Interpreter(path).get_signature_runner()
   batch = tiny_models.batch()
   for row in range(3):
