@@ -231,11 +231,13 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   model_dirs = {}
   for seed in seeds:
     model_dirs.update(train_seed(output_dir, seed, sizes, distillation))
-  interactions, splits, test_examples = transformed_data.evaluation_inputs(output_dir)
+  interactions, splits, test_examples, catalogue_items = transformed_data.evaluation_inputs(
+      output_dir)
   teacher = model_name(layout.TEACHER, configs.TEACHER.embedding_dim, seeds[0])
   evaluated = evaluate.evaluate(interactions, splits, test_examples, model_dirs,
                                 candidate=teacher, reference=teacher,
-                                latency_requests=configs.LATENCY_REQUESTS)
+                                latency_requests=configs.LATENCY_REQUESTS,
+                                catalogue_items=catalogue_items)
   return frontier_rows(evaluated['models'], sizes, seeds)
 
 

@@ -7,7 +7,8 @@ the teacher) and reads what its RetrievalEvaluator measured on the test split wi
 (full-catalogue ranking, seen items excluded) for popularity, EASE, the teacher, the scratch
 student, the distilled fp32 student and the distilled int8 student; parameters and training
 seconds come from the Trainer's training summary. Trains the TFRS ID-only baseline here and
-evaluates it with the same protocol and metrics. Prints one table. `fidelity@10` is the mean share
+evaluates it with the same protocol, catalogue (the pipeline's items split, as the
+RetrievalEvaluator reads it) and metrics. Prints one table. `fidelity@10` is the mean share
 of the teacher's top 10 (seen items excluded) that a model also puts in its top 10; `train_s` of
 student_int8 is distillation + QAT. The RetrievalEvaluator does not time popularity and EASE:
 their `train_s` is empty.
@@ -17,10 +18,11 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfx.types import standard_artifacts
 
+from benchmarks import transformed_data
 from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
 from evaluation import evaluate
@@ -44,11 +46,12 @@ def row(model: str, values: Mapping[str, Any]) -> dict:
   return {'model': model, **{column: values.get(column) for column in COLUMNS}}
 
 
-def id_baseline_row(data_source: str) -> dict:
-  """Trains the TFRS ID-only baseline on the train split and evaluates it on the test split."""
+def id_baseline_row(data_source: str, catalogue_items: Optional[Sequence[str]]) -> dict:
+  """Trains the TFRS ID-only baseline on the train split and evaluates it on the test split,
+  over the train items and `catalogue_items` (`protocol.build_eval_data`)."""
   frame = loaders.load_dataset(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR).interactions
   splits = protocol.assign_splits(frame, configs.EVAL_FRACTION, configs.TEST_FRACTION)
-  eval_data = protocol.build_eval_data(frame, splits, features.TEST_SPLIT)
+  eval_data = protocol.build_eval_data(frame, splits, features.TEST_SPLIT, catalogue_items)
   train = frame[(splits == features.TRAIN_SPLIT).to_numpy()]
   started = time.time()
   model, scores = id_retrieval.train_and_score(train, eval_data.users, eval_data.items)
@@ -96,8 +99,9 @@ def pipeline_rows(evaluated: Mapping[str, Any],
 
 def benchmark(data_source: str, output_dir: str) -> List[dict]:
   """Every row of the table, baselines first."""
-  id_baseline = id_baseline_row(data_source)
   rows = pipeline_rows(*pipeline_outputs(data_source, output_dir))
+  id_baseline = id_baseline_row(data_source, retrieval_executor.read_catalogue_items(
+      transformed_data.raw_examples(output_dir)))
   return ([rows[evaluate.POPULARITY], rows[evaluate.EASE], id_baseline] +
           [rows[name] for name in PIPELINE_MODELS])
 

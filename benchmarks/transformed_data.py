@@ -2,7 +2,7 @@
 Trainer and the RetrievalEvaluator do, so that the benchmarks train and evaluate with the
 pipeline's own code (`models.training`, `evaluation.evaluate`)."""
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -80,11 +80,21 @@ def training_data(output_dir: str, transform: hparams.TransformHParams,
       transform, training_hparams)
 
 
-def evaluation_inputs(output_dir: str) -> Tuple[pd.DataFrame, np.ndarray, List[bytes]]:
-  """Every split's interactions, their split names and the test examples, from the
-  RawExampleGen output of the data components' run in `output_dir` (what
-  `evaluation.evaluate.evaluate` takes)."""
+def raw_examples(output_dir: str):
+  """The RawExampleGen output of the data components' run in `output_dir`, as an Examples
+  artifact with the interaction splits, and the items split where it was written."""
+  uri = latest_output(output_dir, 'RawExampleGen', 'examples')
+  return _examples(uri, [split for split in features.EXAMPLE_SPLITS if split in features.SPLITS
+                         or os.path.isdir(os.path.join(uri, f'Split-{split}'))])
+
+
+def evaluation_inputs(
+    output_dir: str) -> Tuple[pd.DataFrame, np.ndarray, List[bytes], Optional[List[str]]]:
+  """Every split's interactions, their split names, the test examples and the catalogue items
+  (None without an items split), from the RawExampleGen output of the data components' run in
+  `output_dir` (what `evaluation.evaluate.evaluate` takes), read as the RetrievalEvaluator reads
+  them."""
   from components.retrieval_evaluator import executor  # pylint: disable=g-import-not-at-top
-  return executor.read_examples(_examples(latest_output(output_dir, 'RawExampleGen', 'examples'),
-                                          list(features.SPLITS)))
+  examples = raw_examples(output_dir)
+  return (*executor.read_examples(examples), executor.read_catalogue_items(examples))
 

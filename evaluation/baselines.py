@@ -1,4 +1,8 @@
-"""Reference baselines for the offline evaluation: popularity, EASE and the global mean rating."""
+"""Reference baselines for the offline evaluation: popularity, EASE and the global mean rating.
+
+Popularity and EASE learn from the train interactions only: a cold catalogue item (no train
+interaction, an all-zero train matrix column) scores 0 for every user.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ EASE_L2 = 300.0
 
 
 def popularity_scores(train: pd.DataFrame, eval_data: protocol.EvalData) -> np.ndarray:
-  """Every catalogue item's number of train interactions, the same row for every user.
+  """Every catalogue item's number of train interactions (0 for cold items), the same row for
+  every user.
 
   Args:
     train: the train interactions.
@@ -33,7 +38,8 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2) -> np.ndarr
   """The item-item weights B of EASE (Steck, 2019) in closed form.
 
   B minimises ||X - XB||² + l2 ||B||² subject to diag(B) = 0: with P = (XᵀX + l2 I)⁻¹,
-  B = -P / diag(P) column-wise, and a zero diagonal.
+  B = -P / diag(P) column-wise, and a zero diagonal. With l2 > 0, XᵀX + l2 I is invertible even
+  where a column of X is all zero (a cold item): that item's row and column of B are 0.
 
   Args:
     train_matrix: the binary [users, items] train matrix X.
@@ -52,7 +58,7 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2) -> np.ndarr
 
 def ease_scores(eval_data: protocol.EvalData, l2: float = EASE_L2) -> np.ndarray:
   """EASE scores of every catalogue item: weights learnt on the train matrix, applied to each
-  user's seen items (train, plus eval when evaluating on test).
+  user's seen items (train, plus eval when evaluating on test); 0 for cold items.
 
   Returns:
     float64 scores [len(eval_data.users), len(eval_data.items)].

@@ -76,7 +76,8 @@ def _score_sample(reference: Dict[int, Dict[str, float]], candidate: Dict[int, D
 
 def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: Sequence[bytes],
              model_dirs: Mapping[str, str], candidate: str, reference: str,
-             latency_requests: int, split: str = features.TEST_SPLIT) -> Dict[str, object]:
+             latency_requests: int, split: str = features.TEST_SPLIT,
+             catalogue_items: Optional[Sequence[str]] = None) -> Dict[str, object]:
   """Evaluates exported models and the baselines on `split`.
 
   Args:
@@ -92,6 +93,9 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     reference: the name of the model that fidelity is measured against (the teacher).
     latency_requests: timed single-request calls per exported model.
     split: the evaluated split.
+    catalogue_items: the item ids known besides the train ones (those of the examples' items
+      split, `features.ITEMS_SPLIT`, which the exported models rank too); the catalogue is
+      their union with the train items (`protocol.build_eval_data`). None: the train items.
 
   Returns:
     {'split', 'users', 'catalogue_items', 'models': {name: metrics}, 'recall_curves':
@@ -107,7 +111,7 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   if not test_examples:
     raise ValueError(f'no {split} examples to evaluate on')
   splits = np.asarray(splits, dtype=object)
-  eval_data = protocol.build_eval_data(interactions, splits, split)
+  eval_data = protocol.build_eval_data(interactions, splits, split, catalogue_items)
   histories = protocol.query_histories(interactions, splits, eval_data)
   side_features = protocol.user_side_features(interactions, eval_data.users)
   slices = protocol.build_slices(interactions, splits, eval_data)

@@ -2,9 +2,10 @@
 
 Recall@K = |targets in the top K| / |targets|; NDCG@10 uses binary relevance and an ideal DCG over
 min(|targets|, 10) hits; both are averaged over users. Coverage@10 is the number of distinct items
-in any user's top 10 over the catalogue size. RMSE is taken over the evaluated split's
-interactions for models that predict ratings. Rankings are [users, depth] catalogue indices, best
-first (`top_from_scores`, `top_from_ids`).
+in any user's top 10 over the catalogue size (cold items included). Novelty is the mean
+self-information of the recommended items, from their train popularity (`novelty`). RMSE is
+taken over the evaluated split's interactions for models that predict ratings. Rankings are
+[users, depth] catalogue indices, best first (`top_from_scores`, `top_from_ids`).
 
 Slice metrics (`slice_metrics`, keys `SLICE_METRIC_KEYS`) are these metrics over the slices of
 `evaluation.protocol` (for the new-users slice, over the rankings of the queries asked with an
@@ -199,10 +200,12 @@ def recall_curve(top: np.ndarray, eval_data: protocol.EvalData) -> np.ndarray:
 
 def novelty(top: np.ndarray, eval_data: protocol.EvalData, cutoff: int = CUTOFF) -> float:
   """Mean self-information -log2(p) of the recommended items in each user's top `cutoff`, where
-  p is the fraction of train users who interacted with the item (catalogue items have p > 0).
-  Places without a catalogue item are left out."""
+  p is the fraction of train users who interacted with the item. A cold item (no train user) has
+  p = 0: it counts as an item of one train user, the most novel a warm item can be, so that
+  novelty stays finite and warm items keep their value. Places without a catalogue item are left
+  out."""
   train_matrix = protocol.train_matrix_of(eval_data)
-  users_per_item = np.asarray(train_matrix.sum(axis=0)).ravel()
+  users_per_item = np.maximum(np.asarray(train_matrix.sum(axis=0)).ravel(), 1.0)
   information = -np.log2(users_per_item / train_matrix.shape[0])
   recommended = top[:, :cutoff]
   recommended = recommended[recommended != NOT_IN_CATALOGUE]

@@ -11,15 +11,19 @@ For an evaluated split S ('test' by default):
 * a user's query is their state before S: every interaction in an earlier split is "seen" (train
   for S = eval; train and eval for S = test);
 * the targets are the distinct items of the user's S interactions;
-* the catalogue is the items of the train split. Every catalogue item except the seen ones is
-  ranked; targets outside the catalogue (and targets already seen) count in the denominators but
-  can never be hit (`evaluation.metrics`).
+* the catalogue is the items of the train split and, when given, the other items known at
+  export time (`build_eval_data`'s `catalogue_items`: those of the ExampleGen items split,
+  `features.ITEMS_SPLIT`), the items the exported models rank. Every catalogue item except the
+  seen ones is ranked, cold ones (without train interactions) included; targets outside the
+  catalogue (and targets already seen) count in the denominators but can never be hit
+  (`evaluation.metrics`).
 
 Slices (`build_slices`) restrict the queries and targets of an evaluated split:
 
 * cold items: each user's targets whose item has no train interaction (a user counts when they
-  have at least one); warm items: the other targets. Cold targets outside the catalogue count in
-  the slice's denominators, so a model that cannot rank them scores 0 on the slice;
+  have at least one); warm items: the other targets. Every cold target counts in the slice's
+  denominators: those in the catalogue can be hit, those outside it (all of them with a catalogue
+  of the train items only) never, so a model that cannot rank them scores 0 on the slice;
 * short history: the users with at most `SHORT_HISTORY_MAX_TRAIN` train interactions (rows, a
   repeated item counts each time), with all their targets;
 * new users: every query and target; the model is asked with the user id replaced by one it does
@@ -120,14 +124,16 @@ class EvalData:
 
   Attributes:
     split: the evaluated split S, one of `features.SPLITS`.
-    items: the catalogue (train item ids); an item's position is its column in every matrix.
+    items: the catalogue (the train item ids and the other known ones, `build_eval_data`); an
+      item's position is its column in every matrix.
     users: the evaluated users (with at least one interaction in S); a user's position is their
       row in `seen`, `targets`, `num_targets` and in score matrices.
     seen: binary [users, items] matrix of the catalogue items each user interacted with before S.
     targets: binary [users, items] matrix of each user's S items that are in the catalogue.
     num_targets: each user's number of distinct S items, in the catalogue or not.
-    train_matrix: binary [train users, items] matrix of the train interactions, which novelty
-      and EASE read; None where nobody reads them (`train_matrix_of` then raises).
+    train_matrix: binary [train users, items] matrix of the train interactions (all zero in the
+      columns of cold items), which novelty and EASE read; None where nobody reads them
+      (`train_matrix_of` then raises).
   """
 
   split: str
@@ -162,14 +168,16 @@ def _user_item_matrix(frame: pd.DataFrame, users: pd.Index, items: pd.Index) -> 
   return binary_matrix(rows, columns, (len(users), len(items)))
 
 
-def _sorted_ids(values: pd.Series) -> pd.Index:
-  """The distinct ids of `values`, sorted."""
-  return pd.Index(np.unique(values.to_numpy()), dtype=object)
+def _sorted_ids(*values: Sequence[str]) -> pd.Index:
+  """The distinct ids of all of `values`, sorted."""
+  return pd.Index(np.unique(np.concatenate([np.asarray(ids, dtype=object) for ids in values])),
+                  dtype=object)
 
 
 def build_eval_data(interactions: pd.DataFrame,
                     splits: Optional[Sequence[str]] = None,
-                    split: str = features.TEST_SPLIT) -> EvalData:
+                    split: str = features.TEST_SPLIT,
+                    catalogue_items: Optional[Sequence[str]] = None) -> EvalData:
   """Builds the queries and targets of `split` under the evaluation protocol.
 
   Args:
@@ -177,6 +185,9 @@ def build_eval_data(interactions: pd.DataFrame,
     splits: the split name of every interaction, aligned with the rows; by default the project's
       split, `assign_splits` with its default fractions.
     split: the evaluated split, 'eval' or 'test'.
+    catalogue_items: the item ids known besides the train ones (those of the items split,
+      `features.ITEMS_SPLIT`); the catalogue is their union with the train items, so that cold
+      targets among them can be hit. None: the train items only.
 
   Returns:
     The `EvalData`, with its train matrix; users and items are sorted by id.
@@ -196,7 +207,7 @@ def build_eval_data(interactions: pd.DataFrame,
   if train.empty or evaluated.empty:
     raise ValueError(f'need train and {split} interactions, got {len(train)} and {len(evaluated)}')
 
-  items = _sorted_ids(train[features.ITEM_ID])
+  items = _sorted_ids(train[features.ITEM_ID], [] if catalogue_items is None else catalogue_items)
   users = _sorted_ids(evaluated[features.USER_ID])
   distinct = evaluated.drop_duplicates([features.USER_ID, features.ITEM_ID])
   num_targets = distinct.groupby(features.USER_ID).size().reindex(users).to_numpy()

@@ -98,6 +98,37 @@ def test_default_splits_are_the_project_split():
   assert (default.targets != explicit.targets).nnz == 0
 
 
+def test_catalogue_items_join_the_catalogue_and_their_cold_targets_can_be_hit(tiny):
+  # 'q' is known but never interacted with; 'z', u2's test item, has no train interaction.
+  data = protocol.build_eval_data(*tiny_frame(), catalogue_items=['z', 'q', 'a'])
+  assert data.items.tolist() == ['a', 'b', 'c', 'd', 'e', 'q', 'z']
+  assert data.users.equals(tiny.users)
+  np.testing.assert_array_equal(data.seen.toarray()[:, :5], tiny.seen.toarray())
+  assert data.seen[:, 5:].nnz == 0
+  np.testing.assert_array_equal(data.targets.toarray()[:, :5], tiny.targets.toarray())
+  np.testing.assert_array_equal(data.targets.toarray()[:, 5:], [[0, 0], [0, 1], [0, 0]])
+  np.testing.assert_array_equal(data.num_targets, tiny.num_targets)
+  assert data.train_matrix.shape == (5, 7)
+  assert data.train_matrix[:, 5:].nnz == 0 and data.train_matrix.sum() == 8
+  # z scores highest and q lowest: unseen rankings u1 z d e c q, u2 z e b d q, u3 z b c a q.
+  scores = np.hstack([TINY_SCORES, np.tile([[0.0, 10.0]], (3, 1))])
+  metrics = metrics_lib.ranking_metrics(scores, data, ks=(1, 2, 10))
+  assert metrics['recall@1'] == pytest.approx((0 + 1 / 2 + 0) / 3)
+  assert metrics['recall@2'] == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
+  assert metrics['recall@10'] == 1.0  # u2's z is now hit
+  assert metrics['coverage@10'] == 1.0
+
+
+def test_without_other_items_the_catalogue_is_the_train_items(tiny):
+  frame, names = tiny_frame()
+  for catalogue_items in (None, [], ['b', 'a']):
+    data = protocol.build_eval_data(frame, names, catalogue_items=catalogue_items)
+    assert data.items.equals(tiny.items) and data.users.equals(tiny.users)
+    for name in ('seen', 'targets', 'train_matrix'):
+      assert (getattr(data, name) != getattr(tiny, name)).nnz == 0, name
+    np.testing.assert_array_equal(data.num_targets, tiny.num_targets)
+
+
 def test_ranking_metrics_by_hand(tiny):
   metrics = metrics_lib.ranking_metrics(TINY_SCORES, tiny, ks=(1, 2, 10))
   assert metrics['recall@1'] == pytest.approx((1 / 2 + 0 + 0) / 3)
@@ -227,6 +258,23 @@ def test_ease_beats_random_on_generated_data():
   random_scores = np.random.RandomState(0).uniform(size=(len(data.users), len(data.items)))
   ease = metrics_lib.ranking_metrics(baselines.ease_scores(data, l2=10.0), data)
   assert ease['recall@10'] > metrics_lib.ranking_metrics(random_scores, data)['recall@10']
+
+
+def test_baselines_score_cold_items_zero_and_novelty_stays_finite():
+  frame, names = tiny_frame()
+  data = protocol.build_eval_data(frame, names, catalogue_items=['q', 'z'])  # all-zero columns
+  popularity = baselines.popularity_scores(frame[np.array(names) == TRAIN], data)
+  np.testing.assert_array_equal(popularity, np.tile([3, 2, 1, 1, 1, 0, 0], (3, 1)))
+  ease = baselines.ease_scores(data, l2=1.0)
+  assert np.isfinite(ease).all()
+  np.testing.assert_array_equal(ease[:, 5:], 0.0)
+  # Without the cold columns, the warm items' EASE scores are the same.
+  np.testing.assert_allclose(ease[:, :5], baselines.ease_scores(
+      protocol.build_eval_data(frame, names), l2=1.0), atol=1e-12)
+  # A cold item counts as an item of one of the 5 train users: top 2 z a, q b, z d.
+  top = np.array([[6, 0], [5, 1], [6, 3]])
+  expected = (4 * np.log2(5) + np.log2(5 / 3) + np.log2(5 / 2)) / 6
+  assert metrics_lib.novelty(top, data, cutoff=2) == pytest.approx(expected)
 
 
 @pytest.mark.skipif(not (REAL_MOVIELENS / loaders.MOVIELENS_RATINGS).exists(),
@@ -430,6 +478,22 @@ def test_evaluate_exported_models_and_baselines(tiny, tmp_path):
     evaluate.evaluate(frame, names, [b''], model_dirs, 'nobody', 'teacher', 1)
 
 
+def test_evaluate_ranks_the_catalogue_items(tmp_path):
+  frame, names = tiny_frame()
+  model_dirs = {'teacher': _save_fixed_scores_model(tmp_path / 'teacher', [9, 8, 1, 3, 2])}
+  test_ratings = [row[2] for row in TINY_ROWS if row[3] == TEST]
+  result = evaluate.evaluate(frame, names, [_rating_example(r) for r in test_ratings], model_dirs,
+                             candidate='teacher', reference='teacher', latency_requests=1,
+                             catalogue_items=['z'])
+  assert result['catalogue_items'] == 6 and result['slice_users']['cold_items'] == 1
+  # u2's cold 'z' is in the catalogue: the baselines rank it (score 0) within their top 100; the
+  # model knows a..e only.
+  assert result['models']['teacher']['recall@100_cold_items'] == 0.0
+  for name in (evaluate.POPULARITY, evaluate.EASE):
+    assert result['models'][name]['recall@100_cold_items'] == 1.0
+    assert result['models'][name]['recall@100'] == 1.0
+
+
 def test_the_new_users_id_is_unknown():
   assert evaluate.unknown_user_id(['u1', 'u2']) == evaluate.NEW_USER_ID
   assert evaluate.unknown_user_id([evaluate.NEW_USER_ID, evaluate.NEW_USER_ID + '+']) == (
@@ -495,6 +559,34 @@ def test_slice_metrics_by_hand():
   assert metrics['recall@100_new_users'] == pytest.approx((1 / 2 + 1 / 3 + 1) / 3)
   with pytest.raises(ValueError, match='same users'):
     metrics_lib.slice_metrics(top, new_user_top[:1], slices)
+
+
+def test_cold_slice_with_a_catalogue_of_the_cold_items():
+  frame, names = slice_frame()
+  # 'h' is known but never interacted with; the cold x and y are in the catalogue.
+  data = protocol.build_eval_data(frame, names, catalogue_items=['y', 'x', 'h'])
+  assert data.items.tolist() == list('abcdefghxy')
+  slices = protocol.build_slices(frame, names, data)
+  cold, warm = slices[protocol.COLD_ITEMS], slices[protocol.WARM_ITEMS]
+  assert cold.rows.tolist() == [0, 1] and cold.eval_data.num_targets.tolist() == [1, 1]
+  np.testing.assert_array_equal(cold.eval_data.targets.toarray(),
+                                [[0] * 9 + [1], [0] * 8 + [1, 0]])  # v1 y, v2 x
+  assert warm.rows.tolist() == [0, 1, 2] and warm.eval_data.num_targets.tolist() == [1, 2, 1]
+  assert warm.eval_data.targets[:, 7:].nnz == 0
+  # Scores x 8, a 7 .. g 1, y 0.5, h 0. Unseen rankings: v1 x g y h, v2 x c e f g y h,
+  # v3 x a b c d e f y h.
+  scores = np.tile(np.r_[np.arange(7, 0, -1), 0.0, 8.0, 0.5], (3, 1))
+  top = metrics_lib.top_from_scores(scores, data, 100)
+  # Cold: v1's y at rank 3, v2's x at rank 1.
+  cold_metrics = metrics_lib.metrics_of_top(top[cold.rows], cold.eval_data, ks=(1, 3))
+  assert (cold_metrics['recall@1'], cold_metrics['recall@3']) == (0.5, 1.0)
+  # Warm: v1's g, v2's c and v3's a at rank 2; v2's d is seen.
+  warm_metrics = metrics_lib.metrics_of_top(top[warm.rows], warm.eval_data, ks=(1, 2))
+  assert warm_metrics['recall@1'] == 0.0
+  assert warm_metrics['recall@2'] == pytest.approx((1 + 1 / 2 + 1) / 3)
+  metrics = metrics_lib.slice_metrics(top, top, slices)
+  assert metrics['recall@100_cold_items'] == 1.0
+  assert metrics['recall@100_warm_items'] == pytest.approx((1 + 1 / 2 + 1) / 3)
 
 
 def test_a_slice_without_users_is_none():

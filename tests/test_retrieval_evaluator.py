@@ -4,6 +4,7 @@ The whole component runs in tests/test_pipeline_e2e.py."""
 import os
 
 import tensorflow as tf
+from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
 from components import baseline_resolver
@@ -34,6 +35,26 @@ def test_read_split_parses_gzipped_examples(tmp_path):
   assert frame[features.ITEM_ID].tolist() == ['a', 'b']
   assert frame[features.RATING].tolist() == [4.0, 2.5]
   assert frame[features.TIMESTAMP].tolist() == [10, 11]
+
+
+def test_catalogue_items_are_those_of_the_items_split_when_there_is_one(tmp_path):
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path)
+  examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
+  assert executor.read_catalogue_items(examples) is None
+  split_dir = tmp_path / f'Split-{features.ITEMS_SPLIT}'
+  split_dir.mkdir()
+  with tf.io.TFRecordWriter(str(split_dir / 'data_tfrecord-00000-of-00001.gz'),
+                            options='GZIP') as writer:
+    for item, title in (('i2', 'Two'), ('i1', 'One')):  # an item example: no interaction
+      feature = {
+          features.ITEM_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[item.encode()])),
+          features.TITLE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[title.encode()])),
+      }
+      writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                   .SerializeToString())
+  examples.split_names = artifact_utils.encode_split_names(list(features.EXAMPLE_SPLITS))
+  assert executor.read_catalogue_items(examples) == ['i2', 'i1']
 
 
 def test_model_dirs_include_the_students_only_when_exported(tmp_path):

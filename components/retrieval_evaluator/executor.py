@@ -1,5 +1,8 @@
 """Executor of `RetrievalEvaluator`: reads the artifacts, evaluates, applies the gates, blesses.
 
+The evaluation catalogue is the train items and the items of the examples' items split, where
+they have one (`read_catalogue_items`): the items the exported models rank.
+
 Writes `metrics.json` into the evaluation artifact: `evaluation.evaluate.evaluate`'s result plus
 'candidate' (the model name gated and pushed), 'gates' (thresholds, decisions with reasons,
 'blessed'). The blessing artifact gets a BLESSED or NOT_BLESSED file and the custom properties
@@ -8,7 +11,7 @@ the Pusher and the latest-blessed-model resolver read ('blessed', 'current_model
 """
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -46,19 +49,22 @@ _INTERACTION_SPEC = {
                                    features.default_value(name))
        for name in features.USER_SIDE_FEATURES},
 }
+_ITEM_SPEC = {features.ITEM_ID: tf.io.FixedLenFeature([], tf.string)}
 
 
-def read_split(split_uri: str) -> Tuple[pd.DataFrame, List[bytes]]:
-  """The interactions and the serialized tf.Examples of one ExampleGen split directory."""
+def read_split(split_uri: str, spec: Mapping[str, tf.io.FixedLenFeature] = _INTERACTION_SPEC
+               ) -> Tuple[pd.DataFrame, List[bytes]]:
+  """The features of `spec` (by default the interactions'), strings decoded, and the serialized
+  tf.Examples of one ExampleGen split directory."""
   files = sorted(tf.io.gfile.glob(os.path.join(split_uri, '*')))
   if not files:
     raise FileNotFoundError(f'no example files in {split_uri}')
   compression = 'GZIP' if files[0].endswith('.gz') else ''
   # In batches: iterating a dataset record by record costs ~0.25 ms a record in eager mode.
-  records, columns = [], {name: [] for name in _INTERACTION_SPEC}
+  records, columns = [], {name: [] for name in spec}
   for batch in tf.data.TFRecordDataset(files, compression_type=compression).batch(_READ_BATCH):
     records.extend(batch.numpy())
-    for name, values in tf.io.parse_example(batch, _INTERACTION_SPEC).items():
+    for name, values in tf.io.parse_example(batch, spec).items():
       columns[name].append(values.numpy())
   frame = pd.DataFrame({name: np.concatenate(values) if values else []
                         for name, values in columns.items()})
@@ -78,6 +84,17 @@ def read_examples(examples: types.Artifact) -> Tuple[pd.DataFrame, np.ndarray, L
     if split == features.TEST_SPLIT:
       test_examples = records
   return pd.concat(frames, ignore_index=True), np.concatenate(names), test_examples
+
+
+def read_catalogue_items(examples: types.Artifact) -> Optional[List[str]]:
+  """The item ids of the examples' items split (`features.ITEMS_SPLIT`: every item known at
+  export time), the `catalogue_items` of `evaluation.evaluate.evaluate`; None when the artifact
+  has no such split (examples written before it existed)."""
+  if features.ITEMS_SPLIT not in artifact_utils.decode_split_names(examples.split_names):
+    return None
+  frame, _ = read_split(artifact_utils.get_split_uri([examples], features.ITEMS_SPLIT),
+                        _ITEM_SPEC)
+  return frame[features.ITEM_ID].tolist()
 
 
 def model_dirs(model: types.Artifact, model_run: types.Artifact) -> Dict[str, str]:
@@ -117,12 +134,13 @@ class Executor(base_executor.BaseExecutor):
     thresholds = gates_lib.RetrievalGates(**json.loads(exec_properties[GATES_KEY]))
     model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
     model_run = artifact_utils.get_single_instance(input_dict[MODEL_RUN_KEY])
-    interactions, splits, test_examples = read_examples(
-        artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]))
+    examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+    interactions, splits, test_examples = read_examples(examples)
 
     result = evaluate_lib.evaluate(
         interactions, splits, test_examples, model_dirs(model, model_run), layout.CANDIDATE,
-        layout.TEACHER, int(exec_properties[LATENCY_REQUESTS_KEY]))
+        layout.TEACHER, int(exec_properties[LATENCY_REQUESTS_KEY]),
+        catalogue_items=read_catalogue_items(examples))
     decisions = gates_lib.decide(result['models'].get(layout.CANDIDATE),
                                  result['models'].get(layout.TEACHER), thresholds)
     if input_dict.get(EVALUATOR_BLESSING_KEY):
