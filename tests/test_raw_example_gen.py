@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import tensorflow as tf
 from tfx.components.util import examples_utils
@@ -88,12 +89,42 @@ def dataset():
 def test_examples_equal_the_pandas_reference(tmp_path, writer, synthetic_dataset):
   source = str(writer(synthetic_dataset, tmp_path / 'input'))
   examples = run_executor(source, str(tmp_path / 'examples'))
-  assert artifact_utils.decode_split_names(examples.split_names) == list(features.SPLITS)
+  assert (artifact_utils.decode_split_names(examples.split_names)
+          == list(features.EXAMPLE_SPLITS))
   assert written_rows(examples) == reference_rows(synthetic_dataset, HISTORY_LENGTH)
   assert examples_utils.get_payload_format(examples) == example_gen_pb2.FORMAT_TF_EXAMPLE
   assert examples_utils.get_file_format(examples) == 'tfrecords_gzip'
-  assert sorted(os.listdir(tmp_path / 'examples')) == [f'Split-{name}'
-                                                        for name in sorted(features.SPLITS)]
+  assert sorted(os.listdir(tmp_path / 'examples')) == [
+      f'Split-{name}' for name in sorted(features.EXAMPLE_SPLITS)]
+
+
+def test_the_items_split_holds_every_known_item_once_with_its_side_features(tmp_path, dataset):
+  items = dataset.items
+  extra = items.iloc[:1].copy()
+  extra.index = pd.Index(['side-table-only'], name=items.index.name)
+  with_extra = loaders.Dataset(interactions=dataset.interactions, users=dataset.users,
+                               items=pd.concat([items, extra]))
+  # One interacted item is missing from the side table: it gets the default side features.
+  missing = dataset.interactions[features.ITEM_ID].iloc[0]
+  with_extra = loaders.Dataset(interactions=with_extra.interactions, users=with_extra.users,
+                               items=with_extra.items.drop(index=missing))
+  source = str(input_writers.write_csv(with_extra, tmp_path / 'input'))
+  written = read_examples(run_executor(source, str(tmp_path / 'examples')),
+                          features.ITEMS_SPLIT)
+
+  rows = {value_of(example, features.ITEM_ID): example for example in written}
+  assert len(rows) == len(written)
+  assert set(rows) == (set(with_extra.items.index)
+                       | set(dataset.interactions[features.ITEM_ID]))
+  assert 'side-table-only' in rows
+  for item_id, example in rows.items():
+    assert set(example.features.feature) == set(features.RAW_FEATURES)
+    assert value_of(example, features.USER_ID) == ''
+    assert value_of(example, features.HISTORY) == ''
+    expected = (with_extra.items.loc[item_id] if item_id in with_extra.items.index else
+                {name: features.default_value(name) for name in features.ITEM_SIDE_FEATURES})
+    for name in features.ITEM_SIDE_FEATURES:
+      assert value_of(example, name) == expected[name], (item_id, name)
 
 
 def test_reads_through_another_tensorflow_file_system(dataset, tmp_path):
@@ -202,7 +233,8 @@ def test_the_component_names_the_protocol_splits_and_its_parameters():
       properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
   assert properties[standard_component_specs.INPUT_BASE_KEY] == 'gs://bucket/raw'
   assert input_config.splits[0].pattern == 'log.csv'
-  assert [split.name for split in output_config.split_config.splits] == list(features.SPLITS)
+  assert ([split.name for split in output_config.split_config.splits]
+          == list(features.EXAMPLE_SPLITS))
   assert (properties['history_length'], properties['eval_fraction'],
           properties['test_fraction']) == (20, 0.1, 0.2)
   directory = raw_example_gen.RawExampleGen('gs://bucket/raw/', 20, 0.1, 0.1)

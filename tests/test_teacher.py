@@ -116,3 +116,38 @@ def test_history_ratings_change_the_rating_but_not_the_query():
       batch[features.HISTORY_RATING_VALUES])}
   assert not np.allclose(model(batch)['rating'], model(unrated)['rating'])
   assert np.allclose(model.embed_queries(batch), model.embed_queries(unrated))
+
+
+def test_item_id_dropout_replaces_a_share_of_ids_by_oov_indices_in_training_only():
+  layer = towers.ItemIdDropout(rate=0.5, num_items=12, oov_buckets=2)
+  indices = tf.constant(np.tile(np.arange(0, 10), 1000), tf.int64)  # 0 is padding
+  dropped = layer(indices, training=True).numpy()
+  changed = dropped != indices.numpy()
+  assert not changed[indices.numpy() == 0].any()
+  assert set(np.unique(dropped[changed])) == {10, 11}  # the two OOV rows ending the table
+  assert changed[indices.numpy() > 0].mean() == pytest.approx(0.5, abs=0.03)
+  np.testing.assert_array_equal(layer(indices, training=False).numpy(), indices.numpy())
+
+
+@pytest.mark.parametrize('rate', [0.0, 0.5])
+def test_with_item_id_dropout_the_oov_row_learns_and_cold_items_follow_their_content(rate):
+  """A cold item (OOV index) is embedded from its content: with dropout, training moves the
+  OOV row of the item table (it gets gradients), and cold items with other genres, titles and
+  years get other embeddings."""
+  size = hparams.from_dict(hparams.TowerHParams,
+                           {**hparams.to_dict(_size()), 'item_id_dropout': rate})
+  tf.keras.utils.set_random_seed(0)
+  model = two_tower.TwoTowerModel(teacher.build_core(VOCAB, size, TRANSFORM, STATS.mean_rating),
+                                  TRAINING, STATS)
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+  table = model.core.get_layer('item_embedding')
+  oov = VOCAB.items - VOCAB.item_oov_buckets
+  before = table.embeddings.numpy()[oov].copy()
+  for _ in range(10):
+    model.train_step(_batch())
+  assert np.any(table.embeddings.numpy()[oov] != before) == (rate > 0)
+
+  cold = {**_batch(), features.ITEM_INDEX: tf.constant([oov] * 3, tf.int64)}
+  embeddings = model.embed_candidates(cold).numpy()
+  assert not np.allclose(embeddings[0], embeddings[1])
+  assert not np.allclose(embeddings[1], embeddings[2])
