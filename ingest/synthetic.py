@@ -12,6 +12,10 @@ fractions); after the arrival, each interaction is with an arriving item with pr
 `arriving_share` (picked, like the others, by popularity and affinity). So the arriving items
 have no train or eval interaction, and about `arriving_share` of the test interactions are with
 items unseen in train: the cold items of the evaluation's slices.
+
+Genres follow the items' latent factors (arriving items' too): each genre has a direction in the
+latent space, and an item's genres are those whose directions best match its factors, so an
+item's genres tell which users like it, and a model can recommend a cold item from its content.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ DAY_S = 86_400
 OCCUPATIONS = ('student', 'engineer', 'educator', 'artist', 'librarian', 'other')
 GENDERS = ('M', 'F')
 GENRES = ('Action', 'Comedy', 'Drama', 'Romance', 'Thriller', 'Sci-Fi', "Children's")
+MAX_GENRES_PER_ITEM = 3
 UNKNOWN_YEAR_FRACTION = 0.1
 ARRIVAL_TIMESTAMP = FIRST_TIMESTAMP + 365 * DAY_S  # after every user's timeline unshifted
 ARRIVING_SHARE = 0.1  # default share of the interactions after the arrival with arriving items
@@ -104,16 +109,28 @@ def _users_table(user_ids: np.ndarray, rng: np.random.RandomState):
   )
 
 
-def _items_table(item_ids: np.ndarray, rng: np.random.RandomState):
+def _genre_directions(seed: int) -> np.ndarray:
+  """Unit directions of the `GENRES` in the latent space, one a row, from their own random
+  stream (so that the other draws of a seed stay the same)."""
+  directions = np.random.RandomState([seed, 2]).normal(size=(len(GENRES), LATENT_DIM))
+  return directions / np.linalg.norm(directions, axis=1, keepdims=True)
+
+
+def _items_table(item_ids: np.ndarray, item_factors: np.ndarray, genre_directions: np.ndarray,
+                 rng: np.random.RandomState):
+  """The items side table: random years and titles; each item's genres are the 1 to
+  `MAX_GENRES_PER_ITEM` (a random count) whose directions best match its factors."""
   num_items = len(item_ids)
   unknown_year = rng.uniform(size=num_items) < UNKNOWN_YEAR_FRACTION
   years = np.where(unknown_year, 0, rng.randint(1950, 1999, size=num_items))
   titles = [f'Item {i} ({y})' if y else f'Item {i}' for i, y in zip(item_ids, years)]
+  counts = rng.randint(1, MAX_GENRES_PER_ITEM + 1, size=num_items)
+  # Best match first; a stable sort, so that ties (none in practice) are deterministic.
+  ranked = np.argsort(-(item_factors @ genre_directions.T), axis=1, kind='stable')
   genres = []
-  for _ in range(num_items):
-    picked = rng.choice(len(GENRES), size=rng.randint(1, 4), replace=False)
+  for count, order in zip(counts, ranked):
     # In MovieLens flag order, so that a u.item round trip gives back the same string.
-    names = sorted((GENRES[i] for i in picked), key=loaders.MOVIELENS_GENRES.index)
+    names = sorted((GENRES[i] for i in order[:count]), key=loaders.MOVIELENS_GENRES.index)
     genres.append(features.GENRE_SEPARATOR.join(names))
   return loaders.items_frame(item_ids, titles, genres, years)
 
@@ -182,17 +199,21 @@ def generate(
                                                     interactions_per_user, rng)
   arrivals_rng = np.random.RandomState([seed, 1])  # the default data set's draws stay the same
   if arriving_items:
-    users, items, ratings, timestamps = _arrivals(
-        users, items, ratings, timestamps, user_factors,
-        arrivals_rng.normal(size=(arriving_items, LATENT_DIM)), num_items, arriving_share,
-        arrivals_rng)
+    arriving_factors = arrivals_rng.normal(size=(arriving_items, LATENT_DIM))
+    users, items, ratings, timestamps = _arrivals(users, items, ratings, timestamps,
+                                                  user_factors, arriving_factors, num_items,
+                                                  arriving_share, arrivals_rng)
   order = rng.permutation(len(users))
   interactions = loaders.interactions_frame(user_ids[users[order]], item_ids[items[order]],
                                             ratings[order], timestamps[order])
   users_table = _users_table(user_ids, rng)
-  items_table = _items_table(item_ids[:num_items], rng)
+  genre_directions = _genre_directions(seed)
+  items_table = _items_table(item_ids[:num_items], item_factors, genre_directions, rng)
   if arriving_items:
-    items_table = pd.concat([items_table, _items_table(item_ids[num_items:], arrivals_rng)])
+    items_table = pd.concat([
+        items_table,
+        _items_table(item_ids[num_items:], arriving_factors, genre_directions, arrivals_rng)
+    ])
   return Dataset(interactions=interactions, users=users_table, items=items_table)
 
 
@@ -207,7 +228,8 @@ def write_large_csv(directory: Union[str, Path],
   Same generative model as `generate`; each user gets between 0.2 and 1.8 times the mean
   number of interactions (at most `num_items`). Rows are written `users_per_chunk` users at a
   time, shuffled within the chunk, so memory is bounded by one chunk whatever the size. The
-  side tables (small) are written whole. Deterministic for a seed. Returns the rows written.
+  side tables (small) are written whole, the items' genres following their factors as in
+  `generate`. Deterministic for a seed. Returns the rows written.
   """
   if min(num_users, num_items, num_interactions) < 1:
     raise ValueError('num_users, num_items and num_interactions must be positive')
@@ -216,8 +238,9 @@ def write_large_csv(directory: Union[str, Path],
   rng = np.random.RandomState(seed)
   user_ids, item_ids = _ids(num_users), _ids(num_items)
   _users_table(user_ids, rng).to_csv(directory / loaders.USERS_CSV)
-  _items_table(item_ids, rng).to_csv(directory / loaders.ITEMS_CSV)
   item_factors = rng.normal(size=(num_items, LATENT_DIM))
+  _items_table(item_ids, item_factors, _genre_directions(seed), rng).to_csv(
+      directory / loaders.ITEMS_CSV)
   popularity = _popularity(num_items, rng)
   mean = num_interactions / num_users
   per_user = (max(1, round(0.2 * mean)), max(1, round(1.8 * mean)))

@@ -66,11 +66,12 @@ def test_generate_is_deterministic_and_plausible():
 
 
 def test_the_default_data_set_is_unchanged_by_the_arriving_items_option():
-  # Fingerprints of `generate()` as it was before `arriving_items` existed.
+  # Fingerprints of `generate()` as it was before `arriving_items` existed (the items' since
+  # their genres follow their factors; their titles and years are the same as before).
   dataset = synthetic.generate()
   assert [int(pd.util.hash_pandas_object(frame).sum() % 2**61)
           for frame in (dataset.interactions, dataset.users, dataset.items)] == [
-              39186717879090855, 1920956205783486908, 299443244203247329]
+              39186717879090855, 1920956205783486908, 726438530832138645]
   assert_datasets_equal(synthetic.generate(arriving_items=0), dataset)
 
 
@@ -103,6 +104,43 @@ def test_arriving_items_are_cold_in_about_a_tenth_of_the_test_interactions():
   assert set(frame[features.RATING].unique()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
   with pytest.raises(ValueError, match='arriving'):
     synthetic.generate(arriving_items=-1)
+
+
+def genre_signal(dataset: loaders.Dataset, held: list) -> float:
+  """How well the genres alone predict the ratings of the `held` items: the correlation, over
+  the interactions with them, of each rating (less the user's mean on the other items) with
+  the match of the item's genres to a profile of the user's taste in genres, the sum of the
+  genre flags of the other items they rated weighted by the same deviations. About 0 where
+  genres are noise."""
+  names = dataset.items[features.GENRES].str.split(features.GENRE_SEPARATOR)
+  flags = pd.DataFrame({genre: names.apply(lambda item: genre in item)
+                        for genre in synthetic.GENRES}).astype(float)
+  frame = dataset.interactions
+  is_held = frame[features.ITEM_ID].isin(held)
+  known, test = frame[~is_held], frame[is_held]
+  means = known.groupby(features.USER_ID)[features.RATING].mean()
+
+  def deviations(rows: pd.DataFrame) -> np.ndarray:
+    return (rows[features.RATING] - rows[features.USER_ID].map(means)).to_numpy()
+
+  profiles = flags.loc[known[features.ITEM_ID]].mul(deviations(known), axis=0).set_axis(
+      known[features.USER_ID], axis=0).groupby(level=0).sum()
+  scores = (profiles.loc[test[features.USER_ID]].to_numpy() *
+            flags.loc[test[features.ITEM_ID]].to_numpy()).sum(axis=1)
+  return np.corrcoef(scores, deviations(test))[0, 1]
+
+
+def test_genres_tell_who_likes_an_item():
+  # Taste in genres learnt on the even items predicts the ratings of the odd ones (random
+  # genres give about 0 here, from -0.05 to 0.05 over seeds; genres that follow the factors
+  # 0.3 to 0.45).
+  dataset = synthetic.generate(num_users=200, num_items=300, seed=0)
+  assert genre_signal(dataset, [str(i) for i in range(1, 301, 2)]) > 0.2
+  # And that of the arriving items, from the ratings of the others alone: cold items can be
+  # recommended from their content.
+  dataset = synthetic.generate(num_users=300, num_items=200, seed=0, arriving_items=40,
+                               arriving_share=0.5)
+  assert genre_signal(dataset, [str(i) for i in range(201, 241)]) > 0.2
 
 
 def test_large_csv_writer_is_deterministic_and_loads(tmp_path):
