@@ -1,4 +1,5 @@
 """The export contract: signatures, top-k over the catalogue, history exclusion, unknown users."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import exported_models
 from exported_models import TOP_K
 from contract import features
 from contract import signatures
+from models import export
 
 def _serialized(row: dict) -> bytes:
   def feature(name, value):
@@ -199,3 +201,43 @@ def test_saved_model_cli_lists_the_signatures_without_custom_ops(export_dirs):
         node.op for function in graph.library.function for node in function.node_def}
     functions = {function.signature.name for function in graph.library.function}
     assert not [op for op in ops - functions if op_def_registry.get(op) is None]
+
+
+def test_the_catalogue_ranks_cold_items_by_their_content_and_excludes_them_by_id(
+    trained, tmp_path):
+  """Items without train interactions share the OOV tower index: the export ranks each by its
+  content and tells them apart by raw id (history exclusion, returned ids)."""
+  data = trained['data']
+  warm = data.stats.catalogue
+  oov = data.vocab.items - data.vocab.item_oov_buckets
+  cold = {name: values[:2].copy() for name, values in warm.items()}
+  cold[features.ITEM_INDEX][:] = oov
+  cold[features.GENRE_INDICES][1] = 0  # no genre: other content than cold-a's
+  cold[features.ITEM_ID] = np.array(['cold-a', 'cold-b'])
+  with_cold = dataclasses.replace(data, cold_items=cold)
+  assert len(with_cold.catalogue[features.ITEM_ID]) == len(warm[features.ITEM_ID]) + 2
+  directory = str(tmp_path / 'teacher')
+  export.export_saved_model(trained['teacher'], data.tf_transform_output, with_cold.catalogue,
+                            TOP_K, exported_models.TRANSFORM.history_length, directory)
+  model = tf.saved_model.load(directory)
+
+  def query(history):
+    return dict(user_id=tf.constant(['no-such-user']), history=tf.constant([history]),
+                age=tf.constant([30], tf.int64), gender=tf.constant(['F']),
+                occupation=tf.constant(['artist']), zip_code=tf.constant(['12345']))
+
+  def rank(history):
+    result = model.rank_catalogue(**query(history))
+    ids = result['item_ids'].numpy().astype(str)[0]
+    return ids, dict(zip(ids, result['scores'].numpy()[0]))
+
+  ranked, scores = rank([''])
+  assert sorted(ranked) == sorted(with_cold.catalogue[features.ITEM_ID])
+  assert scores['cold-a'] != pytest.approx(scores['cold-b'])  # other genres, other score
+  # A cold item in the history is excluded from recommendations, the other one is not.
+  recommend = model.signatures[signatures.RECOMMEND_WITH_FEATURES]
+  everything = len(ranked) - exported_models.TRANSFORM.history_length
+  top = recommend(**query(['cold-a']))['item_ids'].numpy().astype(str)[0]
+  ranked_after, _ = rank(['cold-a'])
+  assert top.tolist() == [item for item in ranked_after if item != 'cold-a'][:len(top)]
+  assert 'cold-a' not in top and len(top) == min(TOP_K, everything)
