@@ -15,10 +15,12 @@ Prints a table and writes JSON: a list of rows, one per model and size, with `mo
 `embedding_dim`, `seeds`, NDCG@10 and Recall@100 as mean and std over the seeds (and per seed),
 `bytes` (SavedModel variables), `latency_p50_ms` (in-process single-request recommendation of
 the top 100), and on distilled and int8 rows `gap_recovered` = (row − scratch) / (teacher −
-scratch) of the mean NDCG@10. The int8 student at the pipeline's size carries `"default":
+scratch) of the mean NDCG@10; the cold-start slices (`metrics.SLICE_METRIC_KEYS`: Recall@100 on
+cold and warm items, NDCG@10 of new users) likewise, with a second table. The int8 student at the pipeline's size carries `"default":
 true`. Also draws NDCG@10 against bytes (PNG, `--plot`). Teachers are kept under OUTPUT (by seed
 and configuration), so a re-run with other distillation settings trains only the students (into
 a directory of their own): `--set ranking_weight=0` overrides one `DistillationHParams` field.
+`--item-id-dropout RATE` sets both towers' `item_id_dropout` (teachers trained again).
 """
 import argparse
 import dataclasses
@@ -37,6 +39,7 @@ import numpy as np
 from benchmarks import transformed_data
 from components.run_report import charts
 from evaluation import evaluate
+from evaluation import metrics as metrics_lib
 from models import export
 from models import hparams
 from models import layout
@@ -52,30 +55,40 @@ STUDENT_KINDS = (SCRATCH, DISTILLED, INT8)
 NEEDS_TEACHER_RATIO = 0.92  # scratch NDCG@10 at most this share of the teacher's
 KEEPS_QUALITY_RATIO = 0.95  # the default student keeps this share of NDCG@10 and Recall@100
 METRICS = ('ndcg@10', 'recall@100')
+SLICE_METRICS = tuple(metrics_lib.SLICE_METRIC_KEYS)
 
 
 def model_name(kind: str, dim: int, seed: int) -> str:
   return f'{kind}/d{dim}/seed{seed}'
 
 
-def _teacher_key(data: training.TrainingData, training_hparams: hparams.TrainingHParams) -> str:
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  """The teacher's size and the students' (whose embedding dimension the benchmark varies)."""
+  teacher: hparams.TowerHParams = configs.TEACHER
+  student: hparams.TowerHParams = configs.STUDENT
+
+
+def _teacher_key(data: training.TrainingData, teacher_size: hparams.TowerHParams,
+                 training_hparams: hparams.TrainingHParams) -> str:
   """What a cached teacher depends on: its size, its training and the data it was trained on."""
-  text = json.dumps([hparams.to_dict(configs.TEACHER), hparams.to_dict(training_hparams),
+  text = json.dumps([hparams.to_dict(teacher_size), hparams.to_dict(training_hparams),
                      hparams.to_dict(configs.TRANSFORM),
                      data.tf_transform_output.transform_savedmodel_dir], sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def teacher_model(data: training.TrainingData, training_hparams: hparams.TrainingHParams,
-                  cache_dir: str, log: training.TrainingLog):
+def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParams,
+                  training_hparams: hparams.TrainingHParams, cache_dir: str,
+                  log: training.TrainingLog):
   """The teacher of this seed: trained, or loaded from `cache_dir` when trained before with the
   same configuration on the same data."""
-  directory = os.path.join(cache_dir, _teacher_key(data, training_hparams))
+  directory = os.path.join(cache_dir, _teacher_key(data, teacher_size, training_hparams))
   if os.path.exists(os.path.join(directory, 'done')):
     logging.info('Teacher of seed %d: reused from %s', training_hparams.seed, directory)
-    return training.load_teacher(data, configs.TEACHER, training_hparams,
+    return training.load_teacher(data, teacher_size, training_hparams,
                                  os.path.join(directory, 'weights'))
-  model = training.train_teacher(data, configs.TEACHER, training_hparams, log)
+  model = training.train_teacher(data, teacher_size, training_hparams, log)
   # Written aside, then renamed: another benchmark sharing `cache_dir` never sees it half done.
   os.makedirs(cache_dir, exist_ok=True)
   written = tempfile.mkdtemp(dir=cache_dir)
@@ -89,29 +102,31 @@ def teacher_model(data: training.TrainingData, training_hparams: hparams.Trainin
 
 
 def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
-               distillation: hparams.DistillationHParams) -> Dict[str, str]:
+               distillation: hparams.DistillationHParams, towers: Sizes) -> Dict[str, str]:
   """Trains and exports the teacher and every student of one seed; returns SavedModel
   directories by model name."""
   training_hparams = dataclasses.replace(configs.TRAINING, seed=seed)
   data = transformed_data.training_data(output_dir, configs.TRANSFORM, training_hparams)
-  settings = hashlib.sha256(json.dumps(hparams.to_dict(distillation), sort_keys=True).encode())
+  settings = hashlib.sha256(json.dumps(
+      [hparams.to_dict(distillation), hparams.to_dict(towers.student)], sort_keys=True).encode())
   models_dir = os.path.join(output_dir, 'models', settings.hexdigest()[:12], f'seed{seed}')
   dirs = {}
 
   def write(name: str, model, int8_index: bool = False) -> None:
     dirs[name] = os.path.join(models_dir, name.replace('/', '_'))
-    export.export_saved_model(model, data.tf_transform_output, data.stats.catalogue,
+    export.export_saved_model(model, data.tf_transform_output, data.catalogue,
                               configs.EXPORT.top_k, configs.TRANSFORM.history_length,
                               dirs[name], int8_index=int8_index)
 
   with tempfile.TemporaryDirectory() as tensorboard_dir:
     log = training.TrainingLog(tensorboard_dir)
-    teacher = teacher_model(data, training_hparams, os.path.join(output_dir, 'teachers'), log)
-    write(model_name(layout.TEACHER, configs.TEACHER.embedding_dim, seed), teacher)
+    teacher = teacher_model(data, towers.teacher, training_hparams,
+                            os.path.join(output_dir, 'teachers'), log)
+    write(model_name(layout.TEACHER, towers.teacher.embedding_dim, seed), teacher)
     with training.teacher_outputs(data, teacher, training_hparams,
                                   distillation) as distillation_data:
       for dim in sizes:
-        size = dataclasses.replace(configs.STUDENT, embedding_dim=dim)
+        size = dataclasses.replace(towers.student, embedding_dim=dim)
         write(model_name(SCRATCH, dim, seed),
               training.train_student(data, size, training_hparams, distillation, log))
         distilled = training.distil(distillation_data, teacher, size, training_hparams,
@@ -134,10 +149,12 @@ def frontier_rows(models: Mapping[str, Mapping[str, float]], sizes: Sequence[int
   def row(model: str, dim, names: Sequence[str]) -> dict:
     measured = [models[name] for name in names]
     values = {'model': model, 'embedding_dim': dim, 'seeds': len(names)}
-    for metric in METRICS:
-      stats = _stats([m[metric] for m in measured])
+    for metric in METRICS + SLICE_METRICS:
+      per_seed = [m.get(metric) for m in measured]
+      stats = (_stats(per_seed) if None not in per_seed
+               else {'mean': None, 'std': None})  # a slice without users
       values.update({f'{metric}_mean': stats['mean'], f'{metric}_std': stats['std'],
-                     f'{metric}_per_seed': [m[metric] for m in measured]})
+                     f'{metric}_per_seed': per_seed})
     exported = measured[0].get('bytes') is not None
     values['bytes'] = int(np.mean([m['bytes'] for m in measured])) if exported else None
     values['latency_p50_ms'] = (float(np.median([m['latency_p50_ms'] for m in measured]))
@@ -219,8 +236,24 @@ def format_table(rows: Sequence[dict]) -> str:
                    for line in lines) + '\n(* the default student)'
 
 
+def format_slices_table(rows: Sequence[dict]) -> str:
+  """The cold-start slices of every row: mean ± std over the seeds."""
+  header = ('model', 'dim') + SLICE_METRICS
+  lines = [header]
+  for row in rows:
+    lines.append((row['model'], '' if row['embedding_dim'] is None else str(row['embedding_dim']),
+                  *('' if row[f'{key}_mean'] is None else
+                    f"{row[f'{key}_mean']:.4f} ± {row[f'{key}_std']:.4f}"
+                    for key in SLICE_METRICS)))
+  widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+  return '\n'.join('  '.join([line[0].ljust(widths[0])] +
+                             [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])])
+                   for line in lines)
+
+
 def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Sequence[int],
-              distillation: hparams.DistillationHParams) -> List[dict]:
+              distillation: hparams.DistillationHParams,
+              towers: Sizes = Sizes()) -> List[dict]:
   """Runs the benchmark (see the module docstring); returns its rows."""
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   started = time.time()
@@ -230,10 +263,10 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   logging.info('Data components: %.0f s', time.time() - started)
   model_dirs = {}
   for seed in seeds:
-    model_dirs.update(train_seed(output_dir, seed, sizes, distillation))
+    model_dirs.update(train_seed(output_dir, seed, sizes, distillation, towers))
   interactions, splits, test_examples, catalogue_items = transformed_data.evaluation_inputs(
       output_dir)
-  teacher = model_name(layout.TEACHER, configs.TEACHER.embedding_dim, seeds[0])
+  teacher = model_name(layout.TEACHER, towers.teacher.embedding_dim, seeds[0])
   evaluated = evaluate.evaluate(interactions, splits, test_examples, model_dirs,
                                 candidate=teacher, reference=teacher,
                                 latency_requests=configs.LATENCY_REQUESTS,
@@ -267,6 +300,8 @@ def main(argv=None) -> int:
   parser.add_argument('--seeds', type=int, default=SEEDS, help='seeds per model')
   parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
                       help='override a distillation hyper-parameter (repeatable)')
+  parser.add_argument('--item-id-dropout', type=float, default=None, metavar='RATE',
+                      help="both towers' item_id_dropout (default: the configs' values)")
   args = parser.parse_args(argv)
   progress.install()
   try:
@@ -275,13 +310,19 @@ def main(argv=None) -> int:
     print(f'error: {error}', file=sys.stderr)
     return 2
   seeds = [configs.TRAINING.seed + i for i in range(args.seeds)]
-  rows = benchmark(args.data, os.path.abspath(args.output), args.sizes, seeds, distillation)
+  towers = Sizes()
+  if args.item_id_dropout is not None:
+    towers = Sizes(*(dataclasses.replace(size, item_id_dropout=args.item_id_dropout)
+                     for size in (towers.teacher, towers.student)))
+  rows = benchmark(args.data, os.path.abspath(args.output), args.sizes, seeds, distillation,
+                   towers)
   with open(args.bench_out, 'w') as f:
     json.dump(rows, f, indent=2)
   plot = args.plot or os.path.splitext(args.bench_out)[0] + '.png'
   charts.frontier(rows, os.path.dirname(os.path.abspath(plot)), os.path.basename(plot),
                   title=f'Distillation frontier: {os.path.basename(args.data.rstrip("/"))}')
   print(format_table(rows))
+  print(format_slices_table(rows))
   print('\n'.join(findings(rows)))
   print(f'Wrote {args.bench_out} and {plot}')
   return 0
