@@ -1,11 +1,12 @@
 """The student's architecture: small by design, and quantizable.
 
 Query: the user's id embedding and a recency-weighted mean of its history's item embeddings,
-plus small side-feature embeddings, through one Dense layer. Candidate: item id and mean genre
-embeddings through one Dense layer (the item id dropped out for a share of training candidates,
-`towers.ItemIdDropout`). One item table serves history and candidates. The only
-Dense layers are the two tower outputs and the rating head: those get quantization-aware
-training; the embedding tables are quantized row-wise to int8 (`models.quantization`).
+plus small side-feature embeddings, through one Dense layer. Candidate: item id and the item's
+content (mean genre and title-token embeddings, release year) through one Dense layer (the item
+id dropped out for a share of training candidates, `towers.ItemIdDropout`). One item table
+serves history and candidates. The only Dense layers are the two tower outputs and the rating
+head: those get quantization-aware training; the embedding tables are quantized row-wise to
+int8 (`models.quantization`).
 """
 import tensorflow as tf
 
@@ -35,17 +36,18 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
           pooled_history, *side_values]))
 
   item, item_index = towers.candidate_item(vocab, size.item_id_dropout)
-  genres, genre_values = towers.pooled_genres(vocab, small, transform.max_genres,
-                                              towers.MaskedMeanPooling(name='masked_mean'))
+  content_inputs, content_values = towers.item_content(
+      vocab, small, transform.max_genres, transform.max_title_tokens,
+      towers.MaskedMeanPooling(name='masked_mean'))
   candidate = tf.keras.layers.Dense(dim, name='candidate_output')(
-      tf.keras.layers.Concatenate(name='candidate_features')([item_embedding(item_index),
-                                                              genre_values]))
+      tf.keras.layers.Concatenate(name='candidate_features')(
+          [item_embedding(item_index), *content_values]))
 
   history_ratings = towers.history_ratings_input(transform.history_length)
   rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
                                 candidate, size.rating_hidden_units, mean_rating)
-  return towers.core_model([user, history, *side_inputs], [item, genres], [history_ratings],
-                           query, candidate, rating, name='student')
+  return towers.core_model([user, history, *side_inputs], [item, *content_inputs],
+                           [history_ratings], query, candidate, rating, name='student')
 
 
 CUSTOM_OBJECTS = {'RecencyWeightedPooling': towers.RecencyWeightedPooling,

@@ -76,17 +76,13 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
       history_pooling(history_items, history), *side_values]), size, 'query')
 
   item, item_index = towers.candidate_item(vocab, size.item_id_dropout)
-  genres, genre_values = towers.pooled_genres(vocab, small, transform.max_genres, pool)
-  title = towers.index_input(features.TITLE_INDICES, transform.max_title_tokens)
-  year = towers.float_input(features.YEAR_Z)
-  candidate = _project(tf.keras.layers.Concatenate(name='candidate_features')([
-      item_embedding(item_index), genre_values,
-      pool(tf.keras.layers.Embedding(vocab.title_tokens, small, name='title_embedding')(title),
-           title),
-      tf.keras.layers.Reshape((1,), name='year')(year)]), size, 'candidate')
+  content_inputs, content_values = towers.item_content(
+      vocab, small, transform.max_genres, transform.max_title_tokens, pool)
+  candidate = _project(tf.keras.layers.Concatenate(name='candidate_features')(
+      [item_embedding(item_index), *content_values]), size, 'candidate')
 
   history_ratings = towers.history_ratings_input(transform.history_length)
   rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
                                 candidate, size.rating_hidden_units, mean_rating)
-  return towers.core_model([user, history, *side_inputs], [item, genres, title, year],
+  return towers.core_model([user, history, *side_inputs], [item, *content_inputs],
                            [history_ratings], query, candidate, rating, name='teacher')

@@ -139,11 +139,20 @@ def user_side_features(vocab: Vocabularies, dim: int) -> Tuple[List[tf.Tensor], 
   return [gender, occupation, zip_index, age], embedded
 
 
-def pooled_genres(vocab: Vocabularies, dim: int, max_genres: int,
-                  pool: MaskedMeanPooling) -> Tuple[tf.Tensor, tf.Tensor]:
+def item_content(vocab: Vocabularies, dim: int, max_genres: int, max_title_tokens: int,
+                 pool: MaskedMeanPooling) -> Tuple[List[tf.Tensor], List[tf.Tensor]]:
+  """Inputs and embedded values of an item's content: its pooled genres and title tokens and
+  its release year (what embeds an item without train interactions)."""
   genres = index_input(features.GENRE_INDICES, max_genres)
-  embedded = tf.keras.layers.Embedding(vocab.genres, dim, name='genre_embedding')(genres)
-  return genres, pool(embedded, genres)
+  title = index_input(features.TITLE_INDICES, max_title_tokens)
+  year = float_input(features.YEAR_Z)
+  embedded = [
+      pool(tf.keras.layers.Embedding(vocab.genres, dim, name='genre_embedding')(genres), genres),
+      pool(tf.keras.layers.Embedding(vocab.title_tokens, dim, name='title_embedding')(title),
+           title),
+      tf.keras.layers.Reshape((1,), name='year')(year),
+  ]
+  return [genres, title, year], embedded
 
 
 class RatingDrift(tf.keras.layers.Layer):
