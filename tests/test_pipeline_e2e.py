@@ -213,7 +213,8 @@ def test_bad_data_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
 def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, arriving_dataset):
   first = pipeline_run[0]
   model = tf.saved_model.load(first['pushed'])
-  catalogue = set(arriving_dataset.interactions[features.ITEM_ID])
+  catalogue = (set(arriving_dataset.interactions[features.ITEM_ID])
+               | set(arriving_dataset.items.index))  # every known item
   known = arriving_dataset.interactions[features.USER_ID].iloc[0]
   history = list(arriving_dataset.interactions[features.ITEM_ID].iloc[:3])
 
