@@ -49,13 +49,13 @@ TRANSFORM = hparams.TransformHParams(
 # Models.
 TEACHER = hparams.TowerHParams(
     embedding_dim=64, hidden_units=128, rating_hidden_units=64, history_encoder='transformer',
-    attention_layers=2, attention_heads=2, dropout=0.1, item_id_dropout=0.1)
+    attention_layers=2, attention_heads=2, dropout=0.1, item_id_dropout=0.0)
 # The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py).
-# Both drop a tenth of the candidates' item ids in training, so that items without train
-# interactions are embedded from their content.
+# Item-id dropout (`item_id_dropout`) is off: at 0.1 it raised ML-100K's cold-item Recall@100 from
+# 0.2x to 1.1-1.3x a random ranking's but cost 1-3% of the warm items' quality (README, Cold start).
 STUDENT = hparams.TowerHParams(
     embedding_dim=16, hidden_units=0, rating_hidden_units=16, history_encoder='mean',
-    attention_layers=0, attention_heads=0, dropout=0.0, item_id_dropout=0.1)
+    attention_layers=0, attention_heads=0, dropout=0.0, item_id_dropout=0.0)
 # The retrieval loss is summed over the batch, the rating loss averaged: hence the rating weight.
 TRAINING = hparams.TrainingHParams(
     epochs=5, batch_size=512, shuffle_buffer_size=100_000, learning_rate=0.002,
