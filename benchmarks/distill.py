@@ -16,8 +16,8 @@ Prints a table and writes JSON: a list of rows, one per model and size, with `mo
 `bytes` (SavedModel variables), `latency_p50_ms` (in-process single-request recommendation of
 the top 100), and on distilled and int8 rows `gap_recovered` = (row − scratch) / (teacher −
 scratch) of the mean NDCG@10; the cold-start slices (`metrics.SLICE_METRIC_KEYS`: Recall@100 on
-cold and warm items, NDCG@10 of new users) likewise, with a second table. The int8 student at the pipeline's size carries `"default":
-true`. Also draws NDCG@10 against bytes (PNG, `--plot`). Teachers are kept under OUTPUT (by seed
+cold and warm items, NDCG@10 of new users) likewise, with a second table. The int8 student at
+the pipeline's size carries `"default": true`. Also draws NDCG@10 against bytes (PNG, `--plot`). Teachers are kept under OUTPUT (by seed
 and configuration), so a re-run with other distillation settings trains only the students (into
 a directory of their own): `--set ranking_weight=0` overrides one `DistillationHParams` field.
 `--item-id-dropout RATE` sets both towers' `item_id_dropout` (teachers trained again).
@@ -218,6 +218,14 @@ def findings(rows: Sequence[dict]) -> List[str]:
   return lines
 
 
+def _aligned(lines: Sequence[Sequence[str]]) -> str:
+  """Rows of cells as text columns: the first left-aligned, the others right-aligned."""
+  widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+  return '\n'.join('  '.join([line[0].ljust(widths[0])] +
+                             [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])])
+                   for line in lines)
+
+
 def format_table(rows: Sequence[dict]) -> str:
   header = ('model', 'dim', 'NDCG@10', 'Recall@100', 'bytes', 'p50 ms', 'gap recovered')
   lines = [header]
@@ -230,10 +238,7 @@ def format_table(rows: Sequence[dict]) -> str:
         '' if row['bytes'] is None else f"{row['bytes']:,}",
         '' if row['latency_p50_ms'] is None else f"{row['latency_p50_ms']:.2f}",
         '' if row['gap_recovered'] is None else f"{row['gap_recovered']:.0%}"))
-  widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-  return '\n'.join('  '.join([line[0].ljust(widths[0])] +
-                             [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])])
-                   for line in lines) + '\n(* the default student)'
+  return _aligned(lines) + '\n(* the default student)'
 
 
 def format_slices_table(rows: Sequence[dict]) -> str:
@@ -245,10 +250,7 @@ def format_slices_table(rows: Sequence[dict]) -> str:
                   *('' if row[f'{key}_mean'] is None else
                     f"{row[f'{key}_mean']:.4f} ± {row[f'{key}_std']:.4f}"
                     for key in SLICE_METRICS)))
-  widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-  return '\n'.join('  '.join([line[0].ljust(widths[0])] +
-                             [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])])
-                   for line in lines)
+  return _aligned(lines)
 
 
 def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Sequence[int],

@@ -71,8 +71,7 @@ class ServingModule(tf.Module):
     # maps the history's raw ids to those numbers, so excluding history items compares integers
     # (cold items share the OOV tower index: only their raw ids tell them apart); the returned
     # numbers become raw item ids in one gather at the end.
-    item_ids = [item_id.decode() if isinstance(item_id, bytes) else str(item_id)
-                for item_id in catalogue[features.ITEM_ID]]
+    item_ids = inputs.id_strings(catalogue[features.ITEM_ID]).tolist()
     if len(set(item_ids)) != num_items:
       raise ValueError('catalogue item ids must be distinct')
     self.index.index(candidates, identifiers=tf.range(1, num_items + 1))
@@ -175,8 +174,8 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
     tf.saved_model.save(module, export_dir, signatures=functions)
   # Warmup requests TF Serving replays on load: known users and an unknown one, histories of
   # 0, 1 and `history_length` catalogue items.
-  users = [user.decode() if isinstance(user, bytes) else user for user in
-           tf_transform_output.vocabulary_by_name(features.USER_VOCAB)[:2]] + ['warmup-user']
+  users = inputs.id_strings(
+      tf_transform_output.vocabulary_by_name(features.USER_VOCAB)[:2]).tolist() + ['warmup-user']
   items = [str(item) for item in catalogue[features.ITEM_ID][:history_length]]
   warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)])
   logging.info('Exported SavedModel with signatures %s and warmup requests to %s',

@@ -30,6 +30,11 @@ def flatten_scalars(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
           else value for name, value in batch.items()}
 
 
+def id_strings(ids) -> np.ndarray:
+  """Raw ids (bytes from tensors or vocabularies, or str) as a str array."""
+  return np.array([i.decode() if isinstance(i, bytes) else str(i) for i in ids], dtype=str)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainStats:
   """What one streaming pass over the transformed train split tells the trainer.
@@ -63,8 +68,7 @@ def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: 
   blank = {name: np.zeros_like(value) for name, value in next(iter(rows.values())).items()}
   ordered = [rows.get(i + 1, {**blank, features.ITEM_INDEX: i + 1}) for i in range(len(item_ids))]
   catalogue = {name: np.stack([row[name] for row in ordered]) for name in towers.CANDIDATE_FEATURES}
-  catalogue[features.ITEM_ID] = np.array(
-      [i.decode() if isinstance(i, bytes) else i for i in item_ids], dtype=str)
+  catalogue[features.ITEM_ID] = id_strings(item_ids)
   return TrainStats(catalogue, counts, rating_sum / max(examples, 1))
 
 
@@ -79,8 +83,7 @@ def scan_cold_items(items: tf.data.Dataset, num_vocabulary_items: int) -> Dict[s
     for name in names:
       columns[name].append(batch[name].numpy()[cold])
   cold_items = {name: np.concatenate(values) for name, values in columns.items()}
-  cold_items[features.ITEM_ID] = np.array(
-      [i.decode() if isinstance(i, bytes) else i for i in cold_items[features.ITEM_ID]], dtype=str)
+  cold_items[features.ITEM_ID] = id_strings(cold_items[features.ITEM_ID])
   order = np.argsort(cold_items[features.ITEM_ID], kind='stable')
   return {name: values[order] for name, values in cold_items.items()}
 

@@ -23,6 +23,7 @@ loss history in a `TrainingLog`, under the model's name (`models.layout`).
 """
 import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 import tempfile
@@ -71,7 +72,7 @@ class TrainingData:
   stats: inputs.TrainStats
   cold_items: Optional[Dict[str, np.ndarray]] = None
 
-  @property
+  @functools.cached_property
   def catalogue(self) -> Dict[str, np.ndarray]:
     """Every item the exported models rank: the train vocabulary's (`stats.catalogue`, which
     training samples from), then the cold items, which their content embeds."""
