@@ -42,6 +42,7 @@ from evaluation import evaluate
 from evaluation import metrics as metrics_lib
 from models import export
 from models import hparams
+from models import item_item
 from models import layout
 from models import training
 from pipeline import configs
@@ -73,9 +74,38 @@ def _teacher_key(data: training.TrainingData, teacher_size: hparams.TowerHParams
                  training_hparams: hparams.TrainingHParams) -> str:
   """What a cached teacher depends on: its size, its training and the data it was trained on."""
   text = json.dumps([hparams.to_dict(teacher_size), hparams.to_dict(training_hparams),
-                     hparams.to_dict(configs.TRANSFORM),
+                     hparams.to_dict(configs.TRANSFORM), hparams.to_dict(configs.ITEM_ITEM),
                      data.tf_transform_output.transform_savedmodel_dir], sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _publish(cache_dir: str, directory: str, write) -> None:
+  """Calls `write(path)` on a fresh directory in `cache_dir`, then renames it `directory`:
+  another benchmark sharing `cache_dir` never sees it half done."""
+  os.makedirs(cache_dir, exist_ok=True)
+  written = tempfile.mkdtemp(dir=cache_dir)
+  write(written)
+  open(os.path.join(written, 'done'), 'w').close()
+  try:
+    os.rename(written, directory)
+  except OSError:  # already written by another run
+    shutil.rmtree(written, ignore_errors=True)
+
+
+def item_item_tables(data: training.TrainingData, teacher_size: hparams.TowerHParams,
+                     cache_dir: str):
+  """The hybrid teacher's item-to-item tables (`training.fit_item_item`), the same for every
+  seed: fitted once per data and setting, then read from `cache_dir`."""
+  if not teacher_size.item_item:
+    return None
+  key = hashlib.sha256(json.dumps([hparams.to_dict(configs.ITEM_ITEM),
+                                   data.tf_transform_output.transform_savedmodel_dir],
+                                  sort_keys=True).encode()).hexdigest()[:16]
+  directory = os.path.join(cache_dir, key)
+  if not os.path.exists(os.path.join(directory, 'done')):
+    tables = training.fit_item_item(data, teacher_size, configs.ITEM_ITEM)
+    _publish(cache_dir, directory, tables.save)
+  return item_item.ItemItemTables.load(directory)
 
 
 def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParams,
@@ -83,21 +113,15 @@ def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParam
                   log: training.TrainingLog):
   """The teacher of this seed: trained, or loaded from `cache_dir` when trained before with the
   same configuration on the same data."""
+  tables = item_item_tables(data, teacher_size, os.path.join(cache_dir, 'item_item'))
   directory = os.path.join(cache_dir, _teacher_key(data, teacher_size, training_hparams))
+  weights = 'weights'
   if os.path.exists(os.path.join(directory, 'done')):
     logging.info('Teacher of seed %d: reused from %s', training_hparams.seed, directory)
     return training.load_teacher(data, teacher_size, training_hparams,
-                                 os.path.join(directory, 'weights'))
-  model = training.train_teacher(data, teacher_size, training_hparams, log)
-  # Written aside, then renamed: another benchmark sharing `cache_dir` never sees it half done.
-  os.makedirs(cache_dir, exist_ok=True)
-  written = tempfile.mkdtemp(dir=cache_dir)
-  model.core.save_weights(os.path.join(written, 'weights'))
-  open(os.path.join(written, 'done'), 'w').close()
-  try:
-    os.rename(written, directory)
-  except OSError:  # already written by another run
-    shutil.rmtree(written, ignore_errors=True)
+                                 os.path.join(directory, weights), tables)
+  model = training.train_teacher(data, teacher_size, training_hparams, log, tables)
+  _publish(cache_dir, directory, lambda path: model.core.save_weights(os.path.join(path, weights)))
   return model
 
 
@@ -297,11 +321,13 @@ def main(argv=None) -> int:
                       help='directory for the data components, teachers and models')
   parser.add_argument('--bench-out', default='distill.json', help='JSON file of rows')
   parser.add_argument('--plot', default=None, help='PNG of the frontier (default: beside JSON)')
-  parser.add_argument('--sizes', type=int, nargs='+', default=list(SIZES),
-                      help='student embedding dimensions')
+  parser.add_argument('--sizes', type=int, nargs='*', default=list(SIZES),
+                      help='student embedding dimensions (none: the teacher and EASE only)')
   parser.add_argument('--seeds', type=int, default=SEEDS, help='seeds per model')
   parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
                       help='override a distillation hyper-parameter (repeatable)')
+  parser.add_argument('--no-item-item', action='store_true',
+                      help="the teacher without the item-to-item component (the towers alone)")
   parser.add_argument('--item-id-dropout', type=float, default=None, metavar='RATE',
                       help="both towers' item_id_dropout (default: the configs' values)")
   args = parser.parse_args(argv)
@@ -316,6 +342,9 @@ def main(argv=None) -> int:
   if args.item_id_dropout is not None:
     towers = Sizes(*(dataclasses.replace(size, item_id_dropout=args.item_id_dropout)
                      for size in (towers.teacher, towers.student)))
+  if args.no_item_item:
+    towers = dataclasses.replace(towers, teacher=dataclasses.replace(towers.teacher,
+                                                                     item_item=False))
   rows = benchmark(args.data, os.path.abspath(args.output), args.sizes, seeds, distillation,
                    towers)
   with open(args.bench_out, 'w') as f:

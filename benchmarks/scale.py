@@ -138,7 +138,8 @@ def run_data_components(data_dir: str, output_dir: str, workers: int,
 
 
 def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dict[str, float]:
-  """Streams the transformed train split: the trainer's statistics pass, then one epoch of the
+  """Streams the transformed train split: the trainer's statistics pass, the hybrid teacher's
+  item-to-item fit (its middle L2 weight and largest rank: no eval split), then one epoch of the
   teacher, with the training API of `models.run_fn` (no eval split, TensorBoard logs in a
   temporary directory). Returns the train examples seen, the teacher's parameter count and its
   final loss."""
@@ -150,8 +151,10 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
                     configs.TRANSFORM, training_hparams, with_eval=False)
   with tempfile.TemporaryDirectory() as tensorboard_dir:
     log = training.TrainingLog(tensorboard_dir)
+    tables = stages.run('item_item_fit', training.fit_item_item, data, configs.TEACHER,
+                        configs.ITEM_ITEM)
     model = stages.run('teacher_epoch', training.train_teacher, data, configs.TEACHER,
-                       training_hparams, log)
+                       training_hparams, log, tables)
   return {'train_examples': int(data.stats.item_counts.sum()),
           'teacher_params': int(model.count_params()),
           'teacher_loss': log.records[layout.TEACHER]['history']['loss'][-1]}

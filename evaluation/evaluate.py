@@ -74,6 +74,18 @@ def _score_sample(reference: Dict[int, Dict[str, float]], candidate: Dict[int, D
                      else float(correlation)}
 
 
+def tuned_ease_l2(interactions: pd.DataFrame, splits: np.ndarray, split: str,
+                  catalogue_items: Optional[Sequence[str]]) -> float:
+  """EASE's L2 weight tuned on the eval split (`baselines.tuned_ease_l2`) when `split` comes
+  after it and it has rows; else `baselines.EASE_L2`."""
+  if split == features.EVAL_SPLIT or not np.any(splits == features.EVAL_SPLIT):
+    return baselines.EASE_L2
+  l2 = baselines.tuned_ease_l2(protocol.build_eval_data(interactions, splits, features.EVAL_SPLIT,
+                                                        catalogue_items))
+  logging.info('EASE: L2 weight %g, chosen on the eval split', l2)
+  return l2
+
+
 def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: Sequence[bytes],
              model_dirs: Mapping[str, str], candidate: str, reference: str,
              latency_requests: int, split: str = features.TEST_SPLIT,
@@ -101,7 +113,7 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     {'split', 'users', 'catalogue_items', 'models': {name: metrics}, 'recall_curves':
     {name: [Recall@1 .. Recall@DEPTH]}, 'score_sample': {'reference', 'candidate', 'pearson'}
     or None, 'slice_users': {slice: number of users}}. Models are those of `model_dirs`, then
-    `POPULARITY` and `EASE`. Every model's metrics include the `metrics.SLICE_METRIC_KEYS`
+    `POPULARITY` and `EASE` (with its L2 weight tuned on the eval split, 'l2'). Every model's metrics include the `metrics.SLICE_METRIC_KEYS`
     (None for a slice without users); exported models' metrics include 'rmse', 'bytes',
     'latency_mean_ms', 'latency_p50_ms' and 'latency_p99_ms'; popularity's 'rmse' is that of the
     mean train rating.
@@ -147,12 +159,14 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
                                            if v is not None))
 
   train = interactions[splits == features.TRAIN_SPLIT]
+  ease_l2 = tuned_ease_l2(interactions, splits, split, catalogue_items)
   baseline_scores = {POPULARITY: baselines.popularity_scores(train, eval_data),
-                     EASE: baselines.ease_scores(eval_data)}
+                     EASE: baselines.ease_scores(eval_data, ease_l2)}
   for name, scores in baseline_scores.items():
     tops[name] = metrics_lib.top_from_scores(scores, eval_data, DEPTH)
     metrics[name] = _top_metrics(tops[name], tops[name], eval_data, slices, tops.get(reference))
   metrics[POPULARITY]['rmse'] = baselines.mean_rating_rmse(train, ratings)
+  metrics[EASE]['l2'] = ease_l2
 
   score_sample = None
   if reference in model_dirs and candidate != reference:

@@ -5,7 +5,7 @@ The values live in `pipeline/configs.py` only; the Trainer receives them through
 `TrainerHParams`, which `run_fn` rebuilds with `TrainerHParams.from_config`.
 """
 import dataclasses
-from typing import Any, Dict, Type, TypeVar
+from typing import Any, Dict, Sequence, Type, TypeVar
 
 T = TypeVar('T')
 
@@ -28,6 +28,8 @@ class TowerHParams:
 
   `history_encoder` is 'mean' (masked mean of item embeddings) or 'transformer'
   (`attention_layers` self-attention blocks with `attention_heads` heads and recency embeddings).
+  `item_item`: also score items with the item-to-item component (`models.item_item`) fitted
+  on the train split, the towers learning on top of it (the hybrid teacher).
   `item_id_dropout`: the share of training candidates whose item id the candidate tower sees as
   unknown (an OOV bucket), so that it learns to embed items from their content alone, as it
   must for items without train interactions (`towers.ItemIdDropout`).
@@ -40,6 +42,19 @@ class TowerHParams:
   attention_heads: int
   dropout: float
   item_id_dropout: float = 0.0
+  item_item: bool = False  # the hybrid teacher: the item-to-item component (`ItemItemHParams`)
+  attention_window: int = 0  # the latest history items the towers read (0: all)
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemItemHParams:
+  """How the hybrid teacher's item-to-item component is fitted (`models.item_item`): EASE over
+  the `max_items` most popular train items, factorised; the L2 weight and the rank are chosen
+  on the eval split's first `eval_users` users."""
+  l2_values: Sequence[float]
+  ranks: Sequence[int]
+  max_items: int
+  eval_users: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +115,7 @@ class TrainerHParams:
   training: TrainingHParams
   distillation: DistillationHParams
   export: ExportHParams
+  item_item: ItemItemHParams
   train_student_scratch: bool = False
 
   @classmethod
@@ -111,6 +127,7 @@ class TrainerHParams:
                training=from_dict(TrainingHParams, config['training']),
                distillation=from_dict(DistillationHParams, config['distillation']),
                export=from_dict(ExportHParams, config['export']),
+               item_item=from_dict(ItemItemHParams, config['item_item']),
                train_student_scratch=bool(config.get('train_student_scratch')))
 
 

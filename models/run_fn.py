@@ -36,7 +36,9 @@ def run_fn(fn_args) -> None:
                             fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_output),
                             params.transform, params.training)
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
-  teacher = training.train_teacher(data, params.teacher, params.training, log)
+  teacher = training.train_teacher(
+      data, params.teacher, params.training, log,
+      training.fit_item_item(data, params.teacher, params.item_item))
   models = {layout.TEACHER: teacher}
   if params.train_student_scratch:
     models[layout.STUDENT_SCRATCH] = training.train_student(

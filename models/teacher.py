@@ -5,10 +5,14 @@ recency embeddings, and the user's side features, through an MLP. Candidate towe
 genres, title tokens and release year, through an MLP (the item id dropped out for a share of
 training candidates, `towers.ItemIdDropout`). Both share one item table.
 """
+from typing import Optional, Tuple
+
+import numpy as np
 import tensorflow as tf
 
 from contract import features
 from models import hparams
+from models import item_item
 from models import towers
 
 
@@ -53,9 +57,50 @@ def _project(x: tf.Tensor, size: hparams.TowerHParams, name: str) -> tf.Tensor:
   return tf.keras.layers.Dense(size.embedding_dim, name=f'{name}_output')(x)
 
 
+class LearntScale(tf.keras.layers.Layer):
+  """Multiplies its input by a learnt positive scale (kept as a log), starting at `initial`."""
+
+  def __init__(self, initial: float, **kwargs):
+    super().__init__(**kwargs)
+    self.initial = initial
+
+  def build(self, input_shape):
+    self.log_scale = self.add_weight(
+        name='log_scale', shape=(), initializer=tf.keras.initializers.Constant(
+            float(np.log(self.initial))))
+
+  def call(self, x: tf.Tensor) -> tf.Tensor:
+    return x * tf.exp(self.log_scale)
+
+  def get_config(self):
+    return {**super().get_config(), 'initial': self.initial}
+
+
+def _item_item(tables: item_item.ItemItemTables, history: tf.Tensor, item_index: tf.Tensor,
+               history_length: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The item-to-item component's query part (the history items' rows of the frozen history
+  table, summed with learnt recency weights, times a learnt scale) and candidate part (the
+  item's row of the frozen candidate table): their dot product is the component's score."""
+  def frozen(table: np.ndarray, name: str) -> tf.keras.layers.Embedding:
+    return tf.keras.layers.Embedding(
+        *table.shape, embeddings_initializer=tf.keras.initializers.Constant(table),
+        trainable=False, name=name)
+
+  pooled = towers.RecencyWeightedPooling(history_length, normalize=False,
+                                         name='item_item_pooling')(
+      frozen(tables.history, 'item_item_history')(history), history)
+  query = LearntScale(tables.scale(), name='item_item_scale')(pooled)
+  return query, frozen(tables.candidates, 'item_item_candidate')(item_index)
+
+
 def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
-               transform: hparams.TransformHParams, mean_rating: float) -> tf.keras.Model:
-  """The teacher's functional core (see `models.towers`)."""
+               transform: hparams.TransformHParams, mean_rating: float,
+               item_item_tables: Optional[item_item.ItemItemTables] = None) -> tf.keras.Model:
+  """The teacher's functional core (see `models.towers`); with `item_item_tables` (which
+  `size.item_item` asks for), the hybrid teacher: the item-to-item component's parts are
+  appended to the towers' query and candidate embeddings."""
+  if size.item_item != (item_item_tables is not None):
+    raise ValueError(f'item_item={size.item_item} needs item-to-item tables exactly when set')
   dim = size.embedding_dim
   small = towers.side_dim(dim)
   item_embedding = tf.keras.layers.Embedding(vocab.items, dim, name='item_embedding')
@@ -64,16 +109,20 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   user = towers.index_input(features.USER_INDEX)
   history = towers.index_input(features.HISTORY_INDICES, transform.history_length)
   side_inputs, side_values = towers.user_side_features(vocab, small)
-  history_items = item_embedding(history)
+  # The towers read the latest `attention_window` items (attention costs their square); the
+  # item-to-item component reads them all.
+  window = min(size.attention_window or transform.history_length, transform.history_length)
+  latest = (history if window == transform.history_length
+            else towers.LatestItems(window, name='latest_items')(history))
+  history_items = item_embedding(latest)
   if size.history_encoder == 'transformer':
-    history_items = _transformer(history_items, history, size, transform.history_length)
+    history_items = _transformer(history_items, latest, size, window)
   elif size.history_encoder != 'mean':
     raise ValueError(f'unknown history_encoder {size.history_encoder!r}')
-  history_pooling = towers.RecencyWeightedPooling(transform.history_length,
-                                                  name='history_pooling')
+  history_pooling = towers.RecencyWeightedPooling(window, name='history_pooling')
   query = _project(tf.keras.layers.Concatenate(name='query_features')([
       tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user),
-      history_pooling(history_items, history), *side_values]), size, 'query')
+      history_pooling(history_items, latest), *side_values]), size, 'query')
 
   item, item_index = towers.candidate_item(vocab, size.item_id_dropout)
   content_inputs, content_values = towers.item_content(
@@ -84,5 +133,11 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   history_ratings = towers.history_ratings_input(transform.history_length)
   rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
                                 candidate, size.rating_hidden_units, mean_rating)
+  if item_item_tables is not None:
+    item_item_query, item_item_candidate = _item_item(item_item_tables, history, item_index,
+                                                      transform.history_length)
+    query = tf.keras.layers.Concatenate(name='hybrid_query')([query, item_item_query])
+    candidate = tf.keras.layers.Concatenate(name='hybrid_candidate')(
+        [candidate, item_item_candidate])
   return towers.core_model([user, history, *side_inputs], [item, *content_inputs],
                            [history_ratings], query, candidate, rating, name='teacher')

@@ -95,13 +95,33 @@ class MaskedMeanPooling(tf.keras.layers.Layer):
     return tf.reduce_sum(embeddings * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
 
-class RecencyWeightedPooling(tf.keras.layers.Layer):
-  """Weighted mean of right-padded sequence embeddings, with one learnt weight per recency
-  (0 = the latest item): as cheap as a mean, but recent items can count more."""
+class LatestItems(tf.keras.layers.Layer):
+  """The latest `length` indices of right-padded index sequences, right-padded."""
 
   def __init__(self, length: int, **kwargs):
     super().__init__(**kwargs)
     self.length = length
+
+  def call(self, indices: tf.Tensor) -> tf.Tensor:
+    count = tf.reduce_sum(tf.cast(tf.not_equal(indices, features.PADDING_INDEX), tf.int32),
+                          axis=1, keepdims=True)
+    positions = tf.maximum(count - self.length, 0) + tf.range(self.length)[None, :]
+    latest = tf.gather(indices, tf.minimum(positions, tf.shape(indices)[1] - 1), batch_dims=1)
+    return tf.where(positions < count, latest, tf.zeros_like(latest))
+
+  def get_config(self):
+    return {**super().get_config(), 'length': self.length}
+
+
+class RecencyWeightedPooling(tf.keras.layers.Layer):
+  """Weighted mean of right-padded sequence embeddings, with one learnt weight per recency
+  (0 = the latest item): as cheap as a mean, but recent items can count more. With
+  `normalize=False`, a weighted sum (the weights start at 1)."""
+
+  def __init__(self, length: int, normalize: bool = True, **kwargs):
+    super().__init__(**kwargs)
+    self.length = length
+    self.normalize = normalize
 
   def build(self, input_shape):
     self.recency_logits = self.add_weight(name='recency_logits', shape=(self.length,),
@@ -112,11 +132,12 @@ class RecencyWeightedPooling(tf.keras.layers.Layer):
     count = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True)
     recency = tf.maximum(count - 1 - tf.range(tf.shape(indices)[1])[None, :], 0)
     weights = tf.exp(tf.gather(self.recency_logits, recency)) * tf.cast(present, tf.float32)
-    weights /= tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-9)
+    if self.normalize:
+      weights /= tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-9)
     return tf.reduce_sum(embeddings * weights[..., None], axis=1)
 
   def get_config(self):
-    return {**super().get_config(), 'length': self.length}
+    return {**super().get_config(), 'length': self.length, 'normalize': self.normalize}
 
 
 def side_dim(embedding_dim: int) -> int:

@@ -5,14 +5,16 @@ the same functions):
 
     data = read_data(train_files, eval_files, item_files, data_accessor, tf_transform_output,
                      transform, training)
-    teacher = train_teacher(data, teacher_size, training, log)
+    tables = fit_item_item(data, teacher_size, item_item)
+    teacher = train_teacher(data, teacher_size, training, log, tables)
     with teacher_outputs(data, teacher, training, distillation) as distillation_data:
       student_fp32 = distil(distillation_data, teacher, student_size, training, distillation, log)
       student_int8 = quantize(distillation_data, teacher, student_fp32, training, distillation,
                               log)
     export_models(models_by_name, data, export, model_run_dir, serving_model_dir)
 
-1. The teacher (`models.teacher`) trains on the ground truth (retrieval + rating).
+1. The teacher (`models.teacher`) trains on the ground truth (retrieval + rating); the hybrid
+   teacher on top of an item-to-item component fitted first (`models.item_item`).
 2. The student (`models.student`) is distilled from the frozen teacher (`models.distiller`);
    `train_student` trains it without the teacher instead, as a reference.
 3. Its Dense layers are fine-tuned with quantization-aware training, continuing the
@@ -36,9 +38,11 @@ import tensorflow as tf
 
 from contract import features
 from models import distiller
+from models import eval_split
 from models import export
 from models import hparams
 from models import inputs
+from models import item_item
 from models import layout
 from models import quantization
 from models import student
@@ -178,21 +182,41 @@ def _train_on_labels(core: tf.keras.Model, data: TrainingData,
   return model
 
 
+def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
+                  params: hparams.ItemItemHParams) -> Optional[item_item.ItemItemTables]:
+  """The hybrid teacher's item-to-item tables (`models.item_item`), fitted on the train split
+  with their L2 weight and rank chosen on the eval split; None when `size.item_item` is off."""
+  if not size.item_item:
+    return None
+  with logged_phase('Fitted the item-to-item component'):
+    users, items = item_item.train_pairs(data.train_in_order)
+    eval_queries = (None if data.eval is None else eval_split.collect(
+        data.train_in_order, data.eval, len(data.stats.catalogue[features.ITEM_ID]),
+        params.eval_users))
+    return item_item.fit(users, items, data.vocab.items, eval_queries, params)
+
+
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,
-                  training: hparams.TrainingHParams,
-                  log: TrainingLog) -> two_tower.TwoTowerModel:
+                  training: hparams.TrainingHParams, log: TrainingLog,
+                  item_item_tables: Optional[item_item.ItemItemTables] = None
+                  ) -> two_tower.TwoTowerModel:
   """The teacher, trained on the ground truth for `training.epochs` from `training.seed` (the
-  seed of every training phase after it too)."""
+  seed of every training phase after it too); hybrid with `item_item_tables`
+  (`fit_item_item`)."""
   tf.keras.utils.set_random_seed(training.seed)
-  core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating)
+  core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
+                            item_item_tables)
   return _train_on_labels(core, data, training, training.learning_rate, training.epochs,
                           layout.TEACHER, log)
 
 
 def load_teacher(data: TrainingData, size: hparams.TowerHParams,
-                 training: hparams.TrainingHParams, weights: str) -> two_tower.TwoTowerModel:
+                 training: hparams.TrainingHParams, weights: str,
+                 item_item_tables: Optional[item_item.ItemItemTables] = None
+                 ) -> two_tower.TwoTowerModel:
   """A teacher of `size` with the weights a trained one saved with `core.save_weights`."""
-  core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating)
+  core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
+                            item_item_tables)
   core.load_weights(weights).expect_partial()
   return two_tower.TwoTowerModel(core, training, data.stats)
 

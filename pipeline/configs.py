@@ -9,6 +9,7 @@ import os
 from typing import Any, Dict
 
 from contract import signatures
+from evaluation import baselines
 from models import hparams
 
 PIPELINE_NAME = 'recsys-distill'
@@ -49,7 +50,12 @@ TRANSFORM = hparams.TransformHParams(
 # Models.
 TEACHER = hparams.TowerHParams(
     embedding_dim=64, hidden_units=128, rating_hidden_units=64, history_encoder='transformer',
-    attention_layers=2, attention_heads=2, dropout=0.1, item_id_dropout=0.0)
+    attention_layers=2, attention_heads=2, dropout=0.1, item_id_dropout=0.0, item_item=True)
+# The hybrid teacher's item-to-item component (models/item_item.py): EASE over the 20k most
+# popular train items (n³ time, n² memory), factorised; L2 weight and rank chosen on the eval
+# split, over the same L2 weights as the EASE baseline.
+ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(64, 128, 256),
+                                    max_items=20_000, eval_users=1000)
 # The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py).
 # Item-id dropout (`item_id_dropout`) is off: at 0.1 it raised ML-100K's cold-item Recall@100 from
 # 0.2x to 1.1-1.3x a random ranking's but cost 1-3% of the warm items' quality (README, Cold start).
@@ -92,6 +98,7 @@ def pipeline_arguments() -> Dict[str, Any]:
       rating_drift_threshold=RATING_DRIFT_THRESHOLD,
       preprocessing_fn=PREPROCESSING_FN, run_fn=RUN_FN, transform=TRANSFORM, teacher=TEACHER,
       student=STUDENT, training=TRAINING, distillation=DISTILLATION, export=EXPORT,
+      item_item=ITEM_ITEM,
       rmse_upper_bound=RMSE_UPPER_BOUND, rating_auc_lower_bound=RATING_AUC_LOWER_BOUND,
       rmse_max_increase=RMSE_MAX_INCREASE, retrieval_gates=RETRIEVAL_GATES,
       latency_requests=LATENCY_REQUESTS, distill_results=DISTILL_RESULTS)

@@ -132,7 +132,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                     transform: hparams.TransformHParams, teacher: hparams.TowerHParams,
                     student: hparams.TowerHParams, training: hparams.TrainingHParams,
                     distillation: hparams.DistillationHParams,
-                    export: hparams.ExportHParams,
+                    export: hparams.ExportHParams, item_item: hparams.ItemItemHParams,
                     rmse_upper_bound: float, rating_auc_lower_bound: float,
                     rmse_max_increase: float, retrieval_gates: Mapping[str, float],
                     latency_requests: int, train_student_scratch: bool = False,
@@ -166,6 +166,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     training: how the teacher (and the student's ground-truth loss) is trained.
     distillation: how the student is distilled and fine-tuned with quantization.
     export: what the exported signatures return.
+    item_item: how the hybrid teacher's item-to-item component is fitted.
     rmse_upper_bound: the Evaluator's bound on the student's eval-split RMSE.
     rating_auc_lower_bound: the Evaluator's bound on the AUC of "rating >= 4".
     rmse_max_increase: the Evaluator's bound on the RMSE's increase over the baseline's.
@@ -197,7 +198,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
       custom_config=hparams.to_dict(hparams.TrainerHParams(
           transform=transform, teacher=teacher, student=student, training=training,
-          distillation=distillation, export=export,
+          distillation=distillation, export=export, item_item=item_item,
           train_student_scratch=train_student_scratch)))
   baseline = baseline_model_resolver(trainer.outputs['model'], kfp_v2)
   evaluator = tfx.components.Evaluator(

@@ -1,0 +1,157 @@
+"""The hybrid teacher's item-to-item component: EASE fitted on the train split, as two tables.
+
+EASE (Steck, 2019; `evaluation.baselines.ease_weights`) scores item i for a user as
+Σ_{j ∈ history} B[j, i]: the item-to-item structure that sparse logs hold and that neural towers
+learn poorly from few labels. Factorised, B ≈ H · Cᵀ (truncated SVD, rank r), that score is a dot
+product of two towers: the query side sums the history items' rows of H, the candidate side is
+item i's row of C. So the teacher (`models.teacher`) appends both as r frozen dimensions to its
+learnt query and candidate embeddings, trains its towers on top of them (they learn what EASE
+misses), and is served by the same top-K index as any two-tower model. The factorisation keeps
+the teacher at 2·n·r floats where B is n², and regularises B (a rank-128 B ranks as well as the
+full one on ML-100K and the sparse test bed).
+
+The L2 weight and the rank are chosen on the eval split: NDCG@10 of the first eval users' queries
+(their transformed histories, as the teacher sees them), full catalogue, seen items excluded. B is
+fitted over the `max_items` most popular train items (n³ time, n² memory); the others get zero
+rows, as do padding, out-of-vocabulary and cold items, which the towers alone score.
+"""
+import dataclasses
+import os
+from typing import Optional, Tuple
+
+from absl import logging
+import numpy as np
+
+from contract import features
+from evaluation import baselines
+from evaluation import metrics as metrics_lib
+from evaluation import protocol
+from models import eval_split
+from models import hparams
+
+TABLES_FILE = 'item_item.npz'  # where `save` writes the tables in a directory
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemItemTables:
+  """The factorised item-to-item weights, rows by item index (`towers.Vocabularies.items`).
+
+  Attributes:
+    history: float32 [item indices, rank]: the rows that a query sums over its history.
+    candidates: float32 [item indices, rank]: each candidate's row.
+    l2: the chosen EASE L2 weight.
+    eval_ndcg: NDCG@10 of the component alone on the eval queries (None without an eval split).
+  """
+  history: np.ndarray
+  candidates: np.ndarray
+  l2: float
+  eval_ndcg: Optional[float] = None
+
+  @property
+  def rank(self) -> int:
+    return self.history.shape[1]
+
+  def scale(self) -> float:
+    """A first weight for the component's scores in a softmax over items: the inverse spread of
+    the scores of random (history item, candidate) pairs, so that they start near unit scale."""
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, len(self.history), size=(2, 4096))
+    spread = np.std(np.sum(self.history[rows[0]] * self.candidates[rows[1]], axis=1))
+    return float(1.0 / max(spread, 1e-6))
+
+  def save(self, directory: str) -> None:
+    np.savez(os.path.join(directory, TABLES_FILE), history=self.history,
+             candidates=self.candidates, l2=self.l2,
+             eval_ndcg=np.nan if self.eval_ndcg is None else self.eval_ndcg)
+
+  @classmethod
+  def load(cls, directory: str) -> 'ItemItemTables':
+    with np.load(os.path.join(directory, TABLES_FILE)) as saved:
+      eval_ndcg = float(saved['eval_ndcg'])
+      return cls(saved['history'], saved['candidates'], float(saved['l2']),
+                 None if np.isnan(eval_ndcg) else eval_ndcg)
+
+
+def train_pairs(train_in_order) -> Tuple[np.ndarray, np.ndarray]:
+  """(user indices, item indices) of every train interaction, in one pass."""
+  users, items = [], []
+  for batch in train_in_order:
+    users.append(batch[features.USER_INDEX].numpy())
+    items.append(batch[features.ITEM_INDEX].numpy())
+  return np.concatenate(users), np.concatenate(items)
+
+
+def truncated_svd(matrix: np.ndarray, rank: int, power_iterations: int = 3,
+                  seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(U, s, Vᵀ) of the best rank-`rank` approximation of `matrix`: exact for small matrices,
+  randomised (Halko et al., 2011) beyond."""
+  if min(matrix.shape) <= 2 * rank:
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    return u[:, :rank], s[:rank], vt[:rank]
+  rng = np.random.default_rng(seed)
+  basis = np.linalg.qr(matrix @ rng.standard_normal((matrix.shape[1], rank + 16),
+                                                    dtype=matrix.dtype))[0]
+  for _ in range(power_iterations):
+    basis = np.linalg.qr(matrix.T @ basis)[0]
+    basis = np.linalg.qr(matrix @ basis)[0]
+  u, s, vt = np.linalg.svd(basis.T @ matrix, full_matrices=False)
+  return (basis @ u)[:, :rank], s[:rank], vt[:rank]
+
+
+def _tables(kept: np.ndarray, factors, rank: int,
+            num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
+  """(history, candidates) tables of the rank-`rank` factors (U, s, Vᵀ) of B over the `kept`
+  item indices, the singular values split evenly between both; zero rows elsewhere."""
+  u, s, vt = factors
+  root = np.sqrt(s[:rank])
+  history = np.zeros((num_item_indices, rank), np.float32)
+  candidates = np.zeros((num_item_indices, rank), np.float32)
+  history[kept] = u[:, :rank] * root
+  candidates[kept] = vt[:rank].T * root
+  return history, candidates
+
+
+def _eval_ndcg(history: np.ndarray, candidates: np.ndarray,
+               eval_queries: eval_split.EvalQueries) -> float:
+  """NDCG@10 of the component's scores (history rows summed · candidate rows) on the eval
+  queries, over their catalogue (item index c + 1 in column c)."""
+  queries = history[eval_queries.queries[features.HISTORY_INDICES]].sum(axis=1)
+  scores = queries @ candidates[eval_queries.eval_data.items.to_numpy()].T
+  return metrics_lib.ranking_metrics(scores, eval_queries.eval_data)['ndcg@10']
+
+
+def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int,
+        eval_queries: Optional[eval_split.EvalQueries],
+        params: hparams.ItemItemHParams) -> ItemItemTables:
+  """The tables of the (L2 weight, rank) of `params` that rank the eval queries best.
+
+  Args:
+    users, items: the train interactions' user and item indices (`train_pairs`).
+    num_item_indices: rows of the tables (`towers.Vocabularies.items`).
+    eval_queries: the eval queries in index space (`eval_split.collect`), or None: then the
+      middle L2 weight and the largest rank.
+    params: the candidate L2 weights and ranks, and how many items B covers.
+  """
+  counts = np.bincount(items, minlength=num_item_indices)
+  counts[features.PADDING_INDEX] = 0
+  kept = np.sort(np.argsort(-counts, kind='stable')[:params.max_items])
+  kept = kept[counts[kept] > 0]
+  position = np.full(num_item_indices, -1)
+  position[kept] = np.arange(len(kept))
+  user_rows = np.unique(users, return_inverse=True)[1]
+  train = protocol.binary_matrix(user_rows, position[items], (user_rows.max() + 1, len(kept)))
+  ranks = sorted({min(rank, len(kept)) for rank in params.ranks})
+  l2_values = (params.l2_values if eval_queries is not None
+               else [params.l2_values[len(params.l2_values) // 2]])
+  best = None
+  for l2 in l2_values:
+    factors = truncated_svd(baselines.ease_weights(train, l2, dtype=np.float32), ranks[-1])
+    for rank in ranks if eval_queries is not None else ranks[-1:]:
+      tables = _tables(kept, factors, rank, num_item_indices)
+      ndcg = None if eval_queries is None else _eval_ndcg(*tables, eval_queries)
+      logging.info('Item-item component, L2 %g, rank %d: eval NDCG@10 %s', l2, rank,
+                   'n/a' if ndcg is None else f'{ndcg:.4f}')
+      if best is None or (ndcg is not None and ndcg > best.eval_ndcg):
+        best = ItemItemTables(*tables, l2=float(l2), eval_ndcg=ndcg)
+  logging.info('Item-item component: %d items, L2 %g, rank %d', len(kept), best.l2, best.rank)
+  return best

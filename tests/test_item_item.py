@@ -1,0 +1,119 @@
+"""The hybrid teacher's item-to-item component: EASE tuned on the eval split, factorised into
+two tables, and scored inside the teacher as a dot product."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from contract import features
+from evaluation import baselines
+from evaluation import metrics as metrics_lib
+from evaluation import protocol
+from models import eval_split
+from models import hparams
+from models import item_item
+from models import teacher
+from models import towers
+from models import two_tower
+import tiny_models
+
+# 6 users over item indices 1..5 (0 is padding, 6 the OOV bucket): two groups, {1, 2, 3} and
+# {4, 5}, so that EASE links items within a group.
+USERS = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 5, 5])
+ITEMS = np.array([1, 2, 3, 1, 2, 1, 2, 3, 4, 5, 4, 5, 2, 3])
+NUM_INDICES = 7
+
+
+def _eval_queries(histories, targets) -> eval_split.EvalQueries:
+  histories = np.array(histories)
+  """Eval queries over the catalogue of item indices 1..5 (column c is item c + 1)."""
+  shape = (len(histories), 5)
+  rows = np.repeat(np.arange(len(histories)), [len(t) for t in targets])
+  columns = np.concatenate(targets) - 1
+  seen_rows = np.repeat(np.arange(len(histories)), [np.count_nonzero(h) for h in histories])
+  seen_columns = np.concatenate([h[h > 0] for h in histories]) - 1
+  data = protocol.EvalData(
+      split=features.EVAL_SPLIT, items=pd.Index(np.arange(1, 6)), users=pd.Index(np.arange(
+          len(histories))), seen=protocol.binary_matrix(seen_rows, seen_columns, shape),
+      targets=protocol.binary_matrix(rows, columns, shape),
+      num_targets=np.array([len(t) for t in targets]))
+  return eval_split.EvalQueries({features.HISTORY_INDICES: np.array(histories)}, data)
+
+
+def _params(**values) -> hparams.ItemItemHParams:
+  return hparams.ItemItemHParams(**{'l2_values': (1.0,), 'ranks': (5,), 'max_items': 100,
+                                    'eval_users': 10, **values})
+
+
+def test_full_rank_tables_reproduce_ease_scores():
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, None, _params())
+  train = protocol.binary_matrix(USERS, ITEMS - 1, (6, 5))
+  weights = baselines.ease_weights(train, 1.0)
+  np.testing.assert_allclose(tables.history[1:6] @ tables.candidates[1:6].T, weights, atol=1e-4)
+  for row in (0, 6):  # padding and OOV score nothing
+    assert not tables.history[row].any() and not tables.candidates[row].any()
+
+
+def test_max_items_keeps_the_most_popular_items():
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, None, _params(max_items=3))
+  kept = np.flatnonzero(np.abs(tables.history).sum(axis=1) > 0)
+  np.testing.assert_array_equal(kept, [1, 2, 3])  # 5, 5 and 4 interactions
+
+
+def test_l2_and_rank_are_chosen_on_the_eval_queries():
+  # A user who saw item 4 wants item 5: the group link must survive; a rank-1 factorisation
+  # keeps only the larger group and loses it.
+  queries = _eval_queries([[4, 0, 0]], [[5]])
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, queries,
+                         _params(l2_values=(0.5, 1e6), ranks=(1, 5)))
+  assert tables.rank == 5 and tables.l2 == 0.5 and tables.eval_ndcg == 1.0
+
+
+def test_tables_round_trip(tmp_path):
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, None, _params())
+  tables.save(str(tmp_path))
+  loaded = item_item.ItemItemTables.load(str(tmp_path))
+  np.testing.assert_array_equal(loaded.history, tables.history)
+  assert loaded.l2 == tables.l2 and loaded.eval_ndcg is None
+
+
+def test_tuned_ease_l2_picks_the_best_eval_ndcg():
+  frame = pd.DataFrame({features.USER_ID: [str(u) for u in USERS],
+                        features.ITEM_ID: [str(i) for i in ITEMS],
+                        features.TIMESTAMP: np.arange(len(USERS))})
+  train = protocol.build_eval_data(frame, ['train'] * 12 + ['eval'] * 2, features.EVAL_SPLIT)
+  chosen = baselines.tuned_ease_l2(train, (0.5, 1e6))
+  ndcg = {l2: metrics_lib.ranking_metrics(baselines.ease_scores(train, l2), train)['ndcg@10']
+          for l2 in (0.5, 1e6)}
+  assert ndcg[chosen] == max(ndcg.values())
+
+
+def test_latest_items_keeps_the_latest_of_right_padded_sequences():
+  indices = tf.constant([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8], [9, 0, 0, 0, 0]], tf.int64)
+  np.testing.assert_array_equal(towers.LatestItems(3)(indices).numpy(),
+                                [[1, 2, 3], [6, 7, 8], [9, 0, 0]])
+
+
+def test_hybrid_teacher_scores_add_the_item_item_component():
+  history = np.zeros((tiny_models.VOCAB.items, 3), np.float32)
+  candidates = np.zeros((tiny_models.VOCAB.items, 3), np.float32)
+  history[1:4] = np.eye(3)
+  candidates[1:4] = 2 * np.eye(3)
+  tables = item_item.ItemItemTables(history, candidates, l2=1.0)
+  size = dataclasses.replace(tiny_models.teacher_size(), item_item=True, attention_window=2)
+  core = teacher.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM,
+                            tiny_models.STATS.mean_rating, tables)
+  model = two_tower.TwoTowerModel(core, tiny_models.TRAINING, tiny_models.STATS)
+  batch = tiny_models.batch()
+  outputs = model(batch)
+  dim = size.embedding_dim
+  queries, candidates_out = outputs['queries'].numpy(), outputs['candidates'].numpy()
+  # The component's part: scale · Σ_history rows (recency weights start at 1) · candidate row.
+  expected = tables.scale() * history[batch[features.HISTORY_INDICES].numpy()].sum(axis=1)
+  np.testing.assert_allclose(queries[:, dim:], expected, rtol=1e-5)
+  np.testing.assert_allclose(candidates_out[:, dim:],
+                             candidates[batch[features.ITEM_INDEX].numpy()])
+  frozen = [w.name for w in core.non_trainable_weights]
+  assert any('item_item_history' in name for name in frozen)
+  assert any('item_item_candidate' in name for name in frozen)
