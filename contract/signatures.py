@@ -43,5 +43,5 @@ RATING = 'rating'
 # GetModelMetadata: the one metadata field served, a SignatureDefMap of the signatures above.
 SIGNATURE_DEF_FIELD = 'signature_def'
 
-HISTORY_LENGTH = 20  # latest history items a model reads, and excludes from its results
+HISTORY_LENGTH = 100  # latest history items a model reads, and excludes from its results
 TOP_K = 100  # items every recommendation signature returns per query; clients keep k ≤ TOP_K

@@ -49,10 +49,11 @@ class TowerHParams:
 @dataclasses.dataclass(frozen=True)
 class ItemItemHParams:
   """How the hybrid teacher's item-to-item component is fitted (`models.item_item`): EASE over
-  the `max_items` most popular train items, factorised; the L2 weight and the rank are chosen
-  on the eval split's first `eval_users` users."""
+  the `max_items` most popular train items, factorised; the L2 weight, the rank and the history
+  window are chosen on the eval split's first `eval_users` users."""
   l2_values: Sequence[float]
   ranks: Sequence[int]
+  windows: Sequence[int]  # how many of the latest history items the query sums
   max_items: int
   eval_users: int
 

@@ -10,8 +10,11 @@ misses), and is served by the same top-K index as any two-tower model. The facto
 the teacher at 2·n·r floats where B is n², and regularises B (a rank-128 B ranks as well as the
 full one on ML-100K and the sparse test bed).
 
-The L2 weight and the rank are chosen on the eval split: NDCG@10 of the first eval users' queries
-(their transformed histories, as the teacher sees them), full catalogue, seen items excluded. B is
+The L2 weight, the rank and the history window (how many of the latest history items the query
+sums: recent items predict better on some logs, whole profiles on others) are chosen on the eval
+split: NDCG@10 of the first eval users' queries (their transformed histories, as the teacher sees
+them), full catalogue, seen items excluded. In the teacher the window is where the learnt
+recency weights start. B is
 fitted over the `max_items` most popular train items (n³ time, n² memory); the others get zero
 rows, as do padding, out-of-vocabulary and cold items, which the towers alone score.
 """
@@ -40,11 +43,13 @@ class ItemItemTables:
     history: float32 [item indices, rank]: the rows that a query sums over its history.
     candidates: float32 [item indices, rank]: each candidate's row.
     l2: the chosen EASE L2 weight.
+    window: the latest history items the query sums (the others start with weight 0).
     eval_ndcg: NDCG@10 of the component alone on the eval queries (None without an eval split).
   """
   history: np.ndarray
   candidates: np.ndarray
   l2: float
+  window: int
   eval_ndcg: Optional[float] = None
 
   @property
@@ -61,14 +66,14 @@ class ItemItemTables:
 
   def save(self, directory: str) -> None:
     np.savez(os.path.join(directory, TABLES_FILE), history=self.history,
-             candidates=self.candidates, l2=self.l2,
+             candidates=self.candidates, l2=self.l2, window=self.window,
              eval_ndcg=np.nan if self.eval_ndcg is None else self.eval_ndcg)
 
   @classmethod
   def load(cls, directory: str) -> 'ItemItemTables':
     with np.load(os.path.join(directory, TABLES_FILE)) as saved:
       eval_ndcg = float(saved['eval_ndcg'])
-      return cls(saved['history'], saved['candidates'], float(saved['l2']),
+      return cls(saved['history'], saved['candidates'], float(saved['l2']), int(saved['window']),
                  None if np.isnan(eval_ndcg) else eval_ndcg)
 
 
@@ -111,26 +116,35 @@ def _tables(kept: np.ndarray, factors, rank: int,
   return history, candidates
 
 
-def _eval_ndcg(history: np.ndarray, candidates: np.ndarray,
+def latest(histories: np.ndarray, window: int) -> np.ndarray:
+  """The latest `window` items of right-padded [queries, length] histories (padding 0)."""
+  count = np.count_nonzero(histories != features.PADDING_INDEX, axis=1)[:, None]
+  positions = np.arange(histories.shape[1])[None, :]
+  return np.where(positions >= count - window, histories, features.PADDING_INDEX)
+
+
+def _eval_ndcg(history: np.ndarray, candidates: np.ndarray, window: int,
                eval_queries: eval_split.EvalQueries) -> float:
-  """NDCG@10 of the component's scores (history rows summed · candidate rows) on the eval
-  queries, over their catalogue (item index c + 1 in column c)."""
-  queries = history[eval_queries.queries[features.HISTORY_INDICES]].sum(axis=1)
+  """NDCG@10 of the component's scores (the latest `window` history items' rows summed ·
+  candidate rows) on the eval queries, over their catalogue (item index c + 1 in column c)."""
+  queries = history[latest(eval_queries.queries[features.HISTORY_INDICES], window)].sum(axis=1)
   scores = queries @ candidates[eval_queries.eval_data.items.to_numpy()].T
   return metrics_lib.ranking_metrics(scores, eval_queries.eval_data)['ndcg@10']
 
 
-def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int,
+def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_length: int,
         eval_queries: Optional[eval_split.EvalQueries],
         params: hparams.ItemItemHParams) -> ItemItemTables:
-  """The tables of the (L2 weight, rank) of `params` that rank the eval queries best.
+  """The tables of the (L2 weight, rank, history window) of `params` that rank the eval
+  queries best.
 
   Args:
     users, items: the train interactions' user and item indices (`train_pairs`).
     num_item_indices: rows of the tables (`towers.Vocabularies.items`).
+    history_length: the length of the queries' histories (the largest window).
     eval_queries: the eval queries in index space (`eval_split.collect`), or None: then the
-      middle L2 weight and the largest rank.
-    params: the candidate L2 weights and ranks, and how many items B covers.
+      middle L2 weight, the largest rank and the largest window.
+    params: the candidate L2 weights, ranks and windows, and how many items B covers.
   """
   counts = np.bincount(items, minlength=num_item_indices)
   counts[features.PADDING_INDEX] = 0
@@ -141,17 +155,23 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int,
   user_rows = np.unique(users, return_inverse=True)[1]
   train = protocol.binary_matrix(user_rows, position[items], (user_rows.max() + 1, len(kept)))
   ranks = sorted({min(rank, len(kept)) for rank in params.ranks})
-  l2_values = (params.l2_values if eval_queries is not None
-               else [params.l2_values[len(params.l2_values) // 2]])
+  windows = sorted({min(window, history_length) for window in params.windows})
+  if eval_queries is None:
+    l2_values, ranks, windows = params.l2_values[len(params.l2_values) // 2:][:1], ranks[-1:], \
+        windows[-1:]
+  else:
+    l2_values = params.l2_values
   best = None
   for l2 in l2_values:
     factors = truncated_svd(baselines.ease_weights(train, l2, dtype=np.float32), ranks[-1])
-    for rank in ranks if eval_queries is not None else ranks[-1:]:
+    for rank in ranks:
       tables = _tables(kept, factors, rank, num_item_indices)
-      ndcg = None if eval_queries is None else _eval_ndcg(*tables, eval_queries)
-      logging.info('Item-item component, L2 %g, rank %d: eval NDCG@10 %s', l2, rank,
-                   'n/a' if ndcg is None else f'{ndcg:.4f}')
-      if best is None or (ndcg is not None and ndcg > best.eval_ndcg):
-        best = ItemItemTables(*tables, l2=float(l2), eval_ndcg=ndcg)
-  logging.info('Item-item component: %d items, L2 %g, rank %d', len(kept), best.l2, best.rank)
+      for window in windows:
+        ndcg = None if eval_queries is None else _eval_ndcg(*tables, window, eval_queries)
+        logging.info('Item-item component, L2 %g, rank %d, window %d: eval NDCG@10 %s', l2,
+                     rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
+        if best is None or (ndcg is not None and ndcg > best.eval_ndcg):
+          best = ItemItemTables(*tables, l2=float(l2), window=window, eval_ndcg=ndcg)
+  logging.info('Item-item component: %d items, L2 %g, rank %d, window %d', len(kept), best.l2,
+               best.rank, best.window)
   return best

@@ -79,16 +79,19 @@ class LearntScale(tf.keras.layers.Layer):
 def _item_item(tables: item_item.ItemItemTables, history: tf.Tensor, item_index: tf.Tensor,
                history_length: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """The item-to-item component's query part (the history items' rows of the frozen history
-  table, summed with learnt recency weights, times a learnt scale) and candidate part (the
+  table, summed with learnt recency weights that start at 1 on the latest `tables.window` items,
+  times a learnt scale) and candidate part (the
   item's row of the frozen candidate table): their dot product is the component's score."""
   def frozen(table: np.ndarray, name: str) -> tf.keras.layers.Embedding:
     return tf.keras.layers.Embedding(
         *table.shape, embeddings_initializer=tf.keras.initializers.Constant(table),
         trainable=False, name=name)
 
-  pooled = towers.RecencyWeightedPooling(history_length, normalize=False,
-                                         name='item_item_pooling')(
-      frozen(tables.history, 'item_item_history')(history), history)
+  pooling = towers.RecencyWeightedPooling(history_length, normalize=False,
+                                          name='item_item_pooling')
+  pooled = pooling(frozen(tables.history, 'item_item_history')(history), history)
+  # The latest `tables.window` items start with weight 1, older ones with about 0.
+  pooling.recency_logits.assign(np.where(np.arange(history_length) < tables.window, 0.0, -10.0))
   query = LearntScale(tables.scale(), name='item_item_scale')(pooled)
   return query, frozen(tables.candidates, 'item_item_candidate')(item_index)
 

@@ -193,7 +193,8 @@ def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
     eval_queries = (None if data.eval is None else eval_split.collect(
         data.train_in_order, data.eval, len(data.stats.catalogue[features.ITEM_ID]),
         params.eval_users))
-    return item_item.fit(users, items, data.vocab.items, eval_queries, params)
+    return item_item.fit(users, items, data.vocab.items, data.transform.history_length,
+                         eval_queries, params)
 
 
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,

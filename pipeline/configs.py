@@ -50,12 +50,14 @@ TRANSFORM = hparams.TransformHParams(
 # Models.
 TEACHER = hparams.TowerHParams(
     embedding_dim=64, hidden_units=128, rating_hidden_units=64, history_encoder='transformer',
-    attention_layers=2, attention_heads=2, dropout=0.1, item_id_dropout=0.0, item_item=True)
+    attention_layers=2, attention_heads=2, dropout=0.1, item_id_dropout=0.0, item_item=True,
+    attention_window=20)
 # The hybrid teacher's item-to-item component (models/item_item.py): EASE over the 20k most
-# popular train items (n³ time, n² memory), factorised; L2 weight and rank chosen on the eval
-# split, over the same L2 weights as the EASE baseline.
+# popular train items (n³ time, n² memory), factorised; L2 weight, rank and history window
+# chosen on the eval split, over the same L2 weights as the EASE baseline.
 ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(64, 128, 256),
-                                    max_items=20_000, eval_users=1000)
+                                    windows=(20, 50, HISTORY_LENGTH), max_items=20_000,
+                                    eval_users=1000)
 # The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py).
 # Item-id dropout (`item_id_dropout`) is off: at 0.1 it raised ML-100K's cold-item Recall@100 from
 # 0.2x to 1.1-1.3x a random ranking's but cost 1-3% of the warm items' quality (README, Cold start).

@@ -42,12 +42,12 @@ def _eval_queries(histories, targets) -> eval_split.EvalQueries:
 
 
 def _params(**values) -> hparams.ItemItemHParams:
-  return hparams.ItemItemHParams(**{'l2_values': (1.0,), 'ranks': (5,), 'max_items': 100,
-                                    'eval_users': 10, **values})
+  return hparams.ItemItemHParams(**{'l2_values': (1.0,), 'ranks': (5,), 'windows': (3,),
+                                    'max_items': 100, 'eval_users': 10, **values})
 
 
 def test_full_rank_tables_reproduce_ease_scores():
-  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, None, _params())
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, None, _params())
   train = protocol.binary_matrix(USERS, ITEMS - 1, (6, 5))
   weights = baselines.ease_weights(train, 1.0)
   np.testing.assert_allclose(tables.history[1:6] @ tables.candidates[1:6].T, weights, atol=1e-4)
@@ -56,7 +56,7 @@ def test_full_rank_tables_reproduce_ease_scores():
 
 
 def test_max_items_keeps_the_most_popular_items():
-  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, None, _params(max_items=3))
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, None, _params(max_items=3))
   kept = np.flatnonzero(np.abs(tables.history).sum(axis=1) > 0)
   np.testing.assert_array_equal(kept, [1, 2, 3])  # 5, 5 and 4 interactions
 
@@ -65,13 +65,13 @@ def test_l2_and_rank_are_chosen_on_the_eval_queries():
   # A user who saw item 4 wants item 5: the group link must survive; a rank-1 factorisation
   # keeps only the larger group and loses it.
   queries = _eval_queries([[4, 0, 0]], [[5]])
-  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, queries,
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries,
                          _params(l2_values=(0.5, 1e6), ranks=(1, 5)))
   assert tables.rank == 5 and tables.l2 == 0.5 and tables.eval_ndcg == 1.0
 
 
 def test_tables_round_trip(tmp_path):
-  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, None, _params())
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, None, _params())
   tables.save(str(tmp_path))
   loaded = item_item.ItemItemTables.load(str(tmp_path))
   np.testing.assert_array_equal(loaded.history, tables.history)
@@ -90,9 +90,11 @@ def test_tuned_ease_l2_picks_the_best_eval_ndcg():
 
 
 def test_latest_items_keeps_the_latest_of_right_padded_sequences():
-  indices = tf.constant([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8], [9, 0, 0, 0, 0]], tf.int64)
-  np.testing.assert_array_equal(towers.LatestItems(3)(indices).numpy(),
+  indices = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8], [9, 0, 0, 0, 0]])
+  np.testing.assert_array_equal(towers.LatestItems(3)(tf.constant(indices)).numpy(),
                                 [[1, 2, 3], [6, 7, 8], [9, 0, 0]])
+  np.testing.assert_array_equal(item_item.latest(indices, 2),
+                                [[0, 2, 3, 0, 0], [0, 0, 0, 7, 8], [9, 0, 0, 0, 0]])
 
 
 def test_hybrid_teacher_scores_add_the_item_item_component():
@@ -100,7 +102,7 @@ def test_hybrid_teacher_scores_add_the_item_item_component():
   candidates = np.zeros((tiny_models.VOCAB.items, 3), np.float32)
   history[1:4] = np.eye(3)
   candidates[1:4] = 2 * np.eye(3)
-  tables = item_item.ItemItemTables(history, candidates, l2=1.0)
+  tables = item_item.ItemItemTables(history, candidates, l2=1.0, window=1)
   size = dataclasses.replace(tiny_models.teacher_size(), item_item=True, attention_window=2)
   core = teacher.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM,
                             tiny_models.STATS.mean_rating, tables)
@@ -109,9 +111,11 @@ def test_hybrid_teacher_scores_add_the_item_item_component():
   outputs = model(batch)
   dim = size.embedding_dim
   queries, candidates_out = outputs['queries'].numpy(), outputs['candidates'].numpy()
-  # The component's part: scale · Σ_history rows (recency weights start at 1) · candidate row.
-  expected = tables.scale() * history[batch[features.HISTORY_INDICES].numpy()].sum(axis=1)
-  np.testing.assert_allclose(queries[:, dim:], expected, rtol=1e-5)
+  # The component's part: scale · Σ_history rows · candidate row, the recency weights starting
+  # at 1 on the latest `window` item and about 0 before.
+  latest = item_item.latest(batch[features.HISTORY_INDICES].numpy(), tables.window)
+  expected = tables.scale() * history[latest].sum(axis=1)
+  np.testing.assert_allclose(queries[:, dim:], expected, rtol=1e-3, atol=1e-3)
   np.testing.assert_allclose(candidates_out[:, dim:],
                              candidates[batch[features.ITEM_INDEX].numpy()])
   frozen = [w.name for w in core.non_trainable_weights]

@@ -11,6 +11,8 @@ import tempfile
 import pytest
 import yaml
 
+from contract import signatures
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFX_CLI = os.path.join(os.path.dirname(sys.executable), 'tfx')
 
@@ -178,7 +180,7 @@ def test_kubeflow_v1_workflow(tmp_path):
   raw = steps['RawExampleGen'][3]['parameters']['parameters']
   assert raw['input_base']['fieldValue']['stringValue'] == DATA_ROOT
   assert '"pattern": "*"' in raw['input_config']['fieldValue']['stringValue']
-  assert raw['history_length']['fieldValue']['intValue'] == '20'
+  assert raw['history_length']['fieldValue']['intValue'] == str(signatures.HISTORY_LENGTH)
   assert raw['test_fraction']['fieldValue']['doubleValue'] == 0.1
   assert IMAGE_SCHEMA_FILE in parameters['ImportSchemaGen']
   assert 'min_ndcg_ratio' in parameters['RetrievalEvaluator']
