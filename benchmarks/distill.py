@@ -31,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -126,9 +126,11 @@ def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParam
 
 
 def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
-               distillation: hparams.DistillationHParams, towers: Sizes) -> Dict[str, str]:
-  """Trains and exports the teacher and every student of one seed; returns SavedModel
-  directories by model name."""
+               distillation: hparams.DistillationHParams,
+               towers: Sizes) -> Tuple[Dict[str, str], int]:
+  """Trains and exports the teacher and every student of one seed, of `sizes` and the
+  pipeline's default size (`training.student_size`; no student when `sizes` is empty); returns SavedModel directories by model
+  name, and the default size's embedding dimension."""
   training_hparams = dataclasses.replace(configs.TRAINING, seed=seed)
   data = transformed_data.training_data(output_dir, configs.TRANSFORM, training_hparams)
   settings = hashlib.sha256(json.dumps(
@@ -147,9 +149,11 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
     teacher = teacher_model(data, towers.teacher, training_hparams,
                             os.path.join(output_dir, 'teachers'), log)
     write(model_name(layout.TEACHER, towers.teacher.embedding_dim, seed), teacher)
+    default_dim = training.student_size(data, teacher, towers.student,
+                                        distillation).embedding_dim
     with training.teacher_outputs(data, teacher, training_hparams,
                                   distillation) as distillation_data:
-      for dim in sizes:
+      for dim in sorted(set(sizes) | {default_dim}) if sizes else []:
         size = dataclasses.replace(towers.student, embedding_dim=dim)
         write(model_name(SCRATCH, dim, seed),
               training.train_student(data, size, training_hparams, distillation, log))
@@ -159,7 +163,7 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
         write(model_name(INT8, dim, seed),
               training.quantize(distillation_data, teacher, distilled, training_hparams,
                                 distillation, log), int8_index=True)
-  return dirs
+  return dirs, default_dim
 
 
 def _stats(values: Sequence[float]) -> Dict[str, float]:
@@ -167,9 +171,9 @@ def _stats(values: Sequence[float]) -> Dict[str, float]:
 
 
 def frontier_rows(models: Mapping[str, Mapping[str, float]], sizes: Sequence[int],
-                  seeds: Sequence[int]) -> List[dict]:
+                  seeds: Sequence[int], default_dim: int) -> List[dict]:
   """The benchmark's rows from the evaluated metrics of every model (by `model_name`, plus
-  `evaluate.EASE`)."""
+  `evaluate.EASE`); `default_dim` marks the pipeline's student."""
   def row(model: str, dim, names: Sequence[str]) -> dict:
     measured = [models[name] for name in names]
     values = {'model': model, 'embedding_dim': dim, 'seeds': len(names)}
@@ -197,7 +201,7 @@ def frontier_rows(models: Mapping[str, Mapping[str, float]], sizes: Sequence[int
     for kind in (DISTILLED, INT8):
       by_kind[kind]['gap_recovered'] = ((by_kind[kind]['ndcg@10_mean'] - scratch) / gap
                                         if gap > 0 else None)
-    by_kind[INT8]['default'] = dim == configs.STUDENT.embedding_dim
+    by_kind[INT8]['default'] = dim == default_dim
     rows.extend(by_kind.values())
   return rows
 
@@ -287,9 +291,12 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
                                        BENCH_PIPELINE_NAME, configs.LOCAL_BEAM_PIPELINE_ARGS,
                                        enable_cache=True)
   logging.info('Data components: %.0f s', time.time() - started)
-  model_dirs = {}
+  model_dirs, default_dims = {}, set()
   for seed in seeds:
-    model_dirs.update(train_seed(output_dir, seed, sizes, distillation, towers))
+    dirs, default_dim = train_seed(output_dir, seed, sizes, distillation, towers)
+    model_dirs.update(dirs)
+    default_dims.add(default_dim)
+  sizes = sorted(set(sizes) | default_dims) if sizes else []
   interactions, splits, test_examples, catalogue_items = transformed_data.evaluation_inputs(
       output_dir)
   teacher = model_name(layout.TEACHER, towers.teacher.embedding_dim, seeds[0])
@@ -297,7 +304,7 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
                                 candidate=teacher, reference=teacher,
                                 latency_requests=configs.LATENCY_REQUESTS,
                                 catalogue_items=catalogue_items)
-  return frontier_rows(evaluated['models'], sizes, seeds)
+  return frontier_rows(evaluated['models'], sizes, seeds, max(default_dims))
 
 
 def _override(distillation: hparams.DistillationHParams,

@@ -81,6 +81,8 @@ class DistillationHParams:
   `ranking_decay`; 0 turns it off) by `ranking_weight`. `qat_*`: quantization-aware fine-tuning that continues
   the distillation loss. The teacher's outputs on the train split are cached in memory up to
   `teacher_outputs_in_memory_max_examples` examples, in a temporary file beyond.
+  A student size with `embedding_dim` 0 takes the widest of `student_dims` whose int8 export
+  takes at most `size_budget` of the teacher's bytes (`training.student_size`).
   """
   epochs: int
   learning_rate: float
@@ -95,6 +97,8 @@ class DistillationHParams:
   qat_epochs: int
   qat_learning_rate: float
   teacher_outputs_in_memory_max_examples: int
+  student_dims: Sequence[int]
+  size_budget: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,11 +83,15 @@ def quantize_dense_layers(core: tf.keras.Model, custom_objects: Dict[str, Type])
     return tfmot.quantization.keras.quantize_apply(annotated)
 
 
+def _is_quantized_table(layer: tf.keras.layers.Layer) -> bool:
+  return (isinstance(layer, tf.keras.layers.Embedding)
+          and layer.output_dim >= MIN_QUANTIZED_WIDTH)
+
+
 def int8_embeddings(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf.keras.Model:
   """A copy of `core` whose embedding tables of width ≥ `MIN_QUANTIZED_WIDTH` are int8."""
   def clone(layer):
-    if (isinstance(layer, tf.keras.layers.Embedding)
-        and layer.output_dim >= MIN_QUANTIZED_WIDTH):
+    if _is_quantized_table(layer):
       return Int8Embedding.from_embedding(layer)
     copy = layer.__class__.from_config(layer.get_config())
     copied_from[copy.name] = layer
@@ -100,6 +104,22 @@ def int8_embeddings(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf
     if layer.name in copied_from:
       layer.set_weights(copied_from[layer.name].get_weights())
   return quantized
+
+
+def exported_bytes(core: tf.keras.Model, catalogue_size: int, int8: bool) -> int:
+  """About the variables bytes of `core` exported with an index of `catalogue_size` items:
+  float32 weights and index, or, with `int8`, embedding tables (width ≥ 2) and index as int8
+  rows with a float32 scale each (`int8_embeddings`, `Int8BruteForce`) and float32 others.
+  Less than the SavedModel's bytes by its fixed overhead (tens of kB) and the item ids."""
+  total = 0
+  for layer in core.layers:
+    for weight in layer.weights:
+      rows = weight.shape[0] if weight.shape.rank else 1
+      width = int(np.prod(weight.shape[1:])) if weight.shape.rank else 1
+      total += rows * (width + 4) if int8 and _is_quantized_table(layer) else rows * width * 4
+  query_width = core.outputs[0].shape[-1]
+  index_row = query_width + 4 if int8 else 4 * query_width
+  return int(total + catalogue_size * (index_row + 4))  # + the index's int32 identifiers
 
 
 class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):

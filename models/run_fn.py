@@ -40,13 +40,14 @@ def run_fn(fn_args) -> None:
       data, params.teacher, params.training, log,
       training.fit_item_item(data, params.teacher, params.item_item))
   models = {layout.TEACHER: teacher}
+  student_size = training.student_size(data, teacher, params.student, params.distillation)
   if params.train_student_scratch:
     models[layout.STUDENT_SCRATCH] = training.train_student(
-        data, params.student, params.training, params.distillation, log)
+        data, student_size, params.training, params.distillation, log)
   with training.teacher_outputs(data, teacher, params.training,
                                 params.distillation) as distillation_data:
     models[layout.STUDENT_FP32] = training.distil(
-        distillation_data, teacher, params.student, params.training, params.distillation, log)
+        distillation_data, teacher, student_size, params.training, params.distillation, log)
     models[layout.STUDENT_INT8] = training.quantize(
         distillation_data, teacher, models[layout.STUDENT_FP32], params.training,
         params.distillation, log)

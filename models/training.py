@@ -222,6 +222,29 @@ def load_teacher(data: TrainingData, size: hparams.TowerHParams,
   return two_tower.TwoTowerModel(core, training, data.stats)
 
 
+def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
+                 size: hparams.TowerHParams,
+                 distillation: hparams.DistillationHParams) -> hparams.TowerHParams:
+  """`size`, or with `embedding_dim` 0 the widest of `distillation.student_dims` whose int8
+  export takes at most `distillation.size_budget` of the teacher's (float32) bytes
+  (`quantization.exported_bytes`; the smallest when none does): the student follows the
+  catalogue and the teacher, so the size gate refuses only a student that is really too big."""
+  if size.embedding_dim:
+    return size
+  catalogue = len(data.catalogue[features.ITEM_ID])
+  budget = distillation.size_budget * quantization.exported_bytes(teacher_model.core, catalogue,
+                                                                  int8=False)
+  dims = sorted(distillation.student_dims)
+  for dim in reversed(dims):
+    sized = dataclasses.replace(size, embedding_dim=dim)
+    core = student.build_core(data.vocab, sized, data.transform, data.stats.mean_rating)
+    if quantization.exported_bytes(core, catalogue, int8=True) <= budget or dim == dims[0]:
+      logging.info('Student size: embedding dimension %d (int8 within %.0f%% of the teacher\'s '
+                   '%d bytes, or the smallest of %s)', dim, 100 * distillation.size_budget,
+                   budget / distillation.size_budget, dims)
+      return sized
+
+
 def train_student(data: TrainingData, size: hparams.TowerHParams,
                   training: hparams.TrainingHParams, distillation: hparams.DistillationHParams,
                   log: TrainingLog) -> two_tower.TwoTowerModel:

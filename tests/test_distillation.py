@@ -157,8 +157,10 @@ def test_teacher_outputs_added_to_the_data_give_the_same_losses(tmp_path, in_fil
 def _distillation_hparams(in_memory_max_examples: int = 1_000_000):
   return hparams.DistillationHParams(
       epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0, ranking_weight=1.0,
-      ranking_top_k=2, ranking_decay=1.0, rating_distillation_weight=1.0, num_sampled_negatives=4, qat_epochs=1,
-      qat_learning_rate=0.001, teacher_outputs_in_memory_max_examples=in_memory_max_examples)
+      ranking_top_k=2, ranking_decay=1.0, rating_distillation_weight=1.0, num_sampled_negatives=4,
+      qat_epochs=1, qat_learning_rate=0.001,
+      teacher_outputs_in_memory_max_examples=in_memory_max_examples, student_dims=(8,),
+      size_budget=0.1)
 
 
 def _training_data() -> training.TrainingData:

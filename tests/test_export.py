@@ -14,7 +14,10 @@ import exported_models
 from exported_models import TOP_K
 from contract import features
 from contract import signatures
+from evaluation import saved_models
 from models import export
+from models import quantization
+from models import student
 
 def _serialized(row: dict) -> bytes:
   def feature(name, value):
@@ -161,6 +164,20 @@ def test_exports_hold_the_inference_graph_only_and_the_student_is_int8(export_di
   # Checkpoint keys name object paths: the user, item and side-feature tables, and the index.
   assert sum('int8_embeddings' in name for name in int8_names) >= 4
   assert sum('int8_candidates' in name for name in int8_names) == 1
+
+
+def test_exported_bytes_estimate_the_saved_models_variables(export_dirs, trained):
+  # What `training.student_size` budgets with: the variables without the checkpoint's fixed
+  # overhead (20-30 kB, most of these tiny models' bytes) and the item ids.
+  data = trained['data']
+  catalogue = len(data.catalogue[features.ITEM_ID])
+  student_core = student.build_core(data.vocab, exported_models.STUDENT_SIZE, data.transform,
+                                    data.stats.mean_rating)
+  for name, core, int8 in (('teacher', trained['teacher'].core, False),
+                           ('student_int8', student_core, True)):
+    estimate = quantization.exported_bytes(core, catalogue, int8=int8)
+    real = saved_models.variables_bytes(export_dirs[name])
+    assert real - 32_000 - 10 * catalogue <= estimate <= real, name
 
 
 def test_tflite_student_agrees_with_its_saved_model(export_dirs, trained):
