@@ -168,6 +168,8 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
       signatures.RECOMMEND_WITH_FEATURES: module.recommend_with_features.get_concrete_function(),
       signatures.SCORE: module.score.get_concrete_function(),
   }
+  if isinstance(module.index, quantization.Int8BruteForce):
+    module.index.clear_cache()  # its float cache is filled after loading, not saved
   # Only the signatures are served: Keras's per-layer call traces would slow down writing and
   # loading the SavedModel, in the Trainer, the evaluators and the server.
   with compat.keras_saves_no_traces():

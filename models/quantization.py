@@ -125,7 +125,11 @@ def exported_bytes(core: tf.keras.Model, catalogue_size: int, int8: bool) -> int
 class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
   """Brute-force top-k over a candidate matrix stored as int8 rows with float scales.
 
-  A row scale factors out of the dot product, so scores are (queries · int8ᵀ) × scalesᵀ.
+  Scores are those of the dequantized matrix (int8 rows × their scales). Inside a graph (the
+  SavedModel's signatures) the matrix is dequantized once, on the first call after loading,
+  into a float cache variable that is saved empty: the pushed variables stay int8, and every
+  later call scores against the float cache as `BruteForce` does (casting the whole int8 matrix
+  on every call cost more than the matrix product). Called eagerly, it dequantizes each time.
   """
 
   def __init__(self, k: int = 10, name: Optional[str] = None):
@@ -134,6 +138,7 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
     self._identifiers = None
     self._int8_candidates = None
     self._scales = None
+    self._dequantized = None
 
   def index(self, candidates: tf.Tensor,
             identifiers: Optional[tf.Tensor] = None) -> 'Int8BruteForce':
@@ -148,21 +153,49 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
         name='int8_candidates', dtype=tf.int8, shape=values.shape, initializer='zeros',
         trainable=False)
     self._scales = self.add_weight(name='candidate_scales', dtype=tf.float32,
-                                   shape=(1, values.shape[0]), initializer='ones',
+                                   shape=(values.shape[0], 1), initializer='ones',
                                    trainable=False)
     self._identifiers.assign(identifiers)
     self._int8_candidates.assign(values)
-    self._scales.assign(scales.T)
+    self._scales.assign(scales)
+    # Empty until the first call in a graph fills it (`candidate_matrix`); saved empty.
+    self._dequantized = tf.Variable(tf.zeros([0, values.shape[1]]), trainable=False,
+                                    shape=tf.TensorShape([None, values.shape[1]]),
+                                    name='dequantized_candidates')
+    self._filled = tf.Variable(False, trainable=False, name='dequantized_candidates_filled')
     # `query_with_exclusions` is a tf.function: its traces hold the variables they were traced
     # with, so a new index needs a fresh one.
     self.query_with_exclusions = tf.function(self.query_with_exclusions.python_function)
     return self
 
+  def dequantized_candidates(self) -> tf.Tensor:
+    """The float candidate matrix [candidates, dim]: int8 rows × their scales."""
+    return tf.cast(self._int8_candidates, tf.float32) * self._scales
+
+  def candidate_matrix(self) -> tf.Tensor:
+    """The dequantized candidate matrix: in a graph, read from the cache (filled by the first
+    call); eagerly, dequantized now (so that nothing fills the cache before saving)."""
+    if tf.executing_eagerly():
+      return self.dequantized_candidates()
+
+    def fill() -> tf.Tensor:
+      dequantized = self.dequantized_candidates()
+      with tf.control_dependencies([self._dequantized.assign(dequantized)]):
+        with tf.control_dependencies([self._filled.assign(True)]):
+          return tf.identity(dequantized)
+
+    # A flag, not the cache's shape: Grappler may fold the shape of a variable it last saw empty.
+    return tf.cond(self._filled, lambda: self._dequantized.read_value(), fill)
+
+  def clear_cache(self) -> None:
+    """Empties the float cache (what `export` saves)."""
+    self._filled.assign(False)
+    self._dequantized.assign(tf.zeros([0, self._dequantized.shape[1]]))
+
   def call(self, queries: tf.Tensor, k: Optional[int] = None) -> Tuple[tf.Tensor, tf.Tensor]:
     if self._int8_candidates is None:
       raise ValueError('The `index` method must be called first to create the retrieval index.')
-    scores = tf.matmul(queries, tf.cast(self._int8_candidates, queries.dtype),
-                       transpose_b=True) * self._scales
+    scores = tf.matmul(queries, self.candidate_matrix(), transpose_b=True)
     values, indices = tf.math.top_k(scores, k=self._default_k if k is None else k)
     return values, tf.gather(self._identifiers, indices)
 

@@ -62,6 +62,51 @@ def test_int8_index_excludes_like_brute_force_over_the_dequantized_candidates():
     assert index.is_exact()
 
 
+def test_int8_index_in_a_saved_model_scores_like_the_dequantized_candidates(tmp_path):
+  """In a graph the index scores against its float cache, filled by the first call after
+  loading (in TF2 and in a TF1 session, as TF Serving runs it) and saved empty."""
+  rng = np.random.default_rng(4)
+  candidates = rng.normal(size=(40, 8)).astype(np.float32)
+  queries = rng.normal(size=(3, 8)).astype(np.float32)
+  expected = queries @ quantization.dequantize_rows(*quantization.quantize_rows(candidates)).T
+  expected_top = np.sort(expected, axis=1)[:, ::-1][:, :5]
+
+  class Module(tf.Module):
+    def __init__(self):
+      super().__init__()
+      self.index = quantization.Int8BruteForce(k=5)
+      self.index.index(tf.constant(candidates), tf.range(1, 41))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32)])
+    def top(self, queries):
+      scores, ids = self.index(queries)
+      return {'scores': scores, 'ids': ids}
+
+  module = Module()
+  for _ in range(2):  # fills the cache, then reads it
+    np.testing.assert_allclose(module.top(queries)['scores'].numpy(), expected_top, rtol=1e-5)
+  module.index.clear_cache()
+  path = str(tmp_path / 'index')
+  tf.saved_model.save(module, path, signatures={'serving_default': module.top})
+  reader = tf.train.load_checkpoint(path + '/variables/variables')
+  saved = {name.split('/')[1]: reader.get_tensor(name)
+           for name in reader.get_variable_to_shape_map() if name.startswith('index/')}
+  assert saved['_dequantized'].shape == (0, 8) and not saved['_filled']
+  loaded = tf.saved_model.load(path).signatures['serving_default']
+  graph = tf.Graph()
+  session = tf.compat.v1.Session(graph=graph)
+  with graph.as_default():
+    signature = tf.compat.v1.saved_model.loader.load(session, ['serve'], path).signature_def[
+        'serving_default']
+  for _ in range(2):
+    np.testing.assert_allclose(loaded(queries=tf.constant(queries))['scores'].numpy(),
+                               expected_top, rtol=1e-5)
+    scores, ids = session.run([signature.outputs['scores'].name, signature.outputs['ids'].name],
+                              {signature.inputs['queries'].name: queries})
+    np.testing.assert_allclose(scores, expected_top, rtol=1e-5)
+    np.testing.assert_array_equal(ids[:, 0], np.argmax(expected, axis=1) + 1)
+
+
 def _student() -> two_tower.TwoTowerModel:
   tf.keras.utils.set_random_seed(0)
   return two_tower.TwoTowerModel(

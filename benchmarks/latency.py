@@ -1,0 +1,198 @@
+"""Latency benchmark: the in-process `serving_default` p50 of SavedModels, side by side in one run.
+
+    python -m benchmarks.latency --model teacher=DIR --model student_int8=DIR ...
+    python -m benchmarks.latency --data DATA --output OUTPUT   # trains and exports the three
+
+Each model answers the same one-example request (a known user and a history of 20 catalogue
+items) in two ways: the loaded SavedModel's signature (`tf.saved_model.load`, as the evaluation's
+`serving_latency_ms` calls it) and a TF1 session over the SavedModel's graph with one
+intra-op thread (`tf.compat.v1.saved_model.loader`: the graph, Grappler rewrites and init op
+TF Serving runs). The models take turns, one call each per round, so that the machine's load
+falls on all of them alike. Prints p50 and p99 per model and the ratios to the fp32 student and to
+the teacher (the target: the int8 student's p50 at most the fp32 student's and at most a third
+of the teacher's); writes them as JSON with `--bench-out`.
+
+With `--data`, the teacher, the distilled fp32 student and the int8 student are trained with the
+training API (`models.training`, `pipeline.configs` sizes) for `--epochs` epochs each on the
+pipeline's data components' outputs (run on DATA into OUTPUT, cached) and exported with the
+serving signatures into OUTPUT/latency_models: short training, since latency does not depend
+on how well a model is trained.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from contract import features
+from contract import signatures
+from models import layout
+
+BENCH_PIPELINE_NAME = 'recsys-distill-latency'
+FP32, INT8 = layout.STUDENT_FP32, layout.STUDENT_INT8
+HISTORY_ITEMS = 20
+USER = '1'
+
+
+def train_and_export(data_source: str, output_dir: str, epochs: int) -> Dict[str, str]:
+  """The teacher, the distilled student and the int8 student, trained briefly and exported;
+  returns their SavedModel directories by name."""
+  # pylint: disable=g-import-not-at-top
+  from benchmarks import transformed_data
+  from models import export
+  from models import training
+  from pipeline import configs
+  from pipeline import local_runner
+  # pylint: enable=g-import-not-at-top
+  transformed_data.run_data_components(local_runner.resolve_source(data_source), output_dir,
+                                       BENCH_PIPELINE_NAME, configs.LOCAL_BEAM_PIPELINE_ARGS,
+                                       enable_cache=True)
+  training_hparams = dataclasses.replace(configs.TRAINING, epochs=epochs)
+  distillation = dataclasses.replace(configs.DISTILLATION, epochs=epochs, qat_epochs=1)
+  data = transformed_data.training_data(output_dir, configs.TRANSFORM, training_hparams,
+                                        with_eval=False)
+  dirs = {}
+
+  def write(name: str, model) -> None:
+    dirs[name] = os.path.join(output_dir, 'latency_models', name)
+    export.export_saved_model(model, data.tf_transform_output, data.catalogue,
+                              configs.EXPORT.top_k, configs.TRANSFORM.history_length,
+                              dirs[name], int8_index=name == INT8)
+
+  with tempfile.TemporaryDirectory() as tensorboard_dir:
+    log = training.TrainingLog(tensorboard_dir)
+    teacher = training.train_teacher(data, configs.TEACHER, training_hparams, log)
+    write(layout.TEACHER, teacher)
+    with training.teacher_outputs(data, teacher, training_hparams, distillation) as distilling:
+      fp32 = training.distil(distilling, teacher, configs.STUDENT, training_hparams,
+                             distillation, log)
+      write(FP32, fp32)
+      write(INT8, training.quantize(distilling, teacher, fp32, training_hparams, distillation,
+                                    log))
+  return dirs
+
+
+def request(model) -> bytes:
+  """A serialized tf.Example: user `USER` and a history of the first `HISTORY_ITEMS` items the
+  model recommends to a user without history."""
+  first = model.signatures[signatures.RECOMMEND](user_id=tf.constant([USER]),
+                                                 history=tf.constant([['']]))
+  items = [item.decode() for item in first[signatures.ITEM_IDS].numpy()[0][:HISTORY_ITEMS]]
+  def feature(value: str) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+  return tf.train.Example(features=tf.train.Features(feature={
+      features.USER_ID: feature(USER),
+      features.HISTORY: feature(features.HISTORY_SEPARATOR.join(items))})).SerializeToString()
+
+
+class _Session:
+  """`serving_default` run as TF Serving runs it: a session over the SavedModel's graph."""
+
+  def __init__(self, path: str):
+    graph = tf.Graph()
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1)
+    self.session = tf.compat.v1.Session(graph=graph, config=config)
+    with graph.as_default():
+      meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ['serve'], path)
+    signature = meta_graph.signature_def[signatures.SERVING_DEFAULT]
+    self.feed = signature.inputs[signatures.EXAMPLES].name
+    self.fetch = [signature.outputs[name].name for name in sorted(signature.outputs)]
+
+  def __call__(self, example: bytes) -> None:
+    self.session.run(self.fetch, {self.feed: np.array([example], object)})
+
+
+def measure(paths: Dict[str, str], rounds: int, warmup: int) -> Dict[str, Dict[str, float]]:
+  """p50, p99 and mean milliseconds of each model's `serving_default`, both ways, the models
+  taking turns."""
+  calls = {}
+  for name, path in paths.items():
+    model = tf.saved_model.load(path)
+    example = request(model)
+    serve = model.signatures[signatures.SERVING_DEFAULT]
+    inputs = {signatures.EXAMPLES: tf.constant([example])}
+    calls[(name, 'signature')] = (
+        lambda serve=serve, inputs=inputs: serve(**inputs)[signatures.ITEM_IDS].numpy())
+    session = _Session(path)
+    calls[(name, 'session')] = lambda session=session, example=example: session(example)
+  timings = {key: [] for key in calls}
+  keys = list(calls)
+  for round_index in range(warmup + rounds):
+    # A rotating order: no model always runs right after another.
+    offset = round_index % len(keys)
+    for key in keys[offset:] + keys[:offset]:
+      started = time.perf_counter()
+      calls[key]()
+      if round_index >= warmup:
+        timings[key].append(time.perf_counter() - started)
+  results = {}
+  for (name, way), seconds in timings.items():
+    millis = np.array(seconds) * 1e3
+    results.setdefault(name, {}).update({
+        f'{way}_p50_ms': float(np.percentile(millis, 50)),
+        f'{way}_p99_ms': float(np.percentile(millis, 99)),
+        f'{way}_mean_ms': float(millis.mean())})
+  return results
+
+
+def format_table(results: Dict[str, Dict[str, float]]) -> str:
+  lines = [f'{"model":14} {"signature p50":>13} {"p99":>7} {"session p50":>11} {"p99":>7} '
+           f'{"/ fp32 p50":>10} {"/ teacher p50":>13}']
+  for name, row in results.items():
+    ratios = []
+    for reference in (FP32, layout.TEACHER):
+      base = results.get(reference)
+      ratios.append(f'{row["signature_p50_ms"] / base["signature_p50_ms"]:.2f}/'
+                    f'{row["session_p50_ms"] / base["session_p50_ms"]:.2f}' if base else '')
+    lines.append(f'{name:14} {row["signature_p50_ms"]:13.3f} {row["signature_p99_ms"]:7.3f} '
+                 f'{row["session_p50_ms"]:11.3f} {row["session_p99_ms"]:7.3f} '
+                 f'{ratios[0]:>10} {ratios[1]:>13}')
+  return '\n'.join(lines) + '\n(ratios: signature/session)'
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--model', action='append', default=[], metavar='NAME=DIR',
+                      help='a SavedModel to measure (repeatable); names teacher, '
+                      f'{FP32} and {INT8} get ratios')
+  parser.add_argument('--data', help='train and export the three models on DATA instead')
+  parser.add_argument('--output', default=os.path.join('outputs', 'latency'),
+                      help='with --data: directory for the data components and the models')
+  parser.add_argument('--epochs', type=int, default=1, help='with --data: training epochs')
+  parser.add_argument('--rounds', type=int, default=1000, help='timed calls of each model')
+  parser.add_argument('--warmup', type=int, default=50, help='untimed rounds first')
+  parser.add_argument('--bench-out', help='JSON file of the results')
+  args = parser.parse_args(argv)
+  paths = {}
+  for spec in args.model:
+    name, _, path = spec.partition('=')
+    if not name or not tf.saved_model.contains_saved_model(path):
+      print(f'error: --model {spec!r}: expected NAME=DIR of a SavedModel', file=sys.stderr)
+      return 2
+    paths[name] = path
+  if args.data:
+    paths.update(train_and_export(args.data, os.path.abspath(args.output), args.epochs))
+  if not paths:
+    print('error: give --model NAME=DIR or --data', file=sys.stderr)
+    return 2
+  load = [os.getloadavg()[0]]
+  results = measure(paths, args.rounds, args.warmup)
+  load.append(os.getloadavg()[0])
+  print(format_table(results))
+  print(f'{os.cpu_count()} CPUs, load average {load[0]:.1f} before and {load[1]:.1f} after')
+  if args.bench_out:
+    with open(args.bench_out, 'w') as out:
+      json.dump({'models': paths, 'results': results, 'load_average': load,
+                 'cpu_count': os.cpu_count(), 'rounds': args.rounds}, out, indent=2)
+    print(f'Wrote {args.bench_out}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
