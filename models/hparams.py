@@ -7,6 +7,8 @@ The values live in `pipeline/configs.py` only; the Trainer receives them through
 import dataclasses
 from typing import Any, Dict, Type, TypeVar
 
+from contract import features
+
 T = TypeVar('T')
 
 
@@ -92,7 +94,9 @@ class TrainerHParams:
   """Everything `models.run_fn` is given: the Trainer's `custom_config` is its `to_dict`.
 
   `train_student_scratch` also trains the student without the teacher, as a reference for
-  benchmarks (`student_scratch` in the Trainer's model run directory).
+  benchmarks (`student_scratch` in the Trainer's model run directory). `feedback` is the data's
+  kind, `features.EXPLICIT` or `features.IMPLICIT`: implicit runs train
+  retrieval only (`models.run_fn`).
   """
   transform: TransformHParams
   teacher: TowerHParams
@@ -101,6 +105,7 @@ class TrainerHParams:
   distillation: DistillationHParams
   export: ExportHParams
   train_student_scratch: bool = False
+  feedback: str = features.EXPLICIT
 
   @classmethod
   def from_config(cls, config: Dict[str, Any]) -> 'TrainerHParams':
@@ -111,7 +116,8 @@ class TrainerHParams:
                training=from_dict(TrainingHParams, config['training']),
                distillation=from_dict(DistillationHParams, config['distillation']),
                export=from_dict(ExportHParams, config['export']),
-               train_student_scratch=bool(config.get('train_student_scratch')))
+               train_student_scratch=bool(config.get('train_student_scratch')),
+               feedback=config.get('feedback', features.EXPLICIT))
 
 
 def to_dict(record: Any) -> Dict[str, Any]:

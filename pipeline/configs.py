@@ -28,6 +28,13 @@ DOWNLOAD_CACHE_DIR = os.environ.get(
 PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.run_fn.run_fn'
 
+# The kind of feedback the data is (`FEEDBACK=` in the environment): 'explicit' (ratings),
+# 'implicit' (clicks, views, purchases: no rating column, or one constant value) or 'auto', which
+# the local runner resolves from the data before the pipeline starts
+# (`ingest.loaders.resolve_feedback`). Implicit runs train retrieval only (no rating head, no
+# rating distillation), and the retrieval gates bless alone (no TFMA Evaluator).
+FEEDBACK = os.environ.get('FEEDBACK', 'auto')
+
 # Data protocol: per-user chronological split (fractions of each user's latest interactions).
 EVAL_FRACTION = 0.1
 TEST_FRACTION = 0.1

@@ -82,14 +82,18 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
 
 def data_components(data_source: str, schema_file: str, history_length: int,
                     eval_fraction: float, test_fraction: float, rating_drift_threshold: float,
-                    preprocessing_fn: str, transform_hparams: hparams.TransformHParams) -> list:
+                    preprocessing_fn: str, transform_hparams: hparams.TransformHParams,
+                    feedback: str = features.EXPLICIT) -> list:
   """RawExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → DataGate → Transform
   from the raw data at `data_source`: the pipeline's data stages, in that order.
 
   RawExampleGen splits per user (`eval_fraction`, `test_fraction`) and keeps `history_length`
   items of history; ExampleValidator checks the statistics against the curated schema in
   `schema_file`, and DataGate stops the run on any anomaly, or when the test split's ratings
-  drifted from the train split's beyond `rating_drift_threshold` (Jensen-Shannon). Transform
+  drifted from the train split's beyond `rating_drift_threshold` (Jensen-Shannon); for
+  `feedback` explicit, also when the train split has a single rating value (the data is
+  implicit: the rating gates could never pass), and for implicit feedback ratings are not
+  checked for drift. Transform
   runs `preprocessing_fn` (a dotted path) with `transform_hparams` on the schema the gate passes
   on."""
   example_gen = raw_example_gen.RawExampleGen(
@@ -109,7 +113,7 @@ def data_components(data_source: str, schema_file: str, history_length: int,
   gate = data_gate.DataGate(anomalies=example_validator.outputs['anomalies'],
                             statistics=statistics_gen.outputs['statistics'],
                             schema=schema_gen.outputs['schema'],
-                            rating_drift_threshold=rating_drift_threshold)
+                            rating_drift_threshold=rating_drift_threshold, feedback=feedback)
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=gate.outputs['validated_schema'],
@@ -135,7 +139,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                     export: hparams.ExportHParams,
                     rmse_upper_bound: float, rating_auc_lower_bound: float,
                     rmse_max_increase: float, retrieval_gates: Mapping[str, float],
-                    latency_requests: int, train_student_scratch: bool = False,
+                    latency_requests: int, feedback: str = features.EXPLICIT,
+                    train_student_scratch: bool = False,
                     distill_results: str = '',
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
@@ -171,6 +176,10 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     rmse_max_increase: the Evaluator's bound on the RMSE's increase over the baseline's.
     retrieval_gates: the `gates.RetrievalGates` thresholds, by field name.
     latency_requests: timed single-request calls of each SavedModel in the RetrievalEvaluator.
+    feedback: the kind of feedback the data is, `features.EXPLICIT` (ratings) or
+      `features.IMPLICIT` (runners resolve the 'auto' setting before: `loaders.resolve_feedback`).
+      Implicit runs train retrieval only (the Trainer drops the rating head and the rating
+      distillation term), and have no Evaluator: the RetrievalEvaluator's gates bless alone.
     train_student_scratch: also train the student without the teacher (a benchmark reference).
     distill_results: the path of a distillation benchmark's JSON rows (`benchmarks/distill.py`)
       that the run report draws as the frontier; '' for none. A file the RunReport cannot read
@@ -181,12 +190,16 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     kfp_v2: pick the baseline resolver that the KFP v2 compiler supports (see
       `baseline_model_resolver`).
 
-  The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
-  Evaluator blessed the model's rating metrics.
+  The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and, for
+  explicit feedback, the Evaluator blessed the model's rating metrics.
   """
+  if feedback not in features.FEEDBACK_KINDS:
+    raise ValueError(f'feedback {feedback!r}: the pipeline takes one of {features.FEEDBACK_KINDS} '
+                     "(a runner resolves 'auto' from the data: loaders.resolve_feedback)")
+  explicit = feedback == features.EXPLICIT
   example_gen, statistics_gen, schema_gen, example_validator, gate, transform_component = (
       data_components(data_source, schema_file, history_length, eval_fraction, test_fraction,
-                      rating_drift_threshold, preprocessing_fn, transform))
+                      rating_drift_threshold, preprocessing_fn, transform, feedback))
   trainer = tfx.components.Trainer(
       run_fn=run_fn,
       examples=transform_component.outputs['transformed_examples'],
@@ -198,20 +211,24 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       custom_config=hparams.to_dict(hparams.TrainerHParams(
           transform=transform, teacher=teacher, student=student, training=training,
           distillation=distillation, export=export,
-          train_student_scratch=train_student_scratch)))
-  baseline = baseline_model_resolver(trainer.outputs['model'], kfp_v2)
-  evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
-      model=trainer.outputs['model'],
-      baseline_model=baseline.outputs['model'],
-      eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound, rmse_max_increase))
+          train_student_scratch=train_student_scratch, feedback=feedback)))
+  # The Evaluator gates the rating signature: without ratings there is nothing for it to check.
+  rating_gates = []
+  if explicit:
+    baseline = baseline_model_resolver(trainer.outputs['model'], kfp_v2)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs['examples'],
+        model=trainer.outputs['model'],
+        baseline_model=baseline.outputs['model'],
+        eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound, rmse_max_increase))
+    rating_gates = [baseline, evaluator]
   retrieval_evaluator = retrieval_evaluator_lib.RetrievalEvaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       model_run=trainer.outputs['model_run'],
       gates=gates.RetrievalGates(**retrieval_gates),
-      latency_requests=latency_requests,
-      evaluator_blessing=evaluator.outputs['blessing'])
+      latency_requests=latency_requests, feedback=feedback,
+      evaluator_blessing=evaluator.outputs['blessing'] if explicit else None)
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
       model_blessing=retrieval_evaluator.outputs['blessing'],
@@ -229,7 +246,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
   report = run_report_lib.RunReport(
       retrieval_evaluation=retrieval_evaluator.outputs['evaluation'],
       statistics=statistics_gen.outputs['statistics'],
-      evaluation=evaluator.outputs['evaluation'],
+      evaluation=evaluator.outputs['evaluation'] if explicit else None,
       model_run=trainer.outputs['model_run'],
       pushed_model=pusher.outputs['pushed_model'],
       title=f'{pipeline_name} run report',
@@ -239,7 +256,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, gate,
-                  transform_component, trainer, baseline, evaluator, retrieval_evaluator, pusher,
+                  transform_component, trainer, *rating_gates, retrieval_evaluator, pusher,
                   teacher_model, teacher_pusher, report],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
