@@ -27,16 +27,18 @@ class TwoTowerModel(tfrs.Model):
     self.query_tower = towers.query_tower(core)
     self.candidate_tower = towers.candidate_tower(core)
     self.retrieval_task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+    self.predicts_ratings = training.rating_weight > 0
     self.rating_task = tfrs.tasks.Ranking(
         loss=tf.keras.losses.MeanSquaredError(),
-        metrics=[tf.keras.metrics.RootMeanSquaredError(name='rmse')])
+        # Without a rating head, an RMSE metric would report a 0 it never measured.
+        metrics=([tf.keras.metrics.RootMeanSquaredError(name='rmse')]
+                 if self.predicts_ratings else []))
     # In-batch negatives are sampled ∝ popularity; logQ correction undoes that bias.
     counts = np.maximum(stats.item_counts, 1).astype(np.float32)
     self.sampling_probability = (tf.constant(counts / counts.sum())
                                  if training.popularity_correction else None)
     self.retrieval_weight = training.retrieval_weight
     self.rating_weight = training.rating_weight
-    self.predicts_ratings = training.rating_weight > 0
 
   def embed_queries(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     return self.query_tower(towers.select(inputs, self.query_tower), training=training)

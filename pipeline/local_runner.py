@@ -201,7 +201,9 @@ def main(argv=None) -> int:
   except (errors.DataError, data_gate.DataAnomaliesError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
-  print(f'Pipeline finished in {time.time() - started:.0f} s ({result["feedback"]} feedback)')
+  print(f'Pipeline finished in {time.time() - started:.0f} s')
+  if result.get('feedback'):
+    print(f'Feedback: {result["feedback"]}')
   if result['pushed']:
     print(f'Pushed model: {result["pushed"]}')
   elif result['gate_failures']:

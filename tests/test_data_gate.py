@@ -192,3 +192,37 @@ def test_make_schema_infers_from_the_latest_statistics(rows, tmp_path):
   assert {feature.name for feature in inferred.feature} == set(features.RAW_FEATURES)
   with pytest.raises(FileNotFoundError, match='run the pipeline first'):
     infer_schema.latest_statistics(str(tmp_path / 'nothing'))
+
+
+@pytest.mark.parametrize('feedback', [features.EXPLICIT, features.IMPLICIT])
+def test_one_rating_value_stops_an_explicit_run_and_passes_an_implicit_one(
+    tmp_path, rows, feedback):
+  """A log without ratings (every rating 1.0) must be run as implicit feedback; an implicit run
+  checks no rating drift (its ratings carry nothing), here test ratings of another value."""
+  implicit = [{**row, features.RATING: 1.0} for row in rows]
+  statistics_artifact = _statistics_artifact(tmp_path / 'statistics', {
+      features.TRAIN_SPLIT: implicit, features.EVAL_SPLIT: implicit,
+      features.TEST_SPLIT: [{**row, features.RATING: 5.0} for row in rows]})
+  validated = standard_artifacts.Schema()
+  validated.uri = str(tmp_path / 'validated')
+  schema_artifact = standard_artifacts.Schema()
+  schema_artifact.uri = str(tmp_path / 'schema')
+  os.makedirs(schema_artifact.uri)
+  tf.io.gfile.copy(configs.SCHEMA_FILE, os.path.join(schema_artifact.uri, data_gate.SCHEMA_FILE))
+
+  def run():
+    data_gate.DataGate.EXECUTOR_SPEC.executor_class().Do(
+        {'anomalies': [_clean_anomalies(tmp_path / 'anomalies')],
+         'statistics': [statistics_artifact], 'schema': [schema_artifact]},
+        {'validated_schema': [validated]},
+        {'rating_drift_threshold': configs.RATING_DRIFT_THRESHOLD, 'feedback': feedback})
+
+  if feedback == features.EXPLICIT:
+    with pytest.raises(data_gate.DataAnomaliesError,
+                       match="split 'train', feature 'rating': every rating is 1: .*"
+                             'FEEDBACK=implicit'):
+      run()
+    assert not os.path.exists(os.path.join(validated.uri, data_gate.SCHEMA_FILE))
+  else:
+    run()
+    assert os.path.exists(os.path.join(validated.uri, data_gate.SCHEMA_FILE))
