@@ -2,7 +2,8 @@
 
 Everything it is built from comes in as arguments (the runners pass `pipeline.configs` values).
 """
-from typing import List, Mapping, Optional
+import json
+from typing import List, Mapping, Optional, Sequence
 
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
@@ -12,6 +13,7 @@ from components import baseline_resolver
 from components import gates
 from components import data_gate
 from components import raw_example_gen
+from components import schema_import
 from components import teacher_model as teacher_model_lib
 from components import tfma_metrics
 from components.retrieval_evaluator import component as retrieval_evaluator_lib
@@ -24,9 +26,10 @@ BASELINE_RESOLVER_ID = 'latest_blessed_model_resolver'
 
 
 def eval_config(rmse_upper_bound: float, rating_auc_lower_bound: float,
-                rmse_max_increase: float) -> tfma.EvalConfig:
+                rmse_max_increase: float, liked_rating: float) -> tfma.EvalConfig:
   """TFMA evaluation of the student's rating signature on the eval split: MAE, RMSE (bounded, and
-  at most `rmse_max_increase` above the baseline's) and the AUC of "rating >= 4" (bounded).
+  at most `rmse_max_increase` above the baseline's) and the AUC of "rating >= `liked_rating`"
+  (bounded), all on the data's rating scale.
 
   The baseline is the latest blessed model; without one (the first run) TFX drops the baseline
   and its change threshold, and only the value thresholds decide."""
@@ -51,6 +54,7 @@ def eval_config(rmse_upper_bound: float, rating_auc_lower_bound: float,
                       absolute={'value': rmse_max_increase}))),
           tfma.MetricConfig(
               class_name=tfma_metrics.LikedAUC.__name__, module=tfma_metrics.__name__,
+              config=json.dumps({'liked_rating': liked_rating}),
               threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
                   lower_bound={'value': rating_auc_lower_bound}))),
       ])])
@@ -83,13 +87,14 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
 def data_components(data_source: str, schema_file: str, history_length: int,
                     eval_fraction: float, test_fraction: float, rating_drift_threshold: float,
                     preprocessing_fn: str, transform_hparams: hparams.TransformHParams,
-                    feedback: str = features.EXPLICIT) -> list:
+                    rating_range: Sequence[float], feedback: str = features.EXPLICIT) -> list:
   """RawExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → DataGate → Transform
   from the raw data at `data_source`: the pipeline's data stages, in that order.
 
   RawExampleGen splits per user (`eval_fraction`, `test_fraction`) and keeps `history_length`
   items of history; ExampleValidator checks the statistics against the curated schema in
-  `schema_file`, and DataGate stops the run on any anomaly, or when the test split's ratings
+  `schema_file` with the rating domain `rating_range` (none for implicit `feedback`:
+  `components.schema_import`), and DataGate stops the run on any anomaly, or when the test split's ratings
   drifted from the train split's beyond `rating_drift_threshold` (Jensen-Shannon); for
   `feedback` explicit, also when the train split has a single rating value (the data is
   implicit: the rating gates could never pass), and for implicit feedback ratings are not
@@ -99,7 +104,7 @@ def data_components(data_source: str, schema_file: str, history_length: int,
   example_gen = raw_example_gen.RawExampleGen(
       data_source, history_length=history_length, eval_fraction=eval_fraction,
       test_fraction=test_fraction)
-  schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+  schema_gen = schema_import.ImportSchemaGen(schema_file, rating_range, feedback)
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs['examples'],
       # Top values and unique counts from sketches (Misra-Gries, KMV: exact below 16,384 distinct
@@ -137,6 +142,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                     student: hparams.TowerHParams, training: hparams.TrainingHParams,
                     distillation: hparams.DistillationHParams,
                     export: hparams.ExportHParams,
+                    rating_range: Sequence[float], liked_rating: float,
                     rmse_upper_bound: float, rating_auc_lower_bound: float,
                     rmse_max_increase: float, retrieval_gates: Mapping[str, float],
                     latency_requests: int, feedback: str = features.EXPLICIT,
@@ -171,8 +177,10 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     training: how the teacher (and the student's ground-truth loss) is trained.
     distillation: how the student is distilled and fine-tuned with quantization.
     export: what the exported signatures return.
+    rating_range: (low, high) of explicit ratings: the schema's rating domain.
+    liked_rating: the rating at or above which a user liked an item (the Evaluator's AUC).
     rmse_upper_bound: the Evaluator's bound on the student's eval-split RMSE.
-    rating_auc_lower_bound: the Evaluator's bound on the AUC of "rating >= 4".
+    rating_auc_lower_bound: the Evaluator's bound on the AUC of "rating >= liked_rating".
     rmse_max_increase: the Evaluator's bound on the RMSE's increase over the baseline's.
     retrieval_gates: the `gates.RetrievalGates` thresholds, by field name.
     latency_requests: timed single-request calls of each SavedModel in the RetrievalEvaluator.
@@ -199,7 +207,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
   explicit = feedback == features.EXPLICIT
   example_gen, statistics_gen, schema_gen, example_validator, gate, transform_component = (
       data_components(data_source, schema_file, history_length, eval_fraction, test_fraction,
-                      rating_drift_threshold, preprocessing_fn, transform, feedback))
+                      rating_drift_threshold, preprocessing_fn, transform, rating_range,
+                      feedback))
   trainer = tfx.components.Trainer(
       run_fn=run_fn,
       examples=transform_component.outputs['transformed_examples'],
@@ -220,7 +229,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
         examples=example_gen.outputs['examples'],
         model=trainer.outputs['model'],
         baseline_model=baseline.outputs['model'],
-        eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound, rmse_max_increase))
+        eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound, rmse_max_increase,
+                                liked_rating))
     rating_gates = [baseline, evaluator]
   retrieval_evaluator = retrieval_evaluator_lib.RetrievalEvaluator(
       examples=example_gen.outputs['examples'],
