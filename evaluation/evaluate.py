@@ -155,10 +155,11 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   for name, scores in baseline_scores.items():
     tops[name] = metrics_lib.top_from_scores(scores, eval_data, DEPTH)
     metrics[name] = _top_metrics(tops[name], tops[name], eval_data, slices, tops.get(reference))
-  metrics[POPULARITY]['rmse'] = (baselines.mean_rating_rmse(train, ratings) if rating_metrics
-                                 else None)
+  metrics[POPULARITY]['rmse'] = baselines.mean_rating_rmse(train, ratings)
 
   score_sample = None
+  if not rating_metrics:  # constant ratings: no rating error to report, not even the mean's
+    metrics[POPULARITY]['rmse'] = None
   if reference in model_dirs and candidate != reference:
     score_sample = _score_sample(sampled_scores[reference], sampled_scores[candidate],
                                  eval_data.items, rng)

@@ -110,14 +110,14 @@ class TrainerHParams:
   @classmethod
   def from_config(cls, config: Dict[str, Any]) -> 'TrainerHParams':
     """The records of a Trainer's `custom_config`."""
-    return cls(transform=from_dict(TransformHParams, config['transform']),
+    return cls(feedback=config.get('feedback', features.EXPLICIT),
+               transform=from_dict(TransformHParams, config['transform']),
                teacher=from_dict(TowerHParams, config['teacher']),
                student=from_dict(TowerHParams, config['student']),
                training=from_dict(TrainingHParams, config['training']),
                distillation=from_dict(DistillationHParams, config['distillation']),
                export=from_dict(ExportHParams, config['export']),
-               train_student_scratch=bool(config.get('train_student_scratch')),
-               feedback=config.get('feedback', features.EXPLICIT))
+               train_student_scratch=bool(config.get('train_student_scratch')))
 
 
 def to_dict(record: Any) -> Dict[str, Any]:

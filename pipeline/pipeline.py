@@ -142,11 +142,10 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                     student: hparams.TowerHParams, training: hparams.TrainingHParams,
                     distillation: hparams.DistillationHParams,
                     export: hparams.ExportHParams,
-                    rating_range: Sequence[float], liked_rating: float,
                     rmse_upper_bound: float, rating_auc_lower_bound: float,
                     rmse_max_increase: float, retrieval_gates: Mapping[str, float],
-                    latency_requests: int, feedback: str = features.EXPLICIT,
-                    train_student_scratch: bool = False,
+                    latency_requests: int, rating_range: Sequence[float], liked_rating: float,
+                    feedback: str = features.EXPLICIT, train_student_scratch: bool = False,
                     distill_results: str = '',
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
@@ -177,13 +176,13 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     training: how the teacher (and the student's ground-truth loss) is trained.
     distillation: how the student is distilled and fine-tuned with quantization.
     export: what the exported signatures return.
-    rating_range: (low, high) of explicit ratings: the schema's rating domain.
-    liked_rating: the rating at or above which a user liked an item (the Evaluator's AUC).
     rmse_upper_bound: the Evaluator's bound on the student's eval-split RMSE.
     rating_auc_lower_bound: the Evaluator's bound on the AUC of "rating >= liked_rating".
     rmse_max_increase: the Evaluator's bound on the RMSE's increase over the baseline's.
     retrieval_gates: the `gates.RetrievalGates` thresholds, by field name.
     latency_requests: timed single-request calls of each SavedModel in the RetrievalEvaluator.
+    rating_range: (low, high) of explicit ratings: the schema's rating domain.
+    liked_rating: the rating at or above which a user liked an item (the Evaluator's AUC).
     feedback: the kind of feedback the data is, `features.EXPLICIT` (ratings) or
       `features.IMPLICIT` (runners resolve the 'auto' setting before: `loaders.resolve_feedback`).
       Implicit runs train retrieval only (the Trainer drops the rating head and the rating
@@ -217,10 +216,10 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       # `run_fn` reads the items split (the catalogue) as the second train split.
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT, features.ITEMS_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-      custom_config=hparams.to_dict(hparams.TrainerHParams(
+      custom_config=hparams.to_dict(hparams.TrainerHParams(feedback=feedback,
           transform=transform, teacher=teacher, student=student, training=training,
           distillation=distillation, export=export,
-          train_student_scratch=train_student_scratch, feedback=feedback)))
+          train_student_scratch=train_student_scratch)))
   # The Evaluator gates the rating signature: without ratings there is nothing for it to check.
   rating_gates = []
   if explicit:
