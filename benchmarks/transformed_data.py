@@ -32,7 +32,7 @@ def run_data_components(data_source: str, output_dir: str, pipeline_name: str,
       components=pipeline.data_components(
           data_source, configs.SCHEMA_FILE, configs.HISTORY_LENGTH, configs.EVAL_FRACTION,
           configs.TEST_FRACTION, configs.RATING_DRIFT_THRESHOLD, configs.PREPROCESSING_FN,
-          configs.TRANSFORM),
+          configs.TRANSFORM, configs.RATING_RANGE),
       enable_cache=enable_cache,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           os.path.join(output_dir, METADATA)),

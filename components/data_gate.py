@@ -3,7 +3,11 @@
 ExampleValidator only records anomalies, split by split. This component reads its `anomalies`
 artifact and adds one check across splits: the drift of the rating distribution from the train
 split to the test split (TFDV's Jensen-Shannon divergence comparator, against
-`rating_drift_threshold`). With no anomaly, it passes the curated schema on as its own
+`rating_drift_threshold`), and, for explicit feedback, that the train split has more than one
+rating value: one value is implicit feedback (a log without ratings gets 1.0), on which the rating
+head would learn nothing and the rating gates could never pass, so the run stops at once and says
+to set FEEDBACK=implicit. For implicit feedback the ratings are not checked for drift. With no
+anomaly, it passes the curated schema on as its own
 `validated_schema` output, which Transform and the Trainer consume (so they run after it); with
 any, it logs one line per anomaly (split, feature, anomaly and its description) and fails, so
 nothing downstream runs: nothing trains, nothing is pushed, and the previously pushed model
@@ -72,6 +76,20 @@ def rating_drift(statistics: types.Artifact, schema_file: str, threshold: float)
           for name, info in sorted(drift.anomaly_info.items())]
 
 
+def single_rating(statistics: types.Artifact, split: str = features.TRAIN_SPLIT) -> List[str]:
+  """The anomaly of explicit feedback whose `split` has one rating value in every example
+  (one line, as `read_anomalies`), if it has."""
+  stats = tfdv.load_stats_binary(os.path.join(
+      artifact_utils.get_split_uri([statistics], split), STATISTICS_FILE))
+  rating = tfdv.get_feature_stats(stats.datasets[0], tfdv.FeaturePath([features.RATING]))
+  low, high = rating.num_stats.min, rating.num_stats.max
+  if low != high:
+    return []
+  return [f'split {split!r}, feature {features.RATING!r}: every rating is {low:g}: this is '
+          'implicit feedback, which the rating head and the rating gates cannot learn from; '
+          f'run with FEEDBACK={features.IMPLICIT} (or auto)']
+
+
 @tfx.dsl.components.component
 def DataGate(
     anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
@@ -80,15 +98,21 @@ def DataGate(
     schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
     validated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema],
     rating_drift_threshold: tfx.dsl.components.Parameter[float],
+    feedback: tfx.dsl.components.Parameter[str] = features.EXPLICIT,
 ) -> None:
   """Fails with `DataAnomaliesError` when `anomalies` holds any or the test split's ratings
-  drifted from the train split's beyond `rating_drift_threshold`; otherwise outputs `schema` as
-  `validated_schema`, what the training components read."""
+  drifted from the train split's beyond `rating_drift_threshold`, or `feedback` is explicit
+  and the train split has one rating value; otherwise outputs `schema` as `validated_schema`,
+  what the training components read."""
+  if feedback not in features.FEEDBACK_KINDS:
+    raise ValueError(f'feedback {feedback!r}: expected one of {features.FEEDBACK_KINDS}')
   split_names = artifact_utils.decode_split_names(anomalies.split_names)
   if sorted(split_names) != sorted(features.SPLITS):
     raise ValueError(f'anomalies of the splits {split_names}; expected {list(features.SPLITS)}')
   source = os.path.join(schema.uri, SCHEMA_FILE)
-  found = read_anomalies(anomalies) + rating_drift(statistics, source, rating_drift_threshold)
+  found = read_anomalies(anomalies)
+  if feedback == features.EXPLICIT:
+    found += single_rating(statistics) + rating_drift(statistics, source, rating_drift_threshold)
   if found:
     for line in found:
       logging.error('Data anomaly: %s', line)

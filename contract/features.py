@@ -39,6 +39,14 @@ HISTORY_SEPARATOR = ' '
 GENRE_SEPARATOR = '|'
 
 
+# The kind of feedback the interactions are (`pipeline.configs.FEEDBACK`): explicit ratings, or
+# implicit (a log of clicks, views or purchases: no rating column, or one constant value). An
+# implicit run trains retrieval only; its `rating` column (1.0 when absent) carries nothing.
+EXPLICIT = 'explicit'
+IMPLICIT = 'implicit'
+FEEDBACK_KINDS = (EXPLICIT, IMPLICIT)
+
+
 def rating_text(rating: float) -> str:
   """A rating as written in HISTORY_RATINGS: '4', '3.5'."""
   return f'{rating:g}'

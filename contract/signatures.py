@@ -10,7 +10,9 @@ Signatures:
   recommend_with_features(user_id, history as above, age: int64[batch], gender, occupation,
     zip_code: string[batch]) → item_ids, scores as above;
   score(examples: string[batch] serialized tf.Example with user and item features) →
-    rating float[batch].
+    rating float[batch]: the predicted rating for explicit feedback; for implicit feedback
+    (models trained without ratings) the retrieval score of the user and the item, query ·
+    candidate, the unbounded affinity `recommend` ranks by (higher: more likely to interact).
 
 Every input of every signature has a leading batch dimension (no scalar inputs), so TF Serving's
 server-side batching can merge requests along dimension 0. Models return a fixed top-K (TOP_K,

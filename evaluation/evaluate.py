@@ -89,7 +89,8 @@ def tuned_ease_l2(interactions: pd.DataFrame, splits: np.ndarray, split: str,
 def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: Sequence[bytes],
              model_dirs: Mapping[str, str], candidate: str, reference: str,
              latency_requests: int, split: str = features.TEST_SPLIT,
-             catalogue_items: Optional[Sequence[str]] = None) -> Dict[str, object]:
+             catalogue_items: Optional[Sequence[str]] = None,
+             rating_metrics: bool = True) -> Dict[str, object]:
   """Evaluates exported models and the baselines on `split`.
 
   Args:
@@ -108,6 +109,8 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     catalogue_items: the item ids known besides the train ones (those of the examples' items
       split, `features.ITEMS_SPLIT`, which the exported models rank too); the catalogue is
       their union with the train items (`protocol.build_eval_data`). None: the train items.
+    rating_metrics: whether the ratings mean something (explicit feedback): without them (a log
+      of implicit feedback, every rating 1.0) every 'rmse' is None.
 
   Returns:
     {'split', 'users', 'catalogue_items', 'models': {name: metrics}, 'recall_curves':
@@ -150,8 +153,8 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     metrics[name] = _top_metrics(tops[name],
                                  metrics_lib.top_from_ids(new_user_rankings, eval_data, DEPTH),
                                  eval_data, slices, tops.get(reference))
-    predicted = saved_models.predicted_ratings(model, test_examples)
-    metrics[name]['rmse'] = metrics_lib.rmse(predicted, ratings)
+    metrics[name]['rmse'] = (metrics_lib.rmse(saved_models.predicted_ratings(
+        model, test_examples), ratings) if rating_metrics else None)
     metrics[name]['bytes'] = saved_models.variables_bytes(model_dirs[name])
     metrics[name].update(saved_models.serving_latency_ms(model, test_examples[0],
                                                          latency_requests))
@@ -169,6 +172,8 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   metrics[EASE]['l2'] = ease_l2
 
   score_sample = None
+  if not rating_metrics:  # constant ratings: no rating error to report, not even the mean's
+    metrics[POPULARITY]['rmse'] = None
   if reference in model_dirs and candidate != reference:
     score_sample = _score_sample(sampled_scores[reference], sampled_scores[candidate],
                                  eval_data.items, rng)

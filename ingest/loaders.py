@@ -91,7 +91,8 @@ MOVIELENS_ITEM_COLUMNS = (
     (features.ITEM_ID, features.TITLE, MOVIELENS_RELEASE_DATE, 'video release date', 'IMDb URL') +
     MOVIELENS_GENRES)
 
-IMPLICIT_RATING = 1.0
+IMPLICIT_RATING = 1.0  # the rating of an interaction without one (implicit feedback)
+AUTO_FEEDBACK = 'auto'  # the feedback setting that lets the data tell (`resolve_feedback`)
 
 Source = Union[str, Path]
 Parser = Callable[[str], object]
@@ -394,6 +395,38 @@ def read_interactions(path: Source, movielens: bool = False) -> Iterator[Interac
                       values.get(features.RATING, IMPLICIT_RATING), values[features.TIMESTAMP])
   if empty:
     raise DataError(path, 'no data rows after the header', row=2)
+
+
+def detect_feedback(files: 'InputFiles') -> str:
+  """The kind of feedback of the interactions: `features.IMPLICIT` when they have no rating
+  column (generic schema) or one rating value in every row, else `features.EXPLICIT`.
+
+  Reads the header, then streams the rows only until a second rating value shows, so explicit
+  data stops at its first rows; a constant column is read to the end (and validated)."""
+  if not files.movielens:
+    rows = _rows(files.interactions, ',', 'utf-8-sig', csv.QUOTE_MINIMAL)
+    names = _header(files.interactions, rows,
+                    (features.USER_ID, features.ITEM_ID, features.TIMESTAMP))
+    if features.RATING not in names:
+      return features.IMPLICIT
+  first = None
+  for row in read_interactions(files.interactions, files.movielens):
+    if first is None:
+      first = row.rating
+    elif row.rating != first:
+      return features.EXPLICIT
+  return features.IMPLICIT
+
+
+def resolve_feedback(feedback: str, files: 'InputFiles') -> str:
+  """`feedback` as set (`features.EXPLICIT` or `features.IMPLICIT`), or, for 'auto', the kind
+  the data shows (`detect_feedback`)."""
+  if feedback == AUTO_FEEDBACK:
+    return detect_feedback(files)
+  if feedback not in features.FEEDBACK_KINDS:
+    raise ValueError(f'feedback {feedback!r}: use one of '
+                     f'{", ".join((AUTO_FEEDBACK,) + features.FEEDBACK_KINDS)}')
+  return feedback
 
 
 def _interactions_table(rows: Iterable[Interaction]) -> pd.DataFrame:

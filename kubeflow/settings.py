@@ -21,6 +21,9 @@
                     CPUs and memory of the Beam steps' pods (RawExampleGen, StatisticsGen,
                     Transform, Evaluator), where the DirectRunner's workers run; distributed
                     runners' workers are set with BEAM_ARGS (e.g. --machine_type)
+    FEEDBACK        the kind of feedback in DATA_ROOT: explicit (ratings, the default) or
+                    implicit (no rating column, or one rating value: retrieval only, no
+                    Evaluator); compiling does not read the data, so 'auto' is refused
     DISTILL_RESULTS (optional, read by `pipeline.configs`) a distillation benchmark's JSON
                     results in a bucket, drawn as the frontier in the run report; the
                     RunReport step reads it when it runs (a changed file under the same path
@@ -40,6 +43,7 @@ from kfp import dsl
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 
+from contract import features
 from pipeline import configs
 from pipeline import pipeline
 
@@ -70,6 +74,7 @@ PIPELINE_ROOT = _setting(
     _PROJECT_HINT)
 DATA_ROOT = os.environ.get('DATA_ROOT', os.path.join(PIPELINE_ROOT, 'data'))
 SERVING_ROOT = os.environ.get('SERVING_ROOT', os.path.join(PIPELINE_ROOT, 'serving'))
+FEEDBACK = os.environ.get('FEEDBACK', features.EXPLICIT)
 # The image installs the repository at /pipeline (Dockerfile).
 IMAGE_REPOSITORY_ROOT = '/pipeline'
 SCHEMA_FILE = os.environ.get('SCHEMA_FILE', os.path.join(
@@ -189,4 +194,5 @@ def create_pipeline(kfp_v2: bool = False):
       teacher_serving_model_dir=os.path.join(SERVING_ROOT, configs.TEACHER_MODEL_NAME),
       beam_pipeline_args=beam_pipeline_args(),
       kfp_v2=kfp_v2,
+      feedback=FEEDBACK,
       **configs.pipeline_arguments())

@@ -9,6 +9,8 @@
          + ranking_weight · Σ_queries Σ_k w_k · −log softmax_k(student)
          + rating_distillation_weight · MSE(student rating, teacher rating)
 
+(the rating terms are 0 for models without a rating head: implicit feedback, `models.run_fn`).
+
 In the KL term, teacher/student are each model's scores of a query against the batch's
 candidates plus `num_sampled_negatives` items drawn uniformly from the catalogue. The ranking
 term is ranking distillation (Tang & Wang, KDD'18): the teacher's top `ranking_top_k` catalogue
@@ -68,8 +70,9 @@ def with_teacher_outputs(batches: tf.data.Dataset, teacher: two_tower.TwoTowerMo
        if name in teacher.candidate_tower.input_names}) if ranking_top_k else None)
 
   def label(batch):
-    outputs = teacher(batch, training=False)
-    labelled = {**batch, **{name: outputs[key] for key, name in TEACHER_OUTPUTS.items()}}
+    outputs = teacher(batch, training=False)  # no 'rating' when it does not predict ratings
+    labelled = {**batch, **{name: outputs[key] for key, name in TEACHER_OUTPUTS.items()
+                            if key in outputs}}
     if ranking_top_k:
       labelled[TEACHER_TOP_ITEMS] = teacher_top_items(
           outputs['queries'], catalogue_embeddings, batch[features.HISTORY_INDICES],
@@ -156,8 +159,8 @@ class Distiller(tf.keras.Model):
   def _teacher_outputs(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """The teacher's outputs, with its top items under TEACHER_TOP_ITEMS when the ranking term
     is on: from the batch when `with_teacher_outputs` added them."""
-    if all(name in batch for name in TEACHER_OUTPUTS.values()):
-      outputs = {key: batch[name] for key, name in TEACHER_OUTPUTS.items()}
+    if TEACHER_OUTPUTS['queries'] in batch:
+      outputs = {key: batch[name] for key, name in TEACHER_OUTPUTS.items() if name in batch}
     else:
       outputs = self.teacher(batch, training=False)
     if self.ranking_top_k:
@@ -196,8 +199,11 @@ class Distiller(tf.keras.Model):
             teacher_outputs[TEACHER_TOP_ITEMS], student_outputs['queries'],
             student_scores[:, -self.num_sampled_negatives:], training)
                          if self.ranking_top_k else tf.constant(0.0)),
-        'rating_distillation_loss': tf.reduce_mean(tf.square(
-            student_outputs['rating'] - tf.stop_gradient(teacher_outputs['rating']))),
+        # Only between models that predict ratings (implicit feedback: neither does).
+        'rating_distillation_loss': (tf.reduce_mean(tf.square(
+            student_outputs['rating'] - tf.stop_gradient(teacher_outputs['rating'])))
+                                     if 'rating' in student_outputs and 'rating' in teacher_outputs
+                                     else tf.constant(0.0)),
     }
     losses['hard_loss'] = (self.student.retrieval_weight * retrieval_loss
                            + self.student.rating_weight * rating_loss)

@@ -6,7 +6,10 @@ their content) with a TFRS BruteForce index (int8 for a quantized model) and exc
 of the (latest `history_length`) history, matched by raw id. Ids unknown to the vocabularies
 fall into OOV buckets. The recommendation signatures return a fixed top-k (no `k`
 input: every input has a batch dimension, so TF Serving can batch requests); clients keep the
-first k they want. Only the inference graph is saved (no optimizer state).
+first k they want. Only the inference graph is saved (no optimizer state). `score` returns the
+predicted rating of a model that predicts ratings, and otherwise (implicit feedback: no rating
+head) the retrieval score of the example's user and item, query · candidate, the score
+`recommend` ranks by (`contract.signatures`).
 """
 from typing import Dict
 
@@ -60,6 +63,8 @@ class ServingModule(tf.Module):
     # The inference graph only: tracking the compiled model would also save its optimizer.
     self.core = model.core
     self.query_tower = model.query_tower
+    self.candidate_tower = model.candidate_tower
+    self.predicts_ratings = getattr(model, 'predicts_ratings', True)
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.raw_spec = _serving_raw_spec(tf_transform_output)
     candidates = model.embed_candidates(
@@ -154,7 +159,11 @@ class ServingModule(tf.Module):
   @tf.function(input_signature=[_EXAMPLES_SPEC])
   def score(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
     transformed = self._transform(tf.io.parse_example(examples, self.raw_spec))
-    return {signatures.RATING: self.core(towers.select(transformed, self.core))[towers.RATING]}
+    if self.predicts_ratings:
+      return {signatures.RATING: self.core(towers.select(transformed, self.core))[towers.RATING]}
+    candidates = self.candidate_tower(towers.select(transformed, self.candidate_tower))
+    return {signatures.RATING: tf.reduce_sum(self._embed_queries(transformed) * candidates,
+                                             axis=1)}
 
 
 def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,

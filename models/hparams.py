@@ -7,6 +7,8 @@ The values live in `pipeline/configs.py` only; the Trainer receives them through
 import dataclasses
 from typing import Any, Dict, Sequence, Type, TypeVar
 
+from contract import features
+
 T = TypeVar('T')
 
 
@@ -112,7 +114,9 @@ class TrainerHParams:
   """Everything `models.run_fn` is given: the Trainer's `custom_config` is its `to_dict`.
 
   `train_student_scratch` also trains the student without the teacher, as a reference for
-  benchmarks (`student_scratch` in the Trainer's model run directory).
+  benchmarks (`student_scratch` in the Trainer's model run directory). `feedback` is the data's
+  kind, `features.EXPLICIT` or `features.IMPLICIT`: implicit runs train
+  retrieval only (`models.run_fn`).
   """
   transform: TransformHParams
   teacher: TowerHParams
@@ -122,11 +126,13 @@ class TrainerHParams:
   export: ExportHParams
   item_item: ItemItemHParams
   train_student_scratch: bool = False
+  feedback: str = features.EXPLICIT
 
   @classmethod
   def from_config(cls, config: Dict[str, Any]) -> 'TrainerHParams':
     """The records of a Trainer's `custom_config`."""
-    return cls(transform=from_dict(TransformHParams, config['transform']),
+    return cls(feedback=config.get('feedback', features.EXPLICIT),
+               transform=from_dict(TransformHParams, config['transform']),
                teacher=from_dict(TowerHParams, config['teacher']),
                student=from_dict(TowerHParams, config['student']),
                training=from_dict(TrainingHParams, config['training']),

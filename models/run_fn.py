@@ -6,8 +6,13 @@ Outputs: the int8 student is the model the pipeline evaluates and pushes
 the teacher's and the fp32 student's SavedModels (same signatures), the student as TFLite,
 TensorBoard logs per training phase, and `training_summary.json` (parameters, bytes, train
 seconds, loss history and eval-split metrics of every model, fidelity of the students to the
-teacher).
+teacher; and the feedback kind it was trained for).
+
+Implicit feedback (`TrainerHParams.feedback`, a log without ratings) trains retrieval only:
+`retrieval_only` sets the rating weight and the rating distillation weight to 0, so no model
+runs its rating head, and the exports' `score` returns the retrieval score (`models.export`).
 """
+import dataclasses
 import json
 import os
 from typing import Dict
@@ -28,9 +33,22 @@ from models import two_tower
 EVAL_USERS = 1000  # eval-split users scored for the summary
 
 
+def retrieval_only(params: hparams.TrainerHParams) -> hparams.TrainerHParams:
+  """`params` for the kind of feedback they name: for implicit feedback, the rating terms
+  weighted 0 (no rating head loss, no rating distillation); explicit ones as they are."""
+  if params.feedback not in features.FEEDBACK_KINDS:
+    raise ValueError(f'feedback {params.feedback!r}: expected one of {features.FEEDBACK_KINDS}')
+  if params.feedback == features.EXPLICIT:
+    return params
+  return dataclasses.replace(
+      params, training=dataclasses.replace(params.training, rating_weight=0.0),
+      distillation=dataclasses.replace(params.distillation, rating_distillation_weight=0.0))
+
+
 def run_fn(fn_args) -> None:
   """TFX Trainer entry point."""
-  params = hparams.TrainerHParams.from_config(fn_args.custom_config)
+  params = retrieval_only(hparams.TrainerHParams.from_config(fn_args.custom_config))
+  logging.info('Feedback: %s', params.feedback)
   # The Trainer's train splits are the train split, then the items split (`pipeline.pipeline`).
   data = training.read_data(fn_args.train_files[:1], fn_args.eval_files, fn_args.train_files[1:],
                             fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_output),
@@ -53,15 +71,16 @@ def run_fn(fn_args) -> None:
         params.distillation, log)
   directories = training.export_models(models, data, params.export, fn_args.model_run_dir,
                                        fn_args.serving_model_dir)
-  write_summary(models, directories, data, log, fn_args.model_run_dir)
+  write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 
 
 def write_summary(models: Dict[str, two_tower.TwoTowerModel], directories: Dict[str, str],
                   data: training.TrainingData, log: training.TrainingLog,
-                  model_run_dir: str) -> None:
-  """Writes `layout.SUMMARY_FILE`: by model, its training record (`log`), parameter count,
-  SavedModel bytes and eval-split metrics (`models.eval_split` on `EVAL_USERS` users, RMSE,
-  fidelity@10 to the teacher, which `models` must list first)."""
+                  model_run_dir: str, feedback: str = features.EXPLICIT) -> None:
+  """Writes `layout.SUMMARY_FILE`: by model, its training record (`log`), the `feedback` it
+  was trained for, parameter count, SavedModel bytes and eval-split metrics (`models.eval_split`
+  on `EVAL_USERS` users, RMSE (None for a model that does not predict ratings), fidelity@10 to
+  the teacher, which `models` must list first)."""
   with training.logged_phase('Collected the eval-split queries'):
     eval_queries = eval_split.collect(data.train_in_order, data.eval,
                                       len(data.stats.catalogue[features.ITEM_ID]), EVAL_USERS)
@@ -72,9 +91,11 @@ def write_summary(models: Dict[str, two_tower.TwoTowerModel], directories: Dict[
                                                int8_index=name == layout.STUDENT_INT8)
       summary[name] = {
           **summary[name],
+          'feedback': feedback,
           'params': int(model.core.count_params()),
           'bytes': saved_models.variables_bytes(directories[name]),
-          'eval': {**metrics, 'rmse': eval_split.rmse(model, data.eval),
+          'eval': {**metrics,
+                   'rmse': eval_split.rmse(model, data.eval) if model.predicts_ratings else None,
                    'fidelity@10': metrics_lib.fidelity(tops[name], tops[layout.TEACHER])},
       }
     logging.info('%s: %s', name, json.dumps(summary[name]['eval']))

@@ -29,14 +29,23 @@ DOWNLOAD_CACHE_DIR = os.environ.get(
 PREPROCESSING_FN = 'models.preprocessing.preprocessing_fn'
 RUN_FN = 'models.run_fn.run_fn'
 
+# The kind of feedback the data is (`FEEDBACK=` in the environment): 'explicit' (ratings),
+# 'implicit' (clicks, views, purchases: no rating column, or one constant value) or 'auto', which
+# the local runner resolves from the data before the pipeline starts
+# (`ingest.loaders.resolve_feedback`). Implicit runs train retrieval only (no rating head, no
+# rating distillation), and the retrieval gates bless alone (no TFMA Evaluator).
+FEEDBACK = os.environ.get('FEEDBACK', 'auto')
+
 # Data protocol: per-user chronological split (fractions of each user's latest interactions).
 EVAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
 HISTORY_LENGTH = signatures.HISTORY_LENGTH  # latest items kept in each example's history
 
 # The curated schema ExampleValidator checks the examples against; any anomaly stops the run
-# before Transform. It bounds `rating` to RATING_RANGE (MovieLens' 0.5-5 stars): data on another
-# scale changes both (`make schema` writes the schema inferred from a run beside it to compare).
+# before Transform (`make schema` writes the schema inferred from a run beside it to compare).
+# Explicit ratings are bounded to RATING_RANGE (MovieLens' 0.5-5 stars), the schema's rating
+# domain (`components/schema_import.py`). Data on another scale (0-1, 1-10, thumbs down/up as
+# 0/1) sets RATING_RANGE, LIKED_RATING and the RMSE bounds below on its scale.
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'schema', 'schema.pbtxt')
 RATING_RANGE = (0.5, 5.0)
 # DataGate: the largest Jensen-Shannon divergence of the test split's rating distribution from
@@ -84,7 +93,8 @@ EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
 
 # Evaluator: the student's rating signature must be at least this good on the eval split.
 RMSE_UPPER_BOUND = 1.5
-RATING_AUC_LOWER_BOUND = 0.6  # ROC AUC of the predicted rating for "rating >= 4"
+LIKED_RATING = 4.0  # a rating at or above it means the user liked the item
+RATING_AUC_LOWER_BOUND = 0.6  # ROC AUC of the predicted rating for "rating >= LIKED_RATING"
 RMSE_MAX_INCREASE = 0.05  # over the latest blessed model's RMSE (the change threshold)
 
 # Release gates (`components.gates.RetrievalGates`): what the pushed candidate must reach on the
@@ -103,7 +113,8 @@ def pipeline_arguments() -> Dict[str, Any]:
   arguments."""
   return dict(
       history_length=HISTORY_LENGTH, eval_fraction=EVAL_FRACTION, test_fraction=TEST_FRACTION,
-      rating_drift_threshold=RATING_DRIFT_THRESHOLD,
+      rating_drift_threshold=RATING_DRIFT_THRESHOLD, rating_range=RATING_RANGE,
+      liked_rating=LIKED_RATING,
       preprocessing_fn=PREPROCESSING_FN, run_fn=RUN_FN, transform=TRANSFORM, teacher=TEACHER,
       student=STUDENT, training=TRAINING, distillation=DISTILLATION, export=EXPORT,
       item_item=ITEM_ITEM,

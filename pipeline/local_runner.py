@@ -26,6 +26,7 @@ from components import artifacts
 from components import data_gate
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import executor as report_executor
+from contract import features
 from contract import versions
 from pipeline import configs
 from pipeline import pipeline
@@ -87,6 +88,12 @@ def resolve_source(data_source: str) -> str:
   return data_source if '://' in data_source else os.path.abspath(data_source)
 
 
+def resolve_feedback(feedback: str, source: str) -> str:
+  """The kind of feedback of the resolved `source`: `feedback` as set, or for 'auto' the one
+  its interactions show (`loaders.resolve_feedback`)."""
+  return loaders.resolve_feedback(feedback, loaders.locate_inputs(source))
+
+
 def _stopping_error(error: BaseException) -> Optional[Exception]:
   """The DataError or DataAnomaliesError that failed a component, if that is what `error`
   (as the orchestrator re-raised it) comes from."""
@@ -104,22 +111,24 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
         rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
         retrieval_gates: Mapping[str, float] = configs.RETRIEVAL_GATES,
         train_student_scratch: bool = False,
-        distill_results: str = configs.DISTILL_RESULTS) -> dict:
+        distill_results: str = configs.DISTILL_RESULTS,
+        feedback: str = configs.FEEDBACK) -> dict:
   """Runs the pipeline on the raw data with the `configs` values, but for the thresholds and the
-  distillation results given here (see `pipeline.create_pipeline`); returns the paths and the
-  pushed version.
+  distillation results given here (see `pipeline.create_pipeline`) and the `feedback` setting
+  ('auto': the data tells); returns the paths, the pushed version and the feedback kind.
 
   Raises `DataError` for bad input (file, row, column) and `DataAnomaliesError` when the data
   has anomalies against the curated schema: then nothing is trained or pushed."""
   source = resolve_source(data_source)
-  logging.info('Raw data: %s', source)
+  feedback = resolve_feedback(feedback, source)
+  logging.info('Raw data: %s (%s feedback)', source, feedback)
   paths = output_paths(os.path.abspath(output_dir))
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   before = latest_version(serving_model_dir)
   try:
     _run_pipeline(source, paths, serving_model_dir, enable_cache, rmse_upper_bound,
                   rating_auc_lower_bound, retrieval_gates, train_student_scratch,
-                  _local_path(distill_results))
+                  _local_path(distill_results), feedback)
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)
     if stopping is None:
@@ -132,6 +141,7 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   shutil.rmtree(report_dir, ignore_errors=True)
   shutil.copytree(outputs[artifacts.RunReport.TYPE_NAME], report_dir)
   return {**paths, 'pushed': after if after != before else None, 'latest': after,
+          'feedback': feedback,
           'retrieval_evaluation': outputs[artifacts.RetrievalEvaluation.TYPE_NAME],
           'gate_failures': gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
 
@@ -144,7 +154,7 @@ def _local_path(path: str) -> str:
 def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache: bool,
                   rmse_upper_bound: float, rating_auc_lower_bound: float,
                   retrieval_gates: Mapping[str, float], train_student_scratch: bool,
-                  distill_results: str) -> None:
+                  distill_results: str, feedback: str) -> None:
   beam_dag_runner.BeamDagRunner().run(pipeline.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=paths['pipeline_root'],
@@ -153,6 +163,7 @@ def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache
       serving_model_dir=serving_model_dir,
       teacher_serving_model_dir=os.path.join(paths['serving'], configs.TEACHER_MODEL_NAME),
       train_student_scratch=train_student_scratch,
+      feedback=feedback,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths['metadata']),
       beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
@@ -170,20 +181,29 @@ def main(argv=None) -> int:
   parser.add_argument('--distill-results', default=configs.DISTILL_RESULTS, metavar='FILE',
                       help="a distillation benchmark's JSON results (benchmarks/distill.py) to "
                            'show as the frontier in the report (default: $DISTILL_RESULTS)')
+  feedback_kinds = (loaders.AUTO_FEEDBACK,) + features.FEEDBACK_KINDS
+  parser.add_argument('--feedback', default=configs.FEEDBACK, choices=feedback_kinds,
+                      help='the kind of feedback the data is: auto (the data tells: no rating '
+                           'column or one rating value is implicit), explicit or implicit '
+                           '(default: $FEEDBACK, else auto)')
   parser.add_argument('--no-cache', action='store_true', help='re-run every component')
   parser.add_argument('--verbose', action='store_true', help="show TFX's full INFO logs")
   args = parser.parse_args(argv)
+  if args.feedback not in feedback_kinds:  # a default from $FEEDBACK is not checked by argparse
+    parser.error(f'FEEDBACK={args.feedback!r}: use one of {", ".join(feedback_kinds)}')
   progress.install(verbose=args.verbose,
                    reported=(errors.DataError, data_gate.DataAnomaliesError))
 
   started = time.time()
   try:
     result = run(args.data, args.output, enable_cache=not args.no_cache,
-                 distill_results=args.distill_results)
+                 distill_results=args.distill_results, feedback=args.feedback)
   except (errors.DataError, data_gate.DataAnomaliesError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
   print(f'Pipeline finished in {time.time() - started:.0f} s')
+  if result.get('feedback'):
+    print(f'Feedback: {result["feedback"]}')
   if result['pushed']:
     print(f'Pushed model: {result["pushed"]}')
   elif result['gate_failures']:

@@ -2,7 +2,8 @@
 
 Everything it is built from comes in as arguments (the runners pass `pipeline.configs` values).
 """
-from typing import List, Mapping, Optional
+import json
+from typing import List, Mapping, Optional, Sequence
 
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
@@ -12,6 +13,7 @@ from components import baseline_resolver
 from components import gates
 from components import data_gate
 from components import raw_example_gen
+from components import schema_import
 from components import teacher_model as teacher_model_lib
 from components import tfma_metrics
 from components.retrieval_evaluator import component as retrieval_evaluator_lib
@@ -24,9 +26,10 @@ BASELINE_RESOLVER_ID = 'latest_blessed_model_resolver'
 
 
 def eval_config(rmse_upper_bound: float, rating_auc_lower_bound: float,
-                rmse_max_increase: float) -> tfma.EvalConfig:
+                rmse_max_increase: float, liked_rating: float) -> tfma.EvalConfig:
   """TFMA evaluation of the student's rating signature on the eval split: MAE, RMSE (bounded, and
-  at most `rmse_max_increase` above the baseline's) and the AUC of "rating >= 4" (bounded).
+  at most `rmse_max_increase` above the baseline's) and the AUC of "rating >= `liked_rating`"
+  (bounded), all on the data's rating scale.
 
   The baseline is the latest blessed model; without one (the first run) TFX drops the baseline
   and its change threshold, and only the value thresholds decide."""
@@ -51,6 +54,7 @@ def eval_config(rmse_upper_bound: float, rating_auc_lower_bound: float,
                       absolute={'value': rmse_max_increase}))),
           tfma.MetricConfig(
               class_name=tfma_metrics.LikedAUC.__name__, module=tfma_metrics.__name__,
+              config=json.dumps({'liked_rating': liked_rating}),
               threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
                   lower_bound={'value': rating_auc_lower_bound}))),
       ])])
@@ -82,20 +86,25 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
 
 def data_components(data_source: str, schema_file: str, history_length: int,
                     eval_fraction: float, test_fraction: float, rating_drift_threshold: float,
-                    preprocessing_fn: str, transform_hparams: hparams.TransformHParams) -> list:
+                    preprocessing_fn: str, transform_hparams: hparams.TransformHParams,
+                    rating_range: Sequence[float], feedback: str = features.EXPLICIT) -> list:
   """RawExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → DataGate → Transform
   from the raw data at `data_source`: the pipeline's data stages, in that order.
 
   RawExampleGen splits per user (`eval_fraction`, `test_fraction`) and keeps `history_length`
   items of history; ExampleValidator checks the statistics against the curated schema in
-  `schema_file`, and DataGate stops the run on any anomaly, or when the test split's ratings
-  drifted from the train split's beyond `rating_drift_threshold` (Jensen-Shannon). Transform
+  `schema_file` with the rating domain `rating_range` (none for implicit `feedback`:
+  `components.schema_import`), and DataGate stops the run on any anomaly, or when the test split's ratings
+  drifted from the train split's beyond `rating_drift_threshold` (Jensen-Shannon); for
+  `feedback` explicit, also when the train split has a single rating value (the data is
+  implicit: the rating gates could never pass), and for implicit feedback ratings are not
+  checked for drift. Transform
   runs `preprocessing_fn` (a dotted path) with `transform_hparams` on the schema the gate passes
   on."""
   example_gen = raw_example_gen.RawExampleGen(
       data_source, history_length=history_length, eval_fraction=eval_fraction,
       test_fraction=test_fraction)
-  schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+  schema_gen = schema_import.ImportSchemaGen(schema_file, rating_range, feedback)
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs['examples'],
       # Top values and unique counts from sketches (Misra-Gries, KMV: exact below 16,384 distinct
@@ -109,7 +118,7 @@ def data_components(data_source: str, schema_file: str, history_length: int,
   gate = data_gate.DataGate(anomalies=example_validator.outputs['anomalies'],
                             statistics=statistics_gen.outputs['statistics'],
                             schema=schema_gen.outputs['schema'],
-                            rating_drift_threshold=rating_drift_threshold)
+                            rating_drift_threshold=rating_drift_threshold, feedback=feedback)
   transform = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=gate.outputs['validated_schema'],
@@ -135,7 +144,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                     export: hparams.ExportHParams, item_item: hparams.ItemItemHParams,
                     rmse_upper_bound: float, rating_auc_lower_bound: float,
                     rmse_max_increase: float, retrieval_gates: Mapping[str, float],
-                    latency_requests: int, train_student_scratch: bool = False,
+                    latency_requests: int, rating_range: Sequence[float], liked_rating: float,
+                    feedback: str = features.EXPLICIT, train_student_scratch: bool = False,
                     distill_results: str = '',
                     metadata_connection_config=None,
                     beam_pipeline_args: Optional[List[str]] = None,
@@ -168,10 +178,16 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     export: what the exported signatures return.
     item_item: how the hybrid teacher's item-to-item component is fitted.
     rmse_upper_bound: the Evaluator's bound on the student's eval-split RMSE.
-    rating_auc_lower_bound: the Evaluator's bound on the AUC of "rating >= 4".
+    rating_auc_lower_bound: the Evaluator's bound on the AUC of "rating >= liked_rating".
     rmse_max_increase: the Evaluator's bound on the RMSE's increase over the baseline's.
     retrieval_gates: the `gates.RetrievalGates` thresholds, by field name.
     latency_requests: timed single-request calls of each SavedModel in the RetrievalEvaluator.
+    rating_range: (low, high) of explicit ratings: the schema's rating domain.
+    liked_rating: the rating at or above which a user liked an item (the Evaluator's AUC).
+    feedback: the kind of feedback the data is, `features.EXPLICIT` (ratings) or
+      `features.IMPLICIT` (runners resolve the 'auto' setting before: `loaders.resolve_feedback`).
+      Implicit runs train retrieval only (the Trainer drops the rating head and the rating
+      distillation term), and have no Evaluator: the RetrievalEvaluator's gates bless alone.
     train_student_scratch: also train the student without the teacher (a benchmark reference).
     distill_results: the path of a distillation benchmark's JSON rows (`benchmarks/distill.py`)
       that the run report draws as the frontier; '' for none. A file the RunReport cannot read
@@ -182,12 +198,17 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     kfp_v2: pick the baseline resolver that the KFP v2 compiler supports (see
       `baseline_model_resolver`).
 
-  The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and the
-  Evaluator blessed the model's rating metrics.
+  The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and, for
+  explicit feedback, the Evaluator blessed the model's rating metrics.
   """
+  if feedback not in features.FEEDBACK_KINDS:
+    raise ValueError(f'feedback {feedback!r}: the pipeline takes one of {features.FEEDBACK_KINDS} '
+                     "(a runner resolves 'auto' from the data: loaders.resolve_feedback)")
+  explicit = feedback == features.EXPLICIT
   example_gen, statistics_gen, schema_gen, example_validator, gate, transform_component = (
       data_components(data_source, schema_file, history_length, eval_fraction, test_fraction,
-                      rating_drift_threshold, preprocessing_fn, transform))
+                      rating_drift_threshold, preprocessing_fn, transform, rating_range,
+                      feedback))
   trainer = tfx.components.Trainer(
       run_fn=run_fn,
       examples=transform_component.outputs['transformed_examples'],
@@ -196,23 +217,28 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       # `run_fn` reads the items split (the catalogue) as the second train split.
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT, features.ITEMS_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-      custom_config=hparams.to_dict(hparams.TrainerHParams(
+      custom_config=hparams.to_dict(hparams.TrainerHParams(feedback=feedback,
           transform=transform, teacher=teacher, student=student, training=training,
           distillation=distillation, export=export, item_item=item_item,
           train_student_scratch=train_student_scratch)))
-  baseline = baseline_model_resolver(trainer.outputs['model'], kfp_v2)
-  evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
-      model=trainer.outputs['model'],
-      baseline_model=baseline.outputs['model'],
-      eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound, rmse_max_increase))
+  # The Evaluator gates the rating signature: without ratings there is nothing for it to check.
+  rating_gates = []
+  if explicit:
+    baseline = baseline_model_resolver(trainer.outputs['model'], kfp_v2)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs['examples'],
+        model=trainer.outputs['model'],
+        baseline_model=baseline.outputs['model'],
+        eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound, rmse_max_increase,
+                                liked_rating))
+    rating_gates = [baseline, evaluator]
   retrieval_evaluator = retrieval_evaluator_lib.RetrievalEvaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       model_run=trainer.outputs['model_run'],
       gates=gates.RetrievalGates(**retrieval_gates),
-      latency_requests=latency_requests,
-      evaluator_blessing=evaluator.outputs['blessing'])
+      latency_requests=latency_requests, feedback=feedback,
+      evaluator_blessing=evaluator.outputs['blessing'] if explicit else None)
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
       model_blessing=retrieval_evaluator.outputs['blessing'],
@@ -230,7 +256,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
   report = run_report_lib.RunReport(
       retrieval_evaluation=retrieval_evaluator.outputs['evaluation'],
       statistics=statistics_gen.outputs['statistics'],
-      evaluation=evaluator.outputs['evaluation'],
+      evaluation=evaluator.outputs['evaluation'] if explicit else None,
       model_run=trainer.outputs['model_run'],
       pushed_model=pusher.outputs['pushed_model'],
       title=f'{pipeline_name} run report',
@@ -240,7 +266,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, gate,
-                  transform_component, trainer, baseline, evaluator, retrieval_evaluator, pusher,
+                  transform_component, trainer, *rating_gates, retrieval_evaluator, pusher,
                   teacher_model, teacher_pusher, report],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,

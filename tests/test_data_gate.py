@@ -14,6 +14,7 @@ from tfx.utils import io_utils
 from tfx.utils import writer_utils
 
 from components import data_gate
+from components import schema_import
 from contract import features
 from pipeline import configs
 from pipeline import infer_schema
@@ -22,7 +23,9 @@ import prepare_reference
 
 @pytest.fixture(scope='module')
 def schema():
-  return tfdv.load_schema_text(configs.SCHEMA_FILE)
+  """The schema the pipeline validates explicit feedback against."""
+  return schema_import.curated_schema(configs.SCHEMA_FILE, configs.RATING_RANGE,
+                                      features.EXPLICIT)
 
 
 @pytest.fixture(scope='module')
@@ -192,3 +195,78 @@ def test_make_schema_infers_from_the_latest_statistics(rows, tmp_path):
   assert {feature.name for feature in inferred.feature} == set(features.RAW_FEATURES)
   with pytest.raises(FileNotFoundError, match='run the pipeline first'):
     infer_schema.latest_statistics(str(tmp_path / 'nothing'))
+
+
+@pytest.mark.parametrize('feedback', [features.EXPLICIT, features.IMPLICIT])
+def test_one_rating_value_stops_an_explicit_run_and_passes_an_implicit_one(
+    tmp_path, rows, feedback):
+  """A log without ratings (every rating 1.0) must be run as implicit feedback; an implicit run
+  checks no rating drift (its ratings carry nothing), here test ratings of another value."""
+  implicit = [{**row, features.RATING: 1.0} for row in rows]
+  statistics_artifact = _statistics_artifact(tmp_path / 'statistics', {
+      features.TRAIN_SPLIT: implicit, features.EVAL_SPLIT: implicit,
+      features.TEST_SPLIT: [{**row, features.RATING: 5.0} for row in rows]})
+  validated = standard_artifacts.Schema()
+  validated.uri = str(tmp_path / 'validated')
+  schema_artifact = standard_artifacts.Schema()
+  schema_artifact.uri = str(tmp_path / 'schema')
+  os.makedirs(schema_artifact.uri)
+  tf.io.gfile.copy(configs.SCHEMA_FILE, os.path.join(schema_artifact.uri, data_gate.SCHEMA_FILE))
+
+  def run():
+    data_gate.DataGate.EXECUTOR_SPEC.executor_class().Do(
+        {'anomalies': [_clean_anomalies(tmp_path / 'anomalies')],
+         'statistics': [statistics_artifact], 'schema': [schema_artifact]},
+        {'validated_schema': [validated]},
+        {'rating_drift_threshold': configs.RATING_DRIFT_THRESHOLD, 'feedback': feedback})
+
+  if feedback == features.EXPLICIT:
+    with pytest.raises(data_gate.DataAnomaliesError,
+                       match="split 'train', feature 'rating': every rating is 1: .*"
+                             'FEEDBACK=implicit'):
+      run()
+    assert not os.path.exists(os.path.join(validated.uri, data_gate.SCHEMA_FILE))
+  else:
+    run()
+    assert os.path.exists(os.path.join(validated.uri, data_gate.SCHEMA_FILE))
+
+
+@pytest.mark.parametrize('scale, rating_range', [
+    ('thumbs down/up', (0.0, 1.0)), ('0-1', (0.0, 1.0)), ('1-10', (1.0, 10.0))])
+def test_ratings_on_another_scale_pass_with_the_rating_range_set_to_it(
+    rows, tmp_path, scale, rating_range):
+  low, high = rating_range
+  if scale == 'thumbs down/up':
+    rescaled = [{**row, features.RATING: float(row[features.RATING] >= 4)} for row in rows]
+  else:  # stars 1..5 mapped linearly onto the scale
+    rescaled = [{**row, features.RATING: low + (row[features.RATING] - 1) / 4 * (high - low)}
+                for row in rows]
+  stats = statistics(rescaled, str(tmp_path))
+  on_scale = schema_import.curated_schema(configs.SCHEMA_FILE, rating_range, features.EXPLICIT)
+  assert anomalous_features(stats, on_scale) == {}
+  assert features.RATING in anomalous_features(stats, schema_import.curated_schema(
+      configs.SCHEMA_FILE, (2.0, 3.0), features.EXPLICIT))
+
+
+def test_implicit_feedback_has_no_rating_domain_and_a_bad_range_is_refused(rows, tmp_path):
+  implicit = schema_import.curated_schema(configs.SCHEMA_FILE, configs.RATING_RANGE,
+                                          features.IMPLICIT)
+  assert not tfdv.get_feature(implicit, features.RATING).HasField('float_domain')
+  constant = [{**row, features.RATING: 0.0} for row in rows]  # outside RATING_RANGE
+  assert anomalous_features(statistics(constant, str(tmp_path)), implicit) == {}
+  for bad in ((5.0, 0.5), (1.0,), (0.0, float('inf'))):
+    with pytest.raises(ValueError, match='rating_range must be'):
+      schema_import.ImportSchemaGen(configs.SCHEMA_FILE, bad)
+  with pytest.raises(ValueError, match="feedback 'ratings'"):
+    schema_import.ImportSchemaGen(configs.SCHEMA_FILE, configs.RATING_RANGE, 'ratings')
+
+
+def test_import_schema_gen_writes_the_schema_with_the_range(tmp_path):
+  component = schema_import.ImportSchemaGen(configs.SCHEMA_FILE, (1, 10))
+  output = standard_artifacts.Schema()
+  output.uri = str(tmp_path)
+  schema_import.Executor().Do({}, {'schema': [output]}, component.exec_properties)
+  written = tfdv.load_schema_text(str(tmp_path / schema_import.OUTPUT_FILE))
+  domain = tfdv.get_feature(written, features.RATING).float_domain
+  assert (domain.min, domain.max) == (1.0, 10.0)
+  assert written == schema_import.curated_schema(configs.SCHEMA_FILE, (1, 10), features.EXPLICIT)

@@ -394,3 +394,20 @@ def test_fetch_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
   with pytest.raises(ConnectionResetError):
     download.fetch_movielens_100k(cache)
   assert list(cache.iterdir()) == []
+
+
+@pytest.mark.parametrize('lines, kind', [
+    ((f'{features.USER_ID},{features.ITEM_ID},{features.TIMESTAMP}', 'u1,i1,100', 'u1,i2,200'),
+     features.IMPLICIT),
+    ((f'{features.USER_ID},{features.ITEM_ID},{features.TIMESTAMP},{features.RATING}',
+      'u1,i1,100,1', 'u1,i2,200,1', 'u2,i1,300,1'), features.IMPLICIT),
+    ((f'{features.USER_ID},{features.ITEM_ID},{features.TIMESTAMP},{features.RATING}',
+      'u1,i1,100,0', 'u1,i2,200,1', 'u2,i1,300,1'), features.EXPLICIT),
+])
+def test_the_feedback_kind_is_told_by_the_rating_column(tmp_path, lines, kind):
+  files = loaders.locate_inputs(write_lines(tmp_path / 'interactions.csv', *lines))
+  assert loaders.detect_feedback(files) == kind
+  assert loaders.resolve_feedback(loaders.AUTO_FEEDBACK, files) == kind
+  assert loaders.resolve_feedback(features.EXPLICIT, files) == features.EXPLICIT
+  with pytest.raises(ValueError, match="feedback 'ratings': use one of auto, explicit"):
+    loaders.resolve_feedback('ratings', files)

@@ -1,5 +1,6 @@
 """The distillation model: the KD loss, which variables a train step moves, and the training
 API's distillation phases."""
+import dataclasses
 import glob
 import os
 import tempfile
@@ -14,6 +15,7 @@ from models import hparams
 from models import layout
 from models import student
 from models import teacher
+from models import towers
 from models import training
 from models import two_tower
 import tiny_models
@@ -202,3 +204,32 @@ def test_distil_and_quantize_record_their_phases(tmp_path):
   assert sorted(os.listdir(tmp_path / layout.TENSORBOARD_DIR)) == [
       'distillation', 'quantization_aware_training', 'teacher']
   assert student_int8(tiny_models.batch())['rating'].shape == (3,)
+
+
+def test_without_a_rating_weight_the_rating_head_neither_runs_nor_learns():
+  """Implicit feedback (`run_fn.retrieval_only`): retrieval only, the rating terms are 0 and no
+  rating-head variable moves; the towers train as before."""
+  tf.keras.utils.set_random_seed(0)
+  retrieval_only = dataclasses.replace(tiny_models.TRAINING, rating_weight=0.0)
+  build = lambda module, size: two_tower.TwoTowerModel(
+      module.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM, 3.5), retrieval_only,
+      tiny_models.STATS)
+  model = distiller.Distiller(build(teacher, tiny_models.teacher_size()),
+                              build(student, tiny_models.STUDENT_SIZE), tiny_models.CATALOGUE,
+                              num_sampled_negatives=4, seed=1)
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05), rating_distillation_weight=0.0)
+  batch = tiny_models.batch()
+  assert set(model.student(batch)) == {'queries', 'candidates'}
+  assert not model.student.predicts_ratings
+  model.student.core(towers.select(batch, model.student.core))  # builds every core variable
+  before = {v.name: v.numpy().copy() for v in model.student.core.trainable_variables}
+  logs = model.train_step(batch)
+  assert float(logs['rating_loss']) == 0.0 and float(logs['rating_distillation_loss']) == 0.0
+  tower_variables = {v.name for v in model.student.query_tower.trainable_variables
+                     + model.student.candidate_tower.trainable_variables}
+  for variable in model.student.core.trainable_variables:
+    moved = not np.array_equal(before[variable.name], variable.numpy())
+    if variable.name not in tower_variables:
+      assert not moved, f'{variable.name} of the rating head moved'
+  assert any(not np.array_equal(before[v.name], v.numpy())
+             for v in model.student.core.trainable_variables if v.name in tower_variables)

@@ -95,3 +95,18 @@ def test_all_passed_needs_decisions():
   assert not gates.all_passed([])
   assert gates.to_dicts([gates.GateDecision('g', True, 'r')]) == [
       {'gate': 'g', 'passed': True, 'reason': 'r'}]
+
+
+def test_the_evaluator_asks_the_liked_auc_at_the_configured_liked_rating():
+  """Thumbs down/up as 0/1: LIKED_RATING 1 makes "liked" the thumbs up."""
+  import json  # pylint: disable=g-import-not-at-top
+  from components import tfma_metrics  # pylint: disable=g-import-not-at-top
+  from pipeline import pipeline  # pylint: disable=g-import-not-at-top
+  config = pipeline.eval_config(rmse_upper_bound=0.6, rating_auc_lower_bound=0.6,
+                                rmse_max_increase=0.05, liked_rating=1.0)
+  (liked,) = [metric for metric in config.metrics_specs[0].metrics
+              if metric.class_name == tfma_metrics.LikedAUC.__name__]
+  assert json.loads(liked.config) == {'liked_rating': 1.0}
+  auc = tfma_metrics.LikedAUC(**json.loads(liked.config))
+  auc.update_state([0.0, 1.0, 0.0, 1.0], [0.2, 0.9, 0.4, 0.6])
+  assert float(auc.result()) == pytest.approx(1.0)

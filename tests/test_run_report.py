@@ -268,3 +268,13 @@ def test_distill_results_come_from_the_environment_and_the_local_runner_flag(mon
   assert local_runner.main(['--distill-results', 'bench.json']) == 0
   assert local_runner.main([]) == 0
   assert [call['distill_results'] for call in calls] == ['bench.json', configs.DISTILL_RESULTS]
+
+
+def test_the_page_says_which_feedback_the_run_had_and_why_no_evaluator():
+  implicit = page.render({'retrieval': {**RETRIEVAL, 'feedback': 'implicit'}})
+  assert 'Feedback: implicit (no ratings): retrieval only' in implicit
+  assert 'No Evaluator: implicit feedback has no ratings to gate.' in implicit
+  explicit = page.render({'retrieval': {**RETRIEVAL, 'feedback': 'explicit'}})
+  assert 'Feedback: explicit (ratings)' in explicit
+  assert 'No Evaluator result.' in explicit
+  assert 'Feedback: not recorded.' in page.render({'retrieval': RETRIEVAL})

@@ -24,6 +24,7 @@ from tfx.types import standard_artifacts
 from components import artifacts
 from components import gates as gates_lib
 from components.retrieval_evaluator import executor
+from contract import features
 
 
 class RetrievalEvaluatorSpec(component_spec.ComponentSpec):
@@ -31,6 +32,7 @@ class RetrievalEvaluatorSpec(component_spec.ComponentSpec):
   PARAMETERS = {
       executor.GATES_KEY: component_spec.ExecutionParameter(type=str),
       executor.LATENCY_REQUESTS_KEY: component_spec.ExecutionParameter(type=int),
+      executor.FEEDBACK_KEY: component_spec.ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       executor.EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
@@ -53,7 +55,8 @@ class RetrievalEvaluator(base_component.BaseComponent):
 
   def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                model_run: types.BaseChannel, gates: gates_lib.RetrievalGates,
-               latency_requests: int, evaluator_blessing: Optional[types.BaseChannel] = None):
+               latency_requests: int, evaluator_blessing: Optional[types.BaseChannel] = None,
+               feedback: str = features.EXPLICIT):
     """
     Args:
       examples: RawExampleGen's raw examples with splits train, eval and test.
@@ -63,12 +66,14 @@ class RetrievalEvaluator(base_component.BaseComponent):
       gates: the retrieval gates' thresholds.
       latency_requests: timed single-request calls per exported model.
       evaluator_blessing: the TFMA Evaluator's blessing; when given, it must be positive too.
+      feedback: the data's kind (`features.EXPLICIT` or `features.IMPLICIT`); implicit runs
+        compute no RMSE and have no Evaluator blessing to wait for.
     """
     spec = RetrievalEvaluatorSpec(
         examples=examples, model=model, model_run=model_run,
         evaluator_blessing=evaluator_blessing,
         gates=json.dumps(dataclasses.asdict(gates), sort_keys=True),
-        latency_requests=latency_requests,
+        latency_requests=latency_requests, feedback=feedback,
         evaluation=types.Channel(type=artifacts.RetrievalEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)

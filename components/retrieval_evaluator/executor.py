@@ -4,7 +4,8 @@ The evaluation catalogue is the train items and the items of the examples' items
 they have one (`read_catalogue_items`): the items the exported models rank.
 
 Writes `metrics.json` into the evaluation artifact: `evaluation.evaluate.evaluate`'s result plus
-'candidate' (the model name gated and pushed), 'gates' (thresholds, decisions with reasons,
+'candidate' (the model name gated and pushed), 'feedback' (the data's kind: for implicit
+feedback no RMSE is computed, and the retrieval gates bless alone), 'gates' (thresholds, decisions with reasons,
 'blessed'). The blessing artifact gets a BLESSED or NOT_BLESSED file and the custom properties
 the Pusher and the latest-blessed-model resolver read ('blessed', 'current_model',
 'current_model_id').
@@ -37,6 +38,7 @@ EVALUATION_KEY = 'evaluation'
 BLESSING_KEY = 'blessing'
 GATES_KEY = 'gates'
 LATENCY_REQUESTS_KEY = 'latency_requests'
+FEEDBACK_KEY = 'feedback'
 
 METRICS_FILE = 'metrics.json'
 _READ_BATCH = 8192
@@ -132,6 +134,9 @@ class Executor(base_executor.BaseExecutor):
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
     thresholds = gates_lib.RetrievalGates(**json.loads(exec_properties[GATES_KEY]))
+    feedback = exec_properties.get(FEEDBACK_KEY) or features.EXPLICIT
+    if feedback not in features.FEEDBACK_KINDS:
+      raise ValueError(f'feedback {feedback!r}: expected one of {features.FEEDBACK_KINDS}')
     model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
     model_run = artifact_utils.get_single_instance(input_dict[MODEL_RUN_KEY])
     examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
@@ -140,7 +145,8 @@ class Executor(base_executor.BaseExecutor):
     result = evaluate_lib.evaluate(
         interactions, splits, test_examples, model_dirs(model, model_run), layout.CANDIDATE,
         layout.TEACHER, int(exec_properties[LATENCY_REQUESTS_KEY]),
-        catalogue_items=read_catalogue_items(examples))
+        catalogue_items=read_catalogue_items(examples),
+        rating_metrics=feedback == features.EXPLICIT)
     decisions = gates_lib.decide(result['models'].get(layout.CANDIDATE),
                                  result['models'].get(layout.TEACHER), thresholds)
     if input_dict.get(EVALUATOR_BLESSING_KEY):
@@ -158,7 +164,7 @@ class Executor(base_executor.BaseExecutor):
     else:
       logging.warning('Retrieval gates: %s NOT blessed, it will not be pushed', layout.CANDIDATE)
 
-    result.update(candidate=layout.CANDIDATE, gates={
+    result.update(candidate=layout.CANDIDATE, feedback=feedback, gates={
         'thresholds': json.loads(exec_properties[GATES_KEY]),
         'decisions': gates_lib.to_dicts(decisions),
         'blessed': blessed,

@@ -6,6 +6,7 @@ does no I/O, so the page can be tested from a dictionary.
 import html
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from contract import features
 from evaluation import metrics as metrics_lib
 from evaluation import protocol
 
@@ -87,6 +88,19 @@ def _data_section(splits: Mapping[str, Mapping[str, object]]) -> str:
                 'data-statistics')
 
 
+FEEDBACK_TEXT = {
+    features.EXPLICIT: 'explicit (ratings): the teacher and the students learn retrieval and '
+                       'ratings, and the Evaluator gates the rating signature',
+    features.IMPLICIT: 'implicit (no ratings): retrieval only, no rating head; the retrieval '
+                       'gates bless alone (no Evaluator)',
+}
+
+
+def _feedback_line(feedback: Optional[str]) -> str:
+  text = FEEDBACK_TEXT.get(feedback, 'not recorded') if feedback else 'not recorded'
+  return f'<p id="feedback">Feedback: {_text(text)}.</p>'
+
+
 def _metrics_section(retrieval: Mapping[str, object]) -> str:
   models: Dict[str, Mapping[str, object]] = retrieval.get('models') or {}
   if not models:
@@ -136,8 +150,10 @@ def _gates_section(retrieval: Mapping[str, object]) -> str:
           _table(['gate', 'result', 'reason'], rows, 'gate-decisions') + outcome)
 
 
-def _tfma_section(tfma: Optional[Mapping[str, object]]) -> str:
+def _tfma_section(tfma: Optional[Mapping[str, object]], feedback: Optional[str] = None) -> str:
   if not tfma:
+    if feedback == features.IMPLICIT:
+      return '<p>No Evaluator: implicit feedback has no ratings to gate.</p>'
     return '<p>No Evaluator result.</p>'
   rows = [[f'<td class="text">{_text(name)}</td>', _cell(value, '{:.4f}')]
           for name, value in sorted((tfma.get('metrics') or {}).items())]
@@ -230,6 +246,7 @@ def render(report: Mapping[str, object]) -> str:
 <h2>Push</h2>
 {_push_section(report.get('push'), retrieval)}
 <h2>Data</h2>
+{_feedback_line(retrieval.get('feedback'))}
 {_data_section(report.get('data') or {})}
 <h2>Retrieval metrics</h2>
 {_metrics_section(retrieval)}
@@ -238,7 +255,7 @@ def render(report: Mapping[str, object]) -> str:
 <h2>Release gates</h2>
 {_gates_section(retrieval)}
 <h2>Evaluator (TFMA, rating signature)</h2>
-{_tfma_section(report.get('tfma'))}
+{_tfma_section(report.get('tfma'), retrieval.get('feedback'))}
 <h2>Charts</h2>
 {charts or '<p>No charts.</p>'}
 {frontier}</body></html>
