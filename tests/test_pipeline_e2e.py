@@ -243,7 +243,8 @@ def test_scale_benchmark_trains_a_teacher_epoch_on_the_pipeline_outputs(pipeline
   with scale.ProcessTreeMonitor() as monitor:
     stages = scale.Stages(monitor)
     training = scale.train_teacher_epoch(os.path.dirname(first['pipeline_root']), 64, stages)
-  assert [stage.name for stage in stages.stages] == ['train_statistics_pass', 'teacher_epoch']
+  assert [stage.name for stage in stages.stages] == ['train_statistics_pass', 'item_item_fit',
+                                                   'teacher_epoch']
   assert training['train_examples'] > 0 and training['teacher_params'] > 0
   assert np.isfinite(training['teacher_loss'])
 
