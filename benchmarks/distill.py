@@ -120,7 +120,8 @@ def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParam
     logging.info('Teacher of seed %d: reused from %s', training_hparams.seed, directory)
     return training.load_teacher(data, teacher_size, training_hparams,
                                  os.path.join(directory, weights), tables)
-  model = training.train_teacher(data, teacher_size, training_hparams, log, tables)
+  model = training.train_teacher(data, teacher_size, training_hparams, log, tables,
+                                 configs.ITEM_ITEM.eval_users)
   _publish(cache_dir, directory, lambda path: model.core.save_weights(os.path.join(path, weights)))
   return model
 

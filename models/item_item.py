@@ -5,16 +5,15 @@ EASE (Steck, 2019; `evaluation.baselines.ease_weights`) scores item i for a user
 learn poorly from few labels. Factorised, B ≈ H · Cᵀ (truncated SVD, rank r), that score is a dot
 product of two towers: the query side sums the history items' rows of H, the candidate side is
 item i's row of C. So the teacher (`models.teacher`) appends both as r frozen dimensions to its
-learnt query and candidate embeddings, trains its towers on top of them (they learn what EASE
-misses), and is served by the same top-K index as any two-tower model. The factorisation keeps
+learnt query and candidate embeddings, mixes both scores with weights chosen on the eval split,
+and is served by the same top-K index as any two-tower model. The factorisation keeps
 the teacher at 2·n·r floats where B is n², and regularises B (a rank-128 B ranks as well as the
 full one on ML-100K and the sparse test bed).
 
 The L2 weight, the rank and the history window (how many of the latest history items the query
 sums: recent items predict better on some logs, whole profiles on others) are chosen on the eval
 split: NDCG@10 of the first eval users' queries (their transformed histories, as the teacher sees
-them), full catalogue, seen items excluded. In the teacher the window is where the learnt
-recency weights start. B is
+them), full catalogue, seen items excluded. B is
 fitted over the `max_items` most popular train items (n³ time, n² memory); the others get zero
 rows, as do padding, out-of-vocabulary and cold items, which the towers alone score.
 """
@@ -55,14 +54,6 @@ class ItemItemTables:
   @property
   def rank(self) -> int:
     return self.history.shape[1]
-
-  def scale(self) -> float:
-    """A first weight for the component's scores in a softmax over items: the inverse spread of
-    the scores of random (history item, candidate) pairs, so that they start near unit scale."""
-    rng = np.random.default_rng(0)
-    rows = rng.integers(0, len(self.history), size=(2, 4096))
-    spread = np.std(np.sum(self.history[rows[0]] * self.candidates[rows[1]], axis=1))
-    return float(1.0 / max(spread, 1e-6))
 
   def save(self, directory: str) -> None:
     np.savez(os.path.join(directory, TABLES_FILE), history=self.history,

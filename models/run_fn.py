@@ -56,7 +56,8 @@ def run_fn(fn_args) -> None:
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
   teacher = training.train_teacher(
       data, params.teacher, params.training, log,
-      training.fit_item_item(data, params.teacher, params.item_item))
+      training.fit_item_item(data, params.teacher, params.item_item),
+      params.item_item.eval_users)
   models = {layout.TEACHER: teacher}
   student_size = training.student_size(data, teacher, params.student, params.distillation)
   if params.train_student_scratch:

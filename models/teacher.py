@@ -57,42 +57,34 @@ def _project(x: tf.Tensor, size: hparams.TowerHParams, name: str) -> tf.Tensor:
   return tf.keras.layers.Dense(size.embedding_dim, name=f'{name}_output')(x)
 
 
-class LearntScale(tf.keras.layers.Layer):
-  """Multiplies its input by a learnt positive scale (kept as a log), starting at `initial`."""
-
-  def __init__(self, initial: float, **kwargs):
-    super().__init__(**kwargs)
-    self.initial = initial
+class HybridMix(tf.keras.layers.Layer):
+  """Concatenates the towers' query and the item-to-item component's query, weighted by two
+  frozen mix weights: [1, 0] (the towers alone) while the towers train, then those chosen on
+  the eval split (`training.choose_hybrid_mix`). The weights scale each part's score."""
 
   def build(self, input_shape):
-    self.log_scale = self.add_weight(
-        name='log_scale', shape=(), initializer=tf.keras.initializers.Constant(
-            float(np.log(self.initial))))
+    self.mix = self.add_weight(name='mix', shape=(2,), trainable=False,
+                               initializer=tf.keras.initializers.Constant([1.0, 0.0]))
 
-  def call(self, x: tf.Tensor) -> tf.Tensor:
-    return x * tf.exp(self.log_scale)
-
-  def get_config(self):
-    return {**super().get_config(), 'initial': self.initial}
+  def call(self, towers_query: tf.Tensor, item_item_query: tf.Tensor) -> tf.Tensor:
+    return tf.concat([towers_query * self.mix[0], item_item_query * self.mix[1]], axis=-1)
 
 
 def _item_item(tables: item_item.ItemItemTables, history: tf.Tensor, item_index: tf.Tensor,
                history_length: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """The item-to-item component's query part (the history items' rows of the frozen history
-  table, summed with learnt recency weights that start at 1 on the latest `tables.window` items,
-  times a learnt scale) and candidate part (the
-  item's row of the frozen candidate table): their dot product is the component's score."""
+  table, summed over the latest `tables.window` items) and candidate part (the item's row of
+  the frozen candidate table): their dot product is the component's score."""
   def frozen(table: np.ndarray, name: str) -> tf.keras.layers.Embedding:
     return tf.keras.layers.Embedding(
         *table.shape, embeddings_initializer=tf.keras.initializers.Constant(table),
         trainable=False, name=name)
 
-  pooling = towers.RecencyWeightedPooling(history_length, normalize=False,
+  pooling = towers.RecencyWeightedPooling(history_length, normalize=False, trainable=False,
                                           name='item_item_pooling')
-  pooled = pooling(frozen(tables.history, 'item_item_history')(history), history)
-  # The latest `tables.window` items start with weight 1, older ones with about 0.
-  pooling.recency_logits.assign(np.where(np.arange(history_length) < tables.window, 0.0, -10.0))
-  query = LearntScale(tables.scale(), name='item_item_scale')(pooled)
+  query = pooling(frozen(tables.history, 'item_item_history')(history), history)
+  # Weight 1 on the latest `tables.window` items, about 0 on older ones.
+  pooling.recency_logits.assign(np.where(np.arange(history_length) < tables.window, 0.0, -30.0))
   return query, frozen(tables.candidates, 'item_item_candidate')(item_index)
 
 
@@ -139,7 +131,7 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   if item_item_tables is not None:
     item_item_query, item_item_candidate = _item_item(item_item_tables, history, item_index,
                                                       transform.history_length)
-    query = tf.keras.layers.Concatenate(name='hybrid_query')([query, item_item_query])
+    query = HybridMix(name='hybrid_mix')(query, item_item_query)
     candidate = tf.keras.layers.Concatenate(name='hybrid_candidate')(
         [candidate, item_item_candidate])
   return towers.core_model([user, history, *side_inputs], [item, *content_inputs],

@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract import features
+from evaluation import metrics as metrics_lib
 from models import distiller
 from models import eval_split
 from models import export
@@ -199,16 +200,62 @@ def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
 
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,
                   training: hparams.TrainingHParams, log: TrainingLog,
-                  item_item_tables: Optional[item_item.ItemItemTables] = None
-                  ) -> two_tower.TwoTowerModel:
+                  item_item_tables: Optional[item_item.ItemItemTables] = None,
+                  mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
   """The teacher, trained on the ground truth for `training.epochs` from `training.seed` (the
   seed of every training phase after it too); hybrid with `item_item_tables`
-  (`fit_item_item`)."""
+  (`fit_item_item`): its towers train alone, then the mix of both scores is chosen on
+  `mix_eval_users` eval users (`choose_hybrid_mix`)."""
   tf.keras.utils.set_random_seed(training.seed)
   core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                             item_item_tables)
-  return _train_on_labels(core, data, training, training.learning_rate, training.epochs,
-                          layout.TEACHER, log)
+  model = _train_on_labels(core, data, training, training.learning_rate, training.epochs,
+                           layout.TEACHER, log)
+  if item_item_tables is not None:
+    choose_hybrid_mix(model, data, item_item_tables.rank, mix_eval_users)
+  return model
+
+
+HYBRID_SHARES = np.linspace(0.0, 1.0, 11)  # the item-to-item component's share of the score
+
+
+def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData, rank: int,
+                      eval_users: int) -> None:
+  """Sets the hybrid teacher's mix (`teacher.HybridMix`) to the one of (1 − s, s · r) for s in
+  `HYBRID_SHARES` that ranks the first `eval_users` eval users best (NDCG@10), r making both
+  parts' score spreads equal; without an eval split, s = 0.5."""
+  mix = model.core.get_layer('hybrid_mix').mix
+  mix.assign([1.0, 1.0])
+  catalogue = {name: tf.constant(values) for name, values in data.stats.catalogue.items()
+               if name in model.candidate_tower.input_names}
+  candidates = model.embed_candidates(catalogue).numpy()
+  if data.eval is None:
+    queries, eval_data = None, None
+  else:
+    eval_queries = eval_split.collect(data.train_in_order, data.eval,
+                                      len(data.stats.catalogue[features.ITEM_ID]), eval_users)
+    queries = model.embed_queries({name: tf.constant(values)
+                                   for name, values in eval_queries.queries.items()}).numpy()
+    eval_data = eval_queries.eval_data
+  if queries is None:
+    ratio = 1.0
+  else:
+    towers_scores = queries[:, :-rank] @ candidates[:, :-rank].T
+    item_item_scores = queries[:, -rank:] @ candidates[:, -rank:].T
+    ratio = float(towers_scores.std(axis=1).mean() / max(item_item_scores.std(axis=1).mean(),
+                                                         1e-12))
+  best = (0.5, None)
+  if queries is not None:
+    for share in HYBRID_SHARES:
+      ndcg = metrics_lib.ranking_metrics((1 - share) * towers_scores
+                                         + share * ratio * item_item_scores,
+                                         eval_data)['ndcg@10']
+      logging.info('Hybrid teacher, item-to-item share %.1f: eval NDCG@10 %.4f', share, ndcg)
+      if best[1] is None or ndcg > best[1]:
+        best = (share, ndcg)
+  mix.assign([1.0 - best[0], best[0] * ratio])
+  logging.info('Hybrid teacher: item-to-item share %.1f of the score (mix %s)', best[0],
+               mix.numpy())
 
 
 def load_teacher(data: TrainingData, size: hparams.TowerHParams,

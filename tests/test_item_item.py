@@ -108,13 +108,15 @@ def test_hybrid_teacher_scores_add_the_item_item_component():
                             tiny_models.STATS.mean_rating, tables)
   model = two_tower.TwoTowerModel(core, tiny_models.TRAINING, tiny_models.STATS)
   batch = tiny_models.batch()
+  mix = core.get_layer('hybrid_mix').mix
+  np.testing.assert_array_equal(mix.numpy(), [1.0, 0.0])  # the towers train alone
+  mix.assign([1.0, 1.0])
   outputs = model(batch)
   dim = size.embedding_dim
   queries, candidates_out = outputs['queries'].numpy(), outputs['candidates'].numpy()
-  # The component's part: scale · Σ_history rows · candidate row, the recency weights starting
-  # at 1 on the latest `window` item and about 0 before.
+  # The component's part: Σ_history rows · candidate row, over the latest `window` items.
   latest = item_item.latest(batch[features.HISTORY_INDICES].numpy(), tables.window)
-  expected = tables.scale() * history[latest].sum(axis=1)
+  expected = history[latest].sum(axis=1)
   np.testing.assert_allclose(queries[:, dim:], expected, rtol=1e-3, atol=1e-3)
   np.testing.assert_allclose(candidates_out[:, dim:],
                              candidates[batch[features.ITEM_INDEX].numpy()])
