@@ -130,8 +130,8 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
                distillation: hparams.DistillationHParams,
                towers: Sizes) -> Tuple[Dict[str, str], int]:
   """Trains and exports the teacher and every student of one seed, of `sizes` and the
-  pipeline's default size (`training.student_size`; no student when `sizes` is empty); returns SavedModel directories by model
-  name, and the default size's embedding dimension."""
+  pipeline's default size (`training.student_size`; no student when `sizes` is empty);
+  returns SavedModel directories by model name, and the default size's embedding dimension."""
   training_hparams = dataclasses.replace(configs.TRAINING, seed=seed)
   data = transformed_data.training_data(output_dir, configs.TRANSFORM, training_hparams)
   settings = hashlib.sha256(json.dumps(

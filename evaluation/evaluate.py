@@ -116,8 +116,8 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     {'split', 'users', 'catalogue_items', 'models': {name: metrics}, 'recall_curves':
     {name: [Recall@1 .. Recall@DEPTH]}, 'score_sample': {'reference', 'candidate', 'pearson'}
     or None, 'slice_users': {slice: number of users}}. Models are those of `model_dirs`, then
-    `POPULARITY` and `EASE` (with its L2 weight tuned on the eval split, 'l2'). Every model's metrics include the `metrics.SLICE_METRIC_KEYS`
-    (None for a slice without users); exported models' metrics include 'rmse', 'bytes',
+    `POPULARITY` and `EASE` (with its L2 weight tuned on the eval split, 'l2'). Every model's
+    metrics include the `metrics.SLICE_METRIC_KEYS` (None for a slice without users); exported models' metrics include 'rmse', 'bytes',
     'latency_mean_ms', 'latency_p50_ms' and 'latency_p99_ms'; popularity's 'rmse' is that of the
     mean train rating.
   """

@@ -1,8 +1,8 @@
 """The hybrid teacher's item-to-item component: EASE fitted on the train split, as two tables.
 
 EASE (Steck, 2019; `evaluation.baselines.ease_weights`) scores item i for a user as
-Σ_{j ∈ history} B[j, i]: the item-to-item structure that sparse logs hold and that neural towers
-learn poorly from few labels. Factorised, B ≈ H · Cᵀ (truncated SVD, rank r), that score is a dot
+Σ_{j ∈ history} B[j, i]: the item-to-item structure that sparse logs hold and that neural
+towers learn poorly from few labels. Factorised, B ≈ H · Cᵀ (truncated SVD, rank r), that score is a dot
 product of two towers: the query side sums the history items' rows of H, the candidate side is
 item i's row of C. So the teacher (`models.teacher`) appends both as r frozen dimensions to its
 learnt query and candidate embeddings, mixes both scores with weights chosen on the eval split,
