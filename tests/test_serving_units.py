@@ -11,6 +11,7 @@ from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
 
 from serving import config as config_lib
+from contract import signatures
 from contract import tensor_codec
 from contract import versions as version_paths
 from contract import warmup
@@ -168,7 +169,8 @@ def test_warmup_file_holds_tf_serving_prediction_logs(tmp_path):
   recommend, examples = (log.predict_log.request for log in logs)
   assert recommend.model_spec.signature_name == 'recommend'
   np.testing.assert_array_equal(tf.make_ndarray(recommend.inputs['history']),
-                                [[b"i1", b"i2", b"i3"] + [b""] * 17, [b""] * 20])
+                                [[b"i1", b"i2", b"i3"] + [b""] * (signatures.HISTORY_LENGTH - 3),
+                                 [b""] * signatures.HISTORY_LENGTH])
   assert set(recommend.inputs) == {'user_id', 'history'}  # every input batched, no k
   assert examples.model_spec.signature_name == 'serving_default'
   parsed = tf.io.parse_example(tf.make_ndarray(examples.inputs['examples']), {
