@@ -42,9 +42,11 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2,
   """The item-item weights B of EASE (Steck, 2019) in closed form.
 
   B minimises ||X - XB||² + l2 ||B||² subject to diag(B) = 0: with P = (XᵀX + l2 I)⁻¹,
-  B = -P / diag(P) column-wise, and a zero diagonal. With l2 > 0, XᵀX + l2 I is invertible even
-  where a column of X is all zero (a cold item): that item's row and column of B are 0. P comes
-  from a Cholesky factorisation (a third of a general inverse's work); float32 halves it again.
+  B = -P / diag(P) column-wise, and a zero diagonal. An item without train interactions (an
+  all-zero column of X) is decoupled from the others in XᵀX + l2 I, so its row and column of B
+  are 0 and P is computed over the other items only. P comes from a Cholesky factorisation (a
+  third of a general inverse's work); float32 halves it again. Memory: about two [items, items]
+  arrays of `dtype`.
 
   Args:
     train_matrix: the binary [users, items] train matrix X.
@@ -54,7 +56,9 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2,
   Returns:
     weights [items, items] of `dtype`.
   """
-  gram = (train_matrix.T @ train_matrix).toarray().astype(dtype)
+  train_matrix = sparse.csc_matrix(train_matrix, dtype=dtype)
+  active = np.flatnonzero(train_matrix.getnnz(axis=0))
+  gram = (train_matrix[:, active].T @ train_matrix[:, active]).toarray()
   gram[np.diag_indices_from(gram)] += l2
   factor, info = linalg.lapack.get_lapack_funcs('potrf', (gram,))(gram, lower=False,
                                                                   overwrite_a=True)
@@ -62,10 +66,25 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2,
     raise np.linalg.LinAlgError(f'EASE: the regularised Gram matrix is not positive ({info})')
   precision, info = linalg.lapack.get_lapack_funcs('potri', (factor,))(factor, lower=False,
                                                                        overwrite_c=True)
-  precision = np.triu(precision) + np.triu(precision, 1).T
-  weights = -precision / np.diag(precision)
-  np.fill_diagonal(weights, 0.0)
+  del gram, factor
+  _symmetrise_upper(precision)
+  precision /= -np.diag(precision)
+  np.fill_diagonal(precision, 0.0)
+  if len(active) == train_matrix.shape[1]:
+    return precision
+  weights = np.zeros((train_matrix.shape[1],) * 2, dtype=dtype)
+  weights[np.ix_(active, active)] = precision
   return weights
+
+
+def _symmetrise_upper(matrix: np.ndarray, block: int = 2048) -> None:
+  """Copies the upper triangle of the square `matrix` into its lower one, in place, a block of
+  rows at a time (no full-size temporary)."""
+  for start in range(0, len(matrix), block):
+    stop = min(start + block, len(matrix))
+    matrix[start:stop, :start] = matrix[:start, start:stop].T
+    diagonal = matrix[start:stop, start:stop]
+    diagonal[:] = np.triu(diagonal) + np.triu(diagonal, 1).T
 
 
 def tuned_ease_l2(eval_data: protocol.EvalData, l2_values: Sequence[float] = EASE_L2_VALUES,
@@ -78,14 +97,17 @@ def tuned_ease_l2(eval_data: protocol.EvalData, l2_values: Sequence[float] = EAS
   return max(ndcg, key=ndcg.get)
 
 
-def ease_scores(eval_data: protocol.EvalData, l2: float = EASE_L2) -> np.ndarray:
-  """EASE scores of every catalogue item: weights learnt on the train matrix, applied to each
-  user's seen items (train, plus eval when evaluating on test); 0 for cold items.
+def ease_scores(eval_data: protocol.EvalData, l2: float = EASE_L2,
+                dtype=np.float32) -> np.ndarray:
+  """EASE scores of every catalogue item: weights learnt on the train matrix (in `dtype`),
+  applied to each user's seen items (train, plus eval when evaluating on test); 0 for cold
+  items.
 
   Returns:
     float64 scores [len(eval_data.users), len(eval_data.items)].
   """
-  return np.asarray(eval_data.seen @ ease_weights(protocol.train_matrix_of(eval_data), l2))
+  return np.asarray(eval_data.seen @ ease_weights(protocol.train_matrix_of(eval_data), l2, dtype),
+                    dtype=np.float64)
 
 
 def mean_rating_rmse(train: pd.DataFrame, ratings: Sequence[float]) -> float:

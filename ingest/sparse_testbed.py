@@ -57,10 +57,22 @@ class TestbedConfig:
   history_sigma: float = 0.8  # of the log-normal history lengths
   history_range: tuple = (10, 300)
   stay_probability: float = 0.8  # of keeping the current interest for the next item
+  sequential: bool = True  # False: every next item's interest is drawn afresh (no order)
   sharpness: float = 8.0  # how strongly taste beats popularity
   zipf_exponent: float = 0.8
   random_genre_share: float = 0.2
   seed: int = 0
+
+
+# Other shapes, by name (`--shape`); 'default' is the test bed above.
+SHAPES = {
+    'default': TestbedConfig(),
+    # A wider catalogue with short histories and no sequential structure: 30,000 items, 8,000
+    # users of median 8 interactions (3..60), items picked in no particular order.
+    'wide-short': TestbedConfig(num_users=8_000, num_items=30_000, num_topics=300,
+                                median_history=8, history_sigma=0.6, history_range=(3, 60),
+                                sequential=False),
+}
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -102,7 +114,9 @@ def _history(tastes: np.ndarray, vectors: np.ndarray, popularity: np.ndarray, le
   taken, chosen = set(), []
   interest = rng.randint(len(tastes))
   while len(chosen) < length:
-    if len(tastes) > 1 and rng.uniform() > config.stay_probability:
+    if not config.sequential:
+      interest = rng.randint(len(tastes))
+    elif len(tastes) > 1 and rng.uniform() > config.stay_probability:
       interest = (interest + 1 + rng.randint(len(tastes) - 1)) % len(tastes)
     queue = queues[interest]
     while positions[interest] < length and queue[positions[interest]] in taken:
@@ -176,8 +190,10 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--output', required=True, help='directory for the CSV files')
   parser.add_argument('--seed', type=int, default=TestbedConfig.seed)
+  parser.add_argument('--shape', choices=sorted(SHAPES), default='default',
+                      help='the generator\'s parameters (SHAPES; default: the test bed)')
   args = parser.parse_args(argv)
-  dataset = generate(TestbedConfig(seed=args.seed))
+  dataset = generate(dataclasses.replace(SHAPES[args.shape], seed=args.seed))
   write(dataset, args.output)
   print(properties(dataset.interactions, len(dataset.items)))
   return 0

@@ -253,6 +253,13 @@ def test_ease_weights_solve_the_constrained_ridge_regression():
     np.testing.assert_allclose(weights[others, column], direct, atol=1e-12)
 
 
+def test_symmetrise_upper_copies_the_upper_triangle_block_by_block():
+  matrix = np.random.RandomState(0).normal(size=(7, 7))
+  expected = np.triu(matrix) + np.triu(matrix, 1).T
+  baselines._symmetrise_upper(matrix, block=3)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(matrix, expected)
+
+
 def test_ease_beats_random_on_generated_data():
   data = protocol.build_eval_data(synthetic.generate().interactions)
   random_scores = np.random.RandomState(0).uniform(size=(len(data.users), len(data.items)))
