@@ -11,6 +11,17 @@ from typing import Dict, List, Mapping, Optional
 
 NDCG_KEY = 'ndcg@10'
 BYTES_KEY = 'bytes'
+# The settings (`pipeline/configs.py`) that move each gate's outcome: what a user changes when a
+# gate refuses the candidate.
+SETTINGS = {
+    'ndcg_vs_teacher': "RETRIEVAL_GATES['min_ndcg_ratio'], or a wider student "
+                       '(DISTILLATION.size_budget, STUDENT.embedding_dim)',
+    'size_vs_teacher': "RETRIEVAL_GATES['max_size_ratio'], or a smaller student "
+                       '(DISTILLATION.size_budget, STUDENT.embedding_dim)',
+    'ndcg_floor': "RETRIEVAL_GATES['min_ndcg']",
+    'evaluator_blessing': 'RMSE_UPPER_BOUND, RATING_AUC_LOWER_BOUND, RMSE_MAX_INCREASE, or '
+                          'FEEDBACK=implicit for data without meaningful ratings',
+}
 
 
 @dataclasses.dataclass(frozen=True)

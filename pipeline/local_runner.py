@@ -24,6 +24,7 @@ from tfx.orchestration.beam import beam_dag_runner
 
 from components import artifacts
 from components import data_gate
+from components import gates
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import executor as report_executor
 from contract import features
@@ -69,11 +70,20 @@ def latest_run_outputs(metadata_path: str, type_names: List[str]) -> Dict[str, s
     return found
 
 
+def _failed_gates(evaluation_dir: str) -> List[dict]:
+  """The failed release gates' decisions recorded in a RetrievalEvaluator output."""
+  with open(os.path.join(evaluation_dir, retrieval_executor.METRICS_FILE)) as f:
+    return [d for d in json.load(f)['gates']['decisions'] if not d['passed']]
+
+
 def gate_failures(evaluation_dir: str) -> List[str]:
   """The reasons of the failed release gates recorded in a RetrievalEvaluator output."""
-  with open(os.path.join(evaluation_dir, retrieval_executor.METRICS_FILE)) as f:
-    decisions = json.load(f)['gates']['decisions']
-  return [d['reason'] for d in decisions if not d['passed']]
+  return [d['reason'] for d in _failed_gates(evaluation_dir)]
+
+
+def gate_settings(evaluation_dir: str) -> List[str]:
+  """The settings that move each failed release gate (`gates.SETTINGS`)."""
+  return [f"{d['gate']}: {gates.SETTINGS[d['gate']]}" for d in _failed_gates(evaluation_dir)]
 
 
 def resolve_source(data_source: str) -> str:
@@ -143,7 +153,8 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   return {**paths, 'pushed': after if after != before else None, 'latest': after,
           'feedback': feedback,
           'retrieval_evaluation': outputs[artifacts.RetrievalEvaluation.TYPE_NAME],
-          'gate_failures': gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
+          'gate_failures': gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME]),
+          'gate_settings': gate_settings(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
 
 
 def _local_path(path: str) -> str:
@@ -209,6 +220,7 @@ def main(argv=None) -> int:
   elif result['gate_failures']:
     print('No new model pushed: ' + '; '.join(result['gate_failures']) + '. '
           f'Latest pushed model: {result["latest"]}')
+    print('Settings to change (pipeline/configs.py): ' + '; '.join(result['gate_settings']))
   else:
     print(f'No new model pushed (cached run). Latest pushed model: {result["latest"]}')
   print(f'Report: {result["report"]}')

@@ -110,3 +110,9 @@ def test_the_evaluator_asks_the_liked_auc_at_the_configured_liked_rating():
   auc = tfma_metrics.LikedAUC(**json.loads(liked.config))
   auc.update_state([0.0, 1.0, 0.0, 1.0], [0.2, 0.9, 0.4, 0.6])
   assert float(auc.result()) == pytest.approx(1.0)
+
+
+def test_every_gate_names_the_settings_that_move_it():
+  names = {d.gate for d in gates.decide(GOOD_STUDENT, TEACHER, THRESHOLDS)}
+  names.add(gates.upstream_blessing_decision(False).gate)
+  assert names == set(gates.SETTINGS)

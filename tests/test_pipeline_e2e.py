@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import scale
+from components import gates
 from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
 from contract import signatures
@@ -194,6 +195,7 @@ def test_model_failing_the_retrieval_gates_is_not_pushed(pipeline_run):
   assert not _metrics(degraded)['gates']['blessed']
   (failure,) = degraded['gate_failures']
   assert failure.startswith('student bytes ') and '> 0 x teacher bytes = 0' in failure
+  assert degraded['gate_settings'] == ['size_vs_teacher: ' + gates.SETTINGS['size_vs_teacher']]
   assert any('Gate size_vs_teacher FAILED' in message and failure in message
              for message in messages)
   assert any('NOT blessed' in message for message in messages)
