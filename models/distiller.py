@@ -11,8 +11,11 @@
 
 (the rating terms are 0 for models without a rating head: implicit feedback, `models.run_fn`).
 
-In the KL term, teacher/student are each model's scores of a query against the batch's
-candidates plus `num_sampled_negatives` items drawn uniformly from the catalogue. The ranking
+In the KL term, teacher/student are each model's scores of a query against the whole catalogue
+(`full_catalogue`: soft labels on every item, so that the student learns what the teacher knows
+of items the user never touched, which sparse labels cannot teach), or, for catalogues too large
+for that, against the batch's candidates plus `num_sampled_negatives` items drawn uniformly from
+the catalogue. The ranking
 term is ranking distillation (Tang & Wang, KDD'18): the teacher's top `ranking_top_k` catalogue
 items for the query, leaving out the items in its history and its target, are extra positives,
 each scored by the student against the sampled negatives, and weighted by rank
@@ -26,7 +29,7 @@ are computed once, and `with_teacher_outputs` adds its per-example outputs to a 
 one inference pass (cached in a file, reshuffled every epoch), so that epochs train the student
 only.
 """
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -113,7 +116,7 @@ class Distiller(tf.keras.Model):
 
   def __init__(self, teacher: two_tower.TwoTowerModel, student: two_tower.TwoTowerModel,
                catalogue: Dict[str, np.ndarray], num_sampled_negatives: int, seed: int = 0,
-               ranking_top_k: int = 0):
+               ranking_top_k: int = 0, full_catalogue: bool = False):
     super().__init__()
     self.teacher = teacher
     self.student = student
@@ -124,6 +127,7 @@ class Distiller(tf.keras.Model):
     self.num_items = len(next(iter(self.catalogue.values())))
     self.teacher_catalogue = teacher.embed_candidates(self.catalogue)  # frozen: computed once
     self.num_sampled_negatives = num_sampled_negatives
+    self.full_catalogue = full_catalogue
     self.ranking_top_k = ranking_top_k
     self.sampler = tf.random.Generator.from_seed(seed)
     self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in LOSS_NAMES}
@@ -180,15 +184,31 @@ class Distiller(tf.keras.Model):
     top_scores = tf.einsum('bd,bkd->bk', student_queries, embeddings)
     return ranking_loss(top_scores, negative_scores, self.ranking_weights)
 
-  def distillation_losses(self, batch: Dict[str, tf.Tensor],
-                          training: bool) -> Dict[str, tf.Tensor]:
+  def _soft_label_scores(self, teacher_outputs: Dict[str, tf.Tensor],
+                         student_outputs: Dict[str, tf.Tensor],
+                         training: bool) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The teacher's and the student's scores that the KL term compares (the whole catalogue,
+    or the batch's candidates and sampled items), and the student's scores of the items the
+    ranking term takes as negatives (the catalogue, or the sampled items)."""
+    if self.full_catalogue:
+      student_scores = tf.matmul(student_outputs['queries'],
+                                 self.student.embed_candidates(self.catalogue, training),
+                                 transpose_b=True)
+      return (tf.matmul(teacher_outputs['queries'], self.teacher_catalogue, transpose_b=True),
+              student_scores, student_scores)
     sampled = self.sampler.uniform([self.num_sampled_negatives], 0, self.num_items, tf.int64)
     negatives = {name: tf.gather(values, sampled) for name, values in self.catalogue.items()}
-    teacher_outputs = self._teacher_outputs(batch)
-    teacher_scores = self._scores(teacher_outputs, tf.gather(self.teacher_catalogue, sampled))
-    student_outputs = self.student(batch, training=training)
     student_scores = self._scores(student_outputs,
                                   self.student.embed_candidates(negatives, training))
+    return (self._scores(teacher_outputs, tf.gather(self.teacher_catalogue, sampled)),
+            student_scores, student_scores[:, -self.num_sampled_negatives:])
+
+  def distillation_losses(self, batch: Dict[str, tf.Tensor],
+                          training: bool) -> Dict[str, tf.Tensor]:
+    teacher_outputs = self._teacher_outputs(batch)
+    student_outputs = self.student(batch, training=training)
+    teacher_scores, student_scores, negative_scores = self._soft_label_scores(
+        teacher_outputs, student_outputs, training)
 
     retrieval_loss, rating_loss = self.student.task_losses(batch, student_outputs)
     losses = {
@@ -196,8 +216,8 @@ class Distiller(tf.keras.Model):
         'rating_loss': rating_loss,
         'kd_loss': kd_loss(tf.stop_gradient(teacher_scores), student_scores, self.temperature),
         'ranking_loss': (self._ranking_loss(
-            teacher_outputs[TEACHER_TOP_ITEMS], student_outputs['queries'],
-            student_scores[:, -self.num_sampled_negatives:], training)
+            teacher_outputs[TEACHER_TOP_ITEMS], student_outputs['queries'], negative_scores,
+            training)
                          if self.ranking_top_k else tf.constant(0.0)),
         # Only between models that predict ratings (implicit feedback: neither does).
         'rating_distillation_loss': (tf.reduce_mean(tf.square(

@@ -329,7 +329,9 @@ def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.
   """A compiled `Distiller` of `student_model` from `teacher_model`."""
   model = distiller.Distiller(teacher_model, student_model, data.stats.catalogue,
                               distillation.num_sampled_negatives, seed=training.seed,
-                              ranking_top_k=distillation.ranking_top_k)
+                              ranking_top_k=distillation.ranking_top_k,
+                              full_catalogue=(len(data.stats.catalogue[features.ITEM_ID])
+                                              <= distillation.kd_catalogue_max_items))
   model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), alpha=distillation.alpha,
                 temperature=distillation.temperature, kd_weight=distillation.kd_weight,
                 ranking_weight=distillation.ranking_weight,

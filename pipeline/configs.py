@@ -86,7 +86,8 @@ TRAINING = hparams.TrainingHParams(
 DISTILLATION = hparams.DistillationHParams(
     epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0, kd_weight=1.0,
     ranking_weight=0.0, ranking_top_k=0, ranking_decay=5.0,
-    rating_distillation_weight=100.0, num_sampled_negatives=512, qat_epochs=1,
+    rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
+    qat_epochs=1,
     qat_learning_rate=0.0005, teacher_outputs_in_memory_max_examples=1_000_000,
     student_dims=(16, 32, 64, 128, 256), size_budget=0.8 * STUDENT_MAX_SIZE_RATIO)
 EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)

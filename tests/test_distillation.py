@@ -79,7 +79,7 @@ def test_teacher_top_items_leave_out_the_history_and_the_target():
 
 
 def _distiller(alpha=0.5, temperature=2.0, ranking_top_k=0, ranking_weight=0.0,
-               kd_weight=1.0) -> distiller.Distiller:
+               kd_weight=1.0, full_catalogue=False) -> distiller.Distiller:
   tf.keras.utils.set_random_seed(0)
   build = lambda module, size: two_tower.TwoTowerModel(
       module.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM, 3.5),
@@ -87,7 +87,7 @@ def _distiller(alpha=0.5, temperature=2.0, ranking_top_k=0, ranking_weight=0.0,
   model = distiller.Distiller(build(teacher, tiny_models.teacher_size()),
                               build(student, tiny_models.STUDENT_SIZE),
                               tiny_models.CATALOGUE, num_sampled_negatives=4, seed=1,
-                              ranking_top_k=ranking_top_k)
+                              ranking_top_k=ranking_top_k, full_catalogue=full_catalogue)
   model.compile(optimizer=tf.keras.optimizers.Adam(0.05), alpha=alpha, temperature=temperature,
                 kd_weight=kd_weight, ranking_weight=ranking_weight)
   return model
@@ -106,6 +106,22 @@ def test_a_train_step_moves_the_student_only():
   changed = [not np.array_equal(b, a.numpy())
              for b, a in zip(student_before, model.student.trainable_variables)]
   assert all(changed[:3]) and sum(changed) >= len(changed) // 2
+
+
+def test_full_catalogue_soft_labels_compare_both_models_on_every_item():
+  model = _distiller(full_catalogue=True)
+  batch = tiny_models.batch()
+  losses = model.distillation_losses(batch, training=False)
+  teacher_scores = (model.teacher(batch)['queries'].numpy()
+                    @ model.teacher.embed_candidates(model.catalogue).numpy().T)
+  student_scores = (model.student(batch)['queries'].numpy()
+                    @ model.student.embed_candidates(model.catalogue).numpy().T)
+  assert teacher_scores.shape[1] == len(tiny_models.CATALOGUE[features.ITEM_ID])
+  expected = distiller.kd_loss(tf.constant(teacher_scores), tf.constant(student_scores), 2.0)
+  assert float(losses['kd_loss']) == pytest.approx(float(expected), rel=1e-5)
+  # Every item is a soft label: no sampling, so two calls agree.
+  assert float(model.distillation_losses(batch, training=False)['kd_loss']) == pytest.approx(
+      float(losses['kd_loss']), rel=1e-6)
 
 
 def test_loss_mixes_hard_and_soft_terms_with_alpha():
@@ -160,7 +176,7 @@ def _distillation_hparams(in_memory_max_examples: int = 1_000_000):
   return hparams.DistillationHParams(
       epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0, ranking_weight=1.0,
       ranking_top_k=2, ranking_decay=1.0, rating_distillation_weight=1.0, num_sampled_negatives=4,
-      qat_epochs=1, qat_learning_rate=0.001,
+      kd_catalogue_max_items=0, qat_epochs=1, qat_learning_rate=0.001,
       teacher_outputs_in_memory_max_examples=in_memory_max_examples, student_dims=(8,),
       size_budget=0.1)
 
