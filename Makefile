@@ -14,6 +14,7 @@ DISTILL_OUT ?= $(if $(filter command line environment,$(origin BENCH_OUT)),$(BEN
 SERVING_BENCH_OUT ?= serving_results.json
 DISTILL_ARGS ?=
 TESTBED ?= data/sparse-testbed
+TESTBED_SHAPE ?= default
 SERVING_PORT ?= 8500
 SERVING_BENCH_ARGS ?=
 SCALE_USERS ?= 100000
@@ -58,9 +59,10 @@ bench-distill: install
 	$(BIN)/python -m benchmarks.distill --data '$(DATA)' --output '$(OUTPUT)/distill' \
 	  --bench-out '$(DISTILL_OUT)' $(DISTILL_ARGS)
 
-# The sparse, large-catalogue test bed (ingest/sparse_testbed.py) as CSV files in TESTBED.
+# The sparse, large-catalogue test bed (ingest/sparse_testbed.py) as CSV files in TESTBED;
+# TESTBED_SHAPE=wide-short for 30,000 items and short histories in no particular order.
 testbed: install
-	$(BIN)/python -m ingest.sparse_testbed --output '$(TESTBED)'
+	$(BIN)/python -m ingest.sparse_testbed --output '$(TESTBED)' --shape '$(TESTBED_SHAPE)'
 
 # The local TF-Serving-compatible server on the pushed models (serving/README.md), with
 # oneDNN off: its kernels corrupt the heap when the teacher runs concurrent batches of

@@ -1,4 +1,6 @@
 """The sparse test bed generator: its documented properties, determinism and CSV round trip."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -35,3 +37,21 @@ def test_the_test_bed_is_deterministic_for_a_seed_and_reads_back_through_the_loa
   np.testing.assert_array_equal(loaded.interactions[features.ITEM_ID],
                                 first.interactions[features.ITEM_ID])
   assert len(loaded.items) == len(first.items) and len(loaded.users) == len(first.users)
+
+
+def _consecutive_same_genres(dataset: loaders.Dataset) -> float:
+  """The share of a user's consecutive interactions whose items have the same genres."""
+  frame = dataset.interactions.sort_values([features.USER_ID, features.TIMESTAMP])
+  genres = dataset.items.loc[frame[features.ITEM_ID], features.GENRES].to_numpy()
+  same_user = frame[features.USER_ID].to_numpy()[1:] == frame[features.USER_ID].to_numpy()[:-1]
+  return float(np.mean((genres[1:] == genres[:-1])[same_user]))
+
+
+def test_the_wide_short_shape_has_short_histories_in_no_particular_order():
+  small = dict(num_users=1_000, num_items=3_000, num_topics=30)
+  wide = sparse_testbed.SHAPES['wide-short']
+  unordered = sparse_testbed.generate(dataclasses.replace(wide, **small))
+  ordered = sparse_testbed.generate(dataclasses.replace(wide, **small, sequential=True))
+  measured = sparse_testbed.properties(unordered.interactions, len(unordered.items))
+  assert measured['median_history'] <= 10 and wide.num_items >= 30_000
+  assert _consecutive_same_genres(unordered) < 0.8 * _consecutive_same_genres(ordered)
