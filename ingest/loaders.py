@@ -23,6 +23,7 @@ Files are opened with `tf.io.gfile`, so a source can be on any file system Tenso
 from __future__ import annotations
 
 import csv
+import datetime
 import math
 import os
 import posixpath
@@ -198,6 +199,23 @@ def _integer(text: str) -> int:
   return value
 
 
+def _timestamp(text: str) -> int:
+  """Seconds since the epoch: an integer, or an ISO-8601 date or date-time such as
+  '1997-12-04T15:55:49', '1997-12-04 15:55:49+01:00' or '1997-12-04T15:55:49Z' (UTC when it
+  names no zone)."""
+  try:
+    return _integer(text)
+  except ValueError:
+    pass
+  try:
+    moment = datetime.datetime.fromisoformat(re.sub(r'[zZ]$', '+00:00', text.strip()))
+  except ValueError:
+    raise ValueError(f'{text!r} is neither an integer nor an ISO-8601 date-time') from None
+  if moment.tzinfo is None:
+    moment = moment.replace(tzinfo=datetime.timezone.utc)
+  return int(moment.timestamp())
+
+
 def _optional_integer(text: str) -> int:
   return _integer(text) if text.strip() else 0
 
@@ -226,7 +244,7 @@ INTERACTION_PARSERS: Mapping[str, Parser] = {
     features.USER_ID: _identifier,
     features.ITEM_ID: _identifier,
     features.RATING: _number,
-    features.TIMESTAMP: _integer,
+    features.TIMESTAMP: _timestamp,
 }
 USER_PARSERS: Mapping[str, Parser] = {
     features.USER_ID: _identifier,

@@ -239,12 +239,21 @@ def test_side_tables_fill_missing_columns_and_values(tmp_path):
 GOOD_HEADER = ','.join(HEADER)
 
 
+def test_timestamps_may_be_iso_8601_date_times(tmp_path):
+  path = write_lines(tmp_path / 'interactions.csv', GOOD_HEADER, 'u1,i1,4,881250949',
+                     'u1,i2,4,1997-12-04T15:55:49', 'u1,i3,4,1997-12-04 16:55:49+01:00',
+                     'u1,i4,4,1997-12-04T15:55:49Z', 'u1,i5,4,1997-12-04')
+  assert loaders.load_interactions_csv(path)[features.TIMESTAMP].tolist() == [
+      881250949] * 4 + [881193600]
+
+
 @pytest.mark.parametrize(
     'lines, row, column, problem',
     [
         ([GOOD_HEADER, 'u1,i1,4,100', 'u1,i2,abc,200'
          ], 3, features.RATING, "'abc' is not a number"),
-        ([GOOD_HEADER, 'u1,i1,4,1.5e9'], 2, features.TIMESTAMP, "'1.5e9' is not an integer"),
+        ([GOOD_HEADER, 'u1,i1,4,1.5e9'], 2, features.TIMESTAMP,
+         "'1.5e9' is neither an integer nor an ISO-8601 date-time"),
         ([GOOD_HEADER, 'u1,i1,nan,100'], 2, features.RATING, 'not a finite number'),
         ([GOOD_HEADER, 'u1, ,4,100'], 2, features.ITEM_ID, 'empty id'),
         ([GOOD_HEADER, 'u 1,i1,4,100'], 2, features.USER_ID, 'whitespace'),
@@ -256,7 +265,7 @@ GOOD_HEADER = ','.join(HEADER)
         ([GOOD_HEADER], 2, None, 'no data rows'),
         # Line numbers count physical lines: blank lines and a quoted line break included.
         ([GOOD_HEADER + ',note', 'u1,i1,4,100,"two', 'lines"', '', 'u1,i2,4,x,ok'
-         ], 5, features.TIMESTAMP, "'x' is not an integer"),
+         ], 5, features.TIMESTAMP, "'x' is neither an integer"),
     ])
 def test_bad_interactions_name_file_row_and_column(tmp_path, lines, row, column, problem):
   path = write_lines(tmp_path / 'ratings.csv', *lines)
