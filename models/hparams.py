@@ -62,7 +62,9 @@ class ItemItemHParams:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingHParams:
-  """How a model is trained."""
+  """How a model is trained. With `early_stopping_patience` > 0, every training phase with an
+  eval split stops after that many epochs without a lower eval loss and keeps its best epoch's
+  weights (`epochs` is then the most it trains); 0 trains for `epochs`."""
   epochs: int
   batch_size: int
   shuffle_buffer_size: int  # examples are written grouped by user: shuffle across users
@@ -71,6 +73,7 @@ class TrainingHParams:
   rating_weight: float
   popularity_correction: bool  # logQ correction of in-batch negatives' sampling bias
   seed: int
+  early_stopping_patience: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -92,7 +92,8 @@ class TrainingLog:
 
   Attributes:
     tensorboard_dir: TensorBoard logs go to `<tensorboard_dir>/<phase>`.
-    records: by model name, the seconds and the loss history ('train_s', 'history') of its
+    records: by model name, the seconds, the loss history and the epoch whose weights it kept
+      ('train_s', 'history', 'best_epoch') of its
       training, in training order.
   """
   tensorboard_dir: str
@@ -158,17 +159,27 @@ def scan_data(train: tf.data.Dataset, train_in_order: tf.data.Dataset,
 
 
 def _fit(model: tf.keras.Model, data: TrainingData, epochs: int, name: str, phase: str,
-         log: TrainingLog) -> None:
+         log: TrainingLog, patience: int = 0) -> None:
   """Fits `model` (the training `phase` of model `name`) on `data.train`, validating on
   `data.eval`, with progress logs and TensorBoard logs in `<log.tensorboard_dir>/<phase>`;
-  records its seconds and loss history as `log.records[name]`."""
+  with a `patience` > 0 and an eval split, stops early and keeps the best epoch's weights
+  (`TrainingHParams.early_stopping_patience`). Records its seconds, loss history and best epoch
+  as `log.records[name]`."""
   logging.info('%s: training %s for %d epochs', phase, name, epochs)
   started = time.time()
-  history = model.fit(
-      data.train, validation_data=data.eval, epochs=epochs, verbose=0,
-      callbacks=[EpochLogger(phase), tf.keras.callbacks.TensorBoard(
-          os.path.join(log.tensorboard_dir, phase), profile_batch=0)])
-  log.records[name] = {'train_s': time.time() - started,
+  callbacks = [EpochLogger(phase), tf.keras.callbacks.TensorBoard(
+      os.path.join(log.tensorboard_dir, phase), profile_batch=0)]
+  if patience and data.eval is not None:
+    callbacks.append(tf.keras.callbacks.EarlyStopping(
+        monitor='val_loss', patience=patience, restore_best_weights=True))
+  history = model.fit(data.train, validation_data=data.eval, epochs=epochs, verbose=0,
+                      callbacks=callbacks)
+  losses = history.history.get('val_loss')
+  best_epoch = int(np.argmin(losses)) + 1 if patience and losses else len(history.epoch)
+  if best_epoch != len(history.epoch):
+    logging.info('%s: stopped after epoch %d, weights of epoch %d (lowest eval loss)', phase,
+                 len(history.epoch), best_epoch)
+  log.records[name] = {'train_s': time.time() - started, 'best_epoch': best_epoch,
                        'history': {key: [float(v) for v in values]
                                    for key, values in history.history.items()}}
 
@@ -179,7 +190,7 @@ def _train_on_labels(core: tf.keras.Model, data: TrainingData,
   """A two-tower model of `core`, trained on the ground truth alone (its phase is its name)."""
   model = two_tower.TwoTowerModel(core, training, data.stats)
   model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
-  _fit(model, data, epochs, name, name, log)
+  _fit(model, data, epochs, name, name, log, training.early_stopping_patience)
   return model
 
 
@@ -351,7 +362,8 @@ def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
       data.stats)
   _fit(_distiller(teacher_model, student_model, data, training, distillation,
                   distillation.learning_rate),
-       data, distillation.epochs, layout.STUDENT_FP32, 'distillation', log)
+       data, distillation.epochs, layout.STUDENT_FP32, 'distillation', log,
+       training.early_stopping_patience)
   return student_model
 
 

@@ -80,7 +80,7 @@ STUDENT_MAX_SIZE_RATIO = 0.10  # of the teacher's bytes: the size gate (RETRIEVA
 TRAINING = hparams.TrainingHParams(
     epochs=5, batch_size=512, shuffle_buffer_size=100_000, learning_rate=0.002,
     retrieval_weight=1.0, rating_weight=100.0,
-    popularity_correction=True, seed=42)
+    popularity_correction=True, seed=42, early_stopping_patience=0)
 # Ranking distillation (ranking_weight 1, top 10, decay 5) measured worse than the KL term alone
 # on the sparse test bed (README, Distillation frontier): it is off.
 DISTILLATION = hparams.DistillationHParams(

@@ -26,7 +26,8 @@ STUDENT_SIZE = hparams.TowerHParams(
 TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, shuffle_buffer_size=100,
                                    learning_rate=0.01,
                                    retrieval_weight=1.0, rating_weight=0.5,
-                                   popularity_correction=True, seed=1)
+                                   popularity_correction=True, seed=1,
+                                   early_stopping_patience=0)
 DISTILLATION = hparams.DistillationHParams(
     epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0, ranking_weight=1.0,
     ranking_top_k=3, ranking_decay=2.0,

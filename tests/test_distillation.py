@@ -249,3 +249,23 @@ def test_without_a_rating_weight_the_rating_head_neither_runs_nor_learns():
       assert not moved, f'{variable.name} of the rating head moved'
   assert any(not np.array_equal(before[v.name], v.numpy())
              for v in model.student.core.trainable_variables if v.name in tower_variables)
+
+
+def test_early_stopping_keeps_the_epoch_of_the_lowest_eval_loss(tmp_path):
+  """With a patience, a phase stops that many epochs after its lowest eval loss and keeps that
+  epoch's weights; without one it trains every epoch."""
+  data = _training_data()
+  log = training.TrainingLog(str(tmp_path))
+  for patience in (0, 1):
+    params = dataclasses.replace(tiny_models.TRAINING, epochs=6, learning_rate=3.0,
+                                 early_stopping_patience=patience)
+    model = training.train_teacher(data, tiny_models.teacher_size(), params, log)
+    record = log.records[layout.TEACHER]
+    losses = record['history']['val_loss']
+    assert record['best_epoch'] == (int(np.argmin(losses)) + 1 if patience else len(losses))
+    if patience:
+      assert len(losses) == record["best_epoch"] + patience < 6  # it stopped early
+      kept = model.evaluate(data.eval, return_dict=True, verbose=0)['loss']
+      assert kept == pytest.approx(min(losses), rel=1e-4)
+    else:
+      assert len(losses) == 6

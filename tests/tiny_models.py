@@ -14,7 +14,8 @@ TRANSFORM = hparams.TransformHParams(
     title_vocab_size=100, zip_prefix_length=2)
 TRAINING = hparams.TrainingHParams(
     epochs=1, batch_size=4, shuffle_buffer_size=4, learning_rate=0.01, retrieval_weight=1.0,
-    rating_weight=1.0, popularity_correction=False, seed=3)
+    rating_weight=1.0, popularity_correction=False, seed=3,
+    early_stopping_patience=0)
 NUM_CATALOGUE_ITEMS = VOCAB.items - 2  # without padding (0) and the OOV bucket
 CATALOGUE = {
     features.ITEM_INDEX: np.arange(1, NUM_CATALOGUE_ITEMS + 1),
