@@ -264,7 +264,7 @@ def test_early_stopping_keeps_the_epoch_of_the_lowest_eval_loss(tmp_path):
     losses = record['history']['val_loss']
     assert record['best_epoch'] == (int(np.argmin(losses)) + 1 if patience else len(losses))
     if patience:
-      assert len(losses) == record["best_epoch"] + patience < 6  # it stopped early
+      assert len(losses) == record['best_epoch'] + patience < 6  # it stopped early
       kept = model.evaluate(data.eval, return_dict=True, verbose=0)['loss']
       assert kept == pytest.approx(min(losses), rel=1e-4)
     else:
