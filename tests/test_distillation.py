@@ -253,14 +253,15 @@ def test_without_a_rating_weight_the_rating_head_neither_runs_nor_learns():
 
 def test_early_stopping_keeps_the_epoch_of_the_lowest_eval_loss(tmp_path):
   """With a patience, a phase stops that many epochs after its lowest eval loss and keeps that
-  epoch's weights; without one it trains every epoch."""
+  epoch's weights; without one it trains every epoch (a learning rate this high makes the eval
+  loss rise)."""
   data = _training_data()
   log = training.TrainingLog(str(tmp_path))
+  distillation = dataclasses.replace(_distillation_hparams(), epochs=6, learning_rate=3.0)
   for patience in (0, 1):
-    params = dataclasses.replace(tiny_models.TRAINING, epochs=6, learning_rate=3.0,
-                                 early_stopping_patience=patience)
-    model = training.train_teacher(data, tiny_models.teacher_size(), params, log)
-    record = log.records[layout.TEACHER]
+    params = dataclasses.replace(tiny_models.TRAINING, early_stopping_patience=patience)
+    model = training.train_student(data, tiny_models.STUDENT_SIZE, params, distillation, log)
+    record = log.records[layout.STUDENT_SCRATCH]
     losses = record['history']['val_loss']
     assert record['best_epoch'] == (int(np.argmin(losses)) + 1 if patience else len(losses))
     if patience:
