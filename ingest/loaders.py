@@ -199,14 +199,20 @@ def _integer(text: str) -> int:
   return value
 
 
+MILLISECONDS_FROM = 100_000_000_000  # an integer timestamp this large is in milliseconds
+
+
 def _timestamp(text: str) -> int:
-  """Seconds since the epoch: an integer, or an ISO-8601 date or date-time such as
-  '1997-12-04T15:55:49', '1997-12-04 15:55:49+01:00' or '1997-12-04T15:55:49Z' (UTC when it
-  names no zone)."""
+  """Seconds since the epoch: an integer in seconds, or in milliseconds when it is at least
+  `MILLISECONDS_FROM` (as seconds that would be after the year 5000), or an ISO-8601 date or
+  date-time such as '1997-12-04T15:55:49', '1997-12-04 15:55:49+01:00' or
+  '1997-12-04T15:55:49Z' (UTC when it names no zone)."""
   try:
-    return _integer(text)
+    value = _integer(text)
   except ValueError:
     pass
+  else:
+    return value // 1000 if value >= MILLISECONDS_FROM else value
   try:
     moment = datetime.datetime.fromisoformat(re.sub(r'[zZ]$', '+00:00', text.strip()))
   except ValueError:

@@ -239,12 +239,13 @@ def test_side_tables_fill_missing_columns_and_values(tmp_path):
 GOOD_HEADER = ','.join(HEADER)
 
 
-def test_timestamps_may_be_iso_8601_date_times(tmp_path):
+def test_timestamps_may_be_milliseconds_or_iso_8601_date_times(tmp_path):
   path = write_lines(tmp_path / 'interactions.csv', GOOD_HEADER, 'u1,i1,4,881250949',
                      'u1,i2,4,1997-12-04T15:55:49', 'u1,i3,4,1997-12-04 16:55:49+01:00',
-                     'u1,i4,4,1997-12-04T15:55:49Z', 'u1,i5,4,1997-12-04')
+                     'u1,i4,4,1997-12-04T15:55:49Z', 'u1,i5,4,881250949123',
+                     'u1,i6,4,1997-12-04')
   assert loaders.load_interactions_csv(path)[features.TIMESTAMP].tolist() == [
-      881250949] * 4 + [881193600]
+      881250949] * 5 + [881193600]
 
 
 @pytest.mark.parametrize(
