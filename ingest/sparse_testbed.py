@@ -2,7 +2,7 @@
 
     python -m ingest.sparse_testbed --output data/sparse-testbed
 
-writes `interactions.csv`, `users.csv` and `items.csv` in the generic CSV schema (README, Data),
+writes `interactions.csv`, `users.csv` and `items.csv` in the generic CSV schema (README, Input data),
 so the pipeline and the benchmarks read it like any user's data. Deterministic for a seed.
 
 The generative model, with the defaults of `TestbedConfig`:

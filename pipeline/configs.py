@@ -69,7 +69,7 @@ ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(6
                                     eval_users=1000)
 # The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py).
 # Item-id dropout (`item_id_dropout`) is off: at 0.1 it raised ML-100K's cold-item Recall@100 from
-# 0.2x to 1.1-1.3x a random ranking's but cost 1-3% of the warm items' quality (README, Cold start).
+# 0.2x to 1.1-1.3x a random ranking's but cost 1-3% of the warm items' quality (docs/results.md).
 # Its embedding dimension (0) follows the catalogue and the teacher: the widest of
 # DISTILLATION.student_dims whose int8 export fits 80% of the size gate's share of the teacher.
 STUDENT = hparams.TowerHParams(
@@ -85,7 +85,7 @@ TRAINING = hparams.TrainingHParams(
     retrieval_weight=1.0, rating_weight=100.0,
     popularity_correction=True, seed=42, early_stopping_patience=0)
 # Ranking distillation (ranking_weight 1, top 10, decay 5) measured worse than the KL term alone
-# on the sparse test bed (README, Distillation frontier): it is off.
+# on the sparse test bed (docs/results.md): it is off.
 DISTILLATION = hparams.DistillationHParams(
     epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0, kd_weight=1.0,
     ranking_weight=0.0, ranking_top_k=0, ranking_decay=5.0,

@@ -7,7 +7,7 @@
 `contract` holds what every layer shares (feature names, the serving contract); `ingest` reads,
 validates and splits raw data (the models never see raw files); `serving` is apart: it needs
 nothing of the pipeline, the components or the models. Every import counts,
-including those inside functions. README's layout section shows the same graph.
+including those inside functions. docs/design.md's layout section shows the same graph.
 """
 import ast
 import os
