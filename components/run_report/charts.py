@@ -108,27 +108,29 @@ def frontier(rows: List[Mapping[str, object]], out_dir: str, name: str = FRONTIE
   return _save(figure, out_dir, name)
 
 
-def _is_derived_loss(key: str) -> bool:
-  """Keras' total_loss repeats loss; regularization losses are separate terms."""
-  return 'total_loss' in key or 'regularization' in key
+# The curves of each training phase: the loss it minimises, the distillation's two parts of it
+# (ground truth and teacher), and the loss on the eval split.
+SHOWN_LOSSES = {'loss': 'train loss', 'hard_loss': 'train: ground truth (hard)',
+                'soft_loss': 'train: teacher (soft)', 'val_loss': 'eval loss'}
 
 
 def training_loss(summary: Mapping[str, Mapping[str, object]], out_dir: str) -> Optional[str]:
-  """Per-epoch loss curves (train and validation) of every trained model."""
+  """Per-epoch loss curves of every trained model, one chart each (`SHOWN_LOSSES`), the legend
+  below the plot."""
   histories: Dict[str, Mapping[str, List[float]]] = {
       name: entry['history'] for name, entry in summary.items()
       if isinstance(entry, Mapping) and entry.get('history')}
-  curves = {name: {key: values for key, values in history.items()
-                   if key.endswith('loss') and not _is_derived_loss(key) and values}
+  curves = {name: {key: history[key] for key in SHOWN_LOSSES if history.get(key)}
             for name, history in histories.items()}
   curves = {name: keys for name, keys in curves.items() if keys}
   if not curves:
     return None
-  figure, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.6), squeeze=False)
+  figure, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 4.2), squeeze=False)
   for axis, (name, keys) in zip(axes[0], curves.items()):
-    for key, values in sorted(keys.items()):
-      axis.plot(range(1, len(values) + 1), values, marker='o', label=key)
+    for key, values in keys.items():
+      axis.plot(range(1, len(values) + 1), values, marker='o', label=SHOWN_LOSSES[key])
     axis.set(xlabel='epoch', ylabel='loss', title=name)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize='small')
+    axis.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.18), ncol=2,
+                frameon=False)
   return _save(figure, out_dir, TRAINING_LOSS)
