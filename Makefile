@@ -39,8 +39,15 @@ $(VENV)/.installed: setup.py requirements/lock.txt
 	$(BIN)/pip install --quiet -c requirements/lock.txt -e '.[test]'
 	touch $@
 
+# A quiet log: TensorFlow's C++ start-up lines and the import-time warnings of Google's client
+# libraries (pipeline/progress.py lists what else is hidden and why); VERBOSE=1 shows everything.
+QUIET_ENV := TF_CPP_MIN_LOG_LEVEL=3 \
+  PYTHONWARNINGS='ignore:You are using a non-supported Python version:FutureWarning'
+VERBOSE ?=
+
 run: install
-	$(BIN)/python -m pipeline.local_runner --data '$(DATA)' --output '$(OUTPUT)'
+	$(if $(VERBOSE),,$(QUIET_ENV)) $(BIN)/python -m pipeline.local_runner --data '$(DATA)' \
+	  --output '$(OUTPUT)' $(if $(VERBOSE),--verbose)
 
 test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
