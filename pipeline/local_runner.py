@@ -70,20 +70,13 @@ def latest_run_outputs(metadata_path: str, type_names: List[str]) -> Dict[str, s
     return found
 
 
-def _failed_gates(evaluation_dir: str) -> List[dict]:
-  """The failed release gates' decisions recorded in a RetrievalEvaluator output."""
+def gate_failures(evaluation_dir: str) -> Dict[str, List[str]]:
+  """The failed release gates recorded in a RetrievalEvaluator output: their reasons
+  ('gate_failures') and the settings that move each (`gates.SETTINGS`, 'gate_settings')."""
   with open(os.path.join(evaluation_dir, retrieval_executor.METRICS_FILE)) as f:
-    return [d for d in json.load(f)['gates']['decisions'] if not d['passed']]
-
-
-def gate_failures(evaluation_dir: str) -> List[str]:
-  """The reasons of the failed release gates recorded in a RetrievalEvaluator output."""
-  return [d['reason'] for d in _failed_gates(evaluation_dir)]
-
-
-def gate_settings(evaluation_dir: str) -> List[str]:
-  """The settings that move each failed release gate (`gates.SETTINGS`)."""
-  return [f"{d['gate']}: {gates.SETTINGS[d['gate']]}" for d in _failed_gates(evaluation_dir)]
+    failed = [d for d in json.load(f)['gates']['decisions'] if not d['passed']]
+  return {'gate_failures': [d['reason'] for d in failed],
+          'gate_settings': [f"{d['gate']}: {gates.SETTINGS[d['gate']]}" for d in failed]}
 
 
 def resolve_source(data_source: str) -> str:
@@ -153,8 +146,7 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   return {**paths, 'pushed': after if after != before else None, 'latest': after,
           'feedback': feedback,
           'retrieval_evaluation': outputs[artifacts.RetrievalEvaluation.TYPE_NAME],
-          'gate_failures': gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME]),
-          'gate_settings': gate_settings(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
+          **gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
 
 
 def _local_path(path: str) -> str:
