@@ -19,7 +19,8 @@ scratch) of the mean NDCG@10; the cold-start slices (`metrics.SLICE_METRIC_KEYS`
 cold and warm items, NDCG@10 of new users) likewise, with a second table. The int8 student at
 the pipeline's size carries `"default": true`. Also draws NDCG@10 against bytes (PNG, `--plot`). Teachers are kept under OUTPUT (by seed
 and configuration), so a re-run with other distillation settings trains only the students (into
-a directory of their own): `--set ranking_weight=0` overrides one `DistillationHParams` field.
+a directory of their own): `--set ranking_weight=0` overrides one `DistillationHParams` or
+`TrainingHParams` field (`--set mixed_negatives=1024`: teacher and students trained again).
 `--item-id-dropout RATE` sets both towers' `item_id_dropout` (teachers trained again).
 """
 import argparse
@@ -31,7 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -127,15 +128,16 @@ def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParam
 
 
 def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
-               distillation: hparams.DistillationHParams,
-               towers: Sizes) -> Tuple[Dict[str, str], int]:
+               distillation: hparams.DistillationHParams, towers: Sizes,
+               training_settings: hparams.TrainingHParams) -> Tuple[Dict[str, str], int]:
   """Trains and exports the teacher and every student of one seed, of `sizes` and the
   pipeline's default size (`training.student_size`; no student when `sizes` is empty);
   returns SavedModel directories by model name, and the default size's embedding dimension."""
-  training_hparams = dataclasses.replace(configs.TRAINING, seed=seed)
+  training_hparams = dataclasses.replace(training_settings, seed=seed)
   data = transformed_data.training_data(output_dir, configs.TRANSFORM, training_hparams)
   settings = hashlib.sha256(json.dumps(
-      [hparams.to_dict(distillation), hparams.to_dict(towers.student)], sort_keys=True).encode())
+      [hparams.to_dict(distillation), hparams.to_dict(towers.student),
+       hparams.to_dict(training_settings)], sort_keys=True).encode())
   models_dir = os.path.join(output_dir, 'models', settings.hexdigest()[:12], f'seed{seed}')
   dirs = {}
 
@@ -283,8 +285,8 @@ def format_slices_table(rows: Sequence[dict]) -> str:
 
 
 def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Sequence[int],
-              distillation: hparams.DistillationHParams,
-              towers: Sizes = Sizes()) -> List[dict]:
+              distillation: hparams.DistillationHParams, towers: Sizes = Sizes(),
+              training_settings: hparams.TrainingHParams = configs.TRAINING) -> List[dict]:
   """Runs the benchmark (see the module docstring); returns its rows."""
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   started = time.time()
@@ -294,7 +296,8 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   logging.info('Data components: %.0f s', time.time() - started)
   model_dirs, default_dims = {}, set()
   for seed in seeds:
-    dirs, default_dim = train_seed(output_dir, seed, sizes, distillation, towers)
+    dirs, default_dim = train_seed(output_dir, seed, sizes, distillation, towers,
+                                   training_settings)
     model_dirs.update(dirs)
     default_dims.add(default_dim)
   sizes = sorted(set(sizes) | default_dims) if sizes else []
@@ -308,17 +311,19 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   return frontier_rows(evaluated['models'], sizes, seeds, max(default_dims))
 
 
-def _override(distillation: hparams.DistillationHParams,
-              settings: Sequence[str]) -> hparams.DistillationHParams:
-  """`distillation` with the `NAME=VALUE` settings, each value of its field's type."""
-  values = hparams.to_dict(distillation)
+def _override(records: Sequence[Any], settings: Sequence[str]) -> List[Any]:
+  """`records` (hyper-parameter records with distinct field names) with the `NAME=VALUE`
+  settings, each applied to the record that has the field, in its field's type."""
+  values = [hparams.to_dict(record) for record in records]
   for setting in settings:
     name, _, value = setting.partition('=')
-    if name not in values or not value:
+    owner = next((fields for fields in values if name in fields), None)
+    if owner is None or not value:
       raise ValueError(f'--set {setting!r}: expected NAME=VALUE with NAME one of '
-                       f'{sorted(values)}')
-    values[name] = type(values[name])(value)
-  return hparams.from_dict(hparams.DistillationHParams, values)
+                       f'{sorted(set().union(*values))}')
+    owner[name] = (value.lower() in ('1', 'true') if isinstance(owner[name], bool)
+                   else type(owner[name])(value))
+  return [hparams.from_dict(type(record), fields) for record, fields in zip(records, values)]
 
 
 def main(argv=None) -> int:
@@ -333,7 +338,7 @@ def main(argv=None) -> int:
                       help='student embedding dimensions (none: the teacher and EASE only)')
   parser.add_argument('--seeds', type=int, default=SEEDS, help='seeds per model')
   parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
-                      help='override a distillation hyper-parameter (repeatable)')
+                      help='override a distillation or training hyper-parameter (repeatable)')
   parser.add_argument('--no-item-item', action='store_true',
                       help="the teacher without the item-to-item component (the towers alone)")
   parser.add_argument('--item-id-dropout', type=float, default=None, metavar='RATE',
@@ -341,11 +346,12 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   progress.install()
   try:
-    distillation = _override(configs.DISTILLATION, args.set)
+    distillation, training_settings = _override([configs.DISTILLATION, configs.TRAINING],
+                                                args.set)
   except ValueError as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
-  seeds = [configs.TRAINING.seed + i for i in range(args.seeds)]
+  seeds = [training_settings.seed + i for i in range(args.seeds)]
   towers = Sizes()
   if args.item_id_dropout is not None:
     towers = Sizes(*(dataclasses.replace(size, item_id_dropout=args.item_id_dropout)
@@ -354,7 +360,7 @@ def main(argv=None) -> int:
     towers = dataclasses.replace(towers, teacher=dataclasses.replace(towers.teacher,
                                                                      item_item=False))
   rows = benchmark(args.data, os.path.abspath(args.output), args.sizes, seeds, distillation,
-                   towers)
+                   towers, training_settings)
   with open(args.bench_out, 'w') as f:
     json.dump(rows, f, indent=2)
   plot = args.plot or os.path.splitext(args.bench_out)[0] + '.png'

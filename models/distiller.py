@@ -210,7 +210,8 @@ class Distiller(tf.keras.Model):
     teacher_scores, student_scores, negative_scores = self._soft_label_scores(
         teacher_outputs, student_outputs, training)
 
-    retrieval_loss, rating_loss = self.student.task_losses(batch, student_outputs)
+    retrieval_loss, rating_loss = self.student.task_losses(batch, student_outputs,
+                                                              training)
     losses = {
         'retrieval_loss': retrieval_loss,
         'rating_loss': rating_loss,

@@ -64,7 +64,13 @@ class ItemItemHParams:
 class TrainingHParams:
   """How a model is trained. With `early_stopping_patience` > 0, every training phase with an
   eval split stops after that many epochs without a lower eval loss and keeps its best epoch's
-  weights (`epochs` is then the most it trains); 0 trains for `epochs`."""
+  weights (`epochs` is then the most it trains); 0 trains for `epochs`.
+
+  The retrieval loss's negatives (`models.two_tower`): every catalogue item (a full softmax)
+  when the catalogue has at most `catalogue_softmax_max_items` items; beyond, the batch's
+  candidates plus `mixed_negatives` items drawn uniformly from the catalogue (0: the batch's
+  alone), each corrected by its expected count among the negatives when
+  `popularity_correction` is on."""
   epochs: int
   batch_size: int
   shuffle_buffer_size: int  # examples are written grouped by user: shuffle across users
@@ -74,6 +80,8 @@ class TrainingHParams:
   popularity_correction: bool  # logQ correction of in-batch negatives' sampling bias
   seed: int
   early_stopping_patience: int
+  catalogue_softmax_max_items: int
+  mixed_negatives: int
 
 
 @dataclasses.dataclass(frozen=True)

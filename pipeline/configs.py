@@ -83,7 +83,8 @@ STUDENT_MAX_SIZE_RATIO = 0.10  # of the teacher's bytes: the size gate (RETRIEVA
 TRAINING = hparams.TrainingHParams(
     epochs=5, batch_size=512, shuffle_buffer_size=100_000, learning_rate=0.002,
     retrieval_weight=1.0, rating_weight=100.0,
-    popularity_correction=True, seed=42, early_stopping_patience=0)
+    popularity_correction=True, seed=42, early_stopping_patience=0,
+    catalogue_softmax_max_items=0, mixed_negatives=0)
 # Ranking distillation (ranking_weight 1, top 10, decay 5) measured worse than the KL term alone
 # on the sparse test bed (docs/results.md): it is off.
 DISTILLATION = hparams.DistillationHParams(

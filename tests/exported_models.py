@@ -27,7 +27,8 @@ TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, shuffle_buffer_size=
                                    learning_rate=0.01,
                                    retrieval_weight=1.0, rating_weight=0.5,
                                    popularity_correction=True, seed=1,
-                                   early_stopping_patience=0)
+                                   early_stopping_patience=0,
+                                   catalogue_softmax_max_items=0, mixed_negatives=0)
 DISTILLATION = hparams.DistillationHParams(
     epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0, ranking_weight=1.0,
     ranking_top_k=3, ranking_decay=2.0,

@@ -36,8 +36,12 @@ def test_benchmark_writes_a_row_per_model_and_size_and_the_frontier_plot(tmp_pat
   assert (tmp_path / 'distill.png').stat().st_size > 0
 
 
-def test_the_set_option_overrides_a_distillation_field_and_rejects_unknown_ones():
-  changed = distill._override(configs.DISTILLATION, ['ranking_weight=0', 'alpha=0.2'])
+def test_the_set_option_overrides_distillation_and_training_fields_and_rejects_unknown_ones():
+  changed, trained = distill._override(
+      [configs.DISTILLATION, configs.TRAINING],
+      ['ranking_weight=0', 'alpha=0.2', 'mixed_negatives=64', 'popularity_correction=false'])
   assert changed.ranking_weight == 0.0 and changed.alpha == 0.2
   assert changed.epochs == configs.DISTILLATION.epochs
+  assert trained.mixed_negatives == 64 and not trained.popularity_correction
+  assert trained.epochs == configs.TRAINING.epochs
   assert distill.main(['--set', 'no_such_field=1']) == 2

@@ -51,7 +51,7 @@ def test_rating_loss_is_mean_squared_error():
 
 def test_popularity_correction_changes_the_retrieval_loss():
   counts = np.arange(1, VOCAB.items + 1)
-  stats = inputs.TrainStats(catalogue={}, item_counts=counts, mean_rating=3.5)
+  stats = inputs.TrainStats(catalogue=STATS.catalogue, item_counts=counts, mean_rating=3.5)
   config = hparams.from_dict(hparams.TrainingHParams, {
       **hparams.to_dict(TRAINING), 'rating_weight': 0.0, 'popularity_correction': True})
   tf.keras.utils.set_random_seed(0)
@@ -59,6 +59,63 @@ def test_popularity_correction_changes_the_retrieval_loss():
       teacher.build_core(VOCAB, _size('transformer'), TRANSFORM, stats.mean_rating), config, stats)
   assert float(corrected.compute_loss(_batch())) != pytest.approx(
       float(_model(rating_weight=0.0).compute_loss(_batch())))
+
+
+def test_catalogue_softmax_loss_by_hand():
+  # Row 0: scores [1, 0, 1], target position 0; row 1: scores [0, 1, 1], target position 2;
+  # row 2's item (index 9) is not in the 3-item catalogue and counts 0.
+  loss = two_tower.catalogue_softmax_loss(
+      tf.constant([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]),
+      tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), tf.constant([1, 3, 9], tf.int64))
+  e = np.e
+  assert float(loss) == pytest.approx(2 * np.log((2 * e + 1) / e), rel=1e-6)
+
+
+def _log_softmax_of_targets(logits: np.ndarray, targets: np.ndarray) -> float:
+  shifted = logits - logits.max(axis=1, keepdims=True)
+  log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+  return float(log_p[np.arange(len(targets)), targets].sum())
+
+
+def test_small_catalogues_train_on_a_softmax_over_every_item():
+  model = _model(rating_weight=0.0, catalogue_softmax_max_items=tiny_models.NUM_CATALOGUE_ITEMS)
+  batch = _batch()
+  queries = model(batch)['queries'].numpy()
+  catalogue = model.embed_candidates(
+      {name: tf.constant(values) for name, values in STATS.catalogue.items()
+       if name in model.candidate_tower.input_names}).numpy()
+  targets = batch[features.ITEM_INDEX].numpy() - 1
+  expected = -_log_softmax_of_targets(queries @ catalogue.T, targets)
+  assert model.full_catalogue
+  assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_mixed_negatives_add_uniform_items_corrected_by_their_expected_counts():
+  counts = np.arange(1, VOCAB.items + 1)
+  stats = inputs.TrainStats(catalogue=STATS.catalogue, item_counts=counts, mean_rating=3.5)
+  config = hparams.from_dict(hparams.TrainingHParams, {
+      **hparams.to_dict(TRAINING), 'rating_weight': 0.0, 'popularity_correction': True,
+      'mixed_negatives': 4})
+  tf.keras.utils.set_random_seed(0)
+  model = two_tower.TwoTowerModel(
+      teacher.build_core(VOCAB, _size('mean'), TRANSFORM, stats.mean_rating), config, stats)
+  batch = _batch()
+  outputs = model(batch)
+  # The model's sampler draws these catalogue positions first.
+  sampled = tf.random.Generator.from_seed(TRAINING.seed).uniform(
+      [4], 0, tiny_models.NUM_CATALOGUE_ITEMS, tf.int64).numpy()
+  negatives = model.embed_candidates(
+      {name: tf.gather(tf.constant(values), sampled) for name, values in STATS.catalogue.items()
+       if name in model.candidate_tower.input_names}).numpy()
+  items = np.concatenate([batch[features.ITEM_INDEX].numpy(), sampled + 1])
+  candidates = np.concatenate([outputs['candidates'].numpy(), negatives])
+  expected_counts = 3 * counts[items] / counts.sum() + 4 / tiny_models.NUM_CATALOGUE_ITEMS
+  logits = outputs['queries'].numpy() @ candidates.T - np.log(expected_counts)[None, :]
+  targets = np.arange(3)
+  for row, target in enumerate(batch[features.ITEM_INDEX].numpy()):  # accidental hits
+    logits[row, (items == target) & (np.arange(len(items)) != row)] = -1e9
+  assert float(model.compute_loss(batch)) == pytest.approx(
+      -_log_softmax_of_targets(logits, targets), rel=1e-4)
 
 
 def test_transformer_sees_order_and_mean_pooling_does_not():
