@@ -49,8 +49,11 @@ run: install
 	$(if $(VERBOSE),,$(QUIET_ENV)) $(BIN)/python -m pipeline.local_runner --data '$(DATA)' \
 	  --output '$(OUTPUT)' $(if $(VERBOSE),--verbose)
 
+# The test files run in parallel, one worker per CPU, each file on one worker (its module
+# fixtures, such as a whole pipeline run, are built once); TEST_WORKERS=0 runs them in-process.
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The schema inferred from the latest run's statistics, beside the curated pipeline/schema/
 # schema.pbtxt, to diff against it and update it by hand.

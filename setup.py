@@ -23,5 +23,5 @@ setuptools.setup(
         'tensorflow-serving-api==2.15.1',
         'matplotlib==3.10.9',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'pytest-xdist']},
 )
