@@ -2,7 +2,8 @@
 
     python -m benchmarks.distill --data DATA --output OUTPUT --bench-out distill.json
 
-Runs the pipeline's data components on DATA (cached when unchanged), then for every seed trains
+Runs the pipeline's data components on DATA (cached when unchanged; its kind of feedback resolved
+as the pipeline does, `FEEDBACK`: implicit logs train retrieval only), then for every seed trains
 the teacher and, for every student size (embedding dimension), the student without the teacher
 (`student_scratch`), the distilled student (`student_distilled`) and the distilled student after
 quantization-aware training with int8 tables (`student_int8`), all with the training API of the
@@ -46,6 +47,7 @@ from models import export
 from models import hparams
 from models import item_item
 from models import layout
+from models import run_fn
 from models import training
 from pipeline import configs
 from pipeline import progress
@@ -291,10 +293,18 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   """Runs the benchmark (see the module docstring); returns its rows."""
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   started = time.time()
-  transformed_data.run_data_components(local_runner.resolve_source(data_source), output_dir,
-                                       BENCH_PIPELINE_NAME, configs.LOCAL_BEAM_PIPELINE_ARGS,
-                                       enable_cache=True)
-  logging.info('Data components: %.0f s', time.time() - started)
+  source = local_runner.resolve_source(data_source)
+  feedback = local_runner.resolve_feedback(configs.FEEDBACK, source)
+  transformed_data.run_data_components(source, output_dir, BENCH_PIPELINE_NAME,
+                                       configs.LOCAL_BEAM_PIPELINE_ARGS, enable_cache=True,
+                                       feedback=feedback)
+  logging.info('Data components (%s feedback): %.0f s', feedback, time.time() - started)
+  # As the Trainer trains for this feedback (implicit: retrieval only).
+  params = run_fn.retrieval_only(hparams.TrainerHParams(
+      transform=configs.TRANSFORM, teacher=towers.teacher, student=towers.student,
+      training=training_settings, distillation=distillation, export=configs.EXPORT,
+      item_item=configs.ITEM_ITEM, feedback=feedback))
+  training_settings, distillation = params.training, params.distillation
   model_dirs, default_dims = {}, set()
   for seed in seeds:
     dirs, default_dim = train_seed(output_dir, seed, sizes, distillation, towers,

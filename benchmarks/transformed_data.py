@@ -19,10 +19,11 @@ METADATA = 'metadata.sqlite'
 
 
 def run_data_components(data_source: str, output_dir: str, pipeline_name: str,
-                        beam_pipeline_args: Sequence[str], enable_cache: bool) -> None:
+                        beam_pipeline_args: Sequence[str], enable_cache: bool,
+                        feedback: str = features.EXPLICIT) -> None:
   """Runs the pipeline's data components (`pipeline.data_components`, with the `configs`
-  values) on `data_source` into `output_dir`; with `enable_cache`, unchanged inputs reuse the
-  previous run's outputs."""
+  values) on `data_source`, of the kind of `feedback`, into `output_dir`; with `enable_cache`,
+  unchanged inputs reuse the previous run's outputs."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx.orchestration.beam import beam_dag_runner  # pylint: disable=g-import-not-at-top
 
@@ -32,7 +33,7 @@ def run_data_components(data_source: str, output_dir: str, pipeline_name: str,
       components=pipeline.data_components(
           data_source, configs.SCHEMA_FILE, configs.HISTORY_LENGTH, configs.EVAL_FRACTION,
           configs.TEST_FRACTION, configs.RATING_DRIFT_THRESHOLD, configs.PREPROCESSING_FN,
-          configs.TRANSFORM, configs.RATING_RANGE),
+          configs.TRANSFORM, configs.RATING_RANGE, feedback),
       enable_cache=enable_cache,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           os.path.join(output_dir, METADATA)),
