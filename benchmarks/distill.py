@@ -22,8 +22,7 @@ the pipeline's size carries `"default": true`. Also draws NDCG@10 against bytes 
 and configuration), so a re-run with other distillation settings trains only the students (into
 a directory of their own): `--set ranking_weight=0` overrides one `DistillationHParams` or
 `TrainingHParams` field (`--set mixed_negatives=1024`: teacher and students trained again).
-`--item-id-dropout RATE` sets both towers' `item_id_dropout`, `--item-item-joint` trains the
-hybrid teacher's towers jointly with its item-to-item component (teachers trained again).
+`--item-id-dropout RATE` sets both towers' `item_id_dropout` (teachers trained again).
 """
 import argparse
 import dataclasses
@@ -352,9 +351,6 @@ def main(argv=None) -> int:
                       help='override a distillation or training hyper-parameter (repeatable)')
   parser.add_argument('--no-item-item', action='store_true',
                       help="the teacher without the item-to-item component (the towers alone)")
-  parser.add_argument('--item-item-joint', action='store_true',
-                      help="the hybrid teacher's towers train jointly with the item-to-item "
-                           'component (TowerHParams.item_item_joint)')
   parser.add_argument('--item-id-dropout', type=float, default=None, metavar='RATE',
                       help="both towers' item_id_dropout (default: the configs' values)")
   args = parser.parse_args(argv)
@@ -370,9 +366,6 @@ def main(argv=None) -> int:
   if args.item_id_dropout is not None:
     towers = Sizes(*(dataclasses.replace(size, item_id_dropout=args.item_id_dropout)
                      for size in (towers.teacher, towers.student)))
-  if args.item_item_joint:
-    towers = dataclasses.replace(towers, teacher=dataclasses.replace(towers.teacher,
-                                                                     item_item_joint=True))
   if args.no_item_item:
     towers = dataclasses.replace(towers, teacher=dataclasses.replace(towers.teacher,
                                                                      item_item=False))

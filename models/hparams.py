@@ -31,9 +31,7 @@ class TowerHParams:
   `history_encoder` is 'mean' (masked mean of item embeddings) or 'transformer'
   (`attention_layers` self-attention blocks with `attention_heads` heads and recency embeddings).
   `item_item`: also score items with the item-to-item component (`models.item_item`) fitted
-  on the train split, the towers learning on top of it (the hybrid teacher);
-  `item_item_joint`: the towers train with the component's score in their loss (with a learnt
-  scale), so that they learn what it misses, rather than alone before the mix is chosen.
+  on the train split, the towers learning on top of it (the hybrid teacher).
   `item_id_dropout`: the share of training candidates whose item id the candidate tower sees as
   unknown (an OOV bucket), so that it learns to embed items from their content alone, as it
   must for items without train interactions (`towers.ItemIdDropout`).
@@ -47,7 +45,6 @@ class TowerHParams:
   dropout: float
   item_id_dropout: float = 0.0
   item_item: bool = False  # the hybrid teacher: the item-to-item component (`ItemItemHParams`)
-  item_item_joint: bool = False
   attention_window: int = 0  # the latest history items the towers read (0: all)
 
 

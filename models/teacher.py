@@ -59,27 +59,15 @@ def _project(x: tf.Tensor, size: hparams.TowerHParams, name: str) -> tf.Tensor:
 
 class HybridMix(tf.keras.layers.Layer):
   """Concatenates the towers' query and the item-to-item component's query, weighted by two
-  frozen mix weights: [1, 0] (the towers alone) while the towers train, or [1, 1] when they
-  train jointly, then those chosen on the eval split (`training.choose_hybrid_mix`). The
-  weights scale each part's score; the component's is also scaled by exp(`log_scale`), learnt
-  in joint training (`TowerHParams.item_item_joint`), else 1."""
-
-  def __init__(self, joint: bool = False, **kwargs):
-    super().__init__(**kwargs)
-    self.joint = joint
+  frozen mix weights: [1, 0] (the towers alone) while the towers train, then those chosen on
+  the eval split (`training.choose_hybrid_mix`). The weights scale each part's score."""
 
   def build(self, input_shape):
     self.mix = self.add_weight(name='mix', shape=(2,), trainable=False,
                                initializer=tf.keras.initializers.Constant([1.0, 0.0]))
-    self.log_scale = self.add_weight(name='log_scale', shape=(), trainable=self.joint,
-                                     initializer='zeros')
 
   def call(self, towers_query: tf.Tensor, item_item_query: tf.Tensor) -> tf.Tensor:
-    return tf.concat([towers_query * self.mix[0],
-                      item_item_query * (self.mix[1] * tf.exp(self.log_scale))], axis=-1)
-
-  def get_config(self):
-    return {**super().get_config(), 'joint': self.joint}
+    return tf.concat([towers_query * self.mix[0], item_item_query * self.mix[1]], axis=-1)
 
 
 def _item_item(tables: item_item.ItemItemTables, history: tf.Tensor, item_index: tf.Tensor,
@@ -143,7 +131,7 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   if item_item_tables is not None:
     item_item_query, item_item_candidate = _item_item(item_item_tables, history, item_index,
                                                       transform.history_length)
-    query = HybridMix(size.item_item_joint, name='hybrid_mix')(query, item_item_query)
+    query = HybridMix(name='hybrid_mix')(query, item_item_query)
     candidate = tf.keras.layers.Concatenate(name='hybrid_candidate')(
         [candidate, item_item_candidate])
   return towers.core_model([user, history, *side_inputs], [item, *content_inputs],

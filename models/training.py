@@ -215,49 +215,26 @@ def train_teacher(data: TrainingData, size: hparams.TowerHParams,
                   mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
   """The teacher, trained on the ground truth for `training.epochs` from `training.seed` (the
   seed of every training phase after it too); hybrid with `item_item_tables`
-  (`fit_item_item`): its towers train alone (or jointly with the component,
-  `size.item_item_joint`: `start_joint_training`), then the mix of both scores is chosen on
+  (`fit_item_item`): its towers train alone, then the mix of both scores is chosen on
   `mix_eval_users` eval users (`choose_hybrid_mix`)."""
   tf.keras.utils.set_random_seed(training.seed)
   core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                             item_item_tables)
-  if size.item_item_joint:
-    start_joint_training(core, data, item_item_tables.rank)
   model = _train_on_labels(core, data, training, training.learning_rate, training.epochs,
                            layout.TEACHER, log)
   if item_item_tables is not None:
-    choose_hybrid_mix(model, data, item_item_tables.rank, mix_eval_users,
-                      trained_mix=size.item_item_joint)
+    choose_hybrid_mix(model, data, item_item_tables.rank, mix_eval_users)
   return model
-
-
-JOINT_START_SPREAD = 2.0  # the std of the component's in-batch scores when joint training starts
-
-
-def start_joint_training(core: tf.keras.Model, data: TrainingData, rank: int) -> None:
-  """Puts the item-to-item component's score into the hybrid teacher's training loss (mix
-  [1, 1]), scaled so that its in-batch scores of the first train batch spread by
-  `JOINT_START_SPREAD` (a spread the softmax feels; the scale is learnt from there)."""
-  hybrid_mix = core.get_layer('hybrid_mix')
-  hybrid_mix.mix.assign([1.0, 1.0])
-  query_tower, candidate_tower = towers.query_tower(core), towers.candidate_tower(core)
-  batch = next(iter(data.train_in_order))
-  scores = tf.matmul(query_tower(towers.select(batch, query_tower))[:, -rank:],
-                     candidate_tower(towers.select(batch, candidate_tower))[:, -rank:],
-                     transpose_b=True)
-  spread = max(float(tf.math.reduce_std(scores)), 1e-12)
-  hybrid_mix.log_scale.assign(float(np.log(JOINT_START_SPREAD / spread)))
 
 
 HYBRID_SHARES = np.linspace(0.0, 1.0, 11)  # the item-to-item component's share of the score
 
 
 def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData, rank: int,
-                      eval_users: int, trained_mix: bool = False) -> None:
+                      eval_users: int) -> None:
   """Sets the hybrid teacher's mix (`teacher.HybridMix`) to the one of (1 − s, s · r) for s in
-  `HYBRID_SHARES` (and, with `trained_mix`, the (1, 1) it trained with) that ranks the first
-  `eval_users` eval users best (NDCG@10), r making both parts' score spreads equal; without an
-  eval split, s = 0.5 (or the trained mix)."""
+  `HYBRID_SHARES` that ranks the first `eval_users` eval users best (NDCG@10), r making both
+  parts' score spreads equal; without an eval split, s = 0.5."""
   mix = model.core.get_layer('hybrid_mix').mix
   mix.assign([1.0, 1.0])
   catalogue = {name: tf.constant(values) for name, values in data.stats.catalogue.items()
@@ -278,21 +255,18 @@ def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData, rank: 
     item_item_scores = queries[:, -rank:] @ candidates[:, -rank:].T
     ratio = float(towers_scores.std(axis=1).mean() / max(item_item_scores.std(axis=1).mean(),
                                                          1e-12))
-  mixes = {f'item-to-item share {share:.1f}': (1.0 - share, share * ratio)
-           for share in HYBRID_SHARES}
-  if trained_mix:
-    mixes = {'as trained': (1.0, 1.0), **mixes}
-  best = (('as trained' if trained_mix else 'item-to-item share 0.5'), None)
+  best = (0.5, None)
   if queries is not None:
-    for name, (towers_weight, item_item_weight) in mixes.items():
-      ndcg = metrics_lib.ranking_metrics(towers_weight * towers_scores
-                                         + item_item_weight * item_item_scores,
+    for share in HYBRID_SHARES:
+      ndcg = metrics_lib.ranking_metrics((1 - share) * towers_scores
+                                         + share * ratio * item_item_scores,
                                          eval_data)['ndcg@10']
-      logging.info('Hybrid teacher, %s: eval NDCG@10 %.4f', name, ndcg)
+      logging.info('Hybrid teacher, item-to-item share %.1f: eval NDCG@10 %.4f', share, ndcg)
       if best[1] is None or ndcg > best[1]:
-        best = (name, ndcg)
-  mix.assign(mixes[best[0]])
-  logging.info('Hybrid teacher: %s (mix %s)', best[0], mix.numpy())
+        best = (share, ndcg)
+  mix.assign([1.0 - best[0], best[0] * ratio])
+  logging.info('Hybrid teacher: item-to-item share %.1f of the score (mix %s)', best[0],
+               mix.numpy())
 
 
 def load_teacher(data: TrainingData, size: hparams.TowerHParams,

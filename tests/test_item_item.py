@@ -4,7 +4,6 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
-import pytest
 import tensorflow as tf
 
 from contract import features
@@ -16,7 +15,6 @@ from models import hparams
 from models import item_item
 from models import teacher
 from models import towers
-from models import training
 from models import two_tower
 import tiny_models
 
@@ -125,30 +123,3 @@ def test_hybrid_teacher_scores_add_the_item_item_component():
   frozen = [w.name for w in core.non_trainable_weights]
   assert any('item_item_history' in name for name in frozen)
   assert any('item_item_candidate' in name for name in frozen)
-
-
-def test_joint_training_puts_the_scaled_component_in_the_loss_and_learns_its_scale(tmp_path):
-  tables = item_item.ItemItemTables(
-      np.random.default_rng(0).normal(size=(tiny_models.VOCAB.items, 3)).astype(np.float32),
-      np.random.default_rng(1).normal(size=(tiny_models.VOCAB.items, 3)).astype(np.float32),
-      l2=1.0, window=2)
-  size = dataclasses.replace(tiny_models.teacher_size(), item_item=True, item_item_joint=True)
-  batches = tf.data.Dataset.from_tensors(tiny_models.batch()).repeat(3)
-  data = training.TrainingData(batches, batches, None, None, tiny_models.TRANSFORM,
-                               tiny_models.VOCAB, tiny_models.STATS)
-  core = teacher.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM,
-                            tiny_models.STATS.mean_rating, tables)
-  training.start_joint_training(core, data, tables.rank)
-  hybrid_mix = core.get_layer('hybrid_mix')
-  np.testing.assert_array_equal(hybrid_mix.mix.numpy(), [1.0, 1.0])
-  model = two_tower.TwoTowerModel(core, tiny_models.TRAINING, tiny_models.STATS)
-  outputs = model(tiny_models.batch())
-  scores = tf.matmul(outputs['queries'][:, -3:], outputs['candidates'][:, -3:],
-                     transpose_b=True)
-  assert float(tf.math.reduce_std(scores)) == pytest.approx(training.JOINT_START_SPREAD,
-                                                            rel=1e-4)
-  assert hybrid_mix.log_scale.trainable
-  start = float(hybrid_mix.log_scale)
-  trained = training.train_teacher(data, size, tiny_models.TRAINING,
-                                   training.TrainingLog(str(tmp_path)), tables)
-  assert float(trained.core.get_layer('hybrid_mix').log_scale) != pytest.approx(start)
