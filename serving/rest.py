@@ -100,8 +100,9 @@ def _json_type(value: Any) -> str:
 
 def _dtype_string(dtype: int) -> str:
   """TensorFlow's DataTypeString: 'float', 'int64', 'string'..."""
-  return types_pb2.DataType.Name(dtype)[3:].lower() if dtype in types_pb2.DataType.values() \
-      else f'unknown dtype {dtype}'
+  if dtype not in types_pb2.DataType.values():
+    return f'unknown dtype {dtype}'
+  return types_pb2.DataType.Name(dtype)[3:].lower()
 
 
 def _is_b64(value: Any) -> bool:

@@ -10,12 +10,12 @@ import urllib.error
 import urllib.request
 
 from google.protobuf import json_format
+import grpc
 import numpy as np
 import pytest
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
-import grpc
 
 import serving_fixtures
 from contract import tensor_codec
