@@ -16,6 +16,7 @@ DISTILL_ARGS ?=
 TESTBED ?= data/sparse-testbed
 TESTBED_SHAPE ?= default
 SERVING_PORT ?= 8500
+SERVING_REST_PORT ?= 8501
 SERVING_BENCH_ARGS ?=
 SCALE_USERS ?= 100000
 SCALE_ITEMS ?= 50000
@@ -83,7 +84,8 @@ serve: install
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m serving.server \
 	  --model_config_file serving/models.config \
 	  --base_path_rewrite '/models=$(OUTPUT)/serving' --model_config_file_poll_wait_seconds 5 \
-	  --port $(SERVING_PORT)
+	  --port $(SERVING_PORT) --rest_api_port $(SERVING_REST_PORT) \
+	  --monitoring_config_file serving/monitoring.config
 
 bench-serving: install
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m benchmarks.serving --serving-dir '$(OUTPUT)/serving' \

@@ -1,11 +1,14 @@
-"""A TF-Serving-compatible gRPC model server for local use, tests and benchmarks.
+"""A TF-Serving-compatible gRPC and REST model server for local use, tests and benchmarks.
 
     python -m serving.server --model_config_file serving/models.config \\
-        --base_path_rewrite /models=outputs/serving --port 8500
+        --base_path_rewrite /models=outputs/serving --port 8500 --rest_api_port 8501 \\
+        --monitoring_config_file serving/monitoring.config
 
 Implements PredictionService.Predict and GetModelMetadata and ModelService.GetModelStatus over
 TF Serving's base-directory layout (`<base_path>/<version>/saved_model.pb`), with its flags where
-they mean the same thing. Binds to 127.0.0.1 unless told otherwise. `--enable_batching` batches
+they mean the same thing; with `--rest_api_port`, the same methods over TF Serving's REST API
+(`serving.rest`) and, with `--monitoring_config_file`, its Prometheus metrics
+(`serving.metrics`). Binds to 127.0.0.1 unless told otherwise. `--enable_batching` batches
 requests server-side as TF Serving does (`serving.batching`, parameters from
 `--batching_parameters_file`); requests run one by one without it.
 """
@@ -16,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from absl import logging
@@ -28,12 +32,14 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from contract import signatures
 from serving import batching
 from serving import config as config_lib
 from serving import errors
+from serving import metrics as metrics_lib
 from serving import model_manager
+from serving import rest
 from serving import servable as servable_lib
+from serving import service as service_lib
 
 DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH = 4 * 1024 * 1024  # gRPC's default; TF Serving's is 2 GiB
 
@@ -58,81 +64,65 @@ def _lenient_parser(message_type) -> Callable[[bytes], object]:
 
 
 def _answers_every_failure(method: Callable) -> Callable:
-  """Wraps a servicer method so that each failure gets a status code that says whose it is.
-
-  A ServingError is answered with its code, an unparseable request INVALID_ARGUMENT and a TF op
-  error escaping from anywhere with TF's code. Anything else is a bug of the server: logged and
-  answered INTERNAL, never gRPC's UNKNOWN ('Exception calling application'). Messages are cut
-  to errors.MAX_MESSAGE_LENGTH characters.
-  """
+  """Wraps a servicer method so that each failure gets a status code that says whose it is
+  (`service.failure`; an unparseable request is INVALID_ARGUMENT), never gRPC's UNKNOWN
+  ('Exception calling application'). A method named in the servicer's `counted` is counted in
+  its `metrics`, with its latency when it succeeds, as TF Serving counts Predict."""
   @functools.wraps(method)
   def handle(self, request, context):
-    # Only the code and the message outlive the except clauses: an exception kept in a local
+    started = time.perf_counter()
+    # Only the code and the message outlive the except clause: an exception kept in a local
     # would form a cycle with this frame through its traceback when `abort` raises, and memory
     # would grow with every failed request until the garbage collector ran.
+    response = None
     try:
       if isinstance(request, _Unparseable):
         raise errors.invalid_argument(request.message)
-      return method(self, request, context)
-    except errors.ServingError as error:
-      code, message = error.code, error.message
-    except tf.errors.OpError as error:
-      code, message = errors.from_tensorflow(error).code, error.message
+      response = method(self, request, context)
+      code, message = grpc.StatusCode.OK, ''
     except Exception as error:  # pylint: disable=broad-except
-      logging.exception('%s failed on a request', method.__name__)
-      code, message = grpc.StatusCode.INTERNAL, f'{type(error).__name__}: {error}'
-    if code == grpc.StatusCode.INTERNAL:
-      logging.error('%s answers INTERNAL: %s', method.__name__, message)
-    context.abort(code, errors.shortened(message))
+      code, message = service_lib.failure(error, method.__name__)
+    if self.metrics and method.__name__ in self.counted:
+      model_name = '' if isinstance(request, _Unparseable) else request.model_spec.name
+      self.metrics.record_request(model_name, method.__name__, 'GRPC', code,
+                                  (time.perf_counter() - started) * 1e6)
+    if code != grpc.StatusCode.OK:
+      context.abort(code, message)
+    return response
   return handle
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
   """Predict and GetModelMetadata; Classify, Regress and MultiInference stay UNIMPLEMENTED."""
 
-  def __init__(self, manager: model_manager.ModelManager):
-    self._manager = manager
+  counted = ('Predict',)  # the methods TF Serving counts in its request metrics
+
+  def __init__(self, service: service_lib.ServingService,
+               metrics: Optional[metrics_lib.Metrics] = None):
+    self._service = service
+    self.metrics = metrics
 
   @_answers_every_failure
   def Predict(self, request, context):  # pylint: disable=invalid-name
-    servable = self._manager.acquire(request.model_spec)
-    try:
-      return servable.predict(request)
-    finally:
-      servable.release()
+    return self._service.predict(request)
 
   @_answers_every_failure
   def GetModelMetadata(self, request, context):  # pylint: disable=invalid-name
-    if not request.metadata_field:
-      raise errors.invalid_argument(
-          'GetModelMetadataRequest must specify at least one metadata_field')
-    unsupported = [field for field in request.metadata_field
-                   if field != signatures.SIGNATURE_DEF_FIELD]
-    if unsupported:
-      raise errors.invalid_argument(f'Metadata field {unsupported[0]} is not supported')
-    servable = self._manager.acquire(request.model_spec)
-    try:
-      response = get_model_metadata_pb2.GetModelMetadataResponse()
-      response.model_spec.name = servable.name
-      response.model_spec.version.value = servable.version
-      signature_defs = get_model_metadata_pb2.SignatureDefMap()
-      for key, signature in servable.signature_defs.items():
-        signature_defs.signature_def[key].CopyFrom(signature)
-      response.metadata[signatures.SIGNATURE_DEF_FIELD].Pack(signature_defs)
-      return response
-    finally:
-      servable.release()
+    return self._service.get_model_metadata(request)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
   """GetModelStatus; HandleReloadConfigRequest stays UNIMPLEMENTED."""
 
-  def __init__(self, manager: model_manager.ModelManager):
-    self._manager = manager
+  counted = ()
+  metrics = None
+
+  def __init__(self, service: service_lib.ServingService):
+    self._service = service
 
   @_answers_every_failure
   def GetModelStatus(self, request, context):  # pylint: disable=invalid-name
-    return self._manager.status(request.model_spec)
+    return self._service.get_model_status(request)
 
 
 def _add_services(server: grpc.Server, predictions: PredictionServicer,
@@ -176,7 +166,10 @@ class ModelServer:
                poll_wait_seconds: float = 1.0, max_batch_size: int = 0, grpc_max_threads: int = 8,
                intra_op_threads: int = 1, inter_op_threads: int = 0,
                channel_arguments: Sequence[Tuple[str, object]] = (),
-               batching_options: Optional[batching.Options] = None):
+               batching_options: Optional[batching.Options] = None, rest_api_port: int = 0,
+               prometheus_path: Optional[str] = None):
+    """`rest_api_port` 0: no REST API (TF Serving's default); `prometheus_path`: where the REST
+    port serves the metrics page (None: nowhere)."""
     config_lib.validate(config)
     self.scheduler = batching.BatchScheduler(batching_options) if batching_options else None
     session_config = tf.compat.v1.ConfigProto(
@@ -193,16 +186,29 @@ class ModelServer:
     options.update(channel_arguments)
     self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=grpc_max_threads),
                                options=list(options.items()))
-    _add_services(self._server, PredictionServicer(self.manager), ModelServicer(self.manager))
+    self.metrics = metrics_lib.Metrics()
+    service = service_lib.ServingService(self.manager)
+    _add_services(self._server, PredictionServicer(service, self.metrics), ModelServicer(service))
     self.port = self._server.add_insecure_port(f'{host}:{port}')
     if not self.port:
       raise OSError(f'cannot bind {host}:{port}')
     self.address = f'{host}:{self.port}'
+    self.rest = None
+    if rest_api_port:
+      if rest_api_port == self.port:
+        raise ValueError(f'--rest_api_port {rest_api_port} is the gRPC port')
+      self.rest = rest.RestServer(rest.RestApi(service, self.metrics, prometheus_path), host,
+                                  rest_api_port, max_body_bytes=dict(options).get(
+                                      'grpc.max_receive_message_length',
+                                      DEFAULT_MAX_RECEIVE_MESSAGE_LENGTH))
     self._stopped = threading.Event()
 
   def start(self) -> 'ModelServer':
     self.manager.start()
     self._server.start()
+    if self.rest:
+      self.rest.start()
+      logging.info('REST API on %s', self.rest.address)
     logging.info('Serving %s on %s (%s)', self.manager.model_names, self.address,
                  f'batching: {self.scheduler.options}' if self.scheduler else 'no batching')
     return self
@@ -229,6 +235,8 @@ class ModelServer:
 
   def stop(self, grace_seconds: float = 1.0) -> None:
     self._stopped.set()
+    if self.rest:
+      self.rest.stop()
     self._server.stop(grace_seconds).wait()
     self.manager.stop()
     if self.scheduler:
@@ -248,6 +256,11 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--host', default='127.0.0.1', help='address to bind (default loopback)')
   parser.add_argument('--port', type=int, default=8500, help='gRPC port (0: any free port)')
+  parser.add_argument('--rest_api_port', type=int, default=0,
+                      help='REST API port, on --host too (0: no REST API)')
+  parser.add_argument('--monitoring_config_file',
+                      help='MonitoringConfig text proto; prometheus_config serves metrics on the '
+                           'REST port')
   parser.add_argument('--model_name', default='default', help='model name without a config')
   parser.add_argument('--model_base_path', help='base path of the one model without a config')
   parser.add_argument('--model_config_file', help='ModelServerConfig text proto')
@@ -287,6 +300,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
       raise ValueError('give --model_config_file or --model_base_path')
     config = config_lib.rewrite_base_paths(config, args.base_path_rewrite)
+    prometheus_path = (metrics_lib.load_prometheus_path(args.monitoring_config_file)
+                       if args.monitoring_config_file else None)
     batching_options = (batching.load_parameters(args.batching_parameters_file)
                         if args.enable_batching else None)
     server = ModelServer(
@@ -296,7 +311,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         intra_op_threads=args.tensorflow_intra_op_parallelism,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
         channel_arguments=parse_channel_arguments(args.grpc_channel_arguments),
-        batching_options=batching_options)
+        batching_options=batching_options, rest_api_port=args.rest_api_port,
+        prometheus_path=prometheus_path)
   except (ValueError, OSError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
@@ -306,7 +322,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              args.model_config_file_poll_wait_seconds)
   for model in config.model_config_list.config:
     print(f'{model.name}: versions under {model.base_path}')
-  print(f'Serving {", ".join(server.manager.model_names)} on {server.address}', flush=True)
+  rest_address = f' (REST on {server.rest.address})' if server.rest else ''
+  print(f'Serving {", ".join(server.manager.model_names)} on {server.address}{rest_address}',
+        flush=True)
   stopped = threading.Event()
   for signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signum, lambda *_: stopped.set())
