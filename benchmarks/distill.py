@@ -212,13 +212,19 @@ def frontier_rows(models: Mapping[str, Mapping[str, float]], sizes: Sequence[int
 
 
 def findings(rows: Sequence[dict]) -> List[str]:
-  """What the rows say against the targets: the cheapest student that needs the teacher and
-  how much of its gap distillation recovers, and the smallest int8 student that keeps
-  `KEEPS_QUALITY_RATIO` of the teacher's quality."""
+  """What the rows say against the targets: the teacher against EASE; then, when there are
+  students, the cheapest student that needs the teacher and how much of its gap distillation
+  recovers, and the smallest int8 student that keeps `KEEPS_QUALITY_RATIO` of the teacher's
+  quality."""
   teacher = next(row for row in rows if row['model'] == layout.TEACHER)
   by = {(row['model'], row['embedding_dim']): row for row in rows}
   sizes = sorted(dim for model, dim in by if model == SCRATCH)
-  lines = []
+  lines = [f"Teacher against EASE: NDCG@10 {teacher['ndcg@10_mean'] / row['ndcg@10_mean']:.2f}x, "
+           f"Recall@100 {teacher['recall@100_mean'] / row['recall@100_mean']:.2f}x."
+           for row in rows if row['model'] == evaluate.EASE and row['ndcg@10_mean'] > 0
+           and row['recall@100_mean'] > 0]
+  if not sizes:
+    return lines
   needing = [dim for dim in sizes
              if by[SCRATCH, dim]['ndcg@10_mean'] <= NEEDS_TEACHER_RATIO * teacher['ndcg@10_mean']]
   if needing:

@@ -45,3 +45,11 @@ def test_the_set_option_overrides_distillation_and_training_fields_and_rejects_u
   assert trained.mixed_negatives == 64 and not trained.popularity_correction
   assert trained.epochs == configs.TRAINING.epochs
   assert distill.main(['--set', 'no_such_field=1']) == 2
+
+
+def test_findings_of_a_teacher_only_run_compare_it_with_ease_and_say_nothing_of_students():
+  rows = [{'model': 'teacher', 'embedding_dim': 64, 'ndcg@10_mean': 0.12,
+           'recall@100_mean': 0.33},
+          {'model': evaluate.EASE, 'embedding_dim': None, 'ndcg@10_mean': 0.10,
+           'recall@100_mean': 0.30}]
+  assert distill.findings(rows) == ['Teacher against EASE: NDCG@10 1.20x, Recall@100 1.10x.']
