@@ -86,7 +86,7 @@ class ServingModule(tf.Module):
         tf.lookup.KeyValueTensorInitializer(item_ids, tf.range(1, num_items + 1)), 0)
     # TFRS indexes must be called once before saving.
     self.index(tf.zeros([1, candidates.shape[1]]))
-    logging.info('Index over %d items, top-%d, excluding up to %d history items',
+    logging.debug('Index over %d items, top-%d, excluding up to %d history items',
                  num_items, self.top_k, history_length)
 
   def _transform(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -189,5 +189,5 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
       tf_transform_output.vocabulary_by_name(features.USER_VOCAB)[:2]).tolist() + ['warmup-user']
   items = [str(item) for item in catalogue[features.ITEM_ID][:history_length]]
   warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)])
-  logging.info('Exported SavedModel with signatures %s and warmup requests to %s',
+  logging.debug('Exported SavedModel with signatures %s and warmup requests to %s',
                sorted(functions), export_dir)

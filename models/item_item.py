@@ -159,7 +159,7 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
       tables = _tables(kept, factors, rank, num_item_indices)
       for window in windows:
         ndcg = None if eval_queries is None else _eval_ndcg(*tables, window, eval_queries)
-        logging.info('Item-item component, L2 %g, rank %d, window %d: eval NDCG@10 %s', l2,
+        logging.debug('Item-item component, L2 %g, rank %d, window %d: eval NDCG@10 %s', l2,
                      rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
         if best is None or (ndcg is not None and ndcg > best.eval_ndcg):
           best = ItemItemTables(*tables, l2=float(l2), window=window, eval_ndcg=ndcg)

@@ -6,7 +6,11 @@ catalogue item ids and scores, with the history's items excluded. Weights are in
 embedding tables and candidate matrix as they are, the QAT Dense layers through the converter's
 default optimizations. On device, ids map to indices with the Transform vocabularies.
 """
-from typing import Dict
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Dict, Iterator
 
 from absl import logging
 import numpy as np
@@ -60,6 +64,34 @@ def input_specs(query_tower: tf.keras.Model, history_length: int) -> Dict[str, t
   return specs
 
 
+@contextlib.contextmanager
+def _native_output_logged() -> Iterator[None]:
+  """Sends what native code writes to stdout and stderr in the block to the log: the TFLite
+  converter prints a summary of the ops it kept (dozens of lines) on every conversion, at DEBUG
+  (shown in verbose runs), or at ERROR when the block fails."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  saved = {fd: os.dup(fd) for fd in (1, 2)}
+  failed = True
+  with tempfile.TemporaryFile() as captured:
+    try:
+      for fd in saved:
+        os.dup2(captured.fileno(), fd)
+      yield
+      failed = False
+    finally:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      for fd, copy in saved.items():
+        os.dup2(copy, fd)
+        os.close(copy)
+      captured.seek(0)
+      text = captured.read().decode('utf-8', 'replace').strip()
+      if text:
+        logging.log(logging.ERROR if failed else logging.DEBUG, 'TFLite converter output:\n%s',
+                    text)
+
+
 def export_tflite(model, catalogue: Dict[str, np.ndarray], num_vocabulary_items: int,
                   history_length: int, top_k: int, path: str) -> None:
   """Converts the int8 student (`TwoTowerModel`) to a TFLite flatbuffer at `path`; the first
@@ -69,7 +101,8 @@ def export_tflite(model, catalogue: Dict[str, np.ndarray], num_vocabulary_items:
       input_specs(model.query_tower, history_length))
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
   converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  flatbuffer = converter.convert()
+  with _native_output_logged():
+    flatbuffer = converter.convert()
   with tf.io.gfile.GFile(path, 'wb') as f:
     f.write(flatbuffer)
   logging.info('Exported TFLite student (%d bytes) to %s', len(flatbuffer), path)

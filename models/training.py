@@ -113,11 +113,12 @@ class EpochLogger(tf.keras.callbacks.Callback):
 
 
 @contextlib.contextmanager
-def logged_phase(description: str) -> Iterator[None]:
-  """Logs how long the work in the block took, so that a run shows its phases move."""
+def logged_phase(description: str, level: int = logging.INFO) -> Iterator[None]:
+  """Logs how long the work in the block took, so that a run shows its phases move (at absl's
+  `level`: details at DEBUG show only in verbose runs)."""
   started = time.time()
   yield
-  logging.info('%s: %.1f s', description, time.time() - started)
+  logging.log(level, '%s: %.1f s', description, time.time() - started)
 
 
 def read_data(train_files: List[str], eval_files: List[str], item_files: List[str],
@@ -261,7 +262,7 @@ def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData, rank: 
       ndcg = metrics_lib.ranking_metrics((1 - share) * towers_scores
                                          + share * ratio * item_item_scores,
                                          eval_data)['ndcg@10']
-      logging.info('Hybrid teacher, item-to-item share %.1f: eval NDCG@10 %.4f', share, ndcg)
+      logging.debug('Hybrid teacher, item-to-item share %.1f: eval NDCG@10 %.4f', share, ndcg)
       if best[1] is None or ndcg > best[1]:
         best = (share, ndcg)
   mix.assign([1.0 - best[0], best[0] * ratio])

@@ -101,7 +101,8 @@ def install(verbose: bool = False,
   `reported` errors, are hidden unless `verbose`. Returns the filter for its timings. (What the
   imports print before this runs, TF's C++ log lines and Python warnings, `make run` quiets
   with TF_CPP_MIN_LOG_LEVEL and PYTHONWARNINGS.)"""
-  absl_logging.set_verbosity(absl_logging.INFO)
+  # Verbose runs also show the details the project logs at DEBUG.
+  absl_logging.set_verbosity(absl_logging.DEBUG if verbose else absl_logging.INFO)
   progress = ProgressFilter()
   if not verbose:
     for message, category, _ in HARMLESS_PYTHON_WARNINGS:

@@ -1,5 +1,9 @@
 """Int8 row-wise tables and index, QAT on the student's Dense layers, the TFLite export."""
+import logging
+import os
+
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
@@ -161,3 +165,19 @@ def test_tflite_student_agrees_with_the_keras_int8_student(tmp_path):
     scores[query['history_indices'][0][query['history_indices'][0] > 0] - 1] = -np.inf
     expected = tiny_models.CATALOGUE['item_id'][np.argsort(-scores)[:5]]
     assert list(got['item_ids'][0].astype(str)[:3]) == list(expected[:3])
+
+
+def test_native_output_of_the_tflite_converter_goes_to_the_log_not_the_terminal(capfd, caplog):
+  caplog.set_level(logging.DEBUG, logger='absl')
+  with tflite_export._native_output_logged():  # pylint: disable=protected-access
+    os.write(1, b'Summary on the non-converted ops\n')
+    os.write(2, b'native warning\n')
+  with pytest.raises(RuntimeError):
+    with tflite_export._native_output_logged():  # pylint: disable=protected-access
+      os.write(2, b'conversion failed natively\n')
+      raise RuntimeError('conversion failed')
+  out, err = capfd.readouterr()
+  assert 'non-converted' not in out + err and 'natively' not in out + err
+  levels = {record.getMessage().splitlines()[-1]: record.levelno for record in caplog.records
+            if record.getMessage().startswith('TFLite converter output')}
+  assert levels == {'native warning': logging.DEBUG, 'conversion failed natively': logging.ERROR}
