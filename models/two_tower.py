@@ -70,10 +70,12 @@ class TwoTowerModel(tfrs.Model):
     self.rating_weight = training.rating_weight
     # The negatives of the retrieval loss (module docstring).
     self.num_items = len(stats.catalogue[features.ITEM_ID])
-    self.catalogue = {name: tf.constant(values) for name, values in stats.catalogue.items()
-                      if name in self.candidate_tower.input_names}
     self.full_catalogue = self.num_items <= training.catalogue_softmax_max_items
     self.mixed_negatives = 0 if self.full_catalogue else training.mixed_negatives
+    # The candidate features of the catalogue, held only by a loss that embeds its items.
+    self.catalogue = ({name: tf.constant(values) for name, values in stats.catalogue.items()
+                       if name in self.candidate_tower.input_names}
+                      if self.full_catalogue or self.mixed_negatives else {})
     self.sampler = tf.random.Generator.from_seed(training.seed)
 
   def embed_queries(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
