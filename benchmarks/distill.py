@@ -62,6 +62,9 @@ METRICS = ('ndcg@10', 'recall@100')
 SLICE_METRICS = tuple(metrics_lib.SLICE_METRIC_KEYS)
 
 
+TABLES_DIR = 'item_item'  # the item-to-item tables' cache, in the teachers' cache directory
+
+
 def model_name(kind: str, dim: int, seed: int) -> str:
   return f'{kind}/d{dim}/seed{seed}'
 
@@ -116,7 +119,7 @@ def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParam
                   log: training.TrainingLog):
   """The teacher of this seed: trained, or loaded from `cache_dir` when trained before with the
   same configuration on the same data."""
-  tables = item_item_tables(data, teacher_size, os.path.join(cache_dir, 'item_item'))
+  tables = item_item_tables(data, teacher_size, os.path.join(cache_dir, TABLES_DIR))
   directory = os.path.join(cache_dir, _teacher_key(data, teacher_size, training_hparams))
   weights = 'weights'
   if os.path.exists(os.path.join(directory, 'done')):
@@ -151,8 +154,9 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
 
   with tempfile.TemporaryDirectory() as tensorboard_dir:
     log = training.TrainingLog(tensorboard_dir)
-    teacher = teacher_model(data, towers.teacher, training_hparams,
-                            os.path.join(output_dir, 'teachers'), log)
+    teachers_dir = os.path.join(output_dir, 'teachers')
+    tables_dir = os.path.join(teachers_dir, TABLES_DIR)
+    teacher = teacher_model(data, towers.teacher, training_hparams, teachers_dir, log)
     write(model_name(layout.TEACHER, towers.teacher.embedding_dim, seed), teacher)
     default_dim = training.student_size(data, teacher, towers.student,
                                         distillation).embedding_dim
@@ -161,7 +165,10 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
       for dim in sorted(set(sizes) | {default_dim}) if sizes else []:
         size = dataclasses.replace(towers.student, embedding_dim=dim)
         write(model_name(SCRATCH, dim, seed),
-              training.train_student(data, size, training_hparams, distillation, log))
+              training.train_student(data, size, training_hparams, distillation, log,
+                                     item_item_tables(data, towers.teacher, tables_dir)
+                                     if size.item_item else None,
+                                     configs.ITEM_ITEM.eval_users))
         distilled = training.distil(distillation_data, teacher, size, training_hparams,
                                     distillation, log)
         write(model_name(DISTILLED, dim, seed), distilled)

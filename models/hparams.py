@@ -31,7 +31,9 @@ class TowerHParams:
   `history_encoder` is 'mean' (masked mean of item embeddings) or 'transformer'
   (`attention_layers` self-attention blocks with `attention_heads` heads and recency embeddings).
   `item_item`: also score items with the item-to-item component (`models.item_item`) fitted
-  on the train split, the towers learning on top of it (the hybrid teacher).
+  on the train split, the towers learning on top of it (the hybrid teacher); a student with
+  `item_item` inherits its teacher's component, truncated to `item_item_rank` (0: the
+  teacher's rank), with the teacher's weight on its score.
   `item_id_dropout`: the share of training candidates whose item id the candidate tower sees as
   unknown (an OOV bucket), so that it learns to embed items from their content alone, as it
   must for items without train interactions (`towers.ItemIdDropout`).
@@ -46,6 +48,7 @@ class TowerHParams:
   item_id_dropout: float = 0.0
   item_item: bool = False  # the hybrid teacher: the item-to-item component (`ItemItemHParams`)
   attention_window: int = 0  # the latest history items the towers read (0: all)
+  item_item_rank: int = 0  # a student's rank of the inherited component (0: the teacher's)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,7 +41,7 @@ class ItemItemTables:
   Attributes:
     history: float32 [item indices, rank]: the rows that a query sums over its history.
     candidates: float32 [item indices, rank]: each candidate's row.
-    l2: the chosen EASE L2 weight.
+    l2: the chosen EASE L2 weight (NaN for tables read back from a model, `from_core`).
     window: the latest history items the query sums (the others start with weight 0).
     eval_ndcg: NDCG@10 of the component alone on the eval queries (None without an eval split).
   """
@@ -54,6 +54,20 @@ class ItemItemTables:
   @property
   def rank(self) -> int:
     return self.history.shape[1]
+
+  def truncated(self, rank: int) -> 'ItemItemTables':
+    """The tables at rank min(`rank`, `self.rank`): the factors are in decreasing singular value
+    order (`_tables`), so these are the best rank-`rank` factorisation of the same B."""
+    return dataclasses.replace(self, history=self.history[:, :rank],
+                               candidates=self.candidates[:, :rank])
+
+  @classmethod
+  def from_core(cls, core) -> 'ItemItemTables':
+    """The tables of a model core built with them (`towers.with_item_item`)."""
+    logits = core.get_layer('item_item_pooling').recency_logits.numpy()
+    return cls(core.get_layer('item_item_history').get_weights()[0],
+               core.get_layer('item_item_candidate').get_weights()[0], l2=float('nan'),
+               window=int(np.sum(logits > -1.0)))
 
   def save(self, directory: str) -> None:
     np.savez(os.path.join(directory, TABLES_FILE), history=self.history,

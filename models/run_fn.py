@@ -54,15 +54,15 @@ def run_fn(fn_args) -> None:
                             fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_output),
                             params.transform, params.training)
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
-  teacher = training.train_teacher(
-      data, params.teacher, params.training, log,
-      training.fit_item_item(data, params.teacher, params.item_item),
-      params.item_item.eval_users)
+  tables = training.fit_item_item(data, params.teacher, params.item_item)
+  teacher = training.train_teacher(data, params.teacher, params.training, log, tables,
+                                   params.item_item.eval_users)
   models = {layout.TEACHER: teacher}
   student_size = training.student_size(data, teacher, params.student, params.distillation)
   if params.train_student_scratch:
     models[layout.STUDENT_SCRATCH] = training.train_student(
-        data, student_size, params.training, params.distillation, log)
+        data, student_size, params.training, params.distillation, log,
+        tables if student_size.item_item else None, params.item_item.eval_users)
   with training.teacher_outputs(data, teacher, params.training,
                                 params.distillation) as distillation_data:
     models[layout.STUDENT_FP32] = training.distil(

@@ -7,20 +7,34 @@ id dropped out for a share of training candidates, `towers.ItemIdDropout`). One 
 serves history and candidates. The only Dense layers are the two tower outputs and the rating
 head: those get quantization-aware training; the embedding tables are quantized row-wise to
 int8 (`models.quantization`).
+
+With `size.item_item`, the student inherits its hybrid teacher's item-to-item component
+(`models.item_item`), truncated to `size.item_item_rank`: frozen, appended to its query and
+candidate embeddings as the teacher's is, with the teacher's weight on its score. Its learnt
+towers then learn from the teacher what the component does not already give; the two tables are
+stored as int8 like the others.
 """
+from typing import Optional, Tuple
+
 import tensorflow as tf
 
 from contract import features
 from models import hparams
+from models import item_item
 from models import towers
 
 
 def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
-               transform: hparams.TransformHParams, mean_rating: float) -> tf.keras.Model:
-  """The student's functional core (see `models.towers`)."""
+               transform: hparams.TransformHParams, mean_rating: float,
+               inherited: Optional[item_item.ItemItemTables] = None,
+               inherited_weight: float = 1.0) -> tf.keras.Model:
+  """The student's functional core (see `models.towers`); with `size.item_item`, the
+  `inherited` tables of the teacher's component (`inherit`), weighted `inherited_weight`."""
   if size.history_encoder != 'mean' or size.hidden_units:
     raise ValueError('the student pools its history (history_encoder="mean") and has one Dense '
                      f'layer per tower (hidden_units=0); got {size}')
+  if size.item_item != (inherited is not None):
+    raise ValueError(f'item_item={size.item_item} needs inherited tables exactly when set')
   dim = size.embedding_dim
   small = towers.side_dim(dim)
   item_embedding = tf.keras.layers.Embedding(vocab.items, dim, name='item_embedding')
@@ -46,11 +60,30 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   history_ratings = towers.history_ratings_input(transform.history_length)
   rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
                                 candidate, size.rating_hidden_units, mean_rating)
+  if inherited is not None:
+    query, candidate = towers.with_item_item(
+        query, candidate, inherited.truncated(size.item_item_rank or inherited.rank), history,
+        item_index, transform.history_length, initial_mix=(1.0, inherited_weight))
   return towers.core_model([user, history, *side_inputs], [item, *content_inputs],
                            [history_ratings], query, candidate, rating, name='student')
 
 
+def inherit(size: hparams.TowerHParams,
+            teacher_core: tf.keras.Model) -> Optional[Tuple[item_item.ItemItemTables, float]]:
+  """What a student of `size` inherits from its teacher (`build_core`'s `inherited`,
+  `inherited_weight`): the hybrid teacher's item-to-item tables and the weight of their score;
+  None for a student without `item_item`."""
+  if not size.item_item:
+    return None
+  if 'hybrid_mix' not in {layer.name for layer in teacher_core.layers}:
+    raise ValueError('a student with item_item inherits the component of a hybrid teacher '
+                     '(TowerHParams.item_item); this teacher has none')
+  return (item_item.ItemItemTables.from_core(teacher_core),
+          float(teacher_core.get_layer('hybrid_mix').mix.numpy()[1]))
+
+
 CUSTOM_OBJECTS = {'RecencyWeightedPooling': towers.RecencyWeightedPooling,
+                  'HybridMix': towers.HybridMix,
                   'ItemIdDropout': towers.ItemIdDropout,
                   'RatingDrift': towers.RatingDrift,
                   'MaskedMeanPooling': towers.MaskedMeanPooling}

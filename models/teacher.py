@@ -5,9 +5,8 @@ recency embeddings, and the user's side features, through an MLP. Candidate towe
 genres, title tokens and release year, through an MLP (the item id dropped out for a share of
 training candidates, `towers.ItemIdDropout`). Both share one item table.
 """
-from typing import Optional, Tuple
+from typing import Optional
 
-import numpy as np
 import tensorflow as tf
 
 from contract import features
@@ -57,37 +56,6 @@ def _project(x: tf.Tensor, size: hparams.TowerHParams, name: str) -> tf.Tensor:
   return tf.keras.layers.Dense(size.embedding_dim, name=f'{name}_output')(x)
 
 
-class HybridMix(tf.keras.layers.Layer):
-  """Concatenates the towers' query and the item-to-item component's query, weighted by two
-  frozen mix weights: [1, 0] (the towers alone) while the towers train, then those chosen on
-  the eval split (`training.choose_hybrid_mix`). The weights scale each part's score."""
-
-  def build(self, input_shape):
-    self.mix = self.add_weight(name='mix', shape=(2,), trainable=False,
-                               initializer=tf.keras.initializers.Constant([1.0, 0.0]))
-
-  def call(self, towers_query: tf.Tensor, item_item_query: tf.Tensor) -> tf.Tensor:
-    return tf.concat([towers_query * self.mix[0], item_item_query * self.mix[1]], axis=-1)
-
-
-def _item_item(tables: item_item.ItemItemTables, history: tf.Tensor, item_index: tf.Tensor,
-               history_length: int) -> Tuple[tf.Tensor, tf.Tensor]:
-  """The item-to-item component's query part (the history items' rows of the frozen history
-  table, summed over the latest `tables.window` items) and candidate part (the item's row of
-  the frozen candidate table): their dot product is the component's score."""
-  def frozen(table: np.ndarray, name: str) -> tf.keras.layers.Embedding:
-    return tf.keras.layers.Embedding(
-        *table.shape, embeddings_initializer=tf.keras.initializers.Constant(table),
-        trainable=False, name=name)
-
-  pooling = towers.RecencyWeightedPooling(history_length, normalize=False, trainable=False,
-                                          name='item_item_pooling')
-  query = pooling(frozen(tables.history, 'item_item_history')(history), history)
-  # Weight 1 on the latest `tables.window` items, about 0 on older ones.
-  pooling.recency_logits.assign(np.where(np.arange(history_length) < tables.window, 0.0, -30.0))
-  return query, frozen(tables.candidates, 'item_item_candidate')(item_index)
-
-
 def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
                transform: hparams.TransformHParams, mean_rating: float,
                item_item_tables: Optional[item_item.ItemItemTables] = None) -> tf.keras.Model:
@@ -129,10 +97,7 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
                                 candidate, size.rating_hidden_units, mean_rating)
   if item_item_tables is not None:
-    item_item_query, item_item_candidate = _item_item(item_item_tables, history, item_index,
-                                                      transform.history_length)
-    query = HybridMix(name='hybrid_mix')(query, item_item_query)
-    candidate = tf.keras.layers.Concatenate(name='hybrid_candidate')(
-        [candidate, item_item_candidate])
+    query, candidate = towers.with_item_item(query, candidate, item_item_tables, history,
+                                             item_index, transform.history_length)
   return towers.core_model([user, history, *side_inputs], [item, *content_inputs],
                            [history_ratings], query, candidate, rating, name='teacher')

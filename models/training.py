@@ -233,7 +233,7 @@ HYBRID_SHARES = np.linspace(0.0, 1.0, 11)  # the item-to-item component's share 
 
 def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData, rank: int,
                       eval_users: int) -> None:
-  """Sets the hybrid teacher's mix (`teacher.HybridMix`) to the one of (1 − s, s · r) for s in
+  """Sets a hybrid model's mix (`towers.HybridMix`) to the one of (1 − s, s · r) for s in
   `HYBRID_SHARES` that ranks the first `eval_users` eval users best (NDCG@10), r making both
   parts' score spreads equal; without an eval split, s = 0.5."""
   mix = model.core.get_layer('hybrid_mix').mix
@@ -266,8 +266,8 @@ def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData, rank: 
       if best[1] is None or ndcg > best[1]:
         best = (share, ndcg)
   mix.assign([1.0 - best[0], best[0] * ratio])
-  logging.info('Hybrid teacher: item-to-item share %.1f of the score (mix %s)', best[0],
-               mix.numpy())
+  logging.info('Hybrid %s: item-to-item share %.1f of the score (mix %s)', model.core.name,
+               best[0], mix.numpy())
 
 
 def load_teacher(data: TrainingData, size: hparams.TowerHParams,
@@ -285,18 +285,21 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                  size: hparams.TowerHParams,
                  distillation: hparams.DistillationHParams) -> hparams.TowerHParams:
   """`size`, or with `embedding_dim` 0 the widest of `distillation.student_dims` whose int8
-  export takes at most `distillation.size_budget` of the teacher's (float32) bytes
-  (`quantization.exported_bytes`; the smallest when none does): the student follows the
-  catalogue and the teacher, so the size gate refuses only a student that is really too big."""
+  export (with what it inherits from the teacher, `student.inherit`) takes at most
+  `distillation.size_budget` of the teacher's (float32) bytes (`quantization.exported_bytes`;
+  the smallest when none does): the student follows the catalogue and the teacher, so the
+  size gate refuses only a student that is really too big."""
   if size.embedding_dim:
     return size
   catalogue = len(data.catalogue[features.ITEM_ID])
   budget = distillation.size_budget * quantization.exported_bytes(teacher_model.core, catalogue,
                                                                   int8=False)
+  inherited = student.inherit(size, teacher_model.core) or ()
   dims = sorted(distillation.student_dims)
   for dim in reversed(dims):
     sized = dataclasses.replace(size, embedding_dim=dim)
-    core = student.build_core(data.vocab, sized, data.transform, data.stats.mean_rating)
+    core = student.build_core(data.vocab, sized, data.transform, data.stats.mean_rating,
+                              *inherited)
     if quantization.exported_bytes(core, catalogue, int8=True) <= budget or dim == dims[0]:
       logging.info('Student size: embedding dimension %d (int8 within %.0f%% of the teacher\'s '
                    '%d bytes, or the smallest of %s)', dim, 100 * distillation.size_budget,
@@ -306,12 +309,22 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
 
 def train_student(data: TrainingData, size: hparams.TowerHParams,
                   training: hparams.TrainingHParams, distillation: hparams.DistillationHParams,
-                  log: TrainingLog) -> two_tower.TwoTowerModel:
+                  log: TrainingLog,
+                  item_item_tables: Optional[item_item.ItemItemTables] = None,
+                  mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
   """The student trained on the ground truth alone, for as long as distillation and at its
-  learning rate: the reference the distilled student is measured against."""
-  core = student.build_core(data.vocab, size, data.transform, data.stats.mean_rating)
-  return _train_on_labels(core, data, training, distillation.learning_rate, distillation.epochs,
-                          layout.STUDENT_SCRATCH, log)
+  learning rate: the reference the distilled student is measured against. A student with
+  `size.item_item` gets the item-to-item component the teacher would (`item_item_tables`,
+  `fit_item_item`, which needs no teacher) as the teacher does: its towers train alone, then
+  the mix is chosen on the eval split (`choose_hybrid_mix`)."""
+  core = student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
+                            item_item_tables, 0.0)
+  model = _train_on_labels(core, data, training, distillation.learning_rate, distillation.epochs,
+                           layout.STUDENT_SCRATCH, log)
+  if item_item_tables is not None:
+    choose_hybrid_mix(model, data, item_item_tables.truncated(
+        size.item_item_rank or item_item_tables.rank).rank, mix_eval_users)
+  return model
 
 
 @contextlib.contextmanager
@@ -356,11 +369,13 @@ def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
            size: hparams.TowerHParams, training: hparams.TrainingHParams,
            distillation: hparams.DistillationHParams,
            log: TrainingLog) -> two_tower.TwoTowerModel:
-  """The student distilled from `teacher_model` for `distillation.epochs` (the fp32 student);
-  `data` as `teacher_outputs` gives it."""
+  """The student distilled from `teacher_model` for `distillation.epochs` (the fp32 student),
+  inheriting its item-to-item component when `size.item_item` (`student.inherit`); `data` as
+  `teacher_outputs` gives it."""
   student_model = two_tower.TwoTowerModel(
-      student.build_core(data.vocab, size, data.transform, data.stats.mean_rating), training,
-      data.stats)
+      student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
+                         *(student.inherit(size, teacher_model.core) or ())),
+      training, data.stats)
   _fit(_distiller(teacher_model, student_model, data, training, distillation,
                   distillation.learning_rate),
        data, distillation.epochs, layout.STUDENT_FP32, 'distillation', log,

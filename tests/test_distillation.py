@@ -12,7 +12,9 @@ import tensorflow as tf
 from contract import features
 from models import distiller
 from models import hparams
+from models import item_item
 from models import layout
+from models import quantization
 from models import student
 from models import teacher
 from models import towers
@@ -270,3 +272,32 @@ def test_early_stopping_keeps_the_epoch_of_the_lowest_eval_loss(tmp_path):
       assert kept == pytest.approx(min(losses), rel=1e-4)
     else:
       assert len(losses) == 6
+
+
+def test_a_hybrid_student_keeps_the_inherited_component_through_qat_and_int8(tmp_path):
+  data = _training_data()
+  log = training.TrainingLog(str(tmp_path / layout.TENSORBOARD_DIR))
+  rng = np.random.default_rng(0)
+  tables = item_item.ItemItemTables(rng.normal(size=(tiny_models.VOCAB.items, 3)).astype('f4'),
+                                    rng.normal(size=(tiny_models.VOCAB.items, 3)).astype('f4'),
+                                    l2=1.0, window=2)
+  size = dataclasses.replace(tiny_models.teacher_size(), item_item=True)
+  core = teacher.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM,
+                            tiny_models.STATS.mean_rating, tables)
+  core.get_layer('hybrid_mix').mix.assign([0.5, 2.0])
+  teacher_model = two_tower.TwoTowerModel(core, tiny_models.TRAINING, tiny_models.STATS)
+  student_size = dataclasses.replace(tiny_models.STUDENT_SIZE, item_item=True, item_item_rank=2)
+  distillation = _distillation_hparams()
+  with training.teacher_outputs(data, teacher_model, tiny_models.TRAINING,
+                                distillation) as distillation_data:
+    student_fp32 = training.distil(distillation_data, teacher_model, student_size,
+                                   tiny_models.TRAINING, distillation, log)
+    student_int8 = training.quantize(distillation_data, teacher_model, student_fp32,
+                                     tiny_models.TRAINING, distillation, log)
+  for model in (student_fp32, student_int8):
+    np.testing.assert_allclose(model.core.get_layer('hybrid_mix').mix.numpy(), [1.0, 2.0])
+  assert isinstance(student_int8.core.get_layer('item_item_history'),
+                    quantization.Int8Embedding)
+  np.testing.assert_allclose(
+      quantization.dequantize_rows(*student_int8.core.get_layer('item_item_candidate')
+                                   .get_weights()), tables.candidates[:, :2], atol=0.02)

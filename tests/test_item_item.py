@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import pytest
 import tensorflow as tf
 
 from contract import features
@@ -13,6 +14,8 @@ from evaluation import protocol
 from models import eval_split
 from models import hparams
 from models import item_item
+from models import quantization
+from models import student
 from models import teacher
 from models import towers
 from models import two_tower
@@ -123,3 +126,61 @@ def test_hybrid_teacher_scores_add_the_item_item_component():
   frozen = [w.name for w in core.non_trainable_weights]
   assert any('item_item_history' in name for name in frozen)
   assert any('item_item_candidate' in name for name in frozen)
+
+
+def _hybrid_teacher_core(window: int = 2):
+  history = np.zeros((tiny_models.VOCAB.items, 3), np.float32)
+  candidates = np.zeros((tiny_models.VOCAB.items, 3), np.float32)
+  history[1:8] = np.arange(21).reshape(7, 3) / 10
+  candidates[1:11] = np.arange(30).reshape(10, 3)[::-1] / 10
+  tables = item_item.ItemItemTables(history, candidates, l2=1.0, window=window)
+  size = dataclasses.replace(tiny_models.teacher_size(), item_item=True)
+  core = teacher.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM,
+                            tiny_models.STATS.mean_rating, tables)
+  core.get_layer('hybrid_mix').mix.assign([0.6, 0.7])
+  return core, tables
+
+
+def test_tables_read_back_from_a_hybrid_core():
+  core, tables = _hybrid_teacher_core(window=3)
+  read = item_item.ItemItemTables.from_core(core)
+  np.testing.assert_array_equal(read.history, tables.history)
+  np.testing.assert_array_equal(read.candidates, tables.candidates)
+  assert read.window == 3
+  truncated = read.truncated(2)
+  assert truncated.rank == 2
+  np.testing.assert_array_equal(truncated.candidates, tables.candidates[:, :2])
+
+
+def test_a_student_inherits_the_teachers_component_at_its_rank_and_weight():
+  core, tables = _hybrid_teacher_core()
+  size = dataclasses.replace(tiny_models.STUDENT_SIZE, item_item=True, item_item_rank=2)
+  inherited = student.inherit(size, core)
+  assert inherited[1] == pytest.approx(0.7)
+  student_core = student.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM,
+                                    tiny_models.STATS.mean_rating, *inherited)
+  batch = tiny_models.batch()
+  outputs = two_tower.TwoTowerModel(student_core, tiny_models.TRAINING, tiny_models.STATS)(batch)
+  dim = size.embedding_dim
+  latest = item_item.latest(batch[features.HISTORY_INDICES].numpy(), tables.window)
+  # The student's share of the score: 0.7 · Σ_latest history rows · candidate row, rank 2.
+  np.testing.assert_allclose(outputs['queries'].numpy()[:, dim:],
+                             0.7 * tables.history[latest].sum(axis=1)[:, :2], rtol=1e-5)
+  np.testing.assert_allclose(outputs['candidates'].numpy()[:, dim:],
+                             tables.candidates[batch[features.ITEM_INDEX].numpy()][:, :2])
+  # Frozen, and int8 like the student's other tables, within the row-wise rounding.
+  assert not any('item_item' in w.name for w in student_core.trainable_weights)
+  quantized = two_tower.TwoTowerModel(
+      quantization.int8_embeddings(student_core, student.CUSTOM_OBJECTS), tiny_models.TRAINING,
+      tiny_models.STATS)(batch)
+  np.testing.assert_allclose(quantized['queries'].numpy()[:, dim:],
+                             outputs['queries'].numpy()[:, dim:], atol=0.05)
+
+
+def test_a_student_with_item_item_needs_a_hybrid_teacher():
+  plain = teacher.build_core(tiny_models.VOCAB, tiny_models.teacher_size(), tiny_models.TRANSFORM,
+                             tiny_models.STATS.mean_rating)
+  size = dataclasses.replace(tiny_models.STUDENT_SIZE, item_item=True)
+  assert student.inherit(tiny_models.STUDENT_SIZE, plain) is None
+  with pytest.raises(ValueError, match='hybrid teacher'):
+    student.inherit(size, plain)
