@@ -18,7 +18,7 @@ SETTINGS = {
                        '(DISTILLATION.size_budget, STUDENT.embedding_dim)',
     'size_vs_teacher': "RETRIEVAL_GATES['max_size_ratio'], or a smaller student "
                        '(DISTILLATION.size_budget, STUDENT.embedding_dim)',
-    'ndcg_floor': "RETRIEVAL_GATES['min_ndcg']",
+    'ndcg_vs_popularity': "RETRIEVAL_GATES['min_popularity_ratio']",
     'evaluator_blessing': 'RMSE_UPPER_BOUND, RATING_AUC_LOWER_BOUND, RMSE_MAX_INCREASE, or '
                           'FEEDBACK=implicit for data without meaningful ratings',
 }
@@ -32,11 +32,13 @@ class RetrievalGates:
     min_ndcg_ratio: the student's NDCG@10 must be at least this fraction of the teacher's.
     max_size_ratio: the student's SavedModel variables may take at most this fraction of the
       teacher's bytes.
-    min_ndcg: absolute floor of the student's NDCG@10.
+    min_popularity_ratio: the student's NDCG@10 must be at least this multiple of the
+      popularity baseline's on the same split: a floor that follows the data (an absolute one
+      would refuse every model on a sparse log, and bless a poor one on a dense log).
   """
   min_ndcg_ratio: float
   max_size_ratio: float
-  min_ndcg: float
+  min_popularity_ratio: float
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -82,18 +84,21 @@ def _at_most(gate: str, what: str, value: Optional[float], bound: Optional[float
 
 
 def decide(student: Optional[Mapping[str, float]], teacher: Optional[Mapping[str, float]],
+           popularity: Optional[Mapping[str, float]],
            gates: RetrievalGates) -> List[GateDecision]:
   """The decisions of every retrieval gate for a student candidate.
 
   Args:
     student: the candidate's metrics (NDCG_KEY, BYTES_KEY), or None when it was not evaluated.
     teacher: the teacher's metrics, or None when there is no teacher to compare with.
+    popularity: the popularity baseline's metrics (NDCG_KEY) on the same split, or None.
     gates: the thresholds.
 
   Returns:
-    One decision per gate: 'ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_floor'.
+    One decision per gate: 'ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_vs_popularity'.
   """
   student_ndcg, teacher_ndcg = _value(student, NDCG_KEY), _value(teacher, NDCG_KEY)
+  popularity_ndcg = _value(popularity, NDCG_KEY)
   student_bytes, teacher_bytes = _value(student, BYTES_KEY), _value(teacher, BYTES_KEY)
   if teacher_bytes is not None and teacher_bytes <= 0:
     teacher_bytes = None  # an empty teacher is no size reference
@@ -104,8 +109,10 @@ def decide(student: Optional[Mapping[str, float]], teacher: Optional[Mapping[str
       _at_most('size_vs_teacher', 'student bytes', student_bytes,
                None if teacher_bytes is None else gates.max_size_ratio * teacher_bytes,
                f'{gates.max_size_ratio:g} x teacher bytes'),
-      _at_least('ndcg_floor', 'student NDCG@10', student_ndcg, gates.min_ndcg,
-                'the NDCG@10 floor'),
+      _at_least('ndcg_vs_popularity', 'student NDCG@10', student_ndcg,
+                None if popularity_ndcg is None
+                else gates.min_popularity_ratio * popularity_ndcg,
+                f'{gates.min_popularity_ratio:g} x popularity NDCG@10'),
   ]
 
 

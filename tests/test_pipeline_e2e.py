@@ -27,8 +27,8 @@ LENIENT_RMSE = 10.0
 LENIENT_AUC = 0.0
 # Tiny data trains for a few steps: the retrieval gates only ask for a student no bigger than
 # the teacher. The degraded run asks for a student of 0 bytes, which no model can be.
-LENIENT_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 1.0, 'min_ndcg': 0.0}
-IMPOSSIBLE_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 0.0, 'min_ndcg': 0.0}
+LENIENT_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 1.0, 'min_popularity_ratio': 0.0}
+IMPOSSIBLE_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 0.0, 'min_popularity_ratio': 0.0}
 
 
 class _Records(logging.Handler):
@@ -158,7 +158,7 @@ def test_retrieval_evaluation_of_every_model(pipeline_run, arriving_dataset):
   assert metrics['candidate'] == 'student_int8'
   assert metrics['gates']['blessed']
   assert [d['gate'] for d in metrics['gates']['decisions']] == [
-      'ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_floor', 'evaluator_blessing']
+      'ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_vs_popularity', 'evaluator_blessing']
   assert os.listdir(first['blessing']) == ['BLESSED']
 
 

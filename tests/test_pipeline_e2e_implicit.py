@@ -22,8 +22,8 @@ import input_writers
 
 # Tiny data trains for a few steps: the retrieval gates only ask for a student no bigger than
 # the teacher. The rating thresholds stay as configured: an implicit run has no Evaluator.
-LENIENT_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 1.0, 'min_ndcg': 0.0}
-RETRIEVAL_GATE_NAMES = ['ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_floor']
+LENIENT_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 1.0, 'min_popularity_ratio': 0.0}
+RETRIEVAL_GATE_NAMES = ['ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_vs_popularity']
 
 
 @pytest.fixture(scope='module')

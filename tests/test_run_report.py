@@ -33,7 +33,7 @@ RETRIEVAL = {
         'decisions': [
             {'gate': 'ndcg_vs_teacher', 'passed': False,
              'reason': 'student NDCG@10 0.2000 < 0.95 x teacher NDCG@10 = 0.2375'},
-            {'gate': 'ndcg_floor', 'passed': True, 'reason': 'fine <script>'},
+            {'gate': 'ndcg_vs_popularity', 'passed': True, 'reason': 'fine <script>'},
         ],
         'blessed': False,
     },

@@ -148,7 +148,8 @@ class Executor(base_executor.BaseExecutor):
         catalogue_items=read_catalogue_items(examples),
         rating_metrics=feedback == features.EXPLICIT)
     decisions = gates_lib.decide(result['models'].get(layout.CANDIDATE),
-                                 result['models'].get(layout.TEACHER), thresholds)
+                                 result['models'].get(layout.TEACHER),
+                                 result['models'].get(evaluate_lib.POPULARITY), thresholds)
     if input_dict.get(EVALUATOR_BLESSING_KEY):
       upstream = artifact_utils.get_single_instance(input_dict[EVALUATOR_BLESSING_KEY])
       decisions.append(gates_lib.upstream_blessing_decision(
