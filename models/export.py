@@ -9,9 +9,11 @@ input: every input has a batch dimension, so TF Serving can batch requests); cli
 first k they want. Only the inference graph is saved (no optimizer state). `score` returns the
 predicted rating of a model that predicts ratings, and otherwise (implicit feedback: no rating
 head) the retrieval score of the example's user and item, query · candidate, the score
-`recommend` ranks by (`contract.signatures`).
+`recommend` ranks by (`contract.signatures`). Beside the warmup requests, `assets.extra/` holds
+the catalogue file (`contract.catalogue`): the id, title, year and genres of every item the index
+ranks, so that clients show answers by title.
 """
-from typing import Dict
+from typing import Dict, Iterator
 
 from absl import logging
 import numpy as np
@@ -19,6 +21,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import compat
+from contract import catalogue as catalogue_lib
 from contract import features
 from contract import signatures
 from contract import warmup
@@ -166,9 +169,18 @@ class ServingModule(tf.Module):
                                              axis=1)}
 
 
+def catalogue_records(catalogue: Dict[str, np.ndarray]) -> Iterator[catalogue_lib.Record]:
+  """The catalogue file's record of every item of `catalogue`, in index order, with the item
+  metadata the catalogue carries (`inputs.ITEM_METADATA`; ids alone when it carries none)."""
+  metadata = [name for name in inputs.ITEM_METADATA if name in catalogue]
+  for row, item_id in enumerate(catalogue[features.ITEM_ID]):
+    yield catalogue_lib.record(item_id, **{name: catalogue[name][row] for name in metadata})
+
+
 def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,
                        history_length: int, export_dir: str, int8_index: bool = False) -> None:
-  """Writes the SavedModel of a `TwoTowerModel` with the serving signatures to `export_dir`."""
+  """Writes the SavedModel of a `TwoTowerModel` with the serving signatures to `export_dir`,
+  with warmup requests and the catalogue file in its `assets.extra/`."""
   module = ServingModule(model, tf_transform_output, catalogue, top_k, history_length,
                          int8_index)
   functions = {
@@ -189,5 +201,6 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
       tf_transform_output.vocabulary_by_name(features.USER_VOCAB)[:2]).tolist() + ['warmup-user']
   items = [str(item) for item in catalogue[features.ITEM_ID][:history_length]]
   warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)])
-  logging.debug('Exported SavedModel with signatures %s and warmup requests to %s',
-               sorted(functions), export_dir)
+  catalogue_lib.write_catalogue(export_dir, catalogue_records(catalogue))
+  logging.debug('Exported SavedModel with signatures %s, warmup requests and the catalogue file '
+                'to %s', sorted(functions), export_dir)

@@ -30,6 +30,19 @@ def flatten_scalars(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
           else value for name, value in batch.items()}
 
 
+# The raw item side features the transformed examples carry for the exports' catalogue file
+# (`models.preprocessing`, `contract.catalogue`): the catalogue keeps them beside the candidate
+# features. A Transform output written before they were carried has none; the catalogue then
+# holds the ids alone.
+ITEM_METADATA = (features.TITLE, features.GENRES, features.YEAR)
+
+
+def catalogue_columns(batch: Dict[str, tf.Tensor]) -> List[str]:
+  """The features of `batch` that the catalogue keeps: the candidate tower's, then the item
+  metadata it carries."""
+  return sorted(towers.CANDIDATE_FEATURES) + [name for name in ITEM_METADATA if name in batch]
+
+
 def id_strings(ids) -> np.ndarray:
   """Raw ids (bytes from tensors or vocabularies, or str) as a str array."""
   return np.array([i.decode() if isinstance(i, bytes) else str(i) for i in ids], dtype=str)
@@ -41,7 +54,8 @@ class TrainStats:
 
   Attributes:
     catalogue: candidate-tower features of every vocabulary item in vocabulary order, plus
-      `features.ITEM_ID`, the raw ids that the index returns.
+      `features.ITEM_ID`, the raw ids that the index returns, and the `ITEM_METADATA` the
+      examples carry.
     item_counts: train interactions per item index (index 0 is padding).
     mean_rating: the mean train rating.
   """
@@ -56,7 +70,7 @@ def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: 
   counts = np.zeros(num_item_indices, dtype=np.int64)
   rating_sum, examples = 0.0, 0
   for batch in dataset:
-    columns = {name: batch[name].numpy() for name in towers.CANDIDATE_FEATURES}
+    columns = {name: batch[name].numpy() for name in catalogue_columns(batch)}
     counts += np.bincount(columns[features.ITEM_INDEX], minlength=num_item_indices)
     rating_sum += float(tf.reduce_sum(batch[features.LABEL]))
     examples += len(columns[features.ITEM_INDEX])
@@ -67,21 +81,21 @@ def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: 
   # Vocabulary entry i has index i + 1; items never seen as a target keep only their id.
   blank = {name: np.zeros_like(value) for name, value in next(iter(rows.values())).items()}
   ordered = [rows.get(i + 1, {**blank, features.ITEM_INDEX: i + 1}) for i in range(len(item_ids))]
-  catalogue = {name: np.stack([row[name] for row in ordered]) for name in towers.CANDIDATE_FEATURES}
+  catalogue = {name: np.stack([row[name] for row in ordered]) for name in blank}
   catalogue[features.ITEM_ID] = id_strings(item_ids)
   return TrainStats(catalogue, counts, rating_sum / max(examples, 1))
 
 
 def scan_cold_items(items: tf.data.Dataset, num_vocabulary_items: int) -> Dict[str, np.ndarray]:
-  """The candidate-tower features and `features.ITEM_ID` of the items of the transformed
-  `features.ITEMS_SPLIT` whose item index is outside the vocabulary's `num_vocabulary_items`
-  (items without a train interaction: their index is an OOV bucket), sorted by id."""
-  names = sorted(towers.CANDIDATE_FEATURES) + [features.ITEM_ID]
-  columns = {name: [] for name in names}
+  """The catalogue columns (`catalogue_columns`) and `features.ITEM_ID` of the items of the
+  transformed `features.ITEMS_SPLIT` whose item index is outside the vocabulary's
+  `num_vocabulary_items` (items without a train interaction: their index is an OOV bucket),
+  sorted by id."""
+  columns = {}
   for batch in items:
     cold = batch[features.ITEM_INDEX].numpy() > num_vocabulary_items
-    for name in names:
-      columns[name].append(batch[name].numpy()[cold])
+    for name in catalogue_columns(batch) + [features.ITEM_ID]:
+      columns.setdefault(name, []).append(batch[name].numpy()[cold])
   cold_items = {name: np.concatenate(values) for name, values in columns.items()}
   cold_items[features.ITEM_ID] = id_strings(cold_items[features.ITEM_ID])
   order = np.argsort(cold_items[features.ITEM_ID], kind='stable')

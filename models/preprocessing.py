@@ -108,4 +108,9 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
       features.LABEL: _dense_numbers(inputs[features.RATING]),
       # The raw id, which the catalogue returns (cold items share the OOV index).
       features.ITEM_ID: item_id,
+      # The raw item side features, which no model reads: the exports' catalogue file shows
+      # them beside the ids (`models.inputs.ITEM_METADATA`, `contract.catalogue`).
+      features.TITLE: _dense_strings(inputs[features.TITLE]),
+      features.GENRES: _dense_strings(inputs[features.GENRES]),
+      features.YEAR: tf.cast(_dense_numbers(inputs[features.YEAR]), tf.int64),
   }

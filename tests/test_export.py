@@ -12,6 +12,7 @@ from tensorflow.python.framework import op_def_registry
 
 import exported_models
 from exported_models import TOP_K
+from contract import catalogue
 from contract import features
 from contract import signatures
 from evaluation import saved_models
@@ -223,6 +224,21 @@ def test_saved_model_cli_lists_the_signatures_without_custom_ops(export_dirs):
         node.op for function in graph.library.function for node in function.node_def}
     functions = {function.signature.name for function in graph.library.function}
     assert not [op for op in ops - functions if op_def_registry.get(op) is None]
+
+
+def test_exports_carry_the_catalogue_file_with_the_raw_item_table(export_dirs, trained):
+  """Each SavedModel's assets.extra/ holds the id, title, year and genres of every item its
+  index ranks, in index order, as the raw item table has them."""
+  data, frame = trained['data'], trained['frame']
+  items = frame.drop_duplicates(features.ITEM_ID).set_index(features.ITEM_ID)
+  for name, directory in export_dirs.items():
+    records = catalogue.read_catalogue(catalogue.catalogue_path(directory))
+    assert list(records) == data.catalogue[features.ITEM_ID].tolist(), name
+    assert all(records[item]['title'] for item in records), name  # the data has every title
+    for item, record in records.items():
+      raw = items.loc[item]
+      assert record == catalogue.record(item, raw[features.TITLE], raw[features.GENRES],
+                                        raw[features.YEAR]), (name, item)
 
 
 def test_the_catalogue_ranks_cold_items_by_their_content_and_excludes_them_by_id(

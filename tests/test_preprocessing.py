@@ -48,6 +48,10 @@ def test_vocabularies_padding_and_oov(tmp_path):
   assert all(g[0] > 0 and g[1] > 0 for g in genres[:3]) and genres[3][1] == 0
   assert [len(r[features.TITLE_INDICES]) for r in transformed] == [3] * 4
   assert all(float(np.squeeze(r[features.LABEL])) == 4.0 for r in transformed)
+  # The raw item side features pass through for the exports' catalogue file.
+  assert [(np.squeeze(r[features.TITLE]), np.squeeze(r[features.GENRES]),
+           int(np.squeeze(r[features.YEAR]))) for r in transformed][2:] == [
+               (b'Toy Story (1995)', b'Comedy|Drama', 1995), (b'Heat', b'Action', 1995)]
 
 
 def test_history_ratings_align_with_history_indices(tmp_path):
