@@ -5,20 +5,29 @@
     python -m serving.client score 42 50 172
     python -m serving.client --model teacher metadata
     python -m serving.client status
+    python -m serving.client recommend 42 --model-dir outputs/serving/student   # with titles
+    python -m serving.client recommend 42 --items data/items.csv --json
 
 `recommend` works for a user id the model has never seen (a new user): the id falls into the
 model's OOV bucket, and the history (and side features) carry the query, so give the items the
 user has interacted with, oldest first; without a history a new user gets what the OOV bucket
 alone ranks first. History items are never recommended back.
 
+`recommend` shows each item's title, year and genres beside its id and score when it knows them:
+from the served model's catalogue file (`--model-dir`, the model's base directory: the file of
+the version that answered, `contract.catalogue`) or from the data's `items.csv` (`--items`);
+`--json` prints the answer as one JSON object.
+
 Retries UNAVAILABLE with exponential backoff (only that code: the others would fail again) and
 turns every failed call into a one-line error that names the code or what it means.
 """
 import argparse
 import dataclasses
+import json
+import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import grpc
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -27,9 +36,11 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from contract import catalogue as catalogue_lib
 from contract import requests
 from contract import signatures
 from contract import tensor_codec
+from contract import versions
 
 STATE_NAMES = get_model_status_pb2.ModelVersionStatus.State.Name
 MAX_DETAILS_LENGTH = 1000  # characters of a server's message shown in an error
@@ -215,6 +226,56 @@ class ServingClient:
       time.sleep(0.1)
 
 
+def catalogue_file(model_dir: str, version: Optional[int] = None) -> str:
+  """The catalogue file of a model's `version` under its base directory `model_dir` (TF
+  Serving's layout), or of the newest version when `version` is None or not there;
+  FileNotFoundError when there is none (models exported before the file was written)."""
+  version_dirs = versions.version_dirs(model_dir)
+  directory = version_dirs.get(version) or versions.latest_version_dir(model_dir)
+  if directory is None:
+    raise FileNotFoundError(f'no version directory under {model_dir}')
+  path = catalogue_lib.catalogue_path(directory)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{directory} has no {catalogue_lib.CATALOGUE_FILE} (exported '
+                            'without one): give --items instead')
+  return path
+
+
+def load_items(model_dir: Optional[str] = None, items_csv: Optional[str] = None,
+               version: Optional[int] = None) -> Dict[str, catalogue_lib.Record]:
+  """Item records by id for showing answers by title: the catalogue file of the served model
+  (`model_dir`, see `catalogue_file`) or an `items.csv`; {} when given neither."""
+  if model_dir:
+    return catalogue_lib.read_catalogue(catalogue_file(model_dir, version))
+  if items_csv:
+    return catalogue_lib.read_items_csv(items_csv)
+  return {}
+
+
+def describe(result: Recommendations,
+             items: Mapping[str, catalogue_lib.Record]) -> List[Dict[str, object]]:
+  """Each recommended item, best first, as {rank, item_id, score, title, year, genres} (title
+  and year None, genres [] for an item `items` does not know)."""
+  unknown = catalogue_lib.record('')
+  return [{'rank': rank, 'item_id': item, 'score': score,
+           **{key: value for key, value in items.get(item, unknown).items()
+              if key != catalogue_lib.ITEM_ID}}
+          for rank, (item, score) in enumerate(zip(result.item_ids, result.scores), 1)]
+
+
+def _print_recommendations(model: str, user: str, result: Recommendations,
+                           items: Mapping[str, catalogue_lib.Record], as_json: bool) -> None:
+  """A recommend answer as one JSON object, or a header line and one line per item: rank, id,
+  score and, where known, title, year and genres."""
+  if as_json:
+    print(json.dumps({'model': model, 'version': result.version, 'user_id': user,
+                      'items': describe(result, items)}, ensure_ascii=False))
+    return
+  print(f'{model} version {result.version}: top {len(result.item_ids)} for user {user}')
+  for rank, (item, value) in enumerate(zip(result.item_ids, result.scores), 1):
+    print(f'{rank:4d}  {item:>10}  {value:.4f}  {catalogue_lib.label(items.get(item))}'.rstrip())
+
+
 def _print_signatures(client: ServingClient) -> None:
   response_signatures = client.signatures()
   for name in sorted(response_signatures):
@@ -248,6 +309,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          help='item ids, oldest first (never recommended back)')
   recommend.add_argument('-k', type=int, default=10,
                          help=f'items to show, 1 to {signatures.TOP_K}')
+  titles = recommend.add_mutually_exclusive_group()
+  titles.add_argument('--model-dir',
+                      help="the served model's base directory (e.g. outputs/serving/student): "
+                           'titles from the catalogue file of the version that answers')
+  titles.add_argument('--items', help='titles from an items.csv (item_id, title, genres, year)')
+  recommend.add_argument('--json', action='store_true',
+                         help='print one JSON object: model, version, user_id and items '
+                              '(rank, item_id, score, title, year, genres)')
   score = commands.add_parser('score', help='predicted ratings of items for a user')
   score.add_argument('user')
   score.add_argument('items', nargs='+')
@@ -262,11 +331,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          args.retries)
   try:
     if args.command == 'recommend':
+      items = load_items(items_csv=args.items)  # before the call: a bad file fails fast
       result = client.recommend(args.user, args.history, args.k)
-      print(f'{args.model} version {result.version}: top {len(result.item_ids)} for user '
-            f'{args.user}')
-      for rank, (item, value) in enumerate(zip(result.item_ids, result.scores), 1):
-        print(f'{rank:4d}  {item:>10}  {value:.4f}')
+      if args.model_dir:
+        items = load_items(model_dir=args.model_dir, version=result.version)
+      _print_recommendations(args.model, args.user, result, items, args.json)
     elif args.command == 'score':
       for item, rating in zip(args.items, client.score(args.user, args.items, args.history,
                                                            args.history_ratings)):
@@ -277,7 +346,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       for status in client.status().model_version_status:
         error = f'  {status.status.error_message}' if status.status.error_message else ''
         print(f'{args.model} version {status.version}: {STATE_NAMES(status.state)}{error}')
-  except (ServingClientError, ValueError) as error:
+  except (ServingClientError, ValueError, OSError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 1
   finally:

@@ -3,7 +3,8 @@
 `TinyRecommender` has the export contract's signatures and dtypes (every input batched; the
 recommendation signatures return a fixed top TOP_K; ids are looked up in a table initialised at
 load time, as the Transform vocabularies are) but no training: saving one takes about a second. Its scores carry
-`marker`, so two versions answer differently.
+`marker`, so two versions answer differently. Saved ones carry a catalogue file
+(`TINY_CATALOGUE`), as exports do.
 """
 import contextlib
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving import client as client_lib
+from contract import catalogue
 from contract import warmup
 
 ITEMS = [f'item{n}' for n in range(30)]
@@ -27,6 +29,12 @@ TOP_K = 10
 DIM = 4
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_BATCH_SIZE = 64  # the local server's --max_batch_size in `tiny_model_server`
+# The tiny models' catalogue: a title, a year and genres for every item but each tenth, of
+# which nothing is known (as the data path writes it: 'unknown', year 0).
+TINY_CATALOGUE = [catalogue.record(item, 'unknown', 'unknown', 0) if n % 10 == 9 else
+                  catalogue.record(item, f'Tiny Film {n}', 'Comedy|Drama' if n % 2 else 'Action',
+                                   1990 + n)
+                  for n, item in enumerate(ITEMS)]
 
 
 class TinyRecommender(tf.Module):
@@ -106,6 +114,7 @@ def save_tiny_model(base_path: str, version: int, marker: Optional[float] = None
       'score': module.score.get_concrete_function()})
   if with_warmup:
     warmup.write_warmup_requests(staging, USERS[:2], [['item1'], []])
+  catalogue.write_catalogue(staging, TINY_CATALOGUE)
   target = os.path.join(base_path, str(version))
   os.rename(staging, target)
   return target

@@ -4,6 +4,9 @@ Failure handling runs against small in-process gRPC servers whose Predict fails 
 CLI runs against the local model server.
 """
 from concurrent import futures
+import json
+import os
+import shutil
 import threading
 import time
 
@@ -12,6 +15,7 @@ import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import serving_fixtures
+from contract import catalogue
 from contract import signatures
 from serving import client as client_lib
 
@@ -130,6 +134,7 @@ def server(tmp_path_factory):
   config = serving_fixtures.write_config(str(base / 'models.config'), {'tiny': base / 'tiny'},
                                          labels={'tiny': {'stable': 3}})
   with serving_fixtures.running_server('local', config, ['tiny']) as running:
+    running.model_dir = str(base / 'tiny')
     yield running
 
 
@@ -190,3 +195,101 @@ def test_cli_refuses_arguments_that_are_not_utf8_in_one_line(server, capsys):
   assert capsys.readouterr().err == "error: '\\udcff\\udcfeuser' is not UTF-8 text\n"
   assert client_lib.main(common + ['score', 'alice', user]) == 1
   assert capsys.readouterr().err == "error: '\\udcff\\udcfeuser' is not UTF-8 text\n"
+
+
+TITLES = {item['item_id']: item for item in serving_fixtures.TINY_CATALOGUE}
+
+
+def _recommend(server, *arguments):
+  return client_lib.main(['--target', server.target, '--model', 'tiny', 'recommend', 'alice',
+                          '--history', 'item1', '-k', '10', *arguments])
+
+
+def test_labels_show_title_year_and_genres_where_known():
+  assert catalogue.label(TITLES['item3']) == 'Tiny Film 3 (1993)  Comedy, Drama'
+  assert catalogue.label(TITLES['item9']) == ''  # nothing known
+  assert catalogue.label(None) == ''
+  movielens = catalogue.record('1', 'Toy Story (1995)', "Animation|Children's|unknown", 1995)
+  assert catalogue.label(movielens) == "Toy Story (1995)  Animation, Children's"
+  # MovieLens: the title's year, not the (re-)release date's.
+  assert catalogue.label(catalogue.record('181', 'Return of the Jedi (1983)', '', 1997)) == \
+      'Return of the Jedi (1983)'
+  assert catalogue.label(catalogue.record('9', '  ', 'Drama', 1997)) == '(1997)  Drama'
+
+
+def test_titles_come_from_the_answering_versions_catalogue_file(tmp_path):
+  for version, title in ((3, 'Old'), (5, 'New')):
+    catalogue.write_catalogue(str(tmp_path / str(version)), [catalogue.record('a', title)])
+  (tmp_path / '7').mkdir()  # a version without a catalogue file
+  assert client_lib.load_items(model_dir=str(tmp_path), version=3)['a']['title'] == 'Old'
+  assert client_lib.load_items(model_dir=str(tmp_path), version=5)['a']['title'] == 'New'
+  with pytest.raises(FileNotFoundError, match='7 has no catalogue.json'):
+    client_lib.load_items(model_dir=str(tmp_path))  # the newest, 7, has none
+  shutil.rmtree(tmp_path / '7')
+  assert client_lib.load_items(model_dir=str(tmp_path), version=4)['a']['title'] == 'New'
+  assert client_lib.load_items() == {}
+
+
+def test_titles_come_from_an_items_csv(tmp_path):
+  path = tmp_path / 'items.csv'
+  path.write_text('item_id,title,genres,year,extra\n'
+                  '1,Toy Story (1995),Animation|Comedy,1995,x\n'
+                  '2,,,,\n', encoding='utf-8')
+  assert client_lib.load_items(items_csv=str(path)) == {
+      '1': {'item_id': '1', 'title': 'Toy Story (1995)', 'year': 1995,
+            'genres': ['Animation', 'Comedy']},
+      '2': {'item_id': '2', 'title': None, 'year': None, 'genres': []}}
+  (tmp_path / 'ratings.csv').write_text('user_id,rating\n1,5\n')
+  with pytest.raises(ValueError, match="no 'item_id' column"):
+    client_lib.load_items(items_csv=str(tmp_path / 'ratings.csv'))
+
+
+def test_cli_recommend_shows_titles_from_the_model_dir(server, capsys):
+  assert _recommend(server, '--model-dir', server.model_dir) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == 'tiny version 3: top 10 for user alice'
+  for line in lines[1:]:
+    rank, item, score = line.split()[:3]
+    expected = catalogue.label(TITLES[item])
+    assert line == f'{int(rank):4d}  {item:>10}  {score}  {expected}'.rstrip()
+  assert any('Tiny Film' in line for line in lines[1:])
+
+
+def test_cli_recommend_shows_titles_from_an_items_csv(server, capsys, tmp_path):
+  path = tmp_path / 'items.csv'
+  path.write_text('item_id,title\n' + ''.join(f'{item},Film {item}\n'
+                                              for item in serving_fixtures.ITEMS))
+  assert _recommend(server, '--items', str(path)) == 0
+  lines = capsys.readouterr().out.splitlines()[1:]
+  assert len(lines) == 10 and all(line.endswith(f'Film {line.split()[1]}') for line in lines)
+
+
+def test_cli_recommend_json(server, capsys):
+  assert _recommend(server) == 0
+  plain = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+  assert _recommend(server, '--model-dir', server.model_dir, '--json') == 0
+  answer = json.loads(capsys.readouterr().out)
+  assert {key: answer[key] for key in ('model', 'version', 'user_id')} == {
+      'model': 'tiny', 'version': 3, 'user_id': 'alice'}
+  assert [(str(item['rank']), item['item_id'], f"{item['score']:.4f}")
+          for item in answer['items']] == [tuple(line) for line in plain]
+  for item in answer['items']:
+    known = TITLES[item['item_id']]
+    assert {key: item[key] for key in ('title', 'year', 'genres')} == {
+        key: known[key] for key in ('title', 'year', 'genres')}
+  # Without a catalogue: the same answer, nothing known of the items.
+  assert _recommend(server, '--json') == 0
+  bare = json.loads(capsys.readouterr().out)['items']
+  assert [item['item_id'] for item in bare] == [item['item_id'] for item in answer['items']]
+  assert all(item['title'] is None and item['genres'] == [] for item in bare)
+
+
+def test_cli_recommend_without_a_catalogue_file_says_what_to_give(server, capsys, tmp_path):
+  shutil.copytree(os.path.join(server.model_dir, '3'), tmp_path / '3')
+  os.remove(catalogue.catalogue_path(str(tmp_path / '3')))
+  assert _recommend(server, '--model-dir', str(tmp_path)) == 1
+  error = capsys.readouterr().err
+  assert error.startswith('error: ') and 'has no catalogue.json' in error
+  assert 'give --items instead' in error and error.count('\n') == 1
+  assert _recommend(server, '--items', str(tmp_path / 'absent.csv')) == 1
+  assert 'absent.csv' in capsys.readouterr().err
