@@ -1,7 +1,5 @@
 """Tests of the per-user chronological split (`evaluation.protocol`) and the history feature."""
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,16 +115,3 @@ def test_history_never_leaks_and_eval_test_see_train():
       first = rows[features.HISTORY].iloc[user_splits.index(held_out)]
       assert latest_train in first.split(features.HISTORY_SEPARATOR)
 
-
-def test_split_and_history_scale_to_100k_rows():
-  rng = np.random.RandomState(0)
-  n = 100_000
-  frame = loaders.interactions_frame(
-      rng.randint(0, 1000, n).astype(str),
-      rng.randint(0, 2000, n).astype(str),
-      np.ones(n),
-      rng.randint(0, 10**9, n),
-  )
-  start = time.perf_counter()
-  protocol.assign_splits(history_lib.add_history(frame, 50))
-  assert time.perf_counter() - start < 3.0
