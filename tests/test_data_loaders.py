@@ -16,8 +16,6 @@ from ingest import download, loaders, synthetic
 from ingest.errors import DataError
 import input_writers
 
-# The shared copy beside the checkout (as in conftest.py); the test is skipped without it.
-REAL_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'movielens-100k'
 HEADER = (features.USER_ID, features.ITEM_ID, features.RATING, features.TIMESTAMP)
 
 
@@ -181,10 +179,8 @@ def test_csv_writer_round_trips_through_the_loader(tmp_path):
   assert only_interactions.users is None and only_interactions.items is None
 
 
-@pytest.mark.skipif(not (REAL_MOVIELENS / loaders.MOVIELENS_RATINGS).exists(),
-                    reason='no MovieLens copy')
-def test_real_movielens_100k():
-  dataset = loaders.load_dataset(REAL_MOVIELENS)
+def test_real_movielens_100k(shared_movielens):
+  dataset = loaders.load_dataset(shared_movielens)
   assert len(dataset.interactions) == 100_000
   assert dataset.interactions[features.USER_ID].nunique() == len(dataset.users) == 943
   assert dataset.interactions[features.ITEM_ID].nunique() == len(dataset.items) == 1682

@@ -1,8 +1,6 @@
 """Tests of the offline evaluation: the protocol, the metrics, the reference baselines, what is
 asked of SavedModels, the evaluation of a run, and the Trainer's eval-split summary."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import sparse
@@ -17,9 +15,6 @@ from evaluation import protocol
 from evaluation import saved_models
 from models import eval_split
 from ingest import loaders, synthetic
-
-# The shared copy beside the checkout (as in conftest.py); the test is skipped without it.
-REAL_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'movielens-100k'
 
 TRAIN, EVAL, TEST = features.SPLITS
 # (user, item, rating, split). Catalogue: a..e (train items); 'z' is a test item outside it.
@@ -283,11 +278,9 @@ def test_baselines_score_cold_items_zero_and_novelty_stays_finite():
   assert metrics_lib.novelty(top, data, cutoff=2) == pytest.approx(expected)
 
 
-@pytest.mark.skipif(not (REAL_MOVIELENS / loaders.MOVIELENS_RATINGS).exists(),
-                    reason='no shared MovieLens 100k copy')
-def test_movielens_reference_figures():
+def test_movielens_reference_figures(shared_movielens):
   # Their speed is a benchmark figure: `python -m benchmarks.protocol_speed`.
-  frame = loaders.load_movielens_100k(REAL_MOVIELENS).interactions
+  frame = loaders.load_movielens_100k(shared_movielens).interactions
   splits = protocol.assign_splits(frame)
   data = protocol.build_eval_data(frame, splits)
   popularity = metrics_lib.ranking_metrics(

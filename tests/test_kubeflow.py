@@ -62,7 +62,7 @@ SETTINGS_VARIABLES = ('PIPELINE_ROOT', 'DATA_ROOT', 'SERVING_ROOT', 'PIPELINE_IM
                       'BEAM_STEP_CPU', 'BEAM_STEP_MEMORY', 'DISTILL_RESULTS')
 IMAGE_SCHEMA_FILE = '/pipeline/pipeline/schema/schema.pbtxt'  # the repository in the image
 
-needs_tfx_cli = pytest.mark.skipif(not os.path.exists(TFX_CLI), reason=f'no {TFX_CLI}')
+needs_tfx_cli = pytest.mark.requires(os.path.exists(TFX_CLI), reason=f'no {TFX_CLI}')
 
 
 def compile_pipeline(engine: str, runner: str, cwd: str, **settings) -> str:
