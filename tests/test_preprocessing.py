@@ -1,8 +1,11 @@
 """preprocessing_fn through TF Transform on a tiny batch."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from contract import features
+from contract import signatures
+from ingest import loaders
 from models import hparams
 from models import preprocessing
 from pipeline import configs
@@ -71,5 +74,27 @@ def test_title_tokens_drop_year_and_punctuation():
   assert tokens.to_list() == [[b'toy', b'story'], [b'schindler', b's', b'list']]
 
 
-def test_configs_are_valid_transform_hparams():
-  assert hparams.from_dict(hparams.TransformHParams, hparams.to_dict(configs.TRANSFORM))
+def test_configured_history_length_is_the_contracts():
+  # RawExampleGen writes as many history items as Transform keeps, which is the history the
+  # models read, the exports exclude and clients pad requests to (`contract.requests`).
+  assert configs.TRANSFORM.history_length == signatures.HISTORY_LENGTH
+  assert configs.pipeline_arguments()['history_length'] == configs.TRANSFORM.history_length
+
+
+def test_configured_max_genres_keeps_every_movielens_genre(shared_movielens):
+  # The genre indices are cut at `max_genres` (`_padded_indices`): no ML-100K item may lose one.
+  items = loaders.load_movielens_100k(shared_movielens).items
+  widest = max(len(genres.split(features.GENRE_SEPARATOR)) for genres in items[features.GENRES])
+  assert widest <= configs.TRANSFORM.max_genres
+
+
+def test_preprocessing_fn_rejects_unknown_and_missing_settings():
+  # A `custom_config` written for other settings stops the Transform with the record's name,
+  # before any input is read.
+  configured = hparams.to_dict(configs.TRANSFORM)
+  with pytest.raises(ValueError, match=r"TransformHParams: unknown keys \['history_size'\]"):
+    preprocessing.preprocessing_fn({}, {**configured, 'history_size': 5})
+  del configured['max_genres']
+  with pytest.raises(ValueError,
+                     match=r"TransformHParams: unknown keys \[\], missing keys \['max_genres'\]"):
+    preprocessing.preprocessing_fn({}, configured)
