@@ -19,6 +19,7 @@ from evaluation import saved_models
 from models import export
 from models import quantization
 from models import student
+from models import towers
 
 def _serialized(row: dict) -> bytes:
   def feature(name, value):
@@ -87,12 +88,37 @@ def test_recommend_handles_unknown_users_and_padding(exported):
   np.testing.assert_array_equal(again['item_ids'].numpy()[0], outputs['item_ids'].numpy()[1])
 
 
-def test_score_predicts_a_rating_per_example(exported):
+def _score(model, rows, **replaced) -> np.ndarray:
+  """The `score` signature's ratings of frame rows sent as serialized raw examples."""
+  examples = [_serialized({**{name: row[name] for name in features.RAW_FEATURES}, **replaced})
+              for row in rows.to_dict('records')]
+  return model.signatures[signatures.SCORE](examples=tf.constant(examples))['rating'].numpy()
+
+
+def test_score_is_the_keras_models_rating(trained, export_dirs):
+  """The teacher's exported `score` (raw examples parsed and transformed inside the SavedModel)
+  predicts the rating its Keras model predicts from the same rows transformed by TF Transform in
+  Beam (the fixture's training columns; the fixture keeps no Keras student to compare with)."""
+  frame, columns, core = trained['frame'], trained['columns'], trained['teacher'].core
+  rows = np.arange(0, len(frame), len(frame) // 20)  # a sample of 20 rows, histories included
+  # The Beam output keeps the frame's row order.
+  assert columns[features.ITEM_ID][rows].astype(str).tolist() == (
+      frame[features.ITEM_ID].iloc[rows].tolist())
+  expected = core([tf.constant(columns[name][rows]) for name in core.input_names],
+                  training=False)[towers.RATING].numpy()
+  got = _score(tf.saved_model.load(export_dirs['teacher']), frame.iloc[rows])
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+  assert np.ptp(expected) > 0.01  # ratings of their own, not one constant
+
+
+def test_score_reads_the_history_ratings(exported):
+  """Both models' rating heads read the user's ratings of the history items (the rating drift,
+  `towers.RatingDrift`): the same examples without their history ratings rate differently."""
   model, frame, _ = exported
-  examples = [_serialized({name: row[name] for name in features.RAW_FEATURES})
-              for row in frame.iloc[:3].to_dict('records')]
-  rating = model.signatures[signatures.SCORE](examples=tf.constant(examples))['rating']
-  assert rating.shape == (3,) and np.all(np.isfinite(rating.numpy()))
+  rated = frame[frame[features.HISTORY_RATINGS] != ''].iloc[::25][:5]
+  with_ratings = _score(model, rated)
+  without = _score(model, rated, **{features.HISTORY_RATINGS: ''})
+  assert np.all(np.abs(with_ratings - without) > 1e-4), (with_ratings, without)
 
 
 def test_rank_catalogue_ranks_every_item_consistently_with_recommend(exported):
