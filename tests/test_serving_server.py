@@ -15,18 +15,31 @@ from serving import client as client_lib
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
 
-@pytest.fixture(scope='module', params=serving_fixtures.server_kinds())
-def server(request, tmp_path_factory):
+@pytest.fixture(scope='module')
+def models_base(tmp_path_factory):
+  """The served models' directory: versions 1 and 2 of 'tiny', version 7 of 'other'."""
   base = tmp_path_factory.mktemp('models')
   for version in (1, 2):
     serving_fixtures.save_tiny_model(str(base / 'tiny'), version)
   serving_fixtures.save_tiny_model(str(base / 'other'), 7)
+  return base
+
+
+@pytest.fixture(scope='module', params=serving_fixtures.server_kinds())
+def server(request, models_base):
+  base = models_base
   config = serving_fixtures.write_config(
       str(base / 'models.config'), {'tiny': base / 'tiny', 'other': base / 'other'},
       labels={'tiny': {'stable': 1, 'canary': 2}},
       policies={'tiny': 'latest { num_versions: 2 }'})
   with serving_fixtures.running_server(request.param, config, ['tiny', 'other']) as running:
     yield running
+
+
+@pytest.fixture(scope='module')
+def latest_tiny(models_base):
+  """The SavedModel the server answers 'tiny' requests with (its latest version), in process."""
+  return tf.saved_model.load(str(models_base / 'tiny' / '2'))
 
 
 def test_recommend_answers_from_the_latest_version_without_history_items(server):
@@ -76,23 +89,44 @@ def test_serving_default_takes_serialized_examples(server):
   assert list(item_ids[0]) == direct.item_ids
 
 
-def test_score_rates_each_item(server):
-  with server.client('tiny') as client:
-    ratings = client.score('alice', ['item1', 'item2', 'item3'])
-    rated = client.score('alice', ['item1', 'item2', 'item3'], ['item4', 'item5'], [5, 1.5])
-  assert len(ratings) == 3 and all(np.isfinite(ratings))
-  assert len(rated) == 3 and all(np.isfinite(rated))
+def _example(**values: str) -> bytes:
+  example = tf.train.Example()
+  for name, value in values.items():
+    example.features.feature[name].bytes_list.value.append(value.encode())
+  return example.SerializeToString()
 
 
-def test_recommend_with_features(server):
+def test_score_rates_each_item(server, latest_tiny):
+  # The served ratings are the latest version's `score` called in process on the same examples.
+  items = ['item1', 'item2', 'item3']
   with server.client('tiny') as client:
-    response = client.predict('recommend_with_features', {
-        'user_id': np.array([b'alice'], dtype=object),
-        'history': np.array([[b'item1']], dtype=object),
-        'age': np.array([30], np.int64), 'gender': np.array([b'F'], dtype=object),
-        'occupation': np.array([b'artist'], dtype=object),
-        'zip_code': np.array([b'12345'], dtype=object)})
-  assert tf.make_ndarray(response.outputs['scores']).shape == (1, serving_fixtures.TOP_K)
+    ratings = client.score('alice', items)
+    rated = client.score('alice', items, ['item4', 'item5'], [5, 1.5])
+  score = latest_tiny.signatures['score']
+  for served, history, history_ratings in ((ratings, '', ''), (rated, 'item4 item5', '5 1.5')):
+    examples = [_example(user_id='alice', item_id=item, history=history,
+                         history_ratings=history_ratings) for item in items]
+    expected = score(examples=tf.constant(examples))['rating'].numpy()
+    np.testing.assert_allclose(served, expected, rtol=1e-6)
+  assert len(set(ratings)) == len(items)  # a rating of each item, not one per request
+
+
+def test_recommend_with_features(server, latest_tiny):
+  # The served answer is the latest version's signature called in process on the same inputs.
+  inputs = {'user_id': np.array([b'alice', b'nobody'], dtype=object),
+            'history': np.array([[b'item1', b''], [b'item2', b'item3']], dtype=object),
+            'age': np.array([30, 60], np.int64), 'gender': np.array([b'F', b'M'], dtype=object),
+            'occupation': np.array([b'artist', b'writer'], dtype=object),
+            'zip_code': np.array([b'12345', b'54321'], dtype=object)}
+  with server.client('tiny') as client:
+    response = client.predict('recommend_with_features', inputs)
+  expected = latest_tiny.signatures['recommend_with_features'](
+      **{name: tf.constant(value) for name, value in inputs.items()})
+  np.testing.assert_array_equal(tf.make_ndarray(response.outputs['item_ids']),
+                                expected['item_ids'].numpy())
+  np.testing.assert_allclose(tf.make_ndarray(response.outputs['scores']),
+                             expected['scores'].numpy(), rtol=1e-6)
+  assert expected['scores'].shape == (2, serving_fixtures.TOP_K)
 
 
 def test_metadata_describes_the_contract_signatures(server):
