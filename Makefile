@@ -81,6 +81,7 @@ testbed: install
 serve: install
 	@test -d '$(OUTPUT)/serving/student' || \
 	  { echo 'error: nothing pushed to $(OUTPUT)/serving (run make run)'; exit 1; }
+	@echo 'Try the models in a browser: http://127.0.0.1:$(SERVING_REST_PORT)/ (once they load)'
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m serving.server \
 	  --model_config_file serving/models.config \
 	  --base_path_rewrite '/models=$(OUTPUT)/serving' --model_config_file_poll_wait_seconds 5 \

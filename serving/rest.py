@@ -6,7 +6,12 @@
 
 As `tensorflow_model_server --rest_api_port`: the same paths (case-insensitive), JSON and error
 messages as its http_rest_api_handler and json_tensor, errors as {"error": message} with the
-HTTP status of the error code (`HTTP_STATUS`), 404 for paths outside /v1/ and the metrics page.
+HTTP status of the error code (`HTTP_STATUS`), 404 for paths outside /v1/, the metrics page and
+the two additions of the local server, which TF Serving does not have:
+
+    GET  /                                                    a page to try the models (page.html)
+    GET  /v1/models/NAME[/versions/N | /labels/L]/catalogue   the version's catalogue file
+
 A request runs the same ServingService method as over gRPC, so both answer the same. Request
 bodies above `max_body_bytes` are refused with RESOURCE_EXHAUSTED (429) unread, as the gRPC
 port refuses messages above its limit. Classify and Regress answer UNIMPLEMENTED, as over gRPC.
@@ -16,6 +21,7 @@ import binascii
 import http.server
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -66,13 +72,15 @@ _NAME_AND_VERSION = r'/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:
 _PREDICTION_PATH = re.compile(_NAME_AND_VERSION + r':(classify|regress|predict)',
                               re.IGNORECASE | re.ASCII)
 _STATUS_PATH = re.compile(
-    r'/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?',
-    re.IGNORECASE | re.ASCII)
+    r'/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?'
+    r'(?:/(metadata|catalogue))?', re.IGNORECASE | re.ASCII)
 _INT64_MAX = (1 << 63) - 1
 _MAX_DEBUG_CHARS = 256  # json_tensor's kMaxJsonDebugStringBytes
 _MAX_RANK = 254  # TensorShape's most dimensions
 _BYTES_SUFFIX = '_bytes'  # DT_STRING outputs so named are written {"b64": ...}
 JSON_CONTENT_TYPE = 'application/json'
+PAGE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'page.html')
+HTML_CONTENT_TYPE = 'text/html; charset=utf-8'
 
 Response = Tuple[int, str, bytes]  # HTTP status, content type, body
 
@@ -473,11 +481,15 @@ class RestApi:
     self._service = service
     self._metrics = metrics
     self._prometheus_path = prometheus_path
+    with open(PAGE_FILE, 'rb') as page:
+      self._page = page.read()
 
   def handle(self, http_method: str, path: str, body: bytes) -> Response:
     path = urllib.parse.urlsplit(path).path
     if self._prometheus_path and path == self._prometheus_path and self._metrics:
       return 200, 'text/plain', self._metrics.prometheus_page().encode()
+    if path == '/' and http_method in ('GET', 'HEAD'):
+      return 200, HTML_CONTENT_TYPE, self._page
     if not _API_PATH.fullmatch(path):
       return 404, 'text/plain', b''
     started = time.perf_counter()
@@ -525,6 +537,8 @@ class RestApi:
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=spec, metadata_field=[signatures.SIGNATURE_DEF_FIELD])
         return metadata_json(self._service.get_model_metadata(request))
+      if subresource == 'catalogue':
+        return self._service.catalogue(spec)
       request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
       return status_json(self._service.get_model_status(request))
     raise malformed

@@ -13,6 +13,7 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.apis import predict_pb2
 
+from contract import catalogue as catalogue_lib
 from contract import signatures
 from serving import errors
 from serving import model_manager
@@ -57,6 +58,20 @@ class ServingService:
   def get_model_status(self, request: get_model_status_pb2.GetModelStatusRequest
                        ) -> get_model_status_pb2.GetModelStatusResponse:
     return self._manager.status(request.model_spec)
+
+  def catalogue(self, spec: model_pb2.ModelSpec) -> str:
+    """The catalogue file (`contract.catalogue`) of the version `spec` names, as it is: what the
+    local server's page shows titles from (REST only; TF Serving has no such method).
+    NOT_FOUND when that version was exported without one."""
+    servable = self._manager.acquire(spec)
+    try:
+      with open(catalogue_lib.catalogue_path(servable.path), encoding='utf-8') as f:
+        return f.read()
+    except FileNotFoundError:
+      raise errors.not_found(f'{servable.name} version {servable.version} has no '
+                             f'{catalogue_lib.CATALOGUE_FILE}') from None
+    finally:
+      servable.release()
 
   def signature_inputs(self, spec: model_pb2.ModelSpec
                        ) -> Dict[str, meta_graph_pb2.TensorInfo]:

@@ -18,6 +18,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import predict_pb2
 
 import serving_fixtures
+from contract import catalogue
 from contract import tensor_codec
 from serving import client as client_lib
 
@@ -39,6 +40,7 @@ def server(tmp_path_factory):
       extra_args=[f'--rest_api_port={rest_port}', f'--monitoring_config_file={monitoring}',
                   f'--max_batch_size={serving_fixtures.MAX_BATCH_SIZE}']) as running:
     running.rest = f'http://127.0.0.1:{rest_port}'
+    running.version_dir = str(base / MODEL / '1')
     yield running
 
 
@@ -293,3 +295,24 @@ def test_prometheus_counts_grpc_and_rest_requests_by_status(server):
   assert '# TYPE :tensorflow:serving:request_latency histogram' in after
   assert (f':tensorflow:serving:request_latency_bucket{{model_name="{MODEL}",API="Predict",'
           'entrypoint="GRPC",le="+Inf"}') in after
+
+
+def test_the_page_and_the_catalogue_of_each_version_are_served(server):
+  """The local server's additions to the REST API: the page at / and a version's catalogue
+  file at .../catalogue (NOT_FOUND for a version exported without one)."""
+  status, text = _http(server, 'GET', '/')
+  assert status == 200 and text.startswith('<!doctype html>') and 'Try the models' in text
+  for path in (f'/v1/models/{MODEL}/catalogue', f'/v1/models/{MODEL}/versions/1/catalogue',
+               f'/v1/models/{MODEL}/labels/stable/catalogue'):
+    status, text = _http(server, 'GET', path)
+    assert status == 200, text
+    assert json.loads(text) == {'items': serving_fixtures.TINY_CATALOGUE}
+  assert _http(server, 'GET', '/v1/models/nope/catalogue')[0] == 404
+  assert _http(server, 'GET', f'/v1/models/{MODEL}/versions/9/catalogue')[0] == 404
+  path = catalogue.catalogue_path(server.version_dir)
+  os.rename(path, path + '.away')
+  try:
+    status, text = _http(server, 'GET', f'/v1/models/{MODEL}/catalogue')
+  finally:
+    os.rename(path + '.away', path)
+  assert (status, json.loads(text)) == (404, {'error': 'tiny version 1 has no catalogue.json'})
