@@ -170,11 +170,12 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
                                      if size.item_item else None,
                                      configs.ITEM_ITEM.eval_users))
         distilled = training.distil(distillation_data, teacher, size, training_hparams,
-                                    distillation, log)
+                                    distillation, log, configs.ITEM_ITEM.eval_users)
         write(model_name(DISTILLED, dim, seed), distilled)
         write(model_name(INT8, dim, seed),
               training.quantize(distillation_data, teacher, distilled, training_hparams,
-                                distillation, log), int8_index=True)
+                                distillation, log, configs.ITEM_ITEM.eval_users),
+              int8_index=True)
   return dirs, default_dim
 
 

@@ -66,10 +66,11 @@ def run_fn(fn_args) -> None:
   with training.teacher_outputs(data, teacher, params.training,
                                 params.distillation) as distillation_data:
     models[layout.STUDENT_FP32] = training.distil(
-        distillation_data, teacher, student_size, params.training, params.distillation, log)
+        distillation_data, teacher, student_size, params.training, params.distillation, log,
+        params.item_item.eval_users)
     models[layout.STUDENT_INT8] = training.quantize(
         distillation_data, teacher, models[layout.STUDENT_FP32], params.training,
-        params.distillation, log)
+        params.distillation, log, params.item_item.eval_users)
   directories = training.export_models(models, data, params.export, fn_args.model_run_dir,
                                        fn_args.serving_model_dir)
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)

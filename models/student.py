@@ -10,11 +10,11 @@ int8 (`models.quantization`).
 
 With `size.item_item`, the student inherits its hybrid teacher's item-to-item component
 (`models.item_item`), truncated to `size.item_item_rank`: frozen, appended to its query and
-candidate embeddings as the teacher's is, with the teacher's weight on its score. Its learnt
-towers then learn from the teacher what the component does not already give; the two tables are
-stored as int8 like the others.
+candidate embeddings as the teacher's is, and stored as int8 like its other tables. Like the
+teacher's towers, its towers train alone (the component weighted 0), then the mix of both
+scores is chosen on the eval split (`training.choose_hybrid_mix`).
 """
-from typing import Optional, Tuple
+from typing import Optional
 
 import tensorflow as tf
 
@@ -26,10 +26,9 @@ from models import towers
 
 def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
                transform: hparams.TransformHParams, mean_rating: float,
-               inherited: Optional[item_item.ItemItemTables] = None,
-               inherited_weight: float = 1.0) -> tf.keras.Model:
+               inherited: Optional[item_item.ItemItemTables] = None) -> tf.keras.Model:
   """The student's functional core (see `models.towers`); with `size.item_item`, the
-  `inherited` tables of the teacher's component (`inherit`), weighted `inherited_weight`."""
+  `inherited` tables of the teacher's component (`inherit`), weighted 0 until the mix is set."""
   if size.history_encoder != 'mean' or size.hidden_units:
     raise ValueError('the student pools its history (history_encoder="mean") and has one Dense '
                      f'layer per tower (hidden_units=0); got {size}')
@@ -63,23 +62,21 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   if inherited is not None:
     query, candidate = towers.with_item_item(
         query, candidate, inherited.truncated(size.item_item_rank or inherited.rank), history,
-        item_index, transform.history_length, initial_mix=(1.0, inherited_weight))
+        item_index, transform.history_length)
   return towers.core_model([user, history, *side_inputs], [item, *content_inputs],
                            [history_ratings], query, candidate, rating, name='student')
 
 
 def inherit(size: hparams.TowerHParams,
-            teacher_core: tf.keras.Model) -> Optional[Tuple[item_item.ItemItemTables, float]]:
-  """What a student of `size` inherits from its teacher (`build_core`'s `inherited`,
-  `inherited_weight`): the hybrid teacher's item-to-item tables and the weight of their score;
-  None for a student without `item_item`."""
+            teacher_core: tf.keras.Model) -> Optional[item_item.ItemItemTables]:
+  """What a student of `size` inherits from its teacher (`build_core`'s `inherited`): the
+  hybrid teacher's item-to-item tables; None for a student without `item_item`."""
   if not size.item_item:
     return None
   if 'hybrid_mix' not in {layer.name for layer in teacher_core.layers}:
     raise ValueError('a student with item_item inherits the component of a hybrid teacher '
                      '(TowerHParams.item_item); this teacher has none')
-  return (item_item.ItemItemTables.from_core(teacher_core),
-          float(teacher_core.get_layer('hybrid_mix').mix.numpy()[1]))
+  return item_item.ItemItemTables.from_core(teacher_core)
 
 
 CUSTOM_OBJECTS = {'RecencyWeightedPooling': towers.RecencyWeightedPooling,

@@ -142,29 +142,19 @@ class RecencyWeightedPooling(tf.keras.layers.Layer):
 
 class HybridMix(tf.keras.layers.Layer):
   """Concatenates the towers' query and the item-to-item component's query, weighted by two
-  frozen mix weights, `initial_mix` until set: the hybrid teacher's are [1, 0] (the towers
-  alone) while its towers train, then those chosen on the eval split
-  (`training.choose_hybrid_mix`); a student inherits the teacher's component weight. The
-  weights scale each part's score."""
-
-  def __init__(self, initial_mix: Sequence[float] = (1.0, 0.0), **kwargs):
-    super().__init__(**kwargs)
-    self.initial_mix = [float(weight) for weight in initial_mix]
+  frozen mix weights: [1, 0] (the towers alone) while the towers train, then those chosen on
+  the eval split (`training.choose_hybrid_mix`). The weights scale each part's score."""
 
   def build(self, input_shape):
     self.mix = self.add_weight(name='mix', shape=(2,), trainable=False,
-                               initializer=tf.keras.initializers.Constant(self.initial_mix))
+                               initializer=tf.keras.initializers.Constant([1.0, 0.0]))
 
   def call(self, towers_query: tf.Tensor, item_item_query: tf.Tensor) -> tf.Tensor:
     return tf.concat([towers_query * self.mix[0], item_item_query * self.mix[1]], axis=-1)
 
-  def get_config(self):
-    return {**super().get_config(), 'initial_mix': self.initial_mix}
-
 
 def with_item_item(query: tf.Tensor, candidate: tf.Tensor, tables, history: tf.Tensor,
-                   item_index: tf.Tensor, history_length: int,
-                   initial_mix: Sequence[float] = (1.0, 0.0)) -> Tuple[tf.Tensor, tf.Tensor]:
+                   item_index: tf.Tensor, history_length: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """The towers' `query` and `candidate` with the item-to-item component's parts appended
   (`models.item_item.ItemItemTables` `tables`, frozen): its query part sums the history items'
   rows of the history table over the latest `tables.window` items, its candidate part is the
@@ -181,7 +171,7 @@ def with_item_item(query: tf.Tensor, candidate: tf.Tensor, tables, history: tf.T
   # Weight 1 on the latest `tables.window` items, about 0 on older ones.
   pooling.recency_logits.assign(
       tf.where(tf.range(history_length) < tables.window, 0.0, -30.0))
-  return (HybridMix(initial_mix, name='hybrid_mix')(query, item_item_query),
+  return (HybridMix(name='hybrid_mix')(query, item_item_query),
           tf.keras.layers.Concatenate(name='hybrid_candidate')(
               [candidate, frozen(tables.candidates, 'item_item_candidate')(item_index)]))
 

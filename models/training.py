@@ -224,19 +224,25 @@ def train_teacher(data: TrainingData, size: hparams.TowerHParams,
   model = _train_on_labels(core, data, training, training.learning_rate, training.epochs,
                            layout.TEACHER, log)
   if item_item_tables is not None:
-    choose_hybrid_mix(model, data, item_item_tables.rank, mix_eval_users)
+    choose_hybrid_mix(model, data, mix_eval_users)
   return model
 
 
 HYBRID_SHARES = np.linspace(0.0, 1.0, 11)  # the item-to-item component's share of the score
 
 
-def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData, rank: int,
+def is_hybrid(model: two_tower.TwoTowerModel) -> bool:
+  """Whether `model` scores with an item-to-item component (`towers.with_item_item`)."""
+  return any(layer.name == 'hybrid_mix' for layer in model.core.layers)
+
+
+def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData,
                       eval_users: int) -> None:
   """Sets a hybrid model's mix (`towers.HybridMix`) to the one of (1 − s, s · r) for s in
   `HYBRID_SHARES` that ranks the first `eval_users` eval users best (NDCG@10), r making both
   parts' score spreads equal; without an eval split, s = 0.5."""
   mix = model.core.get_layer('hybrid_mix').mix
+  rank = model.core.get_layer('item_item_candidate').output_dim
   mix.assign([1.0, 1.0])
   catalogue = {name: tf.constant(values) for name, values in data.stats.catalogue.items()
                if name in model.candidate_tower.input_names}
@@ -294,12 +300,12 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   catalogue = len(data.catalogue[features.ITEM_ID])
   budget = distillation.size_budget * quantization.exported_bytes(teacher_model.core, catalogue,
                                                                   int8=False)
-  inherited = student.inherit(size, teacher_model.core) or ()
+  inherited = student.inherit(size, teacher_model.core)
   dims = sorted(distillation.student_dims)
   for dim in reversed(dims):
     sized = dataclasses.replace(size, embedding_dim=dim)
     core = student.build_core(data.vocab, sized, data.transform, data.stats.mean_rating,
-                              *inherited)
+                              inherited)
     if quantization.exported_bytes(core, catalogue, int8=True) <= budget or dim == dims[0]:
       logging.info('Student size: embedding dimension %d (int8 within %.0f%% of the teacher\'s '
                    '%d bytes, or the smallest of %s)', dim, 100 * distillation.size_budget,
@@ -318,12 +324,11 @@ def train_student(data: TrainingData, size: hparams.TowerHParams,
   `fit_item_item`, which needs no teacher) as the teacher does: its towers train alone, then
   the mix is chosen on the eval split (`choose_hybrid_mix`)."""
   core = student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
-                            item_item_tables, 0.0)
+                            item_item_tables)
   model = _train_on_labels(core, data, training, distillation.learning_rate, distillation.epochs,
                            layout.STUDENT_SCRATCH, log)
   if item_item_tables is not None:
-    choose_hybrid_mix(model, data, item_item_tables.truncated(
-        size.item_item_rank or item_item_tables.rank).rank, mix_eval_users)
+    choose_hybrid_mix(model, data, mix_eval_users)
   return model
 
 
@@ -367,37 +372,47 @@ def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.
 
 def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
            size: hparams.TowerHParams, training: hparams.TrainingHParams,
-           distillation: hparams.DistillationHParams,
-           log: TrainingLog) -> two_tower.TwoTowerModel:
-  """The student distilled from `teacher_model` for `distillation.epochs` (the fp32 student),
-  inheriting its item-to-item component when `size.item_item` (`student.inherit`); `data` as
-  `teacher_outputs` gives it."""
+           distillation: hparams.DistillationHParams, log: TrainingLog,
+           mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
+  """The student distilled from `teacher_model` for `distillation.epochs` (the fp32 student);
+  `data` as `teacher_outputs` gives it. A student with `size.item_item` inherits the teacher's
+  item-to-item component (`student.inherit`): its towers are distilled alone, then the mix is
+  chosen on `mix_eval_users` eval users (`choose_hybrid_mix`)."""
   student_model = two_tower.TwoTowerModel(
       student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
-                         *(student.inherit(size, teacher_model.core) or ())),
+                         student.inherit(size, teacher_model.core)),
       training, data.stats)
   _fit(_distiller(teacher_model, student_model, data, training, distillation,
                   distillation.learning_rate),
        data, distillation.epochs, layout.STUDENT_FP32, 'distillation', log,
        training.early_stopping_patience)
+  if is_hybrid(student_model):
+    choose_hybrid_mix(student_model, data, mix_eval_users)
   return student_model
 
 
 def quantize(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
              student_fp32: two_tower.TwoTowerModel, training: hparams.TrainingHParams,
-             distillation: hparams.DistillationHParams,
-             log: TrainingLog) -> two_tower.TwoTowerModel:
+             distillation: hparams.DistillationHParams, log: TrainingLog,
+             mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
   """The int8 student: `student_fp32`'s Dense layers fine-tuned with quantization-aware
   training for `distillation.qat_epochs`, continuing the distillation from `teacher_model`,
-  then its embedding tables stored as int8. `data` as `teacher_outputs` gives it."""
+  then its embedding tables stored as int8. `data` as `teacher_outputs` gives it. A hybrid
+  student's towers are fine-tuned alone, as they were distilled, and the mix of the int8 model
+  chosen again on `mix_eval_users` eval users."""
   qat_model = two_tower.TwoTowerModel(
       quantization.quantize_dense_layers(student_fp32.core, student.CUSTOM_OBJECTS), training,
       data.stats)
+  if is_hybrid(qat_model):
+    qat_model.core.get_layer('hybrid_mix').mix.assign([1.0, 0.0])
   _fit(_distiller(teacher_model, qat_model, data, training, distillation,
                   distillation.qat_learning_rate),
        data, distillation.qat_epochs, layout.STUDENT_INT8, 'quantization_aware_training', log)
-  return two_tower.TwoTowerModel(
+  int8_model = two_tower.TwoTowerModel(
       quantization.int8_embeddings(qat_model.core, student.CUSTOM_OBJECTS), training, data.stats)
+  if is_hybrid(int8_model):
+    choose_hybrid_mix(int8_model, data, mix_eval_users)
+  return int8_model
 
 
 def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData,

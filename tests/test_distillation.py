@@ -275,7 +275,7 @@ def test_early_stopping_keeps_the_epoch_of_the_lowest_eval_loss(tmp_path):
 
 
 def test_a_hybrid_student_keeps_the_inherited_component_through_qat_and_int8(tmp_path):
-  data = _training_data()
+  data = dataclasses.replace(_training_data(), eval=None)  # no eval split: the mix is 1:1
   log = training.TrainingLog(str(tmp_path / layout.TENSORBOARD_DIR))
   rng = np.random.default_rng(0)
   tables = item_item.ItemItemTables(rng.normal(size=(tiny_models.VOCAB.items, 3)).astype('f4'),
@@ -294,8 +294,9 @@ def test_a_hybrid_student_keeps_the_inherited_component_through_qat_and_int8(tmp
                                    tiny_models.TRAINING, distillation, log)
     student_int8 = training.quantize(distillation_data, teacher_model, student_fp32,
                                      tiny_models.TRAINING, distillation, log)
+  # Each mix set after its training (the towers trained with the component weighted 0).
   for model in (student_fp32, student_int8):
-    np.testing.assert_allclose(model.core.get_layer('hybrid_mix').mix.numpy(), [1.0, 2.0])
+    np.testing.assert_allclose(model.core.get_layer('hybrid_mix').mix.numpy(), [0.5, 0.5])
   assert isinstance(student_int8.core.get_layer('item_item_history'),
                     quantization.Int8Embedding)
   np.testing.assert_allclose(

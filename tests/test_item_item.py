@@ -152,18 +152,19 @@ def test_tables_read_back_from_a_hybrid_core():
   np.testing.assert_array_equal(truncated.candidates, tables.candidates[:, :2])
 
 
-def test_a_student_inherits_the_teachers_component_at_its_rank_and_weight():
+def test_a_student_inherits_the_teachers_component_at_its_rank():
   core, tables = _hybrid_teacher_core()
   size = dataclasses.replace(tiny_models.STUDENT_SIZE, item_item=True, item_item_rank=2)
-  inherited = student.inherit(size, core)
-  assert inherited[1] == pytest.approx(0.7)
   student_core = student.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM,
-                                    tiny_models.STATS.mean_rating, *inherited)
+                                    tiny_models.STATS.mean_rating, student.inherit(size, core))
+  mix = student_core.get_layer('hybrid_mix').mix
+  np.testing.assert_array_equal(mix.numpy(), [1.0, 0.0])  # its towers train alone
+  mix.assign([1.0, 0.7])
   batch = tiny_models.batch()
   outputs = two_tower.TwoTowerModel(student_core, tiny_models.TRAINING, tiny_models.STATS)(batch)
   dim = size.embedding_dim
   latest = item_item.latest(batch[features.HISTORY_INDICES].numpy(), tables.window)
-  # The student's share of the score: 0.7 · Σ_latest history rows · candidate row, rank 2.
+  # The component's share of the score: 0.7 · Σ_latest history rows · candidate row, rank 2.
   np.testing.assert_allclose(outputs['queries'].numpy()[:, dim:],
                              0.7 * tables.history[latest].sum(axis=1)[:, :2], rtol=1e-5)
   np.testing.assert_allclose(outputs['candidates'].numpy()[:, dim:],
