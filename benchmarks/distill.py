@@ -163,7 +163,9 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
     with training.teacher_outputs(data, teacher, training_hparams,
                                   distillation) as distillation_data:
       for dim in sorted(set(sizes) | {default_dim}) if sizes else []:
-        size = dataclasses.replace(towers.student, embedding_dim=dim)
+        # At a given width, the rest of the student as the pipeline's default size is chosen.
+        size = training.student_size(data, teacher, dataclasses.replace(
+            towers.student, embedding_dim=dim), distillation)
         write(model_name(SCRATCH, dim, seed),
               training.train_student(data, size, training_hparams, distillation, log,
                                      item_item_tables(data, towers.teacher, tables_dir)
@@ -365,6 +367,9 @@ def main(argv=None) -> int:
                       help='override a distillation or training hyper-parameter (repeatable)')
   parser.add_argument('--no-item-item', action='store_true',
                       help="the teacher without the item-to-item component (the towers alone)")
+  parser.add_argument('--inherited-rank', type=int, default=None, metavar='RANK',
+                      help="the rank of the teacher's item-to-item component the students "
+                           'inherit (default: chosen by the size budget)')
   parser.add_argument('--item-id-dropout', type=float, default=None, metavar='RATE',
                       help="both towers' item_id_dropout (default: the configs' values)")
   args = parser.parse_args(argv)
@@ -381,8 +386,11 @@ def main(argv=None) -> int:
     towers = Sizes(*(dataclasses.replace(size, item_id_dropout=args.item_id_dropout)
                      for size in (towers.teacher, towers.student)))
   if args.no_item_item:
-    towers = dataclasses.replace(towers, teacher=dataclasses.replace(towers.teacher,
-                                                                     item_item=False))
+    towers = Sizes(*(dataclasses.replace(size, item_item=False)
+                     for size in (towers.teacher, towers.student)))
+  if args.inherited_rank is not None:
+    towers = dataclasses.replace(towers, student=dataclasses.replace(
+        towers.student, item_item_rank=args.inherited_rank))
   rows = benchmark(args.data, os.path.abspath(args.output), args.sizes, seeds, distillation,
                    towers, training_settings)
   with open(args.bench_out, 'w') as f:

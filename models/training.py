@@ -287,30 +287,51 @@ def load_teacher(data: TrainingData, size: hparams.TowerHParams,
   return two_tower.TwoTowerModel(core, training, data.stats)
 
 
+MIN_INHERITED_RANK = 16  # below it a student inherits no item-to-item component
+
+
 def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                  size: hparams.TowerHParams,
                  distillation: hparams.DistillationHParams) -> hparams.TowerHParams:
-  """`size`, or with `embedding_dim` 0 the widest of `distillation.student_dims` whose int8
-  export (with what it inherits from the teacher, `student.inherit`) takes at most
-  `distillation.size_budget` of the teacher's (float32) bytes (`quantization.exported_bytes`;
-  the smallest when none does): the student follows the catalogue and the teacher, so the
-  size gate refuses only a student that is really too big."""
-  if size.embedding_dim:
-    return size
+  """`size`, with what it leaves 0 chosen so that the student's int8 export takes at most
+  `distillation.size_budget` of the teacher's (float32) bytes (`quantization.exported_bytes`),
+  so that it follows the catalogue and the teacher and the size gate refuses only a student
+  that is really too big:
+  - a student that inherits the teacher's item-to-item component (`size.item_item`) with
+    `item_item_rank` 0 keeps the largest of the teacher's rank, halved down to
+    `MIN_INHERITED_RANK`, that fits at its smallest embedding dimension (on sparse logs the
+    component carries most of the teacher's quality); when none fits, it inherits nothing;
+  - `embedding_dim` 0: the widest of `distillation.student_dims` that fits (the smallest when
+    none does)."""
   catalogue = len(data.catalogue[features.ITEM_ID])
   budget = distillation.size_budget * quantization.exported_bytes(teacher_model.core, catalogue,
                                                                   int8=False)
   inherited = student.inherit(size, teacher_model.core)
   dims = sorted(distillation.student_dims)
-  for dim in reversed(dims):
-    sized = dataclasses.replace(size, embedding_dim=dim)
+
+  def fits(sized: hparams.TowerHParams) -> bool:
     core = student.build_core(data.vocab, sized, data.transform, data.stats.mean_rating,
-                              inherited)
-    if quantization.exported_bytes(core, catalogue, int8=True) <= budget or dim == dims[0]:
-      logging.info('Student size: embedding dimension %d (int8 within %.0f%% of the teacher\'s '
-                   '%d bytes, or the smallest of %s)', dim, 100 * distillation.size_budget,
-                   budget / distillation.size_budget, dims)
-      return sized
+                              inherited if sized.item_item else None)
+    return quantization.exported_bytes(core, catalogue, int8=True) <= budget
+
+  if inherited is not None and not size.item_item_rank:
+    ranks = [inherited.rank >> halvings for halvings in range(inherited.rank.bit_length())
+             if inherited.rank >> halvings >= MIN_INHERITED_RANK]
+    smallest = size.embedding_dim or dims[0]
+    fitting = [rank for rank in ranks
+               if fits(dataclasses.replace(size, embedding_dim=smallest, item_item_rank=rank))]
+    size = (dataclasses.replace(size, item_item_rank=fitting[0]) if fitting
+            else dataclasses.replace(size, item_item=False))
+  if not size.embedding_dim:
+    size = next((dataclasses.replace(size, embedding_dim=dim) for dim in reversed(dims)
+                 if fits(dataclasses.replace(size, embedding_dim=dim))),
+                dataclasses.replace(size, embedding_dim=dims[0]))
+  logging.info("Student size: embedding dimension %d, %s (int8 within %.0f%% of the teacher's "
+               '%d bytes, or the smallest of %s)', size.embedding_dim,
+               f'the item-to-item component at rank {size.item_item_rank}' if size.item_item
+               else 'no item-to-item component', 100 * distillation.size_budget,
+               budget / distillation.size_budget, dims)
+  return size
 
 
 def train_student(data: TrainingData, size: hparams.TowerHParams,

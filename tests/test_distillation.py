@@ -302,3 +302,30 @@ def test_a_hybrid_student_keeps_the_inherited_component_through_qat_and_int8(tmp
   np.testing.assert_allclose(
       quantization.dequantize_rows(*student_int8.core.get_layer('item_item_candidate')
                                    .get_weights()), tables.candidates[:, :2], atol=0.02)
+
+
+def _hybrid_teacher(rank: int) -> two_tower.TwoTowerModel:
+  rng = np.random.default_rng(1)
+  tables = item_item.ItemItemTables(
+      rng.normal(size=(tiny_models.VOCAB.items, rank)).astype('f4'),
+      rng.normal(size=(tiny_models.VOCAB.items, rank)).astype('f4'), l2=1.0, window=2)
+  size = dataclasses.replace(tiny_models.teacher_size(), item_item=True)
+  return two_tower.TwoTowerModel(
+      teacher.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM,
+                         tiny_models.STATS.mean_rating, tables),
+      tiny_models.TRAINING, tiny_models.STATS)
+
+
+@pytest.mark.parametrize('budget, expected', [
+    (10.0, (8, 64, True)),  # everything fits: the teacher's rank, the widest dimension
+    (0.2, (4, 32, True)),  # the rank halved until it fits at the smallest dimension
+    (0.1, (4, 0, False)),  # no rank fits: no component, the widest dimension that fits
+])
+def test_student_size_fits_the_inherited_rank_then_the_width_to_the_budget(budget, expected):
+  teacher_model = _hybrid_teacher(rank=64)
+  size = dataclasses.replace(tiny_models.STUDENT_SIZE, embedding_dim=0, item_item=True)
+  distillation = dataclasses.replace(_distillation_hparams(), student_dims=(4, 8),
+                                     size_budget=budget)
+  chosen = training.student_size(_training_data(), teacher_model, size, distillation)
+  assert (chosen.embedding_dim, chosen.item_item_rank if chosen.item_item else 0,
+          chosen.item_item) == expected
