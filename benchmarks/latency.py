@@ -67,10 +67,13 @@ def train_and_export(data_source: str, output_dir: str, epochs: int) -> Dict[str
 
   with tempfile.TemporaryDirectory() as tensorboard_dir:
     log = training.TrainingLog(tensorboard_dir)
-    teacher = training.train_teacher(data, configs.TEACHER, training_hparams, log)
+    teacher = training.train_teacher(
+        data, configs.TEACHER, training_hparams, log,
+        training.fit_item_item(data, configs.TEACHER, configs.ITEM_ITEM))
     write(layout.TEACHER, teacher)
+    student_size = training.student_size(data, teacher, configs.STUDENT, distillation)
     with training.teacher_outputs(data, teacher, training_hparams, distillation) as distilling:
-      fp32 = training.distil(distilling, teacher, configs.STUDENT, training_hparams,
+      fp32 = training.distil(distilling, teacher, student_size, training_hparams,
                              distillation, log)
       write(FP32, fp32)
       write(INT8, training.quantize(distilling, teacher, fp32, training_hparams, distillation,

@@ -67,14 +67,18 @@ TEACHER = hparams.TowerHParams(
 ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(64, 128, 256),
                                     windows=(20, 50, HISTORY_LENGTH), max_items=20_000,
                                     eval_users=1000)
-# The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py).
+# The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py),
+# and the teacher's item-to-item component inherited (`item_item`), which on the sparse test bed
+# is where the quality is (docs/results.md).
 # Item-id dropout (`item_id_dropout`) is off: at 0.1 it raised ML-100K's cold-item Recall@100 from
 # 0.2x to 1.1-1.3x a random ranking's but cost 1-3% of the warm items' quality (docs/results.md).
-# Its embedding dimension (0) follows the catalogue and the teacher: the widest of
-# DISTILLATION.student_dims whose int8 export fits 80% of the size gate's share of the teacher.
+# Its inherited rank and embedding dimension (0) follow the catalogue and the teacher
+# (`training.student_size`): the largest rank, then the widest of DISTILLATION.student_dims, whose
+# int8 export fits 80% of the size gate's share of the teacher.
 STUDENT = hparams.TowerHParams(
     embedding_dim=0, hidden_units=0, rating_hidden_units=16, history_encoder='mean',
-    attention_layers=0, attention_heads=0, dropout=0.0, item_id_dropout=0.0)
+    attention_layers=0, attention_heads=0, dropout=0.0, item_id_dropout=0.0, item_item=True,
+    item_item_rank=0)
 STUDENT_MAX_SIZE_RATIO = 0.10  # of the teacher's bytes: the size gate (RETRIEVAL_GATES)
 # The retrieval loss is summed over the batch, the rating loss averaged: hence the rating weight.
 # Early stopping on the eval loss is off: on ML-100K it stopped the teacher after epoch 2 (eval
