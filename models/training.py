@@ -228,7 +228,9 @@ def train_teacher(data: TrainingData, size: hparams.TowerHParams,
   return model
 
 
-HYBRID_SHARES = np.linspace(0.0, 1.0, 11)  # the item-to-item component's share of the score
+# The item-to-item component's share of the score: at most 0.9, so that the towers always rank
+# the items the component cannot score (items without train interactions, beyond `max_items`).
+HYBRID_SHARES = np.linspace(0.0, 0.9, 10)
 
 
 def is_hybrid(model: two_tower.TwoTowerModel) -> bool:
