@@ -187,11 +187,16 @@ def _fit(model: tf.keras.Model, data: TrainingData, epochs: int, name: str, phas
 
 def _train_on_labels(core: tf.keras.Model, data: TrainingData,
                      training: hparams.TrainingHParams, learning_rate: float, epochs: int,
-                     name: str, log: TrainingLog) -> two_tower.TwoTowerModel:
-  """A two-tower model of `core`, trained on the ground truth alone (its phase is its name)."""
+                     name: str, log: TrainingLog,
+                     mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
+  """A two-tower model of `core`, trained on the ground truth alone (its phase is its name);
+  a hybrid core's towers train alone, then its mix is chosen on `mix_eval_users` eval users
+  (`choose_hybrid_mix`)."""
   model = two_tower.TwoTowerModel(core, training, data.stats)
   model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
   _fit(model, data, epochs, name, name, log, training.early_stopping_patience)
+  if is_hybrid(model):
+    choose_hybrid_mix(model, data, mix_eval_users)
   return model
 
 
@@ -221,11 +226,8 @@ def train_teacher(data: TrainingData, size: hparams.TowerHParams,
   tf.keras.utils.set_random_seed(training.seed)
   core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                             item_item_tables)
-  model = _train_on_labels(core, data, training, training.learning_rate, training.epochs,
-                           layout.TEACHER, log)
-  if item_item_tables is not None:
-    choose_hybrid_mix(model, data, mix_eval_users)
-  return model
+  return _train_on_labels(core, data, training, training.learning_rate, training.epochs,
+                          layout.TEACHER, log, mix_eval_users)
 
 
 # The item-to-item component's share of the score: at most 0.9, so that the towers always rank
@@ -348,11 +350,8 @@ def train_student(data: TrainingData, size: hparams.TowerHParams,
   the mix is chosen on the eval split (`choose_hybrid_mix`)."""
   core = student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                             item_item_tables)
-  model = _train_on_labels(core, data, training, distillation.learning_rate, distillation.epochs,
-                           layout.STUDENT_SCRATCH, log)
-  if item_item_tables is not None:
-    choose_hybrid_mix(model, data, mix_eval_users)
-  return model
+  return _train_on_labels(core, data, training, distillation.learning_rate, distillation.epochs,
+                          layout.STUDENT_SCRATCH, log, mix_eval_users)
 
 
 @contextlib.contextmanager
