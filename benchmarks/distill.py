@@ -80,9 +80,16 @@ def _teacher_key(data: training.TrainingData, teacher_size: hparams.TowerHParams
                  training_hparams: hparams.TrainingHParams) -> str:
   """What a cached teacher depends on: its size, its training and the data it was trained on."""
   text = json.dumps([hparams.to_dict(teacher_size), hparams.to_dict(training_hparams),
-                     hparams.to_dict(configs.TRANSFORM), hparams.to_dict(configs.ITEM_ITEM),
-                     data.tf_transform_output.transform_savedmodel_dir], sort_keys=True)
+                     hparams.to_dict(configs.TRANSFORM), _tables_key(data)], sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _tables_key(data: training.TrainingData) -> str:
+  """What the item-to-item tables depend on: their settings, how they are factorised and the
+  data."""
+  return hashlib.sha256(json.dumps([hparams.to_dict(configs.ITEM_ITEM), item_item.FACTORISATIONS,
+                                    data.tf_transform_output.transform_savedmodel_dir],
+                                   sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _publish(cache_dir: str, directory: str, write) -> None:
@@ -104,10 +111,7 @@ def item_item_tables(data: training.TrainingData, teacher_size: hparams.TowerHPa
   seed: fitted once per data and setting, then read from `cache_dir`."""
   if not teacher_size.item_item:
     return None
-  key = hashlib.sha256(json.dumps([hparams.to_dict(configs.ITEM_ITEM),
-                                   data.tf_transform_output.transform_savedmodel_dir],
-                                  sort_keys=True).encode()).hexdigest()[:16]
-  directory = os.path.join(cache_dir, key)
+  directory = os.path.join(cache_dir, _tables_key(data))
   if not os.path.exists(os.path.join(directory, 'done')):
     tables = training.fit_item_item(data, teacher_size, configs.ITEM_ITEM)
     _publish(cache_dir, directory, tables.save)

@@ -1,19 +1,27 @@
 """The hybrid teacher's item-to-item component: EASE fitted on the train split, as two tables.
 
-EASE (Steck, 2019; `evaluation.baselines.ease_weights`) scores item i for a user as
-Σ_{j ∈ history} B[j, i]: the item-to-item structure that sparse logs hold and that neural
-towers learn poorly from few labels. Factorised, B ≈ H · Cᵀ (truncated SVD, rank r), that score is a dot
-product of two towers: the query side sums the history items' rows of H, the candidate side is
-item i's row of C. So the teacher (`models.teacher`) appends both as r frozen dimensions to its
-learnt query and candidate embeddings, mixes both scores with weights chosen on the eval split,
-and is served by the same top-K index as any two-tower model. The factorisation keeps
-the teacher at 2·n·r floats where B is n², and regularises B (a rank-128 B ranks as well as the
-full one on ML-100K and the sparse test bed).
+EASE (Steck, 2019; `evaluation.baselines.ease_weights`) scores item j for a user as
+Σ_{i ∈ history} B[i, j]: the item-to-item structure that sparse logs hold and that neural
+towers learn poorly from few labels. Factorised, B ≈ H · Cᵀ, that score is a dot product of two
+towers: the query side sums the history items' rows of H, the candidate side is item j's row of
+C. So the teacher (`models.teacher`) appends both as r frozen dimensions to its learnt query and
+candidate embeddings, mixes both scores with weights chosen on the eval split, and is served by
+the same top-K index as any two-tower model, at 2·n·r floats where B is n². Two
+factorisations, chosen between on the eval split:
+- `SVD`: B's truncated SVD, its best rank-r approximation;
+- `EIGEN`: with G = XᵀX = V Σ Vᵀ and P = (G + λI)⁻¹, every off-diagonal
+  B[i, j] = -P[i, j] / P[j, j] is Σ_m V[i, m] · σ_m / (σ_m + λ) · V[j, m] / (λ P[j, j]), so
+  H = V · diag(σ / (σ + λ)) and C = diag(1 / (λ P)) · V over G's r leading eigenvectors (the
+  diagonal, an item scoring itself, differs from B's 0; history items are never ranked). It
+  regularises B as a ridge on its spectrum does, and on the sparse test bed ranks better than
+  the full B at rank 256 (docs/results.md).
+Lower ranks (`ItemItemTables.truncated`, what a student inherits) are the best factorisation of
+H · Cᵀ at that rank.
 
 The L2 weight, the rank and the history window (how many of the latest history items the query
 sums: recent items predict better on some logs, whole profiles on others) are chosen on the eval
 split: NDCG@10 of the first eval users' queries (their transformed histories, as the teacher sees
-them), full catalogue, seen items excluded. B is
+them), full catalogue, seen items excluded. G is
 fitted over the `max_items` most popular train items (n³ time, n² memory); the others get zero
 rows, as do padding, out-of-vocabulary and cold items, which the towers alone score.
 """
@@ -32,6 +40,9 @@ from models import eval_split
 from models import hparams
 
 TABLES_FILE = 'item_item.npz'  # where `save` writes the tables in a directory
+# The factorisations `fit` chooses from on the eval split (module docstring).
+EIGEN, SVD = 'eigen', 'svd'
+FACTORISATIONS = (EIGEN, SVD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +67,20 @@ class ItemItemTables:
     return self.history.shape[1]
 
   def truncated(self, rank: int) -> 'ItemItemTables':
-    """The tables at rank min(`rank`, `self.rank`): the factors are in decreasing singular value
-    order (`_tables`), so these are the best rank-`rank` factorisation of the same B."""
-    return dataclasses.replace(self, history=self.history[:, :rank],
-                               candidates=self.candidates[:, :rank])
+    """The best rank-`rank` factorisation of the same scores (history · candidatesᵀ), split
+    evenly between both tables; these tables when `rank` is not below theirs."""
+    if rank >= self.rank:
+      return self
+    history_basis, history_r = np.linalg.qr(self.history.astype(np.float64))
+    candidate_basis, candidate_r = np.linalg.qr(self.candidates.astype(np.float64))
+    u, s, vt = np.linalg.svd(history_r @ candidate_r.T)
+    root = np.sqrt(s[:rank])
+    # Rows that score nothing (padding, out-of-vocabulary, cold items) stay zero.
+    history = (history_basis @ (u[:, :rank] * root)) * self.history.any(axis=1, keepdims=True)
+    candidates = ((candidate_basis @ (vt[:rank].T * root))
+                  * self.candidates.any(axis=1, keepdims=True))
+    return dataclasses.replace(self, history=history.astype(np.float32),
+                               candidates=candidates.astype(np.float32))
 
   @classmethod
   def from_core(cls, core) -> 'ItemItemTables':
@@ -108,17 +129,31 @@ def truncated_svd(matrix: np.ndarray, rank: int, power_iterations: int = 3,
   return (basis @ u)[:, :rank], s[:rank], vt[:rank]
 
 
-def _tables(kept: np.ndarray, factors, rank: int,
-            num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
-  """(history, candidates) tables of the rank-`rank` factors (U, s, Vᵀ) of B over the `kept`
-  item indices, the singular values split evenly between both; zero rows elsewhere."""
-  u, s, vt = factors
-  root = np.sqrt(s[:rank])
-  history = np.zeros((num_item_indices, rank), np.float32)
-  candidates = np.zeros((num_item_indices, rank), np.float32)
-  history[kept] = u[:, :rank] * root
-  candidates[kept] = vt[:rank].T * root
-  return history, candidates
+def _svd_tables(kept: np.ndarray, weights: np.ndarray, rank: int,
+                num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
+  """(history, candidates) tables over the `kept` item indices of B's best rank-`rank`
+  factorisation (truncated SVD, the singular values split evenly between both); zero rows
+  elsewhere."""
+  u, s, vt = truncated_svd(weights, rank)
+  return _rows(kept, u * np.sqrt(s), vt.T * np.sqrt(s), num_item_indices)
+
+
+def _eigen_tables(kept: np.ndarray, eigenvectors: np.ndarray, eigenvalues: np.ndarray, l2: float,
+                  precision_diagonal: np.ndarray,
+                  num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
+  """(history, candidates) tables over the `kept` item indices (module docstring: H and C) of
+  G's leading eigenvectors and eigenvalues, the L2 weight and diag((G + l2 I)⁻¹); zero rows
+  elsewhere."""
+  return _rows(kept, eigenvectors * (eigenvalues / (eigenvalues + l2)),
+               eigenvectors / (l2 * precision_diagonal)[:, None], num_item_indices)
+
+
+def _rows(kept: np.ndarray, history: np.ndarray, candidates: np.ndarray,
+          num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
+  """Tables of `num_item_indices` rows: the given ones at the `kept` indices, zero elsewhere."""
+  tables = np.zeros((2, num_item_indices, history.shape[1]), np.float32)
+  tables[0, kept], tables[1, kept] = history, candidates
+  return tables[0], tables[1]
 
 
 def latest(histories: np.ndarray, window: int) -> np.ndarray:
@@ -166,17 +201,29 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
         windows[-1:]
   else:
     l2_values = params.l2_values
+  gram = (train.T @ train).toarray().astype(np.float32)
+  # G is symmetric positive semi-definite: its singular vectors are its eigenvectors.
+  eigenvectors, eigenvalues, _ = truncated_svd(gram, ranks[-1])
   best = None
   for l2 in l2_values:
-    factors = truncated_svd(baselines.ease_weights(train, l2, dtype=np.float32), ranks[-1])
-    for rank in ranks:
-      tables = _tables(kept, factors, rank, num_item_indices)
-      for window in windows:
-        ndcg = None if eval_queries is None else _eval_ndcg(*tables, window, eval_queries)
-        logging.debug('Item-item component, L2 %g, rank %d, window %d: eval NDCG@10 %s', l2,
-                     rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
-        if best is None or (ndcg is not None and ndcg > best.eval_ndcg):
-          best = ItemItemTables(*tables, l2=float(l2), window=window, eval_ndcg=ndcg)
-  logging.info('Item-item component: %d items, L2 %g, rank %d, window %d', len(kept), best.l2,
-               best.rank, best.window)
+    precision = baselines.ease_precision(gram, l2)
+    factorisations = {EIGEN: _eigen_tables(kept, eigenvectors, eigenvalues, l2,
+                                           np.diag(precision).copy(), num_item_indices)}
+    factorisations[SVD] = _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
+                                      num_item_indices)
+    del precision
+    for factorisation in FACTORISATIONS:
+      largest = factorisations[factorisation]
+      for rank in ranks:
+        tables = ItemItemTables(*largest, l2=float(l2), window=windows[-1]).truncated(rank)
+        for window in windows:
+          ndcg = (None if eval_queries is None
+                  else _eval_ndcg(tables.history, tables.candidates, window, eval_queries))
+          logging.debug('Item-item component, %s, L2 %g, rank %d, window %d: eval NDCG@10 %s',
+                        factorisation, l2, rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
+          if best is None or (ndcg is not None and ndcg > best[1].eval_ndcg):
+            best = factorisation, dataclasses.replace(tables, window=window, eval_ndcg=ndcg)
+  factorisation, best = best
+  logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d', len(kept),
+               factorisation, best.l2, best.rank, best.window)
   return best
