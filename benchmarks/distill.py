@@ -20,7 +20,7 @@ scratch) of the mean NDCG@10; the cold-start slices (`metrics.SLICE_METRIC_KEYS`
 cold and warm items, NDCG@10 of new users) likewise, with a second table. The int8 student at
 the pipeline's size carries `"default": true`. Also draws NDCG@10 against bytes (PNG, `--plot`). Teachers are kept under OUTPUT (by seed
 and configuration), so a re-run with other distillation settings trains only the students (into
-a directory of their own): `--set ranking_weight=0` overrides one `DistillationHParams` or
+a directory of their own): `--set temperature=2` overrides one `DistillationHParams` or
 `TrainingHParams` field (`--set mixed_negatives=1024`: teacher and students trained again).
 `--item-id-dropout RATE` sets both towers' `item_id_dropout` (teachers trained again).
 """

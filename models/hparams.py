@@ -92,13 +92,13 @@ class DistillationHParams:
   """How the student learns from the teacher, then is fine-tuned with quantization.
 
   loss = alpha · hard + (1 − alpha) · soft (see `models.distiller`); the hard loss uses the
-  student's `TrainingHParams` weights. The soft loss weighs the KL term by `kd_weight` and
-  ranking distillation (the teacher's `ranking_top_k` top unseen items as positives, rank-decay
-  `ranking_decay`; 0 turns it off) by `ranking_weight`. The KL term's soft labels span the whole
-  catalogue when it has at most `kd_catalogue_max_items` items, else the batch's candidates and
-  `num_sampled_negatives` uniformly sampled items. `qat_*`: quantization-aware fine-tuning that continues
-  the distillation loss. The teacher's outputs on the train split are cached in memory up to
-  `teacher_outputs_in_memory_max_examples` examples, in a temporary file beyond.
+  student's `TrainingHParams` weights. The soft loss is the KL term at `temperature`, plus the
+  MSE to the teacher's ratings weighted by `rating_distillation_weight`. The KL term's soft
+  labels span the whole catalogue when it has at most `kd_catalogue_max_items` items, else the
+  batch's candidates and `num_sampled_negatives` uniformly sampled items. `qat_*`:
+  quantization-aware fine-tuning that continues the distillation loss. The teacher's outputs on
+  the train and eval splits are cached in memory up to `teacher_outputs_in_memory_max_examples`
+  train examples, in temporary files beyond.
   A student size with `embedding_dim` 0 takes the widest of `student_dims` whose int8 export
   takes at most `size_budget` of the teacher's bytes (`training.student_size`).
   """
@@ -106,10 +106,6 @@ class DistillationHParams:
   learning_rate: float
   alpha: float
   temperature: float
-  kd_weight: float
-  ranking_weight: float
-  ranking_top_k: int
-  ranking_decay: float
   rating_distillation_weight: float
   num_sampled_negatives: int
   kd_catalogue_max_items: int

@@ -358,18 +358,22 @@ def train_student(data: TrainingData, size: hparams.TowerHParams,
 def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                     training: hparams.TrainingHParams,
                     distillation: hparams.DistillationHParams) -> Iterator[TrainingData]:
-  """`data` whose train batches carry the frozen teacher's outputs
-  (`distiller.with_teacher_outputs`), computed once for both distillation phases: cached in
-  memory up to `distillation.teacher_outputs_in_memory_max_examples` train examples, beyond
-  in a temporary file that is removed on leaving the block."""
+  """`data` whose train and eval batches carry the frozen teacher's outputs, which the
+  `Distiller` reads (`distiller.with_teacher_outputs`): computed in one pass for both
+  distillation phases, the train examples reshuffled every epoch; cached in memory up to
+  `distillation.teacher_outputs_in_memory_max_examples` train examples, beyond in temporary
+  files that are removed on leaving the block."""
   cache_dir = tempfile.mkdtemp(prefix='teacher_outputs_')
   try:
     in_memory = (data.stats.item_counts.sum()
                  <= distillation.teacher_outputs_in_memory_max_examples)
-    yield dataclasses.replace(data, train=distiller.with_teacher_outputs(
-        data.train_in_order, teacher_model, data.stats.catalogue, distillation.ranking_top_k,
-        training.batch_size, training.shuffle_buffer_size,
-        training.seed, cache_file='' if in_memory else os.path.join(cache_dir, 'train')))
+    cache = lambda split: '' if in_memory else os.path.join(cache_dir, split)
+    train = (distiller.with_teacher_outputs(data.train_in_order, teacher_model, cache('train'))
+             .unbatch().shuffle(training.shuffle_buffer_size, seed=training.seed,
+                                reshuffle_each_iteration=True).batch(training.batch_size))
+    yield dataclasses.replace(data, train=train, eval=None if data.eval is None else
+                              distiller.with_teacher_outputs(data.eval, teacher_model,
+                                                             cache('eval')))
   finally:
     shutil.rmtree(cache_dir, ignore_errors=True)
 
@@ -381,14 +385,13 @@ def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.
   """A compiled `Distiller` of `student_model` from `teacher_model`."""
   model = distiller.Distiller(teacher_model, student_model, data.stats.catalogue,
                               distillation.num_sampled_negatives, seed=training.seed,
-                              ranking_top_k=distillation.ranking_top_k,
                               full_catalogue=(len(data.stats.catalogue[features.ITEM_ID])
                                               <= distillation.kd_catalogue_max_items))
-  model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), alpha=distillation.alpha,
-                temperature=distillation.temperature, kd_weight=distillation.kd_weight,
-                ranking_weight=distillation.ranking_weight,
-                ranking_decay=distillation.ranking_decay,
-                rating_distillation_weight=distillation.rating_distillation_weight)
+  model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+                student_loss_fn=distiller.StudentLoss(),
+                distillation_loss_fn=distiller.DistillationLoss(
+                    distillation.rating_distillation_weight),
+                alpha=distillation.alpha, temperature=distillation.temperature)
   return model
 
 

@@ -89,11 +89,8 @@ TRAINING = hparams.TrainingHParams(
     retrieval_weight=1.0, rating_weight=100.0,
     popularity_correction=True, seed=42, early_stopping_patience=0,
     catalogue_softmax_max_items=0, mixed_negatives=0)
-# Ranking distillation (ranking_weight 1, top 10, decay 5) measured worse than the KL term alone
-# on the sparse test bed (docs/results.md): it is off.
 DISTILLATION = hparams.DistillationHParams(
-    epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0, kd_weight=1.0,
-    ranking_weight=0.0, ranking_top_k=0, ranking_decay=5.0,
+    epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0,
     rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
     qat_epochs=1,
     qat_learning_rate=0.0005, teacher_outputs_in_memory_max_examples=1_000_000,

@@ -30,10 +30,8 @@ TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, shuffle_buffer_size=
                                    early_stopping_patience=0,
                                    catalogue_softmax_max_items=0, mixed_negatives=0)
 DISTILLATION = hparams.DistillationHParams(
-    epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0, ranking_weight=1.0,
-    ranking_top_k=3, ranking_decay=2.0,
-    rating_distillation_weight=1.0, num_sampled_negatives=16,
-    kd_catalogue_max_items=1000, qat_epochs=1,
+    epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
+    num_sampled_negatives=16, kd_catalogue_max_items=1000, qat_epochs=1,
     qat_learning_rate=0.001, teacher_outputs_in_memory_max_examples=1_000_000,
     student_dims=(8,), size_budget=0.1)
 TOP_K = 10
