@@ -3,7 +3,7 @@
     python -m benchmarks.protocol_speed [--rows 100000] [--repeats 3] \\
         [--movielens ../shared/data/movielens-100k]
 
-- split + history: `ingest.history.add_history` (50 items) then `evaluation.protocol.assign_splits`
+- split + history: `ingest.history.add_history` (50 items) then `contract.split_rules.assign_splits`
   on `--rows` generated interactions (1,000 users, 2,000 items, random timestamps);
 - popularity ranking metrics: `evaluation.metrics.ranking_metrics` of the popularity baseline's
   scores on MovieLens 100K's test split, when the MovieLens copy exists (the shared copy beside
@@ -23,6 +23,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from contract import features
+from contract import split_rules
 from evaluation import baselines
 from evaluation import metrics
 from evaluation import protocol
@@ -52,7 +53,7 @@ def timings(step: Callable[[], object], repeats: int) -> List[float]:
 
 def split_and_history(rows: int, repeats: int) -> List[float]:
   frame = generated_interactions(rows)
-  return timings(lambda: protocol.assign_splits(history.add_history(frame, HISTORY_LENGTH)),
+  return timings(lambda: split_rules.assign_splits(history.add_history(frame, HISTORY_LENGTH)),
                  repeats)
 
 
@@ -61,7 +62,7 @@ def popularity_metrics(movielens: Path, repeats: int) -> Optional[List[float]]:
   if not (movielens / loaders.MOVIELENS_RATINGS).exists():
     return None
   frame = loaders.load_movielens_100k(movielens).interactions
-  splits = protocol.assign_splits(frame)
+  splits = split_rules.assign_splits(frame)
   data = protocol.build_eval_data(frame, splits)
   scores = baselines.popularity_scores(frame[splits == features.TRAIN_SPLIT], data)
   return timings(lambda: metrics.ranking_metrics(scores, data), repeats)

@@ -7,7 +7,7 @@ both input formats with `tests/input_writers.py`, so that they go through the re
 Arriving items (`generate(arriving_items=N)`): N more items, listed in the item side table like
 the others, arrive at one time, `ARRIVAL_TIMESTAMP`. Each user's timeline is shifted so that
 the arrival falls between the interactions the evaluation protocol puts in their train and eval
-splits and those it puts in test (`evaluation.protocol.split_sizes` with the project's default
+splits and those it puts in test (`contract.split_rules.split_sizes` with the project's
 fractions); after the arrival, each interaction is with an arriving item with probability
 `arriving_share` (picked, like the others, by popularity and affinity). So the arriving items
 have no train or eval interaction, and about `arriving_share` of the test interactions are with
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from contract import features
-from evaluation import protocol
+from contract import split_rules
 from ingest import loaders
 from ingest.loaders import Dataset
 
@@ -42,7 +42,6 @@ MAX_GENRES_PER_ITEM = 3
 UNKNOWN_YEAR_FRACTION = 0.1
 ARRIVAL_TIMESTAMP = FIRST_TIMESTAMP + 365 * DAY_S  # after every user's timeline unshifted
 ARRIVING_SHARE = 0.1  # default share of the interactions after the arrival with arriving items
-PROTOCOL_FRACTIONS = (0.1, 0.1)  # (eval, test): the project's split (`protocol.assign_splits`)
 
 
 def _ratings(affinity: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
@@ -148,7 +147,8 @@ def _arrivals(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timesta
   popularity = _popularity(len(arriving_factors), rng)
   starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
   for start, end in zip(starts, np.r_[starts[1:], len(users)]):
-    _, n_test = protocol.split_sizes(end - start, *PROTOCOL_FRACTIONS)
+    _, n_test = split_rules.split_sizes(end - start, split_rules.EVAL_FRACTION,
+                                        split_rules.TEST_FRACTION)
     first_test = end - n_test
     if first_test == start:
       shift = ARRIVAL_TIMESTAMP - timestamps[start]

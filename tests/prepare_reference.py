@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from contract import features
-from evaluation import protocol
+from contract import split_rules
 from ingest import history, loaders
 from ingest.loaders import Dataset
 
@@ -40,7 +40,7 @@ def examples_frame(dataset: Dataset, history_length: int, eval_fraction: float =
                    test_fraction: float = 0.1) -> pd.DataFrame:
   """Every raw feature of every example in chronological order, plus the SPLIT column."""
   frame = join_side_features(dataset)
-  frame = frame.iloc[protocol.chronological_order(frame)].reset_index(drop=True)
+  frame = frame.iloc[split_rules.chronological_order(frame)].reset_index(drop=True)
   frame = history.add_history(frame, history_length)
-  frame[SPLIT] = protocol.assign_splits(frame, eval_fraction, test_fraction)
+  frame[SPLIT] = split_rules.assign_splits(frame, eval_fraction, test_fraction)
   return frame

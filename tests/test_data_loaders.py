@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from contract import features
-from evaluation import protocol
+from contract import split_rules
 from ingest import download, loaders, synthetic
 from ingest.errors import DataError
 import input_writers
@@ -78,7 +78,7 @@ def test_arriving_items_are_cold_in_about_a_tenth_of_the_test_interactions():
   assert_datasets_equal(
       synthetic.generate(num_users=300, num_items=200, seed=1, arriving_items=20), dataset)
   frame = dataset.interactions
-  splits = protocol.assign_splits(frame)  # the project's split
+  splits = split_rules.assign_splits(frame)  # the project's split
   arriving = [str(i) for i in range(201, 221)]
   # Listed in the item side table, with genres, like the others.
   assert dataset.items.index.tolist() == [str(i) for i in range(1, 221)]

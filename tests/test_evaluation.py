@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from contract import features
 from contract import signatures
+from contract import split_rules
 from evaluation import baselines
 from evaluation import evaluate
 from evaluation import metrics as metrics_lib
@@ -86,7 +87,7 @@ def test_default_splits_are_the_project_split():
   dataset = synthetic.generate()
   default = protocol.build_eval_data(dataset.interactions)
   explicit = protocol.build_eval_data(dataset.interactions,
-                                      protocol.assign_splits(dataset.interactions))
+                                      split_rules.assign_splits(dataset.interactions))
   assert default.users.equals(explicit.users)
   assert (default.seen != explicit.seen).nnz == 0
   assert (default.targets != explicit.targets).nnz == 0
@@ -281,7 +282,7 @@ def test_baselines_score_cold_items_zero_and_novelty_stays_finite():
 def test_movielens_reference_figures(shared_movielens):
   # Their speed is a benchmark figure: `python -m benchmarks.protocol_speed`.
   frame = loaders.load_movielens_100k(shared_movielens).interactions
-  splits = protocol.assign_splits(frame)
+  splits = split_rules.assign_splits(frame)
   data = protocol.build_eval_data(frame, splits)
   popularity = metrics_lib.ranking_metrics(
       baselines.popularity_scores(frame[splits == TRAIN], data), data)
