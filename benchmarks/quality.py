@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfx.types import standard_artifacts
 
+from benchmarks import id_retrieval
 from benchmarks import transformed_data
 from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
@@ -29,7 +30,6 @@ from contract import split_rules
 from evaluation import evaluate
 from evaluation import metrics
 from evaluation import protocol
-from models import id_retrieval
 from models import layout
 from pipeline import configs
 from pipeline import local_runner
