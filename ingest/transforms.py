@@ -11,7 +11,7 @@ per item known (in the item side table or in the interactions), with its side fe
 interaction: the catalogue that models rank, items without train interactions included.
 
 Nothing holds the interaction log in the driver's Python memory: grouping by user is Beam's
-shuffle. Files are read through `tf.io.gfile` (`ingest.loaders`), so the same transform runs on
+shuffle. Files are read through `tf.io.gfile` (`ingest.delimited`), so the same transform runs on
 the DirectRunner and on distributed runners, with inputs on any file system TensorFlow reads.
 """
 

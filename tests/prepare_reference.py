@@ -12,16 +12,16 @@ import pandas as pd
 
 from contract import features
 from contract import split_rules
-from ingest import history, loaders
-from ingest.loaders import Dataset
+from ingest import history, tables
+from ingest.tables import Dataset
 
 SPLIT = 'split'  # column naming each example's split
 
 
 def join_side_features(dataset: Dataset) -> pd.DataFrame:
   """Interactions with the user and item side features; missing ones are UNKNOWN or 0."""
-  users = dataset.users if dataset.users is not None else loaders.users_frame([], [], [], [], [])
-  items = dataset.items if dataset.items is not None else loaders.items_frame([], [], [], [])
+  users = dataset.users if dataset.users is not None else tables.users_frame([], [], [], [], [])
+  items = dataset.items if dataset.items is not None else tables.items_frame([], [], [], [])
   for table in (users, items):
     if not table.index.is_unique:  # a join would repeat interactions
       raise ValueError(f'side table keyed by {table.index.name} has duplicate keys')

@@ -7,7 +7,7 @@ import pytest
 from contract import features
 from contract import split_rules
 from ingest import history as history_lib
-from ingest import loaders, synthetic
+from ingest import synthetic, tables
 
 
 def expected_counts(n: int, eval_fraction: float, test_fraction: float):
@@ -20,7 +20,7 @@ def expected_counts(n: int, eval_fraction: float, test_fraction: float):
 def frame_of(rows) -> pd.DataFrame:
   """Interactions from (user, item, timestamp) tuples."""
   users, items, timestamps = zip(*rows)
-  return loaders.interactions_frame(users, items, [1.0] * len(rows), timestamps)
+  return tables.interactions_frame(users, items, [1.0] * len(rows), timestamps)
 
 
 @pytest.mark.parametrize('eval_fraction, test_fraction', [(0.1, 0.1), (0.2, 0.3), (0.0, 0.05)])
