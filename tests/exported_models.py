@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from evaluation import protocol
+from contract import split_rules
 from models import hparams
 from models import layout
 from models import training
@@ -43,7 +43,7 @@ def trained(tmp_path_factory, synthetic_dataset):
   directory = tmp_path_factory.mktemp('export')
   frame = prepare_reference.join_side_features(synthetic_dataset)
   frame = history.add_history(
-      frame.iloc[protocol.chronological_order(frame)].reset_index(drop=True),
+      frame.iloc[split_rules.chronological_order(frame)].reset_index(drop=True),
       TRANSFORM.history_length)
   transformed, tf_transform_output = tft_helpers.analyze_and_transform(
       tft_helpers.rows_from_frame(frame), TRANSFORM, str(directory / 'transform'))

@@ -18,8 +18,9 @@ from contract import catalogue as catalogue_lib
 from contract import features
 from contract import signatures
 from evaluation import metrics as metrics_lib
-from ingest import loaders
+from ingest import generic_csv
 from ingest import synthetic
+from ingest import tables
 from pipeline import local_runner
 from pipeline import progress
 import input_writers
@@ -272,27 +273,27 @@ def test_scale_benchmark_trains_a_teacher_epoch_on_the_pipeline_outputs(pipeline
 def _ratings_on_a_0_to_100_scale(dataset):
   interactions = dataset.interactions.copy()
   interactions[features.RATING] = interactions[features.RATING] * 20
-  return loaders.Dataset(interactions, dataset.users, dataset.items)
+  return tables.Dataset(interactions, dataset.users, dataset.items)
 
 
 def _empty_user_ids(dataset):
   interactions = dataset.interactions.copy()
   rows = np.random.default_rng(0).permutation(len(interactions))[:int(0.4 * len(interactions))]
   interactions.loc[interactions.index[rows[rows > 0]], features.USER_ID] = ''
-  return loaders.Dataset(interactions, dataset.users, dataset.items)
+  return tables.Dataset(interactions, dataset.users, dataset.items)
 
 
 def _age_as_text(dataset):
   users = dataset.users.copy()
   users[features.AGE] = users[features.AGE].map(lambda age: f'{age} years')
-  return loaders.Dataset(dataset.interactions, users, dataset.items)
+  return tables.Dataset(dataset.interactions, users, dataset.items)
 
 
 @pytest.mark.parametrize('make_anomalous, named', [
     (_ratings_on_a_0_to_100_scale,
      ["feature 'rating': Out-of-range values (FLOAT_TYPE_BIG_FLOAT)", '100>5']),
-    (_empty_user_ids, [loaders.INTERACTIONS_CSV, "column 'user_id': empty id"]),
-    (_age_as_text, [loaders.USERS_CSV, "column 'age'", 'is not an integer']),
+    (_empty_user_ids, [generic_csv.INTERACTIONS_CSV, "column 'user_id': empty id"]),
+    (_age_as_text, [generic_csv.USERS_CSV, "column 'age'", 'is not an integer']),
 ])
 def test_anomalous_data_stops_before_the_trainer_and_pushes_nothing(
     pipeline_run, synthetic_dataset, tmp_path, capsys, make_anomalous, named):

@@ -14,8 +14,10 @@ from components import data_gate
 from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
 from contract import signatures
+from ingest import generic_csv
 from ingest import loaders
 from ingest import synthetic
+from ingest import tables
 from models import layout
 from pipeline import local_runner
 import input_writers
@@ -31,14 +33,14 @@ def implicit_dataset():
   """Generated data with late items (so every slice has users), without its ratings."""
   dataset = synthetic.generate(num_users=60, num_items=150, seed=1, arriving_items=15,
                                interactions_per_user=(5, 40))
-  return loaders.Dataset(dataset.interactions.drop(columns=[features.RATING]), dataset.users,
-                         dataset.items)
+  return tables.Dataset(dataset.interactions.drop(columns=[features.RATING]), dataset.users,
+                        dataset.items)
 
 
 @pytest.fixture(scope='module')
 def implicit_csv_dir(tmp_path_factory, implicit_dataset):
   directory = input_writers.write_csv(implicit_dataset, tmp_path_factory.mktemp('implicit_csv'))
-  with open(directory / loaders.INTERACTIONS_CSV) as f:
+  with open(directory / generic_csv.INTERACTIONS_CSV) as f:
     assert f.readline().strip() == 'user_id,item_id,timestamp'
   return str(directory)
 
