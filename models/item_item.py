@@ -75,12 +75,14 @@ class ItemItemTables:
     candidate_basis, candidate_r = np.linalg.qr(self.candidates.astype(np.float64))
     u, s, vt = np.linalg.svd(history_r @ candidate_r.T)
     root = np.sqrt(s[:rank])
-    # Rows that score nothing (padding, out-of-vocabulary, cold items) stay zero.
-    history = (history_basis @ (u[:, :rank] * root)) * self.history.any(axis=1, keepdims=True)
-    candidates = ((candidate_basis @ (vt[:rank].T * root))
-                  * self.candidates.any(axis=1, keepdims=True))
-    return dataclasses.replace(self, history=history.astype(np.float32),
-                               candidates=candidates.astype(np.float32))
+    # Rows that score nothing (padding, out-of-vocabulary, cold items) stay zero; with fewer
+    # rows than `rank`, zero columns fill the tables to it.
+    def rows(basis: np.ndarray, factors: np.ndarray, table: np.ndarray) -> np.ndarray:
+      values = np.pad(basis @ (factors * root), [(0, 0), (0, rank - len(root))])
+      return (values * table.any(axis=1, keepdims=True)).astype(np.float32)
+
+    return dataclasses.replace(self, history=rows(history_basis, u[:, :rank], self.history),
+                               candidates=rows(candidate_basis, vt[:rank].T, self.candidates))
 
   @classmethod
   def from_core(cls, core) -> 'ItemItemTables':
