@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Optional
 
 from absl import logging
 from tfx import v1 as tfx
@@ -24,7 +24,7 @@ from tfx.orchestration.beam import beam_dag_runner
 
 from components import artifacts
 from components import data_gate
-from components import gates
+from components import gates as gates_lib
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import executor as report_executor
 from contract import features
@@ -76,7 +76,7 @@ def gate_failures(evaluation_dir: str) -> Dict[str, List[str]]:
   with open(os.path.join(evaluation_dir, retrieval_executor.METRICS_FILE)) as f:
     failed = [d for d in json.load(f)['gates']['decisions'] if not d['passed']]
   return {'gate_failures': [d['reason'] for d in failed],
-          'gate_settings': [f"{d['gate']}: {gates.SETTINGS[d['gate']]}" for d in failed]}
+          'gate_settings': [f"{d['gate']}: {gates_lib.SETTINGS[d['gate']]}" for d in failed]}
 
 
 def resolve_source(data_source: str) -> str:
@@ -110,13 +110,10 @@ def _stopping_error(error: BaseException) -> Optional[Exception]:
 
 
 def run(data_source: str, output_dir: str, enable_cache: bool = True,
-        rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
-        rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
-        retrieval_gates: Mapping[str, float] = configs.RETRIEVAL_GATES,
-        train_student_scratch: bool = False,
+        gates: gates_lib.Gates = configs.GATES, train_student_scratch: bool = False,
         distill_results: str = configs.DISTILL_RESULTS,
         feedback: str = configs.FEEDBACK) -> dict:
-  """Runs the pipeline on the raw data with the `configs` values, but for the thresholds and the
+  """Runs the pipeline on the raw data with the `configs` values, but for the `gates` and the
   distillation results given here (see `pipeline.create_pipeline`) and the `feedback` setting
   ('auto': the data tells); returns the paths, the pushed version and the feedback kind.
 
@@ -129,8 +126,7 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   before = latest_version(serving_model_dir)
   try:
-    _run_pipeline(source, paths, serving_model_dir, enable_cache, rmse_upper_bound,
-                  rating_auc_lower_bound, retrieval_gates, train_student_scratch,
+    _run_pipeline(source, paths, serving_model_dir, enable_cache, gates, train_student_scratch,
                   _local_path(distill_results), feedback)
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)
@@ -155,9 +151,8 @@ def _local_path(path: str) -> str:
 
 
 def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache: bool,
-                  rmse_upper_bound: float, rating_auc_lower_bound: float,
-                  retrieval_gates: Mapping[str, float], train_student_scratch: bool,
-                  distill_results: str, feedback: str) -> None:
+                  gates: gates_lib.Gates, train_student_scratch: bool, distill_results: str,
+                  feedback: str) -> None:
   beam_dag_runner.BeamDagRunner().run(pipeline.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=paths['pipeline_root'],
@@ -171,9 +166,7 @@ def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache
           paths['metadata']),
       beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
       enable_cache=enable_cache,
-      **{**configs.pipeline_arguments(), 'rmse_upper_bound': rmse_upper_bound,
-         'rating_auc_lower_bound': rating_auc_lower_bound, 'retrieval_gates': retrieval_gates,
-         'distill_results': distill_results}))
+      **{**configs.pipeline_arguments(), 'gates': gates, 'distill_results': distill_results}))
 
 
 def main(argv=None) -> int:
