@@ -2,9 +2,9 @@
 
     python -m pipeline.local_runner --data movielens-100k --output outputs
 
-Resolves the data source (a dataset name is downloaded once into the cache), checks the input
-files' headers and side tables, runs every component from the raw files (RawExampleGen reads
-them; unchanged inputs hit the TFX cache), copies the run report to <output>/report/ and prints
+Resolves the data source (a dataset name is downloaded once into the cache), checks the
+interactions file's header and first row, runs every component from the raw files
+(RawExampleGen reads them; unchanged inputs hit the TFX cache), copies the run report to <output>/report/ and prints
 where the pushed model and the report are. Bad input and data anomalies stop the run with one
 line naming the problem. `--distill-results FILE` (default: $DISTILL_RESULTS) adds a
 distillation benchmark's results (`benchmarks/distill.py`) to the report as the frontier.
@@ -32,10 +32,8 @@ from contract import versions
 from pipeline import configs
 from pipeline import pipeline
 from pipeline import progress
-from ingest import download
 from ingest import errors
 from ingest import loaders
-from ingest import transforms
 
 
 def output_paths(output_dir: str) -> dict:
@@ -79,22 +77,14 @@ def gate_failures(evaluation_dir: str) -> Dict[str, List[str]]:
           'gate_settings': [f"{d['gate']}: {gates_lib.SETTINGS[d['gate']]}" for d in failed]}
 
 
-def resolve_source(data_source: str) -> str:
-  """The raw data the pipeline reads for `data_source`: a dataset name becomes its cached
-  directory (downloaded when absent), a local path an absolute one; URLs stay as they are.
-  The files' headers, first rows and side tables are checked here, so a wrong source fails at
-  once with a `DataError` (every row is checked by RawExampleGen)."""
+def resolve_inputs(data_source: str) -> loaders.InputFiles:
+  """The input files of `data_source` (`loaders.locate_inputs`: a dataset name is downloaded
+  once into the cache; `source` is what the pipeline reads). The interactions' header and first
+  row are checked here, so a wrong source fails at once with a `DataError` (RawExampleGen checks
+  every row and the side tables)."""
   files = loaders.locate_inputs(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
-  transforms.check_inputs(files)
-  if data_source == download.MOVIELENS_100K:
-    return os.path.dirname(files.interactions)
-  return data_source if '://' in data_source else os.path.abspath(data_source)
-
-
-def resolve_feedback(feedback: str, source: str) -> str:
-  """The kind of feedback of the resolved `source`: `feedback` as set, or for 'auto' the one
-  its interactions show (`loaders.resolve_feedback`)."""
-  return loaders.resolve_feedback(feedback, loaders.locate_inputs(source))
+  next(loaders.read_interactions(files.interactions, files.movielens))
+  return files
 
 
 def _stopping_error(error: BaseException) -> Optional[Exception]:
@@ -119,14 +109,14 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
 
   Raises `DataError` for bad input (file, row, column) and `DataAnomaliesError` when the data
   has anomalies against the curated schema: then nothing is trained or pushed."""
-  source = resolve_source(data_source)
-  feedback = resolve_feedback(feedback, source)
-  logging.info('Raw data: %s (%s feedback)', source, feedback)
+  files = resolve_inputs(data_source)
+  feedback = loaders.resolve_feedback(feedback, files)
+  logging.info('Raw data: %s (%s feedback)', files.source, feedback)
   paths = output_paths(os.path.abspath(output_dir))
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   before = latest_version(serving_model_dir)
   try:
-    _run_pipeline(source, paths, serving_model_dir, enable_cache, gates, train_student_scratch,
+    _run_pipeline(files.source, paths, serving_model_dir, enable_cache, gates, train_student_scratch,
                   _local_path(distill_results), feedback)
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)
