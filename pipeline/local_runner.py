@@ -4,8 +4,8 @@
 
 Resolves the data source (a dataset name is downloaded once into the cache), checks the
 interactions file's header and first row, runs every component from the raw files
-(RawExampleGen reads them; unchanged inputs hit the TFX cache), copies the run report to <output>/report/ and prints
-where the pushed model and the report are. Bad input and data anomalies stop the run with one
+(RawExampleGen reads them; unchanged inputs hit the TFX cache), copies the run report to
+<output>/report/ and prints where the pushed model and the report are. Bad input and data anomalies stop the run with one
 line naming the problem. `--distill-results FILE` (default: $DISTILL_RESULTS) adds a
 distillation benchmark's results (`benchmarks/distill.py`) to the report as the frontier.
 """
@@ -116,8 +116,8 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   before = latest_version(serving_model_dir)
   try:
-    _run_pipeline(files.source, paths, serving_model_dir, enable_cache, gates, train_student_scratch,
-                  _local_path(distill_results), feedback)
+    _run_pipeline(files.source, paths, serving_model_dir, enable_cache, gates,
+                  train_student_scratch, _local_path(distill_results), feedback)
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)
     if stopping is None:
