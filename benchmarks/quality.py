@@ -51,7 +51,8 @@ def id_baseline_row(data_source: str, catalogue_items: Optional[Sequence[str]]) 
   """Trains the TFRS ID-only baseline on the train split and evaluates it on the test split,
   over the train items and `catalogue_items` (`protocol.build_eval_data`)."""
   frame = loaders.load_dataset(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR).interactions
-  splits = split_rules.assign_splits(frame, configs.EVAL_FRACTION, configs.TEST_FRACTION)
+  splits = split_rules.assign_splits(frame, configs.RAW_DATA.eval_fraction,
+                                     configs.RAW_DATA.test_fraction)
   eval_data = protocol.build_eval_data(frame, splits, features.TEST_SPLIT, catalogue_items)
   train = frame[(splits == features.TRAIN_SPLIT).to_numpy()]
   started = time.time()

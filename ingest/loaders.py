@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, List, Optional
 
 import pandas as pd
@@ -127,6 +127,9 @@ class InputFiles:
   movielens: bool
   users: Optional[str] = None
   items: Optional[str] = None
+  # Where `locate_inputs` found them, as the pipeline reads them: the directory, or the single
+  # .csv file (a local path made absolute); '' when not located.
+  source: str = ''
 
   def existing(self) -> List[str]:
     """The interactions file and the side tables present, in that order."""
@@ -168,19 +171,25 @@ def locate_inputs(source: Source, cache_dir: Optional[Source] = None) -> InputFi
   * a directory holding u.data: native MovieLens 100k files;
   * a directory holding interactions.csv (with optional users.csv and items.csv): generic schema;
   * a path to a .csv file: generic interactions, no side tables.
+
+  The one resolution of a data source: the local runner's, before the pipeline starts, and
+  RawExampleGen's executor's, of the `source` the files were found in. It opens no file
+  (`transforms.check_inputs` reads the first row and the side tables).
   """
   if str(source) == download.MOVIELENS_100K:
-    return movielens_files(os.fspath(download.fetch_movielens_100k(cache_dir)))
-  path = os.fspath(source)
+    path = os.fspath(download.fetch_movielens_100k(cache_dir))
+  else:
+    path = os.fspath(source)
+  found = path if '://' in path else os.path.abspath(path)
   if tf.io.gfile.isdir(path):
     if is_file(join(path, movielens_100k.RATINGS_FILE)):
-      return movielens_files(path)
+      return replace(movielens_files(path), source=found)
     if is_file(join(path, generic_csv.INTERACTIONS_CSV)):
-      return csv_files(path)
+      return replace(csv_files(path), source=found)
     raise DataError(path, f'directory holds neither {movielens_100k.RATINGS_FILE} nor '
                     f'{generic_csv.INTERACTIONS_CSV}')
   if path.lower().endswith('.csv') and is_file(path):
-    return InputFiles(path, movielens=False)
+    return InputFiles(path, movielens=False, source=found)
   if not tf.io.gfile.exists(path):
     problem = f'no such file or directory, nor the dataset name {download.MOVIELENS_100K!r}'
     raise DataError(path, problem)

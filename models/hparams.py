@@ -1,15 +1,31 @@
-"""Typed hyper-parameter records passed from `pipeline/configs.py` to the Trainer.
+"""Typed settings records passed from `pipeline/configs.py` to the pipeline's components.
 
-The values live in `pipeline/configs.py` only; the Trainer receives them through
-`custom_config` (so Kubeflow runs get them and the TFX cache keys on them): `to_dict` of a
-`TrainerHParams`, which `run_fn` rebuilds with `TrainerHParams.from_config`.
+The values live in `pipeline/configs.py` only; `pipeline.create_pipeline` hands each component
+the records it reads. The Trainer receives its records through `custom_config` (so Kubeflow
+runs get them and the TFX cache keys on them): `to_dict` of a `TrainerHParams`, which `run_fn`
+rebuilds with `TrainerHParams.from_config`.
 """
 import dataclasses
-from typing import Any, Dict, Sequence, Type, TypeVar
+from typing import Any, Dict, Sequence, Tuple, Type, TypeVar
 
 from contract import features
 
 T = TypeVar('T')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataHParams:
+  """How the raw data is split and checked before Transform (the pipeline's data stages).
+
+  `eval_fraction` and `test_fraction`: each user's share of interactions in the eval and test
+  splits (RawExampleGen). `rating_range`: (low, high) of explicit ratings, the schema's rating
+  domain (ImportSchemaGen). `rating_drift_threshold`: the largest Jensen-Shannon divergence of
+  the test split's rating distribution from the train split's that the data gate lets through.
+  """
+  eval_fraction: float
+  test_fraction: float
+  rating_range: Tuple[float, float]
+  rating_drift_threshold: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,8 @@
 both exported with the serving contract (and the student as TFLite), with the training API of
 `models.run_fn`. Shared by the export and serving tests, so the models are trained once per test
 session."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,6 +13,7 @@ from models import hparams
 from models import layout
 from models import training
 from ingest import history
+from pipeline import configs
 import prepare_reference
 import tft_helpers
 
@@ -23,12 +26,11 @@ SIZE = hparams.TowerHParams(
 STUDENT_SIZE = hparams.TowerHParams(
     embedding_dim=8, hidden_units=0, rating_hidden_units=8, history_encoder='mean',
     attention_layers=0, attention_heads=0, dropout=0.0)
-TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, shuffle_buffer_size=100,
-                                   learning_rate=0.01,
-                                   retrieval_weight=1.0, rating_weight=0.5,
-                                   popularity_correction=True, seed=1,
-                                   early_stopping_patience=0,
-                                   catalogue_softmax_max_items=0, mixed_negatives=0)
+# The pipeline's training settings, sized down (a new setting reaches the tests as configured).
+TRAINING = dataclasses.replace(configs.TRAINING, epochs=1, batch_size=64, shuffle_buffer_size=100,
+                               learning_rate=0.01, retrieval_weight=1.0, rating_weight=0.5,
+                               popularity_correction=True, seed=1, early_stopping_patience=0,
+                               catalogue_softmax_max_items=0, mixed_negatives=0)
 DISTILLATION = hparams.DistillationHParams(
     epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
     num_sampled_negatives=16, kd_catalogue_max_items=1000, qat_epochs=1,

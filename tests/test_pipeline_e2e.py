@@ -1,6 +1,7 @@
 """The whole pipeline with BeamDagRunner on tiny generated data (with items that arrive late, so
 that every evaluation slice has users), then the pushed SavedModel; and anomalous data, which
 stops before the Trainer and pushes nothing."""
+import dataclasses
 import glob
 import html
 import json
@@ -21,17 +22,22 @@ from evaluation import metrics as metrics_lib
 from ingest import generic_csv
 from ingest import synthetic
 from ingest import tables
+from pipeline import configs
 from pipeline import local_runner
 from pipeline import progress
 import input_writers
 
 ARRIVING_ITEMS = 15
-LENIENT_RMSE = 10.0
-LENIENT_AUC = 0.0
-# Tiny data trains for a few steps: the retrieval gates only ask for a student no bigger than
-# the teacher. The degraded run asks for a student of 0 bytes, which no model can be.
-LENIENT_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 1.0, 'min_popularity_ratio': 0.0}
-IMPOSSIBLE_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 0.0, 'min_popularity_ratio': 0.0}
+# Tiny data trains for a few steps: the gates only ask for a student no bigger than the teacher
+# and its rating RMSE below 10. The degraded run asks for a student of 0 bytes, which no model
+# can be; the unblessed run for an RMSE of 0.
+LENIENT_GATES = dataclasses.replace(
+    configs.GATES, rmse_upper_bound=10.0, rating_auc_lower_bound=0.0,
+    retrieval=gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=1.0,
+                                   min_popularity_ratio=0.0))
+UNBLESSED_GATES = dataclasses.replace(LENIENT_GATES, rmse_upper_bound=0.0)
+IMPOSSIBLE_GATES = dataclasses.replace(
+    LENIENT_GATES, retrieval=dataclasses.replace(LENIENT_GATES.retrieval, max_size_ratio=0.0))
 
 
 class _Records(logging.Handler):
@@ -92,21 +98,20 @@ def pipeline_run(tmp_path_factory, arriving_csv_dir):
   records = _Records()
   logging.getLogger().addHandler(records)
 
-  def run(**gate_settings):
-    result = local_runner.run(arriving_csv_dir, output, rating_auc_lower_bound=LENIENT_AUC,
-                              **gate_settings)
+  def run(gates_record):
+    result = local_runner.run(arriving_csv_dir, output, gates=gates_record)
     result['blessing'] = _newest_blessing(result)
     result['report_text'] = _report(result)
     return result
 
   try:
     # Tiny data trains for a few steps only: lenient gates here, impossible ones below.
-    first = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=LENIENT_GATES)
-    second = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=LENIENT_GATES)
+    first = run(LENIENT_GATES)
+    second = run(LENIENT_GATES)
     # The Evaluator re-runs (new config) on the cached model, which its RMSE bound now rejects.
-    unblessed = run(rmse_upper_bound=0.0, retrieval_gates=LENIENT_GATES)
+    unblessed = run(UNBLESSED_GATES)
     # The Evaluator blesses again (cached), the retrieval gates reject the model.
-    degraded = run(rmse_upper_bound=LENIENT_RMSE, retrieval_gates=IMPOSSIBLE_GATES)
+    degraded = run(IMPOSSIBLE_GATES)
   finally:
     logging.getLogger().removeHandler(records)
   return first, second, unblessed, degraded, records.messages, records.unlisted

@@ -19,7 +19,7 @@ from tfx.utils import proto_utils
 
 from components import raw_example_gen
 from contract import features
-from ingest import generic_csv, movielens_100k, synthetic, tables
+from ingest import generic_csv, loaders, movielens_100k, synthetic, tables
 from ingest.errors import DataError
 import input_writers
 import prepare_reference
@@ -231,6 +231,7 @@ def test_the_component_names_the_protocol_splits_and_its_parameters():
       properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
   output_config = proto_utils.json_to_proto(
       properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
+  assert properties[raw_example_gen.SOURCE_KEY] == 'gs://bucket/raw/log.csv'
   assert properties[standard_component_specs.INPUT_BASE_KEY] == 'gs://bucket/raw'
   assert input_config.splits[0].pattern == 'log.csv'
   assert ([split.name for split in output_config.split_config.splits]
@@ -240,3 +241,16 @@ def test_the_component_names_the_protocol_splits_and_its_parameters():
   directory = raw_example_gen.RawExampleGen('gs://bucket/raw/', 20, 0.1, 0.1)
   assert directory.exec_properties[standard_component_specs.INPUT_BASE_KEY] == 'gs://bucket/raw'
   assert '"pattern": "*"' in directory.exec_properties[standard_component_specs.INPUT_CONFIG_KEY]
+
+
+def test_the_executor_reads_the_source_the_runner_located(tmp_path, monkeypatch):
+  input_writers.write_csv(synthetic.generate(num_users=5, num_items=10), tmp_path / 'input')
+  monkeypatch.chdir(tmp_path)
+  for given in ('input', os.path.join('input', generic_csv.INTERACTIONS_CSV)):
+    files = loaders.locate_inputs(given)
+    assert files.source == str(tmp_path / given)
+    component = raw_example_gen.RawExampleGen(files.source, HISTORY_LENGTH, 0.1, 0.1)
+    located = loaders.locate_inputs(component.exec_properties[raw_example_gen.SOURCE_KEY])
+    assert located.source == files.source
+    assert (located.users is None, located.items is None) == (
+        files.users is None, files.items is None)
