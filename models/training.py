@@ -26,6 +26,7 @@ loss history in a `TrainingLog`, under the model's name (`models.layout`).
 import contextlib
 import dataclasses
 import functools
+import itertools
 import os
 import shutil
 import tempfile
@@ -291,7 +292,7 @@ def load_teacher(data: TrainingData, size: hparams.TowerHParams,
   return two_tower.TwoTowerModel(core, training, data.stats)
 
 
-MIN_INHERITED_RANK = 16  # below it a student inherits no item-to-item component
+MIN_INHERITED_RANK = 16  # the steps of a student's inherited rank; below it, no component
 
 
 def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
@@ -302,9 +303,9 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   so that it follows the catalogue and the teacher and the size gate refuses only a student
   that is really too big:
   - a student that inherits the teacher's item-to-item component (`size.item_item`) with
-    `item_item_rank` 0 keeps the largest of the teacher's rank, halved down to
-    `MIN_INHERITED_RANK`, that fits at its smallest embedding dimension (on sparse logs the
-    component carries most of the teacher's quality); when none fits, it inherits nothing;
+    `item_item_rank` 0 keeps the largest rank, a multiple of `MIN_INHERITED_RANK` up to the
+    teacher's, that fits at its smallest embedding dimension (on sparse logs the component
+    carries most of the teacher's quality); when none fits, it inherits nothing;
   - `embedding_dim` 0: the widest of `distillation.student_dims` that fits (the smallest when
     none does)."""
   catalogue = len(data.catalogue[features.ITEM_ID])
@@ -319,12 +320,12 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
     return quantization.exported_bytes(core, catalogue, int8=True) <= budget
 
   if inherited is not None and not size.item_item_rank:
-    ranks = [inherited.rank >> halvings for halvings in range(inherited.rank.bit_length())
-             if inherited.rank >> halvings >= MIN_INHERITED_RANK]
     smallest = size.embedding_dim or dims[0]
-    fitting = [rank for rank in ranks
-               if fits(dataclasses.replace(size, embedding_dim=smallest, item_item_rank=rank))]
-    size = (dataclasses.replace(size, item_item_rank=fitting[0]) if fitting
+    # Bytes grow with the rank: the ranks that fit are the first ones.
+    fitting = list(itertools.takewhile(
+        lambda rank: fits(dataclasses.replace(size, embedding_dim=smallest, item_item_rank=rank)),
+        range(MIN_INHERITED_RANK, inherited.rank + 1, MIN_INHERITED_RANK)))
+    size = (dataclasses.replace(size, item_item_rank=fitting[-1]) if fitting
             else dataclasses.replace(size, item_item=False))
   if not size.embedding_dim:
     size = next((dataclasses.replace(size, embedding_dim=dim) for dim in reversed(dims)

@@ -151,12 +151,29 @@ def test_tables_read_back_from_a_hybrid_core():
   assert read.window == 3
   truncated = read.truncated(2)
   assert truncated.rank == 2
-  # The best rank-2 approximation of the scores (Eckart–Young: their 2 largest singular values).
-  u, s, vt = np.linalg.svd(tables.history @ tables.candidates.T)
+  # The best rank-2 approximation of the scores between distinct items (Eckart–Young: their 2
+  # largest singular values), not of the whole product.
+  scores = tables.history @ tables.candidates.T
+  np.fill_diagonal(scores, 0.0)
+  u, s, vt = np.linalg.svd(scores)
   np.testing.assert_allclose(truncated.history @ truncated.candidates.T,
                              (u[:, :2] * s[:2]) @ vt[:2], atol=1e-4)
   assert not truncated.history[0].any() and not truncated.candidates[0].any()  # padding
   assert read.truncated(3) is read
+
+
+def test_a_large_catalogues_truncation_is_the_best_factorisation_without_the_diagonal():
+  # Beyond twice the rank, the factorisation is randomised over the tables' products.
+  rng = np.random.default_rng(3)
+  spectrum = np.array([8.0, 6.0, 4.0, 0.5, 0.2, 0.1])
+  tables = item_item.ItemItemTables(rng.normal(size=(300, 6)) * spectrum,
+                                    rng.normal(size=(300, 6)), l2=1.0, window=2)
+  scores = tables.history @ tables.candidates.T
+  np.fill_diagonal(scores, 0.0)
+  u, s, vt = np.linalg.svd(scores)
+  truncated = tables.truncated(3)
+  np.testing.assert_allclose(truncated.history @ truncated.candidates.T,
+                             (u[:, :3] * s[:3]) @ vt[:3], rtol=1e-3, atol=1e-3)
 
 
 def test_a_student_inherits_the_teachers_component_at_its_rank():
