@@ -4,15 +4,23 @@ the number of items a model returns. `models.export` writes SavedModels that kee
 
 Signatures:
   serving_default(examples: string[batch] serialized tf.Example with user_id, history and any
-    user side features) → item_ids string[batch, TOP_K], scores float[batch, TOP_K];
+    user side features) → item_ids string[batch, TOP_K], scores float[batch, TOP_K],
+    reason_item_ids string[batch, TOP_K];
   recommend(user_id: string[batch], history: string[batch, n] padded with '') → item_ids,
-    scores as above;
+    scores, reason_item_ids as above;
   recommend_with_features(user_id, history as above, age: int64[batch], gender, occupation,
-    zip_code: string[batch]) → item_ids, scores as above;
+    zip_code: string[batch]) → item_ids, scores, reason_item_ids as above;
   score(examples: string[batch] serialized tf.Example with user and item features) →
     rating float[batch]: the predicted rating for explicit feedback; for implicit feedback
     (models trained without ratings) the retrieval score of the user and the item, query ·
     candidate, the unbounded affinity `recommend` ranks by (higher: more likely to interact).
+
+`reason_item_ids` says why each item is there ("because you watched ..."): the id of the history
+item (one of the latest HISTORY_LENGTH) whose own term in the item's score is the largest, '' where
+no history item's term is positive (no history, or a model whose score has no per-history-item
+terms). Those terms are exact sums of the score for the parts of a model that add one term per
+history item (`models.reasons`: the item-to-item component; the student's linearly pooled
+history); a teacher's attention over the history has no such terms and is not counted.
 
 Every input of every signature has a leading batch dimension (no scalar inputs), so TF Serving's
 server-side batching can merge requests along dimension 0. Models return a fixed top-K (TOP_K,
@@ -40,6 +48,8 @@ SIDE_FEATURES = features.USER_SIDE_FEATURES  # recommend_with_features' extra in
 # Outputs.
 ITEM_IDS = 'item_ids'
 SCORES = 'scores'
+REASON_ITEM_IDS = 'reason_item_ids'
+RECOMMENDATION_OUTPUTS = (ITEM_IDS, SCORES, REASON_ITEM_IDS)  # of the recommendation signatures
 RATING = 'rating'
 
 # GetModelMetadata: the one metadata field served, a SignatureDefMap of the signatures above.

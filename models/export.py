@@ -9,9 +9,11 @@ input: every input has a batch dimension, so TF Serving can batch requests); cli
 first k they want. Only the inference graph is saved (no optimizer state). `score` returns the
 predicted rating of a model that predicts ratings, and otherwise (implicit feedback: no rating
 head) the retrieval score of the example's user and item, query · candidate, the score
-`recommend` ranks by (`contract.signatures`). Beside the warmup requests, `assets.extra/` holds
-the catalogue file (`contract.catalogue`): the id, title, year and genres of every item the index
-ranks, so that clients show answers by title.
+`recommend` ranks by (`contract.signatures`). Beside each result, the recommendation
+signatures return the history item that raised its score most (`reason_item_ids`, computed by
+`models.reasons` from the exported weights: nothing is added to the variables). Beside the
+warmup requests, `assets.extra/` holds the catalogue file (`contract.catalogue`): the id, title,
+year and genres of every item the index ranks, so that clients show answers by title.
 """
 from typing import Dict, Iterator
 
@@ -28,6 +30,7 @@ from contract import warmup
 from models import inputs
 from models import preprocessing
 from models import quantization
+from models import reasons
 from models import towers
 
 # Input specs of the signatures (`contract.signatures`).
@@ -68,6 +71,7 @@ class ServingModule(tf.Module):
     self.query_tower = model.query_tower
     self.candidate_tower = model.candidate_tower
     self.predicts_ratings = getattr(model, 'predicts_ratings', True)
+    self.reasons = reasons.HistoryReasons(model.core)
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.raw_spec = _serving_raw_spec(tf_transform_output)
     candidates = model.embed_candidates(
@@ -102,18 +106,41 @@ class ServingModule(tf.Module):
   def _embed_queries(self, transformed: Dict[str, tf.Tensor]) -> tf.Tensor:
     return self.query_tower(towers.select(transformed, self.query_tower))
 
-  def _exclusions(self, raw: Dict[str, tf.Tensor]) -> tf.Tensor:
-    """[batch, history_length] index numbers of the latest history items (0 pads; ids outside
-    the catalogue get 0 too: neither matches a candidate)."""
+  def _latest_history(self, raw: Dict[str, tf.Tensor]) -> tf.RaggedTensor:
+    """The raw ids of the latest `history_length` history items: the positions of the
+    transformed history (`features.HISTORY_INDICES`), which pads them on the right."""
     history = preprocessing.tokens(tf.reshape(raw[features.HISTORY], [-1]),
                                    features.HISTORY_SEPARATOR)
-    numbers = tf.ragged.map_flat_values(self.index_by_id.lookup, history[:, -self.history_length:])
+    return history[:, -self.history_length:]
+
+  def _exclusions(self, latest: tf.RaggedTensor) -> tf.Tensor:
+    """[batch, history_length] index numbers of the `latest` history items (0 pads; ids
+    outside the catalogue get 0 too: neither matches a candidate)."""
+    numbers = tf.ragged.map_flat_values(self.index_by_id.lookup, latest)
     return numbers.to_tensor(default_value=0, shape=[None, self.history_length])
 
+  def _index_rows(self, item_indices: tf.Tensor) -> tf.Tensor:
+    """The index's candidate rows of the items it returned as `item_indices` (catalogue row
+    + 1): the values their scores were computed from."""
+    rows = item_indices - 1
+    if isinstance(self.index, quantization.Int8BruteForce):
+      return self.index.candidate_rows(rows)
+    return tf.gather(self.index._candidates, rows)  # pylint: disable=protected-access
+
   def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    transformed = self._transform(raw)
+    latest = self._latest_history(raw)
     scores, item_indices = self.index.query_with_exclusions(
-        self._embed_queries(self._transform(raw)), self._exclusions(raw), k=self.top_k)
-    return self._results(scores, item_indices)
+        self._embed_queries(transformed), self._exclusions(latest), k=self.top_k)
+    results = self._results(scores, item_indices)
+    if self.reasons.available:
+      results[signatures.REASON_ITEM_IDS] = self.reasons(
+          transformed[features.HISTORY_INDICES],
+          latest.to_tensor(default_value='', shape=[None, self.history_length]),
+          self._index_rows(item_indices))
+    else:
+      results[signatures.REASON_ITEM_IDS] = tf.fill(tf.shape(item_indices), '')
+    return results
 
   def _results(self, scores: tf.Tensor, item_indices: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {signatures.ITEM_IDS: tf.gather(self.ids_by_index, item_indices),
