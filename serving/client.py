@@ -16,7 +16,9 @@ alone ranks first. History items are never recommended back.
 `recommend` shows each item's title, year and genres beside its id and score when it knows them:
 from the served model's catalogue file (`--model-dir`, the model's base directory: the file of
 the version that answered, `contract.catalogue`) or from the data's `items.csv` (`--items`);
-`--json` prints the answer as one JSON object.
+`--json` prints the answer as one JSON object. Beside each item it says which of the history
+items led to it ("because you watched ..."), where the model says so (`reason_item_ids`,
+`contract.signatures`).
 
 Retries UNAVAILABLE with exponential backoff (only that code: the others would fail again) and
 turns every failed call into a one-line error that names the code or what it means.
@@ -69,6 +71,8 @@ class Recommendations:
   item_ids: List[str]
   scores: List[float]
   version: int
+  # Per item, the history item that led to it ('' for none, and for models that do not say).
+  reason_item_ids: List[str] = dataclasses.field(default_factory=list)
 
 
 class ServingClient:
@@ -166,9 +170,13 @@ class ServingClient:
     """Each row of a recommendation response, cut to its first `k` items (all when None)."""
     item_ids = tensor_codec.to_numpy(response.outputs[signatures.ITEM_IDS])[:, :k]
     scores = tensor_codec.to_numpy(response.outputs[signatures.SCORES])[:, :k]
+    reasons = (tensor_codec.to_numpy(response.outputs[signatures.REASON_ITEM_IDS])[:, :k]
+               if signatures.REASON_ITEM_IDS in response.outputs
+               else [[b''] * item_ids.shape[1]] * len(item_ids))  # models exported before
     version = response.model_spec.version.value
-    return [Recommendations([item.decode() for item in row], row_scores.tolist(), version)
-            for row, row_scores in zip(item_ids, scores)]
+    return [Recommendations([item.decode() for item in row], row_scores.tolist(), version,
+                            [reason.decode() for reason in row_reasons])
+            for row, row_scores, row_reasons in zip(item_ids, scores, reasons)]
 
   def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
                       k: int = 10) -> List[Recommendations]:
@@ -252,28 +260,48 @@ def load_items(model_dir: Optional[str] = None, items_csv: Optional[str] = None,
   return {}
 
 
+def _reasons(result: Recommendations) -> List[str]:
+  return result.reason_item_ids or [''] * len(result.item_ids)
+
+
+def reason_text(reason_item_id: str, items: Mapping[str, catalogue_lib.Record]) -> str:
+  """'because you watched Title (year)' (the id where the title is not known); '' for none."""
+  if not reason_item_id:
+    return ''
+  return ('because you watched '
+          f'{catalogue_lib.title(items.get(reason_item_id)) or reason_item_id}')
+
+
 def describe(result: Recommendations,
              items: Mapping[str, catalogue_lib.Record]) -> List[Dict[str, object]]:
-  """Each recommended item, best first, as {rank, item_id, score, title, year, genres} (title
-  and year None, genres [] for an item `items` does not know)."""
+  """Each recommended item, best first, as {rank, item_id, score, title, year, genres,
+  reason_item_id, reason_title} (title and year None, genres [] for an item `items` does not
+  know; reason_item_id, the history item that led to it, None where none did, and its
+  'Title (year)' None where not known)."""
   unknown = catalogue_lib.record('')
   return [{'rank': rank, 'item_id': item, 'score': score,
            **{key: value for key, value in items.get(item, unknown).items()
-              if key != catalogue_lib.ITEM_ID}}
-          for rank, (item, score) in enumerate(zip(result.item_ids, result.scores), 1)]
+              if key != catalogue_lib.ITEM_ID},
+           'reason_item_id': reason or None,
+           'reason_title': catalogue_lib.title(items.get(reason)) or None if reason else None}
+          for rank, (item, score, reason) in enumerate(
+              zip(result.item_ids, result.scores, _reasons(result)), 1)]
 
 
 def _print_recommendations(model: str, user: str, result: Recommendations,
                            items: Mapping[str, catalogue_lib.Record], as_json: bool) -> None:
   """A recommend answer as one JSON object, or a header line and one line per item: rank, id,
-  score and, where known, title, year and genres."""
+  score and, where known, title, year and genres, and the history item that led to it."""
   if as_json:
     print(json.dumps({'model': model, 'version': result.version, 'user_id': user,
                       'items': describe(result, items)}, ensure_ascii=False))
     return
   print(f'{model} version {result.version}: top {len(result.item_ids)} for user {user}')
-  for rank, (item, value) in enumerate(zip(result.item_ids, result.scores), 1):
-    print(f'{rank:4d}  {item:>10}  {value:.4f}  {catalogue_lib.label(items.get(item))}'.rstrip())
+  for rank, (item, value, reason) in enumerate(
+      zip(result.item_ids, result.scores, _reasons(result)), 1):
+    parts = (catalogue_lib.label(items.get(item)), reason_text(reason, items))
+    print(f'{rank:4d}  {item:>10}  {value:.4f}  {"  ".join(part for part in parts if part)}'
+          .rstrip())
 
 
 def _print_signatures(client: ServingClient) -> None:
@@ -316,7 +344,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   titles.add_argument('--items', help='titles from an items.csv (item_id, title, genres, year)')
   recommend.add_argument('--json', action='store_true',
                          help='print one JSON object: model, version, user_id and items '
-                              '(rank, item_id, score, title, year, genres)')
+                              '(rank, item_id, score, title, year, genres, reason_item_id, '
+                              'reason_title)')
   score = commands.add_parser('score', help='predicted ratings of items for a user')
   score.add_argument('user')
   score.add_argument('items', nargs='+')

@@ -58,7 +58,19 @@ class TinyRecommender(tf.Module):
     seen = tf.reduce_any(tf.equal(tf.expand_dims(history, -1), self.items), axis=1)
     scores = tf.where(seen, tf.fill(tf.shape(scores), -1e9), scores)
     values, indices = tf.math.top_k(scores, k)
-    return {'item_ids': tf.gather(self.items, indices), 'scores': values}
+    return {'item_ids': tf.gather(self.items, indices), 'scores': values,
+            'reason_item_ids': self._reasons(history, indices)}
+
+  def _reasons(self, history, indices):
+    """Per result, the history item whose embedding has the largest positive dot product with
+    the result's ('' where none has), as the contract's `reason_item_ids`."""
+    history = tf.concat([history, tf.fill([tf.shape(history)[0], 1], '')], axis=1)
+    matches = tf.equal(tf.expand_dims(history, -1), self.items)  # [batch, history, items]
+    rows = tf.gather(self.item_embeddings, tf.argmax(tf.cast(matches, tf.int32), axis=2))
+    terms = tf.einsum('bkd,bhd->bkh', tf.gather(self.item_embeddings, indices), rows)
+    terms = tf.where(tf.reduce_any(matches, axis=2)[:, None, :], terms, float('-inf'))
+    best = tf.gather(history, tf.argmax(terms, axis=2), batch_dims=1)
+    return tf.where(tf.reduce_max(terms, axis=2) > 0, best, '')
 
   def _parse(self, examples):
     parsed = tf.io.parse_example(examples, {
@@ -88,7 +100,7 @@ class TinyRecommender(tf.Module):
   def recommend_with_features(self, user_id, history, age, gender, occupation, zip_code):
     del gender, occupation, zip_code
     outputs = self._top_k(user_id, history)
-    return {'item_ids': outputs['item_ids'],
+    return {**outputs,
             'scores': outputs['scores'] + tf.cast(tf.expand_dims(age, 1), tf.float32) * 1e-3}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])

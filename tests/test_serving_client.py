@@ -12,6 +12,8 @@ import time
 
 import grpc
 import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import serving_fixtures
@@ -200,9 +202,22 @@ def test_cli_refuses_arguments_that_are_not_utf8_in_one_line(server, capsys):
 TITLES = {item['item_id']: item for item in serving_fixtures.TINY_CATALOGUE}
 
 
+HISTORY = ['item1', 'item2']
+
+
 def _recommend(server, *arguments):
   return client_lib.main(['--target', server.target, '--model', 'tiny', 'recommend', 'alice',
-                          '--history', 'item1', '-k', '10', *arguments])
+                          '--history', *HISTORY, '-k', '10', *arguments])
+
+
+def _reasons(server) -> dict:
+  """{item id: the history item that led to it, or ''} of the tiny model's top 10 for `alice`
+  and HISTORY, in process."""
+  model = tf.saved_model.load(os.path.join(server.model_dir, '3'))
+  answer = model.signatures['recommend'](user_id=tf.constant(['alice']),
+                                         history=tf.constant([HISTORY]))
+  return dict(zip(answer['item_ids'].numpy().astype(str)[0],
+                  answer['reason_item_ids'].numpy().astype(str)[0]))
 
 
 def test_labels_show_title_year_and_genres_where_known():
@@ -248,11 +263,17 @@ def test_cli_recommend_shows_titles_from_the_model_dir(server, capsys):
   assert _recommend(server, '--model-dir', server.model_dir) == 0
   lines = capsys.readouterr().out.splitlines()
   assert lines[0] == 'tiny version 3: top 10 for user alice'
+  reasons = _reasons(server)
   for line in lines[1:]:
     rank, item, score = line.split()[:3]
     expected = catalogue.label(TITLES[item])
+    if reasons[item]:
+      expected = f'{expected}  because you watched {catalogue.title(TITLES[reasons[item]])}'
     assert line == f'{int(rank):4d}  {item:>10}  {score}  {expected}'.rstrip()
   assert any('Tiny Film' in line for line in lines[1:])
+  # Both history items lead to some items here, and not every item has a reason.
+  assert set(reasons.values()) == {'item1', 'item2', ''}
+  assert 'because you watched Tiny Film 1 (1991)' in '\n'.join(lines)
 
 
 def test_cli_recommend_shows_titles_from_an_items_csv(server, capsys, tmp_path):
@@ -261,27 +282,54 @@ def test_cli_recommend_shows_titles_from_an_items_csv(server, capsys, tmp_path):
                                               for item in serving_fixtures.ITEMS))
   assert _recommend(server, '--items', str(path)) == 0
   lines = capsys.readouterr().out.splitlines()[1:]
-  assert len(lines) == 10 and all(line.endswith(f'Film {line.split()[1]}') for line in lines)
+  assert len(lines) == 10 and all(f'  Film {line.split()[1]}' in line for line in lines)
+  reasons = _reasons(server)
+  for line in lines:
+    reason = reasons[line.split()[1]]
+    assert line.endswith(f'because you watched Film {reason}' if reason
+                         else f'Film {line.split()[1]}')
 
 
 def test_cli_recommend_json(server, capsys):
   assert _recommend(server) == 0
-  plain = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+  plain = [line.split()[:3] for line in capsys.readouterr().out.splitlines()[1:]]
   assert _recommend(server, '--model-dir', server.model_dir, '--json') == 0
   answer = json.loads(capsys.readouterr().out)
   assert {key: answer[key] for key in ('model', 'version', 'user_id')} == {
       'model': 'tiny', 'version': 3, 'user_id': 'alice'}
   assert [(str(item['rank']), item['item_id'], f"{item['score']:.4f}")
           for item in answer['items']] == [tuple(line) for line in plain]
+  reasons = _reasons(server)
   for item in answer['items']:
     known = TITLES[item['item_id']]
     assert {key: item[key] for key in ('title', 'year', 'genres')} == {
         key: known[key] for key in ('title', 'year', 'genres')}
+    reason = reasons[item['item_id']] or None
+    assert item['reason_item_id'] == reason
+    assert item['reason_title'] == (catalogue.title(TITLES[reason]) if reason else None)
+  assert {item['reason_title'] for item in answer['items']} >= {'Tiny Film 1 (1991)'}
   # Without a catalogue: the same answer, nothing known of the items.
   assert _recommend(server, '--json') == 0
   bare = json.loads(capsys.readouterr().out)['items']
   assert [item['item_id'] for item in bare] == [item['item_id'] for item in answer['items']]
   assert all(item['title'] is None and item['genres'] == [] for item in bare)
+  assert [item['reason_item_id'] for item in bare] == [item['reason_item_id']
+                                                      for item in answer['items']]
+  assert all(item['reason_title'] is None for item in bare)
+
+
+def test_answers_without_reasons_read_as_none():
+  """A model exported before `reason_item_ids` (or another server's) answers item ids and
+  scores only: the client shows no reasons."""
+  response = predict_pb2.PredictResponse()
+  response.outputs[signatures.ITEM_IDS].CopyFrom(tf.make_tensor_proto([[b'a', b'b']]))
+  response.outputs[signatures.SCORES].CopyFrom(tf.make_tensor_proto([[2.0, 1.0]]))
+  result, = client_lib.ServingClient.parse_recommendations(response, k=1)
+  assert (result.item_ids, result.reason_item_ids) == (['a'], [''])
+  assert client_lib.describe(result, TITLES)[0]['reason_item_id'] is None
+  assert client_lib.reason_text('', TITLES) == ''
+  assert client_lib.reason_text('item3', TITLES) == 'because you watched Tiny Film 3 (1993)'
+  assert client_lib.reason_text('item9', TITLES) == 'because you watched item9'  # no title
 
 
 def test_cli_recommend_without_a_catalogue_file_says_what_to_give(server, capsys, tmp_path):

@@ -137,7 +137,7 @@ def test_metadata_describes_the_contract_signatures(server):
   recommend = signatures['recommend']
   assert {name: info.dtype for name, info in recommend.inputs.items()} == {
       'user_id': types_pb2.DT_STRING, 'history': types_pb2.DT_STRING}
-  assert set(recommend.outputs) == {'item_ids', 'scores'}
+  assert set(recommend.outputs) == {'item_ids', 'scores', 'reason_item_ids'}
 
 
 def test_status_lists_the_loaded_versions(server):
