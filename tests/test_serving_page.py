@@ -129,12 +129,14 @@ def render(binary: str, url: str, until: str, profile_dir: str, timeout_s: float
 
 class Results(html.parser.HTMLParser):
   """From the page's DOM: the state, the timing (ms) and each model column's items as
-  (item id, title text); the error text when there is one."""
+  (item id, title text), and their reasons as [reason item id, text] ('' for none); the error
+  text when there is one."""
 
   def __init__(self, dom: str):
     super().__init__()
     self.state, self.ms, self.error = None, None, ''
     self.columns: Dict[str, List[List[str]]] = {}
+    self.reasons: Dict[str, List[List[str]]] = {}
     self._model, self._item, self._field = None, None, None
     self.feed(dom)
 
@@ -150,19 +152,26 @@ class Results(html.parser.HTMLParser):
     elif 'column' in classes:
       self._model = attrs['data-model']
       self.columns[self._model] = []
+      self.reasons[self._model] = []
     elif 'item' in classes:
       self._item = [attrs['data-item-id'], '']
       self.columns[self._model].append(self._item)
+      self.reasons[self._model].append(['', ''])
     elif 'title' in classes and self._item is not None:
       self._field = 'title'
+    elif 'reason' in classes and self._item is not None:
+      self.reasons[self._model][-1][0] = attrs['data-reason-item-id']
+      self._field = 'reason'
 
   def handle_endtag(self, tag):
-    if tag in ('span', 'p'):
+    if tag in ('span', 'p', 'div'):
       self._field = None
 
   def handle_data(self, data):
     if self._field == 'title':
       self._item[1] += data
+    elif self._field == 'reason':
+      self.reasons[self._model][-1][1] += data
     elif self._field == 'error':
       self.error += data
 
@@ -206,9 +215,16 @@ def test_a_query_in_the_url_shows_ten_titles_per_model(page_server, trained, tmp
   for name in MODELS:
     items = catalogue.read_catalogue(catalogue.catalogue_path(str(page_server.base / name / '1')))
     with page_server.client(name) as client:
-      expected = client.recommend(user, history, K).item_ids
+      answer = client.recommend(user, history, K)
+    expected = answer.item_ids
     shown = results.columns[name]
     assert [item for item, _ in shown] == expected, name
+    # "because you watched <title>" where the model names a history item.
+    assert [reason for reason, _ in results.reasons[name]] == answer.reason_item_ids, name
+    for reason, text in results.reasons[name]:
+      assert text == (f'because you watched {catalogue.title(items[reason])}' if reason else '')
+    if name == 'student':  # its pooled history gives reasons (test_export)
+      assert any(reason for reason, _ in results.reasons[name])
     titles = [title for _, title in shown]
     assert len(titles) == K and all(titles), name
     for item, title in shown:
