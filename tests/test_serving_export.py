@@ -47,6 +47,15 @@ def test_real_exports_answer_over_grpc_as_in_process(trained, export_dirs, tmp_p
                                     err_msg=name)
       np.testing.assert_allclose([result.scores for result in served],
                                  expected['scores'].numpy()[:, :K], rtol=1e-5, err_msg=name)
+      # Why each item: the same history item over gRPC as in process, one of the user's own.
+      reasons = [result.reason_item_ids for result in served]
+      np.testing.assert_array_equal(
+          reasons, expected[signatures.REASON_ITEM_IDS].numpy().astype(str)[:, :K], err_msg=name)
+      for history, row in zip(histories, reasons):
+        assert set(row) <= set(history) | {''}, (name, row)
+      assert set(reasons[0]) == {''}  # no history, no reason
+      if name == layout.STUDENT_INT8:  # its pooled history gives reasons (test_export)
+        assert set(reasons[2]) - {''}
       assert not set(served[2].item_ids) & set(histories[2])
       assert len(ratings) == 3 and np.all(np.isfinite(ratings))
 
@@ -74,7 +83,11 @@ def test_cli_recommends_to_an_unknown_user_from_their_history(trained, export_di
   model = tf.saved_model.load(export_dirs[name])
   for history, lines in zip(histories, outputs):
     assert lines[0] == f'{name} version 1: top {K} for user {user}'
-    ranked = [line.split() for line in lines[1:]]
+    ranked = [line.split()[:3] for line in lines[1:]]
+    # "because you watched <id>" (no titles asked for) names one of this history's items.
+    reasons = [line.split('because you watched ')[1] for line in lines[1:]
+               if 'because you watched ' in line]
+    assert reasons and set(reasons) <= set(history), lines
     assert [int(rank) for rank, _, _ in ranked] == list(range(1, K + 1))
     expected = model.signatures[signatures.RECOMMEND](
         user_id=tf.constant([user]), history=tf.constant([history]))
