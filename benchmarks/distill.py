@@ -20,7 +20,7 @@ scratch) of the mean NDCG@10; the cold-start slices (`metrics.SLICE_METRIC_KEYS`
 cold and warm items, NDCG@10 of new users) likewise, with a second table. The int8 student at
 the pipeline's size carries `"default": true`. Also draws NDCG@10 against bytes (PNG, `--plot`). Teachers are kept under OUTPUT (by seed
 and configuration), so a re-run with other distillation settings trains only the students (into
-a directory of their own): `--set ranking_weight=0` overrides one `DistillationHParams` or
+a directory of their own): `--set temperature=2` overrides one `DistillationHParams` or
 `TrainingHParams` field (`--set mixed_negatives=1024`: teacher and students trained again).
 `--item-id-dropout RATE` sets both towers' `item_id_dropout` (teachers trained again).
 """
@@ -42,6 +42,7 @@ from benchmarks import transformed_data
 from components.run_report import charts
 from evaluation import evaluate
 from evaluation import metrics as metrics_lib
+from ingest import loaders
 from models import export
 from models import hparams
 from models import item_item
@@ -80,9 +81,16 @@ def _teacher_key(data: training.TrainingData, teacher_size: hparams.TowerHParams
                  training_hparams: hparams.TrainingHParams) -> str:
   """What a cached teacher depends on: its size, its training and the data it was trained on."""
   text = json.dumps([hparams.to_dict(teacher_size), hparams.to_dict(training_hparams),
-                     hparams.to_dict(configs.TRANSFORM), hparams.to_dict(configs.ITEM_ITEM),
-                     data.tf_transform_output.transform_savedmodel_dir], sort_keys=True)
+                     hparams.to_dict(configs.TRANSFORM), _tables_key(data)], sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _tables_key(data: training.TrainingData) -> str:
+  """What the item-to-item tables depend on: their settings, how they are factorised and the
+  data."""
+  return hashlib.sha256(json.dumps([hparams.to_dict(configs.ITEM_ITEM), item_item.FACTORISATIONS,
+                                    data.tf_transform_output.transform_savedmodel_dir],
+                                   sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _publish(cache_dir: str, directory: str, write) -> None:
@@ -104,10 +112,7 @@ def item_item_tables(data: training.TrainingData, teacher_size: hparams.TowerHPa
   seed: fitted once per data and setting, then read from `cache_dir`."""
   if not teacher_size.item_item:
     return None
-  key = hashlib.sha256(json.dumps([hparams.to_dict(configs.ITEM_ITEM),
-                                   data.tf_transform_output.transform_savedmodel_dir],
-                                  sort_keys=True).encode()).hexdigest()[:16]
-  directory = os.path.join(cache_dir, key)
+  directory = os.path.join(cache_dir, _tables_key(data))
   if not os.path.exists(os.path.join(directory, 'done')):
     tables = training.fit_item_item(data, teacher_size, configs.ITEM_ITEM)
     _publish(cache_dir, directory, tables.save)
@@ -308,9 +313,9 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   """Runs the benchmark (see the module docstring); returns its rows."""
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   started = time.time()
-  source = local_runner.resolve_source(data_source)
-  feedback = local_runner.resolve_feedback(configs.FEEDBACK, source)
-  transformed_data.run_data_components(source, output_dir, BENCH_PIPELINE_NAME,
+  files = local_runner.resolve_inputs(data_source)
+  feedback = loaders.resolve_feedback(configs.FEEDBACK, files)
+  transformed_data.run_data_components(files.source, output_dir, BENCH_PIPELINE_NAME,
                                        configs.LOCAL_BEAM_PIPELINE_ARGS, enable_cache=True,
                                        feedback=feedback)
   logging.info('Data components (%s feedback): %.0f s', feedback, time.time() - started)

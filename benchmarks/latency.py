@@ -50,9 +50,9 @@ def train_and_export(data_source: str, output_dir: str, epochs: int) -> Dict[str
   from pipeline import configs
   from pipeline import local_runner
   # pylint: enable=g-import-not-at-top
-  transformed_data.run_data_components(local_runner.resolve_source(data_source), output_dir,
-                                       BENCH_PIPELINE_NAME, configs.LOCAL_BEAM_PIPELINE_ARGS,
-                                       enable_cache=True)
+  transformed_data.run_data_components(local_runner.resolve_inputs(data_source).source,
+                                       output_dir, BENCH_PIPELINE_NAME,
+                                       configs.LOCAL_BEAM_PIPELINE_ARGS, enable_cache=True)
   training_hparams = dataclasses.replace(configs.TRAINING, epochs=epochs)
   distillation = dataclasses.replace(configs.DISTILLATION, epochs=epochs, qat_epochs=1)
   data = transformed_data.training_data(output_dir, configs.TRANSFORM, training_hparams,

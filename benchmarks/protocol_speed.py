@@ -3,7 +3,7 @@
     python -m benchmarks.protocol_speed [--rows 100000] [--repeats 3] \\
         [--movielens ../shared/data/movielens-100k]
 
-- split + history: `ingest.history.add_history` (50 items) then `evaluation.protocol.assign_splits`
+- split + history: `ingest.history.add_history` (50 items) then `contract.split_rules.assign_splits`
   on `--rows` generated interactions (1,000 users, 2,000 items, random timestamps);
 - popularity ranking metrics: `evaluation.metrics.ranking_metrics` of the popularity baseline's
   scores on MovieLens 100K's test split, when the MovieLens copy exists (the shared copy beside
@@ -23,11 +23,14 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from contract import features
+from contract import split_rules
 from evaluation import baselines
 from evaluation import metrics
 from evaluation import protocol
 from ingest import history
 from ingest import loaders
+from ingest import movielens_100k
+from ingest import tables
 
 HISTORY_LENGTH = 50
 SHARED_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'movielens-100k'
@@ -36,9 +39,9 @@ SHARED_MOVIELENS = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mo
 def generated_interactions(rows: int, seed: int = 0):
   """`rows` interactions of 1,000 users with 2,000 items at random timestamps."""
   rng = np.random.RandomState(seed)
-  return loaders.interactions_frame(rng.randint(0, 1000, rows).astype(str),
-                                    rng.randint(0, 2000, rows).astype(str), np.ones(rows),
-                                    rng.randint(0, 10**9, rows))
+  return tables.interactions_frame(rng.randint(0, 1000, rows).astype(str),
+                                   rng.randint(0, 2000, rows).astype(str), np.ones(rows),
+                                   rng.randint(0, 10**9, rows))
 
 
 def timings(step: Callable[[], object], repeats: int) -> List[float]:
@@ -52,16 +55,16 @@ def timings(step: Callable[[], object], repeats: int) -> List[float]:
 
 def split_and_history(rows: int, repeats: int) -> List[float]:
   frame = generated_interactions(rows)
-  return timings(lambda: protocol.assign_splits(history.add_history(frame, HISTORY_LENGTH)),
+  return timings(lambda: split_rules.assign_splits(history.add_history(frame, HISTORY_LENGTH)),
                  repeats)
 
 
 def popularity_metrics(movielens: Path, repeats: int) -> Optional[List[float]]:
   """The ranking metrics' times on ML-100K's test split; None without the data set."""
-  if not (movielens / loaders.MOVIELENS_RATINGS).exists():
+  if not (movielens / movielens_100k.RATINGS_FILE).exists():
     return None
   frame = loaders.load_movielens_100k(movielens).interactions
-  splits = protocol.assign_splits(frame)
+  splits = split_rules.assign_splits(frame)
   data = protocol.build_eval_data(frame, splits)
   scores = baselines.popularity_scores(frame[splits == features.TRAIN_SPLIT], data)
   return timings(lambda: metrics.ranking_metrics(scores, data), repeats)
@@ -85,7 +88,7 @@ def main(argv: Sequence[str]) -> int:
   print(f'{"step":<{width}}  {"best s":>8}  {"median s":>8}')
   for name, times in results:
     if times is None:
-      print(f'{name:<{width}}  {"not run":>8}  (no {args.movielens / loaders.MOVIELENS_RATINGS})')
+      print(f'{name:<{width}}  {"not run":>8}  (no {args.movielens / movielens_100k.RATINGS_FILE})')
     else:
       print(f'{name:<{width}}  {min(times):8.3f}  {statistics.median(times):8.3f}')
   return 0

@@ -22,13 +22,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tfx.types import standard_artifacts
 
+from benchmarks import id_retrieval
 from benchmarks import transformed_data
 from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
+from contract import split_rules
 from evaluation import evaluate
 from evaluation import metrics
 from evaluation import protocol
-from models import id_retrieval
 from models import layout
 from pipeline import configs
 from pipeline import local_runner
@@ -50,7 +51,8 @@ def id_baseline_row(data_source: str, catalogue_items: Optional[Sequence[str]]) 
   """Trains the TFRS ID-only baseline on the train split and evaluates it on the test split,
   over the train items and `catalogue_items` (`protocol.build_eval_data`)."""
   frame = loaders.load_dataset(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR).interactions
-  splits = protocol.assign_splits(frame, configs.EVAL_FRACTION, configs.TEST_FRACTION)
+  splits = split_rules.assign_splits(frame, configs.RAW_DATA.eval_fraction,
+                                     configs.RAW_DATA.test_fraction)
   eval_data = protocol.build_eval_data(frame, splits, features.TEST_SPLIT, catalogue_items)
   train = frame[(splits == features.TRAIN_SPLIT).to_numpy()]
   started = time.time()

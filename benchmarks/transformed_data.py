@@ -31,9 +31,8 @@ def run_data_components(data_source: str, output_dir: str, pipeline_name: str,
       pipeline_name=pipeline_name,
       pipeline_root=os.path.join(output_dir, PIPELINE_ROOT),
       components=pipeline.data_components(
-          data_source, configs.SCHEMA_FILE, configs.HISTORY_LENGTH, configs.EVAL_FRACTION,
-          configs.TEST_FRACTION, configs.RATING_DRIFT_THRESHOLD, configs.PREPROCESSING_FN,
-          configs.TRANSFORM, configs.RATING_RANGE, feedback),
+          data_source, configs.SCHEMA_FILE, configs.PREPROCESSING_FN, configs.RAW_DATA,
+          configs.TRANSFORM, feedback),
       enable_cache=enable_cache,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           os.path.join(output_dir, METADATA)),

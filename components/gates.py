@@ -14,19 +14,20 @@ BYTES_KEY = 'bytes'
 # The settings (`pipeline/configs.py`) that move each gate's outcome: what a user changes when a
 # gate refuses the candidate.
 SETTINGS = {
-    'ndcg_vs_teacher': "RETRIEVAL_GATES['min_ndcg_ratio'], or a wider student "
+    'ndcg_vs_teacher': 'GATES.retrieval.min_ndcg_ratio, or a wider student '
                        '(DISTILLATION.size_budget, STUDENT.embedding_dim)',
-    'size_vs_teacher': "RETRIEVAL_GATES['max_size_ratio'], or a smaller student "
+    'size_vs_teacher': 'GATES.retrieval.max_size_ratio, or a smaller student '
                        '(DISTILLATION.size_budget, STUDENT.embedding_dim)',
-    'ndcg_vs_popularity': "RETRIEVAL_GATES['min_popularity_ratio']",
-    'evaluator_blessing': 'RMSE_UPPER_BOUND, RATING_AUC_LOWER_BOUND, RMSE_MAX_INCREASE, or '
-                          'FEEDBACK=implicit for data without meaningful ratings',
+    'ndcg_vs_popularity': 'GATES.retrieval.min_popularity_ratio',
+    'evaluator_blessing': 'GATES.rmse_upper_bound, GATES.rating_auc_lower_bound, '
+                          'GATES.rmse_max_increase, or FEEDBACK=implicit for data without '
+                          'meaningful ratings',
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class RetrievalGates:
-  """Thresholds of the retrieval gates (the pipeline's are `pipeline.configs.RETRIEVAL_GATES`).
+  """Thresholds of the retrieval gates (the pipeline's are `pipeline.configs.GATES.retrieval`).
 
   Attributes:
     min_ndcg_ratio: the student's NDCG@10 must be at least this fraction of the teacher's.
@@ -45,6 +46,27 @@ class RetrievalGates:
       value = getattr(self, field.name)
       if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f'{field.name} must be a finite number >= 0, got {value!r}')
+
+
+@dataclasses.dataclass(frozen=True)
+class Gates:
+  """Every threshold a candidate must meet to be pushed (the pipeline's are
+  `pipeline.configs.GATES`).
+
+  Attributes:
+    rmse_upper_bound: the TFMA Evaluator's bound on the student's eval-split RMSE.
+    rating_auc_lower_bound: the Evaluator's bound on the ROC AUC of the predicted rating for
+      "rating >= liked_rating".
+    rmse_max_increase: the Evaluator's bound on the RMSE's increase over the latest blessed
+      model's (the change threshold).
+    liked_rating: the rating at or above which a user liked an item (on the data's scale).
+    retrieval: the RetrievalEvaluator's gates.
+  """
+  rmse_upper_bound: float
+  rating_auc_lower_bound: float
+  rmse_max_increase: float
+  liked_rating: float
+  retrieval: RetrievalGates
 
 
 @dataclasses.dataclass(frozen=True)

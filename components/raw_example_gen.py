@@ -40,6 +40,7 @@ from contract import features
 from ingest import loaders
 from ingest import transforms
 
+SOURCE_KEY = 'source'
 HISTORY_LENGTH_KEY = 'history_length'
 EVAL_FRACTION_KEY = 'eval_fraction'
 TEST_FRACTION_KEY = 'test_fraction'
@@ -52,27 +53,22 @@ _ERRORS_PREFIX_KEY = '_data_errors_prefix'
 
 
 def input_base_and_pattern(source: str) -> Tuple[str, str]:
-  """The `input_base` and input pattern of a raw data source: a directory (the CSV schema or
-  MovieLens-100K) is read whole; a single .csv file is its directory and its name."""
+  """The `input_base` and input pattern whose files TFX's driver fingerprints, from the data
+  source as given (a pipeline is compiled without reading its data): a directory (the CSV
+  schema or MovieLens-100K) is read whole; a single .csv file is its directory and its name."""
   if source.lower().endswith('.csv'):
     base, name = os.path.split(source.rstrip('/'))
     return base, name
   return source.rstrip('/') or source, DIRECTORY_PATTERN
 
 
-def input_files(input_base: str, pattern: str) -> loaders.InputFiles:
-  """The raw files that `input_base` and `pattern` designate (see `input_base_and_pattern`);
-  a missing or unrecognised source raises `DataError`."""
-  if pattern == DIRECTORY_PATTERN:
-    return loaders.locate_inputs(input_base)
-  return loaders.locate_inputs(loaders.join(input_base, pattern))
-
-
 @beam.ptransform_fn
 def _RawToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                    split_pattern: str) -> Dict[str, beam.PCollection]:
-  """The raw files under `input_base` matching `split_pattern` -> {split: examples, ERRORS}."""
-  files = input_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
+  """The raw files of the source (`loaders.locate_inputs`) -> {split: examples, ERRORS}; the
+  driver's `split_pattern` matched the same files, to fingerprint them."""
+  del split_pattern
+  files = loaders.locate_inputs(exec_properties[SOURCE_KEY])
   side_tables = transforms.check_inputs(files)  # fails fast, before the Beam job starts
   return pipeline | 'RawToExamples' >> transforms.RawToExamples(
       files, side_tables, history_length=int(exec_properties[HISTORY_LENGTH_KEY]),
@@ -165,10 +161,12 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
 
 class RawExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
-  """FileBasedExampleGen's parameters plus the split fractions and the history length."""
+  """FileBasedExampleGen's parameters plus the data source, the split fractions and the history
+  length."""
 
   PARAMETERS = {
       **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+      SOURCE_KEY: component_spec.ExecutionParameter(type=str),
       HISTORY_LENGTH_KEY: component_spec.ExecutionParameter(type=int),
       EVAL_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
       TEST_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
@@ -209,7 +207,7 @@ class RawExampleGen(example_gen_component.FileBasedExampleGen):
         custom_config=None, range_config=range_config,
         output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
         output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-        history_length=history_length, eval_fraction=eval_fraction, test_fraction=test_fraction,
-        examples=types.Channel(type=standard_artifacts.Examples))
+        source=source, history_length=history_length, eval_fraction=eval_fraction,
+        test_fraction=test_fraction, examples=types.Channel(type=standard_artifacts.Examples))
     # FileBasedExampleGen's own __init__ builds its own spec; its base takes ours.
     base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

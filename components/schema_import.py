@@ -1,7 +1,7 @@
 """ImportSchemaGen: the curated schema, with the `rating` domain of the run's settings.
 
 TFX's ImportSchemaGen copies a schema file; this one also sets the `rating` feature's value
-domain from one setting, the pipeline's `rating_range` (`configs.RATING_RANGE`), so that the
+domain from one setting, the pipeline's `rating_range` (`configs.RAW_DATA`), so that the
 curated file (`pipeline/schema/schema.pbtxt`) holds no rating bounds of its own: data on another
 rating scale (0-1, 1-10, thumbs down/up as 0/1) changes that setting only. For implicit feedback
 the rating domain is left out: a log without ratings has 1.0 (or one constant value) there, which

@@ -59,6 +59,27 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2,
   train_matrix = sparse.csc_matrix(train_matrix, dtype=dtype)
   active = np.flatnonzero(train_matrix.getnnz(axis=0))
   gram = (train_matrix[:, active].T @ train_matrix[:, active]).toarray()
+  precision = ease_weights_of(ease_precision(gram, l2, overwrite=True))
+  del gram
+  if len(active) == train_matrix.shape[1]:
+    return precision
+  weights = np.zeros((train_matrix.shape[1],) * 2, dtype=dtype)
+  weights[np.ix_(active, active)] = precision
+  return weights
+
+
+def ease_weights_of(precision: np.ndarray) -> np.ndarray:
+  """EASE's B from P = (XᵀX + l2 I)⁻¹ (`ease_precision`), in P's memory: -P / diag(P)
+  column-wise, with a zero diagonal."""
+  precision /= -np.diag(precision)
+  np.fill_diagonal(precision, 0.0)
+  return precision
+
+
+def ease_precision(gram: np.ndarray, l2: float, overwrite: bool = False) -> np.ndarray:
+  """P = (gram + l2 I)⁻¹ of a Gram matrix XᵀX without all-zero columns, by a Cholesky
+  factorisation, in `gram`'s dtype (with `overwrite`, in `gram`'s memory)."""
+  gram = gram if overwrite else gram.copy()
   gram[np.diag_indices_from(gram)] += l2
   factor, info = linalg.lapack.get_lapack_funcs('potrf', (gram,))(gram, lower=False,
                                                                   overwrite_a=True)
@@ -66,15 +87,9 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2,
     raise np.linalg.LinAlgError(f'EASE: the regularised Gram matrix is not positive ({info})')
   precision, info = linalg.lapack.get_lapack_funcs('potri', (factor,))(factor, lower=False,
                                                                        overwrite_c=True)
-  del gram, factor
+  del factor
   _symmetrise_upper(precision)
-  precision /= -np.diag(precision)
-  np.fill_diagonal(precision, 0.0)
-  if len(active) == train_matrix.shape[1]:
-    return precision
-  weights = np.zeros((train_matrix.shape[1],) * 2, dtype=dtype)
-  weights[np.ix_(active, active)] = precision
-  return weights
+  return precision
 
 
 def _symmetrise_upper(matrix: np.ndarray, block: int = 2048) -> None:

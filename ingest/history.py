@@ -1,5 +1,4 @@
-"""The history features of the prepared examples (the split itself is the evaluation protocol's,
-`evaluation.protocol`).
+"""The history features of the prepared examples (the split itself is `contract.split_rules`).
 
 An interaction's history is the user's items strictly before
 it in the same order, so no example sees its own or later items.
@@ -11,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from contract import features
-from evaluation import protocol
+from contract import split_rules
 
 def add_history(frame: pd.DataFrame, length: int) -> pd.DataFrame:
   """Returns a copy of `frame` with HISTORY and HISTORY_RATINGS columns: the user's latest
@@ -23,7 +22,7 @@ def add_history(frame: pd.DataFrame, length: int) -> pd.DataFrame:
   """
   if length < 0:
     raise ValueError(f'history length must be >= 0, got {length}')
-  order, rank, _ = protocol.user_ranks(frame)
+  order, rank, _ = split_rules.user_ranks(frame)
   stops = np.arange(len(frame))
   starts = stops - np.minimum(rank, length)
   result = frame.copy()

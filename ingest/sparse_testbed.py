@@ -37,7 +37,9 @@ import numpy as np
 import pandas as pd
 
 from contract import features
-from ingest import loaders
+from ingest import generic_csv
+from ingest import movielens_100k
+from ingest import tables
 
 FIRST_TIMESTAMP = 1_300_000_000
 STEP_S = (60, 2 * 86_400)  # seconds between one user's consecutive interactions
@@ -86,19 +88,19 @@ def _items(config: TestbedConfig, rng: np.random.RandomState):
   vectors = _unit(centres[topics] + config.item_noise / np.sqrt(config.latent_dim)
                   * rng.normal(size=(config.num_items, config.latent_dim)))
   popularity = 1.0 / (rng.permutation(config.num_items) + 1.0)**config.zipf_exponent
-  genres_of_topic = [rng.choice(len(loaders.MOVIELENS_GENRES), size=rng.randint(1, 3),
+  genres_of_topic = [rng.choice(len(movielens_100k.GENRES), size=rng.randint(1, 3),
                                 replace=False) for _ in range(config.num_topics)]
   random_genre = rng.uniform(size=config.num_items) < config.random_genre_share
   genres = []
   for item in range(config.num_items):
-    picked = ([rng.randint(len(loaders.MOVIELENS_GENRES))] if random_genre[item]
+    picked = ([rng.randint(len(movielens_100k.GENRES))] if random_genre[item]
               else genres_of_topic[topics[item]])
     genres.append(features.GENRE_SEPARATOR.join(
-        loaders.MOVIELENS_GENRES[i] for i in sorted(picked)))
+        movielens_100k.GENRES[i] for i in sorted(picked)))
   years = rng.randint(1950, 2020, size=config.num_items)
   ids = [str(i + 1) for i in range(config.num_items)]
-  table = loaders.items_frame(ids, [f'Item {i} ({y})' for i, y in zip(ids, years)], genres,
-                              years)
+  table = tables.items_frame(ids, [f'Item {i} ({y})' for i, y in zip(ids, years)], genres,
+                             years)
   return centres, vectors, topics, popularity, table
 
 
@@ -130,8 +132,8 @@ def _history(tastes: np.ndarray, vectors: np.ndarray, popularity: np.ndarray, le
   return np.array(chosen)
 
 
-def generate(config: TestbedConfig = TestbedConfig()) -> loaders.Dataset:
-  """The test bed as a `loaders.Dataset` (interactions, users and items tables)."""
+def generate(config: TestbedConfig = TestbedConfig()) -> tables.Dataset:
+  """The test bed as a `tables.Dataset` (interactions, users and items tables)."""
   rng = np.random.RandomState(config.seed)
   centres, vectors, topics, popularity, items = _items(config, rng)
   quality = rng.normal(scale=0.7, size=config.num_items)
@@ -139,7 +141,7 @@ def generate(config: TestbedConfig = TestbedConfig()) -> loaders.Dataset:
   low, high = config.history_range
   lengths = np.clip(np.round(config.median_history * np.exp(
       config.history_sigma * rng.normal(size=config.num_users))), low, high).astype(int)
-  columns = {name: [] for name in loaders.INTERACTION_COLUMNS}
+  columns = {name: [] for name in tables.INTERACTION_COLUMNS}
   for user in range(config.num_users):
     interests = rng.choice(config.num_topics, size=rng.randint(1, config.max_interests + 1),
                            replace=False, p=topic_popularity / topic_popularity.sum())
@@ -154,16 +156,16 @@ def generate(config: TestbedConfig = TestbedConfig()) -> loaders.Dataset:
     columns[features.ITEM_ID].extend(items.index[chosen])
     columns[features.RATING].extend(ratings)
     columns[features.TIMESTAMP].extend(stamps)
-  interactions = loaders.interactions_frame(*(columns[name]
-                                              for name in loaders.INTERACTION_COLUMNS))
+  interactions = tables.interactions_frame(*(columns[name]
+                                             for name in tables.INTERACTION_COLUMNS))
   user_ids = [str(user + 1) for user in range(config.num_users)]
-  users = loaders.users_frame(
+  users = tables.users_frame(
       user_ids, rng.randint(18, 70, size=config.num_users),
       rng.choice(('M', 'F'), size=config.num_users).tolist(),
       rng.choice(('student', 'engineer', 'educator', 'artist', 'other'),
                  size=config.num_users).tolist(),
       [f'{code:05d}' for code in rng.randint(0, 100_000, size=config.num_users)])
-  return loaders.Dataset(interactions=interactions, users=users, items=items)
+  return tables.Dataset(interactions=interactions, users=users, items=items)
 
 
 def properties(interactions: pd.DataFrame, num_items: int) -> Dict[str, float]:
@@ -178,12 +180,12 @@ def properties(interactions: pd.DataFrame, num_items: int) -> Dict[str, float]:
           'top_decile_share': float(top / len(interactions))}
 
 
-def write(dataset: loaders.Dataset, directory: str) -> None:
+def write(dataset: tables.Dataset, directory: str) -> None:
   """Writes `dataset` as the generic CSV files in `directory`."""
   os.makedirs(directory, exist_ok=True)
-  dataset.interactions.to_csv(os.path.join(directory, loaders.INTERACTIONS_CSV), index=False)
-  dataset.users.to_csv(os.path.join(directory, loaders.USERS_CSV))
-  dataset.items.to_csv(os.path.join(directory, loaders.ITEMS_CSV))
+  dataset.interactions.to_csv(os.path.join(directory, generic_csv.INTERACTIONS_CSV), index=False)
+  dataset.users.to_csv(os.path.join(directory, generic_csv.USERS_CSV))
+  dataset.items.to_csv(os.path.join(directory, generic_csv.ITEMS_CSV))
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,7 @@ both input formats with `tests/input_writers.py`, so that they go through the re
 Arriving items (`generate(arriving_items=N)`): N more items, listed in the item side table like
 the others, arrive at one time, `ARRIVAL_TIMESTAMP`. Each user's timeline is shifted so that
 the arrival falls between the interactions the evaluation protocol puts in their train and eval
-splits and those it puts in test (`evaluation.protocol.split_sizes` with the project's default
+splits and those it puts in test (`contract.split_rules.split_sizes` with the project's
 fractions); after the arrival, each interaction is with an arriving item with probability
 `arriving_share` (picked, like the others, by popularity and affinity). So the arriving items
 have no train or eval interaction, and about `arriving_share` of the test interactions are with
@@ -27,9 +27,11 @@ import numpy as np
 import pandas as pd
 
 from contract import features
-from evaluation import protocol
-from ingest import loaders
-from ingest.loaders import Dataset
+from contract import split_rules
+from ingest import generic_csv
+from ingest import movielens_100k
+from ingest import tables
+from ingest.tables import Dataset
 
 LATENT_DIM = 4
 ZIPF_EXPONENT = 1.1
@@ -42,7 +44,6 @@ MAX_GENRES_PER_ITEM = 3
 UNKNOWN_YEAR_FRACTION = 0.1
 ARRIVAL_TIMESTAMP = FIRST_TIMESTAMP + 365 * DAY_S  # after every user's timeline unshifted
 ARRIVING_SHARE = 0.1  # default share of the interactions after the arrival with arriving items
-PROTOCOL_FRACTIONS = (0.1, 0.1)  # (eval, test): the project's split (`protocol.assign_splits`)
 
 
 def _ratings(affinity: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
@@ -100,7 +101,7 @@ def _ids(count: int) -> np.ndarray:
 
 def _users_table(user_ids: np.ndarray, rng: np.random.RandomState):
   num_users = len(user_ids)
-  return loaders.users_frame(
+  return tables.users_frame(
       user_ids,
       rng.randint(18, 70, size=num_users),
       rng.choice(GENDERS, size=num_users).tolist(),
@@ -130,9 +131,9 @@ def _items_table(item_ids: np.ndarray, item_factors: np.ndarray, genre_direction
   genres = []
   for count, order in zip(counts, ranked):
     # In MovieLens flag order, so that a u.item round trip gives back the same string.
-    names = sorted((GENRES[i] for i in order[:count]), key=loaders.MOVIELENS_GENRES.index)
+    names = sorted((GENRES[i] for i in order[:count]), key=movielens_100k.GENRES.index)
     genres.append(features.GENRE_SEPARATOR.join(names))
-  return loaders.items_frame(item_ids, titles, genres, years)
+  return tables.items_frame(item_ids, titles, genres, years)
 
 
 def _arrivals(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timestamps: np.ndarray,
@@ -148,7 +149,8 @@ def _arrivals(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timesta
   popularity = _popularity(len(arriving_factors), rng)
   starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
   for start, end in zip(starts, np.r_[starts[1:], len(users)]):
-    _, n_test = protocol.split_sizes(end - start, *PROTOCOL_FRACTIONS)
+    _, n_test = split_rules.split_sizes(end - start, split_rules.EVAL_FRACTION,
+                                        split_rules.TEST_FRACTION)
     first_test = end - n_test
     if first_test == start:
       shift = ARRIVAL_TIMESTAMP - timestamps[start]
@@ -204,8 +206,8 @@ def generate(
                                                   user_factors, arriving_factors, num_items,
                                                   arriving_share, arrivals_rng)
   order = rng.permutation(len(users))
-  interactions = loaders.interactions_frame(user_ids[users[order]], item_ids[items[order]],
-                                            ratings[order], timestamps[order])
+  interactions = tables.interactions_frame(user_ids[users[order]], item_ids[items[order]],
+                                           ratings[order], timestamps[order])
   users_table = _users_table(user_ids, rng)
   genre_directions = _genre_directions(seed)
   items_table = _items_table(item_ids[:num_items], item_factors, genre_directions, rng)
@@ -237,16 +239,16 @@ def write_large_csv(directory: Union[str, Path],
   directory.mkdir(parents=True, exist_ok=True)
   rng = np.random.RandomState(seed)
   user_ids, item_ids = _ids(num_users), _ids(num_items)
-  _users_table(user_ids, rng).to_csv(directory / loaders.USERS_CSV)
+  _users_table(user_ids, rng).to_csv(directory / generic_csv.USERS_CSV)
   item_factors = rng.normal(size=(num_items, LATENT_DIM))
   _items_table(item_ids, item_factors, _genre_directions(seed), rng).to_csv(
-      directory / loaders.ITEMS_CSV)
+      directory / generic_csv.ITEMS_CSV)
   popularity = _popularity(num_items, rng)
   mean = num_interactions / num_users
   per_user = (max(1, round(0.2 * mean)), max(1, round(1.8 * mean)))
   header = ','.join((features.USER_ID, features.ITEM_ID, features.RATING, features.TIMESTAMP))
   written = 0
-  with open(directory / loaders.INTERACTIONS_CSV, 'w', encoding='utf-8', newline='') as out:
+  with open(directory / generic_csv.INTERACTIONS_CSV, 'w', encoding='utf-8', newline='') as out:
     out.write(header + '\n')
     for first in range(0, num_users, users_per_chunk):
       lines = []

@@ -3,7 +3,7 @@
 `RawToExamples` reads the interactions file with one DoFn call (`ReadInteractions`: exact line
 numbers, so errors name file, row and column; quoted CSV fields may span lines, so a file cannot
 be cut at arbitrary byte offsets), groups the rows by user, and for each user sorts, splits
-(`evaluation.protocol.split_sizes`), builds every example's history and joins the user and item
+(`contract.split_rules.split_sizes`), builds every example's history and joins the user and item
 side tables (small, loaded in the driver by `side_feature_tables` and passed as side inputs).
 The result is one PCollection of serialized tf.Examples (every name in `features.RAW_FEATURES`)
 per split, plus the reader's error, if any. The `features.ITEMS_SPLIT` split holds one example
@@ -11,7 +11,7 @@ per item known (in the item side table or in the interactions), with its side fe
 interaction: the catalogue that models rank, items without train interactions included.
 
 Nothing holds the interaction log in the driver's Python memory: grouping by user is Beam's
-shuffle. Files are read through `tf.io.gfile` (`ingest.loaders`), so the same transform runs on
+shuffle. Files are read through `tf.io.gfile` (`ingest.delimited`), so the same transform runs on
 the DirectRunner and on distributed runners, with inputs on any file system TensorFlow reads.
 """
 
@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 
 from contract import features
-from evaluation import protocol
+from contract import split_rules
 from ingest import example_encoding, loaders
 from ingest.errors import DataError
 from ingest.loaders import InputFiles
@@ -105,7 +105,7 @@ class UserExamples(beam.DoFn):
               items: Mapping[str, tuple]) -> Iterator[beam.pvalue.TaggedOutput]:
     user_id, rows = grouped
     rows = sorted(rows)  # by timestamp, then line: the original order breaks ties
-    n_eval, n_test = protocol.split_sizes(len(rows), *self._fractions)
+    n_eval, n_test = split_rules.split_sizes(len(rows), *self._fractions)
     user_features = _encode_features(features.USER_ID, user_id, features.USER_SIDE_FEATURES,
                                      users.get(user_id))
     item_ids = [row[2] for row in rows]
@@ -115,7 +115,7 @@ class UserExamples(beam.DoFn):
       start = max(0, position - self._history_length)
       history = features.HISTORY_SEPARATOR.join(item_ids[start:position])
       history_ratings = features.HISTORY_SEPARATOR.join(ratings[start:position])
-      name = protocol.split_name(len(rows) - 1 - position, n_eval, n_test)
+      name = split_rules.split_name(len(rows) - 1 - position, n_eval, n_test)
       counts[name] += 1
       yield beam.pvalue.TaggedOutput(name, example_encoding.encode_example((
           user_features,
@@ -169,7 +169,7 @@ class RawToExamples(beam.PTransform):
     super().__init__()
     if history_length < 0:
       raise ValueError(f'history length must be >= 0, got {history_length}')
-    protocol.check_fractions(eval_fraction, test_fraction)
+    split_rules.check_fractions(eval_fraction, test_fraction)
     self._files = files
     self._side_tables = side_tables
     self._history_length = history_length

@@ -1,15 +1,31 @@
-"""Typed hyper-parameter records passed from `pipeline/configs.py` to the Trainer.
+"""Typed settings records passed from `pipeline/configs.py` to the pipeline's components.
 
-The values live in `pipeline/configs.py` only; the Trainer receives them through
-`custom_config` (so Kubeflow runs get them and the TFX cache keys on them): `to_dict` of a
-`TrainerHParams`, which `run_fn` rebuilds with `TrainerHParams.from_config`.
+The values live in `pipeline/configs.py` only; `pipeline.create_pipeline` hands each component
+the records it reads. The Trainer receives its records through `custom_config` (so Kubeflow
+runs get them and the TFX cache keys on them): `to_dict` of a `TrainerHParams`, which `run_fn`
+rebuilds with `TrainerHParams.from_config`.
 """
 import dataclasses
-from typing import Any, Dict, Sequence, Type, TypeVar
+from typing import Any, Dict, Sequence, Tuple, Type, TypeVar
 
 from contract import features
 
 T = TypeVar('T')
+
+
+@dataclasses.dataclass(frozen=True)
+class DataHParams:
+  """How the raw data is split and checked before Transform (the pipeline's data stages).
+
+  `eval_fraction` and `test_fraction`: each user's share of interactions in the eval and test
+  splits (RawExampleGen). `rating_range`: (low, high) of explicit ratings, the schema's rating
+  domain (ImportSchemaGen). `rating_drift_threshold`: the largest Jensen-Shannon divergence of
+  the test split's rating distribution from the train split's that the data gate lets through.
+  """
+  eval_fraction: float
+  test_fraction: float
+  rating_range: Tuple[float, float]
+  rating_drift_threshold: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +108,13 @@ class DistillationHParams:
   """How the student learns from the teacher, then is fine-tuned with quantization.
 
   loss = alpha · hard + (1 − alpha) · soft (see `models.distiller`); the hard loss uses the
-  student's `TrainingHParams` weights. The soft loss weighs the KL term by `kd_weight` and
-  ranking distillation (the teacher's `ranking_top_k` top unseen items as positives, rank-decay
-  `ranking_decay`; 0 turns it off) by `ranking_weight`. The KL term's soft labels span the whole
-  catalogue when it has at most `kd_catalogue_max_items` items, else the batch's candidates and
-  `num_sampled_negatives` uniformly sampled items. `qat_*`: quantization-aware fine-tuning that continues
-  the distillation loss. The teacher's outputs on the train split are cached in memory up to
-  `teacher_outputs_in_memory_max_examples` examples, in a temporary file beyond.
+  student's `TrainingHParams` weights. The soft loss is the KL term at `temperature`, plus the
+  MSE to the teacher's ratings weighted by `rating_distillation_weight`. The KL term's soft
+  labels span the whole catalogue when it has at most `kd_catalogue_max_items` items, else the
+  batch's candidates and `num_sampled_negatives` uniformly sampled items. `qat_*`:
+  quantization-aware fine-tuning that continues the distillation loss. The teacher's outputs on
+  the train and eval splits are cached in memory up to `teacher_outputs_in_memory_max_examples`
+  train examples, in temporary files beyond.
   A student size with `embedding_dim` 0 takes the widest of `student_dims` whose int8 export
   takes at most `size_budget` of the teacher's bytes (`training.student_size`).
   """
@@ -106,10 +122,6 @@ class DistillationHParams:
   learning_rate: float
   alpha: float
   temperature: float
-  kd_weight: float
-  ranking_weight: float
-  ranking_top_k: int
-  ranking_decay: float
   rating_distillation_weight: float
   num_sampled_negatives: int
   kd_catalogue_max_items: int

@@ -1,28 +1,39 @@
 """The hybrid teacher's item-to-item component: EASE fitted on the train split, as two tables.
 
-EASE (Steck, 2019; `evaluation.baselines.ease_weights`) scores item i for a user as
-Σ_{j ∈ history} B[j, i]: the item-to-item structure that sparse logs hold and that neural
-towers learn poorly from few labels. Factorised, B ≈ H · Cᵀ (truncated SVD, rank r), that score is a dot
-product of two towers: the query side sums the history items' rows of H, the candidate side is
-item i's row of C. So the teacher (`models.teacher`) appends both as r frozen dimensions to its
-learnt query and candidate embeddings, mixes both scores with weights chosen on the eval split,
-and is served by the same top-K index as any two-tower model. The factorisation keeps
-the teacher at 2·n·r floats where B is n², and regularises B (a rank-128 B ranks as well as the
-full one on ML-100K and the sparse test bed).
+EASE (Steck, 2019; `evaluation.baselines.ease_weights`) scores item j for a user as
+Σ_{i ∈ history} B[i, j]: the item-to-item structure that sparse logs hold and that neural
+towers learn poorly from few labels. Factorised, B ≈ H · Cᵀ, that score is a dot product of two
+towers: the query side sums the history items' rows of H, the candidate side is item j's row of
+C. So the teacher (`models.teacher`) appends both as r frozen dimensions to its learnt query and
+candidate embeddings, mixes both scores with weights chosen on the eval split, and is served by
+the same top-K index as any two-tower model, at 2·n·r floats where B is n². Two
+factorisations, chosen between on the eval split:
+- `SVD`: B's truncated SVD, its best rank-r approximation;
+- `EIGEN`: with G = XᵀX = V Σ Vᵀ and P = (G + λI)⁻¹, every off-diagonal
+  B[i, j] = -P[i, j] / P[j, j] is Σ_m V[i, m] · σ_m / (σ_m + λ) · V[j, m] / (λ P[j, j]), so
+  H = V · diag(σ / (σ + λ)) and C = diag(1 / (λ P)) · V over G's r leading eigenvectors (the
+  diagonal, an item scoring itself, differs from B's 0; history items are never ranked). It
+  regularises B as a ridge on its spectrum does, and on the sparse test bed ranks better than
+  the full B at rank 256 (docs/results.md).
+Lower ranks (`ItemItemTables.truncated`, what a student inherits) are the best factorisation at
+that rank of H · Cᵀ without its diagonal: an item's score for itself never ranks, and the eigen
+tables' diagonal is large, so a factorisation of the whole product would spend its rank on it
+(on the test bed, rank 64: eval NDCG@10 0.082 with the diagonal, 0.093 without).
 
 The L2 weight, the rank and the history window (how many of the latest history items the query
 sums: recent items predict better on some logs, whole profiles on others) are chosen on the eval
 split: NDCG@10 of the first eval users' queries (their transformed histories, as the teacher sees
-them), full catalogue, seen items excluded. B is
+them), full catalogue, seen items excluded. G is
 fitted over the `max_items` most popular train items (n³ time, n² memory); the others get zero
 rows, as do padding, out-of-vocabulary and cold items, which the towers alone score.
 """
 import dataclasses
 import os
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from absl import logging
 import numpy as np
+from scipy.sparse import linalg as sparse_linalg
 
 from contract import features
 from evaluation import baselines
@@ -32,6 +43,9 @@ from models import eval_split
 from models import hparams
 
 TABLES_FILE = 'item_item.npz'  # where `save` writes the tables in a directory
+# The factorisations `fit` chooses from on the eval split (module docstring).
+EIGEN, SVD = 'eigen', 'svd'
+FACTORISATIONS = (EIGEN, SVD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,16 +64,43 @@ class ItemItemTables:
   l2: float
   window: int
   eval_ndcg: Optional[float] = None
+  # `truncated`'s factorisations by rank, computed once.
+  _truncations: Dict[int, 'ItemItemTables'] = dataclasses.field(
+      default_factory=dict, init=False, repr=False, compare=False)
 
   @property
   def rank(self) -> int:
     return self.history.shape[1]
 
   def truncated(self, rank: int) -> 'ItemItemTables':
-    """The tables at rank min(`rank`, `self.rank`): the factors are in decreasing singular value
-    order (`_tables`), so these are the best rank-`rank` factorisation of the same B."""
-    return dataclasses.replace(self, history=self.history[:, :rank],
-                               candidates=self.candidates[:, :rank])
+    """The best rank-`rank` factorisation of the same scores between distinct items
+    (history · candidatesᵀ without its diagonal: module docstring), split evenly between both
+    tables; these tables when `rank` is not below theirs."""
+    if rank >= self.rank:
+      return self
+    if rank not in self._truncations:
+      self._truncations[rank] = self._factorised(rank)
+    return self._truncations[rank]
+
+  def _factorised(self, rank: int) -> 'ItemItemTables':
+    history, candidates = self.history.astype(np.float64), self.candidates.astype(np.float64)
+    diagonal = np.einsum('ij,ij->i', history, candidates)[:, None]
+    scores = sparse_linalg.LinearOperator(
+        (len(history), len(candidates)), dtype=np.float64,
+        matvec=lambda x: history @ (candidates.T @ x) - diagonal[:, 0] * x,
+        matmat=lambda x: history @ (candidates.T @ x) - diagonal * x,
+        rmatvec=lambda x: candidates @ (history.T @ x) - diagonal[:, 0] * x,
+        rmatmat=lambda x: candidates @ (history.T @ x) - diagonal * x)
+    u, s, vt = truncated_svd(scores, rank)
+    root = np.sqrt(s)
+    # Rows that score nothing (padding, out-of-vocabulary, cold items) stay zero; with fewer
+    # rows than `rank`, zero columns fill the tables to it.
+    def rows(factors: np.ndarray, table: np.ndarray) -> np.ndarray:
+      values = np.pad(factors * root, [(0, 0), (0, rank - len(root))])
+      return (values * table.any(axis=1, keepdims=True)).astype(np.float32)
+
+    return dataclasses.replace(self, history=rows(u, self.history),
+                               candidates=rows(vt.T, self.candidates))
 
   @classmethod
   def from_core(cls, core) -> 'ItemItemTables':
@@ -91,34 +132,51 @@ def train_pairs(train_in_order) -> Tuple[np.ndarray, np.ndarray]:
   return np.concatenate(users), np.concatenate(items)
 
 
-def truncated_svd(matrix: np.ndarray, rank: int, power_iterations: int = 3,
+def truncated_svd(matrix, rank: int, power_iterations: int = 3,
                   seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(U, s, Vᵀ) of the best rank-`rank` approximation of `matrix`: exact for small matrices,
-  randomised (Halko et al., 2011) beyond."""
+  """(U, s, Vᵀ) of the best rank-`rank` approximation of `matrix` (an array, or a
+  `scipy.sparse.linalg.LinearOperator` of a matrix known by its products): exact for small
+  matrices, randomised (Halko et al., 2011) beyond."""
   if min(matrix.shape) <= 2 * rank:
-    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    dense = (matrix if isinstance(matrix, np.ndarray)
+             else matrix @ np.eye(matrix.shape[1], dtype=matrix.dtype))
+    u, s, vt = np.linalg.svd(dense, full_matrices=False)
     return u[:, :rank], s[:rank], vt[:rank]
   rng = np.random.default_rng(seed)
-  basis = np.linalg.qr(matrix @ rng.standard_normal((matrix.shape[1], rank + 16),
-                                                    dtype=matrix.dtype))[0]
+  basis = np.linalg.qr(matrix @ rng.standard_normal((matrix.shape[1], rank + 16))
+                       .astype(matrix.dtype))[0]
   for _ in range(power_iterations):
     basis = np.linalg.qr(matrix.T @ basis)[0]
     basis = np.linalg.qr(matrix @ basis)[0]
-  u, s, vt = np.linalg.svd(basis.T @ matrix, full_matrices=False)
+  u, s, vt = np.linalg.svd((matrix.T @ basis).T, full_matrices=False)
   return (basis @ u)[:, :rank], s[:rank], vt[:rank]
 
 
-def _tables(kept: np.ndarray, factors, rank: int,
-            num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
-  """(history, candidates) tables of the rank-`rank` factors (U, s, Vᵀ) of B over the `kept`
-  item indices, the singular values split evenly between both; zero rows elsewhere."""
-  u, s, vt = factors
-  root = np.sqrt(s[:rank])
-  history = np.zeros((num_item_indices, rank), np.float32)
-  candidates = np.zeros((num_item_indices, rank), np.float32)
-  history[kept] = u[:, :rank] * root
-  candidates[kept] = vt[:rank].T * root
-  return history, candidates
+def _svd_tables(kept: np.ndarray, weights: np.ndarray, rank: int,
+                num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
+  """(history, candidates) tables over the `kept` item indices of B's best rank-`rank`
+  factorisation (truncated SVD, the singular values split evenly between both); zero rows
+  elsewhere."""
+  u, s, vt = truncated_svd(weights, rank)
+  return _rows(kept, u * np.sqrt(s), vt.T * np.sqrt(s), num_item_indices)
+
+
+def _eigen_tables(kept: np.ndarray, eigenvectors: np.ndarray, eigenvalues: np.ndarray, l2: float,
+                  precision_diagonal: np.ndarray,
+                  num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
+  """(history, candidates) tables over the `kept` item indices (module docstring: H and C) of
+  G's leading eigenvectors and eigenvalues, the L2 weight and diag((G + l2 I)⁻¹); zero rows
+  elsewhere."""
+  return _rows(kept, eigenvectors * (eigenvalues / (eigenvalues + l2)),
+               eigenvectors / (l2 * precision_diagonal)[:, None], num_item_indices)
+
+
+def _rows(kept: np.ndarray, history: np.ndarray, candidates: np.ndarray,
+          num_item_indices: int) -> Tuple[np.ndarray, np.ndarray]:
+  """Tables of `num_item_indices` rows: the given ones at the `kept` indices, zero elsewhere."""
+  tables = np.zeros((2, num_item_indices, history.shape[1]), np.float32)
+  tables[0, kept], tables[1, kept] = history, candidates
+  return tables[0], tables[1]
 
 
 def latest(histories: np.ndarray, window: int) -> np.ndarray:
@@ -166,17 +224,29 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
         windows[-1:]
   else:
     l2_values = params.l2_values
+  gram = (train.T @ train).toarray().astype(np.float32)
+  # G is symmetric positive semi-definite: its singular vectors are its eigenvectors.
+  eigenvectors, eigenvalues, _ = truncated_svd(gram, ranks[-1])
   best = None
   for l2 in l2_values:
-    factors = truncated_svd(baselines.ease_weights(train, l2, dtype=np.float32), ranks[-1])
-    for rank in ranks:
-      tables = _tables(kept, factors, rank, num_item_indices)
-      for window in windows:
-        ndcg = None if eval_queries is None else _eval_ndcg(*tables, window, eval_queries)
-        logging.debug('Item-item component, L2 %g, rank %d, window %d: eval NDCG@10 %s', l2,
-                     rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
-        if best is None or (ndcg is not None and ndcg > best.eval_ndcg):
-          best = ItemItemTables(*tables, l2=float(l2), window=window, eval_ndcg=ndcg)
-  logging.info('Item-item component: %d items, L2 %g, rank %d, window %d', len(kept), best.l2,
-               best.rank, best.window)
+    precision = baselines.ease_precision(gram, l2)
+    factorisations = {EIGEN: _eigen_tables(kept, eigenvectors, eigenvalues, l2,
+                                           np.diag(precision).copy(), num_item_indices)}
+    factorisations[SVD] = _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
+                                      num_item_indices)
+    del precision
+    for factorisation in FACTORISATIONS:
+      largest = factorisations[factorisation]
+      for rank in ranks:
+        tables = ItemItemTables(*largest, l2=float(l2), window=windows[-1]).truncated(rank)
+        for window in windows:
+          ndcg = (None if eval_queries is None
+                  else _eval_ndcg(tables.history, tables.candidates, window, eval_queries))
+          logging.debug('Item-item component, %s, L2 %g, rank %d, window %d: eval NDCG@10 %s',
+                        factorisation, l2, rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
+          if best is None or (ndcg is not None and ndcg > best[1].eval_ndcg):
+            best = factorisation, dataclasses.replace(tables, window=window, eval_ndcg=ndcg)
+  factorisation, best = best
+  logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d', len(kept),
+               factorisation, best.l2, best.rank, best.window)
   return best

@@ -26,6 +26,7 @@ loss history in a `TrainingLog`, under the model's name (`models.layout`).
 import contextlib
 import dataclasses
 import functools
+import itertools
 import os
 import shutil
 import tempfile
@@ -291,7 +292,7 @@ def load_teacher(data: TrainingData, size: hparams.TowerHParams,
   return two_tower.TwoTowerModel(core, training, data.stats)
 
 
-MIN_INHERITED_RANK = 16  # below it a student inherits no item-to-item component
+MIN_INHERITED_RANK = 16  # the steps of a student's inherited rank; below it, no component
 
 
 def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
@@ -302,9 +303,9 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   so that it follows the catalogue and the teacher and the size gate refuses only a student
   that is really too big:
   - a student that inherits the teacher's item-to-item component (`size.item_item`) with
-    `item_item_rank` 0 keeps the largest of the teacher's rank, halved down to
-    `MIN_INHERITED_RANK`, that fits at its smallest embedding dimension (on sparse logs the
-    component carries most of the teacher's quality); when none fits, it inherits nothing;
+    `item_item_rank` 0 keeps the largest rank, a multiple of `MIN_INHERITED_RANK` up to the
+    teacher's, that fits at its smallest embedding dimension (on sparse logs the component
+    carries most of the teacher's quality); when none fits, it inherits nothing;
   - `embedding_dim` 0: the widest of `distillation.student_dims` that fits (the smallest when
     none does)."""
   catalogue = len(data.catalogue[features.ITEM_ID])
@@ -319,12 +320,12 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
     return quantization.exported_bytes(core, catalogue, int8=True) <= budget
 
   if inherited is not None and not size.item_item_rank:
-    ranks = [inherited.rank >> halvings for halvings in range(inherited.rank.bit_length())
-             if inherited.rank >> halvings >= MIN_INHERITED_RANK]
     smallest = size.embedding_dim or dims[0]
-    fitting = [rank for rank in ranks
-               if fits(dataclasses.replace(size, embedding_dim=smallest, item_item_rank=rank))]
-    size = (dataclasses.replace(size, item_item_rank=fitting[0]) if fitting
+    # Bytes grow with the rank: the ranks that fit are the first ones.
+    fitting = list(itertools.takewhile(
+        lambda rank: fits(dataclasses.replace(size, embedding_dim=smallest, item_item_rank=rank)),
+        range(MIN_INHERITED_RANK, inherited.rank + 1, MIN_INHERITED_RANK)))
+    size = (dataclasses.replace(size, item_item_rank=fitting[-1]) if fitting
             else dataclasses.replace(size, item_item=False))
   if not size.embedding_dim:
     size = next((dataclasses.replace(size, embedding_dim=dim) for dim in reversed(dims)
@@ -358,18 +359,22 @@ def train_student(data: TrainingData, size: hparams.TowerHParams,
 def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                     training: hparams.TrainingHParams,
                     distillation: hparams.DistillationHParams) -> Iterator[TrainingData]:
-  """`data` whose train batches carry the frozen teacher's outputs
-  (`distiller.with_teacher_outputs`), computed once for both distillation phases: cached in
-  memory up to `distillation.teacher_outputs_in_memory_max_examples` train examples, beyond
-  in a temporary file that is removed on leaving the block."""
+  """`data` whose train and eval batches carry the frozen teacher's outputs, which the
+  `Distiller` reads (`distiller.with_teacher_outputs`): computed in one pass for both
+  distillation phases, the train examples reshuffled every epoch; cached in memory up to
+  `distillation.teacher_outputs_in_memory_max_examples` train examples, beyond in temporary
+  files that are removed on leaving the block."""
   cache_dir = tempfile.mkdtemp(prefix='teacher_outputs_')
   try:
     in_memory = (data.stats.item_counts.sum()
                  <= distillation.teacher_outputs_in_memory_max_examples)
-    yield dataclasses.replace(data, train=distiller.with_teacher_outputs(
-        data.train_in_order, teacher_model, data.stats.catalogue, distillation.ranking_top_k,
-        training.batch_size, training.shuffle_buffer_size,
-        training.seed, cache_file='' if in_memory else os.path.join(cache_dir, 'train')))
+    cache = lambda split: '' if in_memory else os.path.join(cache_dir, split)
+    train = (distiller.with_teacher_outputs(data.train_in_order, teacher_model, cache('train'))
+             .unbatch().shuffle(training.shuffle_buffer_size, seed=training.seed,
+                                reshuffle_each_iteration=True).batch(training.batch_size))
+    yield dataclasses.replace(data, train=train, eval=None if data.eval is None else
+                              distiller.with_teacher_outputs(data.eval, teacher_model,
+                                                             cache('eval')))
   finally:
     shutil.rmtree(cache_dir, ignore_errors=True)
 
@@ -381,14 +386,13 @@ def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.
   """A compiled `Distiller` of `student_model` from `teacher_model`."""
   model = distiller.Distiller(teacher_model, student_model, data.stats.catalogue,
                               distillation.num_sampled_negatives, seed=training.seed,
-                              ranking_top_k=distillation.ranking_top_k,
                               full_catalogue=(len(data.stats.catalogue[features.ITEM_ID])
                                               <= distillation.kd_catalogue_max_items))
-  model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), alpha=distillation.alpha,
-                temperature=distillation.temperature, kd_weight=distillation.kd_weight,
-                ranking_weight=distillation.ranking_weight,
-                ranking_decay=distillation.ranking_decay,
-                rating_distillation_weight=distillation.rating_distillation_weight)
+  model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+                student_loss_fn=distiller.StudentLoss(),
+                distillation_loss_fn=distiller.DistillationLoss(
+                    distillation.rating_distillation_weight),
+                alpha=distillation.alpha, temperature=distillation.temperature)
   return model
 
 

@@ -8,7 +8,9 @@ so the same definitions serve the local runner, the tests and the Kubeflow runne
 import os
 from typing import Any, Dict
 
+from components import gates
 from contract import signatures
+from contract import split_rules
 from evaluation import baselines
 from models import hparams
 
@@ -36,21 +38,20 @@ RUN_FN = 'models.run_fn.run_fn'
 # rating distillation), and the retrieval gates bless alone (no TFMA Evaluator).
 FEEDBACK = os.environ.get('FEEDBACK', 'auto')
 
-# Data protocol: per-user chronological split (fractions of each user's latest interactions).
-EVAL_FRACTION = 0.1
-TEST_FRACTION = 0.1
 HISTORY_LENGTH = signatures.HISTORY_LENGTH  # latest items kept in each example's history
 
 # The curated schema ExampleValidator checks the examples against; any anomaly stops the run
 # before Transform (`make schema` writes the schema inferred from a run beside it to compare).
-# Explicit ratings are bounded to RATING_RANGE (MovieLens' 0.5-5 stars), the schema's rating
-# domain (`components/schema_import.py`). Data on another scale (0-1, 1-10, thumbs down/up as
-# 0/1) sets RATING_RANGE, LIKED_RATING and the RMSE bounds below on its scale.
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'schema', 'schema.pbtxt')
-RATING_RANGE = (0.5, 5.0)
-# DataGate: the largest Jensen-Shannon divergence of the test split's rating distribution from
-# the train split's (ML-100K: 0.011; ratings drift slowly) before the run stops.
-RATING_DRIFT_THRESHOLD = 0.1
+# Data protocol: per-user chronological split (fractions of each user's latest interactions).
+# Explicit ratings are bounded to `rating_range` (MovieLens' 0.5-5 stars), the schema's rating
+# domain (`components/schema_import.py`). Data on another scale (0-1, 1-10, thumbs down/up as
+# 0/1) sets `rating_range`, and GATES' `liked_rating` and RMSE bounds below, on its scale.
+# DataGate stops the run beyond `rating_drift_threshold`, the Jensen-Shannon divergence of the
+# test split's rating distribution from the train split's (ML-100K: 0.011; ratings drift slowly).
+RAW_DATA = hparams.DataHParams(eval_fraction=split_rules.EVAL_FRACTION,
+                               test_fraction=split_rules.TEST_FRACTION, rating_range=(0.5, 5.0),
+                               rating_drift_threshold=0.1)
 
 TRANSFORM = hparams.TransformHParams(
     history_length=HISTORY_LENGTH, item_oov_buckets=1, user_oov_buckets=1, max_genres=6,
@@ -79,7 +80,7 @@ STUDENT = hparams.TowerHParams(
     embedding_dim=0, hidden_units=0, rating_hidden_units=16, history_encoder='mean',
     attention_layers=0, attention_heads=0, dropout=0.0, item_id_dropout=0.0, item_item=True,
     item_item_rank=0)
-STUDENT_MAX_SIZE_RATIO = 0.10  # of the teacher's bytes: the size gate (RETRIEVAL_GATES)
+STUDENT_MAX_SIZE_RATIO = 0.10  # of the teacher's bytes: the size gate (GATES.retrieval)
 # The retrieval loss is summed over the batch, the rating loss averaged: hence the rating weight.
 # Early stopping on the eval loss is off: on ML-100K it stopped the teacher after epoch 2 (eval
 # loss lowest) and cost 12% of the towers' eval NDCG@10 (0.1817 against 0.2069 after 5 epochs):
@@ -89,28 +90,25 @@ TRAINING = hparams.TrainingHParams(
     retrieval_weight=1.0, rating_weight=100.0,
     popularity_correction=True, seed=42, early_stopping_patience=0,
     catalogue_softmax_max_items=0, mixed_negatives=0)
-# Ranking distillation (ranking_weight 1, top 10, decay 5) measured worse than the KL term alone
-# on the sparse test bed (docs/results.md): it is off.
 DISTILLATION = hparams.DistillationHParams(
-    epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0, kd_weight=1.0,
-    ranking_weight=0.0, ranking_top_k=0, ranking_decay=5.0,
+    epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0,
     rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
     qat_epochs=1,
     qat_learning_rate=0.0005, teacher_outputs_in_memory_max_examples=1_000_000,
     student_dims=(16, 32, 64, 128, 256), size_budget=0.8 * STUDENT_MAX_SIZE_RATIO)
 EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
 
-# Evaluator: the student's rating signature must be at least this good on the eval split.
-RMSE_UPPER_BOUND = 1.5
-LIKED_RATING = 4.0  # a rating at or above it means the user liked the item
-RATING_AUC_LOWER_BOUND = 0.6  # ROC AUC of the predicted rating for "rating >= LIKED_RATING"
-RMSE_MAX_INCREASE = 0.05  # over the latest blessed model's RMSE (the change threshold)
-
-# Release gates (`components.gates.RetrievalGates`): what the pushed candidate must reach on the
-# test split, relative to the teacher (NDCG@10 ratio, bytes ratio) and to the popularity
-# baseline (NDCG@10 ratio: at least as good as recommending the most popular items).
-RETRIEVAL_GATES = {'min_ndcg_ratio': 0.95, 'max_size_ratio': STUDENT_MAX_SIZE_RATIO,
-                   'min_popularity_ratio': 1.0}
+# Release gates (`components.gates.Gates`). The Evaluator: the student's rating signature must
+# be at least this good on the eval split: RMSE, its increase over the latest blessed model's
+# (the change threshold), and the ROC AUC of the predicted rating for "rating >= liked_rating"
+# (a rating at or above it means the user liked the item). The retrieval gates: what the pushed
+# candidate must reach on the test split, relative to the teacher (NDCG@10 ratio, bytes ratio)
+# and to the popularity baseline (NDCG@10 ratio: at least as good as recommending the most
+# popular items).
+GATES = gates.Gates(
+    rmse_upper_bound=1.5, rating_auc_lower_bound=0.6, rmse_max_increase=0.05, liked_rating=4.0,
+    retrieval=gates.RetrievalGates(min_ndcg_ratio=0.95, max_size_ratio=STUDENT_MAX_SIZE_RATIO,
+                                   min_popularity_ratio=1.0))
 LATENCY_REQUESTS = 200  # timed single-request calls of each SavedModel's serving signature
 
 # Beam for the local runner: in-process is fastest for data that fits one machine.
@@ -118,16 +116,10 @@ LOCAL_BEAM_PIPELINE_ARGS = ['--direct_running_mode=in_memory', '--direct_num_wor
 
 
 def pipeline_arguments() -> Dict[str, Any]:
-  """`pipeline.create_pipeline`'s data protocol, code paths, hyper-parameters and thresholds as
-  set here; each runner adds its data source, schema file, roots, metadata store and Beam
-  arguments."""
+  """`pipeline.create_pipeline`'s code paths and settings records as set here; each runner adds
+  its data source, schema file, roots, metadata store and Beam arguments."""
   return dict(
-      history_length=HISTORY_LENGTH, eval_fraction=EVAL_FRACTION, test_fraction=TEST_FRACTION,
-      rating_drift_threshold=RATING_DRIFT_THRESHOLD, rating_range=RATING_RANGE,
-      liked_rating=LIKED_RATING,
-      preprocessing_fn=PREPROCESSING_FN, run_fn=RUN_FN, transform=TRANSFORM, teacher=TEACHER,
-      student=STUDENT, training=TRAINING, distillation=DISTILLATION, export=EXPORT,
-      item_item=ITEM_ITEM,
-      rmse_upper_bound=RMSE_UPPER_BOUND, rating_auc_lower_bound=RATING_AUC_LOWER_BOUND,
-      rmse_max_increase=RMSE_MAX_INCREASE, retrieval_gates=RETRIEVAL_GATES,
-      latency_requests=LATENCY_REQUESTS, distill_results=DISTILL_RESULTS)
+      preprocessing_fn=PREPROCESSING_FN, run_fn=RUN_FN, data=RAW_DATA, transform=TRANSFORM,
+      teacher=TEACHER, student=STUDENT, training=TRAINING, distillation=DISTILLATION,
+      export=EXPORT, item_item=ITEM_ITEM, gates=GATES, latency_requests=LATENCY_REQUESTS,
+      distill_results=DISTILL_RESULTS)

@@ -2,10 +2,10 @@
 
     python -m pipeline.local_runner --data movielens-100k --output outputs
 
-Resolves the data source (a dataset name is downloaded once into the cache), checks the input
-files' headers and side tables, runs every component from the raw files (RawExampleGen reads
-them; unchanged inputs hit the TFX cache), copies the run report to <output>/report/ and prints
-where the pushed model and the report are. Bad input and data anomalies stop the run with one
+Resolves the data source (a dataset name is downloaded once into the cache), checks the
+interactions file's header and first row, runs every component from the raw files
+(RawExampleGen reads them; unchanged inputs hit the TFX cache), copies the run report to
+<output>/report/ and prints where the pushed model and the report are. Bad input and data anomalies stop the run with one
 line naming the problem. `--distill-results FILE` (default: $DISTILL_RESULTS) adds a
 distillation benchmark's results (`benchmarks/distill.py`) to the report as the frontier.
 """
@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Optional
 
 from absl import logging
 from tfx import v1 as tfx
@@ -24,7 +24,7 @@ from tfx.orchestration.beam import beam_dag_runner
 
 from components import artifacts
 from components import data_gate
-from components import gates
+from components import gates as gates_lib
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import executor as report_executor
 from contract import features
@@ -32,10 +32,8 @@ from contract import versions
 from pipeline import configs
 from pipeline import pipeline
 from pipeline import progress
-from ingest import download
 from ingest import errors
 from ingest import loaders
-from ingest import transforms
 
 
 def output_paths(output_dir: str) -> dict:
@@ -76,25 +74,17 @@ def gate_failures(evaluation_dir: str) -> Dict[str, List[str]]:
   with open(os.path.join(evaluation_dir, retrieval_executor.METRICS_FILE)) as f:
     failed = [d for d in json.load(f)['gates']['decisions'] if not d['passed']]
   return {'gate_failures': [d['reason'] for d in failed],
-          'gate_settings': [f"{d['gate']}: {gates.SETTINGS[d['gate']]}" for d in failed]}
+          'gate_settings': [f"{d['gate']}: {gates_lib.SETTINGS[d['gate']]}" for d in failed]}
 
 
-def resolve_source(data_source: str) -> str:
-  """The raw data the pipeline reads for `data_source`: a dataset name becomes its cached
-  directory (downloaded when absent), a local path an absolute one; URLs stay as they are.
-  The files' headers, first rows and side tables are checked here, so a wrong source fails at
-  once with a `DataError` (every row is checked by RawExampleGen)."""
+def resolve_inputs(data_source: str) -> loaders.InputFiles:
+  """The input files of `data_source` (`loaders.locate_inputs`: a dataset name is downloaded
+  once into the cache; `source` is what the pipeline reads). The interactions' header and first
+  row are checked here, so a wrong source fails at once with a `DataError` (RawExampleGen checks
+  every row and the side tables)."""
   files = loaders.locate_inputs(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
-  transforms.check_inputs(files)
-  if data_source == download.MOVIELENS_100K:
-    return os.path.dirname(files.interactions)
-  return data_source if '://' in data_source else os.path.abspath(data_source)
-
-
-def resolve_feedback(feedback: str, source: str) -> str:
-  """The kind of feedback of the resolved `source`: `feedback` as set, or for 'auto' the one
-  its interactions show (`loaders.resolve_feedback`)."""
-  return loaders.resolve_feedback(feedback, loaders.locate_inputs(source))
+  next(loaders.read_interactions(files.interactions, files.movielens))
+  return files
 
 
 def _stopping_error(error: BaseException) -> Optional[Exception]:
@@ -110,28 +100,24 @@ def _stopping_error(error: BaseException) -> Optional[Exception]:
 
 
 def run(data_source: str, output_dir: str, enable_cache: bool = True,
-        rmse_upper_bound: float = configs.RMSE_UPPER_BOUND,
-        rating_auc_lower_bound: float = configs.RATING_AUC_LOWER_BOUND,
-        retrieval_gates: Mapping[str, float] = configs.RETRIEVAL_GATES,
-        train_student_scratch: bool = False,
+        gates: gates_lib.Gates = configs.GATES, train_student_scratch: bool = False,
         distill_results: str = configs.DISTILL_RESULTS,
         feedback: str = configs.FEEDBACK) -> dict:
-  """Runs the pipeline on the raw data with the `configs` values, but for the thresholds and the
+  """Runs the pipeline on the raw data with the `configs` values, but for the `gates` and the
   distillation results given here (see `pipeline.create_pipeline`) and the `feedback` setting
   ('auto': the data tells); returns the paths, the pushed version and the feedback kind.
 
   Raises `DataError` for bad input (file, row, column) and `DataAnomaliesError` when the data
   has anomalies against the curated schema: then nothing is trained or pushed."""
-  source = resolve_source(data_source)
-  feedback = resolve_feedback(feedback, source)
-  logging.info('Raw data: %s (%s feedback)', source, feedback)
+  files = resolve_inputs(data_source)
+  feedback = loaders.resolve_feedback(feedback, files)
+  logging.info('Raw data: %s (%s feedback)', files.source, feedback)
   paths = output_paths(os.path.abspath(output_dir))
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   before = latest_version(serving_model_dir)
   try:
-    _run_pipeline(source, paths, serving_model_dir, enable_cache, rmse_upper_bound,
-                  rating_auc_lower_bound, retrieval_gates, train_student_scratch,
-                  _local_path(distill_results), feedback)
+    _run_pipeline(files.source, paths, serving_model_dir, enable_cache, gates,
+                  train_student_scratch, _local_path(distill_results), feedback)
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)
     if stopping is None:
@@ -155,9 +141,8 @@ def _local_path(path: str) -> str:
 
 
 def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache: bool,
-                  rmse_upper_bound: float, rating_auc_lower_bound: float,
-                  retrieval_gates: Mapping[str, float], train_student_scratch: bool,
-                  distill_results: str, feedback: str) -> None:
+                  gates: gates_lib.Gates, train_student_scratch: bool, distill_results: str,
+                  feedback: str) -> None:
   beam_dag_runner.BeamDagRunner().run(pipeline.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=paths['pipeline_root'],
@@ -171,9 +156,7 @@ def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache
           paths['metadata']),
       beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
       enable_cache=enable_cache,
-      **{**configs.pipeline_arguments(), 'rmse_upper_bound': rmse_upper_bound,
-         'rating_auc_lower_bound': rating_auc_lower_bound, 'retrieval_gates': retrieval_gates,
-         'distill_results': distill_results}))
+      **{**configs.pipeline_arguments(), 'gates': gates, 'distill_results': distill_results}))
 
 
 def main(argv=None) -> int:

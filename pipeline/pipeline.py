@@ -3,14 +3,14 @@
 Everything it is built from comes in as arguments (the runners pass `pipeline.configs` values).
 """
 import json
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Optional
 
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components import baseline_resolver
-from components import gates
+from components import gates as gates_lib
 from components import data_gate
 from components import raw_example_gen
 from components import schema_import
@@ -25,11 +25,10 @@ from models import hparams
 BASELINE_RESOLVER_ID = 'latest_blessed_model_resolver'
 
 
-def eval_config(rmse_upper_bound: float, rating_auc_lower_bound: float,
-                rmse_max_increase: float, liked_rating: float) -> tfma.EvalConfig:
+def eval_config(thresholds: gates_lib.Gates) -> tfma.EvalConfig:
   """TFMA evaluation of the student's rating signature on the eval split: MAE, RMSE (bounded, and
   at most `rmse_max_increase` above the baseline's) and the AUC of "rating >= `liked_rating`"
-  (bounded), all on the data's rating scale.
+  (bounded), all on the data's rating scale (the `thresholds`' values).
 
   The baseline is the latest blessed model; without one (the first run) TFX drops the baseline
   and its change threshold, and only the value thresholds decide."""
@@ -48,15 +47,15 @@ def eval_config(rmse_upper_bound: float, rating_auc_lower_bound: float,
               class_name='RootMeanSquaredError',
               threshold=tfma.MetricThreshold(
                   value_threshold=tfma.GenericValueThreshold(
-                      upper_bound={'value': rmse_upper_bound}),
+                      upper_bound={'value': thresholds.rmse_upper_bound}),
                   change_threshold=tfma.GenericChangeThreshold(
                       direction=tfma.MetricDirection.LOWER_IS_BETTER,
-                      absolute={'value': rmse_max_increase}))),
+                      absolute={'value': thresholds.rmse_max_increase}))),
           tfma.MetricConfig(
               class_name=tfma_metrics.LikedAUC.__name__, module=tfma_metrics.__name__,
-              config=json.dumps({'liked_rating': liked_rating}),
+              config=json.dumps({'liked_rating': thresholds.liked_rating}),
               threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-                  lower_bound={'value': rating_auc_lower_bound}))),
+                  lower_bound={'value': thresholds.rating_auc_lower_bound}))),
       ])])
 
 
@@ -84,27 +83,25 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
   ).with_id(BASELINE_RESOLVER_ID)
 
 
-def data_components(data_source: str, schema_file: str, history_length: int,
-                    eval_fraction: float, test_fraction: float, rating_drift_threshold: float,
-                    preprocessing_fn: str, transform_hparams: hparams.TransformHParams,
-                    rating_range: Sequence[float], feedback: str = features.EXPLICIT) -> list:
+def data_components(data_source: str, schema_file: str, preprocessing_fn: str,
+                    data: hparams.DataHParams, transform: hparams.TransformHParams,
+                    feedback: str = features.EXPLICIT) -> list:
   """RawExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → DataGate → Transform
   from the raw data at `data_source`: the pipeline's data stages, in that order.
 
-  RawExampleGen splits per user (`eval_fraction`, `test_fraction`) and keeps `history_length`
-  items of history; ExampleValidator checks the statistics against the curated schema in
-  `schema_file` with the rating domain `rating_range` (none for implicit `feedback`:
-  `components.schema_import`), and DataGate stops the run on any anomaly, or when the test split's ratings
-  drifted from the train split's beyond `rating_drift_threshold` (Jensen-Shannon); for
-  `feedback` explicit, also when the train split has a single rating value (the data is
-  implicit: the rating gates could never pass), and for implicit feedback ratings are not
-  checked for drift. Transform
-  runs `preprocessing_fn` (a dotted path) with `transform_hparams` on the schema the gate passes
-  on."""
+  RawExampleGen splits per user (`data`'s fractions) and keeps `transform.history_length` items
+  of history; ExampleValidator checks the statistics against the curated schema in
+  `schema_file` with the rating domain `data.rating_range` (none for implicit `feedback`:
+  `components.schema_import`), and DataGate stops the run on any anomaly, or when the test
+  split's ratings drifted from the train split's beyond `data.rating_drift_threshold`
+  (Jensen-Shannon); for `feedback` explicit, also when the train split has a single rating value
+  (the data is implicit: the rating gates could never pass), and for implicit feedback ratings
+  are not checked for drift. Transform runs `preprocessing_fn` (a dotted path) with `transform`
+  on the schema the gate passes on."""
   example_gen = raw_example_gen.RawExampleGen(
-      data_source, history_length=history_length, eval_fraction=eval_fraction,
-      test_fraction=test_fraction)
-  schema_gen = schema_import.ImportSchemaGen(schema_file, rating_range, feedback)
+      data_source, history_length=transform.history_length, eval_fraction=data.eval_fraction,
+      test_fraction=data.test_fraction)
+  schema_gen = schema_import.ImportSchemaGen(schema_file, data.rating_range, feedback)
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs['examples'],
       # Top values and unique counts from sketches (Misra-Gries, KMV: exact below 16,384 distinct
@@ -118,33 +115,39 @@ def data_components(data_source: str, schema_file: str, history_length: int,
   gate = data_gate.DataGate(anomalies=example_validator.outputs['anomalies'],
                             statistics=statistics_gen.outputs['statistics'],
                             schema=schema_gen.outputs['schema'],
-                            rating_drift_threshold=rating_drift_threshold, feedback=feedback)
-  transform = tfx.components.Transform(
+                            rating_drift_threshold=data.rating_drift_threshold,
+                            feedback=feedback)
+  transform_component = tfx.components.Transform(
       examples=example_gen.outputs['examples'],
       schema=gate.outputs['validated_schema'],
       preprocessing_fn=preprocessing_fn,
       splits_config=tfx.proto.SplitsConfig(
           analyze=[features.TRAIN_SPLIT],
           transform=[features.TRAIN_SPLIT, features.EVAL_SPLIT, features.ITEMS_SPLIT]),
-      custom_config=hparams.to_dict(transform_hparams),
+      custom_config=hparams.to_dict(transform),
       # StatisticsGen already describes the data; Transform's own pre- and post-transform
       # statistics (two more TFDV passes) would be read by nothing.
       disable_statistics=True)
-  return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
+  return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform_component]
+
+
+def _pusher(model: tfx.dsl.Channel, retrieval_evaluator: retrieval_evaluator_lib.RetrievalEvaluator,
+            base_directory: str) -> tfx.components.Pusher:
+  """A Pusher of `model` into `base_directory` when the `retrieval_evaluator` blesses."""
+  return tfx.components.Pusher(
+      model=model, model_blessing=retrieval_evaluator.outputs['blessing'],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)))
 
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
-                    schema_file: str, history_length: int, eval_fraction: float,
-                    test_fraction: float, rating_drift_threshold: float,
-                    serving_model_dir: str, teacher_serving_model_dir: str,
-                    preprocessing_fn: str, run_fn: str,
+                    schema_file: str, serving_model_dir: str, teacher_serving_model_dir: str,
+                    preprocessing_fn: str, run_fn: str, data: hparams.DataHParams,
                     transform: hparams.TransformHParams, teacher: hparams.TowerHParams,
                     student: hparams.TowerHParams, training: hparams.TrainingHParams,
                     distillation: hparams.DistillationHParams,
                     export: hparams.ExportHParams, item_item: hparams.ItemItemHParams,
-                    rmse_upper_bound: float, rating_auc_lower_bound: float,
-                    rmse_max_increase: float, retrieval_gates: Mapping[str, float],
-                    latency_requests: int, rating_range: Sequence[float], liked_rating: float,
+                    gates: gates_lib.Gates, latency_requests: int,
                     feedback: str = features.EXPLICIT, train_student_scratch: bool = False,
                     distill_results: str = '',
                     metadata_connection_config=None,
@@ -161,15 +164,11 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       directory (CSV schema or MovieLens-100K files) or a .csv file, local or a URL.
     schema_file: the curated schema the data is validated against (any anomaly stops the run
       before Transform).
-    history_length: the latest items kept in each example's history.
-    eval_fraction: each user's share of interactions in the eval split.
-    test_fraction: each user's share of interactions in the test split.
-    rating_drift_threshold: the largest Jensen-Shannon divergence of the test split's rating
-      distribution from the train split's that the data gate lets through.
     serving_model_dir: where the Pusher pushes the student, `<serving_model_dir>/<version>/`.
     teacher_serving_model_dir: where the teacher is pushed beside it.
     preprocessing_fn: the dotted path of Transform's `preprocessing_fn`.
     run_fn: the dotted path of the Trainer's `run_fn`.
+    data: how the raw data is split and checked (`data_components`).
     transform: how Transform makes the features.
     teacher: the teacher's size.
     student: the student's size.
@@ -177,13 +176,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     distillation: how the student is distilled and fine-tuned with quantization.
     export: what the exported signatures return.
     item_item: how the hybrid teacher's item-to-item component is fitted.
-    rmse_upper_bound: the Evaluator's bound on the student's eval-split RMSE.
-    rating_auc_lower_bound: the Evaluator's bound on the AUC of "rating >= liked_rating".
-    rmse_max_increase: the Evaluator's bound on the RMSE's increase over the baseline's.
-    retrieval_gates: the `gates.RetrievalGates` thresholds, by field name.
+    gates: the Evaluator's thresholds (`eval_config`) and the RetrievalEvaluator's.
     latency_requests: timed single-request calls of each SavedModel in the RetrievalEvaluator.
-    rating_range: (low, high) of explicit ratings: the schema's rating domain.
-    liked_rating: the rating at or above which a user liked an item (the Evaluator's AUC).
     feedback: the kind of feedback the data is, `features.EXPLICIT` (ratings) or
       `features.IMPLICIT` (runners resolve the 'auto' setting before: `loaders.resolve_feedback`).
       Implicit runs train retrieval only (the Trainer drops the rating head and the rating
@@ -206,9 +200,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                      "(a runner resolves 'auto' from the data: loaders.resolve_feedback)")
   explicit = feedback == features.EXPLICIT
   example_gen, statistics_gen, schema_gen, example_validator, gate, transform_component = (
-      data_components(data_source, schema_file, history_length, eval_fraction, test_fraction,
-                      rating_drift_threshold, preprocessing_fn, transform, rating_range,
-                      feedback))
+      data_components(data_source, schema_file, preprocessing_fn, data, transform, feedback))
   trainer = tfx.components.Trainer(
       run_fn=run_fn,
       examples=transform_component.outputs['transformed_examples'],
@@ -229,30 +221,20 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
         examples=example_gen.outputs['examples'],
         model=trainer.outputs['model'],
         baseline_model=baseline.outputs['model'],
-        eval_config=eval_config(rmse_upper_bound, rating_auc_lower_bound, rmse_max_increase,
-                                liked_rating))
+        eval_config=eval_config(gates))
     rating_gates = [baseline, evaluator]
   retrieval_evaluator = retrieval_evaluator_lib.RetrievalEvaluator(
       examples=example_gen.outputs['examples'],
       model=trainer.outputs['model'],
       model_run=trainer.outputs['model_run'],
-      gates=gates.RetrievalGates(**retrieval_gates),
+      gates=gates.retrieval,
       latency_requests=latency_requests, feedback=feedback,
       evaluator_blessing=evaluator.outputs['blessing'] if explicit else None)
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs['model'],
-      model_blessing=retrieval_evaluator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+  pusher = _pusher(trainer.outputs['model'], retrieval_evaluator, serving_model_dir)
   # The teacher is pushed beside the student when the student is (TF Serving serves both).
   teacher_model = teacher_model_lib.TeacherModel(model_run=trainer.outputs['model_run'])
-  teacher_pusher = tfx.components.Pusher(
-      model=teacher_model.outputs['model'],
-      model_blessing=retrieval_evaluator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=teacher_serving_model_dir))
-  ).with_id('TeacherPusher')
+  teacher_pusher = _pusher(teacher_model.outputs['model'], retrieval_evaluator,
+                           teacher_serving_model_dir).with_id('TeacherPusher')
   report = run_report_lib.RunReport(
       retrieval_evaluation=retrieval_evaluator.outputs['evaluation'],
       statistics=statistics_gen.outputs['statistics'],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest import loaders
+from ingest import movielens_100k
 from ingest import synthetic
 from exported_models import export_dirs, trained  # noqa: F401  (session fixtures)
 import input_writers
@@ -49,7 +49,7 @@ def pytest_runtest_setup(item):
 @pytest.fixture(scope='session')
 def shared_movielens() -> Path:
   """The shared MovieLens 100K directory (skipped without it; a failure under CI=true)."""
-  if not (SHARED_MOVIELENS / loaders.MOVIELENS_RATINGS).exists():
+  if not (SHARED_MOVIELENS / movielens_100k.RATINGS_FILE).exists():
     missing(f'no shared MovieLens 100K copy at {SHARED_MOVIELENS}')
   return SHARED_MOVIELENS
 

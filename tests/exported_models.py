@@ -2,15 +2,18 @@
 both exported with the serving contract (and the student as TFLite), with the training API of
 `models.run_fn`. Shared by the export and serving tests, so the models are trained once per test
 session."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from evaluation import protocol
+from contract import split_rules
 from models import hparams
 from models import layout
 from models import training
 from ingest import history
+from pipeline import configs
 import prepare_reference
 import tft_helpers
 
@@ -23,17 +26,14 @@ SIZE = hparams.TowerHParams(
 STUDENT_SIZE = hparams.TowerHParams(
     embedding_dim=8, hidden_units=0, rating_hidden_units=8, history_encoder='mean',
     attention_layers=0, attention_heads=0, dropout=0.0)
-TRAINING = hparams.TrainingHParams(epochs=1, batch_size=64, shuffle_buffer_size=100,
-                                   learning_rate=0.01,
-                                   retrieval_weight=1.0, rating_weight=0.5,
-                                   popularity_correction=True, seed=1,
-                                   early_stopping_patience=0,
-                                   catalogue_softmax_max_items=0, mixed_negatives=0)
+# The pipeline's training settings, sized down (a new setting reaches the tests as configured).
+TRAINING = dataclasses.replace(configs.TRAINING, epochs=1, batch_size=64, shuffle_buffer_size=100,
+                               learning_rate=0.01, retrieval_weight=1.0, rating_weight=0.5,
+                               popularity_correction=True, seed=1, early_stopping_patience=0,
+                               catalogue_softmax_max_items=0, mixed_negatives=0)
 DISTILLATION = hparams.DistillationHParams(
-    epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0, ranking_weight=1.0,
-    ranking_top_k=3, ranking_decay=2.0,
-    rating_distillation_weight=1.0, num_sampled_negatives=16,
-    kd_catalogue_max_items=1000, qat_epochs=1,
+    epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
+    num_sampled_negatives=16, kd_catalogue_max_items=1000, qat_epochs=1,
     qat_learning_rate=0.001, teacher_outputs_in_memory_max_examples=1_000_000,
     student_dims=(8,), size_budget=0.1)
 TOP_K = 10
@@ -45,7 +45,7 @@ def trained(tmp_path_factory, synthetic_dataset):
   directory = tmp_path_factory.mktemp('export')
   frame = prepare_reference.join_side_features(synthetic_dataset)
   frame = history.add_history(
-      frame.iloc[protocol.chronological_order(frame)].reset_index(drop=True),
+      frame.iloc[split_rules.chronological_order(frame)].reset_index(drop=True),
       TRANSFORM.history_length)
   transformed, tf_transform_output = tft_helpers.analyze_and_transform(
       tft_helpers.rows_from_frame(frame), TRANSFORM, str(directory / 'transform'))

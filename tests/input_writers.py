@@ -4,16 +4,17 @@ from pathlib import Path
 from typing import Union
 
 from contract import features
-from ingest import loaders
-from ingest.loaders import Dataset
+from ingest import generic_csv
+from ingest import movielens_100k
+from ingest.tables import Dataset
 
 
 def _genre_flags(genres: str) -> str:
   names = set(genres.split(features.GENRE_SEPARATOR))
-  unknown = names.difference(loaders.MOVIELENS_GENRES)
+  unknown = names.difference(movielens_100k.GENRES)
   if unknown:
     raise ValueError(f'genres not in MovieLens: {sorted(unknown)}')
-  return '|'.join('1' if genre in names else '0' for genre in loaders.MOVIELENS_GENRES)
+  return '|'.join('1' if genre in names else '0' for genre in movielens_100k.GENRES)
 
 
 def write_movielens_100k(dataset: Dataset, directory: Union[str, Path]) -> Path:
@@ -21,7 +22,7 @@ def write_movielens_100k(dataset: Dataset, directory: Union[str, Path]) -> Path:
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   frame = dataset.interactions
-  with open(directory / loaders.MOVIELENS_RATINGS, 'w', encoding='latin-1', newline='') as out:
+  with open(directory / movielens_100k.RATINGS_FILE, 'w', encoding='latin-1', newline='') as out:
     for user, item, rating, timestamp in zip(
         frame[features.USER_ID],
         frame[features.ITEM_ID],
@@ -30,13 +31,13 @@ def write_movielens_100k(dataset: Dataset, directory: Union[str, Path]) -> Path:
     ):
       out.write(f'{user}\t{item}\t{float(rating):g}\t{timestamp}\n')
   if dataset.items is not None:
-    with open(directory / loaders.MOVIELENS_ITEMS, 'w', encoding='latin-1', newline='') as out:
+    with open(directory / movielens_100k.ITEMS_FILE, 'w', encoding='latin-1', newline='') as out:
       for item, row in dataset.items.iterrows():
         date = f'01-Jan-{row[features.YEAR]}' if row[features.YEAR] else ''
         flags = _genre_flags(row[features.GENRES])
         out.write(f'{item}|{row[features.TITLE]}|{date}|||{flags}\n')
   if dataset.users is not None:
-    with open(directory / loaders.MOVIELENS_USERS, 'w', encoding='latin-1', newline='') as out:
+    with open(directory / movielens_100k.USERS_FILE, 'w', encoding='latin-1', newline='') as out:
       for user, row in dataset.users.iterrows():
         fields = [user] + [str(row[name]) for name in features.USER_SIDE_FEATURES]
         out.write('|'.join(fields) + '\n')
@@ -47,9 +48,9 @@ def write_csv(dataset: Dataset, directory: Union[str, Path]) -> Path:
   """Writes interactions.csv, and users.csv / items.csv for the side tables present."""
   directory = Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
-  dataset.interactions.to_csv(directory / loaders.INTERACTIONS_CSV, index=False)
+  dataset.interactions.to_csv(directory / generic_csv.INTERACTIONS_CSV, index=False)
   if dataset.users is not None:
-    dataset.users.to_csv(directory / loaders.USERS_CSV)
+    dataset.users.to_csv(directory / generic_csv.USERS_CSV)
   if dataset.items is not None:
-    dataset.items.to_csv(directory / loaders.ITEMS_CSV)
+    dataset.items.to_csv(directory / generic_csv.ITEMS_CSV)
   return directory

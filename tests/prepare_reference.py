@@ -11,17 +11,17 @@ import numpy as np
 import pandas as pd
 
 from contract import features
-from evaluation import protocol
-from ingest import history, loaders
-from ingest.loaders import Dataset
+from contract import split_rules
+from ingest import history, tables
+from ingest.tables import Dataset
 
 SPLIT = 'split'  # column naming each example's split
 
 
 def join_side_features(dataset: Dataset) -> pd.DataFrame:
   """Interactions with the user and item side features; missing ones are UNKNOWN or 0."""
-  users = dataset.users if dataset.users is not None else loaders.users_frame([], [], [], [], [])
-  items = dataset.items if dataset.items is not None else loaders.items_frame([], [], [], [])
+  users = dataset.users if dataset.users is not None else tables.users_frame([], [], [], [], [])
+  items = dataset.items if dataset.items is not None else tables.items_frame([], [], [], [])
   for table in (users, items):
     if not table.index.is_unique:  # a join would repeat interactions
       raise ValueError(f'side table keyed by {table.index.name} has duplicate keys')
@@ -40,7 +40,7 @@ def examples_frame(dataset: Dataset, history_length: int, eval_fraction: float =
                    test_fraction: float = 0.1) -> pd.DataFrame:
   """Every raw feature of every example in chronological order, plus the SPLIT column."""
   frame = join_side_features(dataset)
-  frame = frame.iloc[protocol.chronological_order(frame)].reset_index(drop=True)
+  frame = frame.iloc[split_rules.chronological_order(frame)].reset_index(drop=True)
   frame = history.add_history(frame, history_length)
-  frame[SPLIT] = protocol.assign_splits(frame, eval_fraction, test_fraction)
+  frame[SPLIT] = split_rules.assign_splits(frame, eval_fraction, test_fraction)
   return frame

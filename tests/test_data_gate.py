@@ -24,7 +24,7 @@ import prepare_reference
 @pytest.fixture(scope='module')
 def schema():
   """The schema the pipeline validates explicit feedback against."""
-  return schema_import.curated_schema(configs.SCHEMA_FILE, configs.RATING_RANGE,
+  return schema_import.curated_schema(configs.SCHEMA_FILE, configs.RAW_DATA.rating_range,
                                       features.EXPLICIT)
 
 
@@ -69,7 +69,7 @@ def test_schema_describes_every_raw_feature_with_the_configured_bounds(schema):
     assert feature.presence.min_fraction == 1.0 and feature.presence.min_count == 1
     assert [dim.size for dim in feature.shape.dim] == [1]
   rating = by_name[features.RATING].float_domain
-  assert (rating.min, rating.max) == configs.RATING_RANGE
+  assert (rating.min, rating.max) == configs.RAW_DATA.rating_range
   assert by_name[features.TIMESTAMP].int_domain.min == 0
   assert (by_name[features.AGE].int_domain.min, by_name[features.AGE].int_domain.max) == (0, 120)
   for name in (features.USER_ID, features.ITEM_ID, features.TIMESTAMP):
@@ -133,7 +133,7 @@ def _run_gate(anomalies, statistics_artifact, tmp_path):
       {'anomalies': [anomalies], 'statistics': [statistics_artifact],
        'schema': [schema_artifact]},
       {'validated_schema': [validated]},
-      {'rating_drift_threshold': configs.RATING_DRIFT_THRESHOLD})
+      {'rating_drift_threshold': configs.RAW_DATA.rating_drift_threshold})
   return validated
 
 
@@ -218,7 +218,7 @@ def test_one_rating_value_stops_an_explicit_run_and_passes_an_implicit_one(
         {'anomalies': [_clean_anomalies(tmp_path / 'anomalies')],
          'statistics': [statistics_artifact], 'schema': [schema_artifact]},
         {'validated_schema': [validated]},
-        {'rating_drift_threshold': configs.RATING_DRIFT_THRESHOLD, 'feedback': feedback})
+        {'rating_drift_threshold': configs.RAW_DATA.rating_drift_threshold, 'feedback': feedback})
 
   if feedback == features.EXPLICIT:
     with pytest.raises(data_gate.DataAnomaliesError,
@@ -249,16 +249,16 @@ def test_ratings_on_another_scale_pass_with_the_rating_range_set_to_it(
 
 
 def test_implicit_feedback_has_no_rating_domain_and_a_bad_range_is_refused(rows, tmp_path):
-  implicit = schema_import.curated_schema(configs.SCHEMA_FILE, configs.RATING_RANGE,
+  implicit = schema_import.curated_schema(configs.SCHEMA_FILE, configs.RAW_DATA.rating_range,
                                           features.IMPLICIT)
   assert not tfdv.get_feature(implicit, features.RATING).HasField('float_domain')
-  constant = [{**row, features.RATING: 0.0} for row in rows]  # outside RATING_RANGE
+  constant = [{**row, features.RATING: 0.0} for row in rows]  # outside RAW_DATA.rating_range
   assert anomalous_features(statistics(constant, str(tmp_path)), implicit) == {}
   for bad in ((5.0, 0.5), (1.0,), (0.0, float('inf'))):
     with pytest.raises(ValueError, match='rating_range must be'):
       schema_import.ImportSchemaGen(configs.SCHEMA_FILE, bad)
   with pytest.raises(ValueError, match="feedback 'ratings'"):
-    schema_import.ImportSchemaGen(configs.SCHEMA_FILE, configs.RATING_RANGE, 'ratings')
+    schema_import.ImportSchemaGen(configs.SCHEMA_FILE, configs.RAW_DATA.rating_range, 'ratings')
 
 
 def test_import_schema_gen_writes_the_schema_with_the_range(tmp_path):

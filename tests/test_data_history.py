@@ -1,13 +1,13 @@
-"""Tests of the per-user chronological split (`evaluation.protocol`) and the history feature."""
+"""Tests of the per-user chronological split (`contract.split_rules`) and the history feature."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from contract import features
-from evaluation import protocol
+from contract import split_rules
 from ingest import history as history_lib
-from ingest import loaders, synthetic
+from ingest import synthetic, tables
 
 
 def expected_counts(n: int, eval_fraction: float, test_fraction: float):
@@ -20,7 +20,7 @@ def expected_counts(n: int, eval_fraction: float, test_fraction: float):
 def frame_of(rows) -> pd.DataFrame:
   """Interactions from (user, item, timestamp) tuples."""
   users, items, timestamps = zip(*rows)
-  return loaders.interactions_frame(users, items, [1.0] * len(rows), timestamps)
+  return tables.interactions_frame(users, items, [1.0] * len(rows), timestamps)
 
 
 @pytest.mark.parametrize('eval_fraction, test_fraction', [(0.1, 0.1), (0.2, 0.3), (0.0, 0.05)])
@@ -31,7 +31,7 @@ def test_split_counts_follow_the_protocol(eval_fraction, test_fraction):
       (f'u{n}', f'i{k}', int(t)) for n in sizes for k, t in enumerate(rng.randint(0, 50, size=n))
   ]
   frame = frame_of(rows).sample(frac=1.0, random_state=1)
-  splits = protocol.assign_splits(frame, eval_fraction, test_fraction)
+  splits = split_rules.assign_splits(frame, eval_fraction, test_fraction)
   assert splits.index.equals(frame.index)
   for n in sizes:
     names = splits[frame[features.USER_ID] == f'u{n}']
@@ -45,12 +45,12 @@ def test_default_split_sizes():
   assert expected_counts(3, 0.1, 0.1) == (1, 1, 1)
   assert expected_counts(25, 0.1, 0.1) == (21, 2, 2)  # round half to even
   frame = frame_of([('a', f'i{k}', k) for k in range(3)])
-  assert protocol.assign_splits(frame).tolist() == list(features.SPLITS)
+  assert split_rules.assign_splits(frame).tolist() == list(features.SPLITS)
 
 
 def test_splits_are_chronological_per_user():
   frame = synthetic.generate(seed=1).interactions
-  splits = protocol.assign_splits(frame)
+  splits = split_rules.assign_splits(frame)
   by_split = frame.groupby([frame[features.USER_ID], splits])[features.TIMESTAMP]
   stamps = by_split.agg(['min', 'max']).unstack()
   assert (stamps['max'][features.TRAIN_SPLIT] <= stamps['min'][features.EVAL_SPLIT]).all()
@@ -59,7 +59,7 @@ def test_splits_are_chronological_per_user():
 
 def test_timestamp_ties_keep_the_original_order():
   frame = frame_of([('a', 'first', 5), ('a', 'second', 5), ('a', 'early', 1), ('a', 'third', 5)])
-  assert protocol.assign_splits(frame).tolist() == [
+  assert split_rules.assign_splits(frame).tolist() == [
       features.TRAIN_SPLIT, features.EVAL_SPLIT, features.TRAIN_SPLIT, features.TEST_SPLIT
   ]
   history = history_lib.add_history(frame, 10)[features.HISTORY].tolist()
@@ -69,9 +69,9 @@ def test_timestamp_ties_keep_the_original_order():
 def test_fractions_are_checked():
   frame = frame_of([('a', 'x', 1)])
   with pytest.raises(ValueError, match='eval_fraction'):
-    protocol.assign_splits(frame, eval_fraction=1.0)
+    split_rules.assign_splits(frame, eval_fraction=1.0)
   with pytest.raises(ValueError, match='test_fraction'):
-    protocol.assign_splits(frame, test_fraction=-0.1)
+    split_rules.assign_splits(frame, test_fraction=-0.1)
   with pytest.raises(ValueError, match='history length'):
     history_lib.add_history(frame, -1)
 
@@ -101,7 +101,7 @@ def test_history_never_leaks_and_eval_test_see_train():
   length = 5
   frame = synthetic.generate(seed=2).interactions
   result = history_lib.add_history(frame, length)
-  splits = protocol.assign_splits(frame)
+  splits = split_rules.assign_splits(frame)
   for user, rows in result.groupby(features.USER_ID):
     rows = rows.sort_values(features.TIMESTAMP)  # synthetic timestamps are distinct per user
     items = rows[features.ITEM_ID].tolist()

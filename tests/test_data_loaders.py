@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from contract import features
-from evaluation import protocol
-from ingest import download, loaders, synthetic
+from contract import split_rules
+from ingest import download, generic_csv, loaders, movielens_100k, synthetic, tables
 from ingest.errors import DataError
 import input_writers
 
@@ -35,7 +35,7 @@ def assert_located(error: DataError, path: Path, row, column) -> None:
     assert f'column {column!r}' in message
 
 
-def assert_datasets_equal(actual: loaders.Dataset, expected: loaders.Dataset) -> None:
+def assert_datasets_equal(actual: tables.Dataset, expected: tables.Dataset) -> None:
   pd.testing.assert_frame_equal(actual.interactions, expected.interactions)
   pd.testing.assert_frame_equal(actual.users, expected.users)
   pd.testing.assert_frame_equal(actual.items, expected.items)
@@ -78,7 +78,7 @@ def test_arriving_items_are_cold_in_about_a_tenth_of_the_test_interactions():
   assert_datasets_equal(
       synthetic.generate(num_users=300, num_items=200, seed=1, arriving_items=20), dataset)
   frame = dataset.interactions
-  splits = protocol.assign_splits(frame)  # the project's split
+  splits = split_rules.assign_splits(frame)  # the project's split
   arriving = [str(i) for i in range(201, 221)]
   # Listed in the item side table, with genres, like the others.
   assert dataset.items.index.tolist() == [str(i) for i in range(1, 221)]
@@ -104,7 +104,7 @@ def test_arriving_items_are_cold_in_about_a_tenth_of_the_test_interactions():
     synthetic.generate(arriving_items=-1)
 
 
-def genre_signal(dataset: loaders.Dataset, held: list) -> float:
+def genre_signal(dataset: tables.Dataset, held: list) -> float:
   """How well the genres alone predict the ratings of the `held` items: the correlation, over
   the interactions with them, of each rating (less the user's mean on the other items) with
   the match of the item's genres to a profile of the user's taste in genres, the sum of the
@@ -145,7 +145,7 @@ def test_large_csv_writer_is_deterministic_and_loads(tmp_path):
   rows = synthetic.write_large_csv(tmp_path / 'a', 50, 40, 1000, seed=5, users_per_chunk=7)
   synthetic.write_large_csv(tmp_path / 'b', 50, 40, 1000, seed=5, users_per_chunk=7)
   synthetic.write_large_csv(tmp_path / 'c', 50, 40, 1000, seed=6, users_per_chunk=7)
-  names = (loaders.INTERACTIONS_CSV, loaders.USERS_CSV, loaders.ITEMS_CSV)
+  names = (generic_csv.INTERACTIONS_CSV, generic_csv.USERS_CSV, generic_csv.ITEMS_CSV)
   for name in names:
     assert (tmp_path / 'a' / name).read_bytes() == (tmp_path / 'b' / name).read_bytes()
   assert (tmp_path / 'a' / names[0]).read_bytes() != (tmp_path / 'c' / names[0]).read_bytes()
@@ -174,7 +174,7 @@ def test_csv_writer_round_trips_through_the_loader(tmp_path):
   dataset = synthetic.generate()
   input_writers.write_csv(dataset, tmp_path)
   assert_datasets_equal(loaders.load_dataset(tmp_path), dataset)
-  only_interactions = loaders.load_dataset(tmp_path / loaders.INTERACTIONS_CSV)
+  only_interactions = loaders.load_dataset(tmp_path / generic_csv.INTERACTIONS_CSV)
   pd.testing.assert_frame_equal(only_interactions.interactions, dataset.interactions)
   assert only_interactions.users is None and only_interactions.items is None
 
@@ -203,7 +203,7 @@ def test_interactions_without_rating_are_implicit_and_extra_columns_ignored(tmp_
       'x,100,i1,u1',
       'y,200,i2,u1',
   )
-  frame = loaders.load_interactions_csv(path)
+  frame = generic_csv.load_interactions_csv(path)
   assert list(frame.columns) == list(HEADER)
   assert frame[features.RATING].tolist() == [1.0, 1.0]
   assert frame[features.ITEM_ID].tolist() == ['i1', 'i2']
@@ -211,15 +211,15 @@ def test_interactions_without_rating_are_implicit_and_extra_columns_ignored(tmp_
 
 
 def test_side_tables_fill_missing_columns_and_values(tmp_path):
-  users = loaders.load_users_csv(
-      write_lines(tmp_path / loaders.USERS_CSV, f'{features.USER_ID},{features.AGE}', 'u1,31',
+  users = generic_csv.load_users_csv(
+      write_lines(tmp_path / generic_csv.USERS_CSV, f'{features.USER_ID},{features.AGE}', 'u1,31',
                   'u2,'))
   assert users.index.name == features.USER_ID
   assert users[features.AGE].tolist() == [31, 0]
   assert users[features.ZIP_CODE].tolist() == [features.UNKNOWN] * 2
-  items = loaders.load_items_csv(
+  items = generic_csv.load_items_csv(
       write_lines(
-          tmp_path / loaders.ITEMS_CSV,
+          tmp_path / generic_csv.ITEMS_CSV,
           f'{features.ITEM_ID},{features.TITLE}',
           'i1,"Heat, (1995)"',
           'i2,',
@@ -228,7 +228,7 @@ def test_side_tables_fill_missing_columns_and_values(tmp_path):
   assert items[features.YEAR].tolist() == [0, 0]
   assert items[features.GENRES].tolist() == [features.UNKNOWN] * 2
   header_only = write_lines(tmp_path / 'none.csv', f'{features.USER_ID},extra')
-  no_users = loaders.load_users_csv(header_only)
+  no_users = generic_csv.load_users_csv(header_only)
   assert no_users.empty and list(no_users.columns) == list(features.USER_SIDE_FEATURES)
 
 
@@ -240,7 +240,7 @@ def test_timestamps_may_be_milliseconds_or_iso_8601_date_times(tmp_path):
                      'u1,i2,4,1997-12-04T15:55:49', 'u1,i3,4,1997-12-04 16:55:49+01:00',
                      'u1,i4,4,1997-12-04T15:55:49Z', 'u1,i5,4,881250949123',
                      'u1,i6,4,1997-12-04')
-  assert loaders.load_interactions_csv(path)[features.TIMESTAMP].tolist() == [
+  assert generic_csv.load_interactions_csv(path)[features.TIMESTAMP].tolist() == [
       881250949] * 5 + [881193600]
 
 
@@ -267,7 +267,7 @@ def test_timestamps_may_be_milliseconds_or_iso_8601_date_times(tmp_path):
 def test_bad_interactions_name_file_row_and_column(tmp_path, lines, row, column, problem):
   path = write_lines(tmp_path / 'ratings.csv', *lines)
   with pytest.raises(DataError, match=problem) as caught:
-    loaders.load_interactions_csv(path)
+    generic_csv.load_interactions_csv(path)
   assert_located(caught.value, path, row, column)
 
 
@@ -281,7 +281,7 @@ def test_empty_and_undecodable_files(tmp_path):
   latin = tmp_path / 'latin.csv'
   latin.write_bytes(f'{GOOD_HEADER}\nu1,i1,4,100\nu\xe9,i1,4,100\n'.encode('latin-1'))
   with pytest.raises(DataError, match='invalid utf-8') as caught:
-    loaders.load_interactions_csv(latin)
+    generic_csv.load_interactions_csv(latin)
   assert_located(caught.value, latin, 3, None)
 
 
@@ -298,9 +298,9 @@ def test_unknown_sources(tmp_path):
 
 
 def test_duplicate_side_ids(tmp_path):
-  path = write_lines(tmp_path / loaders.USERS_CSV, features.USER_ID, 'u1', 'u2', 'u1')
+  path = write_lines(tmp_path / generic_csv.USERS_CSV, features.USER_ID, 'u1', 'u2', 'u1')
   with pytest.raises(DataError, match='duplicate id') as caught:
-    loaders.load_users_csv(path)
+    generic_csv.load_users_csv(path)
   assert_located(caught.value, path, 4, features.USER_ID)
 
 
@@ -308,14 +308,14 @@ def test_duplicate_side_ids(tmp_path):
 
 
 @pytest.mark.parametrize('file_name, line, content, column, problem', [
-    (loaders.MOVIELENS_RATINGS, 2, '1\t2\tfour\t100', features.RATING, 'not a number'),
-    (loaders.MOVIELENS_RATINGS, 3, '1\t2\t4', None, 'expected 4 fields'),
-    (loaders.MOVIELENS_ITEMS, 2, '2|Item 2|01-Jan-1990|||' + '|'.join('2' * 19),
-     loaders.MOVIELENS_GENRES[0], 'genre flag'),
-    (loaders.MOVIELENS_ITEMS, 1, '1|Item 1|1995-01-01|||' + '|'.join('0' * 19),
-     loaders.MOVIELENS_RELEASE_DATE, 'not a date'),
-    (loaders.MOVIELENS_USERS, 2, '1|30|M|other|12345', features.USER_ID, 'duplicate id'),
-    (loaders.MOVIELENS_USERS, 1, '1|thirty|M|other|12345', features.AGE, 'not an integer'),
+    (movielens_100k.RATINGS_FILE, 2, '1\t2\tfour\t100', features.RATING, 'not a number'),
+    (movielens_100k.RATINGS_FILE, 3, '1\t2\t4', None, 'expected 4 fields'),
+    (movielens_100k.ITEMS_FILE, 2, '2|Item 2|01-Jan-1990|||' + '|'.join('2' * 19),
+     movielens_100k.GENRES[0], 'genre flag'),
+    (movielens_100k.ITEMS_FILE, 1, '1|Item 1|1995-01-01|||' + '|'.join('0' * 19),
+     movielens_100k.RELEASE_DATE, 'not a date'),
+    (movielens_100k.USERS_FILE, 2, '1|30|M|other|12345', features.USER_ID, 'duplicate id'),
+    (movielens_100k.USERS_FILE, 1, '1|thirty|M|other|12345', features.AGE, 'not an integer'),
 ])
 def test_bad_movielens_files(tmp_path, file_name, line, content, column, problem):
   dataset = synthetic.generate(num_users=3, num_items=4, interactions_per_user=(2, 3))

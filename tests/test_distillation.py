@@ -1,4 +1,4 @@
-"""The distillation model: the KD loss, which variables a train step moves, and the training
+"""The distillation model: its losses by hand, which variables a train step moves, and the training
 API's distillation phases."""
 import dataclasses
 import glob
@@ -48,40 +48,40 @@ def test_kd_loss_is_zero_when_the_student_matches_the_teacher():
   assert float(distiller.kd_loss(scores, scores + 4.0, 3.0)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_ranking_weights_decay_with_rank_and_sum_to_one():
-  weights = distiller.ranking_weights(3, decay=2.0).numpy()
-  expected = np.exp(-np.arange(3) / 2.0)
-  np.testing.assert_allclose(weights, expected / expected.sum(), rtol=1e-6)
-  # By hand: e^0, e^-0.5, e^-1 = 1, 0.60653, 0.36788 over 1.97441.
-  np.testing.assert_allclose(weights, [0.50648, 0.30720, 0.18632], atol=1e-5)
+def test_distillation_loss_adds_the_weighted_rating_term_by_hand():
+  # KL(softmax([0, 0]) ‖ softmax([0, ln 3])) = ½ ln(½ / ¼) + ½ ln(½ / ¾) = ½ ln(4/3) = 0.14384;
+  # the ratings' MSE: ((4 − 3)² + 0²) / 2 = 0.5, weighted 2 → 1.0.
+  teacher_outputs = {'scores': tf.constant([[0.0, 0.0]]), 'rating': tf.constant([3.0, 4.0])}
+  student_outputs = {'scores': tf.constant([[0.0, np.log(3.0)]], tf.float32),
+                     'rating': tf.constant([4.0, 4.0])}
+  loss, terms = distiller.DistillationLoss(rating_weight=2.0)(teacher_outputs, student_outputs,
+                                                               1.0)
+  assert float(terms['kd_loss']) == pytest.approx(0.5 * np.log(4 / 3), rel=1e-6)
+  assert float(terms['rating_distillation_loss']) == pytest.approx(0.5)
+  assert float(loss) == pytest.approx(0.14384 + 1.0, abs=1e-5)
+  # A model without a rating head: no rating term.
+  loss, terms = distiller.DistillationLoss(rating_weight=2.0)(
+      teacher_outputs, {'scores': student_outputs['scores']}, 1.0)
+  assert float(terms['rating_distillation_loss']) == 0.0
+  assert float(loss) == pytest.approx(0.14384, abs=1e-5)
 
 
-def test_ranking_loss_matches_a_hand_computed_example():
-  top_scores = np.array([[2.0, 0.0], [1.0, 1.0]], np.float32)
-  negative_scores = np.array([[0.0, 1.0, -1.0], [3.0, 0.0, 0.0]], np.float32)
-  weights = np.array([0.75, 0.25], np.float32)
-  expected = 0.0
-  for top, negatives in zip(top_scores, negative_scores):
-    for score, weight in zip(top, weights):
-      expected -= weight * np.log(np.exp(score) / (np.exp(score) + np.exp(negatives).sum()))
-  got = distiller.ranking_loss(tf.constant(top_scores), tf.constant(negative_scores),
-                               tf.constant(weights))
-  assert float(got) == pytest.approx(expected, rel=1e-5)
-  # By hand: row 1: 0.75·0.44019 + 0.25·1.62652, row 2: 2.21100 (both items) → 2.94777.
-  assert float(got) == pytest.approx(2.94777, abs=1e-4)
+def test_student_loss_is_the_loss_the_student_trains_on_without_a_teacher():
+  tf.keras.utils.set_random_seed(0)
+  model = two_tower.TwoTowerModel(
+      student.build_core(tiny_models.VOCAB, tiny_models.STUDENT_SIZE, tiny_models.TRANSFORM, 3.5),
+      dataclasses.replace(tiny_models.TRAINING, rating_weight=2.0), tiny_models.STATS)
+  batch = tiny_models.batch()
+  loss, terms = distiller.StudentLoss()(model, batch, model(batch), False)
+  assert float(loss) == pytest.approx(float(model.compute_loss(batch)), rel=1e-6)
+  assert float(loss) == pytest.approx(
+      float(terms['retrieval_loss']) + 2.0 * float(terms['rating_loss']), rel=1e-6)
+  rating = model(batch)['rating'].numpy()
+  assert float(terms['rating_loss']) == pytest.approx(
+      np.mean((rating - batch[features.LABEL].numpy())**2), rel=1e-5)
 
 
-def test_teacher_top_items_leave_out_the_history_and_the_target():
-  catalogue = tf.constant([[1.0], [4.0], [3.0], [2.0], [0.0]])  # positions 0..4, scores = q·c
-  queries = tf.constant([[1.0], [-1.0]])
-  history = tf.constant([[2, 0, 9], [0, 0, 0]], tf.int64)  # index 2 = position 1; 0 pads; 9 OOV
-  item = tf.constant([3, 5], tf.int64)  # positions 2 and 4
-  top = distiller.teacher_top_items(queries, catalogue, history, item, 2).numpy()
-  np.testing.assert_array_equal(top, [[3, 0], [0, 3]])
-
-
-def _distiller(alpha=0.5, temperature=2.0, ranking_top_k=0, ranking_weight=0.0,
-               kd_weight=1.0, full_catalogue=False) -> distiller.Distiller:
+def _distiller(alpha=0.5, temperature=2.0, full_catalogue=False) -> distiller.Distiller:
   tf.keras.utils.set_random_seed(0)
   build = lambda module, size: two_tower.TwoTowerModel(
       module.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM, 3.5),
@@ -89,15 +89,21 @@ def _distiller(alpha=0.5, temperature=2.0, ranking_top_k=0, ranking_weight=0.0,
   model = distiller.Distiller(build(teacher, tiny_models.teacher_size()),
                               build(student, tiny_models.STUDENT_SIZE),
                               tiny_models.CATALOGUE, num_sampled_negatives=4, seed=1,
-                              ranking_top_k=ranking_top_k, full_catalogue=full_catalogue)
-  model.compile(optimizer=tf.keras.optimizers.Adam(0.05), alpha=alpha, temperature=temperature,
-                kd_weight=kd_weight, ranking_weight=ranking_weight)
+                              full_catalogue=full_catalogue)
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05), student_loss_fn=distiller.StudentLoss(),
+                distillation_loss_fn=distiller.DistillationLoss(), alpha=alpha,
+                temperature=temperature)
   return model
+
+
+def _labelled(model: distiller.Distiller) -> dict:
+  """The tiny batch with `model`'s teacher's outputs, as the Distiller trains on it."""
+  return distiller.labelled(model.teacher, tiny_models.batch())
 
 
 def test_a_train_step_moves_the_student_only():
   model = _distiller()
-  batch = tiny_models.batch()
+  batch = _labelled(model)
   model.distillation_losses(batch, training=False)  # builds every variable
   teacher_before = [v.numpy().copy() for v in model.teacher.variables]
   student_before = [v.numpy().copy() for v in model.student.trainable_variables]
@@ -112,7 +118,7 @@ def test_a_train_step_moves_the_student_only():
 
 def test_full_catalogue_soft_labels_compare_both_models_on_every_item():
   model = _distiller(full_catalogue=True)
-  batch = tiny_models.batch()
+  batch = _labelled(model)
   losses = model.distillation_losses(batch, training=False)
   teacher_scores = (model.teacher(batch)['queries'].numpy()
                     @ model.teacher.embed_candidates(model.catalogue).numpy().T)
@@ -127,24 +133,21 @@ def test_full_catalogue_soft_labels_compare_both_models_on_every_item():
 
 
 def test_loss_mixes_hard_and_soft_terms_with_alpha():
-  batch = tiny_models.batch()
   for alpha in (0.0, 0.3, 1.0):
-    losses = _distiller(alpha=alpha).distillation_losses(batch, training=False)
+    model = _distiller(alpha=alpha)
+    losses = model.distillation_losses(_labelled(model), training=False)
     expected = alpha * losses['hard_loss'] + (1 - alpha) * losses['soft_loss']
     assert float(losses['loss']) == pytest.approx(float(expected), rel=1e-5)
 
 
-@pytest.mark.parametrize('term', ['kd_loss', 'ranking_loss'])
-def test_distillation_lowers_each_soft_term_alone(term):
-  ranking = term == 'ranking_loss'
-  model = _distiller(alpha=0.0, ranking_top_k=2, ranking_weight=float(ranking),
-                     kd_weight=float(not ranking))
-  batch = tiny_models.batch()
+def test_distillation_lowers_the_kd_term():
+  model = _distiller(alpha=0.0)
+  batch = _labelled(model)
   model.sampler.reset_from_seed(3)
-  before = float(model.distillation_losses(batch, training=False)[term])
+  before = float(model.distillation_losses(batch, training=False)['kd_loss'])
   model.fit(tf.data.Dataset.from_tensors(batch).repeat(30), epochs=1, verbose=0)
   model.sampler.reset_from_seed(3)
-  assert float(model.distillation_losses(batch, training=False)[term]) < before
+  assert float(model.distillation_losses(batch, training=False)['kd_loss']) < before
 
 
 def test_compile_rejects_bad_alpha_and_temperature():
@@ -153,31 +156,29 @@ def test_compile_rejects_bad_alpha_and_temperature():
       _distiller(alpha=alpha, temperature=temperature)
 
 
+def test_batches_without_the_teacher_outputs_are_refused():
+  with pytest.raises(ValueError, match='with_teacher_outputs'):
+    _distiller().distillation_losses(tiny_models.batch(), training=False)
+
+
 @pytest.mark.parametrize('in_file', [False, True])
-def test_teacher_outputs_added_to_the_data_give_the_same_losses(tmp_path, in_file):
-  model = _distiller(ranking_top_k=2, ranking_weight=1.0)
+def test_teacher_outputs_added_to_the_data_are_the_teacher_outputs(tmp_path, in_file):
+  model = _distiller()
   batch = tiny_models.batch()
   cache_file = str(tmp_path / 'teacher_outputs') if in_file else ''
   labelled = list(distiller.with_teacher_outputs(
-      tf.data.Dataset.from_tensors(batch), model.teacher, tiny_models.CATALOGUE, ranking_top_k=2,
-      batch_size=3, shuffle_buffer_size=1,
-      seed=0, cache_file=cache_file))[0]
+      tf.data.Dataset.from_tensors(batch), model.teacher, cache_file=cache_file))[0]
   assert bool(tf.io.gfile.glob(str(tmp_path / '*'))) == in_file  # a full pass wrote the file
-  assert set(distiller.TEACHER_OUTPUTS.values()) | {distiller.TEACHER_TOP_ITEMS} <= set(labelled)
-  np.testing.assert_array_equal(labelled[features.ITEM_INDEX],
-                                batch[features.ITEM_INDEX])
-  model.sampler.reset_from_seed(1)
-  live = model.distillation_losses(batch, training=False)
-  model.sampler.reset_from_seed(1)
-  cached = model.distillation_losses(labelled, training=False)
-  for name in distiller.LOSS_NAMES:
-    assert float(cached[name]) == pytest.approx(float(live[name]), rel=1e-5), name
+  np.testing.assert_array_equal(labelled[features.ITEM_INDEX], batch[features.ITEM_INDEX])
+  outputs = model.teacher(batch, training=False)
+  for key, name in distiller.TEACHER_OUTPUTS.items():
+    np.testing.assert_allclose(labelled[name], outputs[key], rtol=1e-6)
 
 
 def _distillation_hparams(in_memory_max_examples: int = 1_000_000):
   return hparams.DistillationHParams(
-      epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, kd_weight=1.0, ranking_weight=1.0,
-      ranking_top_k=2, ranking_decay=1.0, rating_distillation_weight=1.0, num_sampled_negatives=4,
+      epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
+      num_sampled_negatives=4,
       kd_catalogue_max_items=0, qat_epochs=1, qat_learning_rate=0.001,
       teacher_outputs_in_memory_max_examples=in_memory_max_examples, student_dims=(8,),
       size_budget=0.1)
@@ -198,9 +199,12 @@ def test_teacher_outputs_go_to_a_temporary_file_beyond_the_in_memory_limit(
   with training.teacher_outputs(_training_data(), _distiller().teacher, tiny_models.TRAINING,
                                 distillation) as data:
     (cache_dir,) = glob.glob(str(tmp_path / 'teacher_outputs_*'))
-    labelled = list(data.train)
-    assert bool(os.listdir(cache_dir)) == beyond_the_limit
-  assert set(distiller.TEACHER_OUTPUTS.values()) <= set(labelled[0])
+    labelled = list(data.train) + list(data.eval)
+    assert sorted(os.listdir(cache_dir)) == (['eval.data-00000-of-00001', 'eval.index',
+                                              'train.data-00000-of-00001', 'train.index']
+                                             if beyond_the_limit else [])
+  for batch in labelled:  # train and eval alike
+    assert set(distiller.TEACHER_OUTPUTS.values()) <= set(batch)
   assert not os.path.exists(cache_dir)
 
 
@@ -235,8 +239,10 @@ def test_without_a_rating_weight_the_rating_head_neither_runs_nor_learns():
   model = distiller.Distiller(build(teacher, tiny_models.teacher_size()),
                               build(student, tiny_models.STUDENT_SIZE), tiny_models.CATALOGUE,
                               num_sampled_negatives=4, seed=1)
-  model.compile(optimizer=tf.keras.optimizers.Adam(0.05), rating_distillation_weight=0.0)
-  batch = tiny_models.batch()
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05), student_loss_fn=distiller.StudentLoss(),
+                distillation_loss_fn=distiller.DistillationLoss(rating_weight=0.0))
+  batch = distiller.labelled(model.teacher, tiny_models.batch())
+  assert distiller.TEACHER_OUTPUTS['rating'] not in batch
   assert set(model.student(batch)) == {'queries', 'candidates'}
   assert not model.student.predicts_ratings
   model.student.core(towers.select(batch, model.student.core))  # builds every core variable
@@ -301,7 +307,8 @@ def test_a_hybrid_student_keeps_the_inherited_component_through_qat_and_int8(tmp
                     quantization.Int8Embedding)
   np.testing.assert_allclose(
       quantization.dequantize_rows(*student_int8.core.get_layer('item_item_candidate')
-                                   .get_weights()), tables.candidates[:, :2], atol=0.02)
+                                   .get_weights()), tables.truncated(2).candidates,
+      atol=0.02)
 
 
 def _hybrid_teacher(rank: int) -> two_tower.TwoTowerModel:
@@ -318,7 +325,7 @@ def _hybrid_teacher(rank: int) -> two_tower.TwoTowerModel:
 
 @pytest.mark.parametrize('budget, expected', [
     (10.0, (8, 64, True)),  # everything fits: the teacher's rank, the widest dimension
-    (0.2, (4, 32, True)),  # the rank halved until it fits at the smallest dimension
+    (0.2, (4, 48, True)),  # the largest rank in steps of 16 that fits at the smallest dimension
     (0.1, (4, 0, False)),  # no rank fits: no component, the widest dimension that fits
 ])
 def test_student_size_fits_the_inherited_rank_then_the_width_to_the_budget(budget, expected):

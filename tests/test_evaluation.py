@@ -8,13 +8,14 @@ import tensorflow as tf
 
 from contract import features
 from contract import signatures
+from contract import split_rules
 from evaluation import baselines
 from evaluation import evaluate
 from evaluation import metrics as metrics_lib
 from evaluation import protocol
 from evaluation import saved_models
 from models import eval_split
-from ingest import loaders, synthetic
+from ingest import loaders, synthetic, tables
 
 TRAIN, EVAL, TEST = features.SPLITS
 # (user, item, rating, split). Catalogue: a..e (train items); 'z' is a test item outside it.
@@ -48,7 +49,7 @@ TINY_RANKINGS = [['a', 'b', 'd', 'e', 'c'], ['c', 'a', 'e', 'b', 'd'], ['d', 'e'
 
 def tiny_frame():
   users, items, ratings, names = zip(*TINY_ROWS)
-  frame = loaders.interactions_frame(users, items, ratings, range(len(TINY_ROWS)))
+  frame = tables.interactions_frame(users, items, ratings, range(len(TINY_ROWS)))
   return frame, list(names)
 
 
@@ -86,7 +87,7 @@ def test_default_splits_are_the_project_split():
   dataset = synthetic.generate()
   default = protocol.build_eval_data(dataset.interactions)
   explicit = protocol.build_eval_data(dataset.interactions,
-                                      protocol.assign_splits(dataset.interactions))
+                                      split_rules.assign_splits(dataset.interactions))
   assert default.users.equals(explicit.users)
   assert (default.seen != explicit.seen).nnz == 0
   assert (default.targets != explicit.targets).nnz == 0
@@ -144,8 +145,8 @@ def test_default_keys(tiny):
 
 
 def test_seen_items_never_count():
-  frame = loaders.interactions_frame(['u', 'u', 'u', 'v'], ['a', 'a', 'b', 'b'], [1.0] * 4,
-                                     range(4))
+  frame = tables.interactions_frame(['u', 'u', 'u', 'v'], ['a', 'a', 'b', 'b'], [1.0] * 4,
+                                    range(4))
   data = protocol.build_eval_data(frame, [TRAIN, TEST, TEST, TRAIN])
   # 'a' is both seen and a target and has the top score: it is masked, and 'b' comes first.
   metrics = metrics_lib.ranking_metrics(np.array([[10.0, 1.0]]), data, ks=(1, 10))
@@ -281,7 +282,7 @@ def test_baselines_score_cold_items_zero_and_novelty_stays_finite():
 def test_movielens_reference_figures(shared_movielens):
   # Their speed is a benchmark figure: `python -m benchmarks.protocol_speed`.
   frame = loaders.load_movielens_100k(shared_movielens).interactions
-  splits = protocol.assign_splits(frame)
+  splits = split_rules.assign_splits(frame)
   data = protocol.build_eval_data(frame, splits)
   popularity = metrics_lib.ranking_metrics(
       baselines.popularity_scores(frame[splits == TRAIN], data), data)
@@ -514,7 +515,7 @@ SLICE_SCORES = np.tile(np.arange(7, 0, -1, dtype=np.float64), (3, 1))
 
 def slice_frame():
   users, items, names = zip(*SLICE_ROWS)
-  frame = loaders.interactions_frame(users, items, [4.0] * len(users), range(len(users)))
+  frame = tables.interactions_frame(users, items, [4.0] * len(users), range(len(users)))
   return frame, list(names)
 
 

@@ -97,8 +97,9 @@ def test_bad_thresholds_are_rejected(field, value):
 
 
 def test_the_pipeline_thresholds_make_valid_gates():
-  thresholds = gates.RetrievalGates(**configs.RETRIEVAL_GATES)
-  assert dataclasses.asdict(thresholds) == configs.RETRIEVAL_GATES
+  assert isinstance(configs.GATES.retrieval, gates.RetrievalGates)
+  assert gates.RetrievalGates(**dataclasses.asdict(configs.GATES.retrieval)) == (
+      configs.GATES.retrieval)
 
 
 def test_upstream_blessing():
@@ -115,12 +116,13 @@ def test_all_passed_needs_decisions():
 
 
 def test_the_evaluator_asks_the_liked_auc_at_the_configured_liked_rating():
-  """Thumbs down/up as 0/1: LIKED_RATING 1 makes "liked" the thumbs up."""
+  """Thumbs down/up as 0/1: a liked_rating of 1 makes "liked" the thumbs up."""
   import json  # pylint: disable=g-import-not-at-top
   from components import tfma_metrics  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline  # pylint: disable=g-import-not-at-top
-  config = pipeline.eval_config(rmse_upper_bound=0.6, rating_auc_lower_bound=0.6,
-                                rmse_max_increase=0.05, liked_rating=1.0)
+  config = pipeline.eval_config(gates.Gates(rmse_upper_bound=0.6, rating_auc_lower_bound=0.6,
+                                            rmse_max_increase=0.05, liked_rating=1.0,
+                                            retrieval=THRESHOLDS))
   (liked,) = [metric for metric in config.metrics_specs[0].metrics
               if metric.class_name == tfma_metrics.LikedAUC.__name__]
   assert json.loads(liked.config) == {'liked_rating': 1.0}

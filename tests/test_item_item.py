@@ -53,7 +53,9 @@ def test_full_rank_tables_reproduce_ease_scores():
   tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, None, _params())
   train = protocol.binary_matrix(USERS, ITEMS - 1, (6, 5))
   weights = baselines.ease_weights(train, 1.0)
-  np.testing.assert_allclose(tables.history[1:6] @ tables.candidates[1:6].T, weights, atol=1e-4)
+  scores = tables.history[1:6] @ tables.candidates[1:6].T
+  off_diagonal = ~np.eye(5, dtype=bool)  # an item scoring itself is never ranked
+  np.testing.assert_allclose(scores[off_diagonal], weights[off_diagonal], atol=1e-4)
   for row in (0, 6):  # padding and OOV score nothing
     assert not tables.history[row].any() and not tables.candidates[row].any()
 
@@ -149,7 +151,29 @@ def test_tables_read_back_from_a_hybrid_core():
   assert read.window == 3
   truncated = read.truncated(2)
   assert truncated.rank == 2
-  np.testing.assert_array_equal(truncated.candidates, tables.candidates[:, :2])
+  # The best rank-2 approximation of the scores between distinct items (Eckart–Young: their 2
+  # largest singular values), not of the whole product.
+  scores = tables.history @ tables.candidates.T
+  np.fill_diagonal(scores, 0.0)
+  u, s, vt = np.linalg.svd(scores)
+  np.testing.assert_allclose(truncated.history @ truncated.candidates.T,
+                             (u[:, :2] * s[:2]) @ vt[:2], atol=1e-4)
+  assert not truncated.history[0].any() and not truncated.candidates[0].any()  # padding
+  assert read.truncated(3) is read
+
+
+def test_a_large_catalogues_truncation_is_the_best_factorisation_without_the_diagonal():
+  # Beyond twice the rank, the factorisation is randomised over the tables' products.
+  rng = np.random.default_rng(3)
+  spectrum = np.array([8.0, 6.0, 4.0, 0.5, 0.2, 0.1])
+  tables = item_item.ItemItemTables(rng.normal(size=(300, 6)) * spectrum,
+                                    rng.normal(size=(300, 6)), l2=1.0, window=2)
+  scores = tables.history @ tables.candidates.T
+  np.fill_diagonal(scores, 0.0)
+  u, s, vt = np.linalg.svd(scores)
+  truncated = tables.truncated(3)
+  np.testing.assert_allclose(truncated.history @ truncated.candidates.T,
+                             (u[:, :3] * s[:3]) @ vt[:3], rtol=1e-3, atol=1e-3)
 
 
 def test_a_student_inherits_the_teachers_component_at_its_rank():
@@ -165,10 +189,11 @@ def test_a_student_inherits_the_teachers_component_at_its_rank():
   dim = size.embedding_dim
   latest = item_item.latest(batch[features.HISTORY_INDICES].numpy(), tables.window)
   # The component's share of the score: 0.7 · Σ_latest history rows · candidate row, rank 2.
+  rank_2 = tables.truncated(2)
   np.testing.assert_allclose(outputs['queries'].numpy()[:, dim:],
-                             0.7 * tables.history[latest].sum(axis=1)[:, :2], rtol=1e-5)
+                             0.7 * rank_2.history[latest].sum(axis=1), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(outputs['candidates'].numpy()[:, dim:],
-                             tables.candidates[batch[features.ITEM_INDEX].numpy()][:, :2])
+                             rank_2.candidates[batch[features.ITEM_INDEX].numpy()])
   # Frozen, and int8 like the student's other tables, within the row-wise rounding.
   assert not any('item_item' in w.name for w in student_core.trainable_weights)
   quantized = two_tower.TwoTowerModel(

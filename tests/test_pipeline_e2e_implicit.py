@@ -3,6 +3,7 @@ a rating column (a log of interactions), with the rating thresholds as configure
 sees the feedback is implicit, the Trainer trains retrieval only, there is no Evaluator, the
 retrieval gates bless alone and the student is pushed; run as explicit, the same data stops at
 the DataGate."""
+import dataclasses
 import json
 import os
 
@@ -11,18 +12,23 @@ import pytest
 import tensorflow as tf
 
 from components import data_gate
+from components import gates
 from components.retrieval_evaluator import executor as retrieval_executor
 from contract import features
 from contract import signatures
+from ingest import generic_csv
 from ingest import loaders
 from ingest import synthetic
+from ingest import tables
 from models import layout
+from pipeline import configs
 from pipeline import local_runner
 import input_writers
 
 # Tiny data trains for a few steps: the retrieval gates only ask for a student no bigger than
 # the teacher. The rating thresholds stay as configured: an implicit run has no Evaluator.
-LENIENT_GATES = {'min_ndcg_ratio': 0.0, 'max_size_ratio': 1.0, 'min_popularity_ratio': 0.0}
+LENIENT_GATES = dataclasses.replace(configs.GATES, retrieval=gates.RetrievalGates(
+    min_ndcg_ratio=0.0, max_size_ratio=1.0, min_popularity_ratio=0.0))
 RETRIEVAL_GATE_NAMES = ['ndcg_vs_teacher', 'size_vs_teacher', 'ndcg_vs_popularity']
 
 
@@ -31,14 +37,14 @@ def implicit_dataset():
   """Generated data with late items (so every slice has users), without its ratings."""
   dataset = synthetic.generate(num_users=60, num_items=150, seed=1, arriving_items=15,
                                interactions_per_user=(5, 40))
-  return loaders.Dataset(dataset.interactions.drop(columns=[features.RATING]), dataset.users,
-                         dataset.items)
+  return tables.Dataset(dataset.interactions.drop(columns=[features.RATING]), dataset.users,
+                        dataset.items)
 
 
 @pytest.fixture(scope='module')
 def implicit_csv_dir(tmp_path_factory, implicit_dataset):
   directory = input_writers.write_csv(implicit_dataset, tmp_path_factory.mktemp('implicit_csv'))
-  with open(directory / loaders.INTERACTIONS_CSV) as f:
+  with open(directory / generic_csv.INTERACTIONS_CSV) as f:
     assert f.readline().strip() == 'user_id,item_id,timestamp'
   return str(directory)
 
@@ -46,7 +52,7 @@ def implicit_csv_dir(tmp_path_factory, implicit_dataset):
 @pytest.fixture(scope='module')
 def implicit_run(tmp_path_factory, implicit_csv_dir):
   return local_runner.run(implicit_csv_dir, str(tmp_path_factory.mktemp('implicit_pipeline')),
-                          retrieval_gates=LENIENT_GATES, feedback=loaders.AUTO_FEEDBACK)
+                          gates=LENIENT_GATES, feedback=loaders.AUTO_FEEDBACK)
 
 
 def _metrics(result) -> dict:
@@ -133,5 +139,5 @@ def test_an_implicit_log_run_as_explicit_stops_at_the_data_gate(implicit_csv_dir
   with pytest.raises(data_gate.DataAnomaliesError,
                      match="feature 'rating': every rating is 1: .*FEEDBACK=implicit"):
     local_runner.run(implicit_csv_dir, str(tmp_path / 'explicit'),
-                     retrieval_gates=LENIENT_GATES, feedback=features.EXPLICIT)
+                     gates=LENIENT_GATES, feedback=features.EXPLICIT)
   assert not os.path.exists(tmp_path / 'explicit' / 'pipeline_root' / 'Trainer')

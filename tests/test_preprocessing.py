@@ -75,10 +75,10 @@ def test_title_tokens_drop_year_and_punctuation():
 
 
 def test_configured_history_length_is_the_contracts():
-  # RawExampleGen writes as many history items as Transform keeps, which is the history the
-  # models read, the exports exclude and clients pad requests to (`contract.requests`).
+  # RawExampleGen writes as many history items as Transform keeps (`pipeline.data_components`),
+  # which is the history the models read, the exports exclude and clients pad requests to
+  # (`contract.requests`).
   assert configs.TRANSFORM.history_length == signatures.HISTORY_LENGTH
-  assert configs.pipeline_arguments()['history_length'] == configs.TRANSFORM.history_length
 
 
 def test_configured_max_genres_keeps_every_movielens_genre(shared_movielens):

@@ -19,7 +19,7 @@ from tfx.utils import proto_utils
 
 from components import raw_example_gen
 from contract import features
-from ingest import loaders, synthetic
+from ingest import generic_csv, loaders, movielens_100k, synthetic, tables
 from ingest.errors import DataError
 import input_writers
 import prepare_reference
@@ -72,7 +72,7 @@ def written_rows(examples) -> Counter:
   return rows
 
 
-def reference_rows(dataset: loaders.Dataset, history_length: int) -> Counter:
+def reference_rows(dataset: tables.Dataset, history_length: int) -> Counter:
   frame = prepare_reference.examples_frame(dataset, history_length)
   columns = [frame[prepare_reference.SPLIT].tolist()] + [frame[f].tolist()
                                                          for f in features.RAW_FEATURES]
@@ -102,12 +102,12 @@ def test_the_items_split_holds_every_known_item_once_with_its_side_features(tmp_
   items = dataset.items
   extra = items.iloc[:1].copy()
   extra.index = pd.Index(['side-table-only'], name=items.index.name)
-  with_extra = loaders.Dataset(interactions=dataset.interactions, users=dataset.users,
-                               items=pd.concat([items, extra]))
+  with_extra = tables.Dataset(interactions=dataset.interactions, users=dataset.users,
+                              items=pd.concat([items, extra]))
   # One interacted item is missing from the side table: it gets the default side features.
   missing = dataset.interactions[features.ITEM_ID].iloc[0]
-  with_extra = loaders.Dataset(interactions=with_extra.interactions, users=with_extra.users,
-                               items=with_extra.items.drop(index=missing))
+  with_extra = tables.Dataset(interactions=with_extra.interactions, users=with_extra.users,
+                              items=with_extra.items.drop(index=missing))
   source = str(input_writers.write_csv(with_extra, tmp_path / 'input'))
   written = read_examples(run_executor(source, str(tmp_path / 'examples')),
                           features.ITEMS_SPLIT)
@@ -146,10 +146,10 @@ def test_multi_processing_runner_writes_the_same_examples(tmp_path, dataset):
 
 
 def test_a_single_csv_file_and_history_length(tmp_path, dataset):
-  directory = input_writers.write_csv(loaders.Dataset(dataset.interactions), tmp_path / 'input')
-  examples = run_executor(str(directory / loaders.INTERACTIONS_CSV), str(tmp_path / 'out'),
+  directory = input_writers.write_csv(tables.Dataset(dataset.interactions), tmp_path / 'input')
+  examples = run_executor(str(directory / generic_csv.INTERACTIONS_CSV), str(tmp_path / 'out'),
                           history_length=2)
-  assert written_rows(examples) == reference_rows(loaders.Dataset(dataset.interactions), 2)
+  assert written_rows(examples) == reference_rows(tables.Dataset(dataset.interactions), 2)
 
 
 def test_ties_history_and_missing_side_information(tmp_path):
@@ -197,7 +197,7 @@ def test_bad_interactions_raise_a_located_data_error(tmp_path, content, row, col
 
 def test_bad_row_in_a_worker_process_is_reraised_in_the_executor(tmp_path, dataset):
   directory = input_writers.write_movielens_100k(dataset, tmp_path / 'input')
-  ratings = directory / loaders.MOVIELENS_RATINGS
+  ratings = directory / movielens_100k.RATINGS_FILE
   lines = ratings.read_text(encoding='latin-1').splitlines()
   lines[41] = '1\t2\t4'
   ratings.write_text('\n'.join(lines) + '\n', encoding='latin-1')
@@ -209,7 +209,7 @@ def test_bad_row_in_a_worker_process_is_reraised_in_the_executor(tmp_path, datas
 
 def test_bad_side_table_is_reported(tmp_path, dataset):
   directory = input_writers.write_csv(dataset, tmp_path / 'input')
-  users = directory / loaders.USERS_CSV
+  users = directory / generic_csv.USERS_CSV
   users.write_text(users.read_text() + '1,30,M,other,12345\n')
   with pytest.raises(DataError, match='duplicate id') as caught:
     run_executor(str(directory), str(tmp_path / 'examples'))
@@ -231,6 +231,7 @@ def test_the_component_names_the_protocol_splits_and_its_parameters():
       properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
   output_config = proto_utils.json_to_proto(
       properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
+  assert properties[raw_example_gen.SOURCE_KEY] == 'gs://bucket/raw/log.csv'
   assert properties[standard_component_specs.INPUT_BASE_KEY] == 'gs://bucket/raw'
   assert input_config.splits[0].pattern == 'log.csv'
   assert ([split.name for split in output_config.split_config.splits]
@@ -240,3 +241,16 @@ def test_the_component_names_the_protocol_splits_and_its_parameters():
   directory = raw_example_gen.RawExampleGen('gs://bucket/raw/', 20, 0.1, 0.1)
   assert directory.exec_properties[standard_component_specs.INPUT_BASE_KEY] == 'gs://bucket/raw'
   assert '"pattern": "*"' in directory.exec_properties[standard_component_specs.INPUT_CONFIG_KEY]
+
+
+def test_the_executor_reads_the_source_the_runner_located(tmp_path, monkeypatch):
+  input_writers.write_csv(synthetic.generate(num_users=5, num_items=10), tmp_path / 'input')
+  monkeypatch.chdir(tmp_path)
+  for given in ('input', os.path.join('input', generic_csv.INTERACTIONS_CSV)):
+    files = loaders.locate_inputs(given)
+    assert files.source == str(tmp_path / given)
+    component = raw_example_gen.RawExampleGen(files.source, HISTORY_LENGTH, 0.1, 0.1)
+    located = loaders.locate_inputs(component.exec_properties[raw_example_gen.SOURCE_KEY])
+    assert located.source == files.source
+    assert (located.users is None, located.items is None) == (
+        files.users is None, files.items is None)

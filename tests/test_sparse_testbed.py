@@ -6,6 +6,7 @@ import pandas as pd
 
 from contract import features
 from ingest import loaders
+from ingest import tables
 from ingest import sparse_testbed
 
 
@@ -39,7 +40,7 @@ def test_the_test_bed_is_deterministic_for_a_seed_and_reads_back_through_the_loa
   assert len(loaded.items) == len(first.items) and len(loaded.users) == len(first.users)
 
 
-def _consecutive_same_genres(dataset: loaders.Dataset) -> float:
+def _consecutive_same_genres(dataset: tables.Dataset) -> float:
   """The share of a user's consecutive interactions whose items have the same genres."""
   frame = dataset.interactions.sort_values([features.USER_ID, features.TIMESTAMP])
   genres = dataset.items.loc[frame[features.ITEM_ID], features.GENRES].to_numpy()

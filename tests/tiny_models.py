@@ -1,4 +1,6 @@
 """A tiny vocabulary, batch and catalogue for fast model tests (no Transform needed)."""
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
@@ -6,15 +8,17 @@ from contract import features
 from models import hparams
 from models import inputs
 from models import towers
+from pipeline import configs
 
 VOCAB = towers.Vocabularies(items=12, users=5, genders=3, occupations=4, zips=4, genres=6,
                             title_tokens=9)
 TRANSFORM = hparams.TransformHParams(
     history_length=4, item_oov_buckets=1, user_oov_buckets=1, max_genres=2, max_title_tokens=3,
     title_vocab_size=100, zip_prefix_length=2)
-TRAINING = hparams.TrainingHParams(
-    epochs=1, batch_size=4, shuffle_buffer_size=4, learning_rate=0.01, retrieval_weight=1.0,
-    rating_weight=1.0, popularity_correction=False, seed=3,
+# The pipeline's training settings, sized down (a new setting reaches the tests as configured).
+TRAINING = dataclasses.replace(
+    configs.TRAINING, epochs=1, batch_size=4, shuffle_buffer_size=4, learning_rate=0.01,
+    retrieval_weight=1.0, rating_weight=1.0, popularity_correction=False, seed=3,
     early_stopping_patience=0, catalogue_softmax_max_items=0, mixed_negatives=0)
 NUM_CATALOGUE_ITEMS = VOCAB.items - 2  # without padding (0) and the OOV bucket
 CATALOGUE = {

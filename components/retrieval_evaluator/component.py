@@ -4,7 +4,7 @@ the blessing that the Pusher obeys.
     retrieval_evaluator = RetrievalEvaluator(
         examples=example_gen.outputs['examples'], model=trainer.outputs['model'],
         model_run=trainer.outputs['model_run'],
-        gates=gates.RetrievalGates(**configs.RETRIEVAL_GATES),
+        gates=configs.GATES.retrieval,
         latency_requests=configs.LATENCY_REQUESTS, evaluator_blessing=evaluator.outputs['blessing'])
     pusher = Pusher(model=..., model_blessing=retrieval_evaluator.outputs['blessing'], ...)
 

@@ -1,0 +1,80 @@
+"""The documented generic input schema: CSV files with a header row.
+
+`interactions.csv` (user_id, item_id, timestamp and optional rating; a missing rating column
+means implicit feedback, rating 1.0), optional `users.csv` (user_id, age, gender, occupation,
+zip_code) and optional `items.csv` (item_id, title, genres, year); extra columns are ignored
+and missing optional columns or empty optional values become `features.UNKNOWN` or 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Iterator, List, Mapping, Sequence
+
+import pandas as pd
+
+from contract import features
+from ingest import delimited
+from ingest import tables
+from ingest.cells import Parser
+from ingest.delimited import Columns, Row
+from ingest.tables import Interaction
+
+INTERACTIONS_CSV = 'interactions.csv'
+USERS_CSV = 'users.csv'
+ITEMS_CSV = 'items.csv'
+
+# The columns interactions.csv must have.
+REQUIRED_INTERACTION_COLUMNS = (features.USER_ID, features.ITEM_ID, features.TIMESTAMP)
+
+
+def _rows(path: str) -> Iterator[Row]:
+  return delimited.rows(path, ',', 'utf-8-sig', csv.QUOTE_MINIMAL)
+
+
+def interaction_columns(path: str) -> List[str]:
+  """The column names of the header of an interactions.csv, checked."""
+  return delimited.header(path, _rows(path), REQUIRED_INTERACTION_COLUMNS)
+
+
+def read_interactions(path: delimited.Source) -> Iterator[Interaction]:
+  """Streams the validated rows of an interactions.csv: header row, user_id, item_id,
+  timestamp, optional rating defaulting to 1.0."""
+  path = os.fspath(path)
+  rows = _rows(path)
+  names = delimited.header(path, rows, REQUIRED_INTERACTION_COLUMNS)
+  yield from tables.interactions(path, rows, names)
+
+
+def _read_csv(path: str, required: Sequence[str], parsers: Mapping[str, Parser]) -> Columns:
+  rows = _rows(path)
+  names = delimited.header(path, rows, required)
+  return delimited.parse(path, rows, names, parsers)
+
+
+def load_interactions_csv(path: delimited.Source) -> pd.DataFrame:
+  """Loads `interactions.csv`: user_id, item_id, timestamp and optional rating (default 1.0)."""
+  return tables.interactions_table(read_interactions(path))
+
+
+def _load_side_csv(path: str, names: Sequence[str], parsers: Mapping[str, Parser]) -> List[list]:
+  """Parses a side table keyed by `names[0]`; returns its columns in `names` order. A missing
+  optional column is parsed as empty text, giving `features.UNKNOWN` or 0."""
+  numbers, columns = _read_csv(path, names[:1], parsers)
+  delimited.check_unique(path, numbers, columns[names[0]], names[0])
+  return [
+      columns[name] if name in columns else [parsers[name]('')] * len(numbers) for name in names
+  ]
+
+
+def load_users_csv(path: delimited.Source) -> pd.DataFrame:
+  """Loads `users.csv`: user_id and optional age, gender, occupation, zip_code."""
+  return tables.users_frame(
+      *_load_side_csv(os.fspath(path), tables.USER_COLUMNS, tables.USER_PARSERS))
+
+
+def load_items_csv(path: delimited.Source) -> pd.DataFrame:
+  """Loads `items.csv`: item_id and optional title, genres ('|'-separated), year."""
+  return tables.items_frame(
+      *_load_side_csv(os.fspath(path), tables.ITEM_COLUMNS, tables.ITEM_PARSERS))
