@@ -125,7 +125,7 @@ class ServingModule(tf.Module):
     rows = item_indices - 1
     if isinstance(self.index, quantization.Int8BruteForce):
       return self.index.candidate_rows(rows)
-    return tf.gather(self.index._candidates, rows)  # pylint: disable=protected-access
+    return tf.gather(compat.brute_force_candidates(self.index), rows)
 
   def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     transformed = self._transform(raw)

@@ -113,11 +113,9 @@ def applied_kernel(layer: tf.keras.layers.Layer) -> tf.Tensor:
     return layer.kernel
   if not isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2):
     raise TypeError(f'{layer.name} is not a (quantization-aware) Dense layer')
-  # The wrapper's (weight, quantizer, quantizer variables): it sets the inner layer's `kernel`
-  # to the quantized tensor of its latest call, so the variable is only found here.
-  for weight, quantizer, quantizer_vars in layer._weight_vars:  # pylint: disable=protected-access
+  for weight, quantized in compat.quantized_weights(layer):
     if weight.name.split('/')[-1].startswith('kernel'):
-      return quantizer(weight, False, weights=quantizer_vars)
+      return quantized
   raise ValueError(f'{layer.name} has no quantized kernel')
 
 

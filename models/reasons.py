@@ -31,6 +31,7 @@ from typing import List, Optional, Tuple
 
 import tensorflow as tf
 
+import compat
 from contract import features
 from models import quantization
 from models import towers
@@ -43,8 +44,7 @@ def _inbound_layers(layer: tf.keras.layers.Layer, node: int = 0) -> List[tf.kera
 
 def _producer(tensor) -> Tuple[tf.keras.layers.Layer, int]:
   """The layer and its node that output a functional model's symbolic `tensor`."""
-  history = tensor._keras_history  # pylint: disable=protected-access
-  return history.layer, history.node_index
+  return compat.keras_producer(tensor)
 
 
 def _argument(layer: tf.keras.layers.Layer, position: int, name: str, node: int = 0):
