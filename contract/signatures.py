@@ -4,12 +4,13 @@ the number of items a model returns. `models.export` writes SavedModels that kee
 
 Signatures:
   serving_default(examples: string[batch] serialized tf.Example with user_id, history and any
-    user side features) → item_ids string[batch, TOP_K], scores float[batch, TOP_K],
-    reason_item_ids string[batch, TOP_K];
+    user side features) → item_ids string[batch, TOP_K], scores float[batch, TOP_K];
   recommend(user_id: string[batch], history: string[batch, n] padded with '') → item_ids,
-    scores, reason_item_ids as above;
+    scores as above;
   recommend_with_features(user_id, history as above, age: int64[batch], gender, occupation,
-    zip_code: string[batch]) → item_ids, scores, reason_item_ids as above;
+    zip_code: string[batch]) → item_ids, scores as above;
+  recommend_with_reasons(user_id, history as in `recommend`) → item_ids, scores as `recommend`
+    returns them, and reason_item_ids string[batch, TOP_K];
   score(examples: string[batch] serialized tf.Example with user and item features) →
     rating float[batch]: the predicted rating for explicit feedback; for implicit feedback
     (models trained without ratings) the retrieval score of the user and the item, query ·
@@ -20,7 +21,9 @@ item (one of the latest HISTORY_LENGTH) whose own term in the item's score is th
 no history item's term is positive (no history, or a model whose score has no per-history-item
 terms). Those terms are exact sums of the score for the parts of a model that add one term per
 history item (`models.reasons`: the item-to-item component; the student's linearly pooled
-history); a teacher's attention over the history has no such terms and is not counted.
+history); a teacher's attention over the history has no such terms and is not counted. Only
+`recommend_with_reasons` computes them: the other recommendation signatures pay nothing for
+them, and a client asks for reasons where it shows them.
 
 Every input of every signature has a leading batch dimension (no scalar inputs), so TF Serving's
 server-side batching can merge requests along dimension 0. Models return a fixed top-K (TOP_K,
@@ -35,8 +38,9 @@ from contract import features
 SERVING_DEFAULT = 'serving_default'
 RECOMMEND = 'recommend'
 RECOMMEND_WITH_FEATURES = 'recommend_with_features'
+RECOMMEND_WITH_REASONS = 'recommend_with_reasons'
 SCORE = 'score'
-SIGNATURES = (SERVING_DEFAULT, RECOMMEND, RECOMMEND_WITH_FEATURES, SCORE)
+SIGNATURES = (SERVING_DEFAULT, RECOMMEND, RECOMMEND_WITH_FEATURES, RECOMMEND_WITH_REASONS, SCORE)
 RANK_CATALOGUE = 'rank_catalogue'
 
 # Inputs.
@@ -49,7 +53,8 @@ SIDE_FEATURES = features.USER_SIDE_FEATURES  # recommend_with_features' extra in
 ITEM_IDS = 'item_ids'
 SCORES = 'scores'
 REASON_ITEM_IDS = 'reason_item_ids'
-RECOMMENDATION_OUTPUTS = (ITEM_IDS, SCORES, REASON_ITEM_IDS)  # of the recommendation signatures
+RECOMMENDATION_OUTPUTS = (ITEM_IDS, SCORES)  # of serving_default, recommend(_with_features)
+REASONS_OUTPUTS = RECOMMENDATION_OUTPUTS + (REASON_ITEM_IDS,)  # of recommend_with_reasons
 RATING = 'rating'
 
 # GetModelMetadata: the one metadata field served, a SignatureDefMap of the signatures above.

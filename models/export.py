@@ -9,11 +9,13 @@ input: every input has a batch dimension, so TF Serving can batch requests); cli
 first k they want. Only the inference graph is saved (no optimizer state). `score` returns the
 predicted rating of a model that predicts ratings, and otherwise (implicit feedback: no rating
 head) the retrieval score of the example's user and item, query · candidate, the score
-`recommend` ranks by (`contract.signatures`). Beside each result, the recommendation
-signatures return the history item that raised its score most (`reason_item_ids`, computed by
-`models.reasons` from the exported weights: nothing is added to the variables). Beside the
-warmup requests, `assets.extra/` holds the catalogue file (`contract.catalogue`): the id, title,
-year and genres of every item the index ranks, so that clients show answers by title.
+`recommend` ranks by (`contract.signatures`). `recommend_with_reasons` answers as `recommend`
+and adds, beside each result, the history item that raised its score most (`reason_item_ids`,
+computed by `models.reasons` from the exported weights: nothing is added to the variables); the
+other signatures do not compute them. Beside the warmup requests (`recommend`,
+`serving_default` and `recommend_with_reasons`), `assets.extra/` holds the catalogue file
+(`contract.catalogue`): the id, title, year and genres of every item the index ranks, so that
+clients show answers by title.
 """
 from typing import Dict, Iterator
 
@@ -127,11 +129,23 @@ class ServingModule(tf.Module):
       return self.index.candidate_rows(rows)
     return tf.gather(compat.brute_force_candidates(self.index), rows)
 
-  def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def _top_k(self, raw: Dict[str, tf.Tensor]):
+    """The transformed features, the latest history items' raw ids (`_latest_history`), and
+    the top-k scores and index numbers, history items excluded."""
     transformed = self._transform(raw)
     latest = self._latest_history(raw)
     scores, item_indices = self.index.query_with_exclusions(
         self._embed_queries(transformed), self._exclusions(latest), k=self.top_k)
+    return transformed, latest, scores, item_indices
+
+  def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    _, _, scores, item_indices = self._top_k(raw)
+    return self._results(scores, item_indices)
+
+  def _recommend_with_reasons(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """`_recommend`'s results and, per result, the history item that led to it
+    (`signatures.REASON_ITEM_IDS`; '' throughout for a model without per-history-item terms)."""
+    transformed, latest, scores, item_indices = self._top_k(raw)
     results = self._results(scores, item_indices)
     if self.reasons.available:
       results[signatures.REASON_ITEM_IDS] = self.reasons(
@@ -174,6 +188,11 @@ class ServingModule(tf.Module):
     return self._recommend(
         self._raw_query(user_id, history, age, gender, occupation, zip_code))
 
+  @tf.function(input_signature=_QUERY_SPECS)
+  def recommend_with_reasons(self, user_id: tf.Tensor,
+                             history: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return self._recommend_with_reasons(self._raw_query(user_id, history))
+
   @tf.function(input_signature=[*_QUERY_SPECS, *_SIDE_FEATURE_SPECS])
   def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
                      gender: tf.Tensor, occupation: tf.Tensor,
@@ -214,6 +233,7 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
       signatures.SERVING_DEFAULT: module.serve_examples.get_concrete_function(),
       signatures.RECOMMEND: module.recommend.get_concrete_function(),
       signatures.RECOMMEND_WITH_FEATURES: module.recommend_with_features.get_concrete_function(),
+      signatures.RECOMMEND_WITH_REASONS: module.recommend_with_reasons.get_concrete_function(),
       signatures.SCORE: module.score.get_concrete_function(),
   }
   if isinstance(module.index, quantization.Int8BruteForce):
@@ -227,7 +247,8 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
   users = inputs.id_strings(
       tf_transform_output.vocabulary_by_name(features.USER_VOCAB)[:2]).tolist() + ['warmup-user']
   items = [str(item) for item in catalogue[features.ITEM_ID][:history_length]]
-  warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)])
+  warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)],
+                               with_reasons=True)
   catalogue_lib.write_catalogue(export_dir, catalogue_records(catalogue))
   logging.debug('Exported SavedModel with signatures %s, warmup requests and the catalogue file '
                 'to %s', sorted(functions), export_dir)
