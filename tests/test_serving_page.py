@@ -197,6 +197,11 @@ def test_the_page_pads_histories_as_the_client_does():
     source = page.read()
   assert re.search(r'const HISTORY_LENGTH = (\d+);', source).group(1) == \
       str(signatures.HISTORY_LENGTH)
+  # The signatures it asks: with reasons, and without them for models that lack it.
+  assert re.search(r"const REASONS_SIGNATURE = '(\w+)';", source).group(1) == \
+      signatures.RECOMMEND_WITH_REASONS
+  assert re.search(r"const RECOMMEND_SIGNATURE = '(\w+)';", source).group(1) == \
+      signatures.RECOMMEND
   assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', source)  # nothing from outside
 
 
@@ -215,7 +220,7 @@ def test_a_query_in_the_url_shows_ten_titles_per_model(page_server, trained, tmp
   for name in MODELS:
     items = catalogue.read_catalogue(catalogue.catalogue_path(str(page_server.base / name / '1')))
     with page_server.client(name) as client:
-      answer = client.recommend(user, history, K)
+      answer = client.recommend(user, history, K, reasons=True)
     expected = answer.item_ids
     shown = results.columns[name]
     assert [item for item, _ in shown] == expected, name
@@ -247,3 +252,26 @@ def test_without_a_teacher_the_page_shows_the_student_alone(page_server, tmp_pat
   results = Results(dom)
   assert results.state == 'done', results.error
   assert list(results.columns) == ['student'] and len(results.columns['student']) == K
+
+
+def test_a_model_without_reasons_is_shown_without_them(tmp_path):
+  """A model exported before `recommend_with_reasons`: the page asks `recommend` instead and
+  shows its items, with no reasons."""
+  binary = chromium()
+  base = tmp_path / 'models'
+  serving_fixtures.save_tiny_model(str(base / 'student'), 1, with_reasons=False)
+  config = serving_fixtures.write_config(str(tmp_path / 'models.config'),
+                                         {'student': base / 'student'})
+  rest_port = serving_fixtures.free_port()
+  history = ['item1', 'item2']
+  with serving_fixtures.running_server('local', config, ['student'],
+                                       extra_args=[f'--rest_api_port={rest_port}']) as server:
+    dom = render(binary, f'http://127.0.0.1:{rest_port}/#user=alice&history={",".join(history)}',
+                 "['done', 'error'].includes(document.body.dataset.state)",
+                 str(tmp_path / 'profile'), PAGE_TIMEOUT_S)
+    with server.client('student') as client:
+      expected = client.recommend('alice', history, K).item_ids
+  results = Results(dom)
+  assert results.state == 'done', results.error
+  assert [item for item, _ in results.columns['student']] == expected
+  assert results.reasons['student'] == [['', '']] * K
