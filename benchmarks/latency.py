@@ -1,13 +1,14 @@
-"""Latency benchmark: the in-process `serving_default` p50 of SavedModels, side by side in one run.
+"""Latency benchmark: the in-process p50 of SavedModels' signatures, side by side in one run.
 
     python -m benchmarks.latency --model teacher=DIR --model student_int8=DIR ...
     python -m benchmarks.latency --data DATA --output OUTPUT   # trains and exports the three
-    python -m benchmarks.latency --model student_int8=DIR \
-        --signature recommend --signature recommend_with_reasons   # what reasons cost
+    python -m benchmarks.latency --model student_int8=DIR --signature recommend
+        --signature recommend_with_reasons                   # what reasons cost
 
 Each model answers the same one-example request (a known user and a history of 20 catalogue
-items; for `recommend` and `recommend_with_reasons` the same user and history as their inputs)
-on each `--signature` (default `serving_default`) in two ways: the loaded SavedModel's signature (`tf.saved_model.load`, as the evaluation's
+items: a serialized tf.Example for `serving_default`, the user id and the history for
+`recommend` and `recommend_with_reasons`) on each `--signature` (default `serving_default`) in
+two ways: the loaded SavedModel's signature (`tf.saved_model.load`, as the evaluation's
 `serving_latency_ms` calls it) and a TF1 session over the SavedModel's graph with one
 intra-op thread (`tf.compat.v1.saved_model.loader`: the graph, Grappler rewrites and init op
 TF Serving runs). The models take turns, one call each per round, so that the machine's load
