@@ -129,23 +129,20 @@ class ServingModule(tf.Module):
       return self.index.candidate_rows(rows)
     return tf.gather(compat.brute_force_candidates(self.index), rows)
 
-  def _top_k(self, raw: Dict[str, tf.Tensor]):
-    """The transformed features, the latest history items' raw ids (`_latest_history`), and
-    the top-k scores and index numbers, history items excluded."""
-    transformed = self._transform(raw)
-    latest = self._latest_history(raw)
-    scores, item_indices = self.index.query_with_exclusions(
-        self._embed_queries(transformed), self._exclusions(latest), k=self.top_k)
-    return transformed, latest, scores, item_indices
-
   def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    _, _, scores, item_indices = self._top_k(raw)
+    # The ops in the order they had before `recommend_with_reasons`: the same graph.
+    scores, item_indices = self.index.query_with_exclusions(
+        self._embed_queries(self._transform(raw)), self._exclusions(self._latest_history(raw)),
+        k=self.top_k)
     return self._results(scores, item_indices)
 
   def _recommend_with_reasons(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """`_recommend`'s results and, per result, the history item that led to it
     (`signatures.REASON_ITEM_IDS`; '' throughout for a model without per-history-item terms)."""
-    transformed, latest, scores, item_indices = self._top_k(raw)
+    transformed = self._transform(raw)
+    latest = self._latest_history(raw)
+    scores, item_indices = self.index.query_with_exclusions(
+        self._embed_queries(transformed), self._exclusions(latest), k=self.top_k)
     results = self._results(scores, item_indices)
     if self.reasons.available:
       results[signatures.REASON_ITEM_IDS] = self.reasons(
