@@ -1,5 +1,6 @@
 """The project's version-fragile calls, in one place: each reaches past a public API of the
-pinned stack (TensorFlow 2.15, Keras 2.15, TFMOT 0.8, TFMA 0.46) for a reason given beside it.
+pinned stack (TensorFlow 2.15, Keras 2.15, TFMOT 0.8, TFMA 0.46, TFRS 0.7) for a reason given
+beside it.
 `tests/test_compat.py` pins the versions these were written for and fails clearly on others, so
 an upgrade starts here.
 
@@ -7,7 +8,7 @@ Nothing else of the project is imported: every layer may use this module.
 """
 import contextlib
 import os
-from typing import Callable, Iterator
+from typing import Callable, Iterator, List, Tuple
 
 # The versions every function below was written and tested against.
 WRITTEN_FOR = {
@@ -15,6 +16,7 @@ WRITTEN_FOR = {
     'keras': '2.15.0',
     'tensorflow_model_optimization': '0.8.1',
     'tensorflow_model_analysis': '0.46.0',
+    'tensorflow_recommenders': '0.7.3',
 }
 
 
@@ -66,3 +68,33 @@ def tfma_keras():
   only as subclasses of its own Keras's metrics, and names it in an internal module only."""
   from tensorflow_model_analysis.utils import keras_lib  # pylint: disable=import-outside-toplevel
   return keras_lib.tf_keras
+
+
+def keras_producer(tensor) -> Tuple[object, int]:
+  """The layer that outputs a functional Keras model's symbolic `tensor`, and the index of that
+  layer's inbound node (call) that does.
+
+  Keras 2.15 records it only in the tensor's private `_keras_history`: the public graph API goes
+  from a layer to its tensors (`layer.inbound_nodes`, `get_output_at`), not back.
+  """
+  history = tensor._keras_history  # pylint: disable=protected-access
+  return history.layer, history.node_index
+
+
+def quantized_weights(wrapper) -> List[Tuple[object, object]]:
+  """(weight, what the layer applies) of each weight a TFMOT `QuantizeWrapperV2` quantizes: the
+  wrapped layer's variable and its fake-quantized value at inference.
+
+  The wrapper keeps its (weight, quantizer, quantizer variables) only in the private
+  `_weight_vars`; at inference it sets the wrapped layer's attribute (e.g. `kernel`) to the
+  quantized tensor of its latest call, so the public attributes do not lead to the variable.
+  """
+  return [(weight, quantizer(weight, False, weights=quantizer_vars))
+          for weight, quantizer, quantizer_vars
+          in wrapper._weight_vars]  # pylint: disable=protected-access
+
+
+def brute_force_candidates(index):
+  """The candidate matrix a TFRS `BruteForce` index scores queries against (what `index()`
+  copied into it): TFRS keeps it in the private `_candidates` and has no public accessor."""
+  return index._candidates  # pylint: disable=protected-access

@@ -87,14 +87,20 @@ def read_items_csv(path: str) -> Dict[str, Record]:
     return {item[ITEM_ID]: item for item in items}
 
 
+def title(item: Optional[Record]) -> str:
+  """An item's 'Title (year)' ('' when its title is not known; no year is added to a title that
+  ends with one, as MovieLens titles do, whose year may differ from the release date's)."""
+  if not item or not item.get(TITLE):
+    return ''
+  text, year = item[TITLE], item.get(YEAR)
+  return f'{text} ({year})' if year and not _TITLE_YEAR.search(text) else text
+
+
 def label(item: Optional[Record]) -> str:
-  """How an item reads beside its id: 'Title (year)  Genre, Genre' ('' when nothing is known;
-  no year is added to a title that ends with one, as MovieLens titles do, whose year may differ
-  from the release date's)."""
+  """How an item reads beside its id: 'Title (year)  Genre, Genre' (`title`; '' when nothing
+  is known)."""
   if not item:
     return ''
-  title = item.get(TITLE) or ''
   year = item.get(YEAR)
-  if year and not _TITLE_YEAR.search(title):
-    title = f'{title} ({year})'.strip()
-  return '  '.join(part for part in (title, ', '.join(item.get(GENRES) or [])) if part)
+  text = title(item) or (f'({year})' if year else '')
+  return '  '.join(part for part in (text, ', '.join(item.get(GENRES) or [])) if part)

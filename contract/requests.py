@@ -50,14 +50,16 @@ def check_k(k: int) -> int:
   return int(k)
 
 
-def recommend(user_ids: Sequence[str],
-              histories: Sequence[Sequence[str]]) -> predict_pb2.PredictRequest:
+def recommend(user_ids: Sequence[str], histories: Sequence[Sequence[str]],
+              with_reasons: bool = False) -> predict_pb2.PredictRequest:
   """`recommend`: user_id [B], history [B, N] padded with '' (every input has the batch
-  dimension; the model answers its top TOP_K items per row)."""
+  dimension; the model answers its top TOP_K items per row); with `with_reasons`, the same
+  inputs to `recommend_with_reasons`, which also answers each item's reason."""
   if len(user_ids) != len(histories):
     raise ValueError(f'{len(user_ids)} user ids but {len(histories)} histories')
   padded = padded_histories(histories)
-  return _request(signatures.RECOMMEND, {
+  signature = signatures.RECOMMEND_WITH_REASONS if with_reasons else signatures.RECOMMEND
+  return _request(signature, {
       signatures.USER_ID: _strings(user_ids),
       signatures.HISTORY: _strings([item for row in padded for item in row],
                                    (len(padded), len(padded[0])))})

@@ -9,10 +9,21 @@ Signatures:
     scores as above;
   recommend_with_features(user_id, history as above, age: int64[batch], gender, occupation,
     zip_code: string[batch]) → item_ids, scores as above;
+  recommend_with_reasons(user_id, history as in `recommend`) → item_ids, scores as `recommend`
+    returns them, and reason_item_ids string[batch, TOP_K];
   score(examples: string[batch] serialized tf.Example with user and item features) →
     rating float[batch]: the predicted rating for explicit feedback; for implicit feedback
     (models trained without ratings) the retrieval score of the user and the item, query ·
     candidate, the unbounded affinity `recommend` ranks by (higher: more likely to interact).
+
+`reason_item_ids` says why each item is there ("because you watched ..."): the id of the history
+item (one of the latest HISTORY_LENGTH) whose own term in the item's score is the largest, '' where
+no history item's term is positive (no history, or a model whose score has no per-history-item
+terms). Those terms are exact sums of the score for the parts of a model that add one term per
+history item (`models.reasons`: the item-to-item component; the student's linearly pooled
+history); a teacher's attention over the history has no such terms and is not counted. Only
+`recommend_with_reasons` computes them: the other recommendation signatures pay nothing for
+them, and a client asks for reasons where it shows them.
 
 Every input of every signature has a leading batch dimension (no scalar inputs), so TF Serving's
 server-side batching can merge requests along dimension 0. Models return a fixed top-K (TOP_K,
@@ -27,8 +38,9 @@ from contract import features
 SERVING_DEFAULT = 'serving_default'
 RECOMMEND = 'recommend'
 RECOMMEND_WITH_FEATURES = 'recommend_with_features'
+RECOMMEND_WITH_REASONS = 'recommend_with_reasons'
 SCORE = 'score'
-SIGNATURES = (SERVING_DEFAULT, RECOMMEND, RECOMMEND_WITH_FEATURES, SCORE)
+SIGNATURES = (SERVING_DEFAULT, RECOMMEND, RECOMMEND_WITH_FEATURES, RECOMMEND_WITH_REASONS, SCORE)
 RANK_CATALOGUE = 'rank_catalogue'
 
 # Inputs.
@@ -40,6 +52,9 @@ SIDE_FEATURES = features.USER_SIDE_FEATURES  # recommend_with_features' extra in
 # Outputs.
 ITEM_IDS = 'item_ids'
 SCORES = 'scores'
+REASON_ITEM_IDS = 'reason_item_ids'
+RECOMMENDATION_OUTPUTS = (ITEM_IDS, SCORES)  # of serving_default, recommend(_with_features)
+REASONS_OUTPUTS = RECOMMENDATION_OUTPUTS + (REASON_ITEM_IDS,)  # of recommend_with_reasons
 RATING = 'rating'
 
 # GetModelMetadata: the one metadata field served, a SignatureDefMap of the signatures above.

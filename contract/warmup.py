@@ -22,10 +22,11 @@ def warmup_path(export_dir: str) -> str:
 
 
 def write_warmup_requests(export_dir: str, user_ids: Sequence[str],
-                          histories: Sequence[Sequence[str]]) -> str:
-  """Writes one `recommend` and one `serving_default` warmup request into `export_dir`.
+                          histories: Sequence[Sequence[str]], with_reasons: bool = False) -> str:
+  """Writes one `recommend` and one `serving_default` warmup request into `export_dir`, and
+  with `with_reasons` one `recommend_with_reasons` request (for models that have it).
 
-  Both requests carry the whole batch (`user_ids[i]` with `histories[i]`, ids oldest first).
+  Every request carries the whole batch (`user_ids[i]` with `histories[i]`, ids oldest first).
   Returns the path of the warmup file.
   """
   if not user_ids or len(user_ids) != len(histories):
@@ -35,6 +36,8 @@ def write_warmup_requests(export_dir: str, user_ids: Sequence[str],
   tf.io.gfile.makedirs(os.path.dirname(path))
   requests = [requests_lib.recommend(user_ids, histories),
               requests_lib.serving_default(user_ids, histories)]
+  if with_reasons:
+    requests.append(requests_lib.recommend(user_ids, histories, with_reasons=True))
   with tf.io.TFRecordWriter(path) as writer:
     for request in requests:
       log = prediction_log_pb2.PredictionLog(

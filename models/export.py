@@ -9,9 +9,13 @@ input: every input has a batch dimension, so TF Serving can batch requests); cli
 first k they want. Only the inference graph is saved (no optimizer state). `score` returns the
 predicted rating of a model that predicts ratings, and otherwise (implicit feedback: no rating
 head) the retrieval score of the example's user and item, query · candidate, the score
-`recommend` ranks by (`contract.signatures`). Beside the warmup requests, `assets.extra/` holds
-the catalogue file (`contract.catalogue`): the id, title, year and genres of every item the index
-ranks, so that clients show answers by title.
+`recommend` ranks by (`contract.signatures`). `recommend_with_reasons` answers as `recommend`
+and adds, beside each result, the history item that raised its score most (`reason_item_ids`,
+computed by `models.reasons` from the exported weights: nothing is added to the variables); the
+other signatures do not compute them. Beside the warmup requests (`recommend`,
+`serving_default` and `recommend_with_reasons`), `assets.extra/` holds the catalogue file
+(`contract.catalogue`): the id, title, year and genres of every item the index ranks, so that
+clients show answers by title.
 """
 from typing import Dict, Iterator
 
@@ -28,6 +32,7 @@ from contract import warmup
 from models import inputs
 from models import preprocessing
 from models import quantization
+from models import reasons
 from models import towers
 
 # Input specs of the signatures (`contract.signatures`).
@@ -68,6 +73,7 @@ class ServingModule(tf.Module):
     self.query_tower = model.query_tower
     self.candidate_tower = model.candidate_tower
     self.predicts_ratings = getattr(model, 'predicts_ratings', True)
+    self.reasons = reasons.HistoryReasons(model.core)
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.raw_spec = _serving_raw_spec(tf_transform_output)
     candidates = model.embed_candidates(
@@ -102,18 +108,50 @@ class ServingModule(tf.Module):
   def _embed_queries(self, transformed: Dict[str, tf.Tensor]) -> tf.Tensor:
     return self.query_tower(towers.select(transformed, self.query_tower))
 
-  def _exclusions(self, raw: Dict[str, tf.Tensor]) -> tf.Tensor:
-    """[batch, history_length] index numbers of the latest history items (0 pads; ids outside
-    the catalogue get 0 too: neither matches a candidate)."""
+  def _latest_history(self, raw: Dict[str, tf.Tensor]) -> tf.RaggedTensor:
+    """The raw ids of the latest `history_length` history items: the positions of the
+    transformed history (`features.HISTORY_INDICES`), which pads them on the right."""
     history = preprocessing.tokens(tf.reshape(raw[features.HISTORY], [-1]),
                                    features.HISTORY_SEPARATOR)
-    numbers = tf.ragged.map_flat_values(self.index_by_id.lookup, history[:, -self.history_length:])
+    return history[:, -self.history_length:]
+
+  def _exclusions(self, latest: tf.RaggedTensor) -> tf.Tensor:
+    """[batch, history_length] index numbers of the `latest` history items (0 pads; ids
+    outside the catalogue get 0 too: neither matches a candidate)."""
+    numbers = tf.ragged.map_flat_values(self.index_by_id.lookup, latest)
     return numbers.to_tensor(default_value=0, shape=[None, self.history_length])
 
+  def _index_rows(self, item_indices: tf.Tensor) -> tf.Tensor:
+    """The index's candidate rows of the items it returned as `item_indices` (catalogue row
+    + 1): the values their scores were computed from."""
+    rows = item_indices - 1
+    if isinstance(self.index, quantization.Int8BruteForce):
+      return self.index.candidate_rows(rows)
+    return tf.gather(compat.brute_force_candidates(self.index), rows)
+
   def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    # The ops in the order they had before `recommend_with_reasons`: the same graph.
     scores, item_indices = self.index.query_with_exclusions(
-        self._embed_queries(self._transform(raw)), self._exclusions(raw), k=self.top_k)
+        self._embed_queries(self._transform(raw)), self._exclusions(self._latest_history(raw)),
+        k=self.top_k)
     return self._results(scores, item_indices)
+
+  def _recommend_with_reasons(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """`_recommend`'s results and, per result, the history item that led to it
+    (`signatures.REASON_ITEM_IDS`; '' throughout for a model without per-history-item terms)."""
+    transformed = self._transform(raw)
+    latest = self._latest_history(raw)
+    scores, item_indices = self.index.query_with_exclusions(
+        self._embed_queries(transformed), self._exclusions(latest), k=self.top_k)
+    results = self._results(scores, item_indices)
+    if self.reasons.available:
+      results[signatures.REASON_ITEM_IDS] = self.reasons(
+          transformed[features.HISTORY_INDICES],
+          latest.to_tensor(default_value='', shape=[None, self.history_length]),
+          self._index_rows(item_indices))
+    else:
+      results[signatures.REASON_ITEM_IDS] = tf.fill(tf.shape(item_indices), '')
+    return results
 
   def _results(self, scores: tf.Tensor, item_indices: tf.Tensor) -> Dict[str, tf.Tensor]:
     return {signatures.ITEM_IDS: tf.gather(self.ids_by_index, item_indices),
@@ -146,6 +184,11 @@ class ServingModule(tf.Module):
                               zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend(
         self._raw_query(user_id, history, age, gender, occupation, zip_code))
+
+  @tf.function(input_signature=_QUERY_SPECS)
+  def recommend_with_reasons(self, user_id: tf.Tensor,
+                             history: tf.Tensor) -> Dict[str, tf.Tensor]:
+    return self._recommend_with_reasons(self._raw_query(user_id, history))
 
   @tf.function(input_signature=[*_QUERY_SPECS, *_SIDE_FEATURE_SPECS])
   def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
@@ -187,6 +230,7 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
       signatures.SERVING_DEFAULT: module.serve_examples.get_concrete_function(),
       signatures.RECOMMEND: module.recommend.get_concrete_function(),
       signatures.RECOMMEND_WITH_FEATURES: module.recommend_with_features.get_concrete_function(),
+      signatures.RECOMMEND_WITH_REASONS: module.recommend_with_reasons.get_concrete_function(),
       signatures.SCORE: module.score.get_concrete_function(),
   }
   if isinstance(module.index, quantization.Int8BruteForce):
@@ -200,7 +244,8 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
   users = inputs.id_strings(
       tf_transform_output.vocabulary_by_name(features.USER_VOCAB)[:2]).tolist() + ['warmup-user']
   items = [str(item) for item in catalogue[features.ITEM_ID][:history_length]]
-  warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)])
+  warmup.write_warmup_requests(export_dir, users, [[], items[:1], items][:len(users)],
+                               with_reasons=True)
   catalogue_lib.write_catalogue(export_dir, catalogue_records(catalogue))
   logging.debug('Exported SavedModel with signatures %s, warmup requests and the catalogue file '
                 'to %s', sorted(functions), export_dir)

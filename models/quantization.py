@@ -106,6 +106,19 @@ def int8_embeddings(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf
   return quantized
 
 
+def applied_kernel(layer: tf.keras.layers.Layer) -> tf.Tensor:
+  """The kernel a Dense layer multiplies its input by: its own, or for a quantization-aware
+  Dense (`quantize_dense_layers`) the fake-quantized kernel it applies at inference."""
+  if isinstance(layer, tf.keras.layers.Dense):
+    return layer.kernel
+  if not isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2):
+    raise TypeError(f'{layer.name} is not a (quantization-aware) Dense layer')
+  for weight, quantized in compat.quantized_weights(layer):
+    if weight.name.split('/')[-1].startswith('kernel'):
+      return quantized
+  raise ValueError(f'{layer.name} has no quantized kernel')
+
+
 def exported_bytes(core: tf.keras.Model, catalogue_size: int, int8: bool) -> int:
   """About the variables bytes of `core` exported with an index of `catalogue_size` items:
   float32 weights and index, or, with `int8`, embedding tables (width ≥ 2) and index as int8
@@ -186,6 +199,12 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
 
     # A flag, not the cache's shape: Grappler may fold the shape of a variable it last saw empty.
     return tf.cond(self._filled, lambda: self._dequantized.read_value(), fill)
+
+  def candidate_rows(self, rows: tf.Tensor) -> tf.Tensor:
+    """The dequantized candidate matrix's `rows` (any shape of row numbers): the same values
+    the scores are computed from, without reading the cache."""
+    return tf.cast(tf.gather(self._int8_candidates, rows), tf.float32) * tf.gather(self._scales,
+                                                                                   rows)
 
   def clear_cache(self) -> None:
     """Empties the float cache (what `export` saves)."""

@@ -127,14 +127,18 @@ class RecencyWeightedPooling(tf.keras.layers.Layer):
     self.recency_logits = self.add_weight(name='recency_logits', shape=(self.length,),
                                           initializer='zeros')
 
-  def call(self, embeddings: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+  def position_weights(self, indices: tf.Tensor) -> tf.Tensor:
+    """[batch, length] weight of each position of `indices` in the pooled sum (0 on padding)."""
     present = tf.not_equal(indices, features.PADDING_INDEX)
     count = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True)
     recency = tf.maximum(count - 1 - tf.range(tf.shape(indices)[1])[None, :], 0)
     weights = tf.exp(tf.gather(self.recency_logits, recency)) * tf.cast(present, tf.float32)
     if self.normalize:
       weights /= tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-9)
-    return tf.reduce_sum(embeddings * weights[..., None], axis=1)
+    return weights
+
+  def call(self, embeddings: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(embeddings * self.position_weights(indices)[..., None], axis=1)
 
   def get_config(self):
     return {**super().get_config(), 'length': self.length, 'normalize': self.normalize}

@@ -7,6 +7,7 @@
     python -m serving.client status
     python -m serving.client recommend 42 --model-dir outputs/serving/student   # with titles
     python -m serving.client recommend 42 --items data/items.csv --json
+    python -m serving.client recommend 42 --history 50 172 --items data/items.csv --reasons
 
 `recommend` works for a user id the model has never seen (a new user): the id falls into the
 model's OOV bucket, and the history (and side features) carry the query, so give the items the
@@ -16,7 +17,11 @@ alone ranks first. History items are never recommended back.
 `recommend` shows each item's title, year and genres beside its id and score when it knows them:
 from the served model's catalogue file (`--model-dir`, the model's base directory: the file of
 the version that answered, `contract.catalogue`) or from the data's `items.csv` (`--items`);
-`--json` prints the answer as one JSON object.
+`--json` prints the answer as one JSON object. With `--reasons` it asks the model's
+`recommend_with_reasons` signature instead of `recommend` and says beside each item which of the
+history items led to it ("because you watched ..."), where the model names one
+(`reason_item_ids`, `contract.signatures`); without it the request is `recommend`, the one
+production clients send, which computes no reasons.
 
 Retries UNAVAILABLE with exponential backoff (only that code: the others would fail again) and
 turns every failed call into a one-line error that names the code or what it means.
@@ -69,6 +74,9 @@ class Recommendations:
   item_ids: List[str]
   scores: List[float]
   version: int
+  # Per item, the history item that led to it ('' for none); None when the answer carries no
+  # reasons (asked without them, through `recommend`).
+  reason_item_ids: Optional[List[str]] = None
 
 
 class ServingClient:
@@ -152,11 +160,12 @@ class ServingClient:
     """Predict with a request built beforehand (e.g. by `recommend_request`), as it is."""
     return self._call(self._predict.Predict, request)
 
-  def recommend_request(self, user_ids: Sequence[str],
-                        histories: Sequence[Sequence[str]]) -> predict_pb2.PredictRequest:
+  def recommend_request(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
+                        reasons: bool = False) -> predict_pb2.PredictRequest:
     """The `recommend` PredictRequest for this client's model and version (the model answers
-    its top TOP_K items per user; `parse_recommendations` keeps the first k)."""
-    request = requests.recommend(user_ids, histories)
+    its top TOP_K items per user; `parse_recommendations` keeps the first k), or with `reasons`
+    the `recommend_with_reasons` one, whose answer also names each item's reason."""
+    request = requests.recommend(user_ids, histories, with_reasons=reasons)
     self._fill_spec(request.model_spec)
     return request
 
@@ -166,19 +175,36 @@ class ServingClient:
     """Each row of a recommendation response, cut to its first `k` items (all when None)."""
     item_ids = tensor_codec.to_numpy(response.outputs[signatures.ITEM_IDS])[:, :k]
     scores = tensor_codec.to_numpy(response.outputs[signatures.SCORES])[:, :k]
+    reasons = (tensor_codec.to_numpy(response.outputs[signatures.REASON_ITEM_IDS])[:, :k]
+               if signatures.REASON_ITEM_IDS in response.outputs else [None] * len(item_ids))
     version = response.model_spec.version.value
-    return [Recommendations([item.decode() for item in row], row_scores.tolist(), version)
-            for row, row_scores in zip(item_ids, scores)]
+    return [Recommendations([item.decode() for item in row], row_scores.tolist(), version,
+                            None if row_reasons is None
+                            else [reason.decode() for reason in row_reasons])
+            for row, row_scores, row_reasons in zip(item_ids, scores, reasons)]
 
   def recommend_batch(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]],
-                      k: int = 10) -> List[Recommendations]:
+                      k: int = 10, reasons: bool = False) -> List[Recommendations]:
     """Top-k items per user (history oldest first), k in [1, TOP_K]: the model returns its
-    TOP_K and the client keeps the first k."""
+    TOP_K and the client keeps the first k. With `reasons`, through `recommend_with_reasons`:
+    each result's `reason_item_ids` names the history item that led to each item."""
     k = requests.check_k(k)
-    return self.parse_recommendations(self.send(self.recommend_request(user_ids, histories)), k)
+    request = self.recommend_request(user_ids, histories, reasons)
+    try:
+      response = self.send(request)
+    except ServingClientError as error:
+      # What TF Serving answers for a signature the SavedModel does not have.
+      if reasons and error.code == grpc.StatusCode.FAILED_PRECONDITION and (
+          signatures.RECOMMEND_WITH_REASONS in str(error)):
+        raise ServingClientError(error.code, (
+            f'{self._describe()} has no {signatures.RECOMMEND_WITH_REASONS} signature (exported '
+            'before it): ask without reasons')) from None
+      raise
+    return self.parse_recommendations(response, k)
 
-  def recommend(self, user_id: str, history: Sequence[str] = (), k: int = 10) -> Recommendations:
-    return self.recommend_batch([user_id], [history], k)[0]
+  def recommend(self, user_id: str, history: Sequence[str] = (), k: int = 10,
+                reasons: bool = False) -> Recommendations:
+    return self.recommend_batch([user_id], [history], k, reasons)[0]
 
   def score(self, user_id: str, item_ids: Sequence[str], history: Sequence[str] = (),
             history_ratings: Sequence[float] = ()) -> List[float]:
@@ -252,28 +278,45 @@ def load_items(model_dir: Optional[str] = None, items_csv: Optional[str] = None,
   return {}
 
 
+def reason_text(reason_item_id: str, items: Mapping[str, catalogue_lib.Record]) -> str:
+  """'because you watched Title (year)' (the id where the title is not known); '' for none."""
+  if not reason_item_id:
+    return ''
+  return ('because you watched '
+          f'{catalogue_lib.title(items.get(reason_item_id)) or reason_item_id}')
+
+
 def describe(result: Recommendations,
              items: Mapping[str, catalogue_lib.Record]) -> List[Dict[str, object]]:
   """Each recommended item, best first, as {rank, item_id, score, title, year, genres} (title
-  and year None, genres [] for an item `items` does not know)."""
+  and year None, genres [] for an item `items` does not know), and when the answer carries
+  reasons, reason_item_id (the history item that led to it, None where none did) and
+  reason_title (its 'Title (year)', None where not known)."""
   unknown = catalogue_lib.record('')
-  return [{'rank': rank, 'item_id': item, 'score': score,
+  rows = [{'rank': rank, 'item_id': item, 'score': score,
            **{key: value for key, value in items.get(item, unknown).items()
               if key != catalogue_lib.ITEM_ID}}
           for rank, (item, score) in enumerate(zip(result.item_ids, result.scores), 1)]
+  for row, reason in zip(rows, result.reason_item_ids or ()):
+    row['reason_item_id'] = reason or None
+    row['reason_title'] = (catalogue_lib.title(items.get(reason)) or None) if reason else None
+  return rows
 
 
 def _print_recommendations(model: str, user: str, result: Recommendations,
                            items: Mapping[str, catalogue_lib.Record], as_json: bool) -> None:
   """A recommend answer as one JSON object, or a header line and one line per item: rank, id,
-  score and, where known, title, year and genres."""
+  score and, where known, title, year and genres, and the history item that led to it."""
   if as_json:
     print(json.dumps({'model': model, 'version': result.version, 'user_id': user,
                       'items': describe(result, items)}, ensure_ascii=False))
     return
   print(f'{model} version {result.version}: top {len(result.item_ids)} for user {user}')
-  for rank, (item, value) in enumerate(zip(result.item_ids, result.scores), 1):
-    print(f'{rank:4d}  {item:>10}  {value:.4f}  {catalogue_lib.label(items.get(item))}'.rstrip())
+  reasons = result.reason_item_ids or [''] * len(result.item_ids)
+  for rank, (item, value, reason) in enumerate(zip(result.item_ids, result.scores, reasons), 1):
+    parts = (catalogue_lib.label(items.get(item)), reason_text(reason, items))
+    print(f'{rank:4d}  {item:>10}  {value:.4f}  {"  ".join(part for part in parts if part)}'
+          .rstrip())
 
 
 def _print_signatures(client: ServingClient) -> None:
@@ -314,9 +357,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       help="the served model's base directory (e.g. outputs/serving/student): "
                            'titles from the catalogue file of the version that answers')
   titles.add_argument('--items', help='titles from an items.csv (item_id, title, genres, year)')
+  recommend.add_argument('--reasons', action='store_true',
+                         help='say which history item led to each item ("because you watched '
+                              f'..."), through the {signatures.RECOMMEND_WITH_REASONS} signature')
   recommend.add_argument('--json', action='store_true',
                          help='print one JSON object: model, version, user_id and items '
-                              '(rank, item_id, score, title, year, genres)')
+                              '(rank, item_id, score, title, year, genres; with --reasons '
+                              'reason_item_id, reason_title)')
   score = commands.add_parser('score', help='predicted ratings of items for a user')
   score.add_argument('user')
   score.add_argument('items', nargs='+')
@@ -332,7 +379,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     if args.command == 'recommend':
       items = load_items(items_csv=args.items)  # before the call: a bad file fails fast
-      result = client.recommend(args.user, args.history, args.k)
+      result = client.recommend(args.user, args.history, args.k, reasons=args.reasons)
       if args.model_dir:
         items = load_items(model_dir=args.model_dir, version=result.version)
       _print_recommendations(args.model, args.user, result, items, args.json)

@@ -58,7 +58,18 @@ class TinyRecommender(tf.Module):
     seen = tf.reduce_any(tf.equal(tf.expand_dims(history, -1), self.items), axis=1)
     scores = tf.where(seen, tf.fill(tf.shape(scores), -1e9), scores)
     values, indices = tf.math.top_k(scores, k)
-    return {'item_ids': tf.gather(self.items, indices), 'scores': values}
+    return {'item_ids': tf.gather(self.items, indices), 'scores': values}, indices
+
+  def _reasons(self, history, indices):
+    """Per result, the history item whose embedding has the largest positive dot product with
+    the result's ('' where none has), as the contract's `reason_item_ids`."""
+    history = tf.concat([history, tf.fill([tf.shape(history)[0], 1], '')], axis=1)
+    matches = tf.equal(tf.expand_dims(history, -1), self.items)  # [batch, history, items]
+    rows = tf.gather(self.item_embeddings, tf.argmax(tf.cast(matches, tf.int32), axis=2))
+    terms = tf.einsum('bkd,bhd->bkh', tf.gather(self.item_embeddings, indices), rows)
+    terms = tf.where(tf.reduce_any(matches, axis=2)[:, None, :], terms, float('-inf'))
+    best = tf.gather(history, tf.argmax(terms, axis=2), batch_dims=1)
+    return tf.where(tf.reduce_max(terms, axis=2) > 0, best, '')
 
   def _parse(self, examples):
     parsed = tf.io.parse_example(examples, {
@@ -71,12 +82,18 @@ class TinyRecommender(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
   def serve_examples(self, examples):
     parsed, history = self._parse(examples)
-    return self._top_k(parsed['user_id'], history, TOP_K)
+    return self._top_k(parsed['user_id'], history, TOP_K)[0]
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
                                 tf.TensorSpec([None, None], tf.string, name='history')])
   def recommend(self, user_id, history):
-    return self._top_k(user_id, history)
+    return self._top_k(user_id, history)[0]
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='user_id'),
+                                tf.TensorSpec([None, None], tf.string, name='history')])
+  def recommend_with_reasons(self, user_id, history):
+    outputs, indices = self._top_k(user_id, history)
+    return {**outputs, 'reason_item_ids': self._reasons(history, indices)}
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, name='user_id'),
@@ -87,7 +104,7 @@ class TinyRecommender(tf.Module):
       tf.TensorSpec([None], tf.string, name='zip_code')])
   def recommend_with_features(self, user_id, history, age, gender, occupation, zip_code):
     del gender, occupation, zip_code
-    outputs = self._top_k(user_id, history)
+    outputs, _ = self._top_k(user_id, history)
     return {'item_ids': outputs['item_ids'],
             'scores': outputs['scores'] + tf.cast(tf.expand_dims(age, 1), tf.float32) * 1e-3}
 
@@ -102,18 +119,22 @@ class TinyRecommender(tf.Module):
 
 
 def save_tiny_model(base_path: str, version: int, marker: Optional[float] = None,
-                    with_warmup: bool = True) -> str:
-  """Writes version `version` under `base_path` the way the Pusher does (temp dir, rename)."""
+                    with_warmup: bool = True, with_reasons: bool = True) -> str:
+  """Writes version `version` under `base_path` the way the Pusher does (temp dir, rename);
+  without `recommend_with_reasons` when not `with_reasons` (as models exported before it)."""
   module = TinyRecommender(float(version if marker is None else marker))
   os.makedirs(base_path, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=f'.tmp-{version}-', dir=base_path)
-  tf.saved_model.save(module, staging, signatures={
+  functions = {
       'serving_default': module.serve_examples.get_concrete_function(),
       'recommend': module.recommend.get_concrete_function(),
       'recommend_with_features': module.recommend_with_features.get_concrete_function(),
-      'score': module.score.get_concrete_function()})
+      'score': module.score.get_concrete_function()}
+  if with_reasons:
+    functions['recommend_with_reasons'] = module.recommend_with_reasons.get_concrete_function()
+  tf.saved_model.save(module, staging, signatures=functions)
   if with_warmup:
-    warmup.write_warmup_requests(staging, USERS[:2], [['item1'], []])
+    warmup.write_warmup_requests(staging, USERS[:2], [['item1'], []], with_reasons=with_reasons)
   catalogue.write_catalogue(staging, TINY_CATALOGUE)
   target = os.path.join(base_path, str(version))
   os.rename(staging, target)

@@ -1,5 +1,6 @@
 """compat.py: the versions its calls were written for are the installed ones, and each call still
 does what the project relies on."""
+import ast
 import importlib.metadata
 import os
 import subprocess
@@ -12,6 +13,7 @@ from tensorflow.core.protobuf import config_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 
 import compat
+import test_layering
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,3 +101,55 @@ def test_tfma_keras_is_a_keras_with_the_auc_metric():
   auc = keras.metrics.AUC()
   auc.update_state([0.0, 1.0], [0.2, 0.9])
   assert float(auc.result()) == pytest.approx(1.0)
+
+
+def test_keras_producer_is_the_layer_and_call_that_output_a_tensor():
+  inputs = tf.keras.Input([3])
+  dense = tf.keras.layers.Dense(2)
+  first, second = dense(inputs), dense(inputs)  # one layer, two calls (nodes)
+  assert compat.keras_producer(first) == (dense, 0)
+  assert compat.keras_producer(second) == (dense, 1)
+  layer, node = compat.keras_producer(inputs)
+  assert isinstance(layer, tf.keras.layers.InputLayer) and node == 0
+
+
+def test_quantized_weights_are_what_a_quantize_wrapped_dense_applies():
+  tfmot = compat.import_tfmot()
+  inputs = tf.keras.Input([4])
+  model = tfmot.quantization.keras.quantize_model(
+      tf.keras.Model(inputs, tf.keras.layers.Dense(3, name='dense')(inputs)))
+  wrapper = model.get_layer('quant_dense')
+  [(weight, quantized)] = compat.quantized_weights(wrapper)  # a Dense's kernel only
+  assert weight.name.endswith('kernel:0') and weight.shape == (4, 3)
+  wrapper(tf.ones([1, 4]), training=False)  # sets the inner layer's kernel to what it applies
+  np.testing.assert_array_equal(quantized.numpy(), wrapper.layer.kernel.numpy())
+  assert not np.array_equal(quantized.numpy(), weight.numpy())  # rounded to 8 bits
+
+
+def test_brute_force_candidates_are_the_indexed_rows():
+  import tensorflow_recommenders as tfrs  # pylint: disable=import-outside-toplevel
+  candidates = np.arange(12, dtype=np.float32).reshape(4, 3)
+  index = tfrs.layers.factorized_top_k.BruteForce(k=2)
+  index.index(tf.constant(candidates))
+  np.testing.assert_array_equal(compat.brute_force_candidates(index).numpy(), candidates)
+
+
+def _private_reads(source: str):
+  """(line, expression) of each read of an attribute named with one leading underscore from
+  anything but `self` or `cls`: a private attribute of another object."""
+  for node in ast.walk(ast.parse(source)):
+    if (isinstance(node, ast.Attribute) and node.attr.startswith('_')
+        and not node.attr.startswith('__')
+        and not (isinstance(node.value, ast.Name) and node.value.id in ('self', 'cls'))):
+      yield node.lineno, ast.unparse(node)
+
+
+def test_private_attributes_of_other_objects_are_read_in_compat_only():
+  """The project's rule: where reaching past a public API is unavoidable, the call lives in
+  compat.py, beside its reason, and is tested here."""
+  found = [f'{path}:{line}: {expression}'
+           for layer, path, source in test_layering.project_modules() if layer != 'compat'
+           for line, expression in _private_reads(source)]
+  assert not found, 'private attributes read outside compat.py:\n' + '\n'.join(found)
+  assert list(_private_reads('x = tensor._keras_history\nself._own = index._candidates\n')) == [
+      (1, 'tensor._keras_history'), (2, 'index._candidates')]

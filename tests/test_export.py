@@ -149,12 +149,45 @@ def test_recommend_excludes_exactly_the_latest_history_items(exported):
 
 def test_recommend_returns_the_fixed_top_k(exported):
   model, _, _ = exported
-  for name in (signatures.RECOMMEND, signatures.SERVING_DEFAULT):
+  for name in (signatures.RECOMMEND, signatures.SERVING_DEFAULT,
+               signatures.RECOMMEND_WITH_FEATURES):
     outputs = model.signatures[name].structured_outputs
-    assert set(outputs) == {signatures.ITEM_IDS, signatures.SCORES}
+    assert set(outputs) == set(signatures.RECOMMENDATION_OUTPUTS), name  # no reasons
+  assert set(model.signatures[signatures.RECOMMEND_WITH_REASONS].structured_outputs) == set(
+      signatures.REASONS_OUTPUTS)
   query = {'user_id': tf.constant(['u1', 'u2', 'u3']), 'history': tf.constant([[''], [''], ['']])}
   outputs = model.signatures[signatures.RECOMMEND](**query)
   assert outputs['item_ids'].shape == outputs['scores'].shape == (3, TOP_K)
+  outputs = model.signatures[signatures.RECOMMEND_WITH_REASONS](**query)
+  assert outputs[signatures.REASON_ITEM_IDS].shape == (3, TOP_K)
+
+
+@pytest.mark.parametrize('name', ['teacher', 'student_int8'])
+def test_recommendations_with_reasons_name_the_history_item_that_led_to_them(export_dirs, name):
+  """`recommend_with_reasons` answers as `recommend`, and names each result's reason. The
+  student's pooled history is a sum over the history items: each result names one of the
+  latest history items (or none); the fixture's teacher (attention, no item-to-item component)
+  has no such sum and names none. Without a history, no reasons."""
+  model = tf.saved_model.load(export_dirs[name])
+  length = exported_models.TRANSFORM.history_length
+  items = model.signatures[signatures.RECOMMEND](
+      user_id=tf.constant(['u1']), history=tf.constant([['']]))['item_ids'].numpy().astype(str)
+  # Longer than the history the model reads, with an unknown id (OOV) and padding.
+  history = items[0, :length + 2].tolist() + ['no-such-item', '']
+  queries = {'user_id': tf.constant(['u1', 'u1']),
+             'history': tf.constant([history, [''] * len(history)])}
+  answer = model.signatures[signatures.RECOMMEND_WITH_REASONS](**queries)
+  plain = model.signatures[signatures.RECOMMEND](**queries)
+  np.testing.assert_array_equal(answer[signatures.ITEM_IDS], plain[signatures.ITEM_IDS])
+  np.testing.assert_array_equal(answer[signatures.SCORES], plain[signatures.SCORES])
+  reasons = answer[signatures.REASON_ITEM_IDS].numpy().astype(str)
+  assert reasons.shape == (2, TOP_K)
+  assert set(reasons[1]) == {''}
+  if name == 'teacher':
+    assert set(reasons[0]) == {''}
+  else:
+    assert set(reasons[0]) - {''}, reasons[0]
+    assert set(reasons[0]) <= set(history[:-1][-length:]) | {''}
 
 
 def test_every_signature_input_is_batched_along_dimension_0(exported):

@@ -12,6 +12,8 @@ import time
 
 import grpc
 import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import serving_fixtures
@@ -200,9 +202,22 @@ def test_cli_refuses_arguments_that_are_not_utf8_in_one_line(server, capsys):
 TITLES = {item['item_id']: item for item in serving_fixtures.TINY_CATALOGUE}
 
 
+HISTORY = ['item1', 'item2']
+
+
 def _recommend(server, *arguments):
   return client_lib.main(['--target', server.target, '--model', 'tiny', 'recommend', 'alice',
-                          '--history', 'item1', '-k', '10', *arguments])
+                          '--history', *HISTORY, '-k', '10', *arguments])
+
+
+def _reasons(server) -> dict:
+  """{item id: the history item that led to it, or ''} of the tiny model's top 10 for `alice`
+  and HISTORY, in process."""
+  model = tf.saved_model.load(os.path.join(server.model_dir, '3'))
+  answer = model.signatures['recommend_with_reasons'](user_id=tf.constant(['alice']),
+                                                      history=tf.constant([HISTORY]))
+  return dict(zip(answer['item_ids'].numpy().astype(str)[0],
+                  answer['reason_item_ids'].numpy().astype(str)[0]))
 
 
 def test_labels_show_title_year_and_genres_where_known():
@@ -253,6 +268,26 @@ def test_cli_recommend_shows_titles_from_the_model_dir(server, capsys):
     expected = catalogue.label(TITLES[item])
     assert line == f'{int(rank):4d}  {item:>10}  {score}  {expected}'.rstrip()
   assert any('Tiny Film' in line for line in lines[1:])
+  assert 'because you watched' not in '\n'.join(lines)  # reasons only when asked for
+
+
+def test_cli_recommend_with_reasons_names_the_history_item_by_title(server, capsys):
+  assert _recommend(server, '--model-dir', server.model_dir) == 0
+  plain = capsys.readouterr().out.splitlines()
+  assert _recommend(server, '--model-dir', server.model_dir, '--reasons') == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == plain[0]
+  reasons = _reasons(server)
+  for line, plain_line in zip(lines[1:], plain[1:]):
+    item = line.split()[1]
+    # The same items and scores as without reasons, then the reason where there is one.
+    expected = plain_line
+    if reasons[item]:
+      expected = f'{plain_line}  because you watched {catalogue.title(TITLES[reasons[item]])}'
+    assert line == expected
+  # Both history items lead to some items here, and not every item has a reason.
+  assert set(reasons.values()) == {'item1', 'item2', ''}
+  assert 'because you watched Tiny Film 1 (1991)' in '\n'.join(lines)
 
 
 def test_cli_recommend_shows_titles_from_an_items_csv(server, capsys, tmp_path):
@@ -262,6 +297,14 @@ def test_cli_recommend_shows_titles_from_an_items_csv(server, capsys, tmp_path):
   assert _recommend(server, '--items', str(path)) == 0
   lines = capsys.readouterr().out.splitlines()[1:]
   assert len(lines) == 10 and all(line.endswith(f'Film {line.split()[1]}') for line in lines)
+  assert _recommend(server, '--items', str(path), '--reasons') == 0
+  lines = capsys.readouterr().out.splitlines()[1:]
+  assert len(lines) == 10 and all(f'  Film {line.split()[1]}' in line for line in lines)
+  reasons = _reasons(server)
+  for line in lines:
+    reason = reasons[line.split()[1]]
+    assert line.endswith(f'because you watched Film {reason}' if reason
+                         else f'Film {line.split()[1]}')
 
 
 def test_cli_recommend_json(server, capsys):
@@ -277,11 +320,68 @@ def test_cli_recommend_json(server, capsys):
     known = TITLES[item['item_id']]
     assert {key: item[key] for key in ('title', 'year', 'genres')} == {
         key: known[key] for key in ('title', 'year', 'genres')}
+    assert 'reason_item_id' not in item and 'reason_title' not in item  # not asked for
   # Without a catalogue: the same answer, nothing known of the items.
   assert _recommend(server, '--json') == 0
   bare = json.loads(capsys.readouterr().out)['items']
   assert [item['item_id'] for item in bare] == [item['item_id'] for item in answer['items']]
   assert all(item['title'] is None and item['genres'] == [] for item in bare)
+
+
+def test_cli_recommend_json_with_reasons(server, capsys):
+  assert _recommend(server, '--json') == 0
+  plain = json.loads(capsys.readouterr().out)['items']
+  assert _recommend(server, '--model-dir', server.model_dir, '--json', '--reasons') == 0
+  answer = json.loads(capsys.readouterr().out)['items']
+  reasons = _reasons(server)
+  for item, plain_item in zip(answer, plain):
+    assert (item['item_id'], item['score']) == (plain_item['item_id'], plain_item['score'])
+    reason = reasons[item['item_id']] or None
+    assert item['reason_item_id'] == reason
+    assert item['reason_title'] == (catalogue.title(TITLES[reason]) if reason else None)
+  assert {item['reason_title'] for item in answer} >= {'Tiny Film 1 (1991)'}
+  # Without a catalogue: the same reasons, by id only.
+  assert _recommend(server, '--json', '--reasons') == 0
+  bare = json.loads(capsys.readouterr().out)['items']
+  assert [item['reason_item_id'] for item in bare] == [item['reason_item_id'] for item in answer]
+  assert all(item['reason_title'] is None for item in bare)
+
+
+def test_answers_without_reasons_show_none():
+  """An answer of `recommend` (or of another server) carries item ids and scores only: the
+  client shows no reasons."""
+  response = predict_pb2.PredictResponse()
+  response.outputs[signatures.ITEM_IDS].CopyFrom(tf.make_tensor_proto([[b'a', b'b']]))
+  response.outputs[signatures.SCORES].CopyFrom(tf.make_tensor_proto([[2.0, 1.0]]))
+  result, = client_lib.ServingClient.parse_recommendations(response, k=1)
+  assert (result.item_ids, result.reason_item_ids) == (['a'], None)
+  assert 'reason_item_id' not in client_lib.describe(result, TITLES)[0]
+  response.outputs[signatures.REASON_ITEM_IDS].CopyFrom(tf.make_tensor_proto([[b'', b'b']]))
+  result, = client_lib.ServingClient.parse_recommendations(response)
+  assert result.reason_item_ids == ['', 'b']
+  assert [row['reason_item_id'] for row in client_lib.describe(result, TITLES)] == [None, 'b']
+  assert client_lib.reason_text('', TITLES) == ''
+  assert client_lib.reason_text('item3', TITLES) == 'because you watched Tiny Film 3 (1993)'
+  assert client_lib.reason_text('item9', TITLES) == 'because you watched item9'  # no title
+
+
+def test_reasons_from_a_model_without_the_signature_say_so(capsys, tmp_path):
+  """A model exported before `recommend_with_reasons`: asking for reasons fails in one line
+  that says to ask without them; the plain request still works."""
+  serving_fixtures.save_tiny_model(str(tmp_path / 'old'), 1, with_reasons=False)
+  config = serving_fixtures.write_config(str(tmp_path / 'models.config'),
+                                         {'old': tmp_path / 'old'})
+  with serving_fixtures.running_server('local', config, ['old']) as old_server:
+    with client_lib.ServingClient(old_server.target, 'old') as client:
+      assert len(client.recommend('alice', HISTORY, k=3).item_ids) == 3
+      with pytest.raises(client_lib.ServingClientError, match='ask without reasons') as error:
+        client.recommend('alice', HISTORY, k=3, reasons=True)
+      assert error.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert client_lib.main(['--target', old_server.target, '--model', 'old', 'recommend',
+                            'alice', '--reasons']) == 1
+    error = capsys.readouterr().err
+    assert error.startswith('error: ') and error.count('\n') == 1
+    assert f'no {signatures.RECOMMEND_WITH_REASONS} signature' in error
 
 
 def test_cli_recommend_without_a_catalogue_file_says_what_to_give(server, capsys, tmp_path):

@@ -129,12 +129,14 @@ def render(binary: str, url: str, until: str, profile_dir: str, timeout_s: float
 
 class Results(html.parser.HTMLParser):
   """From the page's DOM: the state, the timing (ms) and each model column's items as
-  (item id, title text); the error text when there is one."""
+  (item id, title text), and their reasons as [reason item id, text] ('' for none); the error
+  text when there is one."""
 
   def __init__(self, dom: str):
     super().__init__()
     self.state, self.ms, self.error = None, None, ''
     self.columns: Dict[str, List[List[str]]] = {}
+    self.reasons: Dict[str, List[List[str]]] = {}
     self._model, self._item, self._field = None, None, None
     self.feed(dom)
 
@@ -150,19 +152,26 @@ class Results(html.parser.HTMLParser):
     elif 'column' in classes:
       self._model = attrs['data-model']
       self.columns[self._model] = []
+      self.reasons[self._model] = []
     elif 'item' in classes:
       self._item = [attrs['data-item-id'], '']
       self.columns[self._model].append(self._item)
+      self.reasons[self._model].append(['', ''])
     elif 'title' in classes and self._item is not None:
       self._field = 'title'
+    elif 'reason' in classes and self._item is not None:
+      self.reasons[self._model][-1][0] = attrs['data-reason-item-id']
+      self._field = 'reason'
 
   def handle_endtag(self, tag):
-    if tag in ('span', 'p'):
+    if tag in ('span', 'p', 'div'):
       self._field = None
 
   def handle_data(self, data):
     if self._field == 'title':
       self._item[1] += data
+    elif self._field == 'reason':
+      self.reasons[self._model][-1][1] += data
     elif self._field == 'error':
       self.error += data
 
@@ -188,6 +197,11 @@ def test_the_page_pads_histories_as_the_client_does():
     source = page.read()
   assert re.search(r'const HISTORY_LENGTH = (\d+);', source).group(1) == \
       str(signatures.HISTORY_LENGTH)
+  # The signatures it asks: with reasons, and without them for models that lack it.
+  assert re.search(r"const REASONS_SIGNATURE = '(\w+)';", source).group(1) == \
+      signatures.RECOMMEND_WITH_REASONS
+  assert re.search(r"const RECOMMEND_SIGNATURE = '(\w+)';", source).group(1) == \
+      signatures.RECOMMEND
   assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', source)  # nothing from outside
 
 
@@ -206,9 +220,16 @@ def test_a_query_in_the_url_shows_ten_titles_per_model(page_server, trained, tmp
   for name in MODELS:
     items = catalogue.read_catalogue(catalogue.catalogue_path(str(page_server.base / name / '1')))
     with page_server.client(name) as client:
-      expected = client.recommend(user, history, K).item_ids
+      answer = client.recommend(user, history, K, reasons=True)
+    expected = answer.item_ids
     shown = results.columns[name]
     assert [item for item, _ in shown] == expected, name
+    # "because you watched <title>" where the model names a history item.
+    assert [reason for reason, _ in results.reasons[name]] == answer.reason_item_ids, name
+    for reason, text in results.reasons[name]:
+      assert text == (f'because you watched {catalogue.title(items[reason])}' if reason else '')
+    if name == 'student':  # its pooled history gives reasons (test_export)
+      assert any(reason for reason, _ in results.reasons[name])
     titles = [title for _, title in shown]
     assert len(titles) == K and all(titles), name
     for item, title in shown:
@@ -231,3 +252,26 @@ def test_without_a_teacher_the_page_shows_the_student_alone(page_server, tmp_pat
   results = Results(dom)
   assert results.state == 'done', results.error
   assert list(results.columns) == ['student'] and len(results.columns['student']) == K
+
+
+def test_a_model_without_reasons_is_shown_without_them(tmp_path):
+  """A model exported before `recommend_with_reasons`: the page asks `recommend` instead and
+  shows its items, with no reasons."""
+  binary = chromium()
+  base = tmp_path / 'models'
+  serving_fixtures.save_tiny_model(str(base / 'student'), 1, with_reasons=False)
+  config = serving_fixtures.write_config(str(tmp_path / 'models.config'),
+                                         {'student': base / 'student'})
+  rest_port = serving_fixtures.free_port()
+  history = ['item1', 'item2']
+  with serving_fixtures.running_server('local', config, ['student'],
+                                       extra_args=[f'--rest_api_port={rest_port}']) as server:
+    dom = render(binary, f'http://127.0.0.1:{rest_port}/#user=alice&history={",".join(history)}',
+                 "['done', 'error'].includes(document.body.dataset.state)",
+                 str(tmp_path / 'profile'), PAGE_TIMEOUT_S)
+    with server.client('student') as client:
+      expected = client.recommend('alice', history, K).item_ids
+  results = Results(dom)
+  assert results.state == 'done', results.error
+  assert [item for item, _ in results.columns['student']] == expected
+  assert results.reasons['student'] == [['', '']] * K

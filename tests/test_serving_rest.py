@@ -160,7 +160,7 @@ def test_status_and_metadata_answer_as_grpc(server):
   assert metadata['metadata']['signature_def'] == json_format.MessageToDict(
       signature_defs, including_default_value_fields=True, preserving_proto_field_name=True)
   assert set(metadata['metadata']['signature_def']['signature_def']) == {
-      'serving_default', 'recommend', 'recommend_with_features', 'score'}
+      'serving_default', 'recommend', 'recommend_with_features', 'recommend_with_reasons', 'score'}
 
 
 @pytest.mark.parametrize('method, path, body, http_status, message', [

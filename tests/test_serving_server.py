@@ -133,11 +133,15 @@ def test_metadata_describes_the_contract_signatures(server):
   with server.client('tiny') as client:
     signatures = client.signatures()
     assert client.metadata().model_spec.version.value == 2
-  assert set(signatures) == {'serving_default', 'recommend', 'recommend_with_features', 'score'}
+  assert set(signatures) == {'serving_default', 'recommend', 'recommend_with_features',
+                             'recommend_with_reasons', 'score'}
   recommend = signatures['recommend']
   assert {name: info.dtype for name, info in recommend.inputs.items()} == {
       'user_id': types_pb2.DT_STRING, 'history': types_pb2.DT_STRING}
   assert set(recommend.outputs) == {'item_ids', 'scores'}
+  with_reasons = signatures['recommend_with_reasons']
+  assert set(with_reasons.inputs) == set(recommend.inputs)
+  assert set(with_reasons.outputs) == {'item_ids', 'scores', 'reason_item_ids'}
 
 
 def test_status_lists_the_loaded_versions(server):

@@ -181,6 +181,15 @@ def test_warmup_file_holds_tf_serving_prediction_logs(tmp_path):
   assert len(list(tf.data.TFRecordDataset(path))) == 2
 
 
+def test_warmup_asks_for_reasons_when_the_model_has_them(tmp_path):
+  path = warmup.write_warmup_requests(str(tmp_path), ['u1'], [['i1']], with_reasons=True)
+  requests = [log.predict_log.request for log in warmup.read_warmup_requests(str(tmp_path))]
+  assert [request.model_spec.signature_name for request in requests] == [
+      'recommend', 'serving_default', 'recommend_with_reasons']
+  assert requests[2].inputs == requests[0].inputs  # the same inputs as `recommend`
+  assert len(list(tf.data.TFRecordDataset(path))) == 3
+
+
 def test_warmup_needs_one_history_per_user(tmp_path):
   with pytest.raises(ValueError, match='one history per user'):
     warmup.write_warmup_requests(str(tmp_path), ['u1'], [])
