@@ -27,7 +27,7 @@ The candidate rows are the top-K index's own (dequantized for an int8 index), th
 served scores come from. Terms are per history position: an item that occurs twice in a history
 counts as two positions.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import tensorflow as tf
 
@@ -40,11 +40,6 @@ from models import towers
 def _inbound_layers(layer: tf.keras.layers.Layer, node: int = 0) -> List[tf.keras.layers.Layer]:
   layers = layer.inbound_nodes[node].inbound_layers
   return list(layers) if isinstance(layers, (list, tuple)) else [layers]
-
-
-def _producer(tensor) -> Tuple[tf.keras.layers.Layer, int]:
-  """The layer and its node that output a functional model's symbolic `tensor`."""
-  return compat.keras_producer(tensor)
 
 
 def _argument(layer: tf.keras.layers.Layer, position: int, name: str, node: int = 0):
@@ -85,7 +80,7 @@ class _LinearHistory:
   def find(cls, core: tf.keras.Model, towers_output) -> Optional['_LinearHistory']:
     """The path ending at the layer that outputs the towers' query (`towers_output`, a symbolic
     tensor of `core`), or None when there is no linear one."""
-    output, _ = _producer(towers_output)
+    output, _ = compat.keras_producer(towers_output)
     if not (isinstance(_inner(output), tf.keras.layers.Dense)
             and _is_linear(_inner(output).activation)):
       return None
@@ -97,15 +92,15 @@ class _LinearHistory:
     start = 0
     path = None
     for tensor in _argument(concatenate, 0, 'inputs'):
-      producer, node = _producer(tensor)
+      producer, node = compat.keras_producer(tensor)
       width = tensor.shape[-1]
       if isinstance(producer, towers.RecencyWeightedPooling):
         if path is not None:
           return None
         embedded = _argument(producer, 0, 'embeddings', node)
         indices = _argument(producer, 1, 'indices', node)
-        embedding, embedding_node = _producer(embedded)
-        history, _ = _producer(indices)
+        embedding, embedding_node = compat.keras_producer(embedded)
+        history, _ = compat.keras_producer(indices)
         sources = _inbound_layers(embedding, embedding_node)
         if (history.name != features.HISTORY_INDICES or len(sources) != 1
             or sources[0] is not history):
