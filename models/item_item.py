@@ -84,13 +84,16 @@ class ItemItemTables:
 
   def _factorised(self, rank: int) -> 'ItemItemTables':
     history, candidates = self.history.astype(np.float64), self.candidates.astype(np.float64)
-    diagonal = np.einsum('ij,ij->i', history, candidates)[:, None]
+    diagonal = np.einsum('ij,ij->i', history, candidates)
+
+    def product(left: np.ndarray, right: np.ndarray):
+      """x ↦ (left · rightᵀ − diag) x, for a vector or a matrix x."""
+      return lambda x: left @ (right.T @ x) - (diagonal * x.T).T
+
     scores = sparse_linalg.LinearOperator(
         (len(history), len(candidates)), dtype=np.float64,
-        matvec=lambda x: history @ (candidates.T @ x) - diagonal[:, 0] * x,
-        matmat=lambda x: history @ (candidates.T @ x) - diagonal * x,
-        rmatvec=lambda x: candidates @ (history.T @ x) - diagonal[:, 0] * x,
-        rmatmat=lambda x: candidates @ (history.T @ x) - diagonal * x)
+        matvec=product(history, candidates), matmat=product(history, candidates),
+        rmatvec=product(candidates, history), rmatmat=product(candidates, history))
     u, s, vt = truncated_svd(scores, rank)
     root = np.sqrt(s)
     # Rows that score nothing (padding, out-of-vocabulary, cold items) stay zero; with fewer
