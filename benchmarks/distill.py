@@ -27,6 +27,7 @@ a directory of their own): `--set temperature=2` overrides one `DistillationHPar
 import argparse
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -86,11 +87,11 @@ def _teacher_key(data: training.TrainingData, teacher_size: hparams.TowerHParams
 
 
 def _tables_key(data: training.TrainingData) -> str:
-  """What the item-to-item tables depend on: their settings, how they are factorised and the
-  data."""
-  return hashlib.sha256(json.dumps([hparams.to_dict(configs.ITEM_ITEM), item_item.FACTORISATIONS,
-                                    data.tf_transform_output.transform_savedmodel_dir],
-                                   sort_keys=True).encode()).hexdigest()[:16]
+  """What the item-to-item tables depend on: their settings, the code that fits and factorises
+  them, and the data."""
+  return hashlib.sha256(json.dumps(
+      [hparams.to_dict(configs.ITEM_ITEM), inspect.getsource(item_item),
+       data.tf_transform_output.transform_savedmodel_dir], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _publish(cache_dir: str, directory: str, write) -> None:

@@ -18,7 +18,11 @@ factorisations, chosen between on the eval split:
 Lower ranks (`ItemItemTables.truncated`, what a student inherits) are the best factorisation at
 that rank of H · Cᵀ without its diagonal: an item's score for itself never ranks, and the eigen
 tables' diagonal is large, so a factorisation of the whole product would spend its rank on it
-(on the test bed, rank 64: eval NDCG@10 0.082 with the diagonal, 0.093 without).
+(on the test bed, rank 64: eval NDCG@10 0.082 with the diagonal, 0.093 without). The eigen
+tables' product is a symmetric matrix times a diagonal one (diag(1 / (λ P)) above), and so is
+that of their truncations, taken as the best factorisation of the weighted symmetric matrix
+(its eigenvectors): the candidate table then holds both sides, the history table being its rows
+scaled per item and per column, which halves what a student stores for the component.
 
 The L2 weight, the rank and the history window (how many of the latest history items the query
 sums: recent items predict better on some logs, whole profiles on others) are chosen on the eval
@@ -64,6 +68,11 @@ class ItemItemTables:
   l2: float
   window: int
   eval_ndcg: Optional[float] = None
+  # When set (`truncated` tables of the eigen factorisation), history[i] = row_scales[i] ·
+  # candidates[i] ⊙ column_weights: one table and two scalings hold both (`towers.ScaledRows`).
+  row_scales: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
+  column_weights: Optional[np.ndarray] = dataclasses.field(default=None, repr=False,
+                                                           compare=False)
   # `truncated`'s factorisations by rank, computed once.
   _truncations: Dict[int, 'ItemItemTables'] = dataclasses.field(
       default_factory=dict, init=False, repr=False, compare=False)
@@ -75,7 +84,8 @@ class ItemItemTables:
   def truncated(self, rank: int) -> 'ItemItemTables':
     """The best rank-`rank` factorisation of the same scores between distinct items
     (history · candidatesᵀ without its diagonal: module docstring), split evenly between both
-    tables; these tables when `rank` is not below theirs."""
+    tables; for the eigen factorisation's tables, the best of the symmetric form that one table
+    holds (`row_scales`, `column_weights`). These tables when `rank` is not below theirs."""
     if rank >= self.rank:
       return self
     if rank not in self._truncations:
@@ -84,6 +94,14 @@ class ItemItemTables:
 
   def _factorised(self, rank: int) -> 'ItemItemTables':
     history, candidates = self.history.astype(np.float64), self.candidates.astype(np.float64)
+    scales = (self.row_scales.astype(np.float64) if self.row_scales is not None
+              else _symmetrising_scales(history, candidates))
+    if scales is not None:
+      # history · (scales ⊙ candidates)ᵀ is symmetric, and so is A = (history / √s) ·
+      # (candidates · √s)ᵀ without its diagonal, whose eigenvectors Q and eigenvalues λ give
+      # the scores between distinct items as (√s Q λ) · (Q / √s)ᵀ: one table of both sides.
+      history, candidates = history / np.sqrt(scales)[:, None], candidates * np.sqrt(
+          scales)[:, None]
     diagonal = np.einsum('ij,ij->i', history, candidates)
 
     def product(left: np.ndarray, right: np.ndarray):
@@ -95,35 +113,75 @@ class ItemItemTables:
         matvec=product(history, candidates), matmat=product(history, candidates),
         rmatvec=product(candidates, history), rmatmat=product(candidates, history))
     u, s, vt = truncated_svd(scores, rank)
-    root = np.sqrt(s)
     # Rows that score nothing (padding, out-of-vocabulary, cold items) stay zero; with fewer
     # rows than `rank`, zero columns fill the tables to it.
     def rows(factors: np.ndarray, table: np.ndarray) -> np.ndarray:
-      values = np.pad(factors * root, [(0, 0), (0, rank - len(root))])
+      values = np.pad(factors, [(0, 0), (0, rank - factors.shape[1])])
       return (values * table.any(axis=1, keepdims=True)).astype(np.float32)
 
-    return dataclasses.replace(self, history=rows(u, self.history),
-                               candidates=rows(vt.T, self.candidates))
+    if scales is None:
+      root = np.sqrt(s)
+      return dataclasses.replace(self, history=rows(u * root, self.history),
+                                 candidates=rows(vt.T * root, self.candidates))
+    # A symmetric matrix's singular vectors are its eigenvectors, up to the eigenvalue's sign.
+    eigenvalues = s * np.sign(np.einsum('im,mi->m', u, vt))
+    root = np.sqrt(scales)[:, None]
+    weights = np.pad(eigenvalues, [(0, rank - len(s))]).astype(np.float32)
+    return dataclasses.replace(self, history=rows(u * root * eigenvalues, self.history),
+                               candidates=rows(u / root, self.candidates),
+                               row_scales=scales.astype(np.float32), column_weights=weights)
 
   @classmethod
   def from_core(cls, core) -> 'ItemItemTables':
     """The tables of a model core built with them (`towers.with_item_item`)."""
     logits = core.get_layer('item_item_pooling').recency_logits.numpy()
-    return cls(core.get_layer('item_item_history').get_weights()[0],
-               core.get_layer('item_item_candidate').get_weights()[0], l2=float('nan'),
-               window=int(np.sum(logits > -1.0)))
+    history = core.get_layer('item_item_history').get_weights()
+    candidates = core.get_layer('item_item_candidate').get_weights()[0]
+    if len(history) == 2:  # `towers.ScaledRows` of the candidate table
+      return cls.shared(candidates, history[0][:, 0], history[1], l2=float('nan'),
+                        window=int(np.sum(logits > -1.0)))
+    return cls(history[0], candidates, l2=float('nan'), window=int(np.sum(logits > -1.0)))
+
+  @classmethod
+  def shared(cls, candidates: np.ndarray, row_scales: np.ndarray, column_weights: np.ndarray,
+             **fields) -> 'ItemItemTables':
+    """The tables whose history rows are the candidate rows scaled by item and by column."""
+    return cls(candidates * row_scales[:, None] * column_weights, candidates,
+               row_scales=row_scales, column_weights=column_weights, **fields)
 
   def save(self, directory: str) -> None:
+    shared = ({} if self.row_scales is None
+              else dict(row_scales=self.row_scales, column_weights=self.column_weights))
     np.savez(os.path.join(directory, TABLES_FILE), history=self.history,
              candidates=self.candidates, l2=self.l2, window=self.window,
-             eval_ndcg=np.nan if self.eval_ndcg is None else self.eval_ndcg)
+             eval_ndcg=np.nan if self.eval_ndcg is None else self.eval_ndcg, **shared)
 
   @classmethod
   def load(cls, directory: str) -> 'ItemItemTables':
     with np.load(os.path.join(directory, TABLES_FILE)) as saved:
       eval_ndcg = float(saved['eval_ndcg'])
-      return cls(saved['history'], saved['candidates'], float(saved['l2']), int(saved['window']),
-                 None if np.isnan(eval_ndcg) else eval_ndcg)
+      fields = dict(l2=float(saved['l2']), window=int(saved['window']),
+                    eval_ndcg=None if np.isnan(eval_ndcg) else eval_ndcg)
+      if 'row_scales' in saved:
+        return cls.shared(saved['candidates'], saved['row_scales'], saved['column_weights'],
+                          **fields)
+      return cls(saved['history'], saved['candidates'], **fields)
+
+
+def _symmetrising_scales(history: np.ndarray, candidates: np.ndarray) -> Optional[np.ndarray]:
+  """Per item, s such that history · (s ⊙ candidates)ᵀ is symmetric, for tables of the form of
+  the eigen factorisation (history = V · diag(f), candidates = diag(1 / s) · V, V with
+  orthonormal columns: module docstring); None for tables of another form. Rows that score
+  nothing get 1."""
+  norms = np.sqrt(np.einsum('ij,ij->j', history, history))
+  basis = history / np.where(norms > 0, norms, 1.0)
+  squares = np.einsum('ij,ij->i', basis, basis)
+  overlaps = np.einsum('ij,ij->i', candidates, basis)
+  scales = np.where(squares > 0, squares / np.where(overlaps != 0, overlaps, 1.0), 1.0)
+  if np.any(scales <= 0) or np.any(squares[overlaps == 0] > 0):
+    return None
+  error = np.linalg.norm(candidates * scales[:, None] - basis)
+  return scales if error <= 1e-3 * np.linalg.norm(basis) else None
 
 
 def train_pairs(train_in_order) -> Tuple[np.ndarray, np.ndarray]:

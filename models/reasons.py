@@ -128,9 +128,9 @@ class HistoryReasons:
     self.mix = core.get_layer('hybrid_mix') if 'hybrid_mix' in names else None
     towers_query = core.outputs[towers.QUERY]
     if self.mix is not None:
-      self.item_item_rows = core.get_layer('item_item_history')
+      self.core = core
       self.item_item_pooling = core.get_layer('item_item_pooling')
-      self.rank = self.item_item_rows.output_dim
+      self.rank = core.get_layer('item_item_candidate').output_dim
       towers_query = _argument(self.mix, 0, 'towers_query')
     self.towers = _LinearHistory.find(core, towers_query)
 
@@ -149,7 +149,8 @@ class HistoryReasons:
       towers_mix = self.mix.mix[0]
       weights = self.item_item_pooling.position_weights(history) * self.mix.mix[1]
       terms += tf.linalg.matmul(candidates[..., -self.rank:],
-                                self.item_item_rows(history) * weights[..., None],
+                                towers.item_item_history_rows(self.core, history)
+                                * weights[..., None],
                                 transpose_b=True)
     if self.towers is not None:
       terms += self.towers.terms(history, candidates[..., :self.towers.width], towers_mix)

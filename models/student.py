@@ -83,4 +83,5 @@ CUSTOM_OBJECTS = {'RecencyWeightedPooling': towers.RecencyWeightedPooling,
                   'HybridMix': towers.HybridMix,
                   'ItemIdDropout': towers.ItemIdDropout,
                   'RatingDrift': towers.RatingDrift,
-                  'MaskedMeanPooling': towers.MaskedMeanPooling}
+                  'MaskedMeanPooling': towers.MaskedMeanPooling,
+                  'ScaledRows': towers.ScaledRows}

@@ -169,15 +169,54 @@ def with_item_item(query: tf.Tensor, candidate: tf.Tensor, tables, history: tf.T
         *table.shape, embeddings_initializer=tf.keras.initializers.Constant(table),
         trainable=False, name=name)
 
+  candidate_table = frozen(tables.candidates, 'item_item_candidate')
+  if tables.row_scales is None:
+    history_rows = frozen(tables.history, 'item_item_history')(history)
+  else:  # The history rows are the candidate rows, scaled (one table for both).
+    scaled = ScaledRows(len(tables.row_scales), tables.rank, name='item_item_history')
+    history_rows = scaled([candidate_table(history), history])
+    scaled.set_weights([tables.row_scales[:, None], tables.column_weights])
   pooling = RecencyWeightedPooling(history_length, normalize=False, trainable=False,
                                    name='item_item_pooling')
-  item_item_query = pooling(frozen(tables.history, 'item_item_history')(history), history)
+  item_item_query = pooling(history_rows, history)
   # Weight 1 on the latest `tables.window` items, about 0 on older ones.
   pooling.recency_logits.assign(
       tf.where(tf.range(history_length) < tables.window, 0.0, -30.0))
   return (HybridMix(name='hybrid_mix')(query, item_item_query),
           tf.keras.layers.Concatenate(name='hybrid_candidate')(
-              [candidate, frozen(tables.candidates, 'item_item_candidate')(item_index)]))
+              [candidate, candidate_table(item_index)]))
+
+
+def item_item_history_rows(core: tf.keras.Model, history: tf.Tensor) -> tf.Tensor:
+  """[..., rank] the item-to-item component's history rows of `history`'s item indices in a
+  core built with it (`with_item_item`): the history table's, or the scaled candidate rows."""
+  layer = core.get_layer('item_item_history')
+  if isinstance(layer, ScaledRows):
+    return layer([core.get_layer('item_item_candidate')(history), history])
+  return layer(history)
+
+
+class ScaledRows(tf.keras.layers.Layer):
+  """rows[..., :] · row_scales[indices] ⊙ column_weights: a table's rows scaled per row (item)
+  and per column, both frozen; called on ([..., width] rows of the table, [...] their indices)."""
+
+  def __init__(self, num_rows: int, width: int, **kwargs):
+    super().__init__(**kwargs)
+    self.num_rows = num_rows
+    self.width = width
+
+  def build(self, input_shape):
+    self.row_scales = self.add_weight(name='row_scales', shape=(self.num_rows, 1),
+                                      initializer='ones', trainable=False)
+    self.column_weights = self.add_weight(name='column_weights', shape=(self.width,),
+                                          initializer='ones', trainable=False)
+
+  def call(self, inputs) -> tf.Tensor:
+    rows, indices = inputs
+    return rows * tf.gather(self.row_scales, indices) * self.column_weights
+
+  def get_config(self):
+    return {**super().get_config(), 'num_rows': self.num_rows, 'width': self.width}
 
 
 def side_dim(embedding_dim: int) -> int:

@@ -67,9 +67,9 @@ def test_max_items_keeps_the_most_popular_items():
 
 
 def test_l2_and_rank_are_chosen_on_the_eval_queries():
-  # A user who saw item 4 wants item 5: the group link must survive; a rank-1 factorisation
-  # keeps only the larger group and loses it.
-  queries = _eval_queries([[4, 0, 0]], [[5]])
+  # Users who saw item 4 want item 5 and the reverse: the group link must survive; a rank-1
+  # factorisation keeps only the larger group and loses it.
+  queries = _eval_queries([[4, 0, 0], [5, 0, 0]], [[5], [4]])
   tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries,
                          _params(l2_values=(0.5, 1e6), ranks=(1, 5)))
   assert tables.rank == 5 and tables.l2 == 0.5 and tables.eval_ndcg == 1.0
@@ -158,8 +158,54 @@ def test_tables_read_back_from_a_hybrid_core():
   u, s, vt = np.linalg.svd(scores)
   np.testing.assert_allclose(truncated.history @ truncated.candidates.T,
                              (u[:, :2] * s[:2]) @ vt[:2], atol=1e-4)
+  assert truncated.row_scales is None  # these tables are not of the eigen form
   assert not truncated.history[0].any() and not truncated.candidates[0].any()  # padding
   assert read.truncated(3) is read
+
+
+def test_eigen_tables_truncate_to_one_table_of_both_sides():
+  # Eigen tables: H = V diag(f), C = diag(1 / s) V, so that H (s ⊙ C)ᵀ is symmetric, and the
+  # scores between distinct items are √s A / √s with A = (H / √s) (C √s)ᵀ without its
+  # diagonal, symmetric. The truncation is A's best rank-2 approximation (Eckart–Young: its 2
+  # largest singular values) mapped back, and its history table is its candidate table scaled
+  # per item and per column.
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, None, _params())
+  truncated = tables.truncated(2)
+  scales = truncated.row_scales
+  assert scales is not None and np.all(scales > 0)
+  root = np.sqrt(scales)[:, None]
+  weighted = (tables.history / root) @ (tables.candidates * root).T
+  np.fill_diagonal(weighted, 0.0)
+  np.testing.assert_allclose(weighted, weighted.T, atol=1e-6)
+  u, s, vt = np.linalg.svd(weighted)
+  np.testing.assert_allclose(truncated.history @ truncated.candidates.T,
+                             root * ((u[:, :2] * s[:2]) @ vt[:2]) / root.T, atol=1e-5)
+  np.testing.assert_allclose(
+      truncated.history,
+      truncated.candidates * scales[:, None] * truncated.column_weights, atol=1e-6)
+  assert not truncated.candidates[0].any() and not truncated.candidates[-1].any()
+  # Its own truncations keep the form.
+  assert truncated.truncated(1).row_scales is not None
+
+
+def test_a_student_of_eigen_tables_stores_one_table_of_the_component(tmp_path):
+  tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, None, _params())
+  vocab = dataclasses.replace(tiny_models.VOCAB, items=NUM_INDICES)
+  size = dataclasses.replace(tiny_models.STUDENT_SIZE, item_item=True)
+  core = student.build_core(vocab, size, tiny_models.TRANSFORM, tiny_models.STATS.mean_rating,
+                            tables.truncated(2))
+  core.get_layer('hybrid_mix').mix.assign([0.0, 1.0])
+  histories = tf.constant([[1, 2, 0], [4, 0, 0]], tf.int64)
+  np.testing.assert_allclose(towers.item_item_history_rows(core, histories).numpy(),
+                             tables.truncated(2).history[histories.numpy()], atol=1e-6)
+  # Column weights, the pooling's recency logits, row scales and the one table.
+  item_item_weights = [w for w in core.weights if 'item_item' in w.name]
+  assert sorted(w.shape.as_list() for w in item_item_weights) == [
+      [2], [tiny_models.TRANSFORM.history_length], [NUM_INDICES, 1], [NUM_INDICES, 2]]
+  # int8: the one table quantized, the scales float; read back as the same tables.
+  quantized = quantization.int8_embeddings(core, student.CUSTOM_OBJECTS)
+  np.testing.assert_allclose(towers.item_item_history_rows(quantized, histories).numpy(),
+                             tables.truncated(2).history[histories.numpy()], atol=0.02)
 
 
 def test_a_large_catalogues_truncation_is_the_best_factorisation_without_the_diagonal():
