@@ -88,7 +88,12 @@ class ServingModule(tf.Module):
     item_ids = inputs.id_strings(catalogue[features.ITEM_ID]).tolist()
     if len(set(item_ids)) != num_items:
       raise ValueError('catalogue item ids must be distinct')
-    self.index.index(candidates, identifiers=tf.range(1, num_items + 1))
+    # An int8 index reads the columns that the candidate tower copies from one of its tables
+    # (the item-to-item component's) from that table, rather than storing them twice.
+    shared = towers.appended_candidate_table(model.core) if int8_index else None
+    self.index.index(candidates, identifiers=tf.range(1, num_items + 1),
+                     **({} if shared is None else dict(
+                         shared_table=shared, shared_rows=catalogue[features.ITEM_INDEX])))
     self.ids_by_index = tf.Variable([''] + item_ids, dtype=tf.string, trainable=False,
                                     name='ids_by_index')
     self.index_by_id = tf.lookup.StaticHashTable(

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 import compat
+from models import towers
 
 tfmot = compat.import_tfmot()
 
@@ -122,7 +123,8 @@ def applied_kernel(layer: tf.keras.layers.Layer) -> tf.Tensor:
 def exported_bytes(core: tf.keras.Model, catalogue_size: int, int8: bool) -> int:
   """About the variables bytes of `core` exported with an index of `catalogue_size` items:
   float32 weights and index, or, with `int8`, embedding tables (width ≥ 2) and index as int8
-  rows with a float32 scale each (`int8_embeddings`, `Int8BruteForce`) and float32 others.
+  rows with a float32 scale each (`int8_embeddings`, `Int8BruteForce`, which reads the columns
+  of the item-to-item component's table from it) and float32 others.
   Less than the SavedModel's bytes by its fixed overhead (tens of kB) and the item ids."""
   total = 0
   for layer in core.layers:
@@ -131,7 +133,12 @@ def exported_bytes(core: tf.keras.Model, catalogue_size: int, int8: bool) -> int
       width = int(np.prod(weight.shape[1:])) if weight.shape.rank else 1
       total += rows * (width + 4) if int8 and _is_quantized_table(layer) else rows * width * 4
   query_width = core.outputs[0].shape[-1]
-  index_row = query_width + 4 if int8 else 4 * query_width
+  if not int8:
+    index_row = 4 * query_width
+  else:  # The columns of a shared table are read from it, by an int32 row number.
+    shared = towers.appended_candidate_table(core)
+    index_row = (query_width + 4 if shared is None
+                 else query_width - shared.output_dim + 4 + 4)
   return int(total + catalogue_size * (index_row + 4))  # + the index's int32 identifiers
 
 
@@ -152,10 +159,31 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
     self._int8_candidates = None
     self._scales = None
     self._dequantized = None
+    self._shared_table = None
+    self._shared_rows = None
 
-  def index(self, candidates: tf.Tensor,
-            identifiers: Optional[tf.Tensor] = None) -> 'Int8BruteForce':
-    values, scales = quantize_rows(np.asarray(candidates))
+  def index(self, candidates: tf.Tensor, identifiers: Optional[tf.Tensor] = None,
+            shared_table: Optional[tf.keras.layers.Layer] = None,
+            shared_rows: Optional[np.ndarray] = None) -> 'Int8BruteForce':
+    """Indexes `candidates` [candidates, dim] by `identifiers`. With `shared_table` (a model's
+    own embedding table, int8 or float, whose rows `shared_rows` are the candidates' last
+    `shared_table.output_dim` columns), the index reads those columns from it instead of
+    storing them a second time."""
+    candidates = np.asarray(candidates)
+    self._shared_table = shared_table
+    self._shared_rows = None
+    if shared_table is not None:
+      width = shared_table.output_dim
+      shared = shared_table(tf.constant(shared_rows)).numpy()
+      if not np.allclose(candidates[:, -width:], shared, rtol=1e-5, atol=1e-6):
+        raise ValueError(f"the candidates' last {width} columns are not the rows of "
+                         f'{shared_table.name}')
+      candidates = candidates[:, :-width]
+      self._shared_rows = self.add_weight(
+          name='shared_rows', dtype=tf.int32, shape=(len(shared_rows),), trainable=False,
+          initializer='zeros')
+      self._shared_rows.assign(np.asarray(shared_rows, np.int32))
+    values, scales = quantize_rows(candidates)
     if identifiers is None:
       identifiers = tf.range(values.shape[0])
     self._identifiers = self.add_weight(
@@ -172,8 +200,9 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
     self._int8_candidates.assign(values)
     self._scales.assign(scales)
     # Empty until the first call in a graph fills it (`candidate_matrix`); saved empty.
-    self._dequantized = tf.Variable(tf.zeros([0, values.shape[1]]), trainable=False,
-                                    shape=tf.TensorShape([None, values.shape[1]]),
+    width = values.shape[1] + (0 if shared_table is None else shared_table.output_dim)
+    self._dequantized = tf.Variable(tf.zeros([0, width]), trainable=False,
+                                    shape=tf.TensorShape([None, width]),
                                     name='dequantized_candidates')
     self._filled = tf.Variable(False, trainable=False, name='dequantized_candidates_filled')
     # `query_with_exclusions` is a tf.function: its traces hold the variables they were traced
@@ -182,8 +211,17 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
     return self
 
   def dequantized_candidates(self) -> tf.Tensor:
-    """The float candidate matrix [candidates, dim]: int8 rows × their scales."""
-    return tf.cast(self._int8_candidates, tf.float32) * self._scales
+    """The float candidate matrix [candidates, dim]: int8 rows × their scales (and the shared
+    table's rows)."""
+    return self._with_shared(tf.cast(self._int8_candidates, tf.float32) * self._scales,
+                             self._shared_rows)
+
+  def _with_shared(self, own: tf.Tensor, shared_rows: Optional[tf.Tensor]) -> tf.Tensor:
+    """`own` columns of some candidates, followed by their rows `shared_rows` of the shared
+    table (`index`), if any."""
+    if self._shared_table is None:
+      return own
+    return tf.concat([own, self._shared_table(shared_rows)], axis=-1)
 
   def candidate_matrix(self) -> tf.Tensor:
     """The dequantized candidate matrix: in a graph, read from the cache (filled by the first
@@ -203,8 +241,10 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
   def candidate_rows(self, rows: tf.Tensor) -> tf.Tensor:
     """The dequantized candidate matrix's `rows` (any shape of row numbers): the same values
     the scores are computed from, without reading the cache."""
-    return tf.cast(tf.gather(self._int8_candidates, rows), tf.float32) * tf.gather(self._scales,
-                                                                                   rows)
+    own = tf.cast(tf.gather(self._int8_candidates, rows), tf.float32) * tf.gather(self._scales,
+                                                                                  rows)
+    return self._with_shared(
+        own, None if self._shared_rows is None else tf.gather(self._shared_rows, rows))
 
   def clear_cache(self) -> None:
     """Empties the float cache (what `export` saves)."""

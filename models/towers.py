@@ -9,7 +9,7 @@ Item-like index features reserve 0 for padding (see `contract.features`); pooled
 ignore it.
 """
 import dataclasses
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -185,6 +185,13 @@ def with_item_item(query: tf.Tensor, candidate: tf.Tensor, tables, history: tf.T
   return (HybridMix(name='hybrid_mix')(query, item_item_query),
           tf.keras.layers.Concatenate(name='hybrid_candidate')(
               [candidate, candidate_table(item_index)]))
+
+
+def appended_candidate_table(core: tf.keras.Model) -> Optional[tf.keras.layers.Layer]:
+  """The table whose rows a core built `with_item_item` appends to its candidate embeddings
+  as they are (the component's candidate table); None for a core without the component."""
+  names = {layer.name for layer in core.layers}
+  return core.get_layer('item_item_candidate') if 'item_item_candidate' in names else None
 
 
 def item_item_history_rows(core: tf.keras.Model, history: tf.Tensor) -> tf.Tensor:

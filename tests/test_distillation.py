@@ -325,7 +325,7 @@ def _hybrid_teacher(rank: int) -> two_tower.TwoTowerModel:
 
 @pytest.mark.parametrize('budget, expected', [
     (10.0, (8, 64, True)),  # everything fits: the teacher's rank, the widest dimension
-    (0.2, (4, 48, True)),  # the largest rank in steps of 16 that fits at the smallest dimension
+    (0.17, (4, 48, True)),  # the largest rank in steps of 16 that fits at the smallest dimension
     (0.1, (4, 0, False)),  # no rank fits: no component, the widest dimension that fits
 ])
 def test_student_size_fits_the_inherited_rank_then_the_width_to_the_budget(budget, expected):

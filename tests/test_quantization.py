@@ -111,6 +111,53 @@ def test_int8_index_in_a_saved_model_scores_like_the_dequantized_candidates(tmp_
     np.testing.assert_array_equal(ids[:, 0], np.argmax(expected, axis=1) + 1)
 
 
+def test_int8_index_reads_a_shared_tables_columns_from_it_and_saves_them_once(tmp_path):
+  rng = np.random.default_rng(5)
+  embedding = tf.keras.layers.Embedding(12, 3)
+  embedding.build(None)
+  embedding.set_weights([rng.normal(size=(12, 3)).astype(np.float32)])
+  table = quantization.Int8Embedding.from_embedding(embedding)
+  rows = rng.integers(0, 12, size=20)
+  own = rng.normal(size=(20, 5)).astype(np.float32)
+  candidates = np.concatenate([own, table(tf.constant(rows)).numpy()], axis=1)
+  full = np.concatenate([quantization.dequantize_rows(*quantization.quantize_rows(own)),
+                         table(tf.constant(rows)).numpy()], axis=1)
+  queries = rng.normal(size=(3, 8)).astype(np.float32)
+  expected = queries @ full.T
+
+  class Module(tf.Module):
+    def __init__(self):
+      super().__init__()
+      self.table = table
+      self.index = quantization.Int8BruteForce(k=5)
+      self.index.index(tf.constant(candidates), tf.range(1, 21), shared_table=table,
+                       shared_rows=rows)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32)])
+    def top(self, queries):
+      scores, ids = self.index(queries)
+      return {'scores': scores, 'ids': ids, 'rows': self.index.candidate_rows(ids - 1)}
+
+  module = Module()
+  assert module.index._int8_candidates.shape == (20, 5)  # the shared columns are not stored
+  outputs = module.top(queries)
+  np.testing.assert_allclose(outputs['scores'].numpy(),
+                             np.sort(expected, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+  np.testing.assert_allclose(outputs['rows'].numpy(), full[outputs['ids'].numpy() - 1],
+                             rtol=1e-6)
+  module.index.clear_cache()
+  path = str(tmp_path / 'index')
+  tf.saved_model.save(module, path, signatures={'serving_default': module.top})
+  names = tf.train.load_checkpoint(path + '/variables/variables').get_variable_to_shape_map()
+  assert sum('int8_embeddings' in name for name in names) == 1
+  loaded = tf.saved_model.load(path).signatures['serving_default']
+  np.testing.assert_allclose(loaded(queries=tf.constant(queries))['scores'].numpy(),
+                             np.sort(expected, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+  with pytest.raises(ValueError, match='not the rows'):
+    quantization.Int8BruteForce(k=5).index(tf.constant(candidates), shared_table=table,
+                                           shared_rows=(rows + 1) % 12)
+
+
 def _student() -> two_tower.TwoTowerModel:
   tf.keras.utils.set_random_seed(0)
   return two_tower.TwoTowerModel(
