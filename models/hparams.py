@@ -115,8 +115,8 @@ class DistillationHParams:
   quantization-aware fine-tuning that continues the distillation loss. The teacher's outputs on
   the train and eval splits are cached in memory up to `teacher_outputs_in_memory_max_examples`
   train examples, in temporary files beyond.
-  A student size with `embedding_dim` 0 takes the widest of `student_dims` whose int8 export
-  takes at most `size_budget` of the teacher's bytes (`training.student_size`).
+  A student size with `embedding_dim` 0 takes the widest of `student_dims` whose int8
+  SavedModel takes at most `size_budget` of the teacher's bytes (`training.student_size`).
   """
   epochs: int
   learning_rate: float

@@ -120,12 +120,18 @@ def applied_kernel(layer: tf.keras.layers.Layer) -> tf.Tensor:
   raise ValueError(f'{layer.name} has no quantized kernel')
 
 
+def saved_model_overhead(catalogue_size: int) -> int:
+  """At most what a SavedModel's variables take beyond `exported_bytes`: the checkpoint's fixed
+  overhead (32 kB) and the item ids (10 bytes an item)."""
+  return 32_000 + 10 * catalogue_size
+
+
 def exported_bytes(core: tf.keras.Model, catalogue_size: int, int8: bool) -> int:
   """About the variables bytes of `core` exported with an index of `catalogue_size` items:
   float32 weights and index, or, with `int8`, embedding tables (width ≥ 2) and index as int8
   rows with a float32 scale each (`int8_embeddings`, `Int8BruteForce`, which reads the columns
   of the item-to-item component's table from it) and float32 others.
-  Less than the SavedModel's bytes by its fixed overhead (tens of kB) and the item ids."""
+  Less than the SavedModel's bytes by at most `saved_model_overhead`."""
   total = 0
   for layer in core.layers:
     for weight in layer.weights:

@@ -298,8 +298,9 @@ MIN_INHERITED_RANK = 16  # the steps of a student's inherited rank; below it, no
 def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                  size: hparams.TowerHParams,
                  distillation: hparams.DistillationHParams) -> hparams.TowerHParams:
-  """`size`, with what it leaves 0 chosen so that the student's int8 export takes at most
-  `distillation.size_budget` of the teacher's (float32) bytes (`quantization.exported_bytes`),
+  """`size`, with what it leaves 0 chosen so that the student's int8 SavedModel takes at most
+  `distillation.size_budget` of the teacher's (float32) bytes (`quantization.exported_bytes`
+  and `saved_model_overhead`),
   so that it follows the catalogue and the teacher and the size gate refuses only a student
   that is really too big:
   - a student that inherits the teacher's item-to-item component (`size.item_item`) with
@@ -309,8 +310,10 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   - `embedding_dim` 0: the widest of `distillation.student_dims` that fits (the smallest when
     none does)."""
   catalogue = len(data.catalogue[features.ITEM_ID])
-  budget = distillation.size_budget * quantization.exported_bytes(teacher_model.core, catalogue,
-                                                                  int8=False)
+  # The student's SavedModel within its share of the teacher's, whatever its overhead.
+  teacher_bytes = quantization.exported_bytes(teacher_model.core, catalogue, int8=False)
+  budget = (distillation.size_budget * teacher_bytes
+            - quantization.saved_model_overhead(catalogue))
   inherited = student.inherit(size, teacher_model.core)
   dims = sorted(distillation.student_dims)
 
@@ -334,8 +337,8 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   logging.info("Student size: embedding dimension %d, %s (int8 within %.0f%% of the teacher's "
                '%d bytes, or the smallest of %s)', size.embedding_dim,
                f'the item-to-item component at rank {size.item_item_rank}' if size.item_item
-               else 'no item-to-item component', 100 * distillation.size_budget,
-               budget / distillation.size_budget, dims)
+               else 'no item-to-item component', 100 * distillation.size_budget, teacher_bytes,
+               dims)
   return size
 
 

@@ -75,7 +75,7 @@ ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(6
 # 0.2x to 1.1-1.3x a random ranking's but cost 1-3% of the warm items' quality (docs/results.md).
 # Its inherited rank and embedding dimension (0) follow the catalogue and the teacher
 # (`training.student_size`): the largest rank, then the widest of DISTILLATION.student_dims, whose
-# int8 export fits 80% of the size gate's share of the teacher.
+# int8 SavedModel fits the size gate's share of the teacher.
 STUDENT = hparams.TowerHParams(
     embedding_dim=0, hidden_units=0, rating_hidden_units=16, history_encoder='mean',
     attention_layers=0, attention_heads=0, dropout=0.0, item_id_dropout=0.0, item_item=True,
@@ -95,7 +95,7 @@ DISTILLATION = hparams.DistillationHParams(
     rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
     qat_epochs=1,
     qat_learning_rate=0.0005, teacher_outputs_in_memory_max_examples=1_000_000,
-    student_dims=(16, 32, 64, 128, 256), size_budget=0.8 * STUDENT_MAX_SIZE_RATIO)
+    student_dims=(16, 32, 64, 128, 256), size_budget=STUDENT_MAX_SIZE_RATIO)
 EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
 
 # Release gates (`components.gates.Gates`). The Evaluator: the student's rating signature must

@@ -323,16 +323,24 @@ def _hybrid_teacher(rank: int) -> two_tower.TwoTowerModel:
       tiny_models.TRAINING, tiny_models.STATS)
 
 
-@pytest.mark.parametrize('budget, expected', [
-    (10.0, (8, 64, True)),  # everything fits: the teacher's rank, the widest dimension
-    (0.17, (4, 48, True)),  # the largest rank in steps of 16 that fits at the smallest dimension
-    (0.1, (4, 0, False)),  # no rank fits: no component, the widest dimension that fits
+@pytest.mark.parametrize('budget, overhead_share, expected', [
+    (10.0, 0.0, (8, 64, True)),  # everything fits: the teacher's rank, the widest dimension
+    (0.17, 0.0, (4, 48, True)),  # the largest rank in steps of 16 that fits at the smallest dim
+    (0.24, 0.07, (4, 48, True)),  # the same, once the SavedModel's overhead is taken out
+    (0.1, 0.0, (4, 0, False)),  # no rank fits: no component, the widest dimension that fits
 ])
-def test_student_size_fits_the_inherited_rank_then_the_width_to_the_budget(budget, expected):
+def test_student_size_fits_the_inherited_rank_then_the_width_to_the_budget(
+    budget, overhead_share, expected, monkeypatch):
   teacher_model = _hybrid_teacher(rank=64)
+  data = _training_data()
+  teacher_bytes = quantization.exported_bytes(
+      teacher_model.core, len(data.catalogue[features.ITEM_ID]), int8=False)
+  # The tiny models' bytes are smaller than a real SavedModel's fixed overhead.
+  monkeypatch.setattr(quantization, 'saved_model_overhead',
+                      lambda catalogue: overhead_share * teacher_bytes)
   size = dataclasses.replace(tiny_models.STUDENT_SIZE, embedding_dim=0, item_item=True)
   distillation = dataclasses.replace(_distillation_hparams(), student_dims=(4, 8),
                                      size_budget=budget)
-  chosen = training.student_size(_training_data(), teacher_model, size, distillation)
+  chosen = training.student_size(data, teacher_model, size, distillation)
   assert (chosen.embedding_dim, chosen.item_item_rank if chosen.item_item else 0,
           chosen.item_item) == expected

@@ -242,7 +242,7 @@ def test_exported_bytes_estimate_the_saved_models_variables(export_dirs, trained
                            ('student_int8', student_core, True)):
     estimate = quantization.exported_bytes(core, catalogue, int8=int8)
     real = saved_models.variables_bytes(export_dirs[name])
-    assert real - 32_000 - 10 * catalogue <= estimate <= real, name
+    assert real - quantization.saved_model_overhead(catalogue) <= estimate <= real, name
 
 
 def test_tflite_student_agrees_with_its_saved_model(export_dirs, trained):
