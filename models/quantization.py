@@ -219,15 +219,10 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
   def dequantized_candidates(self) -> tf.Tensor:
     """The float candidate matrix [candidates, dim]: int8 rows × their scales (and the shared
     table's rows)."""
-    return self._with_shared(tf.cast(self._int8_candidates, tf.float32) * self._scales,
-                             self._shared_rows)
-
-  def _with_shared(self, own: tf.Tensor, shared_rows: Optional[tf.Tensor]) -> tf.Tensor:
-    """`own` columns of some candidates, followed by their rows `shared_rows` of the shared
-    table (`index`), if any."""
+    own = tf.cast(self._int8_candidates, tf.float32) * self._scales
     if self._shared_table is None:
       return own
-    return tf.concat([own, self._shared_table(shared_rows)], axis=-1)
+    return tf.concat([own, self._shared_table(self._shared_rows)], axis=-1)
 
   def candidate_matrix(self) -> tf.Tensor:
     """The dequantized candidate matrix: in a graph, read from the cache (filled by the first
@@ -245,12 +240,9 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
     return tf.cond(self._filled, lambda: self._dequantized.read_value(), fill)
 
   def candidate_rows(self, rows: tf.Tensor) -> tf.Tensor:
-    """The dequantized candidate matrix's `rows` (any shape of row numbers): the same values
-    the scores are computed from, without reading the cache."""
-    own = tf.cast(tf.gather(self._int8_candidates, rows), tf.float32) * tf.gather(self._scales,
-                                                                                  rows)
-    return self._with_shared(
-        own, None if self._shared_rows is None else tf.gather(self._shared_rows, rows))
+    """The dequantized candidate matrix's `rows` (any shape of row numbers): the values the
+    scores are computed from (in a graph, from the cache that scoring fills)."""
+    return tf.gather(self.candidate_matrix(), rows)
 
   def clear_cache(self) -> None:
     """Empties the float cache (what `export` saves)."""

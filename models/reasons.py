@@ -109,14 +109,13 @@ class _LinearHistory:
       start += width
     return path
 
-  def terms(self, history: tf.Tensor, candidates: tf.Tensor, mix: tf.Tensor) -> tf.Tensor:
-    """[batch, K, length] terms of the history positions in the towers' part of the scores of
-    `candidates` ([batch, K, width] towers' parts), weighted by the towers' `mix`."""
+  def vectors(self, history: tf.Tensor, mix: tf.Tensor) -> tf.Tensor:
+    """[batch, length, width]: per history position, the vector whose product with a
+    candidate's towers' part is the position's term, weighted by the towers' `mix`:
+    w_i · E[h_i] K_h."""
     kernel = quantization.applied_kernel(self.output)[self.start:self.stop]  # [dim, width]
-    projected = tf.linalg.matmul(candidates, kernel, transpose_b=True)  # [batch, K, dim]
     weights = self.pooling.position_weights(history) * mix
-    return tf.linalg.matmul(projected, self.embedding(history) * weights[..., None],
-                            transpose_b=True)
+    return tf.linalg.matmul(self.embedding(history) * weights[..., None], kernel)
 
 
 class HistoryReasons:
@@ -142,19 +141,18 @@ class HistoryReasons:
   def terms(self, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
     """[batch, K, length]: the term of each history position (`history`: [batch, length]
     transformed item indices, 0 pads) in the score of each of `candidates` ([batch, K, dim]
-    rows of the index), 0 where no part of the model sums over the history."""
-    terms = tf.zeros([tf.shape(candidates)[0], tf.shape(candidates)[1], tf.shape(history)[1]])
-    towers_mix = 1.0
-    if self.mix is not None:
-      towers_mix = self.mix.mix[0]
-      weights = self.item_item_pooling.position_weights(history) * self.mix.mix[1]
-      terms += tf.linalg.matmul(candidates[..., -self.rank:],
-                                towers.item_item_history_rows(self.core, history)
-                                * weights[..., None],
-                                transpose_b=True)
+    rows of the index): one product of the candidates' rows with a vector per position, the
+    towers' part and the component's side by side, as in the rows."""
+    vectors = []
     if self.towers is not None:
-      terms += self.towers.terms(history, candidates[..., :self.towers.width], towers_mix)
-    return terms
+      vectors.append(self.towers.vectors(history, 1.0 if self.mix is None else self.mix.mix[0]))
+    if self.mix is not None:
+      weights = self.item_item_pooling.position_weights(history) * self.mix.mix[1]
+      vectors.append(towers.item_item_history_rows(self.core, history) * weights[..., None])
+    if self.towers is None:  # only the component's columns (the last) have terms
+      candidates = candidates[..., -self.rank:]
+    return tf.linalg.matmul(candidates, tf.concat(vectors, axis=-1) if len(vectors) > 1
+                            else vectors[0], transpose_b=True)
 
   def __call__(self, history: tf.Tensor, history_ids: tf.Tensor,
                candidates: tf.Tensor) -> tf.Tensor:
@@ -163,6 +161,11 @@ class HistoryReasons:
     '' where none is positive (no history, or none raises the score)."""
     if not self.available:
       return tf.fill(tf.shape(candidates)[:2], '')
+    # Histories are right-padded: positions beyond the batch's longest history add nothing
+    # (one position is kept, so that a batch without history still has one to reduce over).
+    length = tf.maximum(tf.reduce_max(tf.math.count_nonzero(
+        tf.not_equal(history, features.PADDING_INDEX), axis=1, dtype=tf.int32)), 1)
+    history, history_ids = history[:, :length], history_ids[:, :length]
     terms = self.terms(history, candidates)
     present = tf.not_equal(history, features.PADDING_INDEX)[:, None, :]
     terms = tf.where(present, terms, tf.constant(float('-inf')))
