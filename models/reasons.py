@@ -71,6 +71,9 @@ class _LinearHistory:
     self.output = output
     self.start = start
     self.stop = stop
+    # The rows of the kernel the layer applies ([dim, width]), taken once: an exported model's
+    # weights do not change, and a quantization-aware layer would fake-quantize it every call.
+    self.kernel = tf.constant(quantization.applied_kernel(output)[start:stop])
 
   @property
   def width(self) -> int:
@@ -113,9 +116,8 @@ class _LinearHistory:
     """[batch, length, width]: per history position, the vector whose product with a
     candidate's towers' part is the position's term, weighted by the towers' `mix`:
     w_i · E[h_i] K_h."""
-    kernel = quantization.applied_kernel(self.output)[self.start:self.stop]  # [dim, width]
     weights = self.pooling.position_weights(history) * mix
-    return tf.linalg.matmul(self.embedding(history) * weights[..., None], kernel)
+    return tf.linalg.matmul(self.embedding(history) * weights[..., None], self.kernel)
 
 
 class HistoryReasons:
