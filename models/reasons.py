@@ -168,9 +168,8 @@ class HistoryReasons:
     length = tf.maximum(tf.reduce_max(tf.math.count_nonzero(
         tf.not_equal(history, features.PADDING_INDEX), axis=1, dtype=tf.int32)), 1)
     history, history_ids = history[:, :length], history_ids[:, :length]
+    # Padding positions weigh 0, so their terms are 0: never the largest positive one.
     terms = self.terms(history, candidates)
-    present = tf.not_equal(history, features.PADDING_INDEX)[:, None, :]
-    terms = tf.where(present, terms, tf.constant(float('-inf')))
     best = tf.argmax(terms, axis=2, output_type=tf.int32)
     return tf.where(tf.reduce_max(terms, axis=2) > 0.0,
                     tf.gather(history_ids, best, batch_dims=1), '')
