@@ -47,6 +47,7 @@ from evaluation import metrics as metrics_lib
 from evaluation import protocol
 from models import eval_split
 from models import hparams
+from models import towers
 
 TABLES_FILE = 'item_item.npz'  # where `save` writes the tables in a directory
 # The factorisations `fit` chooses from on the eval split (module docstring).
@@ -137,12 +138,13 @@ class ItemItemTables:
   def from_core(cls, core) -> 'ItemItemTables':
     """The tables of a model core built with them (`towers.with_item_item`)."""
     logits = core.get_layer('item_item_pooling').recency_logits.numpy()
-    history = core.get_layer('item_item_history').get_weights()
+    fields = dict(l2=float('nan'), window=int(np.sum(logits > -1.0)))
+    history = core.get_layer('item_item_history')
     candidates = core.get_layer('item_item_candidate').get_weights()[0]
-    if len(history) == 2:  # `towers.ScaledRows` of the candidate table
-      return cls.shared(candidates, history[0][:, 0], history[1], l2=float('nan'),
-                        window=int(np.sum(logits > -1.0)))
-    return cls(history[0], candidates, l2=float('nan'), window=int(np.sum(logits > -1.0)))
+    if isinstance(history, towers.ScaledRows):  # the candidate table's rows, scaled
+      return cls.shared(candidates, history.row_scales.numpy()[:, 0],
+                        history.column_weights.numpy(), **fields)
+    return cls(history.get_weights()[0], candidates, **fields)
 
   @classmethod
   def shared(cls, candidates: np.ndarray, row_scales: np.ndarray, column_weights: np.ndarray,
