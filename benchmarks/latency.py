@@ -9,7 +9,7 @@ Each model answers the same one-example request (a known user and a history of 2
 items: a serialized tf.Example for `serving_default`, the user id and the history for
 `recommend` and `recommend_with_reasons`) on each `--signature` (default `serving_default`) in
 two ways: the loaded SavedModel's signature (`tf.saved_model.load`, as the evaluation's
-`serving_latency_ms` calls it) and a TF1 session over the SavedModel's graph with one
+`serving_latencies_ms` calls it) and a TF1 session over the SavedModel's graph with one
 intra-op thread (`tf.compat.v1.saved_model.loader`: the graph, Grappler rewrites and init op
 TF Serving runs). The models take turns, one call each per round, so that the machine's load
 falls on all of them alike. Prints p50 and p99 per model and the ratios to the fp32 student and to

@@ -104,7 +104,7 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     candidate: the name in `model_dirs` of the model whose scores are sampled against the
       reference's (the pushed candidate).
     reference: the name of the model that fidelity is measured against (the teacher).
-    latency_requests: timed single-request calls per exported model.
+    latency_requests: timed single-request calls per exported model (the models taking turns).
     split: the evaluated split.
     catalogue_items: the item ids known besides the train ones (those of the examples' items
       split, `features.ITEMS_SPLIT`, which the exported models rank too); the catalogue is
@@ -139,7 +139,7 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   logging.info('Retrieval evaluation on %s: %d users, %d catalogue items', split,
                len(eval_data.users), len(eval_data.items))
 
-  tops, metrics, sampled_scores = {}, {}, {}
+  tops, metrics, sampled_scores, loaded = {}, {}, {}, {}
   for name in sorted(model_dirs, key=lambda n: n != reference):  # the reference first
     model = saved_models.load(model_dirs[name])
     if model is None:
@@ -156,10 +156,14 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     metrics[name]['rmse'] = (metrics_lib.rmse(saved_models.predicted_ratings(
         model, test_examples), ratings) if rating_metrics else None)
     metrics[name]['bytes'] = saved_models.variables_bytes(model_dirs[name])
-    metrics[name].update(saved_models.serving_latency_ms(model, test_examples[0],
-                                                         latency_requests))
+    loaded[name] = model
+  # Side by side, after the rankings: the models take turns, so that their latencies compare.
+  for name, latency in saved_models.serving_latencies_ms(loaded, test_examples[0],
+                                                         latency_requests).items():
+    metrics[name].update(latency)
     logging.info('%s: %s', name, ', '.join(f'{k}={v:.4g}' for k, v in metrics[name].items()
                                            if v is not None))
+  del loaded
 
   train = interactions[splits == features.TRAIN_SPLIT]
   ease_l2 = tuned_ease_l2(interactions, splits, split, catalogue_items)

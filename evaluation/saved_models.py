@@ -84,27 +84,36 @@ def predicted_ratings(model, examples: Sequence[bytes], batch_size: int = 4096) 
   return np.concatenate(predictions) if predictions else np.empty(0)
 
 
-def serving_latency_ms(model, request: bytes, requests: int, warmup: int = 20) -> Dict[str, float]:
-  """Mean, median and p99 milliseconds of single-example calls of the `serving_default`
-  signature (a recommendation of the top `contract.signatures.TOP_K` items).
+def serving_latencies_ms(models: Mapping[str, object], request: bytes, requests: int,
+                         warmup: int = 20) -> Dict[str, Dict[str, float]]:
+  """Mean, median and p99 milliseconds of single-example calls of each model's
+  `serving_default` signature (a recommendation of the top `contract.signatures.TOP_K` items),
+  by model name. The models take turns, one call each per round in a rotating order, so that
+  the machine's load falls on all of them alike and their figures compare.
 
   Args:
-    model: the loaded SavedModel.
+    models: the loaded SavedModels by name.
     request: one serialized tf.Example (a user and their history).
-    requests: the number of timed calls.
-    warmup: untimed calls made first (tracing, caches).
+    requests: the number of timed calls of each model.
+    warmup: untimed rounds made first (tracing, caches).
   """
   if requests < 1:
     raise ValueError(f'requests must be >= 1, got {requests}')
-  serve = model.signatures[signatures.SERVING_DEFAULT]
   inputs = {signatures.EXAMPLES: tf.constant([request])}
-  for _ in range(warmup):
-    serve(**inputs)
-  timings = np.empty(requests)
-  for i in range(requests):
-    started = time.perf_counter()
-    serve(**inputs)[signatures.ITEM_IDS].numpy()
-    timings[i] = time.perf_counter() - started
-  return {'latency_mean_ms': float(timings.mean() * 1e3),
-          'latency_p50_ms': float(np.percentile(timings, 50) * 1e3),
-          'latency_p99_ms': float(np.percentile(timings, 99) * 1e3)}
+  serves = {name: model.signatures[signatures.SERVING_DEFAULT] for name, model in models.items()}
+  names = list(serves)
+  timings = {name: [] for name in names}
+  for round_index in range(warmup + requests):
+    offset = round_index % len(names)
+    for name in names[offset:] + names[:offset]:
+      started = time.perf_counter()
+      serves[name](**inputs)[signatures.ITEM_IDS].numpy()
+      if round_index >= warmup:
+        timings[name].append(time.perf_counter() - started)
+  results = {}
+  for name, seconds in timings.items():
+    millis = np.asarray(seconds) * 1e3
+    results[name] = {'latency_mean_ms': float(millis.mean()),
+                     'latency_p50_ms': float(np.percentile(millis, 50)),
+                     'latency_p99_ms': float(np.percentile(millis, 99))}
+  return results

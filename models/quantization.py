@@ -5,7 +5,8 @@
   TFMOT does not quantize them).
 - `int8_embeddings`: the same core with every embedding table of width ≥ 2 stored as int8 values
   plus one float scale per row, dequantized inside the graph (`Int8Embedding`), so the
-  SavedModel's variables really are ~4× smaller.
+  SavedModel's variables really are ~4× smaller, and the QAT Dense layers folded into plain
+  ones with their int8-grid kernels (no fake-quantization left to run on every request).
 - `Int8BruteForce`: a TFRS brute-force top-k index with its candidate matrix stored the same
   way.
 Row-wise symmetric quantization: scale = max|row| / 127, q = round(row / scale); the round trip
@@ -90,11 +91,17 @@ def _is_quantized_table(layer: tf.keras.layers.Layer) -> bool:
 
 
 def int8_embeddings(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf.keras.Model:
-  """A copy of `core` whose embedding tables of width ≥ `MIN_QUANTIZED_WIDTH` are int8."""
+  """The int8 serving copy of `core`: its embedding tables of width ≥ `MIN_QUANTIZED_WIDTH`
+  int8 (`Int8Embedding`), and its quantization-aware layers (`quantize_dense_layers`) folded:
+  each Dense layer a plain one whose kernel is the fake-quantized kernel it applied (the
+  weights that QAT trained on int8's grid), the fake-quantization of activations dropped (TF
+  Serving computes in float: it would only add operations to every request)."""
   def clone(layer):
     if _is_quantized_table(layer):
       return Int8Embedding.from_embedding(layer)
-    copy = layer.__class__.from_config(layer.get_config())
+    inner = (layer.layer if isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)
+             else layer)
+    copy = inner.__class__.from_config(inner.get_config())
     copied_from[copy.name] = layer
     return copy
 
@@ -102,8 +109,14 @@ def int8_embeddings(core: tf.keras.Model, custom_objects: Dict[str, Type]) -> tf
   with tfmot.quantization.keras.quantize_scope(custom_objects):
     quantized = tf.keras.models.clone_model(core, clone_function=clone)
   for layer in quantized.layers:
-    if layer.name in copied_from:
-      layer.set_weights(copied_from[layer.name].get_weights())
+    if layer.name not in copied_from:
+      continue
+    original = copied_from[layer.name]
+    if not isinstance(original, tfmot.quantization.keras.QuantizeWrapperV2):
+      layer.set_weights(original.get_weights())
+    elif isinstance(original.layer, tf.keras.layers.Dense):
+      bias = [original.layer.bias.numpy()] if original.layer.use_bias else []
+      layer.set_weights([applied_kernel(original).numpy(), *bias])
   return quantized
 
 

@@ -419,9 +419,14 @@ def test_saved_models_rankings_ratings_and_size(tmp_path, monkeypatch):
   assert saved_models.variables_bytes(str(tmp_path / 'model')) > 0
   with pytest.raises(FileNotFoundError):
     saved_models.variables_bytes(str(tmp_path / 'none'))
-  latency = saved_models.serving_latency_ms(model, _rating_example(1.0), 3, warmup=1)
-  assert 0 < latency['latency_p50_ms'] <= latency['latency_p99_ms']
-  assert latency['latency_mean_ms'] > 0
+  latencies = saved_models.serving_latencies_ms({'a': model, 'b': model}, _rating_example(1.0),
+                                                3, warmup=1)
+  assert set(latencies) == {'a', 'b'}
+  for latency in latencies.values():
+    assert 0 < latency['latency_p50_ms'] <= latency['latency_p99_ms']
+    assert latency['latency_mean_ms'] > 0
+  with pytest.raises(ValueError, match='requests'):
+    saved_models.serving_latencies_ms({'a': model}, _rating_example(1.0), 0)
 
 
 def test_evaluate_exported_models_and_baselines(tiny, tmp_path):
