@@ -14,6 +14,12 @@ with the losses of this module:
     + rating_weight · MSE(student rating, teacher rating)
     (the rating terms are 0 for models without a rating head: implicit feedback, `models.run_fn`).
 
+A student that inherits its hybrid teacher's item-to-item component (`models.student.inherit`)
+trains its towers alone and adds the component back afterwards: its towers learn the teacher's
+towers' scores (`TowersPart`: the teacher's embeddings without the component's columns, the
+mix's weight undone), not the hybrid's, which already hold the component (learning them, the
+towers spent themselves on what the component gives anyway).
+
 In the KL term, teacher/student are each model's scores of a query against the whole catalogue
 (`full_catalogue`: soft labels on every item, so that the student learns what the teacher knows
 of items the user never touched, which sparse labels cannot teach), or, for catalogues too large
@@ -27,11 +33,12 @@ per-example outputs are read from the batches, which `with_teacher_outputs` labe
 inference pass over a data set (train and eval alike), cached so that epochs train the student
 only.
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from models import towers
 from models import two_tower
 
 LOSS_NAMES = ('loss', 'hard_loss', 'soft_loss', 'retrieval_loss', 'rating_loss', 'kd_loss',
@@ -99,6 +106,33 @@ class DistillationLoss:
     return terms['kd_loss'] + self.rating_weight * terms['rating_distillation_loss'], terms
 
 
+class TowersPart:
+  """The towers' part of a hybrid model's embeddings (`models.towers.with_item_item`): their
+  first `width` columns, the query's scaled by the mix's towers weight (`towers.HybridMix`),
+  which `queries` undoes."""
+
+  def __init__(self, model: two_tower.TwoTowerModel):
+    self.width = (model.core.outputs[towers.QUERY].shape[-1]
+                  - towers.appended_candidate_table(model.core).output_dim)
+    self.weight = float(model.core.get_layer('hybrid_mix').mix.numpy()[0])
+
+  def queries(self, queries: tf.Tensor) -> tf.Tensor:
+    return queries[:, :self.width] / self.weight
+
+  def candidates(self, candidates: tf.Tensor) -> tf.Tensor:
+    return candidates[:, :self.width]
+
+  @classmethod
+  def of_teacher(cls, teacher: two_tower.TwoTowerModel,
+                 student: two_tower.TwoTowerModel) -> Optional['TowersPart']:
+    """What a student learns of its teacher: the towers' part when both are hybrid and the
+    teacher's towers weigh in its score; None (the whole score) otherwise."""
+    if not all(towers.appended_candidate_table(model.core) for model in (teacher, student)):
+      return None
+    part = cls(teacher)
+    return part if part.weight > 0 else None
+
+
 class Distiller(tf.keras.Model):
   """Trains `student` to match `teacher` (both `TwoTowerModel`s) and the ground truth, on
   batches that carry the teacher's outputs (`with_teacher_outputs`)."""
@@ -114,7 +148,9 @@ class Distiller(tf.keras.Model):
                       if name in teacher.candidate_tower.input_names
                       or name in student.candidate_tower.input_names}
     self.num_items = len(next(iter(self.catalogue.values())))
-    self.teacher_catalogue = teacher.embed_candidates(self.catalogue)  # frozen: computed once
+    self.teacher_part = TowersPart.of_teacher(teacher, student)
+    self.teacher_catalogue = self._teacher_candidates(  # frozen: computed once
+        teacher.embed_candidates(self.catalogue))
     self.num_sampled_negatives = num_sampled_negatives
     self.full_catalogue = full_catalogue
     self.sampler = tf.random.Generator.from_seed(seed)
@@ -138,23 +174,31 @@ class Distiller(tf.keras.Model):
   def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
     return self.student(inputs, training=training)
 
+  def _teacher_queries(self, queries: tf.Tensor) -> tf.Tensor:
+    return queries if self.teacher_part is None else self.teacher_part.queries(queries)
+
+  def _teacher_candidates(self, candidates: tf.Tensor) -> tf.Tensor:
+    return candidates if self.teacher_part is None else self.teacher_part.candidates(candidates)
+
   def _soft_label_scores(self, teacher_outputs: Dict[str, tf.Tensor],
                          student_outputs: Dict[str, tf.Tensor],
                          training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
     """The teacher's and the student's scores of each query against the soft-label
     candidates: the whole catalogue, or the batch's candidates and sampled items."""
+    teacher_queries = self._teacher_queries(teacher_outputs['queries'])
     if self.full_catalogue:
       student_catalogue = self.student.embed_candidates(self.catalogue, training)
-      return (tf.matmul(teacher_outputs['queries'], self.teacher_catalogue, transpose_b=True),
+      return (tf.matmul(teacher_queries, self.teacher_catalogue, transpose_b=True),
               tf.matmul(student_outputs['queries'], student_catalogue, transpose_b=True))
     sampled = self.sampler.uniform([self.num_sampled_negatives], 0, self.num_items, tf.int64)
     student_negatives = self.student.embed_candidates(
         {name: tf.gather(values, sampled) for name, values in self.catalogue.items()}, training)
-    scores = lambda outputs, negatives: tf.matmul(
-        outputs['queries'], tf.concat([outputs['candidates'], negatives], axis=0),
-        transpose_b=True)
-    return (scores(teacher_outputs, tf.gather(self.teacher_catalogue, sampled)),
-            scores(student_outputs, student_negatives))
+    scores = lambda queries, candidates, negatives: tf.matmul(
+        queries, tf.concat([candidates, negatives], axis=0), transpose_b=True)
+    return (scores(teacher_queries, self._teacher_candidates(teacher_outputs['candidates']),
+                   tf.gather(self.teacher_catalogue, sampled)),
+            scores(student_outputs['queries'], student_outputs['candidates'],
+                   student_negatives))
 
   def distillation_losses(self, batch: Dict[str, tf.Tensor],
                           training: bool) -> Dict[str, tf.Tensor]:

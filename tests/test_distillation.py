@@ -132,6 +132,52 @@ def test_full_catalogue_soft_labels_compare_both_models_on_every_item():
       float(losses['kd_loss']), rel=1e-6)
 
 
+def _hybrid_pair(teacher_mix):
+  """A hybrid teacher (rank-3 component, mix `teacher_mix`) and a student inheriting it."""
+  tf.keras.utils.set_random_seed(0)
+  tables = item_item.ItemItemTables(
+      np.random.default_rng(0).normal(size=(tiny_models.VOCAB.items, 3)).astype(np.float32),
+      np.random.default_rng(1).normal(size=(tiny_models.VOCAB.items, 3)).astype(np.float32),
+      l2=1.0, window=2)
+  teacher_core = teacher.build_core(
+      tiny_models.VOCAB, dataclasses.replace(tiny_models.teacher_size(), item_item=True),
+      tiny_models.TRANSFORM, 3.5, tables)
+  teacher_core.get_layer('hybrid_mix').mix.assign(teacher_mix)
+  size = dataclasses.replace(tiny_models.STUDENT_SIZE, item_item=True)
+  student_core = student.build_core(tiny_models.VOCAB, size, tiny_models.TRANSFORM, 3.5,
+                                    student.inherit(size, teacher_core))
+  return [two_tower.TwoTowerModel(core, tiny_models.TRAINING, tiny_models.STATS)
+          for core in (teacher_core, student_core)]
+
+
+@pytest.mark.parametrize('full_catalogue', [True, False])
+def test_a_student_inheriting_the_component_learns_the_teachers_towers(full_catalogue):
+  hybrid_teacher, hybrid_student = _hybrid_pair([0.4, 0.7])
+  model = distiller.Distiller(hybrid_teacher, hybrid_student, tiny_models.CATALOGUE,
+                              num_sampled_negatives=4, seed=1, full_catalogue=full_catalogue)
+  batch = distiller.labelled(hybrid_teacher, tiny_models.batch())
+  model.sampler.reset_from_seed(3)
+  teacher_scores, student_scores = model._soft_label_scores(  # pylint: disable=protected-access
+      {'queries': batch['teacher_queries'], 'candidates': batch['teacher_candidates']},
+      hybrid_student(batch), training=False)
+  # The teacher's towers alone: its first embedding_dim columns, the query's 0.4 undone.
+  dim = tiny_models.teacher_size().embedding_dim
+  queries = batch['teacher_queries'].numpy()[:, :dim] / 0.4
+  catalogue = hybrid_teacher.embed_candidates(model.catalogue).numpy()[:, :dim]
+  if full_catalogue:
+    expected = queries @ catalogue.T
+  else:
+    model.sampler.reset_from_seed(3)
+    sampled = model.sampler.uniform([4], 0, model.num_items, tf.int64).numpy()
+    candidates = batch['teacher_candidates'].numpy()[:, :dim]
+    expected = queries @ np.concatenate([candidates, catalogue[sampled]]).T
+  np.testing.assert_allclose(teacher_scores.numpy(), expected, rtol=1e-5, atol=1e-5)
+  assert student_scores.shape == teacher_scores.shape
+  # A teacher whose towers do not weigh in (share 1) teaches its whole score.
+  hybrid_teacher.core.get_layer('hybrid_mix').mix.assign([0.0, 1.0])
+  assert distiller.TowersPart.of_teacher(hybrid_teacher, hybrid_student) is None
+
+
 def test_loss_mixes_hard_and_soft_terms_with_alpha():
   for alpha in (0.0, 0.3, 1.0):
     model = _distiller(alpha=alpha)
