@@ -14,10 +14,10 @@ score, and those terms are what this module computes, per result and history pos
   no hidden layer, no attention). The towers' query is then K_u · user + K_h · Σ_i w_i E[h_i]
   + (side features) + b, so item i adds m0 · w_i · (E[h_i] K_h) · t_j, t_j the towers' part of
   candidate j and m0 the towers' mix weight (1 without the component). Exact for a float
-  model. In a quantization-aware one (the int8 student), K_h is the fake-quantized kernel the
-  layer applies, and the int8 rounding of the layer's input and output is left out: the terms
-  are those of the float arithmetic around the same weights, off from the served score by at
-  most about one rounding step of the query per term.
+  model, the exported int8 student included (its Dense layers are folded into plain ones,
+  `quantization.int8_embeddings`). In a quantization-aware one (during QAT), K_h is the
+  fake-quantized kernel the layer applies, and the int8 rounding of the layer's input and output
+  is left out: off from its score by at most about one rounding step of the query per term.
 
 A towers' history encoder that is not linear (the teacher's attention, or an MLP after the
 pooling) has no such decomposition: there only the item-to-item component's terms are used,

@@ -18,7 +18,8 @@ the same functions):
 2. The student (`models.student`) is distilled from the frozen teacher (`models.distiller`);
    `train_student` trains it without the teacher instead, as a reference.
 3. Its Dense layers are fine-tuned with quantization-aware training, continuing the
-   distillation loss; its embedding tables and index are stored as int8 (`models.quantization`).
+   distillation loss, then folded (int8-grid kernels); its embedding tables and index are
+   stored as int8 (`models.quantization`).
 
 Every training phase logs a line per epoch, writes TensorBoard logs and records its seconds and
 loss history in a `TrainingLog`, under the model's name (`models.layout`).
