@@ -135,11 +135,13 @@ class TowersPart:
 
 class Distiller(tf.keras.Model):
   """Trains `student` to match `teacher` (both `TwoTowerModel`s) and the ground truth, on
-  batches that carry the teacher's outputs (`with_teacher_outputs`)."""
+  batches that carry the teacher's outputs (`with_teacher_outputs`); with
+  `teacher_towers_only`, a student that inherits its hybrid teacher's component learns the
+  teacher's towers (`TowersPart.of_teacher`)."""
 
   def __init__(self, teacher: two_tower.TwoTowerModel, student: two_tower.TwoTowerModel,
                catalogue: Dict[str, np.ndarray], num_sampled_negatives: int, seed: int = 0,
-               full_catalogue: bool = False):
+               full_catalogue: bool = False, teacher_towers_only: bool = True):
     super().__init__()
     self.teacher = teacher
     self.student = student
@@ -148,7 +150,8 @@ class Distiller(tf.keras.Model):
                       if name in teacher.candidate_tower.input_names
                       or name in student.candidate_tower.input_names}
     self.num_items = len(next(iter(self.catalogue.values())))
-    self.teacher_part = TowersPart.of_teacher(teacher, student)
+    self.teacher_part = (TowersPart.of_teacher(teacher, student) if teacher_towers_only
+                         else None)
     self.teacher_catalogue = self._teacher_candidates(  # frozen: computed once
         teacher.embed_candidates(self.catalogue))
     self.num_sampled_negatives = num_sampled_negatives

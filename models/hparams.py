@@ -117,6 +117,9 @@ class DistillationHParams:
   train examples, in temporary files beyond.
   A student size with `embedding_dim` 0 takes the widest of `student_dims` whose int8
   SavedModel takes at most `size_budget` of the teacher's bytes (`training.student_size`).
+  A student that inherits its hybrid teacher's item-to-item component learns, with
+  `teacher_towers_only`, the teacher's towers' scores in the KL term (`distiller.TowersPart`),
+  else the teacher's whole score.
   """
   epochs: int
   learning_rate: float
@@ -130,6 +133,7 @@ class DistillationHParams:
   teacher_outputs_in_memory_max_examples: int
   student_dims: Sequence[int]
   size_budget: float
+  teacher_towers_only: bool
 
 
 @dataclasses.dataclass(frozen=True)

@@ -391,7 +391,8 @@ def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.
   model = distiller.Distiller(teacher_model, student_model, data.stats.catalogue,
                               distillation.num_sampled_negatives, seed=training.seed,
                               full_catalogue=(len(data.stats.catalogue[features.ITEM_ID])
-                                              <= distillation.kd_catalogue_max_items))
+                                              <= distillation.kd_catalogue_max_items),
+                              teacher_towers_only=distillation.teacher_towers_only)
   model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
                 student_loss_fn=distiller.StudentLoss(),
                 distillation_loss_fn=distiller.DistillationLoss(

@@ -173,7 +173,9 @@ def test_a_student_inheriting_the_component_learns_the_teachers_towers(full_cata
     expected = queries @ np.concatenate([candidates, catalogue[sampled]]).T
   np.testing.assert_allclose(teacher_scores.numpy(), expected, rtol=1e-5, atol=1e-5)
   assert student_scores.shape == teacher_scores.shape
-  # A teacher whose towers do not weigh in (share 1) teaches its whole score.
+  # Unless set otherwise, or when the teacher's towers do not weigh in (share 1): its whole score.
+  assert distiller.Distiller(hybrid_teacher, hybrid_student, tiny_models.CATALOGUE, 4,
+                             teacher_towers_only=False).teacher_part is None
   hybrid_teacher.core.get_layer('hybrid_mix').mix.assign([0.0, 1.0])
   assert distiller.TowersPart.of_teacher(hybrid_teacher, hybrid_student) is None
 
@@ -227,7 +229,7 @@ def _distillation_hparams(in_memory_max_examples: int = 1_000_000):
       num_sampled_negatives=4,
       kd_catalogue_max_items=0, qat_epochs=1, qat_learning_rate=0.001,
       teacher_outputs_in_memory_max_examples=in_memory_max_examples, student_dims=(8,),
-      size_budget=0.1)
+      size_budget=0.1, teacher_towers_only=True)
 
 
 def _training_data() -> training.TrainingData:
