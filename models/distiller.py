@@ -15,10 +15,10 @@ with the losses of this module:
     (the rating terms are 0 for models without a rating head: implicit feedback, `models.run_fn`).
 
 A student that inherits its hybrid teacher's item-to-item component (`models.student.inherit`)
-trains its towers alone and adds the component back afterwards: its towers learn the teacher's
-towers' scores (`TowersPart`: the teacher's embeddings without the component's columns, the
-mix's weight undone), not the hybrid's, which already hold the component (learning them, the
-towers spent themselves on what the component gives anyway).
+trains its towers alone and adds the component back afterwards: with `teacher_towers_only` (the
+default) its towers learn the teacher's towers' scores (`TowersPart`: the teacher's embeddings
+without the component's columns, the mix's weight undone), not the hybrid's, which already hold
+the component (learning them, the towers spend themselves on what the component gives anyway).
 
 In the KL term, teacher/student are each model's scores of a query against the whole catalogue
 (`full_catalogue`: soft labels on every item, so that the student learns what the teacher knows
