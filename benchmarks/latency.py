@@ -31,7 +31,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -39,6 +38,7 @@ import tensorflow as tf
 
 from contract import features
 from contract import signatures
+from evaluation import saved_models
 from models import layout
 
 BENCH_PIPELINE_NAME = 'recsys-distill-latency'
@@ -157,23 +157,9 @@ def measure(paths: Dict[str, str], rounds: int, warmup: int,
           lambda serve=serve, tensors=tensors: serve(**tensors)[signatures.ITEM_IDS].numpy())
       session = _Session(path, signature_name)
       calls[(label, 'session')] = lambda session=session, feeds=feeds: session(feeds)
-  timings = {key: [] for key in calls}
-  keys = list(calls)
-  for round_index in range(warmup + rounds):
-    # A rotating order: no model always runs right after another.
-    offset = round_index % len(keys)
-    for key in keys[offset:] + keys[:offset]:
-      started = time.perf_counter()
-      calls[key]()
-      if round_index >= warmup:
-        timings[key].append(time.perf_counter() - started)
   results = {}
-  for (name, way), seconds in timings.items():
-    millis = np.array(seconds) * 1e3
-    results.setdefault(name, {}).update({
-        f'{way}_p50_ms': float(np.percentile(millis, 50)),
-        f'{way}_p99_ms': float(np.percentile(millis, 99)),
-        f'{way}_mean_ms': float(millis.mean())})
+  for (name, way), stats in saved_models.timed_in_turns(calls, rounds, warmup).items():
+    results.setdefault(name, {}).update({f'{way}_{stat}': value for stat, value in stats.items()})
   return results
 
 

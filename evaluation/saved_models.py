@@ -6,7 +6,7 @@ tf.function `rank_catalogue`).
 """
 import os
 import time
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -84,12 +84,35 @@ def predicted_ratings(model, examples: Sequence[bytes], batch_size: int = 4096) 
   return np.concatenate(predictions) if predictions else np.empty(0)
 
 
+def timed_in_turns(calls: Mapping[Hashable, Callable[[], object]], requests: int,
+                   warmup: int) -> Dict[Hashable, Dict[str, float]]:
+  """Mean, median and p99 milliseconds of each of `calls` ('mean_ms', 'p50_ms', 'p99_ms'), by
+  key. The calls take turns, one each per round in a rotating order, so that the machine's load
+  falls on all of them alike and their figures compare; `warmup` untimed rounds first."""
+  if requests < 1:
+    raise ValueError(f'requests must be >= 1, got {requests}')
+  keys = list(calls)
+  timings = {key: [] for key in keys}
+  for round_index in range(warmup + requests):
+    offset = round_index % len(keys)
+    for key in keys[offset:] + keys[:offset]:
+      started = time.perf_counter()
+      calls[key]()
+      if round_index >= warmup:
+        timings[key].append(time.perf_counter() - started)
+  results = {}
+  for key, seconds in timings.items():
+    millis = np.asarray(seconds) * 1e3
+    results[key] = {'mean_ms': float(millis.mean()), 'p50_ms': float(np.percentile(millis, 50)),
+                    'p99_ms': float(np.percentile(millis, 99))}
+  return results
+
+
 def serving_latencies_ms(models: Mapping[str, object], request: bytes, requests: int,
                          warmup: int = 20) -> Dict[str, Dict[str, float]]:
-  """Mean, median and p99 milliseconds of single-example calls of each model's
-  `serving_default` signature (a recommendation of the top `contract.signatures.TOP_K` items),
-  by model name. The models take turns, one call each per round in a rotating order, so that
-  the machine's load falls on all of them alike and their figures compare.
+  """'latency_mean_ms', 'latency_p50_ms' and 'latency_p99_ms' of single-example calls of each
+  model's `serving_default` signature (a recommendation of the top `contract.signatures.TOP_K`
+  items), by model name, the models taking turns (`timed_in_turns`).
 
   Args:
     models: the loaded SavedModels by name.
@@ -97,23 +120,9 @@ def serving_latencies_ms(models: Mapping[str, object], request: bytes, requests:
     requests: the number of timed calls of each model.
     warmup: untimed rounds made first (tracing, caches).
   """
-  if requests < 1:
-    raise ValueError(f'requests must be >= 1, got {requests}')
   inputs = {signatures.EXAMPLES: tf.constant([request])}
-  serves = {name: model.signatures[signatures.SERVING_DEFAULT] for name, model in models.items()}
-  names = list(serves)
-  timings = {name: [] for name in names}
-  for round_index in range(warmup + requests):
-    offset = round_index % len(names)
-    for name in names[offset:] + names[:offset]:
-      started = time.perf_counter()
-      serves[name](**inputs)[signatures.ITEM_IDS].numpy()
-      if round_index >= warmup:
-        timings[name].append(time.perf_counter() - started)
-  results = {}
-  for name, seconds in timings.items():
-    millis = np.asarray(seconds) * 1e3
-    results[name] = {'latency_mean_ms': float(millis.mean()),
-                     'latency_p50_ms': float(np.percentile(millis, 50)),
-                     'latency_p99_ms': float(np.percentile(millis, 99))}
-  return results
+  calls = {name: (lambda serve=model.signatures[signatures.SERVING_DEFAULT]:
+                  serve(**inputs)[signatures.ITEM_IDS].numpy())
+           for name, model in models.items()}
+  return {name: {f'latency_{stat}': value for stat, value in stats.items()}
+          for name, stats in timed_in_turns(calls, requests, warmup).items()}
