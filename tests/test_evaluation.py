@@ -184,6 +184,12 @@ def test_top_from_scores_and_from_ids_agree(tiny):
   assert (deep[:, 3:] == metrics_lib.NOT_IN_CATALOGUE).all()
 
 
+def test_users_ranked_block_by_block_rank_as_all_at_once(tiny, monkeypatch):
+  expected = metrics_lib.top_from_scores(TINY_SCORES, tiny, 6)
+  monkeypatch.setattr(metrics_lib, 'USER_BLOCK', 2)  # 3 users: a block of 2, then 1
+  np.testing.assert_array_equal(metrics_lib.top_from_scores(TINY_SCORES, tiny, 6), expected)
+
+
 def test_recall_curve_by_hand(tiny):
   top = metrics_lib.top_from_scores(TINY_SCORES, tiny, 3)
   curve = metrics_lib.recall_curve(top, tiny)
