@@ -66,7 +66,7 @@ TEACHER = hparams.TowerHParams(
 # popular train items (n³ time, n² memory), factorised; L2 weight, rank and history window
 # chosen on the eval split, over the same L2 weights as the EASE baseline; they, and the hybrid
 # mix, on the first 1,000 eval users. On wide-short 4,000 chose rank 256 and lifted the teacher
-# from 0.97x to 1.01x EASE's NDCG@10, but the students, inheriting that component truncated to
+# from 0.97x to 1.02x EASE's NDCG@10, but the students, inheriting that component truncated to
 # rank 240, fell to 0.92x the teacher, below the retrieval gate (docs/results.md).
 ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(64, 128, 256),
                                     windows=(20, 50, HISTORY_LENGTH), max_items=20_000,
