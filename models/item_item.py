@@ -15,16 +15,15 @@ factorisations, chosen between on the eval split:
   diagonal, an item scoring itself, differs from B's 0; history items are never ranked). It
   regularises B as a ridge on its spectrum does, and on the sparse test bed ranks better than
   the full B at rank 256 (docs/results.md).
-Lower ranks (`ItemItemTables.truncated`, what a student inherits) are the best factorisation at
-that rank of H · Cᵀ without its diagonal: an item's score for itself never ranks, and the eigen
-tables' diagonal is large, so a factorisation of the whole product would spend its rank on it
-(on the test bed, rank 64: eval NDCG@10 0.082 with the diagonal, 0.093 without). The eigen
-tables are one table and two scalings, H = diag(λ P) · C · diag(σ / (σ + λ)), and so are their
-truncations: the product is a symmetric matrix times a diagonal one, and its truncation the best
-factorisation of the weighted symmetric matrix (its eigenvectors). Models store the candidate
-table and the scalings (`towers.ScaledRows`), half the bytes of two tables; on the test bed's
-eval split this truncation also ranks better than that of the product itself (rank 64: NDCG@10
-0.097 against 0.093).
+The eigen tables are one table and two scalings, H = diag(λ P) · C · diag(σ / (σ + λ)): models
+store the candidate table and the scalings (`towers.ScaledRows`), half the bytes of two tables.
+Lower ranks (`ItemItemTables.truncated`, what a student inherits and what `fit` compares) keep
+the eigen tables' leading columns, which are the eigen factorisation at that rank. Other tables
+are cut to the best factorisation at that rank of H · Cᵀ without its diagonal: an item's score
+for itself never ranks (on the test bed, rank 64: eval NDCG@10 0.082 with the diagonal, 0.093
+without). Re-factorising the eigen tables that way ranked worse: on wide-short, rank 240
+of the rank-256 tables, eval NDCG@10 of the component alone 0.0437 against 0.0465 for the
+leading columns (docs/results.md).
 
 The L2 weight, the rank and the history window (how many of the latest history items the query
 sums: recent items predict better on some logs, whole profiles on others) are chosen on the eval
@@ -86,25 +85,22 @@ class ItemItemTables:
     return self.history.shape[1]
 
   def truncated(self, rank: int) -> 'ItemItemTables':
-    """The best rank-`rank` factorisation of the same scores between distinct items
-    (history · candidatesᵀ without its diagonal: module docstring), split evenly between both
-    tables; for the eigen factorisation's tables, the best of the symmetric form that one table
-    holds (`row_scales`, `column_weights`). These tables when `rank` is not below theirs."""
+    """These tables at rank `rank` (module docstring): the eigen tables' leading columns, or
+    the best factorisation of the other tables' scores between distinct items (history ·
+    candidatesᵀ without its diagonal), split evenly between both tables. These tables when
+    `rank` is not below theirs."""
     if rank >= self.rank:
       return self
+    if self.row_scales is not None:
+      return dataclasses.replace(self, history=self.history[:, :rank],
+                                 candidates=self.candidates[:, :rank],
+                                 column_weights=self.column_weights[:rank])
     if rank not in self._truncations:
       self._truncations[rank] = self._factorised(rank)
     return self._truncations[rank]
 
   def _factorised(self, rank: int) -> 'ItemItemTables':
     history, candidates = self.history.astype(np.float64), self.candidates.astype(np.float64)
-    scales = None if self.row_scales is None else self.row_scales.astype(np.float64)
-    if scales is not None:
-      # history · (scales ⊙ candidates)ᵀ is symmetric, and so is A = (history / √s) ·
-      # (candidates · √s)ᵀ without its diagonal, whose eigenvectors Q and eigenvalues λ give
-      # the scores between distinct items as (√s Q λ) · (Q / √s)ᵀ: one table of both sides.
-      history, candidates = history / np.sqrt(scales)[:, None], candidates * np.sqrt(
-          scales)[:, None]
     diagonal = np.einsum('ij,ij->i', history, candidates)
 
     def product(left: np.ndarray, right: np.ndarray):
@@ -116,23 +112,16 @@ class ItemItemTables:
         matvec=product(history, candidates), matmat=product(history, candidates),
         rmatvec=product(candidates, history), rmatmat=product(candidates, history))
     u, s, vt = truncated_svd(scores, rank)
+    root = np.sqrt(s)
+
     # Rows that score nothing (padding, out-of-vocabulary, cold items) stay zero; with fewer
     # rows than `rank`, zero columns fill the tables to it.
     def rows(factors: np.ndarray, table: np.ndarray) -> np.ndarray:
       values = np.pad(factors, [(0, 0), (0, rank - factors.shape[1])])
       return (values * table.any(axis=1, keepdims=True)).astype(np.float32)
 
-    if scales is None:
-      root = np.sqrt(s)
-      return dataclasses.replace(self, history=rows(u * root, self.history),
-                                 candidates=rows(vt.T * root, self.candidates))
-    # A symmetric matrix's singular vectors are its eigenvectors, up to the eigenvalue's sign.
-    eigenvalues = s * np.sign(np.einsum('im,mi->m', u, vt))
-    root = np.sqrt(scales)[:, None]
-    weights = np.pad(eigenvalues, [(0, rank - len(s))]).astype(np.float32)
-    return dataclasses.replace(self, history=rows(u * root * eigenvalues, self.history),
-                               candidates=rows(u / root, self.candidates),
-                               row_scales=scales.astype(np.float32), column_weights=weights)
+    return dataclasses.replace(self, history=rows(u * root, self.history),
+                               candidates=rows(vt.T * root, self.candidates))
 
   @classmethod
   def from_core(cls, core) -> 'ItemItemTables':

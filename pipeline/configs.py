@@ -65,12 +65,11 @@ TEACHER = hparams.TowerHParams(
 # The hybrid teacher's item-to-item component (models/item_item.py): EASE over the 20k most
 # popular train items (n³ time, n² memory), factorised; L2 weight, rank and history window
 # chosen on the eval split, over the same L2 weights as the EASE baseline; they, and the hybrid
-# mix, on the first 1,000 eval users. On wide-short 4,000 chose rank 256 and lifted the teacher
-# from 0.97x to 1.02x EASE's NDCG@10, but the students, inheriting that component truncated to
-# rank 240, fell to 0.92x the teacher, below the retrieval gate (docs/results.md).
+# mix, on the first 4,000 eval users: on wide-short 1,000 chose a rank-64 SVD, 4,000 the rank-256
+# eigen tables, lifting the teacher from 0.97x to 1.02x EASE's NDCG@10 (docs/results.md).
 ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(64, 128, 256),
                                     windows=(20, 50, HISTORY_LENGTH), max_items=20_000,
-                                    eval_users=1000)
+                                    eval_users=4000)
 # The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py),
 # and the teacher's item-to-item component inherited (`item_item`), which on the sparse test bed
 # is where the quality is (docs/results.md).

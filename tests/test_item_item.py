@@ -163,29 +163,21 @@ def test_tables_read_back_from_a_hybrid_core():
   assert read.truncated(3) is read
 
 
-def test_eigen_tables_truncate_to_one_table_of_both_sides():
-  # Eigen tables: H = V diag(f), C = diag(1 / s) V, so that H (s ⊙ C)ᵀ is symmetric, and the
-  # scores between distinct items are √s A / √s with A = (H / √s) (C √s)ᵀ without its
-  # diagonal, symmetric. The truncation is A's best rank-2 approximation (Eckart–Young: its 2
-  # largest singular values) mapped back, and its history table is its candidate table scaled
-  # per item and per column.
+def test_eigen_tables_truncate_to_their_leading_columns():
+  # The eigen tables at a lower rank are the eigen factorisation at that rank (G's leading
+  # eigenvectors), one table and two scalings as at full rank.
   tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, None, _params())
   truncated = tables.truncated(2)
-  scales = truncated.row_scales
-  assert scales is not None and np.all(scales > 0)
-  root = np.sqrt(scales)[:, None]
-  weighted = (tables.history / root) @ (tables.candidates * root).T
-  np.fill_diagonal(weighted, 0.0)
-  np.testing.assert_allclose(weighted, weighted.T, atol=1e-6)
-  u, s, vt = np.linalg.svd(weighted)
-  np.testing.assert_allclose(truncated.history @ truncated.candidates.T,
-                             root * ((u[:, :2] * s[:2]) @ vt[:2]) / root.T, atol=1e-5)
+  at_rank_2 = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, None, _params(ranks=(2,)))
+  np.testing.assert_allclose(truncated.history @ truncated.candidates.T,  # eigenvectors' signs
+                             at_rank_2.history @ at_rank_2.candidates.T, atol=1e-5)
+  np.testing.assert_array_equal(truncated.row_scales, tables.row_scales)
   np.testing.assert_allclose(
       truncated.history,
-      truncated.candidates * scales[:, None] * truncated.column_weights, atol=1e-6)
+      truncated.candidates * truncated.row_scales[:, None] * truncated.column_weights,
+      atol=1e-6)
   assert not truncated.candidates[0].any() and not truncated.candidates[-1].any()
-  # Its own truncations keep the form.
-  assert truncated.truncated(1).row_scales is not None
+  assert truncated.truncated(1).column_weights.shape == (1,)
 
 
 def test_a_student_of_eigen_tables_stores_one_table_of_the_component(tmp_path):
