@@ -167,8 +167,11 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
   Scores are those of the dequantized matrix (int8 rows × their scales). Inside a graph (the
   SavedModel's signatures) the matrix is dequantized once, on the first call after loading,
   into a float cache variable that is saved empty: the pushed variables stay int8, and every
-  later call scores against the float cache as `BruteForce` does (casting the whole int8 matrix
-  on every call cost more than the matrix product). Called eagerly, it dequantizes each time.
+  later call scores against the float cache (casting the whole int8 matrix on every call cost
+  more than the matrix product). The cache holds the matrix transposed, one candidate per
+  column, so that scoring is a plain product `queries · cache`: for one query against 30,000
+  candidates of width 256 it took half the time of `BruteForce`'s product with the transposed
+  [candidates, width] matrix (`transpose_b`). Called eagerly, it dequantizes each time.
   """
 
   def __init__(self, k: int = 10, name: Optional[str] = None):
@@ -218,10 +221,10 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
     self._identifiers.assign(identifiers)
     self._int8_candidates.assign(values)
     self._scales.assign(scales)
-    # Empty until the first call in a graph fills it (`candidate_matrix`); saved empty.
+    # Empty until the first call in a graph fills it (`candidate_columns`); saved empty.
     width = values.shape[1] + (0 if shared_table is None else shared_table.output_dim)
-    self._dequantized = tf.Variable(tf.zeros([0, width]), trainable=False,
-                                    shape=tf.TensorShape([None, width]),
+    self._dequantized = tf.Variable(tf.zeros([width, 0]), trainable=False,
+                                    shape=tf.TensorShape([width, None]),
                                     name='dequantized_candidates')
     self._filled = tf.Variable(False, trainable=False, name='dequantized_candidates_filled')
     # `query_with_exclusions` is a tf.function: its traces hold the variables they were traced
@@ -237,14 +240,15 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
       return own
     return tf.concat([own, self._shared_table(self._shared_rows)], axis=-1)
 
-  def candidate_matrix(self) -> tf.Tensor:
-    """The dequantized candidate matrix: in a graph, read from the cache (filled by the first
-    call); eagerly, dequantized now (so that nothing fills the cache before saving)."""
+  def candidate_columns(self) -> tf.Tensor:
+    """The dequantized candidate matrix transposed, [dim, candidates]: in a graph, read from
+    the cache (filled by the first call); eagerly, dequantized now (so that nothing fills the
+    cache before saving)."""
     if tf.executing_eagerly():
-      return self.dequantized_candidates()
+      return tf.transpose(self.dequantized_candidates())
 
     def fill() -> tf.Tensor:
-      dequantized = self.dequantized_candidates()
+      dequantized = tf.transpose(self.dequantized_candidates())
       with tf.control_dependencies([self._dequantized.assign(dequantized)]):
         with tf.control_dependencies([self._filled.assign(True)]):
           return tf.identity(dequantized)
@@ -255,17 +259,19 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
   def candidate_rows(self, rows: tf.Tensor) -> tf.Tensor:
     """The dequantized candidate matrix's `rows` (any shape of row numbers): the values the
     scores are computed from (in a graph, from the cache that scoring fills)."""
-    return tf.gather(self.candidate_matrix(), rows)
+    columns = tf.gather(self.candidate_columns(), tf.reshape(rows, [-1]), axis=1)
+    return tf.reshape(tf.transpose(columns),
+                      tf.concat([tf.shape(rows), tf.shape(columns)[:1]], axis=0))
 
   def clear_cache(self) -> None:
     """Empties the float cache (what `export` saves)."""
     self._filled.assign(False)
-    self._dequantized.assign(tf.zeros([0, self._dequantized.shape[1]]))
+    self._dequantized.assign(tf.zeros([self._dequantized.shape[0], 0]))
 
   def call(self, queries: tf.Tensor, k: Optional[int] = None) -> Tuple[tf.Tensor, tf.Tensor]:
     if self._int8_candidates is None:
       raise ValueError('The `index` method must be called first to create the retrieval index.')
-    scores = tf.matmul(queries, self.candidate_matrix(), transpose_b=True)
+    scores = tf.matmul(queries, self.candidate_columns())
     values, indices = tf.math.top_k(scores, k=self._default_k if k is None else k)
     return values, tf.gather(self._identifiers, indices)
 

@@ -228,7 +228,7 @@ def test_exports_hold_the_inference_graph_only_and_the_student_is_int8(export_di
   shapes = tf.train.load_checkpoint(
       os.path.join(export_dirs['student_int8'], 'variables', 'variables')
   ).get_variable_to_shape_map()
-  assert [shape[0] for name, shape in shapes.items() if '/_dequantized/' in name] == [0]
+  assert [shape[1] for name, shape in shapes.items() if '/_dequantized/' in name] == [0]
 
 
 def test_exported_bytes_estimate_the_saved_models_variables(export_dirs, trained):

@@ -95,7 +95,7 @@ def test_int8_index_in_a_saved_model_scores_like_the_dequantized_candidates(tmp_
   reader = tf.train.load_checkpoint(path + '/variables/variables')
   saved = {name.split('/')[1]: reader.get_tensor(name)
            for name in reader.get_variable_to_shape_map() if name.startswith('index/')}
-  assert saved['_dequantized'].shape == (0, 8) and not saved['_filled']
+  assert saved['_dequantized'].shape == (8, 0) and not saved['_filled']
   loaded = tf.saved_model.load(path).signatures['serving_default']
   graph = tf.Graph()
   session = tf.compat.v1.Session(graph=graph)
