@@ -163,17 +163,11 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
 def example_counts(output_dir: str) -> Dict[str, int]:
   """Examples per split, from the StatisticsGen output of the data components' run."""
   import tensorflow_data_validation as tfdv
-  from tfx.types import artifact_utils
-  from tfx.types import standard_artifacts
 
-  statistics = standard_artifacts.ExampleStatistics()
-  statistics.uri = transformed_data.latest_output(output_dir, 'StatisticsGen', 'statistics')
-  counts = {}
-  for split in features.SPLITS:
-    stats = tfdv.load_stats_binary(os.path.join(
-        artifact_utils.get_split_uri([statistics], split), 'FeatureStats.pb'))
-    counts[split] = int(stats.datasets[0].num_examples)
-  return counts
+  uri = transformed_data.latest_output(output_dir, 'StatisticsGen', 'statistics')
+  return {split: int(tfdv.load_stats_binary(os.path.join(
+      uri, f'Split-{split}', 'FeatureStats.pb')).datasets[0].num_examples)
+          for split in features.SPLITS}
 
 
 def max_rss_gib(who: int) -> float:
@@ -238,8 +232,9 @@ def format_table(result: dict) -> str:
                     for line in lines)
   if 'rows' not in result:  # --training-only
     return f"{table}\n{result['training']}"
-  return (f"{result['rows']:,} interactions, {result['num_users']:,} users, "
-          f"{result['num_items']:,} items; examples {result['examples']}\n{table}\n"
+  parameters = result['parameters']
+  return (f"{result['rows']:,} interactions, {parameters['users']:,} users, "
+          f"{parameters['items']:,} items; examples {result['examples']}\n{table}\n"
           f"ru_maxrss: driver {result['ru_maxrss_self_gib']:.2f} GiB, largest child "
           f"{result['ru_maxrss_largest_child_gib']:.2f} GiB")
 
