@@ -271,10 +271,14 @@ def test_distill_results_come_from_the_environment_and_the_local_runner_flag(mon
 
 
 def test_the_page_says_which_feedback_the_run_had_and_why_no_evaluator():
-  implicit = page.render({'retrieval': {**RETRIEVAL, 'feedback': 'implicit'}})
+  data = {'train': {'examples': 1200, 'users': 3, 'items': 5, 'mean_rating': 1.0}}
+  implicit = page.render({'retrieval': {**RETRIEVAL, 'feedback': 'implicit'}, 'data': data})
   assert 'Feedback: implicit (no ratings): retrieval only' in implicit
   assert 'No Evaluator: implicit feedback has no ratings to gate.' in implicit
-  explicit = page.render({'retrieval': {**RETRIEVAL, 'feedback': 'explicit'}})
+  # The constant 1.0 that implicit interactions read as is no mean rating.
+  assert '<td>1,200</td>' in implicit and 'mean rating' not in implicit
+  explicit = page.render({'retrieval': {**RETRIEVAL, 'feedback': 'explicit'}, 'data': data})
+  assert 'mean rating' in explicit and '<td>1.000</td>' in explicit
   assert 'Feedback: explicit (ratings)' in explicit
   assert 'No Evaluator result.' in explicit
   assert 'Feedback: not recorded.' in page.render({'retrieval': RETRIEVAL})

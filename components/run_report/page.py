@@ -78,14 +78,19 @@ def _verdict(passed: Optional[bool]) -> str:
   return ('<td class="text pass">PASS</td>' if passed else '<td class="text fail">FAIL</td>')
 
 
-def _data_section(splits: Mapping[str, Mapping[str, object]]) -> str:
+def _data_section(splits: Mapping[str, Mapping[str, object]],
+                  feedback: Optional[str] = None) -> str:
+  """Per split: examples, distinct users and items, and the mean rating, which implicit feedback
+  does not have (its interactions all read as 1.0)."""
   if not splits:
     return '<p>No data statistics.</p>'
+  rated = feedback != features.IMPLICIT
   rows = [[f'<td class="text">{_text(name)}</td>', _cell(s.get('examples'), '{:,}'),
-           _cell(s.get('users'), '{:,}'), _cell(s.get('items'), '{:,}'),
-           _cell(s.get('mean_rating'), '{:.3f}')] for name, s in splits.items()]
-  return _table(['split', 'examples', 'distinct users', 'distinct items', 'mean rating'], rows,
-                'data-statistics')
+           _cell(s.get('users'), '{:,}'), _cell(s.get('items'), '{:,}')]
+          + ([_cell(s.get('mean_rating'), '{:.3f}')] if rated else [])
+          for name, s in splits.items()]
+  return _table(['split', 'examples', 'distinct users', 'distinct items']
+                + (['mean rating'] if rated else []), rows, 'data-statistics')
 
 
 FEEDBACK_TEXT = {
@@ -247,7 +252,7 @@ def render(report: Mapping[str, object]) -> str:
 {_push_section(report.get('push'), retrieval)}
 <h2>Data</h2>
 {_feedback_line(retrieval.get('feedback'))}
-{_data_section(report.get('data') or {})}
+{_data_section(report.get('data') or {}, retrieval.get('feedback'))}
 <h2>Retrieval metrics</h2>
 {_metrics_section(retrieval)}
 <h2>Slices</h2>
