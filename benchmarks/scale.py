@@ -163,10 +163,15 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
 def example_counts(output_dir: str) -> Dict[str, int]:
   """Examples per split, from the StatisticsGen output of the data components' run."""
   import tensorflow_data_validation as tfdv
+  from tfx.types import artifact_utils
+  from tfx.types import standard_artifacts
 
-  uri = transformed_data.latest_output(output_dir, 'StatisticsGen', 'statistics')
+  statistics = standard_artifacts.ExampleStatistics()
+  statistics.uri = transformed_data.latest_output(output_dir, 'StatisticsGen', 'statistics')
+  statistics.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
   return {split: int(tfdv.load_stats_binary(os.path.join(
-      uri, f'Split-{split}', 'FeatureStats.pb')).datasets[0].num_examples)
+      artifact_utils.get_split_uri([statistics], split), 'FeatureStats.pb')).datasets[0]
+                     .num_examples)
           for split in features.SPLITS}
 
 
