@@ -232,13 +232,18 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
     self.query_with_exclusions = tf.function(self.query_with_exclusions.python_function)
     return self
 
-  def dequantized_candidates(self) -> tf.Tensor:
-    """The float candidate matrix [candidates, dim]: int8 rows × their scales (and the shared
-    table's rows)."""
-    own = tf.cast(self._int8_candidates, tf.float32) * self._scales
+  def dequantized_candidates(self, rows: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """The float candidate matrix [candidates, dim], or its `rows` (a vector of row numbers):
+    int8 rows × their scales (and the shared table's rows)."""
+    int8_candidates, scales = self._int8_candidates, self._scales
+    shared_rows = self._shared_rows
+    if rows is not None:
+      int8_candidates, scales = tf.gather(int8_candidates, rows), tf.gather(scales, rows)
+      shared_rows = None if shared_rows is None else tf.gather(shared_rows, rows)
+    own = tf.cast(int8_candidates, tf.float32) * scales
     if self._shared_table is None:
       return own
-    return tf.concat([own, self._shared_table(self._shared_rows)], axis=-1)
+    return tf.concat([own, self._shared_table(shared_rows)], axis=-1)
 
   def candidate_columns(self) -> tf.Tensor:
     """The dequantized candidate matrix transposed, [dim, candidates]: in a graph, read from
@@ -258,10 +263,10 @@ class Int8BruteForce(tfrs.layers.factorized_top_k.TopK):
 
   def candidate_rows(self, rows: tf.Tensor) -> tf.Tensor:
     """The dequantized candidate matrix's `rows` (any shape of row numbers): the values the
-    scores are computed from (in a graph, from the cache that scoring fills)."""
-    columns = tf.gather(self.candidate_columns(), tf.reshape(rows, [-1]), axis=1)
-    return tf.reshape(tf.transpose(columns),
-                      tf.concat([tf.shape(rows), tf.shape(columns)[:1]], axis=0))
+    scores are computed from, dequantized from those rows alone (the same products as the
+    cache's: gathering the cache's columns cost more than the scoring)."""
+    found = self.dequantized_candidates(tf.reshape(rows, [-1]))
+    return tf.reshape(found, tf.concat([tf.shape(rows), tf.shape(found)[1:]], axis=0))
 
   def clear_cache(self) -> None:
     """Empties the float cache (what `export` saves)."""
