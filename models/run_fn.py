@@ -84,8 +84,7 @@ def write_summary(models: Dict[str, two_tower.TwoTowerModel], directories: Dict[
   on `EVAL_USERS` users, RMSE (None for a model that does not predict ratings), fidelity@10 to
   the teacher, which `models` must list first)."""
   with training.logged_phase('Collected the eval-split queries', logging.DEBUG):
-    eval_queries = eval_split.collect(data.train_in_order, data.eval,
-                                      len(data.stats.catalogue[features.ITEM_ID]), EVAL_USERS)
+    eval_queries = data.eval_queries(EVAL_USERS)
   summary, tops = dict(log.records), {}
   for name, model in models.items():
     with training.logged_phase(f'Evaluated {name} on the eval split', logging.DEBUG):

@@ -78,6 +78,16 @@ class TrainingData:
   vocab: towers.Vocabularies
   stats: inputs.TrainStats
   cold_items: Optional[Dict[str, np.ndarray]] = None
+  _eval_queries: Dict[int, eval_split.EvalQueries] = dataclasses.field(
+      default_factory=dict, init=False, repr=False, compare=False)
+
+  def eval_queries(self, max_users: int) -> eval_split.EvalQueries:
+    """The first `max_users` eval users' queries (`eval_split.collect`), collected once: every
+    hybrid model's mix is chosen on them. Requires an eval split."""
+    if max_users not in self._eval_queries:
+      self._eval_queries[max_users] = eval_split.collect(
+          self.train_in_order, self.eval, len(self.stats.catalogue[features.ITEM_ID]), max_users)
+    return self._eval_queries[max_users]
 
   @functools.cached_property
   def catalogue(self) -> Dict[str, np.ndarray]:
@@ -210,9 +220,7 @@ def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
     return None
   with logged_phase('Fitted the item-to-item component'):
     users, items = item_item.train_pairs(data.train_in_order)
-    eval_queries = (None if data.eval is None else eval_split.collect(
-        data.train_in_order, data.eval, len(data.stats.catalogue[features.ITEM_ID]),
-        params.eval_users))
+    eval_queries = None if data.eval is None else data.eval_queries(params.eval_users)
     return item_item.fit(users, items, data.vocab.items, data.transform.history_length,
                          eval_queries, params)
 
@@ -256,8 +264,7 @@ def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData,
   if data.eval is None:
     queries, eval_data = None, None
   else:
-    eval_queries = eval_split.collect(data.train_in_order, data.eval,
-                                      len(data.stats.catalogue[features.ITEM_ID]), eval_users)
+    eval_queries = data.eval_queries(eval_users)
     queries = model.embed_queries({name: tf.constant(values)
                                    for name, values in eval_queries.queries.items()}).numpy()
     eval_data = eval_queries.eval_data

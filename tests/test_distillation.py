@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from contract import features
 from models import distiller
+from models import eval_split
 from models import hparams
 from models import item_item
 from models import layout
@@ -236,6 +237,21 @@ def _training_data() -> training.TrainingData:
   batches = tf.data.Dataset.from_tensors(tiny_models.batch())
   return training.TrainingData(batches, batches, batches, None, tiny_models.TRANSFORM,
                                tiny_models.VOCAB, tiny_models.STATS)
+
+
+def test_eval_queries_are_collected_once_per_data_and_user_count(monkeypatch):
+  data = _training_data()
+  collected = []
+  collect = eval_split.collect
+  monkeypatch.setattr(eval_split, 'collect',
+                      lambda *args: collected.append(args[-1]) or collect(*args))
+  first = data.eval_queries(2)
+  assert data.eval_queries(2) is first
+  assert len(data.eval_queries(1).eval_data.users) == 1
+  assert collected == [2, 1]
+  # Other splits (as `teacher_outputs` gives) collect their own.
+  assert dataclasses.replace(data).eval_queries(2) is not first
+  np.testing.assert_array_equal(first.eval_data.users, [0, 1])  # the first two users
 
 
 @pytest.mark.parametrize('beyond_the_limit', [False, True])
