@@ -166,7 +166,7 @@ def with_item_item(query: tf.Tensor, candidate: tf.Tensor, tables, history: tf.T
   weighted by the `HybridMix`."""
   # The tables' values are set once the layers are built, not given as `Constant`
   # initializers: Keras writes a layer's config (initializer values included) as JSON into every
-  # SavedModel that holds it, which took half of each export's time at 10,000 items.
+  # SavedModel that holds it, which took half of a teacher's export time at 10,000 items.
   values = {}
 
   def frozen(table, name: str) -> tf.keras.layers.Embedding:
