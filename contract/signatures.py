@@ -30,8 +30,9 @@ server-side batching can merge requests along dimension 0. Models return a fixed
 best first; fewer only when the catalogue minus the history holds fewer items) and there is no
 `k` input: a client wanting k ≤ TOP_K items keeps the first k of each row. Every batched request
 therefore has the same output shape, which is what TF Serving's batching handles best.
-SavedModels also carry `rank_catalogue` (a tf.function, not a signature): every catalogue item,
-best first, without exclusions, for offline evaluation.
+SavedModels also carry `rank_catalogue` (a tf.function, not a signature): the best `depth`
+catalogue items (every item when `depth` is at least the catalogue's size), best first, without
+exclusions, for offline evaluation.
 """
 from contract import features
 
@@ -47,6 +48,7 @@ RANK_CATALOGUE = 'rank_catalogue'
 EXAMPLES = 'examples'
 USER_ID = features.USER_ID
 HISTORY = features.HISTORY
+DEPTH = 'depth'  # rank_catalogue's scalar input: how many items to return
 SIDE_FEATURES = features.USER_SIDE_FEATURES  # recommend_with_features' extra inputs, in order
 
 # Outputs.

@@ -36,7 +36,7 @@ def catalogue_rankings(model, users: Sequence[str], histories: Sequence[Sequence
                        side_features: Mapping[str, np.ndarray],
                        depths: Sequence[int], keep_scores: Sequence[int] = ()
                        ) -> Tuple[List[List[str]], Dict[int, Dict[str, float]]]:
-  """Each user's ranking of the whole catalogue by `rank_catalogue`, cut at the user's depth.
+  """Each user's ranking of the catalogue by `rank_catalogue`, cut at the user's depth.
 
   Args:
     model: the loaded SavedModel.
@@ -54,23 +54,31 @@ def catalogue_rankings(model, users: Sequence[str], histories: Sequence[Sequence
     raise ValueError(f'need as many histories and depths as users, got {len(users)}, '
                      f'{len(histories)} and {len(depths)}')
   rank = getattr(model, signatures.RANK_CATALOGUE)
-  keep_scores = set(keep_scores)
-  rankings, scores = [], {}
-  for start in range(0, len(users), BATCH_SIZE):
-    batch = [list(history) for history in histories[start:start + BATCH_SIZE]]
+
+  def ranked(positions: Sequence[int], depth: int) -> Tuple[np.ndarray, np.ndarray]:
+    batch = [list(histories[position]) for position in positions]
     width = max(1, max(len(history) for history in batch))
-    padded = [history + [''] * (width - len(history)) for history in batch]
-    outputs = rank(**{signatures.USER_ID: tf.constant(list(users[start:start + BATCH_SIZE])),
-                      signatures.HISTORY: tf.constant(padded)},
-                   **{name: tf.constant(values[start:start + BATCH_SIZE])
-                      for name, values in side_features.items()})
-    item_ids = outputs[signatures.ITEM_IDS].numpy()
-    item_scores = outputs[signatures.SCORES].numpy()
-    for row, ids in enumerate(item_ids):
-      position = start + row
-      rankings.append([item.decode() for item in ids[:depths[position]]])
-      if position in keep_scores:
-        scores[position] = dict(zip((item.decode() for item in ids), item_scores[row].tolist()))
+    outputs = rank(**{signatures.USER_ID: tf.constant([users[p] for p in positions]),
+                      signatures.HISTORY: tf.constant(
+                          [history + [''] * (width - len(history)) for history in batch])},
+                   **{name: tf.constant(values[list(positions)])
+                      for name, values in side_features.items()},
+                   **{signatures.DEPTH: tf.constant(depth, tf.int32)})
+    return outputs[signatures.ITEM_IDS].numpy(), outputs[signatures.SCORES].numpy()
+
+  rankings = []
+  for start in range(0, len(users), BATCH_SIZE):
+    positions = range(start, min(start + BATCH_SIZE, len(users)))
+    # Only as deep as the batch needs: fewer ids to sort and to copy out of the graph.
+    item_ids, _ = ranked(positions, max(depths[position] for position in positions))
+    rankings.extend([item.decode() for item in ids[:depths[position]]]
+                    for position, ids in zip(positions, item_ids))
+  scores = {}
+  if keep_scores:
+    positions = sorted(set(keep_scores))
+    item_ids, item_scores = ranked(positions, np.iinfo(np.int32).max)  # every item
+    for position, ids, values in zip(positions, item_ids, item_scores):
+      scores[position] = dict(zip((item.decode() for item in ids), values.tolist()))
   return rankings, scores
 
 

@@ -42,6 +42,7 @@ _QUERY_SPECS = [tf.TensorSpec([None], tf.string, name=signatures.USER_ID),
 _SIDE_FEATURE_SPECS = [
     tf.TensorSpec([None], tf.int64 if name in features.INT_FEATURES else tf.string, name=name)
     for name in signatures.SIDE_FEATURES]
+_DEPTH_SPEC = tf.TensorSpec([], tf.int32, name=signatures.DEPTH)
 
 
 def _serving_raw_spec(tf_transform_output) -> Dict[str, tf.io.FixedLenFeature]:
@@ -195,16 +196,17 @@ class ServingModule(tf.Module):
                              history: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._recommend_with_reasons(self._raw_query(user_id, history))
 
-  @tf.function(input_signature=[*_QUERY_SPECS, *_SIDE_FEATURE_SPECS])
+  @tf.function(input_signature=[*_QUERY_SPECS, *_SIDE_FEATURE_SPECS, _DEPTH_SPEC])
   def rank_catalogue(self, user_id: tf.Tensor, history: tf.Tensor, age: tf.Tensor,
-                     gender: tf.Tensor, occupation: tf.Tensor,
-                     zip_code: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Every catalogue item, best first, without exclusions: for offline evaluation, where the
-    protocol excludes all seen items (not a serving signature). Side features as in
-    `recommend_with_features` (0 / 'UNKNOWN' when not known)."""
+                     gender: tf.Tensor, occupation: tf.Tensor, zip_code: tf.Tensor,
+                     depth: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The best `depth` catalogue items (all of them when `depth` is at least their number),
+    best first, without exclusions: for offline evaluation, where the protocol excludes all
+    seen items (not a serving signature). Side features as in `recommend_with_features` (0 /
+    'UNKNOWN' when not known)."""
     raw = self._raw_query(user_id, history, age, gender, occupation, zip_code)
     scores, item_indices = self.index(self._embed_queries(self._transform(raw)),
-                                      k=self.num_items)
+                                      k=tf.minimum(depth, self.num_items))
     return self._results(scores, item_indices)
 
   @tf.function(input_signature=[_EXAMPLES_SPEC])

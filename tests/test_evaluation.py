@@ -379,13 +379,14 @@ class _FixedScoresModel(tf.Module):
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
                                 tf.TensorSpec([None, None], tf.string),
                                 tf.TensorSpec([None], tf.int64)] +
-               [tf.TensorSpec([None], tf.string)] * 3)
-  def rank_catalogue(self, user_id, history, age, gender, occupation, zip_code):
+               [tf.TensorSpec([None], tf.string)] * 3 + [tf.TensorSpec([], tf.int32)])
+  def rank_catalogue(self, user_id, history, age, gender, occupation, zip_code, depth):
     del history, age, gender, occupation, zip_code
     known = tf.reduce_any(user_id[:, tf.newaxis] == self.known_users[tf.newaxis, :], axis=1)
     if self.known_users.shape[0] == 0:
       known = tf.ones_like(known)
-    return self._top(tf.shape(user_id)[0], known)
+    return {name: values[:, :depth]
+            for name, values in self._top(tf.shape(user_id)[0], known).items()}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
   def serve(self, examples):

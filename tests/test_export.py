@@ -126,10 +126,14 @@ def test_rank_catalogue_ranks_every_item_consistently_with_recommend(exported):
   query = {'user_id': tf.constant(['no-such-user']), 'history': tf.constant([['']]),
            'age': tf.constant([30], tf.int64), 'gender': tf.constant(['F']),
            'occupation': tf.constant(['artist']), 'zip_code': tf.constant(['12345'])}
-  ranked = model.rank_catalogue(**query)['item_ids'].numpy().astype(str)[0]
+  every_item = tf.constant(len(catalogue[features.ITEM_ID]) + 1)  # more than there are
+  ranked = model.rank_catalogue(**query, depth=every_item)['item_ids'].numpy().astype(str)[0]
   assert sorted(ranked) == sorted(catalogue[features.ITEM_ID])
   top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query)['item_ids']
   np.testing.assert_array_equal(top.numpy().astype(str)[0], ranked[:TOP_K])
+  shallow = model.rank_catalogue(**query, depth=tf.constant(3))
+  np.testing.assert_array_equal(shallow['item_ids'].numpy().astype(str)[0], ranked[:3])
+  assert shallow['scores'].shape == (1, 3)
 
 
 def test_recommend_excludes_exactly_the_latest_history_items(exported):
@@ -140,7 +144,8 @@ def test_recommend_excludes_exactly_the_latest_history_items(exported):
   query = {'user_id': tf.constant(['no-such-user']), 'history': tf.constant([history]),
            'age': tf.constant([30], tf.int64), 'gender': tf.constant(['F']),
            'occupation': tf.constant(['artist']), 'zip_code': tf.constant(['12345'])}
-  ranked = model.rank_catalogue(**query)['item_ids'].numpy().astype(str)[0]
+  ranked = model.rank_catalogue(**query, depth=tf.constant(len(catalogue[features.ITEM_ID])))
+  ranked = ranked['item_ids'].numpy().astype(str)[0]
   latest = set(history[:-2][-length:])
   expected = [item for item in ranked if item not in latest][:TOP_K]
   top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query)
@@ -324,7 +329,8 @@ def test_the_catalogue_ranks_cold_items_by_their_content_and_excludes_them_by_id
                 occupation=tf.constant(['artist']), zip_code=tf.constant(['12345']))
 
   def rank(history):
-    result = model.rank_catalogue(**query(history))
+    result = model.rank_catalogue(
+        **query(history), depth=tf.constant(len(with_cold.catalogue[features.ITEM_ID])))
     ids = result['item_ids'].numpy().astype(str)[0]
     return ids, dict(zip(ids, result['scores'].numpy()[0]))
 
