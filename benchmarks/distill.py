@@ -166,8 +166,7 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
     write(model_name(layout.TEACHER, towers.teacher.embedding_dim, seed), teacher)
     default_dim = training.student_size(data, teacher, towers.student,
                                         distillation).embedding_dim
-    with training.teacher_outputs(data, teacher, training_hparams,
-                                  distillation) as distillation_data:
+    with training.teacher_outputs(data, teacher, training_hparams) as distillation_data:
       for dim in sorted(set(sizes) | {default_dim}) if sizes else []:
         # At a given width, the rest of the student as the pipeline's default size is chosen.
         size = training.student_size(data, teacher, dataclasses.replace(

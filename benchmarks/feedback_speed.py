@@ -48,8 +48,7 @@ def one_round(data: training.TrainingData, params: hparams.TrainerHParams,
                                      params.item_item.eval_users)
     seconds['teacher'] = time.perf_counter() - started
     size = training.student_size(data, teacher, params.student, params.distillation)
-    with training.teacher_outputs(data, teacher, params.training,
-                                  params.distillation) as distillation_data:
+    with training.teacher_outputs(data, teacher, params.training) as distillation_data:
       started = time.perf_counter()
       fp32 = training.distil(distillation_data, teacher, size, params.training,
                              params.distillation, log, params.item_item.eval_users)

@@ -82,7 +82,7 @@ def train_and_export(data_source: str, output_dir: str, epochs: int) -> Dict[str
         training.fit_item_item(data, configs.TEACHER, configs.ITEM_ITEM))
     write(layout.TEACHER, teacher)
     student_size = training.student_size(data, teacher, configs.STUDENT, distillation)
-    with training.teacher_outputs(data, teacher, training_hparams, distillation) as distilling:
+    with training.teacher_outputs(data, teacher, training_hparams) as distilling:
       fp32 = training.distil(distilling, teacher, student_size, training_hparams,
                              distillation, log)
       write(FP32, fp32)

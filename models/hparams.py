@@ -89,7 +89,12 @@ class TrainingHParams:
   when the catalogue has at most `catalogue_softmax_max_items` items; beyond, the batch's
   candidates plus `mixed_negatives` items drawn uniformly from the catalogue (0: the batch's
   alone), each corrected by its expected count among the negatives when
-  `popularity_correction` is on."""
+  `popularity_correction` is on.
+
+  A train split of at most `in_memory_max_examples` examples is held in memory and served in a
+  new random order every epoch (`inputs.in_memory`), as are the teacher's outputs on it for
+  distillation; a larger one is read from its files every epoch, shuffled in a buffer of
+  `shuffle_buffer_size` examples, and the teacher's outputs go to temporary files."""
   epochs: int
   batch_size: int
   shuffle_buffer_size: int  # examples are written grouped by user: shuffle across users
@@ -101,6 +106,7 @@ class TrainingHParams:
   early_stopping_patience: int
   catalogue_softmax_max_items: int
   mixed_negatives: int
+  in_memory_max_examples: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +119,8 @@ class DistillationHParams:
   labels span the whole catalogue when it has at most `kd_catalogue_max_items` items, else the
   batch's candidates and `num_sampled_negatives` uniformly sampled items. `qat_*`:
   quantization-aware fine-tuning that continues the distillation loss. The teacher's outputs on
-  the train and eval splits are cached in memory up to `teacher_outputs_in_memory_max_examples`
-  train examples, in temporary files beyond.
+  the train and eval splits are computed once (held in memory or in temporary files, as
+  `TrainingHParams.in_memory_max_examples` says).
   A student size with `embedding_dim` 0 takes the widest of `student_dims` whose int8
   SavedModel takes at most `size_budget` of the teacher's bytes (`training.student_size`).
   A student that inherits its hybrid teacher's item-to-item component learns, with
@@ -130,7 +136,6 @@ class DistillationHParams:
   kd_catalogue_max_items: int
   qat_epochs: int
   qat_learning_rate: float
-  teacher_outputs_in_memory_max_examples: int
   student_dims: Sequence[int]
   size_budget: float
   teacher_towers_only: bool

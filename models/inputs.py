@@ -24,6 +24,29 @@ def transformed_dataset(file_patterns: List[str], data_accessor, tf_transform_ou
       tf_transform_output.transformed_metadata.schema).map(flatten_scalars)
 
 
+def in_memory(batches: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
+  """The examples of one pass over `batches` (dicts of dense tensors), held in memory and served
+  in `batch_size` batches, in a new random order every epoch (drawn from `seed`).
+
+  Where a data set read from files is parsed and shuffled example by example every epoch, an
+  epoch here is one gather per batch: on the 2-core machine a test-bed epoch (78,741 examples)
+  of a student takes half the time."""
+  columns: Dict[str, List[np.ndarray]] = {}
+  for batch in batches:
+    for name, values in batch.items():
+      columns.setdefault(name, []).append(values.numpy())
+  if not columns:
+    return batches
+  held = {name: tf.constant(np.concatenate(parts)) for name, parts in columns.items()}
+  count = int(next(iter(held.values())).shape[0])
+  return (tf.data.Dataset.range(count)
+          .shuffle(count, seed=seed, reshuffle_each_iteration=True)
+          .batch(batch_size)
+          .map(lambda rows: {name: tf.gather(values, rows) for name, values in held.items()},
+               num_parallel_calls=tf.data.AUTOTUNE)
+          .prefetch(tf.data.AUTOTUNE))
+
+
 def flatten_scalars(batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   """[batch, 1] scalar features → [batch] (sequence features keep their length)."""
   return {name: tf.squeeze(value, axis=1) if value.shape.rank == 2 and value.shape[1] == 1

@@ -63,8 +63,7 @@ def run_fn(fn_args) -> None:
     models[layout.STUDENT_SCRATCH] = training.train_student(
         data, student_size, params.training, params.distillation, log,
         tables if student_size.item_item else None, params.item_item.eval_users)
-  with training.teacher_outputs(data, teacher, params.training,
-                                params.distillation) as distillation_data:
+  with training.teacher_outputs(data, teacher, params.training) as distillation_data:
     models[layout.STUDENT_FP32] = training.distil(
         distillation_data, teacher, student_size, params.training, params.distillation, log,
         params.item_item.eval_users)

@@ -7,7 +7,7 @@ the same functions):
                      transform, training)
     tables = fit_item_item(data, teacher_size, item_item)
     teacher = train_teacher(data, teacher_size, training, log, tables)
-    with teacher_outputs(data, teacher, training, distillation) as distillation_data:
+    with teacher_outputs(data, teacher, training) as distillation_data:
       student_fp32 = distil(distillation_data, teacher, student_size, training, distillation, log)
       student_int8 = quantize(distillation_data, teacher, student_fp32, training, distillation,
                               log)
@@ -133,18 +133,27 @@ def logged_phase(description: str, level: int = logging.INFO) -> Iterator[None]:
   logging.log(level, '%s: %.1f s', description, time.time() - started)
 
 
+def _fits_in_memory(data: TrainingData, training: hparams.TrainingHParams) -> bool:
+  return data.stats.item_counts.sum() <= training.in_memory_max_examples
+
+
 def read_data(train_files: List[str], eval_files: List[str], item_files: List[str],
               data_accessor, tf_transform_output, transform: hparams.TransformHParams,
               training: hparams.TrainingHParams) -> TrainingData:
-  """The transformed splits in `training.batch_size` batches, scanned (see `scan_data`); no
-  eval split when `eval_files` is empty, and a catalogue of the train items only when
-  `item_files` (the `features.ITEMS_SPLIT`) is."""
+  """The transformed splits in `training.batch_size` batches, scanned (see `scan_data`), the
+  train split held in memory up to `training.in_memory_max_examples` examples
+  (`inputs.in_memory`); no eval split when `eval_files` is empty, and a catalogue of the train
+  items only when `item_files` (the `features.ITEMS_SPLIT`) is."""
   train = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output, training)
   eval_split = (inputs.transformed_dataset(eval_files, data_accessor, tf_transform_output,
                                            training, shuffle=False) if eval_files else None)
   train_in_order = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output,
                                               training, shuffle=False)
   data = scan_data(train, train_in_order, eval_split, tf_transform_output, transform)
+  if _fits_in_memory(data, training):
+    with logged_phase('Held the train split in memory'):
+      data = dataclasses.replace(data, train=inputs.in_memory(train_in_order, training.batch_size,
+                                                              training.seed))
   if not item_files:
     return data
   with logged_phase('Scanned the items split'):
@@ -368,21 +377,24 @@ def train_student(data: TrainingData, size: hparams.TowerHParams,
 
 @contextlib.contextmanager
 def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
-                    training: hparams.TrainingHParams,
-                    distillation: hparams.DistillationHParams) -> Iterator[TrainingData]:
+                    training: hparams.TrainingHParams) -> Iterator[TrainingData]:
   """`data` whose train and eval batches carry the frozen teacher's outputs, which the
   `Distiller` reads (`distiller.with_teacher_outputs`): computed in one pass for both
-  distillation phases, the train examples reshuffled every epoch; cached in memory up to
-  `distillation.teacher_outputs_in_memory_max_examples` train examples, beyond in temporary
+  distillation phases, the train examples reshuffled every epoch; held in memory up to
+  `training.in_memory_max_examples` train examples (`inputs.in_memory`), beyond in temporary
   files that are removed on leaving the block."""
   cache_dir = tempfile.mkdtemp(prefix='teacher_outputs_')
   try:
-    in_memory = (data.stats.item_counts.sum()
-                 <= distillation.teacher_outputs_in_memory_max_examples)
-    cache = lambda split: '' if in_memory else os.path.join(cache_dir, split)
-    train = (distiller.with_teacher_outputs(data.train_in_order, teacher_model, cache('train'))
-             .unbatch().shuffle(training.shuffle_buffer_size, seed=training.seed,
-                                reshuffle_each_iteration=True).batch(training.batch_size))
+    if _fits_in_memory(data, training):
+      train = inputs.in_memory(
+          distiller.with_teacher_outputs(data.train_in_order, teacher_model, ''),
+          training.batch_size, training.seed)
+      cache = lambda split: ''
+    else:
+      cache = lambda split: os.path.join(cache_dir, split)
+      train = (distiller.with_teacher_outputs(data.train_in_order, teacher_model, cache('train'))
+               .unbatch().shuffle(training.shuffle_buffer_size, seed=training.seed,
+                                  reshuffle_each_iteration=True).batch(training.batch_size))
     yield dataclasses.replace(data, train=train, eval=None if data.eval is None else
                               distiller.with_teacher_outputs(data.eval, teacher_model,
                                                              cache('eval')))

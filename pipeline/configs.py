@@ -91,7 +91,7 @@ TRAINING = hparams.TrainingHParams(
     epochs=5, batch_size=512, shuffle_buffer_size=100_000, learning_rate=0.002,
     retrieval_weight=1.0, rating_weight=100.0,
     popularity_correction=True, seed=42, early_stopping_patience=0,
-    catalogue_softmax_max_items=0, mixed_negatives=0)
+    catalogue_softmax_max_items=0, mixed_negatives=0, in_memory_max_examples=1_000_000)
 # `teacher_towers_only`: the students' towers learn the hybrid teacher's towers, not its whole
 # score (which holds the component they add back): 3 seeds, distilled NDCG@10 against the whole
 # score, test bed 0.0987 against 0.0976, ML-100K 0.2008 against 0.1986, wide-short 0.0455
@@ -99,9 +99,7 @@ TRAINING = hparams.TrainingHParams(
 DISTILLATION = hparams.DistillationHParams(
     epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0,
     rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
-    qat_epochs=1,
-    qat_learning_rate=0.0005, teacher_outputs_in_memory_max_examples=1_000_000,
-    student_dims=(16, 32, 64, 128, 256), size_budget=STUDENT_MAX_SIZE_RATIO,
+    qat_epochs=1, qat_learning_rate=0.0005, student_dims=(16, 32, 64, 128, 256), size_budget=STUDENT_MAX_SIZE_RATIO,
     teacher_towers_only=True)
 EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
 

@@ -34,8 +34,7 @@ TRAINING = dataclasses.replace(configs.TRAINING, epochs=1, batch_size=64, shuffl
 DISTILLATION = hparams.DistillationHParams(
     epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
     num_sampled_negatives=16, kd_catalogue_max_items=1000, qat_epochs=1,
-    qat_learning_rate=0.001, teacher_outputs_in_memory_max_examples=1_000_000,
-    student_dims=(8,), size_budget=0.1, teacher_towers_only=True)
+    qat_learning_rate=0.001, student_dims=(8,), size_budget=0.1, teacher_towers_only=True)
 TOP_K = 10
 
 
@@ -64,7 +63,7 @@ def export_dirs(trained):
   same contract (SavedModel directories by name); the student also as TFLite, at
   `tflite_path`."""
   data, teacher, log = trained['data'], trained['teacher'], trained['log']
-  with training.teacher_outputs(data, teacher, TRAINING, DISTILLATION) as distillation_data:
+  with training.teacher_outputs(data, teacher, TRAINING) as distillation_data:
     student_fp32 = training.distil(distillation_data, teacher, STUDENT_SIZE, TRAINING,
                                    DISTILLATION, log)
     student_int8 = training.quantize(distillation_data, teacher, student_fp32, TRAINING,

@@ -224,12 +224,11 @@ def test_teacher_outputs_added_to_the_data_are_the_teacher_outputs(tmp_path, in_
     np.testing.assert_allclose(labelled[name], outputs[key], rtol=1e-6)
 
 
-def _distillation_hparams(in_memory_max_examples: int = 1_000_000):
+def _distillation_hparams():
   return hparams.DistillationHParams(
       epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
       num_sampled_negatives=4,
-      kd_catalogue_max_items=0, qat_epochs=1, qat_learning_rate=0.001,
-      teacher_outputs_in_memory_max_examples=in_memory_max_examples, student_dims=(8,),
+      kd_catalogue_max_items=0, qat_epochs=1, qat_learning_rate=0.001, student_dims=(8,),
       size_budget=0.1, teacher_towers_only=True)
 
 
@@ -259,9 +258,10 @@ def test_teacher_outputs_go_to_a_temporary_file_beyond_the_in_memory_limit(
     tmp_path, monkeypatch, beyond_the_limit):
   monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
   train_examples = int(tiny_models.STATS.item_counts.sum())
-  distillation = _distillation_hparams(train_examples - int(beyond_the_limit))
-  with training.teacher_outputs(_training_data(), _distiller().teacher, tiny_models.TRAINING,
-                                distillation) as data:
+  training_hparams = dataclasses.replace(
+      tiny_models.TRAINING, in_memory_max_examples=train_examples - int(beyond_the_limit))
+  with training.teacher_outputs(_training_data(), _distiller().teacher,
+                                training_hparams) as data:
     (cache_dir,) = glob.glob(str(tmp_path / 'teacher_outputs_*'))
     labelled = list(data.train) + list(data.eval)
     assert sorted(os.listdir(cache_dir)) == (['eval.data-00000-of-00001', 'eval.index',
@@ -278,8 +278,8 @@ def test_distil_and_quantize_record_their_phases(tmp_path):
   teacher_model = training.train_teacher(data, tiny_models.teacher_size(), tiny_models.TRAINING,
                                          log)
   distillation = _distillation_hparams()
-  with training.teacher_outputs(data, teacher_model, tiny_models.TRAINING,
-                                distillation) as distillation_data:
+  with training.teacher_outputs(data, teacher_model,
+                                tiny_models.TRAINING) as distillation_data:
     student_fp32 = training.distil(distillation_data, teacher_model, tiny_models.STUDENT_SIZE,
                                    tiny_models.TRAINING, distillation, log)
     student_int8 = training.quantize(distillation_data, teacher_model, student_fp32,
@@ -358,8 +358,8 @@ def test_a_hybrid_student_keeps_the_inherited_component_through_qat_and_int8(tmp
   teacher_model = two_tower.TwoTowerModel(core, tiny_models.TRAINING, tiny_models.STATS)
   student_size = dataclasses.replace(tiny_models.STUDENT_SIZE, item_item=True, item_item_rank=2)
   distillation = _distillation_hparams()
-  with training.teacher_outputs(data, teacher_model, tiny_models.TRAINING,
-                                distillation) as distillation_data:
+  with training.teacher_outputs(data, teacher_model,
+                                tiny_models.TRAINING) as distillation_data:
     student_fp32 = training.distil(distillation_data, teacher_model, student_size,
                                    tiny_models.TRAINING, distillation, log)
     student_int8 = training.quantize(distillation_data, teacher_model, student_fp32,

@@ -208,3 +208,25 @@ def test_with_item_id_dropout_the_oov_row_learns_and_cold_items_follow_their_con
   embeddings = model.embed_candidates(cold).numpy()
   assert not np.allclose(embeddings[0], embeddings[1])
   assert not np.allclose(embeddings[1], embeddings[2])
+
+
+def test_in_memory_serves_every_example_once_an_epoch_in_a_new_order():
+  ids = np.arange(10)
+  batches = tf.data.Dataset.from_tensor_slices(
+      {features.ITEM_INDEX: ids, features.TITLE: ids.astype(str).astype(object),
+       features.HISTORY_INDICES: np.stack([ids, -ids], axis=1)}).batch(4)  # 4 + 4 + 2
+  held = inputs.in_memory(batches, batch_size=3, seed=7)
+  epochs = [list(held) for _ in range(2)]
+  for epoch in epochs:
+    assert [len(batch[features.ITEM_INDEX]) for batch in epoch] == [3, 3, 3, 1]
+    order = np.concatenate([batch[features.ITEM_INDEX].numpy() for batch in epoch])
+    assert sorted(order) == ids.tolist()
+    for batch in epoch:  # the columns of a row stay together
+      index = batch[features.ITEM_INDEX].numpy()
+      np.testing.assert_array_equal(batch[features.TITLE].numpy().astype(str), index.astype(str))
+      np.testing.assert_array_equal(batch[features.HISTORY_INDICES].numpy()[:, 1], -index)
+  orders = [np.concatenate([b[features.ITEM_INDEX].numpy() for b in epoch]) for epoch in epochs]
+  assert orders[0].tolist() != orders[1].tolist()  # reshuffled every epoch
+  again = np.concatenate([b[features.ITEM_INDEX].numpy()
+                          for b in inputs.in_memory(batches, batch_size=3, seed=7)])
+  np.testing.assert_array_equal(again, orders[0])  # the seed fixes the orders
