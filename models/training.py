@@ -288,8 +288,8 @@ def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData,
   if queries is not None:
     for share in HYBRID_SHARES:
       ndcg = metrics_lib.ranking_metrics((1 - share) * towers_scores
-                                         + share * ratio * item_item_scores,
-                                         eval_data)['ndcg@10']
+                                         + share * ratio * item_item_scores, eval_data,
+                                         ks=(metrics_lib.CUTOFF,))['ndcg@10']  # top 10 only
       logging.debug('Hybrid teacher, item-to-item share %.1f: eval NDCG@10 %.4f', share, ndcg)
       if best[1] is None or ndcg > best[1]:
         best = (share, ndcg)
