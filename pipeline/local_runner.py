@@ -87,6 +87,23 @@ def resolve_inputs(data_source: str) -> loaders.InputFiles:
   return files
 
 
+class OrphanedOutputsError(Exception):
+  """The output directory holds a run's component outputs but not the metadata that records
+  them."""
+
+
+def check_outputs(paths: dict) -> None:
+  """Raises `OrphanedOutputsError` when `paths['pipeline_root']` holds outputs of earlier runs
+  but their metadata database is gone: a run with a fresh database numbers its executions from
+  1 again and writes into the old runs' directories (Transform stops on them half way)."""
+  root = paths['pipeline_root']
+  if not os.path.exists(paths['metadata']) and os.path.isdir(root) and os.listdir(root):
+    raise OrphanedOutputsError(
+        f"{root} holds earlier runs' outputs, but their metadata ({paths['metadata']}) is "
+        'gone, so a new run would write into them: remove that directory as well, or choose '
+        'another output directory')
+
+
 def _stopping_error(error: BaseException) -> Optional[Exception]:
   """The DataError or DataAnomaliesError that failed a component, if that is what `error`
   (as the orchestrator re-raised it) comes from."""
@@ -108,11 +125,14 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   ('auto': the data tells); returns the paths, the pushed version and the feedback kind.
 
   Raises `DataError` for bad input (file, row, column) and `DataAnomaliesError` when the data
-  has anomalies against the curated schema: then nothing is trained or pushed."""
+  has anomalies against the curated schema, `OrphanedOutputsError` when `output_dir` holds
+  component outputs without their metadata (`check_outputs`): then nothing is trained or
+  pushed."""
   files = resolve_inputs(data_source)
   feedback = loaders.resolve_feedback(feedback, files)
   logging.info('Raw data: %s (%s feedback)', files.source, feedback)
   paths = output_paths(os.path.abspath(output_dir))
+  check_outputs(paths)
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   before = latest_version(serving_model_dir)
   try:
@@ -184,7 +204,7 @@ def main(argv=None) -> int:
   try:
     result = run(args.data, args.output, enable_cache=not args.no_cache,
                  distill_results=args.distill_results, feedback=args.feedback)
-  except (errors.DataError, data_gate.DataAnomaliesError) as error:
+  except (errors.DataError, data_gate.DataAnomaliesError, OrphanedOutputsError) as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
   print(f'Pipeline finished in {time.time() - started:.0f} s')

@@ -236,6 +236,19 @@ def test_bad_data_stops_with_one_line_and_writes_nothing(tmp_path, capsys):
   assert not output.exists()
 
 
+def test_outputs_without_their_metadata_stop_the_run_and_stay(tmp_path, synthetic_dataset,
+                                                             capsys):
+  data = input_writers.write_csv(synthetic_dataset, tmp_path / 'data')
+  earlier = tmp_path / 'out' / 'pipeline_root' / 'Transform' / 'transform_graph' / '6'
+  earlier.mkdir(parents=True)
+  (earlier / 'kept').write_text('an earlier run')
+  assert local_runner.main(['--data', str(data), '--output', str(tmp_path / 'out')]) == 2
+  error = capsys.readouterr().err.strip()
+  assert error.startswith('error: ') and 'metadata' in error and '\n' not in error
+  assert (earlier / 'kept').read_text() == 'an earlier run'
+  assert not (tmp_path / 'out' / 'metadata.sqlite').exists()
+
+
 def test_pushed_model_recommends_for_known_and_unknown_users(pipeline_run, arriving_dataset):
   first = pipeline_run[0]
   model = tf.saved_model.load(first['pushed'])
