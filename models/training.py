@@ -386,8 +386,9 @@ def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   cache_dir = tempfile.mkdtemp(prefix='teacher_outputs_')
   try:
     if _fits_in_memory(data, training):
+      # One labelling pass, held by `in_memory` alone (no `with_teacher_outputs` cache besides).
       train = inputs.in_memory(
-          distiller.with_teacher_outputs(data.train_in_order, teacher_model, ''),
+          data.train_in_order.map(functools.partial(distiller.labelled, teacher_model)),
           training.batch_size, training.seed)
       cache = lambda split: ''
     else:

@@ -99,8 +99,8 @@ TRAINING = hparams.TrainingHParams(
 DISTILLATION = hparams.DistillationHParams(
     epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0,
     rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
-    qat_epochs=1, qat_learning_rate=0.0005, student_dims=(16, 32, 64, 128, 256), size_budget=STUDENT_MAX_SIZE_RATIO,
-    teacher_towers_only=True)
+    qat_epochs=1, qat_learning_rate=0.0005, student_dims=(16, 32, 64, 128, 256),
+    size_budget=STUDENT_MAX_SIZE_RATIO, teacher_towers_only=True)
 EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
 
 # Release gates (`components.gates.Gates`). The Evaluator: the student's rating signature must
