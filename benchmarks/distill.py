@@ -313,9 +313,9 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   """Runs the benchmark (see the module docstring); returns its rows."""
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   started = time.time()
-  files = local_runner.resolve_inputs(data_source)
+  source, files = local_runner.resolve_inputs(data_source)
   feedback = loaders.resolve_feedback(configs.FEEDBACK, files)
-  transformed_data.run_data_components(files.source, output_dir, BENCH_PIPELINE_NAME,
+  transformed_data.run_data_components(source, output_dir, BENCH_PIPELINE_NAME,
                                        configs.LOCAL_BEAM_PIPELINE_ARGS, enable_cache=True,
                                        feedback=feedback)
   logging.info('Data components (%s feedback): %.0f s', feedback, time.time() - started)

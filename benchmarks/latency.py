@@ -60,7 +60,7 @@ def train_and_export(data_source: str, output_dir: str, epochs: int) -> Dict[str
   from pipeline import configs
   from pipeline import local_runner
   # pylint: enable=g-import-not-at-top
-  transformed_data.run_data_components(local_runner.resolve_inputs(data_source).source,
+  transformed_data.run_data_components(local_runner.resolve_inputs(data_source)[0],
                                        output_dir, BENCH_PIPELINE_NAME,
                                        configs.LOCAL_BEAM_PIPELINE_ARGS, enable_cache=True)
   training_hparams = dataclasses.replace(configs.TRAINING, epochs=epochs)

@@ -1,8 +1,9 @@
 """The Beam transforms that turn raw interaction logs into split tf.Examples.
 
-`RawToExamples` reads the interactions file with one DoFn call (`ReadInteractions`: exact line
+`RawToExamples` reads each interactions file with one DoFn call (`ReadInteractions`: exact line
 numbers, so errors name file, row and column; quoted CSV fields may span lines, so a file cannot
-be cut at arbitrary byte offsets), groups the rows by user, and for each user sorts, splits
+be cut at arbitrary byte offsets), groups the rows of all of them (a window of spans, oldest
+first) by user, and for each user sorts, splits
 (`contract.split_rules.split_sizes`), builds every example's history and joins the user and item
 side tables (small, loaded in the driver by `side_feature_tables` and passed as side inputs).
 The result is one PCollection of serialized tf.Examples (every name in `features.RAW_FEATURES`)
@@ -35,45 +36,48 @@ ITEMS = 'items'
 ERRORS = 'errors'  # the output of `RawToExamples` holding the reader's DataError, if any
 _ROWS = 'rows'
 
-# A user's grouped interactions: (timestamp, line, item id, rating), sorted = chronological.
-UserRow = Tuple[int, int, str, float]
+# A user's grouped interactions: (timestamp, (file number, line), item id, rating), sorted =
+# chronological (ties in the order of the files, then of their lines).
+UserRow = Tuple[int, Tuple[int, int], str, float]
 
 
 def side_feature_tables(
-    files: InputFiles) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
-  """Validated user and item side tables (small) as id -> values in USER_SIDE_FEATURES /
-  ITEM_SIDE_FEATURES order; empty when a table is absent. Bad rows raise `DataError`."""
-  tables = []
-  for frame, names in ((loaders.load_users(files), features.USER_SIDE_FEATURES),
-                       (loaders.load_items(files), features.ITEM_SIDE_FEATURES)):
-    if frame is None:
-      tables.append({})
-    else:
-      columns = [frame[name].tolist() for name in names]
-      tables.append(dict(zip(frame.index.tolist(), zip(*columns))))
-  return tables[0], tables[1]
+    sources: Sequence[InputFiles]) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
+  """Validated user and item side tables (small) of `sources` (oldest first) as id -> values in
+  USER_SIDE_FEATURES / ITEM_SIDE_FEATURES order: a user or item described by several sources
+  has the latest one's row; empty when no source has the table. Bad rows raise `DataError`."""
+  tables = ({}, {})
+  for files in sources:
+    for table, frame, names in (
+        (tables[0], loaders.load_users(files), features.USER_SIDE_FEATURES),
+        (tables[1], loaders.load_items(files), features.ITEM_SIDE_FEATURES)):
+      if frame is not None:
+        columns = [frame[name].tolist() for name in names]
+        table.update(zip(frame.index.tolist(), zip(*columns)))
+  return tables
 
 
 class ReadInteractions(beam.DoFn):
-  """Streams one interactions file: (user id, UserRow) per row, each new item id counted.
+  """Streams one interactions file, given as (its number in the window, its `InputFiles`):
+  (user id, UserRow) per row, each new item id counted.
 
   The first bad row ends the file with its `DataError` (as constructor arguments) on the
   ERRORS output: exceptions raised in Beam workers reach the driver wrapped differently per
   runner, so the driver re-raises it from there.
   """
 
-  def __init__(self, movielens: bool):
-    self._movielens = movielens
+  def __init__(self):
     self._items = Metrics.counter(METRICS_NAMESPACE, ITEMS)
 
-  def process(self, path: str) -> Iterator[Any]:
+  def process(self, numbered: Tuple[int, InputFiles]) -> Iterator[Any]:
+    number, files = numbered
     seen_items = set()  # bounded by the catalogue, not by the interactions
     try:
-      for row in loaders.read_interactions(path, self._movielens):
+      for row in loaders.read_interactions(files.interactions, files.movielens):
         if row.item_id not in seen_items:
           seen_items.add(row.item_id)
           self._items.inc()
-        yield row.user_id, (row.timestamp, row.line, row.item_id, row.rating)
+        yield row.user_id, (row.timestamp, (number, row.line), row.item_id, row.rating)
     except DataError as error:
       yield beam.pvalue.TaggedOutput(ERRORS, (error.path, error.problem, error.row,
                                                error.column))
@@ -104,7 +108,7 @@ class UserExamples(beam.DoFn):
   def process(self, grouped: Tuple[str, Iterable[UserRow]], users: Mapping[str, tuple],
               items: Mapping[str, tuple]) -> Iterator[beam.pvalue.TaggedOutput]:
     user_id, rows = grouped
-    rows = sorted(rows)  # by timestamp, then line: the original order breaks ties
+    rows = sorted(rows)  # by timestamp, then file and line: the original order breaks ties
     n_eval, n_test = split_rules.split_sizes(len(rows), *self._fractions)
     user_features = _encode_features(features.USER_ID, user_id, features.USER_SIDE_FEATURES,
                                      users.get(user_id))
@@ -157,20 +161,24 @@ class RawToExamples(beam.PTransform):
   """Raw input files -> {split name (`features.EXAMPLE_SPLITS`): serialized tf.Examples,
   ERRORS: the reader's error}.
 
-  Applied to a pipeline (its root). The ERRORS PCollection holds at most one element per input
-  file: the first bad row's `DataError` as its constructor arguments (exceptions raised in Beam
+  The input is one source's files or a window of spans' (`sources`, oldest first): their
+  interactions are one log, split per user over the whole window, and their side tables one
+  table (`side_feature_tables`). Applied to a pipeline (its root). The ERRORS PCollection holds
+  at most one element per interactions file: the first bad row's `DataError` as its constructor arguments (exceptions raised in Beam
   workers reach the driver wrapped differently per runner); `raise_data_error` re-raises it.
   Counters in `METRICS_NAMESPACE` count the examples of each split, the users and the items.
   """
 
-  def __init__(self, files: InputFiles, side_tables: Tuple[Mapping[str, tuple],
-                                                           Mapping[str, tuple]],
+  def __init__(self, sources: Sequence[InputFiles],
+               side_tables: Tuple[Mapping[str, tuple], Mapping[str, tuple]],
                history_length: int, eval_fraction: float, test_fraction: float):
     super().__init__()
     if history_length < 0:
       raise ValueError(f'history length must be >= 0, got {history_length}')
+    if not sources:
+      raise ValueError('no input files to read')
     split_rules.check_fractions(eval_fraction, test_fraction)
-    self._files = files
+    self._sources = list(sources)
     self._side_tables = side_tables
     self._history_length = history_length
     self._fractions = (eval_fraction, test_fraction)
@@ -181,9 +189,8 @@ class RawToExamples(beam.PTransform):
     items_table = beam.pvalue.AsDict(pipeline | 'Items' >> beam.Create(sorted(items.items())))
     parsed = (
         pipeline
-        | 'InteractionsFile' >> beam.Create([self._files.interactions])
-        | 'ReadInteractions' >> beam.ParDo(ReadInteractions(self._files.movielens)).with_outputs(
-            ERRORS, main=_ROWS))
+        | 'InteractionsFiles' >> beam.Create(list(enumerate(self._sources)))
+        | 'ReadInteractions' >> beam.ParDo(ReadInteractions()).with_outputs(ERRORS, main=_ROWS))
     examples = (
         parsed[_ROWS]
         | 'GroupByUser' >> beam.GroupByKey()
@@ -207,11 +214,12 @@ def raise_data_error(error_args: Optional[Sequence[Any]]) -> None:
     raise DataError(*error_args)
 
 
-def check_inputs(files: InputFiles) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
-  """Checks the interactions file's header and first row and loads the side tables, so that a
-  wrong file fails at once, before a Beam job starts; returns `side_feature_tables(files)`."""
-  next(loaders.read_interactions(files.interactions, files.movielens))
-  return side_feature_tables(files)
+def check_inputs(sources: Sequence[InputFiles]) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
+  """Checks each interactions file's header and first row and loads the side tables, so that a
+  wrong file fails at once, before a Beam job starts; returns `side_feature_tables(sources)`."""
+  for files in sources:
+    next(loaders.read_interactions(files.interactions, files.movielens))
+  return side_feature_tables(sources)
 
 
 def counters(result: beam.runners.runner.PipelineResult) -> Dict[str, int]:

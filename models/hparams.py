@@ -21,11 +21,14 @@ class DataHParams:
   splits (RawExampleGen). `rating_range`: (low, high) of explicit ratings, the schema's rating
   domain (ImportSchemaGen). `rating_drift_threshold`: the largest Jensen-Shannon divergence of
   the test split's rating distribution from the train split's that the data gate lets through.
+  `span_window`: for data given as spans (`DATA/span-{SPAN}`), how many of the latest spans a
+  run trains on (0: all), split per user over them (RawExampleGen).
   """
   eval_fraction: float
   test_fraction: float
   rating_range: Tuple[float, float]
   rating_drift_threshold: float
+  span_window: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

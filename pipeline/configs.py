@@ -20,7 +20,10 @@ TEACHER_MODEL_NAME = 'teacher'  # ... and the teacher, pushed beside it
 
 # Where the pipeline writes. OUTPUT_DIR holds everything a run produces.
 OUTPUT_DIR = os.environ.get('OUTPUT', os.path.join(os.getcwd(), 'outputs'))
-DATA_SOURCE = os.environ.get('DATA', 'movielens-100k')  # a name, a directory or a CSV file
+# A name, a directory or a CSV file; or dated drops named with a span spec, `DIR/span-{SPAN}`
+# (`{SPAN:2}` for span-01, span-02, ...), of which a run reads the latest SPAN_WINDOW (0: all).
+DATA_SOURCE = os.environ.get('DATA', 'movielens-100k')
+SPAN_WINDOW = int(os.environ.get('SPAN_WINDOW', '0'))
 # A distillation benchmark's JSON rows (`make bench-distill`'s BENCH_OUT) that the run report
 # draws as the frontier; '' for none. A path the RunReport step can read.
 DISTILL_RESULTS = os.environ.get('DISTILL_RESULTS', '')
@@ -51,7 +54,7 @@ SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'schema',
 # test split's rating distribution from the train split's (ML-100K: 0.011; ratings drift slowly).
 RAW_DATA = hparams.DataHParams(eval_fraction=split_rules.EVAL_FRACTION,
                                test_fraction=split_rules.TEST_FRACTION, rating_range=(0.5, 5.0),
-                               rating_drift_threshold=0.1)
+                               rating_drift_threshold=0.1, span_window=SPAN_WINDOW)
 
 TRANSFORM = hparams.TransformHParams(
     history_length=HISTORY_LENGTH, item_oov_buckets=1, user_oov_buckets=1, max_genres=6,

@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 from tfx import v1 as tfx
@@ -23,6 +23,7 @@ from tfx.orchestration import metadata
 from tfx.orchestration.beam import beam_dag_runner
 
 from components import artifacts
+from components import raw_example_gen
 from components import data_gate
 from components import gates as gates_lib
 from components.retrieval_evaluator import executor as retrieval_executor
@@ -77,14 +78,22 @@ def gate_failures(evaluation_dir: str) -> Dict[str, List[str]]:
           'gate_settings': [f"{d['gate']}: {gates_lib.SETTINGS[d['gate']]}" for d in failed]}
 
 
-def resolve_inputs(data_source: str) -> loaders.InputFiles:
-  """The input files of `data_source` (`loaders.locate_inputs`: a dataset name is downloaded
-  once into the cache; `source` is what the pipeline reads). The interactions' header and first
-  row are checked here, so a wrong source fails at once with a `DataError` (RawExampleGen checks
-  every row and the side tables)."""
-  files = loaders.locate_inputs(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
+def resolve_inputs(data_source: str) -> Tuple[str, loaders.InputFiles]:
+  """What the pipeline reads (`source`) and the input files of `data_source`, or of its latest
+  span for a span source (`loaders.locate_inputs`: a dataset name is downloaded once into the
+  cache). The interactions' header and first row are checked here, so a wrong source fails at
+  once with a `DataError` (RawExampleGen checks every row and the side tables)."""
+  if raw_example_gen.is_span_source(data_source):
+    spans = raw_example_gen.present_spans(data_source)
+    if not spans:
+      raise errors.DataError(data_source, "no span holds files")
+    files = loaders.locate_inputs(raw_example_gen.span_source(data_source, spans[-1]))
+    source = _local_path(data_source)
+  else:
+    files = loaders.locate_inputs(data_source, cache_dir=configs.DOWNLOAD_CACHE_DIR)
+    source = files.source
   next(loaders.read_interactions(files.interactions, files.movielens))
-  return files
+  return source, files
 
 
 class OrphanedOutputsError(Exception):
@@ -128,15 +137,15 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   has anomalies against the curated schema, `OrphanedOutputsError` when `output_dir` holds
   component outputs without their metadata (`check_outputs`): then nothing is trained or
   pushed."""
-  files = resolve_inputs(data_source)
+  source, files = resolve_inputs(data_source)
   feedback = loaders.resolve_feedback(feedback, files)
-  logging.info('Raw data: %s (%s feedback)', files.source, feedback)
+  logging.info('Raw data: %s (%s feedback)', source, feedback)
   paths = output_paths(os.path.abspath(output_dir))
   check_outputs(paths)
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   before = latest_version(serving_model_dir)
   try:
-    _run_pipeline(files.source, paths, serving_model_dir, enable_cache, gates,
+    _run_pipeline(source, paths, serving_model_dir, enable_cache, gates,
                   train_student_scratch, _local_path(distill_results), feedback)
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)

@@ -89,7 +89,8 @@ def data_components(data_source: str, schema_file: str, preprocessing_fn: str,
   """RawExampleGen → StatisticsGen → ImportSchemaGen → ExampleValidator → DataGate → Transform
   from the raw data at `data_source`: the pipeline's data stages, in that order.
 
-  RawExampleGen splits per user (`data`'s fractions) and keeps `transform.history_length` items
+  RawExampleGen reads the source (for spans, the latest `data.span_window`), splits per user
+  (`data`'s fractions) and keeps `transform.history_length` items
   of history; ExampleValidator checks the statistics against the curated schema in
   `schema_file` with the rating domain `data.rating_range` (none for implicit `feedback`:
   `components.schema_import`), and DataGate stops the run on any anomaly, or when the test
@@ -100,7 +101,7 @@ def data_components(data_source: str, schema_file: str, preprocessing_fn: str,
   on the schema the gate passes on."""
   example_gen = raw_example_gen.RawExampleGen(
       data_source, history_length=transform.history_length, eval_fraction=data.eval_fraction,
-      test_fraction=data.test_fraction)
+      test_fraction=data.test_fraction, span_window=data.span_window)
   schema_gen = schema_import.ImportSchemaGen(schema_file, data.rating_range, feedback)
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs['examples'],
@@ -161,7 +162,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     pipeline_name: the pipeline's name (and the run report's title).
     pipeline_root: where components write their artifacts.
     data_source: the raw data (`components.raw_example_gen.RawExampleGen`'s `source`): a
-      directory (CSV schema or MovieLens-100K files) or a .csv file, local or a URL.
+      directory (CSV schema or MovieLens-100K files) or a .csv file, local or a URL, or a
+      series of them named with a span spec (`.../span-{SPAN}`).
     schema_file: the curated schema the data is validated against (any anomaly stops the run
       before Transform).
     serving_model_dir: where the Pusher pushes the student, `<serving_model_dir>/<version>/`.

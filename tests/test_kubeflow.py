@@ -182,6 +182,9 @@ def test_kubeflow_v1_workflow(tmp_path):
   assert '"pattern": "*"' in raw['input_config']['fieldValue']['stringValue']
   assert raw['history_length']['fieldValue']['intValue'] == str(signatures.HISTORY_LENGTH)
   assert raw['test_fraction']['fieldValue']['doubleValue'] == 0.1
+  assert raw['span_window']['fieldValue']['intValue'] == '0'
+  # Its own driver (spans: the window and its fingerprint) runs in the step.
+  assert 'components.raw_example_gen.Driver' in json.dumps(steps['RawExampleGen'][2])
   assert IMAGE_SCHEMA_FILE in parameters['ImportSchemaGen']
   assert 'min_ndcg_ratio' in parameters['RetrievalEvaluator']
   assert f'{PVC_SERVING_ROOT}/student' in parameters['Pusher']

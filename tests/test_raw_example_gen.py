@@ -2,15 +2,22 @@
 history and join, read from local files and through another TensorFlow file system (`ram://`),
 and located errors for bad input."""
 
+import json
 import os
+import re
+import shutil
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from tfx import v1 as tfx
 from tfx.components.util import examples_utils
+from tfx.orchestration import metadata
+from tfx.orchestration.beam import beam_dag_runner
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
@@ -36,9 +43,10 @@ MULTI_PROCESSING = ['--direct_running_mode=multi_processing', '--direct_num_work
 
 def run_executor(source: str, output_uri: str, history_length: int = HISTORY_LENGTH,
                  beam_pipeline_args=None, eval_fraction: float = 0.1,
-                 test_fraction: float = 0.1):
+                 test_fraction: float = 0.1, span_window: int = 0):
   """Runs the executor as the component configures it; returns the `Examples` artifact."""
-  component = raw_example_gen.RawExampleGen(source, history_length, eval_fraction, test_fraction)
+  component = raw_example_gen.RawExampleGen(source, history_length, eval_fraction, test_fraction,
+                                            span_window=span_window)
   exec_properties = dict(component.exec_properties)  # protos as JSON, as executors get them
   examples = standard_artifacts.Examples()
   examples.uri = output_uri
@@ -254,3 +262,122 @@ def test_the_executor_reads_the_source_the_runner_located(tmp_path, monkeypatch)
     assert located.source == files.source
     assert (located.users is None, located.items is None) == (
         files.users is None, files.items is None)
+
+
+def write_spans(dataset: tables.Dataset, directory: Path, count: int,
+                name: str = 'span-{}') -> list:
+  """`dataset`'s interactions cut by time into `count` drops, `directory`/span-1, ... (each
+  with the side tables; the first drop's item titles are older ones); returns the drops'
+  datasets, oldest first."""
+  interactions = dataset.interactions.sort_values(features.TIMESTAMP, kind='stable')
+  bounds = np.quantile(interactions[features.TIMESTAMP], np.linspace(0, 1, count + 1))[1:-1]
+  drop_of = np.searchsorted(bounds, interactions[features.TIMESTAMP], side='right')
+  old_items = dataset.items.assign(**{features.TITLE: 'Old title'})
+  drops = []
+  for number in range(count):
+    drop = tables.Dataset(interactions[drop_of == number].reset_index(drop=True), dataset.users,
+                          old_items if number == 0 else dataset.items)
+    input_writers.write_csv(drop, directory / name.format(number + 1))
+    drops.append(drop)
+  return drops
+
+
+def window_dataset(drops: list) -> tables.Dataset:
+  """The drops as one log, with the latest drop's side tables."""
+  return tables.Dataset(pd.concat([drop.interactions for drop in drops], ignore_index=True),
+                        drops[-1].users, drops[-1].items)
+
+
+def test_a_span_source_is_read_as_one_log_over_its_window(tmp_path, dataset):
+  drops = write_spans(dataset, tmp_path / 'log', 3)
+  source = str(tmp_path / 'log' / 'span-{SPAN}')
+  for span_window, read in ((0, drops), (2, drops[1:])):
+    examples = run_executor(source, str(tmp_path / f'examples-{span_window}'),
+                            span_window=span_window)
+    # Split per user over the window, side tables from its latest drop.
+    assert written_rows(examples) == reference_rows(window_dataset(read), HISTORY_LENGTH)
+  assert written_rows(examples) != reference_rows(window_dataset(drops), HISTORY_LENGTH)
+
+
+def test_span_sources_their_spans_and_windows(tmp_path):
+  assert raw_example_gen.input_base_and_pattern('gs://b/log/span-{SPAN}/') == (
+      'gs://b/log', 'span-{SPAN}/*')
+  assert raw_example_gen.input_base_and_pattern('/data/day-{SPAN:3}.csv') == (
+      '/data', 'day-{SPAN:3}.csv')
+  for source, problem in (('/d/span-{SPAN}/{VERSION}', 'not {VERSION}'),
+                          ('/d/{YYYY}-{MM}-{DD}', 'not {YYYY}'),
+                          ('/d/{SPAN}/x-{SPAN}', 'one {SPAN}')):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+      raw_example_gen.input_base_and_pattern(source)
+  for name in ('span-02', 'span-07', 'span-10', 'span-x', 'other-03'):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / generic_csv.INTERACTIONS_CSV).write_text('user_id,item_id,timestamp\n')
+  (tmp_path / 'span-04').mkdir()  # no files: no span
+  padded = str(tmp_path / 'span-{SPAN:2}')
+  assert raw_example_gen.present_spans(padded) == [2, 7, 10]
+  assert raw_example_gen.span_source(padded, 7) == str(tmp_path / 'span-07')
+  with pytest.raises(ValueError, match=re.escape('{SPAN:2}')):
+    raw_example_gen.present_spans(str(tmp_path / 'span-{SPAN}'))
+  assert raw_example_gen.window([2, 7, 10], 0) == [2, 7, 10]
+  assert raw_example_gen.window([2, 7, 10], 2) == [7, 10]
+  assert raw_example_gen.window([2, 7, 10], 2, last=7) == [2, 7]
+  with pytest.raises(ValueError, match='span window -1'):
+    raw_example_gen.window([2], -1)
+
+
+def test_the_driver_resolves_and_fingerprints_the_window(tmp_path, dataset):
+  write_spans(dataset, tmp_path / 'log', 3)
+  component = raw_example_gen.RawExampleGen(str(tmp_path / 'log' / 'span-{SPAN}'),
+                                            HISTORY_LENGTH, 0.1, 0.1, span_window=2)
+
+  def resolve():
+    return raw_example_gen.Driver(None).resolve_exec_properties(
+        dict(component.exec_properties), None, None)
+
+  resolved = resolve()
+  assert json.loads(resolved[raw_example_gen.WINDOW_SPANS_KEY]) == [2, 3]
+  assert resolved['span'] == 3
+  # A change to an older span of the window, not only to the latest, changes the fingerprint.
+  interactions = tmp_path / 'log' / 'span-2' / generic_csv.INTERACTIONS_CSV
+  interactions.write_text(interactions.read_text() + 'u1,i1,1\n')
+  changed = resolve()
+  assert changed['input_fingerprint'] != resolved['input_fingerprint']
+  input_writers.write_csv(dataset, tmp_path / 'log' / 'span-4')
+  assert json.loads(resolve()[raw_example_gen.WINDOW_SPANS_KEY]) == [3, 4]
+
+
+def test_a_pipeline_run_reads_the_window_its_driver_resolved(tmp_path, dataset):
+  """RawExampleGen in a BeamDagRunner pipeline: TFX runs its driver, which resolves the window;
+  a new span re-runs it on the new window, an unchanged input is cached."""
+  write_spans(dataset, tmp_path / 'log', 2)
+  store = str(tmp_path / 'metadata.sqlite')
+
+  def run():
+    component = raw_example_gen.RawExampleGen(str(tmp_path / 'log' / 'span-{SPAN}'),
+                                              HISTORY_LENGTH, 0.1, 0.1, span_window=2)
+    beam_dag_runner.BeamDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name='spans', pipeline_root=str(tmp_path / 'root'), components=[component],
+        enable_cache=True, beam_pipeline_args=IN_MEMORY,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            store)))
+    with metadata.Metadata(tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        store)) as handle:
+      return [(artifact.custom_properties['span'].int_value, artifact.uri)
+              for artifact in handle.store.get_artifacts_by_type('Examples')]
+
+  first = run()
+  assert [span for span, _ in first] == [2]
+  assert run() == first  # cached
+  drops = write_spans(dataset, tmp_path / 'new', 3)
+  shutil.copytree(tmp_path / 'new' / 'span-3', tmp_path / 'log' / 'span-3')
+  second = run()
+  assert [span for span, _ in second] == [2, 3]
+  examples = standard_artifacts.Examples()
+  examples.uri = second[-1][1]
+  examples.split_names = artifact_utils.encode_split_names(list(features.EXAMPLE_SPLITS))
+  read = tables.Dataset(pd.concat([pd.read_csv(tmp_path / 'log' / f'span-{span}' /
+                                               generic_csv.INTERACTIONS_CSV, dtype={
+                                                   features.USER_ID: str, features.ITEM_ID: str})
+                                   for span in (2, 3)], ignore_index=True),
+                        drops[-1].users, drops[-1].items)
+  assert written_rows(examples) == reference_rows(read, HISTORY_LENGTH)
