@@ -97,7 +97,11 @@ class TrainingHParams:
   A train split of at most `in_memory_max_examples` examples is held in memory and served in a
   new random order every epoch (`inputs.in_memory`), as are the teacher's outputs on it for
   distillation; a larger one is read from its files every epoch, shuffled in a buffer of
-  `shuffle_buffer_size` examples, and the teacher's outputs go to temporary files."""
+  `shuffle_buffer_size` examples, and the teacher's outputs go to temporary files.
+
+  A run that starts from an earlier run's models (`models.warm_start`: data given as spans,
+  whose previous window was blessed) trains its teacher and distils its student for
+  `warm_start_epochs` each; 0 retrains them cold, as a run without a previous one does."""
   epochs: int
   batch_size: int
   shuffle_buffer_size: int  # examples are written grouped by user: shuffle across users
@@ -110,6 +114,7 @@ class TrainingHParams:
   catalogue_softmax_max_items: int
   mixed_negatives: int
   in_memory_max_examples: int
+  warm_start_epochs: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,5 +16,8 @@ CANDIDATE = STUDENT_INT8  # the model the pipeline evaluates, gates and pushes
 SAVED_MODEL_DIRS = {TEACHER: 'teacher', STUDENT_SCRATCH: 'student_scratch',
                     STUDENT_FP32: 'student_fp32'}
 TFLITE_FILE = 'student_int8.tflite'
+# In the `model` artifact, beside the candidate's serving directory: the weights that later
+# runs start from (`models.warm_start`).
+WARM_START_DIR = 'warm_start'
 TENSORBOARD_DIR = 'tensorboard'
 SUMMARY_FILE = 'training_summary.json'

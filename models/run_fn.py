@@ -8,6 +8,12 @@ TensorBoard logs per training phase, and `training_summary.json` (parameters, by
 seconds, loss history and eval-split metrics of every model, fidelity of the students to the
 teacher; and the feedback kind it was trained for).
 
+Warm start: the teacher's and the fp32 student's weights, with the vocabularies' raw ids, are
+saved beside the candidate in the `model` artifact (`layout.WARM_START_DIR`); given a base model
+(the Trainer's `base_model`: the latest blessed run on earlier data, wired for data given as
+spans), the run starts both from its weights, rows mapped by raw id (`models.warm_start`), and
+trains them for `TrainingHParams.warm_start_epochs`.
+
 Implicit feedback (`TrainerHParams.feedback`, a log without ratings) trains retrieval only:
 `retrieval_only` sets the rating weight and the rating distillation weight to 0, so no model
 runs its rating head, and the exports' `score` returns the retrieval score (`models.export`).
@@ -15,7 +21,7 @@ runs its rating head, and the exports' `score` returns the retrieval score (`mod
 import dataclasses
 import json
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 from absl import logging
 import tensorflow as tf
@@ -29,6 +35,7 @@ from models import hparams
 from models import layout
 from models import training
 from models import two_tower
+from models import warm_start
 
 EVAL_USERS = 1000  # eval-split users scored for the summary
 
@@ -45,10 +52,23 @@ def retrieval_only(params: hparams.TrainerHParams) -> hparams.TrainerHParams:
       distillation=dataclasses.replace(params.distillation, rating_distillation_weight=0.0))
 
 
+def base_warm_start(fn_args, training_hparams: hparams.TrainingHParams
+                    ) -> Optional[warm_start.WarmStart]:
+  """The warm start saved by the Trainer's base model, if it has one and warm starts are on."""
+  base_model = getattr(fn_args, 'base_model', None)
+  if not base_model or training_hparams.warm_start_epochs <= 0:
+    return None
+  warm = warm_start.load(os.path.join(os.path.dirname(base_model), layout.WARM_START_DIR))
+  if warm is None:
+    logging.info('The base model %s has no warm start: training cold', base_model)
+  return warm
+
+
 def run_fn(fn_args) -> None:
   """TFX Trainer entry point."""
   params = retrieval_only(hparams.TrainerHParams.from_config(fn_args.custom_config))
   logging.info('Feedback: %s', params.feedback)
+  warm = base_warm_start(fn_args, params.training)
   # The Trainer's train splits are the train split, then the items split (`pipeline.pipeline`).
   data = training.read_data(fn_args.train_files[:1], fn_args.eval_files, fn_args.train_files[1:],
                             fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_output),
@@ -56,7 +76,7 @@ def run_fn(fn_args) -> None:
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
   tables = training.fit_item_item(data, params.teacher, params.item_item)
   teacher = training.train_teacher(data, params.teacher, params.training, log, tables,
-                                   params.item_item.eval_users)
+                                   params.item_item.eval_users, warm)
   models = {layout.TEACHER: teacher}
   student_size = training.student_size(data, teacher, params.student, params.distillation)
   if params.train_student_scratch:
@@ -66,12 +86,15 @@ def run_fn(fn_args) -> None:
   with training.teacher_outputs(data, teacher, params.training) as distillation_data:
     models[layout.STUDENT_FP32] = training.distil(
         distillation_data, teacher, student_size, params.training, params.distillation, log,
-        params.item_item.eval_users)
+        params.item_item.eval_users, warm)
     models[layout.STUDENT_INT8] = training.quantize(
         distillation_data, teacher, models[layout.STUDENT_FP32], params.training,
         params.distillation, log, params.item_item.eval_users)
   directories = training.export_models(models, data, params.export, fn_args.model_run_dir,
                                        fn_args.serving_model_dir)
+  warm_start.save({name: models[name].core for name in (layout.TEACHER, layout.STUDENT_FP32)},
+                  data.tf_transform_output,
+                  os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR))
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 
 

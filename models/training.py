@@ -53,6 +53,7 @@ from models import teacher
 from models import tflite_export
 from models import towers
 from models import two_tower
+from models import warm_start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,16 +238,37 @@ def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,
                   training: hparams.TrainingHParams, log: TrainingLog,
                   item_item_tables: Optional[item_item.ItemItemTables] = None,
-                  mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
+                  mix_eval_users: int = 1000,
+                  warm: Optional[warm_start.WarmStart] = None) -> two_tower.TwoTowerModel:
   """The teacher, trained on the ground truth for `training.epochs` from `training.seed` (the
   seed of every training phase after it too); hybrid with `item_item_tables`
   (`fit_item_item`): its towers train alone, then the mix of both scores is chosen on
-  `mix_eval_users` eval users (`choose_hybrid_mix`)."""
+  `mix_eval_users` eval users (`choose_hybrid_mix`). With `warm`, it starts from the weights of
+  that run's teacher and trains for `training.warm_start_epochs`."""
   tf.keras.utils.set_random_seed(training.seed)
   core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                             item_item_tables)
-  return _train_on_labels(core, data, training, training.learning_rate, training.epochs,
-                          layout.TEACHER, log, mix_eval_users)
+  counts = _warm_start(warm, layout.TEACHER, core, data)
+  model = _train_on_labels(core, data, training, training.learning_rate,
+                           training.warm_start_epochs if counts else training.epochs,
+                           layout.TEACHER, log, mix_eval_users)
+  _record_warm_start(log, layout.TEACHER, warm, counts)
+  return model
+
+
+def _warm_start(warm: Optional[warm_start.WarmStart], name: str, core: tf.keras.Model,
+                data: TrainingData) -> Optional[Dict[str, int]]:
+  """Sets `core`'s weights from `warm`'s model `name` when it has one; the counts of
+  `WarmStart.apply`, or None (a cold start)."""
+  if warm is None or not warm.has(name):
+    return None
+  return warm.apply(name, core, data.tf_transform_output)
+
+
+def _record_warm_start(log: TrainingLog, name: str, warm: Optional[warm_start.WarmStart],
+                       counts: Optional[Dict[str, int]]) -> None:
+  log.records[name]['warm_start'] = (None if counts is None
+                                     else {'from': warm.directory, **counts})
 
 
 # The item-to-item component's share of the score: at most 0.9, so that the towers always rank
@@ -424,19 +446,23 @@ def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.
 def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
            size: hparams.TowerHParams, training: hparams.TrainingHParams,
            distillation: hparams.DistillationHParams, log: TrainingLog,
-           mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
+           mix_eval_users: int = 1000,
+           warm: Optional[warm_start.WarmStart] = None) -> two_tower.TwoTowerModel:
   """The student distilled from `teacher_model` for `distillation.epochs` (the fp32 student);
   `data` as `teacher_outputs` gives it. A student with `size.item_item` inherits the teacher's
   item-to-item component (`student.inherit`): its towers are distilled alone, then the mix is
-  chosen on `mix_eval_users` eval users (`choose_hybrid_mix`)."""
+  chosen on `mix_eval_users` eval users (`choose_hybrid_mix`). With `warm`, it starts from the
+  weights of that run's fp32 student and trains for `training.warm_start_epochs`."""
   student_model = two_tower.TwoTowerModel(
       student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                          student.inherit(size, teacher_model.core)),
       training, data.stats)
+  counts = _warm_start(warm, layout.STUDENT_FP32, student_model.core, data)
   _fit(_distiller(teacher_model, student_model, data, training, distillation,
                   distillation.learning_rate),
-       data, distillation.epochs, layout.STUDENT_FP32, 'distillation', log,
-       training.early_stopping_patience)
+       data, training.warm_start_epochs if counts else distillation.epochs, layout.STUDENT_FP32,
+       'distillation', log, training.early_stopping_patience)
+  _record_warm_start(log, layout.STUDENT_FP32, warm, counts)
   if is_hybrid(student_model):
     choose_hybrid_mix(student_model, data, mix_eval_users)
   return student_model

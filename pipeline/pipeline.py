@@ -23,6 +23,7 @@ from contract import signatures
 from models import hparams
 
 BASELINE_RESOLVER_ID = 'latest_blessed_model_resolver'
+WARM_START_RESOLVER_ID = 'warm_start_model_resolver'
 
 
 def eval_config(thresholds: gates_lib.Gates) -> tfma.EvalConfig:
@@ -59,9 +60,12 @@ def eval_config(thresholds: gates_lib.Gates) -> tfma.EvalConfig:
       ])])
 
 
-def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) -> tfx.dsl.Resolver:
-  """The baseline of the Evaluator's change threshold: the latest model that passed every gate
-  (the RetrievalEvaluator's blessing, not the Evaluator's own) before the `candidate`.
+def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False,
+                            resolver_id: str = BASELINE_RESOLVER_ID) -> tfx.dsl.Resolver:
+  """The latest model that passed every gate (the RetrievalEvaluator's blessing, not the
+  Evaluator's own) before the `candidate` artifacts: the baseline of the Evaluator's change
+  threshold (before the Trainer's model), or the model a run warm-starts from (before the run's
+  examples, so that a re-run on the same examples resolves the same model and hits the cache).
 
   KFP v2 compiles only TFX's own LatestBlessedModelStrategy, into its own query: there the
   baseline is the latest model with any positive blessing, which can be the candidate itself."""
@@ -70,7 +74,7 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(BASELINE_RESOLVER_ID)
+    ).with_id(resolver_id)
   return tfx.dsl.Resolver(
       strategy_class=baseline_resolver.LatestBlessedModelBeforeCandidateStrategy,
       candidate=candidate,
@@ -80,7 +84,7 @@ def baseline_model_resolver(candidate: tfx.dsl.Channel, kfp_v2: bool = False) ->
           type=tfx.types.standard_artifacts.ModelBlessing,
           producer_component_id=retrieval_evaluator_lib.RetrievalEvaluator.__name__,
           output_key='blessing'),
-  ).with_id(BASELINE_RESOLVER_ID)
+  ).with_id(resolver_id)
 
 
 def data_components(data_source: str, schema_file: str, preprocessing_fn: str,
@@ -194,6 +198,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     kfp_v2: pick the baseline resolver that the KFP v2 compiler supports (see
       `baseline_model_resolver`).
 
+  For data given as spans (`data_source` with `{SPAN}`), the Trainer starts from the latest
+  model blessed on earlier data (`models.warm_start`; `training.warm_start_epochs` 0: cold).
   The Pusher pushes only what the RetrievalEvaluator blesses: its retrieval gates hold and, for
   explicit feedback, the Evaluator blessed the model's rating metrics.
   """
@@ -203,11 +209,18 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
   explicit = feedback == features.EXPLICIT
   example_gen, statistics_gen, schema_gen, example_validator, gate, transform_component = (
       data_components(data_source, schema_file, preprocessing_fn, data, transform, feedback))
+  # Data given as spans grows run after run: the Trainer starts from the models blessed on
+  # earlier data (`models.warm_start`).
+  warm_start = []
+  if raw_example_gen.is_span_source(data_source) and training.warm_start_epochs > 0:
+    warm_start = [baseline_model_resolver(example_gen.outputs['examples'], kfp_v2,
+                                          WARM_START_RESOLVER_ID)]
   trainer = tfx.components.Trainer(
       run_fn=run_fn,
       examples=transform_component.outputs['transformed_examples'],
       transform_graph=transform_component.outputs['transform_graph'],
       schema=gate.outputs['validated_schema'],
+      base_model=warm_start[0].outputs['model'] if warm_start else None,
       # `run_fn` reads the items split (the catalogue) as the second train split.
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT, features.ITEMS_SPLIT]),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
@@ -250,8 +263,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
       components=[example_gen, statistics_gen, schema_gen, example_validator, gate,
-                  transform_component, trainer, *rating_gates, retrieval_evaluator, pusher,
-                  teacher_model, teacher_pusher, report],
+                  transform_component, *warm_start, trainer, *rating_gates,
+                  retrieval_evaluator, pusher, teacher_model, teacher_pusher, report],
       enable_cache=enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

@@ -1,7 +1,9 @@
 """Writers of a `Dataset` in both input formats, the native MovieLens 100k files and the generic
-CSV schema, so that tests go through the real loaders."""
+CSV schema (also cut into spans), so that tests go through the real loaders."""
 from pathlib import Path
-from typing import Union
+from typing import List, Union
+
+import numpy as np
 
 from contract import features
 from ingest import generic_csv
@@ -54,3 +56,21 @@ def write_csv(dataset: Dataset, directory: Union[str, Path]) -> Path:
   if dataset.items is not None:
     dataset.items.to_csv(directory / generic_csv.ITEMS_CSV)
   return directory
+
+
+def write_spans(dataset: Dataset, directory: Union[str, Path], count: int) -> List[Dataset]:
+  """`dataset`'s interactions cut by time into `count` drops, `directory`/span-1, ... in the
+  documented schema, each with the side tables, except that the first drop's item titles are
+  older ones ('Old title'); returns the drops' datasets, oldest first."""
+  interactions = dataset.interactions.sort_values(features.TIMESTAMP, kind='stable')
+  bounds = np.quantile(interactions[features.TIMESTAMP], np.linspace(0, 1, count + 1))[1:-1]
+  drop_of = np.searchsorted(bounds, interactions[features.TIMESTAMP], side='right')
+  drops = []
+  for number in range(count):
+    items = dataset.items
+    if number == 0 and items is not None:
+      items = items.assign(**{features.TITLE: 'Old title'})
+    drop = Dataset(interactions[drop_of == number].reset_index(drop=True), dataset.users, items)
+    write_csv(drop, Path(directory) / f'span-{number + 1}')
+    drops.append(drop)
+  return drops

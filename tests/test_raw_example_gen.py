@@ -264,24 +264,6 @@ def test_the_executor_reads_the_source_the_runner_located(tmp_path, monkeypatch)
         files.users is None, files.items is None)
 
 
-def write_spans(dataset: tables.Dataset, directory: Path, count: int,
-                name: str = 'span-{}') -> list:
-  """`dataset`'s interactions cut by time into `count` drops, `directory`/span-1, ... (each
-  with the side tables; the first drop's item titles are older ones); returns the drops'
-  datasets, oldest first."""
-  interactions = dataset.interactions.sort_values(features.TIMESTAMP, kind='stable')
-  bounds = np.quantile(interactions[features.TIMESTAMP], np.linspace(0, 1, count + 1))[1:-1]
-  drop_of = np.searchsorted(bounds, interactions[features.TIMESTAMP], side='right')
-  old_items = dataset.items.assign(**{features.TITLE: 'Old title'})
-  drops = []
-  for number in range(count):
-    drop = tables.Dataset(interactions[drop_of == number].reset_index(drop=True), dataset.users,
-                          old_items if number == 0 else dataset.items)
-    input_writers.write_csv(drop, directory / name.format(number + 1))
-    drops.append(drop)
-  return drops
-
-
 def window_dataset(drops: list) -> tables.Dataset:
   """The drops as one log, with the latest drop's side tables."""
   return tables.Dataset(pd.concat([drop.interactions for drop in drops], ignore_index=True),
@@ -289,7 +271,7 @@ def window_dataset(drops: list) -> tables.Dataset:
 
 
 def test_a_span_source_is_read_as_one_log_over_its_window(tmp_path, dataset):
-  drops = write_spans(dataset, tmp_path / 'log', 3)
+  drops = input_writers.write_spans(dataset, tmp_path / 'log', 3)
   source = str(tmp_path / 'log' / 'span-{SPAN}')
   for span_window, read in ((0, drops), (2, drops[1:])):
     examples = run_executor(source, str(tmp_path / f'examples-{span_window}'),
@@ -326,7 +308,7 @@ def test_span_sources_their_spans_and_windows(tmp_path):
 
 
 def test_the_driver_resolves_and_fingerprints_the_window(tmp_path, dataset):
-  write_spans(dataset, tmp_path / 'log', 3)
+  input_writers.write_spans(dataset, tmp_path / 'log', 3)
   component = raw_example_gen.RawExampleGen(str(tmp_path / 'log' / 'span-{SPAN}'),
                                             HISTORY_LENGTH, 0.1, 0.1, span_window=2)
 
@@ -349,7 +331,7 @@ def test_the_driver_resolves_and_fingerprints_the_window(tmp_path, dataset):
 def test_a_pipeline_run_reads_the_window_its_driver_resolved(tmp_path, dataset):
   """RawExampleGen in a BeamDagRunner pipeline: TFX runs its driver, which resolves the window;
   a new span re-runs it on the new window, an unchanged input is cached."""
-  write_spans(dataset, tmp_path / 'log', 2)
+  input_writers.write_spans(dataset, tmp_path / 'log', 2)
   store = str(tmp_path / 'metadata.sqlite')
 
   def run():
@@ -368,7 +350,7 @@ def test_a_pipeline_run_reads_the_window_its_driver_resolved(tmp_path, dataset):
   first = run()
   assert [span for span, _ in first] == [2]
   assert run() == first  # cached
-  drops = write_spans(dataset, tmp_path / 'new', 3)
+  drops = input_writers.write_spans(dataset, tmp_path / 'new', 3)
   shutil.copytree(tmp_path / 'new' / 'span-3', tmp_path / 'log' / 'span-3')
   second = run()
   assert [span for span, _ in second] == [2, 3]

@@ -1,0 +1,126 @@
+"""Warm start: a new run's models start from the weights of the latest blessed run's.
+
+A Trainer run saves, beside the candidate's SavedModel in the `model` artifact
+(`layout.WARM_START_DIR`), the weights of the models that later runs start from (the teacher and
+the fp32 student: `save`) and the raw ids of every vocabulary their tables are indexed by. A
+run that starts from them (`load`, then `WarmStart.apply` to each newly built core) copies
+every layer's weights by layer name, and maps the rows of the vocabulary-indexed tables
+(`TABLES`) by raw id, so that the vocabularies can change between runs: a user, item, genre or
+title token known to both keeps its row, a new one keeps the row the new model was initialised
+with, and one that left the data is dropped. Padding and OOV rows map to themselves. Weights
+whose shapes changed otherwise (another embedding width) start fresh, as do the item-to-item
+component's tables, which every run fits anew on its own train split (`models.item_item`).
+"""
+import dataclasses
+import io
+import json
+import os
+from typing import Dict, List, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from contract import features
+
+WEIGHTS_FILE = '{}.npz'  # a model's weights, by model name
+VOCABULARIES_FILE = 'vocabularies.json'
+
+# Vocabulary-indexed tables, by layer name: (the vocabulary, the rows before the vocabulary's:
+# the padding row of item-like tables). Rows after the vocabulary's are OOV buckets.
+TABLES = {
+    'item_embedding': (features.ITEM_VOCAB, 1),
+    'item_bias': (features.ITEM_VOCAB, 1),
+    'user_embedding': (features.USER_VOCAB, 0),
+    'user_bias': (features.USER_VOCAB, 0),
+    'gender_embedding': (features.GENDER_VOCAB, 0),
+    'occupation_embedding': (features.OCCUPATION_VOCAB, 0),
+    'zip_embedding': (features.ZIP_VOCAB, 0),
+    'genre_embedding': (features.GENRE_VOCAB, 1),
+    'title_embedding': (features.TITLE_VOCAB, 1),
+}
+# Fitted anew by every run (`models.item_item`), never carried over.
+REFITTED_PREFIX = 'item_item'
+
+
+def vocabularies(tf_transform_output) -> Dict[str, List[str]]:
+  """The raw tokens of every vocabulary `TABLES` index by, in row order."""
+  return {name: [token.decode() if isinstance(token, bytes) else str(token)
+                 for token in tf_transform_output.vocabulary_by_name(name)]
+          for name in sorted({vocabulary for vocabulary, _ in TABLES.values()})}
+
+
+def row_keys(tokens: List[str], rows: int, leading: int) -> List[str]:
+  """The key of every row of a table of `rows` rows over the vocabulary `tokens`: '' then the
+  tokens for the `leading` padding row; the tokens; then '#oov<k>' for its OOV buckets."""
+  keys = [f'#pad{k}' for k in range(leading)] + list(tokens)
+  return keys + [f'#oov{k}' for k in range(rows - len(keys))]
+
+
+def save(cores: Dict[str, tf.keras.Model], tf_transform_output, directory: str) -> None:
+  """Writes each core's weights (by model name) and the vocabularies' raw ids to
+  `directory`."""
+  tf.io.gfile.makedirs(directory)
+  for name, core in cores.items():
+    arrays = {f'{layer.name}/{index}': weight
+              for layer in core.layers if not layer.name.startswith(REFITTED_PREFIX)
+              for index, weight in enumerate(layer.get_weights())}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with tf.io.gfile.GFile(os.path.join(directory, WEIGHTS_FILE.format(name)), 'wb') as f:
+      f.write(buffer.getvalue())
+  with tf.io.gfile.GFile(os.path.join(directory, VOCABULARIES_FILE), 'w') as f:
+    json.dump(vocabularies(tf_transform_output), f)
+
+
+@dataclasses.dataclass
+class WarmStart:
+  """The saved weights of a run's models (`save`) and its vocabularies."""
+  directory: str
+  vocabularies: Dict[str, List[str]]
+
+  def has(self, name: str) -> bool:
+    return tf.io.gfile.exists(os.path.join(self.directory, WEIGHTS_FILE.format(name)))
+
+  def apply(self, name: str, core: tf.keras.Model, tf_transform_output) -> Dict[str, int]:
+    """Sets `core`'s weights from the saved model `name`'s (see the module docstring); returns
+    counts: the weights copied, the table rows kept (known to both runs) and new, the weights
+    left fresh."""
+    with tf.io.gfile.GFile(os.path.join(self.directory, WEIGHTS_FILE.format(name)), 'rb') as f:
+      saved = dict(np.load(io.BytesIO(f.read())))
+    new_vocabularies = vocabularies(tf_transform_output)
+    counts = dict(copied=0, rows_kept=0, rows_new=0, fresh=0)
+    for layer in core.layers:
+      if layer.name.startswith(REFITTED_PREFIX) or not layer.weights:
+        continue
+      weights = layer.get_weights()
+      for index, weight in enumerate(weights):
+        old = saved.get(f'{layer.name}/{index}')
+        if old is not None and layer.name in TABLES and old.shape[1:] == weight.shape[1:]:
+          vocabulary, leading = TABLES[layer.name]
+          new_keys = row_keys(new_vocabularies[vocabulary], len(weight), leading)
+          old_rows = {key: row for row, key in enumerate(
+              row_keys(self.vocabularies[vocabulary], len(old), leading))}
+          found = np.array([old_rows.get(key, -1) for key in new_keys])
+          kept = found >= 0
+          weight[kept] = old[found[kept]]
+          counts['rows_kept'] += int(kept.sum())
+          counts['rows_new'] += int((~kept).sum())
+          counts['copied'] += 1
+        elif old is not None and old.shape == weight.shape:
+          weights[index] = old
+          counts['copied'] += 1
+        else:
+          counts['fresh'] += 1
+      layer.set_weights(weights)
+    logging.info('Warm start of %s from %s: %s', name, self.directory, counts)
+    return counts
+
+
+def load(directory: str) -> Optional[WarmStart]:
+  """The warm start saved in `directory`, or None when there is none."""
+  path = os.path.join(directory, VOCABULARIES_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return WarmStart(directory, json.load(f))

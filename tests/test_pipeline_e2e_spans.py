@@ -1,0 +1,68 @@
+"""The whole pipeline on data given as spans (BeamDagRunner, tiny generated data): the first
+span trains cold and pushes; a new span is read with the previous ones, its Trainer starts from
+the model blessed on the first (`models.warm_start`) and pushes a second version whose catalogue
+holds the new span's items; a re-run without a new span hits the cache."""
+import glob
+import json
+import os
+
+import pytest
+
+from components import gates
+from contract import catalogue as catalogue_lib
+from ingest import synthetic
+from models import layout
+from pipeline import configs
+from pipeline import local_runner
+import input_writers
+
+LENIENT_GATES = configs.GATES.__class__(
+    **{**configs.GATES.__dict__, 'rmse_upper_bound': 10.0, 'rating_auc_lower_bound': 0.0,
+       'retrieval': gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=1.0,
+                                         min_popularity_ratio=0.0)})
+
+
+def _run(source: str, output: str) -> dict:
+  """A run, with its Trainer's `model` artifact and training summary."""
+  result = local_runner.run(source, output, gates=LENIENT_GATES)
+  outputs = local_runner.latest_run_outputs(result['metadata'], ['ModelRun'])
+  with open(os.path.join(outputs['ModelRun'], layout.SUMMARY_FILE)) as f:
+    result['summary'] = json.load(f)
+  result['model'] = max(glob.glob(os.path.join(result['pipeline_root'], 'Trainer', 'model', '*')),
+                        key=lambda path: int(os.path.basename(path)))
+  return result
+
+
+@pytest.fixture(scope='module')
+def span_runs(tmp_path_factory):
+  dataset = synthetic.generate(num_users=60, num_items=150, seed=1, arriving_items=15,
+                               interactions_per_user=(5, 40))
+  log = tmp_path_factory.mktemp('log')
+  staged = tmp_path_factory.mktemp('staged')
+  drops = input_writers.write_spans(dataset, staged, 2)
+  output = str(tmp_path_factory.mktemp('spans_pipeline'))
+  source = str(log / 'span-{SPAN}')
+  os.rename(staged / 'span-1', log / 'span-1')
+  first = _run(source, output)
+  os.rename(staged / 'span-2', log / 'span-2')
+  second = _run(source, output)
+  again = _run(source, output)
+  return drops, first, second, again
+
+
+def test_each_span_pushes_a_version_the_second_warm_started(span_runs):
+  drops, first, second, again = span_runs
+  assert first['pushed'] and second['pushed'] and second['pushed'] != first['pushed']
+  for name in (layout.TEACHER, layout.STUDENT_FP32):
+    assert first['summary'][name]['warm_start'] is None
+    warm = second['summary'][name]['warm_start']
+    # Started from the first run's model: the rows of the ids it knew kept.
+    assert warm['from'] == os.path.join(first['model'], layout.WARM_START_DIR)
+    assert warm['rows_kept'] > 0 and warm['copied'] > 0
+    assert second['summary'][name]['best_epoch'] <= configs.TRAINING.warm_start_epochs
+  # The items of the newest span's items.csv are all served.
+  served = set(catalogue_lib.read_catalogue(catalogue_lib.catalogue_path(second['pushed'])))
+  assert set(drops[-1].items.index) <= served
+  assert again['pushed'] is None and again['latest'] == second['pushed']
+  assert again['model'] == second['model']  # cached: the same examples resolve the same base
+

@@ -1,0 +1,80 @@
+"""Warm start (`models.warm_start`): weights copied by layer name, vocabulary-indexed table rows
+mapped by raw id (a known item keeps its row, a new one its fresh row, a removed one is gone),
+refitted item-to-item tables never carried over, and the training API starting from them."""
+import numpy as np
+import tensorflow as tf
+
+from contract import features
+from models import warm_start
+
+DIM = 3
+
+
+class _TransformOutput:
+  """The vocabularies of a transform output, by name."""
+
+  def __init__(self, items, users):
+    self._vocabularies = {features.ITEM_VOCAB: items, features.USER_VOCAB: users}
+
+  def vocabulary_by_name(self, name):
+    return [token.encode() for token in self._vocabularies.get(name, [])]
+
+
+def _core(num_items: int, num_users: int, item_item_rows: int = 4, hidden: int = 2):
+  """A core with an item table (padding row, then the vocabulary, then one OOV row), a user
+  table (vocabulary, one OOV row), a Dense layer and an item-to-item table."""
+  item = tf.keras.Input(shape=(), dtype=tf.int64, name='item')
+  user = tf.keras.Input(shape=(), dtype=tf.int64, name='user')
+  items = tf.keras.layers.Embedding(num_items + 2, DIM, name='item_embedding')(item)
+  users = tf.keras.layers.Embedding(num_users + 1, DIM, name='user_embedding')(user)
+  component = tf.keras.layers.Embedding(item_item_rows, DIM, name='item_item_candidate')(item)
+  output = tf.keras.layers.Dense(hidden, name='query_output')(
+      tf.keras.layers.Concatenate()([items, users, component]))
+  return tf.keras.Model([item, user], output)
+
+
+def test_rows_follow_their_raw_ids_and_other_weights_their_layer(tmp_path):
+  old = _core(num_items=3, num_users=2)
+  old_output = _TransformOutput(['a', 'b', 'c'], ['u1', 'u2'])
+  warm_start.save({'teacher': old}, old_output, str(tmp_path))
+  # Item 'b' left, 'd' arrived; user 'u3' arrived; the vocabularies' order changed too.
+  new = _core(num_items=3, num_users=3)
+  fresh = {layer.name: [w.copy() for w in layer.get_weights()] for layer in new.layers}
+  new_output = _TransformOutput(['c', 'd', 'a'], ['u2', 'u3', 'u1'])
+  counts = warm_start.load(str(tmp_path)).apply('teacher', new, new_output)
+
+  old_items = old.get_layer('item_embedding').get_weights()[0]  # rows: pad a b c oov
+  new_items = new.get_layer('item_embedding').get_weights()[0]  # rows: pad c d a oov
+  np.testing.assert_array_equal(new_items[[0, 1, 3, 4]], old_items[[0, 3, 1, 4]])
+  np.testing.assert_array_equal(new_items[2], fresh['item_embedding'][0][2])  # 'd' is new
+  old_users = old.get_layer('user_embedding').get_weights()[0]  # rows: u1 u2 oov
+  new_users = new.get_layer('user_embedding').get_weights()[0]  # rows: u2 u3 u1 oov
+  np.testing.assert_array_equal(new_users[[0, 2, 3]], old_users[[1, 0, 2]])
+  np.testing.assert_array_equal(new_users[1], fresh['user_embedding'][0][1])
+  for old_weight, new_weight in zip(old.get_layer('query_output').get_weights(),
+                                    new.get_layer('query_output').get_weights()):
+    np.testing.assert_array_equal(new_weight, old_weight)
+  # The item-to-item table is fitted by every run: never carried over.
+  np.testing.assert_array_equal(new.get_layer('item_item_candidate').get_weights()[0],
+                                fresh['item_item_candidate'][0])
+  assert counts == dict(copied=4, rows_kept=4 + 3, rows_new=1 + 1, fresh=0)
+
+
+def test_a_changed_shape_starts_fresh_and_a_missing_directory_is_no_warm_start(tmp_path):
+  warm_start.save({'teacher': _core(3, 2, hidden=2)}, _TransformOutput(['a', 'b', 'c'],
+                                                                        ['u1', 'u2']),
+                  str(tmp_path))
+  new = _core(3, 2, hidden=5)
+  before = [w.copy() for w in new.get_layer('query_output').get_weights()]
+  warm = warm_start.load(str(tmp_path))
+  assert warm.has('teacher') and not warm.has('student_fp32')
+  counts = warm.apply('teacher', new, _TransformOutput(['a', 'b', 'c'], ['u1', 'u2']))
+  for kept, weight in zip(before, new.get_layer('query_output').get_weights()):
+    np.testing.assert_array_equal(weight, kept)
+  assert counts['fresh'] == 2 and counts['rows_new'] == 0
+  assert warm_start.load(str(tmp_path / 'none')) is None
+
+
+def test_row_keys_name_padding_tokens_and_oov_buckets():
+  assert warm_start.row_keys(['x', 'y'], 5, leading=1) == ['#pad0', 'x', 'y', '#oov0', '#oov1']
+  assert warm_start.row_keys(['x'], 2, leading=0) == ['x', '#oov0']
