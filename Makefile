@@ -22,6 +22,8 @@ SCALE_USERS ?= 100000
 SCALE_ITEMS ?= 50000
 SCALE_INTERACTIONS ?= 10000000
 SCALE_OUT ?= scale_results.json
+SPANS ?= 10
+SPAN_DAYS ?= 7
 
 # python3.10 from PATH, pyenv or the system, whichever answers as 3.10.
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 \
@@ -29,7 +31,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python
   $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo $$p; break; }; done)
 
 .PHONY: install run test schema bench-quality bench-distill testbed bench-scale serve bench-serving \
-  clean
+  simulate-days clean
 
 install: $(VENV)/.installed
 
@@ -94,6 +96,13 @@ bench-serving: install
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache
+
+# DATA cut into SPANS spans of SPAN_DAYS days, the pipeline run span after span (warm-started)
+# and a cold retrain beside each (benchmarks/simulate_days.py); rows in BENCH_OUT.
+simulate-days: install
+	$(if $(VERBOSE),,$(QUIET_ENV)) $(BIN)/python -m benchmarks.simulate_days --data '$(DATA)' \
+	  --output '$(OUTPUT)/simulate_days' --bench-out '$(BENCH_OUT)' --spans $(SPANS) \
+	  --span-days $(SPAN_DAYS)
 
 bench-scale: install
 	$(BIN)/python -m benchmarks.scale --users $(SCALE_USERS) --items $(SCALE_ITEMS) \

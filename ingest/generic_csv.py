@@ -1,6 +1,7 @@
 """The documented generic input schema: CSV files with a header row.
 
-`interactions.csv` (user_id, item_id, timestamp and optional rating; a missing rating column
+`write_dataset` writes a `tables.Dataset` in it. `interactions.csv` (user_id, item_id, timestamp
+and optional rating; a missing rating column
 means implicit feedback, rating 1.0), optional `users.csv` (user_id, age, gender, occupation,
 zip_code) and optional `items.csv` (item_id, title, genres, year); extra columns are ignored
 and missing optional columns or empty optional values become `features.UNKNOWN` or 0.
@@ -78,3 +79,14 @@ def load_items_csv(path: delimited.Source) -> pd.DataFrame:
   """Loads `items.csv`: item_id and optional title, genres ('|'-separated), year."""
   return tables.items_frame(
       *_load_side_csv(os.fspath(path), tables.ITEM_COLUMNS, tables.ITEM_PARSERS))
+
+
+def write_dataset(dataset: tables.Dataset, directory: str) -> str:
+  """Writes `dataset` as interactions.csv, and users.csv / items.csv for the side tables it
+  has, into `directory` (made if missing; a local path); returns `directory`."""
+  os.makedirs(directory, exist_ok=True)
+  dataset.interactions.to_csv(os.path.join(directory, INTERACTIONS_CSV), index=False)
+  for table, name in ((dataset.users, USERS_CSV), (dataset.items, ITEMS_CSV)):
+    if table is not None:
+      table.to_csv(os.path.join(directory, name))
+  return directory

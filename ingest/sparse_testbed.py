@@ -29,7 +29,6 @@ With the defaults: about 2,000 users, 10,000 items, about 100,000 interactions, 
 """
 import argparse
 import dataclasses
-import os
 import sys
 from typing import Dict
 
@@ -182,10 +181,7 @@ def properties(interactions: pd.DataFrame, num_items: int) -> Dict[str, float]:
 
 def write(dataset: tables.Dataset, directory: str) -> None:
   """Writes `dataset` as the generic CSV files in `directory`."""
-  os.makedirs(directory, exist_ok=True)
-  dataset.interactions.to_csv(os.path.join(directory, generic_csv.INTERACTIONS_CSV), index=False)
-  dataset.users.to_csv(os.path.join(directory, generic_csv.USERS_CSV))
-  dataset.items.to_csv(os.path.join(directory, generic_csv.ITEMS_CSV))
+  generic_csv.write_dataset(dataset, directory)
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,10 @@
     PIPELINE_ROOT   where components write their artefacts, e.g. gs://bucket/recsys-distill
     DATA_ROOT       the raw data RawExampleGen reads: a directory holding interactions.csv (and
                     optional users.csv, items.csv) or MovieLens-100K's u.data (u.item, u.user),
-                    or one .csv file (default <PIPELINE_ROOT>/data)
+                    or one .csv file (default <PIPELINE_ROOT>/data); or dated drops named with
+                    a span spec, e.g. gs://bucket/logs/span-{SPAN}, of which each run reads
+                    the latest SPAN_WINDOW (read by `pipeline.configs`; 0, the default: all)
+                    and warm-starts from the model blessed on the earlier ones
     SCHEMA_FILE     the curated schema, a path in the image or a bucket (default the
                     repository's pipeline/schema/schema.pbtxt in the image)
     SERVING_ROOT    where Pusher writes <SERVING_ROOT>/student/<version>/ (default

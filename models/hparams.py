@@ -101,7 +101,9 @@ class TrainingHParams:
 
   A run that starts from an earlier run's models (`models.warm_start`: data given as spans,
   whose previous window was blessed) trains its teacher and distils its student for
-  `warm_start_epochs` each; 0 retrains them cold, as a run without a previous one does."""
+  `warm_start_epochs` each, at their learning rates times `warm_start_learning_rate_scale`
+  (a fresh optimizer on trained weights); 0 epochs retrains them cold, as a run without a
+  previous one does."""
   epochs: int
   batch_size: int
   shuffle_buffer_size: int  # examples are written grouped by user: shuffle across users
@@ -115,6 +117,7 @@ class TrainingHParams:
   mixed_negatives: int
   in_memory_max_examples: int
   warm_start_epochs: int
+  warm_start_learning_rate_scale: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,6 +84,15 @@ class ItemItemTables:
   def rank(self) -> int:
     return self.history.shape[1]
 
+  @property
+  def factorisation(self) -> str:
+    return EIGEN if self.row_scales is not None else SVD
+
+  def choice(self) -> Dict[str, object]:
+    """What `fit` chose: the factorisation, L2 weight, rank and window (`fit`'s `chosen`)."""
+    return dict(factorisation=self.factorisation, l2=float(self.l2), rank=int(self.rank),
+                window=int(self.window))
+
   def truncated(self, rank: int) -> 'ItemItemTables':
     """These tables at rank `rank` (module docstring): the eigen tables' leading columns, or
     the best factorisation of the other tables' scores between distinct items (history ·
@@ -237,9 +246,11 @@ def _eval_ndcg(history: np.ndarray, candidates: np.ndarray, window: int,
 
 def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_length: int,
         eval_queries: Optional[eval_split.EvalQueries],
-        params: hparams.ItemItemHParams) -> ItemItemTables:
+        params: hparams.ItemItemHParams,
+        chosen: Optional[Dict[str, object]] = None) -> ItemItemTables:
   """The tables of the (L2 weight, rank, history window) of `params` that rank the eval
-  queries best.
+  queries best; with `chosen` (an earlier fit's `ItemItemTables.choice`, on earlier data), the
+  tables of that choice alone, fitted on these interactions.
 
   Args:
     users, items: the train interactions' user and item indices (`train_pairs`).
@@ -248,7 +259,13 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     eval_queries: the eval queries in index space (`eval_split.collect`), or None: then the
       middle L2 weight, the largest rank and the largest window.
     params: the candidate L2 weights, ranks and windows, and how many items B covers.
+    chosen: the factorisation, L2 weight, rank and window to fit, or None to choose them.
   """
+  factorisations = FACTORISATIONS
+  if chosen is not None:
+    params = dataclasses.replace(params, l2_values=(chosen['l2'],), ranks=(chosen['rank'],),
+                                 windows=(chosen['window'],))
+    factorisations = (chosen['factorisation'],)
   counts = np.bincount(items, minlength=num_item_indices)
   counts[features.PADDING_INDEX] = 0
   kept = np.sort(np.argsort(-counts, kind='stable')[:params.max_items])
@@ -271,14 +288,17 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   for l2 in l2_values:
     precision = baselines.ease_precision(gram, l2)
     fields = dict(l2=float(l2), window=windows[-1])
-    factorisations = {EIGEN: _eigen_tables(kept, eigenvectors, eigenvalues,
-                                           np.diag(precision).copy(), num_item_indices, **fields)}
-    factorisations[SVD] = _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
-                                      num_item_indices, **fields)
+    fitted = {}
+    if EIGEN in factorisations:
+      fitted[EIGEN] = _eigen_tables(kept, eigenvectors, eigenvalues, np.diag(precision).copy(),
+                                    num_item_indices, **fields)
+    if SVD in factorisations:
+      fitted[SVD] = _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
+                                num_item_indices, **fields)
     del precision
-    for factorisation in FACTORISATIONS:
+    for factorisation in factorisations:
       for rank in ranks:
-        tables = factorisations[factorisation].truncated(rank)
+        tables = fitted[factorisation].truncated(rank)
         for window in windows:
           ndcg = (None if eval_queries is None
                   else _eval_ndcg(tables.history, tables.candidates, window, eval_queries))

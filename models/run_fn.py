@@ -74,7 +74,7 @@ def run_fn(fn_args) -> None:
                             fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_output),
                             params.transform, params.training)
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
-  tables = training.fit_item_item(data, params.teacher, params.item_item)
+  tables = training.fit_item_item(data, params.teacher, params.item_item, warm)
   teacher = training.train_teacher(data, params.teacher, params.training, log, tables,
                                    params.item_item.eval_users, warm)
   models = {layout.TEACHER: teacher}
@@ -94,7 +94,8 @@ def run_fn(fn_args) -> None:
                                        fn_args.serving_model_dir)
   warm_start.save({name: models[name].core for name in (layout.TEACHER, layout.STUDENT_FP32)},
                   data.tf_transform_output,
-                  os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR))
+                  os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR),
+                  {} if tables is None else {training.ITEM_ITEM_CHOICE: tables.choice()})
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 
 

@@ -32,7 +32,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -223,16 +223,24 @@ def _train_on_labels(core: tf.keras.Model, data: TrainingData,
 
 
 def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
-                  params: hparams.ItemItemHParams) -> Optional[item_item.ItemItemTables]:
+                  params: hparams.ItemItemHParams,
+                  warm: Optional[warm_start.WarmStart] = None
+                  ) -> Optional[item_item.ItemItemTables]:
   """The hybrid teacher's item-to-item tables (`models.item_item`), fitted on the train split
-  with their L2 weight and rank chosen on the eval split; None when `size.item_item` is off."""
+  with their L2 weight and rank chosen on the eval split, or with `warm`, as that run's
+  teacher's were chosen; None when `size.item_item` is off."""
   if not size.item_item:
     return None
   with logged_phase('Fitted the item-to-item component'):
     users, items = item_item.train_pairs(data.train_in_order)
     eval_queries = None if data.eval is None else data.eval_queries(params.eval_users)
+    chosen = None if warm is None else warm.settings.get(ITEM_ITEM_CHOICE)
     return item_item.fit(users, items, data.vocab.items, data.transform.history_length,
-                         eval_queries, params)
+                         eval_queries, params, chosen)
+
+
+# The warm start setting (`warm_start.save`) that holds the teacher's item-to-item choice.
+ITEM_ITEM_CHOICE = 'item_item'
 
 
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,
@@ -249,9 +257,9 @@ def train_teacher(data: TrainingData, size: hparams.TowerHParams,
   core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                             item_item_tables)
   counts = _warm_start(warm, layout.TEACHER, core, data)
-  model = _train_on_labels(core, data, training, training.learning_rate,
-                           training.warm_start_epochs if counts else training.epochs,
-                           layout.TEACHER, log, mix_eval_users)
+  learning_rate, epochs = _schedule(training, training.learning_rate, training.epochs, counts)
+  model = _train_on_labels(core, data, training, learning_rate, epochs, layout.TEACHER, log,
+                           mix_eval_users)
   _record_warm_start(log, layout.TEACHER, warm, counts)
   return model
 
@@ -263,6 +271,15 @@ def _warm_start(warm: Optional[warm_start.WarmStart], name: str, core: tf.keras.
   if warm is None or not warm.has(name):
     return None
   return warm.apply(name, core, data.tf_transform_output)
+
+
+def _schedule(training: hparams.TrainingHParams, learning_rate: float, epochs: int,
+              warm_counts: Optional[Dict[str, int]]) -> Tuple[float, int]:
+  """The learning rate and epochs of a phase: as given, or for a warm start (`warm_counts`),
+  `training`'s warm-start ones."""
+  if warm_counts is None:
+    return learning_rate, epochs
+  return learning_rate * training.warm_start_learning_rate_scale, training.warm_start_epochs
 
 
 def _record_warm_start(log: TrainingLog, name: str, warm: Optional[warm_start.WarmStart],
@@ -458,10 +475,10 @@ def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                          student.inherit(size, teacher_model.core)),
       training, data.stats)
   counts = _warm_start(warm, layout.STUDENT_FP32, student_model.core, data)
-  _fit(_distiller(teacher_model, student_model, data, training, distillation,
-                  distillation.learning_rate),
-       data, training.warm_start_epochs if counts else distillation.epochs, layout.STUDENT_FP32,
-       'distillation', log, training.early_stopping_patience)
+  learning_rate, epochs = _schedule(training, distillation.learning_rate, distillation.epochs,
+                                    counts)
+  _fit(_distiller(teacher_model, student_model, data, training, distillation, learning_rate),
+       data, epochs, layout.STUDENT_FP32, 'distillation', log, training.early_stopping_patience)
   _record_warm_start(log, layout.STUDENT_FP32, warm, counts)
   if is_hybrid(student_model):
     choose_hybrid_mix(student_model, data, mix_eval_users)

@@ -9,13 +9,16 @@ every layer's weights by layer name, and maps the rows of the vocabulary-indexed
 title token known to both keeps its row, a new one keeps the row the new model was initialised
 with, and one that left the data is dropped. Padding and OOV rows map to themselves. Weights
 whose shapes changed otherwise (another embedding width) start fresh, as do the item-to-item
-component's tables, which every run fits anew on its own train split (`models.item_item`).
+component's tables, which every run fits anew on its own train split (`models.item_item`), with
+the factorisation, L2 weight, rank and window the saved run chose (its `settings`), and the
+hybrid mix: the towers train without the component, as in a cold run, and the mix is chosen
+after.
 """
 import dataclasses
 import io
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 import numpy as np
@@ -25,6 +28,7 @@ from contract import features
 
 WEIGHTS_FILE = '{}.npz'  # a model's weights, by model name
 VOCABULARIES_FILE = 'vocabularies.json'
+SETTINGS_FILE = 'settings.json'  # what the run chose that the next one may keep
 
 # Vocabulary-indexed tables, by layer name: (the vocabulary, the rows before the vocabulary's:
 # the padding row of item-like tables). Rows after the vocabulary's are OOV buckets.
@@ -39,8 +43,10 @@ TABLES = {
     'genre_embedding': (features.GENRE_VOCAB, 1),
     'title_embedding': (features.TITLE_VOCAB, 1),
 }
-# Fitted anew by every run (`models.item_item`), never carried over.
-REFITTED_PREFIX = 'item_item'
+# Fitted or chosen anew by every run, never carried over: the item-to-item component
+# (`models.item_item`) and the hybrid mix, which its towers train without (`towers.HybridMix`
+# at its initial weights) and which is chosen after they have trained.
+REFITTED_PREFIXES = ('item_item', 'hybrid_mix')
 
 
 def vocabularies(tf_transform_output) -> Dict[str, List[str]]:
@@ -57,27 +63,31 @@ def row_keys(tokens: List[str], rows: int, leading: int) -> List[str]:
   return keys + [f'#oov{k}' for k in range(rows - len(keys))]
 
 
-def save(cores: Dict[str, tf.keras.Model], tf_transform_output, directory: str) -> None:
-  """Writes each core's weights (by model name) and the vocabularies' raw ids to
-  `directory`."""
+def save(cores: Dict[str, tf.keras.Model], tf_transform_output, directory: str,
+         settings: Optional[Dict[str, Any]] = None) -> None:
+  """Writes each core's weights (by model name), the vocabularies' raw ids and the run's
+  `settings` (JSON values) to `directory`."""
   tf.io.gfile.makedirs(directory)
   for name, core in cores.items():
     arrays = {f'{layer.name}/{index}': weight
-              for layer in core.layers if not layer.name.startswith(REFITTED_PREFIX)
+              for layer in core.layers if not layer.name.startswith(REFITTED_PREFIXES)
               for index, weight in enumerate(layer.get_weights())}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     with tf.io.gfile.GFile(os.path.join(directory, WEIGHTS_FILE.format(name)), 'wb') as f:
       f.write(buffer.getvalue())
+  with tf.io.gfile.GFile(os.path.join(directory, SETTINGS_FILE), 'w') as f:
+    json.dump(settings or {}, f)
   with tf.io.gfile.GFile(os.path.join(directory, VOCABULARIES_FILE), 'w') as f:
     json.dump(vocabularies(tf_transform_output), f)
 
 
 @dataclasses.dataclass
 class WarmStart:
-  """The saved weights of a run's models (`save`) and its vocabularies."""
+  """The saved weights of a run's models (`save`), its vocabularies and settings."""
   directory: str
   vocabularies: Dict[str, List[str]]
+  settings: Dict[str, Any]
 
   def has(self, name: str) -> bool:
     return tf.io.gfile.exists(os.path.join(self.directory, WEIGHTS_FILE.format(name)))
@@ -91,7 +101,7 @@ class WarmStart:
     new_vocabularies = vocabularies(tf_transform_output)
     counts = dict(copied=0, rows_kept=0, rows_new=0, fresh=0)
     for layer in core.layers:
-      if layer.name.startswith(REFITTED_PREFIX) or not layer.weights:
+      if layer.name.startswith(REFITTED_PREFIXES) or not layer.weights:
         continue
       weights = layer.get_weights()
       for index, weight in enumerate(weights):
@@ -123,4 +133,9 @@ def load(directory: str) -> Optional[WarmStart]:
   if not tf.io.gfile.exists(path):
     return None
   with tf.io.gfile.GFile(path) as f:
-    return WarmStart(directory, json.load(f))
+    vocabularies_by_name = json.load(f)
+  settings = os.path.join(directory, SETTINGS_FILE)
+  if not tf.io.gfile.exists(settings):  # saved before runs recorded their settings
+    return WarmStart(directory, vocabularies_by_name, {})
+  with tf.io.gfile.GFile(settings) as f:
+    return WarmStart(directory, vocabularies_by_name, json.load(f))

@@ -10,12 +10,13 @@ line naming the problem. `--distill-results FILE` (default: $DISTILL_RESULTS) ad
 distillation benchmark's results (`benchmarks/distill.py`) to the report as the frontier.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from absl import logging
 from tfx import v1 as tfx
@@ -35,6 +36,7 @@ from pipeline import pipeline
 from pipeline import progress
 from ingest import errors
 from ingest import loaders
+from models import hparams
 
 
 def output_paths(output_dir: str) -> dict:
@@ -52,21 +54,44 @@ def latest_version(model_dir: str) -> Optional[str]:
   return versions.latest_version_dir(model_dir)
 
 
+@contextlib.contextmanager
+def _latest_run(metadata_path: str) -> Iterator[Tuple[Any, Optional[Any]]]:
+  """The metadata store at `metadata_path` and its latest pipeline run's context (None: no
+  run)."""
+  with metadata.Metadata(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)) as handle:
+    runs = handle.store.get_contexts_by_type('pipeline_run')
+    yield handle.store, max(runs, key=lambda context: context.id) if runs else None
+
+
 def latest_run_outputs(metadata_path: str, type_names: List[str]) -> Dict[str, str]:
   """URIs of the artifacts of `type_names` that the latest pipeline run produced or reused from
   the cache (cached executions attribute their outputs to the run too)."""
-  with metadata.Metadata(
-      tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)) as store:
-    runs = store.store.get_contexts_by_type('pipeline_run')
-    if not runs:
+  with _latest_run(metadata_path) as (store, latest):
+    if latest is None:
       return {}
-    latest = max(runs, key=lambda context: context.id)
-    type_ids = {t.id: t.name for t in store.store.get_artifact_types() if t.name in type_names}
+    type_ids = {t.id: t.name for t in store.get_artifact_types() if t.name in type_names}
     found = {}
-    for artifact in sorted(store.store.get_artifacts_by_context(latest.id), key=lambda a: a.id):
+    for artifact in sorted(store.get_artifacts_by_context(latest.id), key=lambda a: a.id):
       if artifact.type_id in type_ids:
         found[type_ids[artifact.type_id]] = artifact.uri
     return found
+
+
+def component_seconds(metadata_path: str) -> Dict[str, float]:
+  """Wall seconds of each component's execution in the latest pipeline run, by component id
+  (a cached component's: its cache lookup)."""
+  with _latest_run(metadata_path) as (store, latest):
+    if latest is None:
+      return {}
+    in_run = {execution.id for execution in store.get_executions_by_context(latest.id)}
+    seconds = {}
+    for node in store.get_contexts_by_type('node'):
+      for execution in store.get_executions_by_context(node.id):
+        if execution.id in in_run:
+          seconds[node.name.split('.', 1)[-1]] = (
+              execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+    return seconds
 
 
 def gate_failures(evaluation_dir: str) -> Dict[str, List[str]]:
@@ -128,10 +153,12 @@ def _stopping_error(error: BaseException) -> Optional[Exception]:
 def run(data_source: str, output_dir: str, enable_cache: bool = True,
         gates: gates_lib.Gates = configs.GATES, train_student_scratch: bool = False,
         distill_results: str = configs.DISTILL_RESULTS,
-        feedback: str = configs.FEEDBACK) -> dict:
-  """Runs the pipeline on the raw data with the `configs` values, but for the `gates` and the
-  distillation results given here (see `pipeline.create_pipeline`) and the `feedback` setting
-  ('auto': the data tells); returns the paths, the pushed version and the feedback kind.
+        feedback: str = configs.FEEDBACK,
+        training: hparams.TrainingHParams = configs.TRAINING) -> dict:
+  """Runs the pipeline on the raw data with the `configs` values, but for the `gates`, the
+  distillation results and the `training` settings given here (see `pipeline.create_pipeline`)
+  and the `feedback` setting ('auto': the data tells); returns the paths, the pushed version
+  and the feedback kind.
 
   Raises `DataError` for bad input (file, row, column) and `DataAnomaliesError` when the data
   has anomalies against the curated schema, `OrphanedOutputsError` when `output_dir` holds
@@ -146,7 +173,7 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   before = latest_version(serving_model_dir)
   try:
     _run_pipeline(source, paths, serving_model_dir, enable_cache, gates,
-                  train_student_scratch, _local_path(distill_results), feedback)
+                  train_student_scratch, _local_path(distill_results), feedback, training)
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)
     if stopping is None:
@@ -171,7 +198,7 @@ def _local_path(path: str) -> str:
 
 def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache: bool,
                   gates: gates_lib.Gates, train_student_scratch: bool, distill_results: str,
-                  feedback: str) -> None:
+                  feedback: str, training: hparams.TrainingHParams) -> None:
   beam_dag_runner.BeamDagRunner().run(pipeline.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=paths['pipeline_root'],
@@ -185,7 +212,8 @@ def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache
           paths['metadata']),
       beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
       enable_cache=enable_cache,
-      **{**configs.pipeline_arguments(), 'gates': gates, 'distill_results': distill_results}))
+      **{**configs.pipeline_arguments(), 'gates': gates, 'distill_results': distill_results,
+         'training': training}))
 
 
 def main(argv=None) -> int:

@@ -48,14 +48,7 @@ def write_movielens_100k(dataset: Dataset, directory: Union[str, Path]) -> Path:
 
 def write_csv(dataset: Dataset, directory: Union[str, Path]) -> Path:
   """Writes interactions.csv, and users.csv / items.csv for the side tables present."""
-  directory = Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  dataset.interactions.to_csv(directory / generic_csv.INTERACTIONS_CSV, index=False)
-  if dataset.users is not None:
-    dataset.users.to_csv(directory / generic_csv.USERS_CSV)
-  if dataset.items is not None:
-    dataset.items.to_csv(directory / generic_csv.ITEMS_CSV)
-  return directory
+  return Path(generic_csv.write_dataset(dataset, str(directory)))
 
 
 def write_spans(dataset: Dataset, directory: Union[str, Path], count: int) -> List[Dataset]:

@@ -73,6 +73,11 @@ def test_l2_and_rank_are_chosen_on_the_eval_queries():
   tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries,
                          _params(l2_values=(0.5, 1e6), ranks=(1, 5)))
   assert tables.rank == 5 and tables.l2 == 0.5 and tables.eval_ndcg == 1.0
+  # An earlier fit's choice is fitted alone, even where the eval queries prefer another one.
+  chosen = dict(factorisation=item_item.SVD, l2=1e6, rank=1, window=2)
+  kept = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries,
+                       _params(l2_values=(0.5, 1e6), ranks=(1, 5)), chosen)
+  assert kept.choice() == chosen and kept.eval_ndcg < 1.0
 
 
 def test_tables_round_trip(tmp_path):

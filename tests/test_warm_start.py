@@ -1,10 +1,11 @@
 """Warm start (`models.warm_start`): weights copied by layer name, vocabulary-indexed table rows
 mapped by raw id (a known item keeps its row, a new one its fresh row, a removed one is gone),
-refitted item-to-item tables never carried over, and the training API starting from them."""
+refitted item-to-item tables never carried over, the hybrid mix never carried over."""
 import numpy as np
 import tensorflow as tf
 
 from contract import features
+from models import towers
 from models import warm_start
 
 DIM = 3
@@ -22,7 +23,7 @@ class _TransformOutput:
 
 def _core(num_items: int, num_users: int, item_item_rows: int = 4, hidden: int = 2):
   """A core with an item table (padding row, then the vocabulary, then one OOV row), a user
-  table (vocabulary, one OOV row), a Dense layer and an item-to-item table."""
+  table (vocabulary, one OOV row), a Dense layer, an item-to-item table and a hybrid mix."""
   item = tf.keras.Input(shape=(), dtype=tf.int64, name='item')
   user = tf.keras.Input(shape=(), dtype=tf.int64, name='user')
   items = tf.keras.layers.Embedding(num_items + 2, DIM, name='item_embedding')(item)
@@ -30,18 +31,22 @@ def _core(num_items: int, num_users: int, item_item_rows: int = 4, hidden: int =
   component = tf.keras.layers.Embedding(item_item_rows, DIM, name='item_item_candidate')(item)
   output = tf.keras.layers.Dense(hidden, name='query_output')(
       tf.keras.layers.Concatenate()([items, users, component]))
-  return tf.keras.Model([item, user], output)
+  mix = towers.HybridMix(name='hybrid_mix')
+  return tf.keras.Model([item, user], mix(output, output))
 
 
 def test_rows_follow_their_raw_ids_and_other_weights_their_layer(tmp_path):
   old = _core(num_items=3, num_users=2)
+  old.get_layer('hybrid_mix').mix.assign([0.5, 2.0])  # as chosen after training
   old_output = _TransformOutput(['a', 'b', 'c'], ['u1', 'u2'])
-  warm_start.save({'teacher': old}, old_output, str(tmp_path))
+  warm_start.save({'teacher': old}, old_output, str(tmp_path), {'item_item': {'rank': 2}})
   # Item 'b' left, 'd' arrived; user 'u3' arrived; the vocabularies' order changed too.
   new = _core(num_items=3, num_users=3)
   fresh = {layer.name: [w.copy() for w in layer.get_weights()] for layer in new.layers}
   new_output = _TransformOutput(['c', 'd', 'a'], ['u2', 'u3', 'u1'])
-  counts = warm_start.load(str(tmp_path)).apply('teacher', new, new_output)
+  warm = warm_start.load(str(tmp_path))
+  assert warm.settings == {'item_item': {'rank': 2}}
+  counts = warm.apply('teacher', new, new_output)
 
   old_items = old.get_layer('item_embedding').get_weights()[0]  # rows: pad a b c oov
   new_items = new.get_layer('item_embedding').get_weights()[0]  # rows: pad c d a oov
@@ -54,9 +59,11 @@ def test_rows_follow_their_raw_ids_and_other_weights_their_layer(tmp_path):
   for old_weight, new_weight in zip(old.get_layer('query_output').get_weights(),
                                     new.get_layer('query_output').get_weights()):
     np.testing.assert_array_equal(new_weight, old_weight)
-  # The item-to-item table is fitted by every run: never carried over.
+  # The item-to-item table is fitted by every run, the mix chosen: never carried over.
   np.testing.assert_array_equal(new.get_layer('item_item_candidate').get_weights()[0],
                                 fresh['item_item_candidate'][0])
+  np.testing.assert_array_equal(new.get_layer('hybrid_mix').get_weights()[0],
+                                fresh['hybrid_mix'][0])
   assert counts == dict(copied=4, rows_kept=4 + 3, rows_new=1 + 1, fresh=0)
 
 

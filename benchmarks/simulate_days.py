@@ -1,0 +1,119 @@
+"""Continuous training, simulated: a log cut into spans by time, the pipeline run span after span
+(each run warm-started from the last blessed one), and beside each a cold retrain on the same
+window.
+
+    make simulate-days DATA=... OUTPUT=... BENCH_OUT=... [SPANS=10 SPAN_DAYS=7]
+    python -m benchmarks.simulate_days --data DATA --output OUTPUT --bench-out rows.json
+        --spans 10 --span-days 7
+
+Any `DATA` the pipeline reads is cut (`cut`) into `--spans` spans: the log's last K−1 periods of
+`--span-days` days, one span each, and everything before them the first span; a period without
+interactions is skipped. Every span gets the whole side tables. The spans are revealed one at a
+time under OUTPUT/log/span-{SPAN}, and after each the pipeline runs twice with the `configs`
+values: into OUTPUT/warm, where it starts from the model blessed on the previous window
+(`models.warm_start`), and into OUTPUT/cold with `warm_start_epochs` 0, a cold retrain on the
+same window (the latest `SPAN_WINDOW` spans, `configs.RAW_DATA`). A row per span: `span`,
+`examples` (the window's interactions), `trainer_s` and
+`pipeline_s` (the Trainer's execution and the whole run, wall seconds), `ndcg@10` and
+`recall@100` of the pushed candidate (the int8 student) on the window's test split, `pushed`,
+and the same `cold_*` figures; printed as a table and written as a JSON list to `--bench-out`.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from components.retrieval_evaluator import executor as retrieval_executor
+from contract import features
+from ingest import generic_csv
+from ingest import loaders
+from ingest import tables
+from models import layout
+from pipeline import configs
+from pipeline import local_runner
+from pipeline import progress
+
+DAY_S = 86_400
+SPAN_DIR = 'span-{}'
+COLUMNS = ('span', 'examples', 'trainer_s', 'pipeline_s', 'ndcg@10', 'recall@100', 'pushed',
+           'cold_trainer_s', 'cold_pipeline_s', 'cold_ndcg@10', 'cold_recall@100')
+
+
+def cut(dataset: tables.Dataset, spans: int, span_days: int) -> List[tables.Dataset]:
+  """`dataset` as at most `spans` spans, oldest first: the interactions of each of the last
+  `spans` − 1 periods of `span_days` days (ending at the latest interaction), and the ones
+  before as the first span; empty periods skipped. Each keeps the whole side tables."""
+  if spans < 1 or span_days < 1:
+    raise ValueError(f'spans {spans} and span days {span_days}: both at least 1')
+  timestamps = dataset.interactions[features.TIMESTAMP].to_numpy()
+  # Period p (1 = the latest) holds (end − p·span, end − (p−1)·span]; the first span the rest.
+  periods = np.ceil((timestamps.max() - timestamps + 1) / (span_days * DAY_S)).astype(int)
+  span_of = (spans - np.minimum(periods, spans)).astype(int)  # 0 = the first span
+  return [tables.Dataset(dataset.interactions[span_of == number].reset_index(drop=True),
+                         dataset.users, dataset.items)
+          for number in range(spans) if (span_of == number).any()]
+
+
+def _run(source: str, output: str, training) -> Dict[str, object]:
+  """One pipeline run: its seconds, the Trainer's, and the pushed candidate's test metrics."""
+  started = time.time()
+  result = local_runner.run(source, output, training=training)
+  seconds = time.time() - started
+  with open(os.path.join(result['retrieval_evaluation'], retrieval_executor.METRICS_FILE)) as f:
+    candidate = json.load(f)['models'][layout.CANDIDATE]
+  return {'trainer_s': local_runner.component_seconds(result['metadata']).get('Trainer'),
+          'pipeline_s': seconds, 'ndcg@10': candidate['ndcg@10'],
+          'recall@100': candidate['recall@100'], 'pushed': result['pushed'] is not None}
+
+
+def simulate(data_source: str, output_dir: str, spans: int, span_days: int) -> List[dict]:
+  """Runs the simulation (module docstring); returns its rows."""
+  drops = cut(loaders.load_dataset(data_source, configs.DOWNLOAD_CACHE_DIR), spans, span_days)
+  log = os.path.join(output_dir, 'log')
+  source = os.path.join(log, SPAN_DIR.format('{SPAN}'))
+  cold_training = dataclasses.replace(configs.TRAINING, warm_start_epochs=0)
+  window = configs.RAW_DATA.span_window
+  rows = []
+  for number, drop in enumerate(drops, start=1):
+    generic_csv.write_dataset(drop, os.path.join(log, SPAN_DIR.format(number)))
+    read = drops[:number][-window:] if window else drops[:number]
+    examples = sum(len(span.interactions) for span in read)
+    warm = _run(source, os.path.join(output_dir, 'warm'), configs.TRAINING)
+    cold = _run(source, os.path.join(output_dir, 'cold'), cold_training)
+    rows.append({'span': number, 'examples': examples, **warm,
+                 **{f'cold_{key}': value for key, value in cold.items() if key != 'pushed'}})
+    print(format_row(rows[-1]), flush=True)
+  return rows
+
+
+def format_row(row: Dict[str, object]) -> str:
+  def cell(value: Optional[object]) -> str:
+    if isinstance(value, float):
+      return f'{value:.4f}' if value < 1 else f'{value:.0f}'
+    return '' if value is None else str(value)
+  return ' '.join(f'{cell(row.get(name)):>15}' for name in COLUMNS)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--data', default=configs.DATA_SOURCE)
+  parser.add_argument('--output', required=True, help='directory for the spans and the runs')
+  parser.add_argument('--bench-out', required=True, help='JSON file for the rows')
+  parser.add_argument('--spans', type=int, default=10)
+  parser.add_argument('--span-days', type=int, default=7)
+  args = parser.parse_args(argv)
+  progress.install()
+  print(' '.join(f'{name:>15}' for name in COLUMNS), flush=True)
+  rows = simulate(args.data, os.path.abspath(args.output), args.spans, args.span_days)
+  with open(args.bench_out, 'w') as f:
+    json.dump(rows, f, indent=2)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
