@@ -1,15 +1,19 @@
 """The whole pipeline on data given as spans (BeamDagRunner, tiny generated data): the first
 span trains cold and pushes; a new span is read with the previous ones, its Trainer starts from
 the model blessed on the first (`models.warm_start`) and pushes a second version whose catalogue
-holds the new span's items; a re-run without a new span hits the cache."""
+holds the new span's items and answers a user first seen in it; a re-run without a new span hits
+the cache."""
 import glob
 import json
 import os
 
 import pytest
+import tensorflow as tf
 
 from components import gates
 from contract import catalogue as catalogue_lib
+from contract import features
+from contract import signatures
 from ingest import synthetic
 from models import layout
 from pipeline import configs
@@ -66,3 +70,16 @@ def test_each_span_pushes_a_version_the_second_warm_started(span_runs):
   assert again['pushed'] is None and again['latest'] == second['pushed']
   assert again['model'] == second['model']  # cached: the same examples resolve the same base
 
+
+
+def test_a_user_who_first_appears_in_the_newest_span_gets_answers(span_runs):
+  drops, _, second, _ = span_runs
+  older = set(drops[0].interactions[features.USER_ID])
+  newest = drops[1].interactions[~drops[1].interactions[features.USER_ID].isin(older)]
+  user = newest[features.USER_ID].iloc[0]
+  history = list(newest[newest[features.USER_ID] == user][features.ITEM_ID].iloc[:3])
+  model = tf.saved_model.load(second['pushed'])
+  answers = model.signatures[signatures.RECOMMEND](
+      user_id=tf.constant([user]), history=tf.constant([history]))['item_ids'].numpy()
+  served = set(catalogue_lib.read_catalogue(catalogue_lib.catalogue_path(second['pushed'])))
+  assert answers.shape[1] > 0 and set(answers[0].astype(str)) <= served - set(history)
