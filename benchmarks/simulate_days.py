@@ -51,7 +51,8 @@ def cut(dataset: tables.Dataset, spans: int, span_days: int) -> List[tables.Data
   if spans < 1 or span_days < 1:
     raise ValueError(f'spans {spans} and span days {span_days}: both at least 1')
   timestamps = dataset.interactions[features.TIMESTAMP].to_numpy()
-  # Period p (1 = the latest) holds (end − p·span, end − (p−1)·span]; the first span the rest.
+  # Period p (1 = the latest) holds (end − p·span, end − (p−1)·span]; the first span the
+  # rest.
   periods = np.ceil((timestamps.max() - timestamps + 1) / (span_days * DAY_S)).astype(int)
   span_of = (spans - np.minimum(periods, spans)).astype(int)  # 0 = the first span
   return [tables.Dataset(dataset.interactions[span_of == number].reset_index(drop=True),

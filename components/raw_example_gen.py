@@ -330,6 +330,7 @@ class RawExampleGen(example_gen_component.FileBasedExampleGen):
         output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
         output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
         source=source, history_length=history_length, eval_fraction=eval_fraction,
-        test_fraction=test_fraction, span_window=span_window, examples=types.Channel(type=standard_artifacts.Examples))
+        test_fraction=test_fraction, span_window=span_window,
+        examples=types.Channel(type=standard_artifacts.Examples))
     # FileBasedExampleGen's own __init__ builds its own spec; its base takes ours.
     base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

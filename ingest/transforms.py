@@ -164,9 +164,10 @@ class RawToExamples(beam.PTransform):
   The input is one source's files or a window of spans' (`sources`, oldest first): their
   interactions are one log, split per user over the whole window, and their side tables one
   table (`side_feature_tables`). Applied to a pipeline (its root). The ERRORS PCollection holds
-  at most one element per interactions file: the first bad row's `DataError` as its constructor arguments (exceptions raised in Beam
-  workers reach the driver wrapped differently per runner); `raise_data_error` re-raises it.
-  Counters in `METRICS_NAMESPACE` count the examples of each split, the users and the items.
+  at most one element per interactions file: the first bad row's `DataError` as its constructor
+  arguments (exceptions raised in Beam workers reach the driver wrapped differently per runner);
+  `raise_data_error` re-raises it. Counters in `METRICS_NAMESPACE` count the examples of each split,
+  the users and the items.
   """
 
   def __init__(self, sources: Sequence[InputFiles],
