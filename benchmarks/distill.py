@@ -58,6 +58,10 @@ SIZES = (4, 8, 16, 32)
 SEEDS = 3
 SCRATCH, DISTILLED, INT8 = 'student_scratch', 'student_distilled', 'student_int8'
 STUDENT_KINDS = (SCRATCH, DISTILLED, INT8)
+# The teacher and the int8 students are also exported without their content path (cold items
+# embedded by the candidate tower), as these kinds, when the catalogue has cold items.
+WITHOUT_CONTENT_PATH = {layout.TEACHER: 'teacher_no_content_path',
+                        INT8: 'student_int8_no_content_path'}
 NEEDS_TEACHER_RATIO = 0.92  # scratch NDCG@10 at most this share of the teacher's
 KEEPS_QUALITY_RATIO = 0.95  # the default student keeps this share of NDCG@10 and Recall@100
 METRICS = ('ndcg@10', 'recall@100')
@@ -140,7 +144,9 @@ def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParam
 
 def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
                distillation: hparams.DistillationHParams, towers: Sizes,
-               training_settings: hparams.TrainingHParams) -> Tuple[Dict[str, str], int]:
+               training_settings: hparams.TrainingHParams,
+               content_path_settings: hparams.ContentPathHParams = configs.CONTENT_PATH
+               ) -> Tuple[Dict[str, str], int]:
   """Trains and exports the teacher and every student of one seed, of `sizes` and the
   pipeline's default size (`training.student_size`; no student when `sizes` is empty);
   returns SavedModel directories by model name, and the default size's embedding dimension."""
@@ -152,11 +158,21 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
   models_dir = os.path.join(output_dir, 'models', settings.hexdigest()[:12], f'seed{seed}')
   dirs = {}
 
-  def write(name: str, model, int8_index: bool = False) -> None:
+  def export_to(name: str, model, int8_index: bool) -> None:
     dirs[name] = os.path.join(models_dir, name.replace('/', '_'))
     export.export_saved_model(model, data.tf_transform_output, data.catalogue,
                               configs.EXPORT.top_k, configs.TRANSFORM.history_length,
                               dirs[name], int8_index=int8_index)
+
+  def write(name: str, model, int8_index: bool = False) -> None:
+    training.attach_content_path(name, model, data, content_path_settings, seed)
+    export_to(name, model, int8_index)
+    kind = name.split('/')[0]
+    if kind in WITHOUT_CONTENT_PATH and model.content_candidates is not None:
+      # The reference: the same model, its cold items embedded by its candidate tower.
+      model.content_candidates, fitted = None, model.content_candidates
+      export_to(name.replace(kind, WITHOUT_CONTENT_PATH[kind], 1), model, int8_index)
+      model.content_candidates = fitted
 
   with tempfile.TemporaryDirectory() as tensorboard_dir:
     log = training.TrainingLog(tensorboard_dir)
@@ -212,7 +228,16 @@ def frontier_rows(models: Mapping[str, Mapping[str, float]], sizes: Sequence[int
 
   teacher = row(layout.TEACHER, configs.TEACHER.embedding_dim,
                 [model_name(layout.TEACHER, configs.TEACHER.embedding_dim, s) for s in seeds])
-  rows = [teacher, row(evaluate.EASE, None, [evaluate.EASE])]
+  rows = [teacher]
+
+  def reference(kind: str, dim: int) -> List[dict]:
+    """The row of `kind` without its content path, when it was exported."""
+    names = [model_name(WITHOUT_CONTENT_PATH[kind], dim, s) for s in seeds]
+    return ([row(WITHOUT_CONTENT_PATH[kind], dim, names)] if all(n in models for n in names)
+            else [])
+
+  rows += reference(layout.TEACHER, configs.TEACHER.embedding_dim)
+  rows.append(row(evaluate.EASE, None, [evaluate.EASE]))
   for dim in sizes:
     by_kind = {kind: row(kind, dim, [model_name(kind, dim, s) for s in seeds])
                for kind in STUDENT_KINDS}
@@ -223,6 +248,7 @@ def frontier_rows(models: Mapping[str, Mapping[str, float]], sizes: Sequence[int
                                         if gap > 0 else None)
     by_kind[INT8]['default'] = dim == default_dim
     rows.extend(by_kind.values())
+    rows += reference(INT8, dim)
   return rows
 
 
@@ -323,12 +349,12 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   params = run_fn.retrieval_only(hparams.TrainerHParams(
       transform=configs.TRANSFORM, teacher=towers.teacher, student=towers.student,
       training=training_settings, distillation=distillation, export=configs.EXPORT,
-      item_item=configs.ITEM_ITEM, feedback=feedback))
+      item_item=configs.ITEM_ITEM, content_path=configs.CONTENT_PATH, feedback=feedback))
   training_settings, distillation = params.training, params.distillation
   model_dirs, default_dims = {}, set()
   for seed in seeds:
     dirs, default_dim = train_seed(output_dir, seed, sizes, distillation, towers,
-                                   training_settings)
+                                   training_settings, params.content_path)
     model_dirs.update(dirs)
     default_dims.add(default_dim)
   sizes = sorted(set(sizes) | default_dims) if sizes else []

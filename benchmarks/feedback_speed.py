@@ -34,7 +34,8 @@ def trainer_params(feedback: str, epochs: int) -> hparams.TrainerHParams:
       transform=configs.TRANSFORM, teacher=configs.TEACHER, student=configs.STUDENT,
       training=dataclasses.replace(configs.TRAINING, epochs=epochs),
       distillation=dataclasses.replace(configs.DISTILLATION, epochs=epochs),
-      export=configs.EXPORT, item_item=configs.ITEM_ITEM, feedback=feedback))
+      export=configs.EXPORT, item_item=configs.ITEM_ITEM,
+      content_path=configs.CONTENT_PATH, feedback=feedback))
 
 
 def one_round(data: training.TrainingData, params: hparams.TrainerHParams,

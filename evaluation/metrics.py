@@ -34,6 +34,7 @@ SLICE_METRICS = (
     (f'ndcg@{CUTOFF}', protocol.NEW_USERS),
     (f'recall@{max(RECALL_KS)}', protocol.NEW_USERS),
     (f'ndcg@{CUTOFF}', protocol.SHORT_HISTORY),
+    (f'recall@{max(RECALL_KS)}', protocol.LONG_TAIL),
 )
 
 

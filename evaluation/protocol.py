@@ -23,7 +23,9 @@ Slices (`build_slices`) restrict the queries and targets of an evaluated split:
 * short history: the users with at most `SHORT_HISTORY_MAX_TRAIN` train interactions (rows, a
   repeated item counts each time), with all their targets;
 * new users: every query and target; the model is asked with the user id replaced by one it does
-  not know (`evaluation.evaluate`), history and side features kept.
+  not know (`evaluation.evaluate`), history and side features kept;
+* long tail: each user's targets whose item is not among the `HEAD_SHARE` most popular train
+  items (by train interactions; cold items are in the tail), counted as the cold items' are.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ COLD_ITEMS = 'cold_items'
 WARM_ITEMS = 'warm_items'
 NEW_USERS = 'new_users'
 SHORT_HISTORY = 'short_history'
-SLICES = (COLD_ITEMS, WARM_ITEMS, NEW_USERS, SHORT_HISTORY)
+LONG_TAIL = 'long_tail'
+SLICES = (COLD_ITEMS, WARM_ITEMS, NEW_USERS, SHORT_HISTORY, LONG_TAIL)
+HEAD_SHARE = 0.2  # of the train items: the most popular, outside the long tail
 
 
 @dataclass(frozen=True)
@@ -244,11 +248,18 @@ def build_slices(interactions: pd.DataFrame, splits: Sequence[str],
   train_items = pd.Index(train[features.ITEM_ID].unique())
   distinct = interactions[names == eval_data.split].drop_duplicates(
       [features.USER_ID, features.ITEM_ID])
-  is_cold = ~distinct[features.ITEM_ID].isin(train_items).to_numpy()
-  cold_counts = (pd.Series(is_cold.astype(np.int64)).groupby(
-      distinct[features.USER_ID].to_numpy()).sum().reindex(eval_data.users, fill_value=0)
-                 .to_numpy())
+
+  def counts(is_slice_target: np.ndarray) -> np.ndarray:
+    """Each evaluated user's number of distinct targets where `is_slice_target` holds."""
+    return (pd.Series(is_slice_target.astype(np.int64)).groupby(
+        distinct[features.USER_ID].to_numpy()).sum().reindex(eval_data.users, fill_value=0)
+            .to_numpy())
+
+  cold_counts = counts(~distinct[features.ITEM_ID].isin(train_items).to_numpy())
   warm_counts = eval_data.num_targets - cold_counts
+  popularity = train[features.ITEM_ID].value_counts(sort=True)
+  head = popularity.index[:int(np.ceil(HEAD_SHARE * len(popularity)))]
+  tail_counts = counts(~distinct[features.ITEM_ID].isin(head).to_numpy())
   warm_column = eval_data.items.isin(train_items)
   train_counts = (train[features.USER_ID].value_counts()
                   .reindex(eval_data.users, fill_value=0).to_numpy())
@@ -257,4 +268,5 @@ def build_slices(interactions: pd.DataFrame, splits: Sequence[str],
       WARM_ITEMS: restrict(eval_data, warm_counts > 0, warm_column, warm_counts),
       NEW_USERS: restrict(eval_data, np.ones(len(eval_data.users), dtype=bool)),
       SHORT_HISTORY: restrict(eval_data, train_counts <= SHORT_HISTORY_MAX_TRAIN),
+      LONG_TAIL: restrict(eval_data, tail_counts > 0, ~eval_data.items.isin(head), tail_counts),
   }

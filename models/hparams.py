@@ -153,6 +153,24 @@ class DistillationHParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class ContentPathHParams:
+  """How the content path that embeds cold items is fitted on a trained model's warm items
+  (`models.content_path`): `epochs` passes over the model's queries of `queries` train
+  examples, in batches of `batch_size`, with Adam at `learning_rate`; the content embeddings
+  are `content_dim` wide, the hidden layer `hidden_units`; the level and embedding terms are
+  weighted `level_weight` and `embedding_weight` (the ranking term 1). 0 epochs: no content
+  path (cold items embedded by the candidate tower)."""
+  epochs: int
+  batch_size: int
+  queries: int
+  hidden_units: int
+  content_dim: int
+  learning_rate: float
+  level_weight: float
+  embedding_weight: float
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportHParams:
   """What the exported serving signatures return."""
   top_k: int
@@ -174,6 +192,7 @@ class TrainerHParams:
   distillation: DistillationHParams
   export: ExportHParams
   item_item: ItemItemHParams
+  content_path: ContentPathHParams
   train_student_scratch: bool = False
   feedback: str = features.EXPLICIT
 
@@ -188,6 +207,7 @@ class TrainerHParams:
                distillation=from_dict(DistillationHParams, config['distillation']),
                export=from_dict(ExportHParams, config['export']),
                item_item=from_dict(ItemItemHParams, config['item_item']),
+               content_path=from_dict(ContentPathHParams, config['content_path']),
                train_student_scratch=bool(config.get('train_student_scratch')))
 
 

@@ -90,6 +90,8 @@ def run_fn(fn_args) -> None:
     models[layout.STUDENT_INT8] = training.quantize(
         distillation_data, teacher, models[layout.STUDENT_FP32], params.training,
         params.distillation, log, params.item_item.eval_users)
+  for name, model in models.items():
+    training.attach_content_path(name, model, data, params.content_path, params.training.seed)
   directories = training.export_models(models, data, params.export, fn_args.model_run_dir,
                                        fn_args.serving_model_dir)
   warm_start.save({name: models[name].core for name in (layout.TEACHER, layout.STUDENT_FP32)},

@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from contract import features
 from evaluation import metrics as metrics_lib
+from models import content_path
 from models import distiller
 from models import eval_split
 from models import export
@@ -507,6 +508,19 @@ def quantize(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   if is_hybrid(int8_model):
     choose_hybrid_mix(int8_model, data, mix_eval_users)
   return int8_model
+
+
+def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: TrainingData,
+                        settings: hparams.ContentPathHParams, seed: int) -> None:
+  """Fits the content path of a trained `model` (named `name`) on its warm items and attaches it
+  (`models.content_path`), so that its exports embed the cold items of the catalogue with it;
+  nothing when the catalogue has no cold item or `settings.epochs` is 0."""
+  if not settings.epochs or data.cold_items is None or not len(
+      data.cold_items[features.ITEM_ID]):
+    return
+  with logged_phase(f'Fitted the {name} content path'):
+    model.content_candidates = content_path.fit(model, data.train, data.stats.catalogue,
+                                                data.vocab, data.transform, settings, seed)
 
 
 def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData,

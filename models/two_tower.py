@@ -77,12 +77,20 @@ class TwoTowerModel(tfrs.Model):
                        if name in self.candidate_tower.input_names}
                       if self.full_catalogue or self.mixed_negatives else {})
     self.sampler = tf.random.Generator.from_seed(training.seed)
+    # Set once trained (`training.attach_content_path`): embeds the cold items of exports.
+    self.content_candidates = None
 
   def embed_queries(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
     return self.query_tower(towers.select(inputs, self.query_tower), training=training)
 
   def embed_candidates(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-    return self.candidate_tower(towers.select(inputs, self.candidate_tower), training=training)
+    """The candidate embeddings of `inputs`; outside training, those of cold items from the
+    content path when the model has one (`models.content_path`)."""
+    candidates = self.candidate_tower(towers.select(inputs, self.candidate_tower),
+                                      training=training)
+    if self.content_candidates is None or training:
+      return candidates
+    return self.content_candidates(inputs, candidates)
 
   def call(self, inputs: Dict[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
     """'queries' and 'candidates' embeddings, and 'rating' when the model predicts ratings

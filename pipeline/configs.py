@@ -106,6 +106,11 @@ DISTILLATION = hparams.DistillationHParams(
     rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
     qat_epochs=1, qat_learning_rate=0.0005, student_dims=(16, 32, 64, 128, 256),
     size_budget=STUDENT_MAX_SIZE_RATIO, teacher_towers_only=True)
+# The content path that embeds cold items (models/content_path.py), fitted on each model's warm
+# items after it trained.
+CONTENT_PATH = hparams.ContentPathHParams(
+    epochs=20, batch_size=256, queries=4096, hidden_units=64, content_dim=16,
+    learning_rate=0.005, level_weight=1.0, embedding_weight=0.1)
 EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
 
 # Release gates (`components.gates.Gates`). The Evaluator: the student's rating signature must
@@ -131,5 +136,5 @@ def pipeline_arguments() -> Dict[str, Any]:
   return dict(
       preprocessing_fn=PREPROCESSING_FN, run_fn=RUN_FN, data=RAW_DATA, transform=TRANSFORM,
       teacher=TEACHER, student=STUDENT, training=TRAINING, distillation=DISTILLATION,
-      export=EXPORT, item_item=ITEM_ITEM, gates=GATES, latency_requests=LATENCY_REQUESTS,
+      export=EXPORT, item_item=ITEM_ITEM, content_path=CONTENT_PATH, gates=GATES, latency_requests=LATENCY_REQUESTS,
       distill_results=DISTILL_RESULTS)

@@ -152,7 +152,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
                     student: hparams.TowerHParams, training: hparams.TrainingHParams,
                     distillation: hparams.DistillationHParams,
                     export: hparams.ExportHParams, item_item: hparams.ItemItemHParams,
-                    gates: gates_lib.Gates, latency_requests: int,
+                    content_path: hparams.ContentPathHParams, gates: gates_lib.Gates, latency_requests: int,
                     feedback: str = features.EXPLICIT, train_student_scratch: bool = False,
                     distill_results: str = '',
                     metadata_connection_config=None,
@@ -182,6 +182,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
     distillation: how the student is distilled and fine-tuned with quantization.
     export: what the exported signatures return.
     item_item: how the hybrid teacher's item-to-item component is fitted.
+    content_path: how the content path that embeds cold items is fitted.
     gates: the Evaluator's thresholds (`eval_config`) and the RetrievalEvaluator's.
     latency_requests: timed single-request calls of each SavedModel in the RetrievalEvaluator.
     feedback: the kind of feedback the data is, `features.EXPLICIT` (ratings) or
@@ -227,7 +228,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       custom_config=hparams.to_dict(hparams.TrainerHParams(feedback=feedback,
           transform=transform, teacher=teacher, student=student, training=training,
           distillation=distillation, export=export, item_item=item_item,
-          train_student_scratch=train_student_scratch)))
+          content_path=content_path, train_student_scratch=train_student_scratch)))
   # The Evaluator gates the rating signature: without ratings there is nothing for it to check.
   rating_gates = []
   if explicit:

@@ -469,8 +469,9 @@ def test_evaluate_exported_models_and_baselines(tiny, tmp_path):
   # ranks an unknown user by the negated scores; the others read no user id.
   negated = metrics_lib.top_from_scores(-np.tile(teacher_scores, (3, 1)), tiny, evaluate.DEPTH)
   expected_new_users = metrics_lib.metrics_of_top(negated, tiny)
+  # The head (20% of the 5 train items) is a: u1's c and d and u2's b and z are in the tail.
   assert result['slice_users'] == {'cold_items': 1, 'warm_items': 3, 'new_users': 3,
-                                   'short_history': 3}
+                                   'short_history': 3, 'long_tail': 2}
   for name, metrics in result['models'].items():
     assert metrics['recall@100_cold_items'] == 0.0
     assert metrics['recall@100_warm_items'] == 1.0  # 5 items: every unseen one is ranked
@@ -544,6 +545,10 @@ def test_slices_follow_the_protocol():
   np.testing.assert_array_equal(warm.eval_data.targets.toarray(), data.targets.toarray())
   assert slices[protocol.SHORT_HISTORY].rows.tolist() == [1, 2]
   assert slices[protocol.NEW_USERS].rows.tolist() == [0, 1, 2]
+  # Train counts a 2, b 2, the others 1: the head (20% of 7 items, rounded up) is a and b.
+  tail = slices[protocol.LONG_TAIL]
+  assert tail.rows.tolist() == [0, 1] and tail.eval_data.num_targets.tolist() == [2, 3]
+  assert sorted(data.items[tail.eval_data.targets.indices]) == ['c', 'd', 'g']  # y, x: no column
 
 
 def test_slice_metrics_by_hand():
@@ -555,7 +560,7 @@ def test_slice_metrics_by_hand():
   metrics = metrics_lib.slice_metrics(top, new_user_top, slices)
   assert list(metrics) == metrics_lib.SLICE_METRIC_KEYS == [
       'recall@100_cold_items', 'recall@100_warm_items', 'ndcg@10_new_users',
-      'recall@100_new_users', 'ndcg@10_short_history']
+      'recall@100_new_users', 'ndcg@10_short_history', 'recall@100_long_tail']
   # Cold targets y (v1) and x (v2) cannot be ranked: 0, not left out.
   assert metrics['recall@100_cold_items'] == 0.0
   # Warm: v1 hits g of {g}, v2 c of {c, d} (d is seen), v3 a of {a}.
@@ -568,6 +573,8 @@ def test_slice_metrics_by_hand():
       (1 / (1 + 1 / np.log2(3)) + (1 / np.log2(5)) / ideal_of_three + 1 / np.log2(7)) / 3)
   # Every reachable target is within the top 100: v1 1 of 2, v2 1 of 3, v3 1 of 1.
   assert metrics['recall@100_new_users'] == pytest.approx((1 / 2 + 1 / 3 + 1) / 3)
+  # Long tail: v1 hits g of {g, y}, v2 c of {c, d, x}; v3's only target (a) is in the head.
+  assert metrics['recall@100_long_tail'] == pytest.approx((1 / 2 + 1 / 3) / 2)
   with pytest.raises(ValueError, match='same users'):
     metrics_lib.slice_metrics(top, new_user_top[:1], slices)
 

@@ -32,6 +32,8 @@ SLICE_DESCRIPTIONS = {
                         'kept)',
     protocol.SHORT_HISTORY: (f'users with at most {protocol.SHORT_HISTORY_MAX_TRAIN} train '
                              'interactions'),
+    protocol.LONG_TAIL: (f'targets whose item is not among the {protocol.HEAD_SHARE:.0%} most '
+                         'popular train items'),
 }
 CHART_TITLES = {
     'recall_curves': 'Recall@K curves',

@@ -1,0 +1,150 @@
+"""The content path: candidate embeddings of cold items (without train interactions) learnt
+from the content of the warm ones, by distillation from the trained model (the warm model is the
+teacher, the content path its student; ALDI, Huang et al., SIGIR'23).
+
+A trained model's candidate tower embeds a cold item from its content too, but with an id
+embedding that never trained (an OOV row) and content weights trained beside the ids: its
+scores are shrunk towards the average item, so a top-K shared with warm items holds none of
+them. The content path is a small network of its own from an item's content (the candidate
+tower's content inputs: genres, title tokens, release year) to the towers' part of the
+candidate embedding; it is fitted after the model on its warm items, with the model's queries
+of `queries` train examples, q, and every warm item i, whose model score is s = q · c_i:
+
+* the ranking term: the cross-entropy of softmax(ŝ) against softmax(s) over the warm items,
+  where ŝ is the score of the content path's embedding of i (a hybrid model's item-to-item
+  columns are those of an unknown item: its component cannot score what it never saw). Items
+  of the same content get the same ŝ, and at the optimum exp(ŝ) is the mean of their exp(s):
+  the chance of a new item that resembles them, not their mean score, which is lower;
+* the level term: (logsumexp ŝ − logsumexp s)², so that those chances are on the warm items'
+  scale (the ranking term alone leaves each query's level free) and a mixed top-K compares
+  cold and warm items as the model would;
+* the embedding term: the mean squared distance of the content path's embeddings from the
+  towers' part of the model's (relative to the latter's mean square), weighted by
+  `embedding_weight`, which keeps the embeddings near the model's where the scores allow it.
+
+`attach` gives a `TwoTowerModel` its fitted content path; its `embed_candidates` then embeds
+cold items (their item index an OOV bucket) with it, outside training, so that the exported
+index holds the content path's embeddings of cold items and the model's of warm ones.
+"""
+import math
+from typing import Dict, List
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from contract import features
+from models import hparams
+from models import towers
+
+
+def build(vocab: towers.Vocabularies, transform: hparams.TransformHParams, width: int,
+          hidden_units: int, content_dim: int) -> tf.keras.Model:
+  """The content path: an item's content to `width` columns (the towers' part of the
+  candidate embedding)."""
+  content_inputs, content_values = towers.item_content(
+      vocab, content_dim, transform.max_genres, transform.max_title_tokens,
+      towers.MaskedMeanPooling(name='masked_mean'))
+  hidden = tf.keras.layers.Dense(hidden_units, activation='relu', name='content_hidden')(
+      tf.keras.layers.Concatenate(name='content_features')(content_values))
+  return tf.keras.Model(content_inputs, tf.keras.layers.Dense(width, name='content_output')(hidden),
+                        name='content_path')
+
+
+class ContentCandidates(tf.Module):
+  """A model's candidate embeddings with the towers' part of cold items' from a content path."""
+
+  def __init__(self, path: tf.keras.Model, first_oov_index: int, width: int):
+    super().__init__()
+    self.path = path
+    self.first_oov_index = first_oov_index
+    self.width = width
+
+  def __call__(self, inputs: Dict[str, tf.Tensor], candidates: tf.Tensor) -> tf.Tensor:
+    """`candidates` (the candidate tower's embeddings of `inputs`) with the first `width`
+    columns of cold items' rows replaced by the content path's embeddings."""
+    cold = inputs[features.ITEM_INDEX] >= self.first_oov_index
+    content = self.path(towers.select(inputs, self.path))
+    return tf.where(cold[:, None],
+                    tf.concat([content, candidates[:, self.width:]], axis=1), candidates)
+
+
+def towers_width(model) -> int:
+  """The columns of `model`'s candidate embeddings that its towers compute (the others, in a
+  hybrid model, are the item-to-item component's)."""
+  width = model.candidate_tower.output_shape[-1]
+  table = towers.appended_candidate_table(model.core)
+  return width - (table.output_dim if table is not None else 0)
+
+
+def first_oov_index(model) -> int:
+  """The first item index of the OOV buckets (the index of items without train interactions)."""
+  dropout = model.core.get_layer('item_id_dropout')
+  return dropout.num_items - dropout.oov_buckets
+
+
+def _queries(model, train: tf.data.Dataset, count: int) -> np.ndarray:
+  """The model's query embeddings of the first `count` examples of `train` (shuffled)."""
+  batches: List[np.ndarray] = []
+  for batch in train:
+    batches.append(model.embed_queries(batch).numpy())
+    if sum(len(b) for b in batches) >= count:
+      break
+  return np.concatenate(batches)[:count]
+
+
+def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor,
+           width: int) -> Dict[str, tf.Tensor]:
+  """The three terms (module docstring), each a mean over the queries (or items), for model
+  embeddings `candidates` [items, dim] of the warm items and the content path's `content`
+  [items, width]; a cold item's item-to-item columns are 0 (an unknown item's)."""
+  scores = tf.matmul(queries, candidates, transpose_b=True)
+  content_scores = tf.matmul(queries[:, :width], content, transpose_b=True)
+  ranking = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+      labels=tf.nn.softmax(scores), logits=content_scores))
+  level = tf.reduce_mean(tf.square(tf.reduce_logsumexp(content_scores, axis=1)
+                                   - tf.reduce_logsumexp(scores, axis=1)))
+  towers_part = candidates[:, :width]
+  embedding = (tf.reduce_mean(tf.reduce_sum(tf.square(content - towers_part), axis=1))
+               / tf.maximum(tf.reduce_mean(tf.reduce_sum(tf.square(towers_part), axis=1)),
+                            1e-12))
+  return {'ranking': ranking, 'level': level, 'embedding': embedding}
+
+
+def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
+        vocab: towers.Vocabularies, transform: hparams.TransformHParams,
+        settings: hparams.ContentPathHParams, seed: int) -> ContentCandidates:
+  """The content path of a trained `model`, fitted on the warm items of `catalogue` (the
+  train vocabulary's) with the model's queries of `train` examples (module docstring)."""
+  tf.random.set_seed(seed)
+  width = towers_width(model)
+  path = build(vocab, transform, width, settings.hidden_units, settings.content_dim)
+  content_inputs = {name: tf.constant(catalogue[name]) for name in path.input_names}
+  # The item-to-item columns of cold items: those of an OOV index (zero for EASE's tables).
+  candidates = tf.constant(model.embed_candidates(
+      {name: tf.constant(values) for name, values in catalogue.items()
+       if name in model.candidate_tower.input_names}).numpy())
+  queries = _queries(model, train, settings.queries)
+  optimizer = tf.keras.optimizers.Adam(settings.learning_rate)
+
+  @tf.function
+  def step(batch: tf.Tensor) -> Dict[str, tf.Tensor]:
+    with tf.GradientTape() as tape:
+      terms = losses(batch, candidates, path(content_inputs, training=True), width)
+      loss = terms['ranking'] + settings.level_weight * terms['level'] + (
+          settings.embedding_weight * terms['embedding'])
+    optimizer.apply_gradients(zip(tape.gradient(loss, path.trainable_variables),
+                                  path.trainable_variables))
+    return terms
+
+  batches = math.ceil(len(queries) / settings.batch_size)
+  rng = np.random.RandomState(seed)
+  terms = {}
+  for _ in range(settings.epochs):
+    order = rng.permutation(len(queries))
+    for b in range(batches):
+      terms = step(tf.constant(queries[order[b * settings.batch_size:
+                                             (b + 1) * settings.batch_size]]))
+  logging.info('Content path of %s: %s', model.core.name,
+               ', '.join(f'{name} loss {float(value):.4f}' for name, value in terms.items()))
+  return ContentCandidates(path, first_oov_index(model), width)

@@ -1,0 +1,116 @@
+"""The content path that embeds cold items: its loss terms by hand, which rows it replaces, and
+what fitting it on a trained model's warm items gives."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from contract import features
+from models import content_path
+from models import hparams
+from models import student
+from models import training
+from models import two_tower
+import tiny_models
+
+SETTINGS = hparams.ContentPathHParams(
+    epochs=150, batch_size=8, queries=16, hidden_units=16, content_dim=8, learning_rate=0.01,
+    level_weight=1.0, embedding_weight=0.1)
+
+
+def test_the_loss_terms_by_hand():
+  # One query; two warm items whose towers' part is 2 wide, then an item-to-item column.
+  queries = tf.constant([[1.0, 0.0, 1.0]])
+  candidates = tf.constant([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
+  content = tf.constant([[0.5, 0.0], [0.0, 0.0]])
+  terms = content_path.losses(queries, candidates, content, width=2)
+  # Model scores 3 and 0; content scores 0.5 and 0 (no item-to-item column for a cold item).
+  p = np.exp([3.0, 0.0]) / np.exp([3.0, 0.0]).sum()
+  log_q = np.array([0.5, 0.0]) - np.log(np.exp(0.5) + 1.0)
+  assert float(terms['ranking']) == pytest.approx(-(p * log_q).sum(), rel=1e-5)
+  assert float(terms['level']) == pytest.approx(
+      (np.log(np.exp(0.5) + 1.0) - np.log(np.exp(3.0) + 1.0))**2, rel=1e-5)
+  # Squared distances 0.25 and 1 over squared norms 1 and 1.
+  assert float(terms['embedding']) == pytest.approx(0.625, rel=1e-5)
+
+
+def test_only_the_towers_columns_of_cold_items_are_replaced():
+  year = tf.keras.Input(shape=(), name=features.YEAR_Z)
+  path = tf.keras.Model(year, tf.stack([year, 2 * year], axis=1))
+  replace = content_path.ContentCandidates(path, first_oov_index=11, width=2)
+  inputs_ = {features.ITEM_INDEX: tf.constant([3, 11, 12], tf.int64),
+             features.YEAR_Z: tf.constant([7.0, 0.5, -1.0])}
+  candidates = tf.constant([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+  np.testing.assert_allclose(replace(inputs_, candidates).numpy(),
+                             [[1, 2, 3], [0.5, 1, 6], [-1, -2, 9]])
+
+
+def _content_only_student() -> two_tower.TwoTowerModel:
+  """A tiny trained-looking student whose candidates depend on their content alone (its item
+  table is 0), so that a content path can reproduce them."""
+  tf.keras.utils.set_random_seed(5)
+  core = student.build_core(tiny_models.VOCAB, tiny_models.STUDENT_SIZE, tiny_models.TRANSFORM,
+                            3.5)
+  table = core.get_layer('item_embedding')
+  table.set_weights([np.zeros_like(table.get_weights()[0])])
+  return two_tower.TwoTowerModel(core, tiny_models.TRAINING, tiny_models.STATS)
+
+
+def _train_batches() -> tf.data.Dataset:
+  rng = np.random.default_rng(0)
+  histories = rng.integers(0, tiny_models.NUM_CATALOGUE_ITEMS + 1, size=(16, 4))
+  batch = {**tiny_models.batch(), features.HISTORY_INDICES: tf.constant(histories, tf.int64)}
+  batch = {name: tf.repeat(values[:1], 16, axis=0) if name != features.HISTORY_INDICES else values
+           for name, values in batch.items()}
+  return tf.data.Dataset.from_tensors(batch)
+
+
+def test_fitted_on_warm_items_it_scores_them_as_the_model_does():
+  model = _content_only_student()
+  fitted = content_path.fit(model, _train_batches(), tiny_models.CATALOGUE, tiny_models.VOCAB,
+                            tiny_models.TRANSFORM, SETTINGS, seed=0)
+  assert fitted.width == tiny_models.STUDENT_SIZE.embedding_dim
+  assert fitted.first_oov_index == tiny_models.VOCAB.items - 1
+  catalogue = {name: tf.constant(values) for name, values in tiny_models.CATALOGUE.items()
+               if name != features.ITEM_ID}
+  queries = model.embed_queries(next(iter(_train_batches()))).numpy()
+  scores = queries @ model.embed_candidates(catalogue).numpy().T
+  content_scores = queries @ fitted.path(
+      {name: catalogue[name] for name in fitted.path.input_names}).numpy().T
+  for row, content_row in zip(scores, content_scores):
+    assert np.corrcoef(row, content_row)[0, 1] > 0.9
+  # On the model's scale: the same log-partition of the warm items, query by query.
+  np.testing.assert_allclose(np.log(np.exp(content_scores).sum(axis=1)),
+                             np.log(np.exp(scores).sum(axis=1)), atol=0.1)
+
+
+def test_attached_the_model_embeds_cold_items_with_it_and_warm_ones_as_before():
+  model = _content_only_student()
+  cold = {features.ITEM_ID: np.array(['new']), features.ITEM_INDEX: np.array([11]),
+          features.GENRE_INDICES: np.array([[1, 2]]), features.TITLE_INDICES: np.array([[1, 2, 3]]),
+          features.YEAR_Z: np.array([0.0], np.float32)}
+  data = dataclasses.replace(
+      training.TrainingData(_train_batches(), _train_batches(), None, None,
+                            tiny_models.TRANSFORM, tiny_models.VOCAB, tiny_models.STATS),
+      cold_items=cold)
+  catalogue = {name: tf.constant(values) for name, values in data.catalogue.items()
+               if name != features.ITEM_ID}
+  before = model.embed_candidates(catalogue).numpy()
+  training.attach_content_path('student', model, data, dataclasses.replace(SETTINGS, epochs=0),
+                               seed=0)
+  assert model.content_candidates is None  # 0 epochs: no content path
+  training.attach_content_path('student', model, data, dataclasses.replace(SETTINGS, epochs=2),
+                               seed=0)
+  after = model.embed_candidates(catalogue).numpy()
+  np.testing.assert_array_equal(after[:-1], before[:-1])
+  assert not np.allclose(after[-1], before[-1])
+  np.testing.assert_array_equal(model.embed_candidates(catalogue, training=True).numpy(), before)
+
+
+def test_without_cold_items_nothing_is_fitted():
+  model = _content_only_student()
+  data = training.TrainingData(_train_batches(), _train_batches(), None, None,
+                               tiny_models.TRANSFORM, tiny_models.VOCAB, tiny_models.STATS)
+  training.attach_content_path('student', model, data, SETTINGS, seed=0)
+  assert model.content_candidates is None
