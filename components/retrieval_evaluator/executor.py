@@ -7,9 +7,9 @@ Writes `metrics.json` into the evaluation artifact: `evaluation.evaluate.evaluat
 'candidate' (the model name gated and pushed), 'feedback' (the data's kind: for implicit
 feedback no RMSE is computed, and the retrieval gates bless alone), 'window_spans' (the spans
 the examples were read from, oldest first; None for data without spans: all of it), 'gates'
-(thresholds, decisions with reasons, 'blessed'). The blessing artifact gets a BLESSED or NOT_BLESSED file and the custom properties
-the Pusher and the latest-blessed-model resolver read ('blessed', 'current_model',
-'current_model_id').
+(thresholds, decisions with reasons, 'blessed'). The blessing artifact gets a BLESSED or
+NOT_BLESSED file and the custom properties the Pusher and the latest-blessed-model resolver read
+('blessed', 'current_model', 'current_model_id').
 """
 import json
 import os
