@@ -9,10 +9,9 @@
 
 Its `report` artifact holds report.html and the PNG charts it shows. With `serving_model_dir`
 (the Pusher's base directory), it also keeps a record of each version pushed there and shows
-their history (`history`). With `distill_results`
-(the path of a `benchmarks/distill.py` JSON file), the report also shows the distillation
-frontier; the file's content is fingerprinted when the component is built, so a changed local
-file re-runs a cached report.
+their history (`history`). With `distill_results` (the path of a `benchmarks/distill.py` JSON
+file), the report also shows the distillation frontier; the file's content is fingerprinted
+when the component is built, so a changed local file re-runs a cached report.
 """
 from typing import Optional
 

@@ -150,6 +150,11 @@ def read_frontier_rows(path: str) -> List[Dict[str, Any]]:
   return rows
 
 
+def _reason(error: BaseException) -> str:
+  """The first line of `error`'s message, or its type's name without one."""
+  return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def frontier_report(path: str, out_dir: str) -> Optional[Dict[str, Any]]:
   """The report's distillation section: {'path', 'rows', 'chart'} (the frontier PNG's name,
   None when no student row has bytes), or {'path', 'error'} when the file cannot be read; None
@@ -161,7 +166,7 @@ def frontier_report(path: str, out_dir: str) -> Optional[Dict[str, Any]]:
     chart = charts.frontier(rows, out_dir, charts.FRONTIER,
                             title=f'Distillation frontier: {os.path.basename(path)}')
   except (OSError, tf.errors.OpError, ValueError, TypeError, KeyError) as error:
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = _reason(error)
     logging.warning('Distillation results %s left out of the report: %s', path, reason)
     return {'path': path, 'error': reason}
   return {'path': path, 'rows': rows, 'chart': chart}
@@ -187,7 +192,7 @@ def history_report(base_dir: str, push: Optional[Mapping[str, Any]],
   try:
     rows = history_lib.read_history(base_dir)
   except (OSError, tf.errors.OpError) as error:
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = _reason(error)
     logging.warning('Pushed versions in %s left out of the report: %s', base_dir, reason)
     return {'base_dir': base_dir, 'error': reason}
   return {'base_dir': base_dir, 'rows': rows, 'chart': charts.version_history(rows, out_dir)}
