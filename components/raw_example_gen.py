@@ -21,7 +21,8 @@ Spans: a source with TFX's span spec, `{SPAN}` or `{SPAN:width}` for zero-padded
 a `RangeConfig`'s), as one log split per user over the whole window; a user or item described
 in several drops' side tables has the latest drop's row. The driver (`Driver`) fingerprints
 every span of the window, so a run is cached until a span of its window changes or a new one
-arrives; the output `Examples` carry the window's last span as their span.
+arrives; the output `Examples` carry the window's last span as their span, and the window as
+the custom property `window_spans` (a JSON list: `examples_window`).
 """
 import json
 import os
@@ -132,16 +133,32 @@ def window(spans: Sequence[int], size: int, last: Optional[int] = None) -> List[
   return kept[-size:] if size else kept
 
 
-def input_sources(exec_properties: Dict[str, Any]) -> List[loaders.InputFiles]:
-  """The files the executor reads, oldest first: the source's, or those of the window's spans
-  (resolved by `Driver`; without it, the latest `span_window` spans)."""
+def window_spans(exec_properties: Dict[str, Any]) -> Optional[List[int]]:
+  """The spans a run reads, oldest first (resolved by `Driver`; without it, the latest
+  `span_window` spans); None for a source without spans (the whole source)."""
   source = exec_properties[SOURCE_KEY]
   if not is_span_source(source):
-    return [loaders.locate_inputs(source)]
+    return None
   spans = exec_properties.get(WINDOW_SPANS_KEY)
-  spans = (json.loads(spans) if spans
-           else window(present_spans(source), int(exec_properties.get(SPAN_WINDOW_KEY) or 0)))
-  return [loaders.locate_inputs(span_source(source, span)) for span in spans]
+  return (json.loads(spans) if spans
+          else window(present_spans(source), int(exec_properties.get(SPAN_WINDOW_KEY) or 0)))
+
+
+def input_sources(exec_properties: Dict[str, Any]) -> List[loaders.InputFiles]:
+  """The files the executor reads, oldest first: the source's, or those of the window's spans
+  (`window_spans`)."""
+  spans = window_spans(exec_properties)
+  if spans is None:
+    return [loaders.locate_inputs(exec_properties[SOURCE_KEY])]
+  return [loaders.locate_inputs(span_source(exec_properties[SOURCE_KEY], span))
+          for span in spans]
+
+
+def examples_window(examples: types.Artifact) -> Optional[List[int]]:
+  """The window of spans that `examples` (a RawExampleGen output) were read from, oldest first;
+  None for a source without spans, or examples written before the window was recorded."""
+  spans = examples.get_string_custom_property(WINDOW_SPANS_KEY)
+  return json.loads(spans) if spans else None
 
 
 class Driver(driver.FileBasedDriver):
@@ -273,6 +290,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                  counts.get(transforms.USERS, 0), counts.get(transforms.ITEMS, 0))
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
+    spans = window_spans(exec_properties)
+    if spans is not None:
+      examples.set_string_custom_property(WINDOW_SPANS_KEY, json.dumps(spans))
 
 
 class RawExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):

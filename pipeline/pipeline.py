@@ -170,7 +170,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       series of them named with a span spec (`.../span-{SPAN}`).
     schema_file: the curated schema the data is validated against (any anomaly stops the run
       before Transform).
-    serving_model_dir: where the Pusher pushes the student, `<serving_model_dir>/<version>/`.
+    serving_model_dir: where the Pusher pushes the student, `<serving_model_dir>/<version>/`;
+      the run report keeps the pushed versions' records beside them, in `history/`.
     teacher_serving_model_dir: where the teacher is pushed beside it.
     preprocessing_fn: the dotted path of Transform's `preprocessing_fn`.
     run_fn: the dotted path of the Trainer's `run_fn`.
@@ -258,7 +259,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_source: str,
       model_run=trainer.outputs['model_run'],
       pushed_model=pusher.outputs['pushed_model'],
       title=f'{pipeline_name} run report',
-      distill_results=distill_results)
+      distill_results=distill_results, serving_model_dir=serving_model_dir)
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,

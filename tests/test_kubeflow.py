@@ -194,6 +194,8 @@ def test_kubeflow_v1_workflow(tmp_path):
   report = steps['RunReport'][3]['parameters']['parameters']
   assert report['distill_results']['fieldValue']['stringValue'] == DISTILL_RESULTS
   assert 'distill_results_fingerprint' not in report  # a bucket's file is not read at compile
+  # The pushed versions' history is kept beside them.
+  assert report['serving_model_dir']['fieldValue']['stringValue'] == f'{PVC_SERVING_ROOT}/student'
 
 
 @needs_tfx_cli
@@ -245,6 +247,7 @@ def test_kubeflow_v2_pipeline_spec(tmp_path):
   assert DATA_ROOT in parameters['RawExampleGen']
   assert f'{SERVING_ROOT}/student' in parameters['Pusher']
   assert 'distill_results' not in parameters['RunReport']  # none given: no parameter
+  assert f'{SERVING_ROOT}/student' in parameters['RunReport']
 
 
 @pytest.mark.parametrize('environment, expected', [

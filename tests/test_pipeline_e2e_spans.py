@@ -6,6 +6,7 @@ the cache."""
 import glob
 import json
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -27,8 +28,10 @@ LENIENT_GATES = configs.GATES.__class__(
 
 
 def _run(source: str, output: str) -> dict:
-  """A run, with its Trainer's `model` artifact and training summary."""
+  """A run, with its Trainer's `model` artifact, training summary and report page."""
   result = local_runner.run(source, output, gates=LENIENT_GATES)
+  with open(result['report']) as f:
+    result['report_html'] = f.read()
   outputs = local_runner.latest_run_outputs(result['metadata'], ['ModelRun'])
   with open(os.path.join(outputs['ModelRun'], layout.SUMMARY_FILE)) as f:
     result['summary'] = json.load(f)
@@ -70,6 +73,24 @@ def test_each_span_pushes_a_version_the_second_warm_started(span_runs):
   assert again['pushed'] is None and again['latest'] == second['pushed']
   assert again['model'] == second['model']  # cached: the same examples resolve the same base
 
+
+def _history_rows(report_html: str) -> list:
+  """The rows of the report's pushed versions table, as the text of their cells."""
+  table = report_html[report_html.index('<table id="version-history">'):]
+  table = table[:table.index('</table>')]
+  return [re.findall(r'<td[^>]*>([^<]*)</td>', row) for row in table.split('<tr>')[2:]]
+
+
+def test_the_report_shows_each_pushed_version_with_its_window(span_runs):
+  _, first, second, again = span_runs
+  (only,) = _history_rows(first['report_html'])
+  assert only[0] == os.path.basename(first['pushed']) and only[2] == '1'
+  rows = _history_rows(second['report_html'])
+  assert [row[0] for row in rows] == [os.path.basename(first['pushed']),
+                                      os.path.basename(second['pushed'])]
+  assert [row[2] for row in rows] == ['1', '1-2']  # the window of each run's spans
+  assert all(row[3] != '-' and row[4] != '-' and row[-1] == '' for row in rows)
+  assert _history_rows(again['report_html']) == rows  # cached: the same report
 
 
 def test_a_user_who_first_appears_in_the_newest_span_gets_answers(span_runs):

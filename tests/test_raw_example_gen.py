@@ -102,6 +102,7 @@ def test_examples_equal_the_pandas_reference(tmp_path, writer, synthetic_dataset
   assert written_rows(examples) == reference_rows(synthetic_dataset, HISTORY_LENGTH)
   assert examples_utils.get_payload_format(examples) == example_gen_pb2.FORMAT_TF_EXAMPLE
   assert examples_utils.get_file_format(examples) == 'tfrecords_gzip'
+  assert raw_example_gen.examples_window(examples) is None  # no spans: the whole source
   assert sorted(os.listdir(tmp_path / 'examples')) == [
       f'Split-{name}' for name in sorted(features.EXAMPLE_SPLITS)]
 
@@ -278,6 +279,7 @@ def test_a_span_source_is_read_as_one_log_over_its_window(tmp_path, dataset):
                             span_window=span_window)
     # Split per user over the window, side tables from its latest drop.
     assert written_rows(examples) == reference_rows(window_dataset(read), HISTORY_LENGTH)
+    assert raw_example_gen.examples_window(examples) == [1, 2, 3][-len(read):]
   assert written_rows(examples) != reference_rows(window_dataset(drops), HISTORY_LENGTH)
 
 

@@ -12,7 +12,9 @@ from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import charts
 from components.run_report import component
 from components.run_report import executor
+from components.run_report import history
 from components.run_report import page
+from contract import versions
 from evaluation import metrics as metrics_lib
 
 CURVE = [0.1 * k for k in range(1, 11)]
@@ -148,22 +150,30 @@ def test_page_says_in_one_line_why_the_results_were_not_read():
   assert '<table' not in section and '<img' not in section
 
 
-def _run_executor(tmp_path, distill_results):
-  """Runs the RunReport executor on RETRIEVAL alone; returns report.html's text and its dir."""
+def _run_executor(tmp_path, distill_results, serving_model_dir='', pushed_version=None,
+                  retrieval=None, name='report'):
+  """Runs the RunReport executor on RETRIEVAL (or `retrieval`) alone, after a Pusher that pushed
+  `pushed_version` into `serving_model_dir` (None: pushed nothing); returns report.html's text
+  and its dir."""
   evaluation = artifacts.RetrievalEvaluation()
-  evaluation.uri = str(tmp_path / 'evaluation')
+  evaluation.uri = str(tmp_path / f'{name}-evaluation')
   os.makedirs(evaluation.uri)
   with open(os.path.join(evaluation.uri, retrieval_executor.METRICS_FILE), 'w') as f:
-    json.dump(RETRIEVAL, f)
+    json.dump(retrieval or RETRIEVAL, f)
   pushed = standard_artifacts.PushedModel()
-  pushed.uri = str(tmp_path / 'pushed')
-  pushed.set_int_custom_property('pushed', 0)
+  pushed.uri = str(tmp_path / f'{name}-pushed')
+  pushed.set_int_custom_property('pushed', 0 if pushed_version is None else 1)
+  if pushed_version is not None:
+    pushed.set_string_custom_property('pushed_version', pushed_version)
+    pushed.set_string_custom_property('pushed_destination',
+                                      os.path.join(serving_model_dir, pushed_version))
   report = artifacts.RunReport()
-  report.uri = str(tmp_path / 'report')
+  report.uri = str(tmp_path / name)
   executor.Executor().Do(
       {executor.RETRIEVAL_EVALUATION_KEY: [evaluation], executor.PUSHED_MODEL_KEY: [pushed]},
       {executor.REPORT_KEY: [report]},
-      {executor.TITLE_KEY: 'run', executor.DISTILL_RESULTS_KEY: distill_results})
+      {executor.TITLE_KEY: 'run', executor.DISTILL_RESULTS_KEY: distill_results,
+       executor.SERVING_MODEL_DIR_KEY: serving_model_dir})
   with open(os.path.join(report.uri, executor.REPORT_FILE)) as f:
     return f.read(), report.uri
 
@@ -233,7 +243,7 @@ def test_the_component_carries_the_path_and_the_fingerprint(tmp_path):
   assert without.get(executor.DISTILL_RESULTS_FINGERPRINT_KEY) is None
 
 
-def test_the_pipeline_passes_the_results_path_to_the_run_report(tmp_path):
+def test_the_pipeline_passes_the_results_path_and_serving_dir_to_the_run_report(tmp_path):
   from pipeline import configs  # pylint: disable=g-import-not-at-top
   from pipeline import pipeline  # pylint: disable=g-import-not-at-top
 
@@ -250,6 +260,8 @@ def test_the_pipeline_passes_the_results_path_to_the_run_report(tmp_path):
   results.write_text(json.dumps(FRONTIER_ROWS))
   assert run_report(distill_results=str(results))[executor.DISTILL_RESULTS_KEY] == str(results)
   assert run_report(distill_results='').get(executor.DISTILL_RESULTS_KEY) is None
+  # The Pusher's base directory, where the report keeps the pushed versions' history.
+  assert run_report()[executor.SERVING_MODEL_DIR_KEY] == str(tmp_path / 'serving')
 
 
 def test_distill_results_come_from_the_environment_and_the_local_runner_flag(monkeypatch):
@@ -283,3 +295,191 @@ def test_the_page_says_which_feedback_the_run_had_and_why_no_evaluator():
   assert 'Feedback: explicit (ratings)' in explicit
   assert 'No Evaluator result.' in explicit
   assert 'Feedback: not recorded.' in page.render({'retrieval': RETRIEVAL})
+
+
+# The pushed versions' history.
+
+V1, V2 = '1700000000', '1700086400'  # the Pusher's versions: push times, a day apart
+
+
+def _retrieval(ndcg, recall, size, spans):
+  """A metrics.json whose candidate has these NDCG@10, Recall@100 and bytes."""
+  return {**RETRIEVAL, 'window_spans': spans, 'models': {
+      **RETRIEVAL['models'],
+      'student_int8': {**RETRIEVAL['models']['student_int8'], 'ndcg@10': ndcg,
+                       'recall@100': recall, 'bytes': size}}}
+
+
+def _push_version(base, version):
+  """A version directory as the Pusher leaves it (the files' content does not matter here)."""
+  os.makedirs(os.path.join(base, version, 'variables'))
+  with open(os.path.join(base, version, 'saved_model.pb'), 'wb') as f:
+    f.write(b'graph')
+  return os.path.join(base, version)
+
+
+def _files(directory):
+  return sorted(os.path.relpath(os.path.join(root, name), directory)
+                for root, _, names in os.walk(directory) for name in names)
+
+
+def test_a_record_holds_the_candidate_metrics_date_and_window():
+  record = history.make_record(V1, _retrieval(0.2, 0.6, 150_000, [2, 3]))
+  assert record == {'version': int(V1), 'date': '2023-11-14 22:13 UTC', 'window_spans': [2, 3],
+                    'model': 'student_int8', 'ndcg@10': 0.2, 'recall@100': 0.6,
+                    'bytes': 150_000}
+  assert set(record) == set(history.RECORD_TYPES)
+  # Data without spans: all of it.
+  assert history.make_record(V1, RETRIEVAL)['window_spans'] is None
+
+
+def test_the_history_has_a_row_per_version_and_says_why_one_has_no_values(tmp_path):
+  base = str(tmp_path / 'serving')
+  good = history.make_record('100', _retrieval(0.2, 0.6, 150_000, [1]))
+  for version in ('100', '200', '400', '500', '600'):
+    _push_version(base, version)
+  history.write_record(base, good)
+  history.write_record(base, {**good, 'version': 300})  # its directory was removed since
+  records = os.path.join(base, history.HISTORY_DIR)
+  with open(os.path.join(records, '200.json'), 'w') as f:
+    f.write('{"version": 2')  # cut short
+  with open(os.path.join(records, '500.json'), 'w') as f:
+    json.dump({**good, 'version': 500, 'ndcg@10': 'high'}, f)
+  with open(os.path.join(records, '600.json'), 'w') as f:
+    json.dump({**good, 'version': 6}, f)  # another version's record
+  # Neither versions nor records: the history directory, stray files.
+  for stray in ('notes.txt', os.path.join(history.HISTORY_DIR, '700.json.tmp')):
+    with open(os.path.join(base, stray), 'w') as f:
+      f.write('x')
+  rows = history.read_history(base)
+  assert [row['version'] for row in rows] == [100, 200, 300, 400, 500, 600]
+  assert rows[0] == {**good, 'note': ''}
+  assert rows[1]['note'].startswith('unreadable record: ') and 'date' not in rows[1]
+  assert rows[2] == {**good, 'version': 300, 'note': history.REMOVED}
+  assert rows[3] == {'version': 400, 'note': history.NO_RECORD}
+  assert rows[4] == {'version': 500, 'note': "unreadable record: 'ndcg@10' is 'high'"}
+  assert rows[5] == {'version': 600, 'note': "unreadable record: 'version' is 6"}
+  # The history is no version to TF Serving's numbering.
+  assert sorted(versions.version_dirs(base)) == [100, 200, 400, 500, 600]
+
+
+def test_no_base_directory_is_no_history(tmp_path):
+  assert history.read_history(str(tmp_path / 'missing')) == []
+
+
+def test_the_history_chart_needs_two_versions_with_metrics(tmp_path):
+  out = str(tmp_path)
+  first = {**history.make_record(V1, _retrieval(0.2, 0.6, 1, [1])), 'note': ''}
+  second = {**history.make_record(V2, _retrieval(0.25, None, 1, [1, 2])), 'note': ''}
+  no_record = {'version': 5, 'note': history.NO_RECORD}
+  assert charts.version_history([first, no_record], out) is None
+  assert not os.listdir(out)
+  assert charts.version_history([first, no_record, second], out) == charts.VERSION_HISTORY
+  with open(os.path.join(out, charts.VERSION_HISTORY), 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def _history_table(text):
+  table = text[text.index('<table id="version-history">'):]
+  return table[:table.index('</table>')]
+
+
+def test_page_shows_the_pushed_versions_oldest_first():
+  rows = [{**history.make_record(V1, _retrieval(0.2, 0.6, 150_000, None)), 'note': ''},
+          {'version': 1700050000, 'note': history.NO_RECORD},
+          {**history.make_record(V2, _retrieval(0.25, 0.65, 160_000, [2, 3, 4])), 'note': ''},
+          {**history.make_record('1700090000', _retrieval(0.3, 0.7, 170_000, [2, 4])),
+           'note': history.REMOVED}]
+  text = page.render({'retrieval': RETRIEVAL, 'push': {'pushed': True, 'version': V2},
+                      'history': {'base_dir': '/serving/student', 'rows': rows,
+                                  'chart': charts.VERSION_HISTORY}})
+  section = text[text.index('<h2>Pushed versions</h2>'):text.index('<h2>Data</h2>')]
+  assert 'The versions pushed to /serving/student, oldest first' in section
+  table = _history_table(section)
+  assert ('<th>version</th><th>date</th><th>window (spans)</th><th>NDCG@10</th>'
+          '<th>Recall@100</th><th>bytes</th><th>note</th>') in table
+  assert table.count('<tr>') == 1 + len(rows)
+  assert (f'<td class="text">{V1}</td><td class="text">2023-11-14 22:13 UTC</td>'
+          '<td class="text">all</td><td>0.2000</td><td>0.6000</td><td>150,000</td>'
+          '<td class="text"></td></tr>') in table
+  assert ('<td class="text">1700050000</td><td class="text">-</td><td class="text">-</td>'
+          '<td>-</td><td>-</td><td>-</td><td class="text">no record</td>') in table
+  assert '<td class="text">2-4</td><td>0.2500</td>' in table
+  assert '<td class="text">2, 4</td>' in table and 'version directory removed' in table
+  assert table.index(V1) < table.index(V2)
+  assert f'<img src="{charts.VERSION_HISTORY}" alt="version_history">' in section
+
+
+def test_page_of_a_single_version_or_none_or_an_unreadable_base():
+  row = {**history.make_record(V1, _retrieval(0.2, 0.6, 150_000, [1])), 'note': ''}
+  single = page.render({'retrieval': RETRIEVAL, 'history': {
+      'base_dir': '/s', 'rows': [row], 'chart': None}})
+  assert _history_table(single).count('<tr>') == 2
+  assert '<td class="text">1</td>' in _history_table(single)
+  assert 'alt="version_history"' not in single
+  none = page.render({'retrieval': RETRIEVAL, 'history': {'base_dir': '/s', 'rows': [],
+                                                          'chart': None}})
+  assert 'No version pushed to /s yet.' in none and 'version-history' not in none
+  unreadable = page.render({'retrieval': RETRIEVAL, 'history': {
+      'base_dir': 'gs://b/<s>', 'error': 'permission denied'}})
+  assert ('<p class="fail" id="history-error">Could not read the pushed versions in '
+          'gs://b/&lt;s&gt;: permission denied</p>') in unreadable
+  # Without a serving directory: no section.
+  assert 'Pushed versions' not in page.render({'retrieval': RETRIEVAL})
+
+
+def test_each_report_records_its_push_and_shows_every_version(tmp_path):
+  base = str(tmp_path / 'serving')
+  first_dir = _push_version(base, V1)
+  before = _files(first_dir)
+  text, out_dir = _run_executor(tmp_path, '', base, V1, _retrieval(0.2, 0.6, 150_000, [1]),
+                                'first')
+  assert _history_table(text).count('<tr>') == 2
+  assert 'alt="version_history"' not in text  # one version: no line to draw
+  assert not os.path.exists(os.path.join(out_dir, charts.VERSION_HISTORY))
+  # The record lies beside the version, which stays as the Pusher wrote it.
+  assert _files(first_dir) == before
+  assert os.path.isfile(history.record_path(base, int(V1)))
+  assert sorted(versions.version_dirs(base)) == [int(V1)]
+
+  _push_version(base, V2)
+  text, out_dir = _run_executor(tmp_path, '', base, V2,
+                                _retrieval(0.25, 0.65, 160_000, [1, 2]), 'second')
+  table = _history_table(text)
+  assert table.count('<tr>') == 3
+  assert '<td class="text">1</td><td>0.2000</td>' in table
+  assert '<td class="text">1-2</td><td>0.2500</td><td>0.6500</td><td>160,000</td>' in table
+  assert f'<img src="{charts.VERSION_HISTORY}" alt="version_history">' in text
+  assert os.path.isfile(os.path.join(out_dir, charts.VERSION_HISTORY))
+
+  # A run that pushed nothing records nothing and still shows the history.
+  text, _ = _run_executor(tmp_path, '', base, None, name='unpushed')
+  assert _history_table(text).count('<tr>') == 3
+  assert sorted(os.listdir(os.path.join(base, history.HISTORY_DIR))) == [
+      f'{V1}.json', f'{V2}.json']
+
+
+def test_a_record_that_cannot_be_written_or_read_does_not_fail_the_report(
+    tmp_path, caplog, monkeypatch):
+  blocked = tmp_path / 'file'
+  blocked.write_text('not a directory')
+  text, _ = _run_executor(tmp_path, '', str(blocked / 'serving'), V1, name='blocked')
+  assert 'No version pushed to' in text and 'id="metrics-table"' in text
+  assert any('No history record of pushed version' in r.getMessage() and
+             r.levelname == 'WARNING' for r in caplog.records)
+
+  def unreadable(base_dir):
+    raise OSError(f'{base_dir}: permission denied')
+
+  monkeypatch.setattr(history, 'read_history', unreadable)
+  text, _ = _run_executor(tmp_path, '', str(tmp_path / 'serving'), None, name='denied')
+  assert 'id="history-error"' in text and 'permission denied' in text
+  assert 'id="metrics-table"' in text
+
+
+def test_the_component_carries_the_serving_directory():
+  evaluation = types.Channel(type=artifacts.RetrievalEvaluation)
+  properties = component.RunReport(evaluation, serving_model_dir='gs://b/serving').exec_properties
+  assert properties[executor.SERVING_MODEL_DIR_KEY] == 'gs://b/serving'
+  assert component.RunReport(evaluation).exec_properties.get(
+      executor.SERVING_MODEL_DIR_KEY) is None

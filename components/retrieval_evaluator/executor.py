@@ -5,10 +5,11 @@ they have one (`read_catalogue_items`): the items the exported models rank.
 
 Writes `metrics.json` into the evaluation artifact: `evaluation.evaluate.evaluate`'s result plus
 'candidate' (the model name gated and pushed), 'feedback' (the data's kind: for implicit
-feedback no RMSE is computed, and the retrieval gates bless alone), 'gates' (thresholds, decisions with reasons,
-'blessed'). The blessing artifact gets a BLESSED or NOT_BLESSED file and the custom properties
-the Pusher and the latest-blessed-model resolver read ('blessed', 'current_model',
-'current_model_id').
+feedback no RMSE is computed, and the retrieval gates bless alone), 'window_spans' (the spans
+the examples were read from, oldest first; None for data without spans: all of it), 'gates'
+(thresholds, decisions with reasons, 'blessed'). The blessing artifact gets a BLESSED or
+NOT_BLESSED file and the custom properties the Pusher and the latest-blessed-model resolver read
+('blessed', 'current_model', 'current_model_id').
 """
 import json
 import os
@@ -26,6 +27,7 @@ from tfx.utils import io_utils
 from tfx.utils import path_utils
 
 from components import gates as gates_lib
+from components import raw_example_gen
 from contract import features
 from evaluation import evaluate as evaluate_lib
 from models import layout
@@ -165,7 +167,8 @@ class Executor(base_executor.BaseExecutor):
     else:
       logging.warning('Retrieval gates: %s NOT blessed, it will not be pushed', layout.CANDIDATE)
 
-    result.update(candidate=layout.CANDIDATE, feedback=feedback, gates={
+    result.update(candidate=layout.CANDIDATE, feedback=feedback,
+                  window_spans=raw_example_gen.examples_window(examples), gates={
         'thresholds': json.loads(exec_properties[GATES_KEY]),
         'decisions': gates_lib.to_dicts(decisions),
         'blessed': blessed,

@@ -1,8 +1,8 @@
 """The run report's charts, drawn with matplotlib (Agg backend) into PNG files.
 
-Each function takes plain JSON-ready data (the retrieval evaluation's metrics.json and the
-Trainer's training_summary.json), writes one PNG into `out_dir` and returns its file name, or
-returns None when there is nothing to draw.
+Each function takes plain JSON-ready data (the retrieval evaluation's metrics.json, the
+Trainer's training_summary.json, the pushed versions' history), writes one PNG into `out_dir`
+and returns its file name, or returns None when there is nothing to draw.
 """
 import os
 from typing import Dict, List, Mapping, Optional
@@ -12,11 +12,14 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+from components.run_report import history as history_lib  # pylint: disable=g-import-not-at-top
+
 RECALL_CURVES = 'recall_curves.png'
 SCORE_SCATTER = 'score_scatter.png'
 SIZE_LATENCY = 'size_latency.png'
 FRONTIER = 'frontier.png'
 TRAINING_LOSS = 'training_loss.png'
+VERSION_HISTORY = 'version_history.png'
 _DPI = 100
 
 
@@ -134,3 +137,25 @@ def training_loss(summary: Mapping[str, Mapping[str, object]], out_dir: str) -> 
     axis.legend(fontsize='small', loc='upper center', bbox_to_anchor=(0.5, -0.18), ncol=2,
                 frameon=False)
   return _save(figure, out_dir, TRAINING_LOSS)
+
+
+def version_history(rows: List[Mapping[str, object]], out_dir: str) -> Optional[str]:
+  """NDCG@10 and Recall@100 of the pushed versions (`history.read_history`'s rows, oldest
+  first) that have them; None under two such versions (no line to draw)."""
+  shown = [row for row in rows
+           if row.get(history_lib.NDCG) is not None or row.get(history_lib.RECALL) is not None]
+  if len(shown) < 2:
+    return None
+  figure, axes = plt.subplots(figsize=(6.5, 4))
+  positions = list(range(len(shown)))
+  for key, label in ((history_lib.NDCG, 'NDCG@10'), (history_lib.RECALL, 'Recall@100')):
+    values = [row.get(key) for row in shown]
+    axes.plot(positions, [float('nan') if v is None else v for v in values], marker='o',
+              label=label)
+  axes.set_xticks(positions, [str(row['version']) for row in shown], rotation=30, ha='right',
+                  fontsize='small')
+  axes.set(xlabel='pushed version', ylabel="the candidate on its run's test split",
+           title='Pushed versions')
+  axes.grid(alpha=0.3)
+  axes.legend()
+  return _save(figure, out_dir, VERSION_HISTORY)

@@ -4,12 +4,14 @@ Reads the StatisticsGen statistics (examples, distinct users and items, mean rat
 the RetrievalEvaluator's metrics.json, the Evaluator's TFMA metrics and validation result, the
 Trainer's training_summary.json (loss curves) and the Pusher's outcome; with `distill_results`,
 also a distillation benchmark's JSON rows (`benchmarks/distill.py`), drawn as the frontier
-chart. A results file that cannot be read does not fail the run: the report says why.
+chart. A results file that cannot be read does not fail the run: the report says why. With
+`serving_model_dir` (the Pusher's base directory), it writes the record of the version the run
+pushed there and shows every pushed version's (`history`).
 """
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from absl import logging
 from google.protobuf import json_format
@@ -23,6 +25,7 @@ from tfx.utils import io_utils
 
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import charts
+from components.run_report import history as history_lib
 from components.run_report import page
 from contract import features
 from models import layout
@@ -36,6 +39,7 @@ REPORT_KEY = 'report'
 TITLE_KEY = 'title'
 DISTILL_RESULTS_KEY = 'distill_results'
 DISTILL_RESULTS_FINGERPRINT_KEY = 'distill_results_fingerprint'
+SERVING_MODEL_DIR_KEY = 'serving_model_dir'
 
 REPORT_FILE = 'report.html'
 STATISTICS_FILE = 'FeatureStats.pb'
@@ -146,6 +150,11 @@ def read_frontier_rows(path: str) -> List[Dict[str, Any]]:
   return rows
 
 
+def _reason(error: BaseException) -> str:
+  """The first line of `error`'s message, or its type's name without one."""
+  return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def frontier_report(path: str, out_dir: str) -> Optional[Dict[str, Any]]:
   """The report's distillation section: {'path', 'rows', 'chart'} (the frontier PNG's name,
   None when no student row has bytes), or {'path', 'error'} when the file cannot be read; None
@@ -157,10 +166,36 @@ def frontier_report(path: str, out_dir: str) -> Optional[Dict[str, Any]]:
     chart = charts.frontier(rows, out_dir, charts.FRONTIER,
                             title=f'Distillation frontier: {os.path.basename(path)}')
   except (OSError, tf.errors.OpError, ValueError, TypeError, KeyError) as error:
-    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    reason = _reason(error)
     logging.warning('Distillation results %s left out of the report: %s', path, reason)
     return {'path': path, 'error': reason}
   return {'path': path, 'rows': rows, 'chart': chart}
+
+
+def history_report(base_dir: str, push: Optional[Mapping[str, Any]],
+                   retrieval: Mapping[str, Any], out_dir: str) -> Optional[Dict[str, Any]]:
+  """The report's pushed versions: writes the record of the version this run pushed (`push`)
+  into `base_dir`'s history, then reads them all back: {'base_dir', 'rows', 'chart'} (the
+  chart's PNG name, None under two versions with metrics), or {'base_dir', 'error'} when the
+  base directory cannot be read; None without a base directory. A record that cannot be written
+  is logged, and its version's row says it has no record."""
+  if not base_dir:
+    return None
+  if push and push.get('pushed') and push.get('version'):
+    try:
+      path = history_lib.write_record(base_dir,
+                                      history_lib.make_record(push['version'], retrieval))
+      logging.info('Recorded pushed version %s: %s', push['version'], path)
+    except (OSError, tf.errors.OpError, ValueError) as error:
+      logging.warning('No history record of pushed version %s in %s: %s', push['version'],
+                      base_dir, error)
+  try:
+    rows = history_lib.read_history(base_dir)
+  except (OSError, tf.errors.OpError) as error:
+    reason = _reason(error)
+    logging.warning('Pushed versions in %s left out of the report: %s', base_dir, reason)
+    return {'base_dir': base_dir, 'error': reason}
+  return {'base_dir': base_dir, 'rows': rows, 'chart': charts.version_history(rows, out_dir)}
 
 
 def _optional_single(input_dict: Dict[str, List[types.Artifact]],
@@ -192,12 +227,16 @@ class Executor(base_executor.BaseExecutor):
     pushed_model = _optional_single(input_dict, PUSHED_MODEL_KEY)
     statistics = _optional_single(input_dict, STATISTICS_KEY)
 
+    push = push_outcome(pushed_model) if pushed_model else None
+
     report = {
         'title': exec_properties.get(TITLE_KEY) or 'Pipeline run report',
         'data': split_statistics(statistics) if statistics else {},
         'retrieval': retrieval,
         'tfma': tfma_summary(evaluation) if evaluation else None,
-        'push': push_outcome(pushed_model) if pushed_model else None,
+        'push': push,
+        'history': history_report(exec_properties.get(SERVING_MODEL_DIR_KEY) or '', push,
+                                  retrieval, out_dir),
         'charts': {
             'recall_curves': charts.recall_curves(retrieval.get('recall_curves') or {}, out_dir),
             'score_scatter': charts.score_scatter(retrieval.get('score_sample'),

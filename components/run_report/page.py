@@ -6,6 +6,7 @@ does no I/O, so the page can be tested from a dictionary.
 import html
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from components.run_report import history as history_lib
 from contract import features
 from evaluation import metrics as metrics_lib
 from evaluation import protocol
@@ -225,6 +226,47 @@ def _distillation_section(distillation: Mapping[str, object]) -> str:
   return caption + image + table
 
 
+def _window(row: Mapping[str, object]) -> str:
+  """The spans a version's run read: 'first-last' when consecutive, 'all' for data without
+  spans, '-' without a record."""
+  if 'window_spans' not in row:
+    return '-'
+  spans = row['window_spans']
+  if not spans:
+    return 'all'
+  if len(spans) > 1 and list(spans) == list(range(spans[0], spans[-1] + 1)):
+    return f'{spans[0]}-{spans[-1]}'
+  return ', '.join(map(str, spans))
+
+
+def _history_section(history: Mapping[str, object]) -> str:
+  """The pushed versions' table, oldest first, and their NDCG@10 and Recall@100 chart; or one
+  line saying why the base directory could not be read."""
+  base_dir = _text(history.get('base_dir'))
+  if history.get('error') is not None:
+    return (f'<p class="fail" id="history-error">Could not read the pushed versions in '
+            f'{base_dir}: {_text(history["error"])}</p>')
+  rows: Sequence[Mapping[str, object]] = history.get('rows') or []
+  if not rows:
+    return f'<p>No version pushed to {base_dir} yet.</p>'
+  columns = {key: (header, fmt) for key, header, fmt in METRIC_COLUMNS}
+  metrics = (history_lib.NDCG, history_lib.RECALL, history_lib.BYTES)
+  caption = (f'<p>The versions pushed to {base_dir}, oldest first: each one\'s candidate on '
+             'the test split of its own run (its window of spans), so a change of window also '
+             'moves the metrics; bytes are the SavedModel variables.</p>')
+  table = _table(
+      ['version', 'date', 'window (spans)'] + [columns[key][0] for key in metrics] + ['note'],
+      [[f'<td class="text">{_text(row["version"])}</td>',
+        f'<td class="text">{_text(row.get("date", "-"))}</td>',
+        f'<td class="text">{_text(_window(row))}</td>'] +
+       [_cell(row.get(key), columns[key][1]) for key in metrics] +
+       [f'<td class="text">{_text(row.get("note") or "")}</td>'] for row in rows],
+      'version-history')
+  chart = history.get('chart')
+  image = f'<img src="{_text(chart)}" alt="version_history">' if chart else ''
+  return caption + table + image
+
+
 def render(report: Mapping[str, object]) -> str:
   """The HTML page of a run report.
 
@@ -232,7 +274,10 @@ def render(report: Mapping[str, object]) -> str:
     report: {'title': str, 'data': {split: {'examples', 'users', 'items', 'mean_rating'}},
       'retrieval': the RetrievalEvaluator's metrics.json, 'tfma': {'metrics': {name: value},
       'validation_ok': bool or None, 'failures': [str]} or None, 'push': {'pushed': bool,
-      'version', 'destination'} or None, 'charts': {chart key: PNG file name beside the page},
+      'version', 'destination'} or None, 'history': {'base_dir', 'rows': the pushed versions
+      (`history.read_history`), 'chart': their chart's PNG name or None} or {'base_dir',
+      'error': why it could not be read} or None (no section), 'charts': {chart key: PNG file
+      name beside the page},
       'distillation': {'path', 'rows': the distillation benchmark's rows, 'chart': the frontier
       PNG's name or None} or {'path', 'error': why the file could not be read} or None (no
       section)}.
@@ -245,6 +290,8 @@ def render(report: Mapping[str, object]) -> str:
   distillation = report.get('distillation')
   frontier = (f'<h2>Distillation frontier</h2>\n{_distillation_section(distillation)}\n'
               if distillation else '')
+  history = report.get('history')
+  versions = f'<h2>Pushed versions</h2>\n{_history_section(history)}\n' if history else ''
   return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>{_STYLE}</style></head>
@@ -252,7 +299,7 @@ def render(report: Mapping[str, object]) -> str:
 <h1>{title}</h1>
 <h2>Push</h2>
 {_push_section(report.get('push'), retrieval)}
-<h2>Data</h2>
+{versions}<h2>Data</h2>
 {_feedback_line(retrieval.get('feedback'))}
 {_data_section(report.get('data') or {}, retrieval.get('feedback'))}
 <h2>Retrieval metrics</h2>
