@@ -8,16 +8,20 @@ scores are shrunk towards the average item, so a top-K shared with warm items ho
 them. The content path is a small network of its own from an item's content (the candidate
 tower's content inputs: genres, title tokens, release year) to the towers' part of the
 candidate embedding; it is fitted after the model on its warm items, with the model's queries
-of `queries` train examples, q, and every warm item i, whose model score is s = q · c_i:
+of `queries` train examples, q, and every warm item i, whose model score is s = q · c_i, at
+the temperature T at which the model's scores are calibrated chances (`calibrated_temperature`:
+the one under which softmax(s / T) over the unseen catalogue gives the eval split's targets
+the highest likelihood; a hybrid model's mix is chosen for ranking, not for chances):
 
-* the ranking term: the cross-entropy of softmax(ŝ) against softmax(s) over the warm items,
-  where ŝ is the score of the content path's embedding of i (a hybrid model's item-to-item
-  columns are those of an unknown item: its component cannot score what it never saw). Items
-  of the same content get the same ŝ, and at the optimum exp(ŝ) is the mean of their exp(s):
-  the chance of a new item that resembles them, not their mean score, which is lower;
-* the level term: (logsumexp ŝ − logsumexp s)², so that those chances are on the warm items'
-  scale (the ranking term alone leaves each query's level free) and a mixed top-K compares
-  cold and warm items as the model would;
+* the ranking term: the cross-entropy of softmax(ŝ / T) against softmax(s / T) over the warm
+  items, where ŝ is the score of the content path's embedding of i (a hybrid model's
+  item-to-item columns are those of an unknown item: its component cannot score what it never
+  saw). Items of the same content get the same ŝ, and at the optimum exp(ŝ / T) is the mean of
+  their exp(s / T): the chance of a new item that resembles them, not their mean score, which
+  is lower;
+* the level term: (logsumexp(ŝ / T) − logsumexp(s / T))², so that those chances are on the warm
+  items' scale (the ranking term alone leaves each query's level free) and a mixed top-K
+  compares cold and warm items by their chances;
 * the embedding term: the mean squared distance of the content path's embeddings from the
   towers' part of the model's (relative to the latter's mean square), weighted by
   `embedding_weight`, which keeps the embeddings near the model's where the scores allow it.
@@ -27,15 +31,21 @@ cold items (their item index an OOV bucket) with it, outside training, so that t
 index holds the content path's embeddings of cold items and the model's of warm ones.
 """
 import math
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from absl import logging
 import numpy as np
+from scipy import special as scipy_special
 import tensorflow as tf
 
 from contract import features
+from evaluation import protocol
+from models import eval_split
 from models import hparams
 from models import towers
+
+# Temperatures tried by `calibrated_temperature`, in units of the queries' mean score spread.
+TEMPERATURES = tuple(2.0**(k / 2) for k in range(-8, 9))
 
 
 def build(vocab: towers.Vocabularies, transform: hparams.TransformHParams, width: int,
@@ -93,13 +103,36 @@ def _queries(model, train: tf.data.Dataset, count: int) -> np.ndarray:
   return np.concatenate(batches)[:count]
 
 
-def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor,
-           width: int) -> Dict[str, tf.Tensor]:
+def calibrated_temperature(scores: np.ndarray, eval_data: protocol.EvalData) -> float:
+  """The temperature T of `TEMPERATURES` × the queries' mean score spread under which
+  softmax(scores / T) over each query's unseen catalogue items gives its eval targets (columns
+  of `eval_data`, the catalogue of `scores`) the highest mean log-likelihood."""
+  seen = eval_data.seen.toarray().astype(bool)
+  users, columns = eval_data.targets.nonzero()
+  unseen_target = ~seen[users, columns]
+  users, columns = users[unseen_target], columns[unseen_target]
+  if not len(users):
+    return 1.0
+  masked = np.where(seen, -np.inf, scores)
+  spread = float(np.mean(np.std(scores, axis=1))) or 1.0
+  best = None
+  for factor in TEMPERATURES:
+    logits = masked / (factor * spread)
+    log_partition = scipy_special.logsumexp(logits, axis=1)
+    likelihood = float(np.mean(logits[users, columns] - log_partition[users]))
+    if best is None or likelihood > best[1]:
+      best = (factor * spread, likelihood)
+  return best[0]
+
+
+def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor, width: int,
+           temperature: float = 1.0) -> Dict[str, tf.Tensor]:
   """The three terms (module docstring), each a mean over the queries (or items), for model
   embeddings `candidates` [items, dim] of the warm items and the content path's `content`
-  [items, width]; a cold item's item-to-item columns are 0 (an unknown item's)."""
-  scores = tf.matmul(queries, candidates, transpose_b=True)
-  content_scores = tf.matmul(queries[:, :width], content, transpose_b=True)
+  [items, width], at `temperature`; a cold item's item-to-item columns are 0 (an unknown
+  item's)."""
+  scores = tf.matmul(queries, candidates, transpose_b=True) / temperature
+  content_scores = tf.matmul(queries[:, :width], content, transpose_b=True) / temperature
   ranking = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
       labels=tf.nn.softmax(scores), logits=content_scores))
   level = tf.reduce_mean(tf.square(tf.reduce_logsumexp(content_scores, axis=1)
@@ -113,9 +146,11 @@ def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor,
 
 def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         vocab: towers.Vocabularies, transform: hparams.TransformHParams,
-        settings: hparams.ContentPathHParams, seed: int) -> ContentCandidates:
+        settings: hparams.ContentPathHParams, seed: int,
+        eval_queries: Optional[eval_split.EvalQueries] = None) -> ContentCandidates:
   """The content path of a trained `model`, fitted on the warm items of `catalogue` (the
-  train vocabulary's) with the model's queries of `train` examples (module docstring)."""
+  train vocabulary's) with the model's queries of `train` examples, at the temperature
+  calibrated on `eval_queries` (1 without them) (module docstring)."""
   tf.random.set_seed(seed)
   width = towers_width(model)
   path = build(vocab, transform, width, settings.hidden_units, settings.content_dim)
@@ -125,12 +160,19 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
       {name: tf.constant(values) for name, values in catalogue.items()
        if name in model.candidate_tower.input_names}).numpy())
   queries = _queries(model, train, settings.queries)
+  temperature = 1.0
+  if eval_queries is not None:
+    temperature = calibrated_temperature(
+        model.embed_queries({name: tf.constant(values) for name, values in
+                             eval_queries.queries.items()}).numpy() @ candidates.numpy().T,
+        eval_queries.eval_data)
   optimizer = tf.keras.optimizers.Adam(settings.learning_rate)
 
   @tf.function
   def step(batch: tf.Tensor) -> Dict[str, tf.Tensor]:
     with tf.GradientTape() as tape:
-      terms = losses(batch, candidates, path(content_inputs, training=True), width)
+      terms = losses(batch, candidates, path(content_inputs, training=True), width,
+                     temperature)
       loss = terms['ranking'] + settings.level_weight * terms['level'] + (
           settings.embedding_weight * terms['embedding'])
     optimizer.apply_gradients(zip(tape.gradient(loss, path.trainable_variables),
@@ -145,6 +187,6 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
     for b in range(batches):
       terms = step(tf.constant(queries[order[b * settings.batch_size:
                                              (b + 1) * settings.batch_size]]))
-  logging.info('Content path of %s: %s', model.core.name,
+  logging.info('Content path of %s at temperature %.3g: %s', model.core.name, temperature,
                ', '.join(f'{name} loss {float(value):.4f}' for name, value in terms.items()))
   return ContentCandidates(path, first_oov_index(model), width)

@@ -158,8 +158,9 @@ class ContentPathHParams:
   (`models.content_path`): `epochs` passes over the model's queries of `queries` train
   examples, in batches of `batch_size`, with Adam at `learning_rate`; the content embeddings
   are `content_dim` wide, the hidden layer `hidden_units`; the level and embedding terms are
-  weighted `level_weight` and `embedding_weight` (the ranking term 1). 0 epochs: no content
-  path (cold items embedded by the candidate tower)."""
+  weighted `level_weight` and `embedding_weight` (the ranking term 1); the temperature of the
+  model's scores is calibrated on the first `calibration_users` eval users. 0 epochs: no
+  content path (cold items embedded by the candidate tower)."""
   epochs: int
   batch_size: int
   queries: int
@@ -168,6 +169,7 @@ class ContentPathHParams:
   learning_rate: float
   level_weight: float
   embedding_weight: float
+  calibration_users: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -519,8 +519,9 @@ def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: Trainin
       data.cold_items[features.ITEM_ID]):
     return
   with logged_phase(f'Fitted the {name} content path'):
-    model.content_candidates = content_path.fit(model, data.train, data.stats.catalogue,
-                                                data.vocab, data.transform, settings, seed)
+    model.content_candidates = content_path.fit(
+        model, data.train, data.stats.catalogue, data.vocab, data.transform, settings, seed,
+        None if data.eval is None else data.eval_queries(settings.calibration_users))
 
 
 def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData,

@@ -3,10 +3,13 @@ what fitting it on a trained model's warm items gives."""
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import sparse
 import tensorflow as tf
 
 from contract import features
+from evaluation import protocol
 from models import content_path
 from models import hparams
 from models import student
@@ -16,7 +19,7 @@ import tiny_models
 
 SETTINGS = hparams.ContentPathHParams(
     epochs=150, batch_size=8, queries=16, hidden_units=16, content_dim=8, learning_rate=0.01,
-    level_weight=1.0, embedding_weight=0.1)
+    level_weight=1.0, embedding_weight=0.1, calibration_users=10)
 
 
 def test_the_loss_terms_by_hand():
@@ -33,6 +36,23 @@ def test_the_loss_terms_by_hand():
       (np.log(np.exp(0.5) + 1.0) - np.log(np.exp(3.0) + 1.0))**2, rel=1e-5)
   # Squared distances 0.25 and 1 over squared norms 1 and 1.
   assert float(terms['embedding']) == pytest.approx(0.625, rel=1e-5)
+
+
+def test_the_calibrated_temperature_maximises_the_eval_targets_likelihood():
+  # One user, items 0..3, item 3 seen; targets 0 and 1. Over the unseen items, scores 2 0 0:
+  # the mean log-likelihood x − log(e^2x + 2) (x = 1/T) peaks at e^2x = 2, T = 2 / ln 2 = 2.885;
+  # the spread is the std of 2 0 0 5, 2.046, and of the grid, 2^0.5 · 2.046 = 2.894 is nearest.
+  scores = np.array([[2.0, 0.0, 0.0, 5.0]])
+  eval_data = protocol.EvalData(
+      split=features.EVAL_SPLIT, items=pd.Index([1, 2, 3, 4]), users=pd.Index([0]),
+      seen=sparse.csr_matrix([[0, 0, 0, 1]]), targets=sparse.csr_matrix([[1, 1, 0, 0]]),
+      num_targets=np.array([2]))
+  spread = np.std(scores)
+  temperature = content_path.calibrated_temperature(scores, eval_data)
+  assert temperature == pytest.approx(2**0.5 * spread)
+  likelihood = lambda t: 1 / t - np.log(np.exp(2 / t) + 2)
+  assert all(likelihood(temperature) >= likelihood(factor * spread)
+             for factor in content_path.TEMPERATURES)
 
 
 def test_only_the_towers_columns_of_cold_items_are_replaced():
