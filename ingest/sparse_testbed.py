@@ -21,6 +21,11 @@ The generative model, with the defaults of `TestbedConfig`:
 - **Ratings**: 1–5 stars from the item's quality, the user's leniency and noise. They do not
   depend on when an item is picked, so later splits keep the train split's rating distribution
   (the pipeline stops on rating drift).
+- **Arriving items** (`arriving_share`, 0 by default; the 'arriving' shape): that share of the
+  items, drawn at random, arrive late: a user's picks of them move to the end of their
+  timeline, as many as the evaluation protocol puts in test (`contract.split_rules`), and the
+  others are dropped, so they have no train or eval interaction: the cold items of the
+  evaluation's slices, known from `items.csv` like the others.
 
 With the defaults: about 2,000 users, 10,000 items, about 100,000 interactions, density about
 0.5% or less, and the most popular 10% of the items holding over 40% of the interactions
@@ -36,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from contract import features
+from contract import split_rules
 from ingest import generic_csv
 from ingest import movielens_100k
 from ingest import tables
@@ -62,6 +68,7 @@ class TestbedConfig:
   sharpness: float = 8.0  # how strongly taste beats popularity
   zipf_exponent: float = 0.8
   random_genre_share: float = 0.2
+  arriving_share: float = 0.0  # of the items, which arrive after every train and eval pick
   seed: int = 0
 
 
@@ -73,6 +80,9 @@ SHAPES = {
     'wide-short': TestbedConfig(num_users=8_000, num_items=30_000, num_topics=300,
                                 median_history=8, history_sigma=0.6, history_range=(3, 60),
                                 sequential=False),
+    # The test bed with 1% of its items arriving late (cold in the evaluation): about 10% of
+    # the test interactions are theirs.
+    'arriving': TestbedConfig(arriving_share=0.01),
 }
 
 
@@ -131,11 +141,28 @@ def _history(tastes: np.ndarray, vectors: np.ndarray, popularity: np.ndarray, le
   return np.array(chosen)
 
 
+def _arrived_last(chosen: np.ndarray, arriving: np.ndarray) -> np.ndarray:
+  """`chosen` (one user's items in time order) with its arriving items moved to the end, as
+  many as the protocol's test split of the result holds (the first of them), the others
+  dropped."""
+  is_arriving = arriving[chosen]
+  kept = chosen[~is_arriving]
+  late = chosen[is_arriving]
+  count = len(late)
+  while count and count > split_rules.split_sizes(len(kept) + count, split_rules.EVAL_FRACTION,
+                                                  split_rules.TEST_FRACTION)[1]:
+    count -= 1
+  return np.concatenate([kept, late[:count]])
+
+
 def generate(config: TestbedConfig = TestbedConfig()) -> tables.Dataset:
   """The test bed as a `tables.Dataset` (interactions, users and items tables)."""
   rng = np.random.RandomState(config.seed)
   centres, vectors, topics, popularity, items = _items(config, rng)
   quality = rng.normal(scale=0.7, size=config.num_items)
+  # Drawn from a generator of their own: a test bed without arriving items is unchanged.
+  arriving = (np.random.RandomState(config.seed + 1).uniform(size=config.num_items)
+              < config.arriving_share)
   topic_popularity = np.bincount(topics, weights=popularity, minlength=config.num_topics)
   low, high = config.history_range
   lengths = np.clip(np.round(config.median_history * np.exp(
@@ -146,7 +173,8 @@ def generate(config: TestbedConfig = TestbedConfig()) -> tables.Dataset:
                            replace=False, p=topic_popularity / topic_popularity.sum())
     tastes = _unit(centres[interests] + config.taste_noise / np.sqrt(config.latent_dim)
                    * rng.normal(size=(len(interests), config.latent_dim)))
-    chosen = _history(tastes, vectors, popularity, lengths[user], config, rng)
+    chosen = _arrived_last(_history(tastes, vectors, popularity, lengths[user], config, rng),
+                           arriving)
     ratings = np.clip(np.round(3.5 + quality[chosen] + rng.normal(scale=0.4)
                                + rng.normal(scale=0.6, size=len(chosen))), 1, 5)
     stamps = (FIRST_TIMESTAMP + rng.randint(0, 365 * 86_400)

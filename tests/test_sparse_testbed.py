@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from contract import features
+from contract import split_rules
 from ingest import loaders
 from ingest import tables
 from ingest import sparse_testbed
@@ -56,3 +57,23 @@ def test_the_wide_short_shape_has_short_histories_in_no_particular_order():
   measured = sparse_testbed.properties(unordered.interactions, len(unordered.items))
   assert measured['median_history'] <= 10 and wide.num_items >= 30_000
   assert _consecutive_same_genres(unordered) < 0.8 * _consecutive_same_genres(ordered)
+
+
+def test_arriving_items_have_test_interactions_only_and_the_default_is_unchanged():
+  small = dict(num_users=300, num_items=1_000, num_topics=10, median_history=30)
+  plain = sparse_testbed.generate(sparse_testbed.TestbedConfig(**small))
+  pd.testing.assert_frame_equal(
+      plain.interactions,
+      sparse_testbed.generate(sparse_testbed.TestbedConfig(**small, arriving_share=0.0))
+      .interactions)
+  dataset = sparse_testbed.generate(dataclasses.replace(sparse_testbed.SHAPES['arriving'],
+                                                        **small))
+  frame = dataset.interactions
+  splits = split_rules.assign_splits(frame)
+  arriving = set(frame[features.ITEM_ID]) - set(frame[splits != features.TEST_SPLIT][
+      features.ITEM_ID])
+  test = frame[splits == features.TEST_SPLIT]
+  # Items in test only (1% of 1,000 items arrive): about a tenth of the test interactions.
+  assert test[features.ITEM_ID].isin(arriving).mean() >= 0.05 and len(arriving) >= 8
+  assert set(frame[features.ITEM_ID]) <= set(dataset.items.index)
+  assert (frame.groupby(features.USER_ID)[features.TIMESTAMP].diff().dropna() > 0).all()
