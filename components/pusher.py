@@ -88,7 +88,7 @@ class Executor(pusher_executor.Executor):
     latest = versions.latest_version_dir(base)
     if latest is not None and same_files(latest, staged):
       version = os.path.basename(latest)
-      logging.info('%s already holds this model (a push that was not recorded): not pushed '
+      logging.warning('%s already holds this model (a push that was not recorded): not pushed '
                    'again', latest)
     elif os.path.exists(os.path.join(base, version)):  # TFX skips a version that exists too
       logging.info('%s exists: not pushed again', os.path.join(base, version))

@@ -78,6 +78,37 @@ def latest_run_outputs(metadata_path: str, type_names: List[str]) -> Dict[str, s
     return found
 
 
+def _finished(store, run) -> bool:
+  """Whether pipeline run `run` got to its RunReport (a run that was killed did not)."""
+  report_types = {t.id for t in store.get_artifact_types()
+                  if t.name == artifacts.RunReport.TYPE_NAME}
+  return any(a.type_id in report_types for a in store.get_artifacts_by_context(run.id))
+
+
+def pushed_version(metadata_path: str, model_dir: str) -> Optional[str]:
+  """The version directory under `model_dir` that the latest pipeline run pushed, or None.
+
+  A Pusher execution cached from a run that finished pushed nothing new; one cached from a run
+  that was killed before it finished did push for this one, which resumed it."""
+  with _latest_run(metadata_path) as (store, latest):
+    if latest is None:
+      return None
+    pushed_types = {t.id for t in store.get_artifact_types()
+                    if t.name == tfx.types.standard_artifacts.PushedModel.TYPE_NAME}
+    for artifact in store.get_artifacts_by_context(latest.id):
+      properties = artifact.custom_properties
+      if (artifact.type_id not in pushed_types or properties['pushed'].int_value != 1
+          or os.path.dirname(properties['pushed_destination'].string_value)
+          != model_dir.rstrip('/')):
+        continue
+      earlier = [run for run in store.get_contexts_by_artifact(artifact.id)
+                 if run.type_id == latest.type_id and run.id != latest.id]
+      if any(_finished(store, run) for run in earlier):
+        return None
+      return properties['pushed_destination'].string_value
+    return None
+
+
 def component_seconds(metadata_path: str) -> Dict[str, float]:
   """Wall seconds of each component's execution in the latest pipeline run, by component id
   (a cached component's: its cache lookup)."""
@@ -170,7 +201,6 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   paths = output_paths(os.path.abspath(output_dir))
   check_outputs(paths)
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
-  before = latest_version(serving_model_dir)
   try:
     _run_pipeline(source, paths, serving_model_dir, enable_cache, gates,
                   train_student_scratch, _local_path(distill_results), feedback, training)
@@ -185,7 +215,7 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   report_dir = os.path.dirname(paths['report'])
   shutil.rmtree(report_dir, ignore_errors=True)
   shutil.copytree(outputs[artifacts.RunReport.TYPE_NAME], report_dir)
-  return {**paths, 'pushed': after if after != before else None, 'latest': after,
+  return {**paths, 'pushed': pushed_version(paths['metadata'], serving_model_dir), 'latest': after,
           'feedback': feedback,
           'retrieval_evaluation': outputs[artifacts.RetrievalEvaluation.TYPE_NAME],
           **gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}
