@@ -8,6 +8,7 @@ model, and the local server loads it.
 The module runs its own child: `python tests/test_pipeline_e2e_resume.py SOURCE OUTPUT RESULT`.
 """
 import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -166,7 +167,7 @@ def test_a_killed_run_resumed_finishes_with_one_complete_new_version(csv_dir, tm
   root = os.path.join(output, 'pipeline_root')
   serving = os.path.join(output, 'serving')
   metadata_path = os.path.join(output, 'metadata.sqlite')
-  starts = iter(range(1, 100))
+  starts = itertools.count(1)
 
   def start(kill_at: str = '') -> _Start:
     return _Start(csv_dir, output, next(starts), kill_at)
