@@ -26,6 +26,7 @@ from tfx.orchestration.beam import beam_dag_runner
 from components import artifacts
 from components import raw_example_gen
 from components import data_gate
+from components import pusher
 from components import gates as gates_lib
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import executor as report_executor
@@ -96,16 +97,18 @@ def pushed_version(metadata_path: str, model_dir: str) -> Optional[str]:
     pushed_types = {t.id for t in store.get_artifact_types()
                     if t.name == tfx.types.standard_artifacts.PushedModel.TYPE_NAME}
     for artifact in store.get_artifacts_by_context(latest.id):
+      if artifact.type_id not in pushed_types:
+        continue
       properties = artifact.custom_properties
-      if (artifact.type_id not in pushed_types or properties['pushed'].int_value != 1
-          or os.path.dirname(properties['pushed_destination'].string_value)
-          != model_dir.rstrip('/')):
+      destination = properties[pusher.PUSHED_DESTINATION].string_value
+      if (properties[pusher.PUSHED].int_value != 1
+          or os.path.dirname(destination) != model_dir.rstrip('/')):
         continue
       earlier = [run for run in store.get_contexts_by_artifact(artifact.id)
                  if run.type_id == latest.type_id and run.id != latest.id]
       if any(_finished(store, run) for run in earlier):
         return None
-      return properties['pushed_destination'].string_value
+      return destination
     return None
 
 
