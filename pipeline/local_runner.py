@@ -26,6 +26,7 @@ from tfx.orchestration.beam import beam_dag_runner
 from components import artifacts
 from components import raw_example_gen
 from components import data_gate
+from components import pusher
 from components import gates as gates_lib
 from components.retrieval_evaluator import executor as retrieval_executor
 from components.run_report import executor as report_executor
@@ -76,6 +77,39 @@ def latest_run_outputs(metadata_path: str, type_names: List[str]) -> Dict[str, s
       if artifact.type_id in type_ids:
         found[type_ids[artifact.type_id]] = artifact.uri
     return found
+
+
+def _finished(store, run) -> bool:
+  """Whether pipeline run `run` got to its RunReport (a run that was killed did not)."""
+  report_types = {t.id for t in store.get_artifact_types()
+                  if t.name == artifacts.RunReport.TYPE_NAME}
+  return any(a.type_id in report_types for a in store.get_artifacts_by_context(run.id))
+
+
+def pushed_version(metadata_path: str, model_dir: str) -> Optional[str]:
+  """The version directory under `model_dir` that the latest pipeline run pushed, or None.
+
+  A Pusher execution cached from a run that finished pushed nothing new; one cached from a run
+  that was killed before it finished did push for this one, which resumed it."""
+  with _latest_run(metadata_path) as (store, latest):
+    if latest is None:
+      return None
+    pushed_types = {t.id for t in store.get_artifact_types()
+                    if t.name == tfx.types.standard_artifacts.PushedModel.TYPE_NAME}
+    for artifact in store.get_artifacts_by_context(latest.id):
+      if artifact.type_id not in pushed_types:
+        continue
+      properties = artifact.custom_properties
+      destination = properties[pusher.PUSHED_DESTINATION].string_value
+      if (properties[pusher.PUSHED].int_value != 1
+          or os.path.dirname(destination) != model_dir.rstrip('/')):
+        continue
+      earlier = [run for run in store.get_contexts_by_artifact(artifact.id)
+                 if run.type_id == latest.type_id and run.id != latest.id]
+      if any(_finished(store, run) for run in earlier):
+        return None
+      return destination
+    return None
 
 
 def component_seconds(metadata_path: str) -> Dict[str, float]:
@@ -170,7 +204,6 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   paths = output_paths(os.path.abspath(output_dir))
   check_outputs(paths)
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
-  before = latest_version(serving_model_dir)
   try:
     _run_pipeline(source, paths, serving_model_dir, enable_cache, gates,
                   train_student_scratch, _local_path(distill_results), feedback, training)
@@ -185,7 +218,7 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   report_dir = os.path.dirname(paths['report'])
   shutil.rmtree(report_dir, ignore_errors=True)
   shutil.copytree(outputs[artifacts.RunReport.TYPE_NAME], report_dir)
-  return {**paths, 'pushed': after if after != before else None, 'latest': after,
+  return {**paths, 'pushed': pushed_version(paths['metadata'], serving_model_dir), 'latest': after,
           'feedback': feedback,
           'retrieval_evaluation': outputs[artifacts.RetrievalEvaluation.TYPE_NAME],
           **gate_failures(outputs[artifacts.RetrievalEvaluation.TYPE_NAME])}

@@ -11,6 +11,7 @@ from tfx import v1 as tfx
 
 from components import baseline_resolver
 from components import gates as gates_lib
+from components import pusher as pusher_lib
 from components import data_gate
 from components import raw_example_gen
 from components import schema_import
@@ -137,9 +138,10 @@ def data_components(data_source: str, schema_file: str, preprocessing_fn: str,
 
 
 def _pusher(model: tfx.dsl.Channel, retrieval_evaluator: retrieval_evaluator_lib.RetrievalEvaluator,
-            base_directory: str) -> tfx.components.Pusher:
-  """A Pusher of `model` into `base_directory` when the `retrieval_evaluator` blesses."""
-  return tfx.components.Pusher(
+            base_directory: str) -> pusher_lib.Pusher:
+  """A Pusher of `model` into `base_directory` when the `retrieval_evaluator` blesses (TFX's,
+  whose version directories appear complete, once: `components.pusher`)."""
+  return pusher_lib.Pusher(
       model=model, model_blessing=retrieval_evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=base_directory)))

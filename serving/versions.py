@@ -2,8 +2,8 @@
 
 A version is a directory with a numeric name. It is loadable only when complete (saved_model.pb
 and variables/variables.index exist) and unchanged across two polls, so a version directory
-that is still being copied is never loaded (TFX's Pusher renames a finished directory into
-place; a manual `cp -r` does not).
+that is still being copied is never loaded (the pipeline's Pusher renames a finished directory
+into place, `components/pusher.py`; TFX's own Pusher and a manual `cp -r` copy in place).
 """
 import os
 from typing import Dict, Iterable, Optional, Set, Tuple

@@ -59,6 +59,24 @@ def test_a_version_is_ready_only_when_complete_and_unchanged(tmp_path):
   assert set(stable.poll()) == {1}  # still being written to
 
 
+def test_a_version_whose_push_was_killed_is_never_ready(tmp_path):
+  """What TFX's own Pusher leaves when killed mid-copy (saved_model.pb is copied last), and the
+  staging directory of the project's Pusher (`components.pusher`): neither is ever loaded."""
+  _write_version(tmp_path, 1)
+  killed = tmp_path / '2'
+  (killed / 'variables').mkdir(parents=True)
+  (killed / 'variables' / 'variables.index').write_bytes(b'index')
+  (killed / 'variables' / 'variables.data-00000-of-00001').write_bytes(b'weights')
+  staged = tmp_path / '.pushing' / '3'
+  (staged / 'variables').mkdir(parents=True)
+  (staged / 'saved_model.pb').write_bytes(b'graph')
+  (staged / 'variables' / 'variables.index').write_bytes(b'index')
+  stable = versions.StableVersions(str(tmp_path))
+  for _ in range(5):
+    ready = stable.poll()
+  assert set(ready) == {1}
+
+
 def test_the_latest_version_is_the_highest_numeric_directory(tmp_path):
   assert version_paths.version_dirs(str(tmp_path / 'missing')) == {}
   assert version_paths.latest_version_dir(str(tmp_path)) is None
