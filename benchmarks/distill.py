@@ -65,7 +65,7 @@ WITHOUT_CONTENT_PATH = {layout.TEACHER: 'teacher_no_content_path',
 NEEDS_TEACHER_RATIO = 0.92  # scratch NDCG@10 at most this share of the teacher's
 KEEPS_QUALITY_RATIO = 0.95  # the default student keeps this share of NDCG@10 and Recall@100
 METRICS = ('ndcg@10', 'recall@100')
-SLICE_METRICS = tuple(metrics_lib.SLICE_METRIC_KEYS)
+SLICE_METRICS = tuple(metrics_lib.SLICE_METRIC_KEYS) + (evaluate.AMONG_COLD_ITEMS,)
 
 
 TABLES_DIR = 'item_item'  # the item-to-item tables' cache, in the teachers' cache directory

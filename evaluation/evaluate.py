@@ -28,6 +28,11 @@ SCATTER_USERS = 50
 SCATTER_ITEMS_PER_USER = 40
 SEED = 0
 NEW_USER_ID = 'new-user'  # the id of the new-users slice's queries, unless a known user has it
+AMONG_COLD_ITEMS_K = 50
+# Recall@50 of the cold-items slice with each ranking cut down to the cold items: how a model
+# orders new items among themselves, whatever it makes of them against warm ones (exported
+# models only: the baselines score every cold item 0).
+AMONG_COLD_ITEMS = metrics_lib.slice_key(f'recall@{AMONG_COLD_ITEMS_K}', 'among_cold_items')
 
 
 def example_ratings(examples: Sequence[bytes]) -> np.ndarray:
@@ -54,6 +59,23 @@ def _top_metrics(top: np.ndarray, new_user_top: np.ndarray, eval_data: protocol.
                             else metrics_lib.fidelity(top, reference_top))
   metrics.update(metrics_lib.slice_metrics(top, new_user_top, slices))
   return metrics
+
+
+def _among_cold_items(model, eval_data: protocol.EvalData, cold: protocol.Slice,
+                      histories: Sequence[Sequence[str]], side_features: Mapping[str, np.ndarray],
+                      cold_columns: np.ndarray) -> Optional[float]:
+  """`AMONG_COLD_ITEMS` of an exported model: the cold-items slice's users rank the whole
+  catalogue, of which their unseen cold items are kept; None without such users."""
+  if not len(cold.rows):
+    return None
+  rankings, _ = saved_models.catalogue_rankings(
+      model, eval_data.users[cold.rows].tolist(), [histories[row] for row in cold.rows],
+      {name: values[cold.rows] for name, values in side_features.items()},
+      [len(eval_data.items)] * len(cold.rows))
+  top = metrics_lib.within_columns(
+      metrics_lib.top_from_ids(rankings, cold.eval_data, len(eval_data.items)), cold_columns,
+      AMONG_COLD_ITEMS_K)
+  return metrics_lib.metrics_of_top(top, cold.eval_data)[f'recall@{AMONG_COLD_ITEMS_K}']
 
 
 def _score_sample(reference: Dict[int, Dict[str, float]], candidate: Dict[int, Dict[str, float]],
@@ -131,6 +153,8 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   side_features = protocol.user_side_features(interactions, eval_data.users)
   slices = protocol.build_slices(interactions, splits, eval_data)
   new_users = [unknown_user_id(interactions[features.USER_ID])] * len(eval_data.users)
+  cold_columns = ~eval_data.items.isin(
+      interactions[splits == features.TRAIN_SPLIT][features.ITEM_ID].unique())
   depths = (DEPTH + np.asarray(eval_data.seen.sum(axis=1)).ravel().astype(int)).tolist()
   ratings = example_ratings(test_examples)
   rng = np.random.default_rng(SEED)
@@ -153,6 +177,8 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
     metrics[name] = _top_metrics(tops[name],
                                  metrics_lib.top_from_ids(new_user_rankings, eval_data, DEPTH),
                                  eval_data, slices, tops.get(reference))
+    metrics[name][AMONG_COLD_ITEMS] = _among_cold_items(
+        model, eval_data, slices[protocol.COLD_ITEMS], histories, side_features, cold_columns)
     metrics[name]['rmse'] = (metrics_lib.rmse(saved_models.predicted_ratings(
         model, test_examples), ratings) if rating_metrics else None)
     metrics[name]['bytes'] = saved_models.variables_bytes(model_dirs[name])
@@ -172,6 +198,7 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   for name, scores in baseline_scores.items():
     tops[name] = metrics_lib.top_from_scores(scores, eval_data, DEPTH)
     metrics[name] = _top_metrics(tops[name], tops[name], eval_data, slices, tops.get(reference))
+    metrics[name][AMONG_COLD_ITEMS] = None
   metrics[POPULARITY]['rmse'] = baselines.mean_rating_rmse(train, ratings)
   metrics[EASE]['l2'] = ease_l2
 

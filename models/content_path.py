@@ -6,8 +6,9 @@ A trained model's candidate tower embeds a cold item from its content too, but w
 embedding that never trained (an OOV row) and content weights trained beside the ids: its
 scores are shrunk towards the average item, so a top-K shared with warm items holds none of
 them. The content path is a small network of its own from an item's content (the candidate
-tower's content inputs: genres, title tokens, release year) to the towers' part of the
-candidate embedding; it is fitted after the model on its warm items, with the model's queries
+tower's content inputs: genres, title tokens, release year; of the title tokens, only those of
+at least two warm items, `shared_tokens`) to the towers' part of the candidate embedding; it is
+fitted after the model on its warm items, with the model's queries
 of `queries` train examples, q, and every warm item i, whose model score is s = q · c_i, at
 the temperature T at which the model's scores are calibrated chances (`calibrated_temperature`:
 the one under which softmax(s / T) over the unseen catalogue gives the eval split's targets
@@ -48,13 +49,46 @@ from models import towers
 TEMPERATURES = tuple(2.0**(k / 2) for k in range(-8, 9))
 
 
+class SharedTokens(tf.keras.layers.Layer):
+  """Token indices with those outside a frozen set replaced by padding (0): `keep` holds 1 for
+  the vocabulary indices kept (`shared_tokens`)."""
+
+  def __init__(self, vocabulary_size: int, **kwargs):
+    super().__init__(**kwargs)
+    self.vocabulary_size = vocabulary_size
+
+  def build(self, input_shape):
+    self.keep = self.add_weight(name='keep', shape=(self.vocabulary_size,), initializer='zeros',
+                                trainable=False)
+    super().build(input_shape)
+
+  def call(self, indices: tf.Tensor) -> tf.Tensor:
+    return tf.where(tf.gather(self.keep, indices) > 0, indices, tf.zeros_like(indices))
+
+  def get_config(self):
+    return {**super().get_config(), 'vocabulary_size': self.vocabulary_size}
+
+
+def shared_tokens(token_indices: np.ndarray, vocabulary_size: int,
+                  min_items: int = 2) -> np.ndarray:
+  """1 for the token indices found in at least `min_items` rows of `token_indices` (one row of
+  padded indices per warm item), else 0: a token of a single item tells only which item it
+  is, which the content path would learn by heart and a new item never has."""
+  rows, columns = np.nonzero(token_indices)
+  pairs = np.unique(np.stack([rows, token_indices[rows, columns]], axis=1), axis=0)
+  counts = np.bincount(pairs[:, 1], minlength=vocabulary_size)[:vocabulary_size]
+  return (counts >= min_items).astype(np.float32)
+
+
 def build(vocab: towers.Vocabularies, transform: hparams.TransformHParams, width: int,
           hidden_units: int, content_dim: int) -> tf.keras.Model:
   """The content path: an item's content to `width` columns (the towers' part of the
-  candidate embedding)."""
+  candidate embedding); its title tokens go through `SharedTokens` ('shared_title_tokens',
+  keeping none until set)."""
   content_inputs, content_values = towers.item_content(
       vocab, content_dim, transform.max_genres, transform.max_title_tokens,
-      towers.MaskedMeanPooling(name='masked_mean'))
+      towers.MaskedMeanPooling(name='masked_mean'),
+      SharedTokens(vocab.title_tokens, name='shared_title_tokens'))
   hidden = tf.keras.layers.Dense(hidden_units, activation='relu', name='content_hidden')(
       tf.keras.layers.Concatenate(name='content_features')(content_values))
   return tf.keras.Model(content_inputs, tf.keras.layers.Dense(width, name='content_output')(hidden),
@@ -154,6 +188,8 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
   tf.random.set_seed(seed)
   width = towers_width(model)
   path = build(vocab, transform, width, settings.hidden_units, settings.content_dim)
+  path.get_layer('shared_title_tokens').set_weights(
+      [shared_tokens(catalogue[features.TITLE_INDICES], vocab.title_tokens)])
   content_inputs = {name: tf.constant(catalogue[name]) for name in path.input_names}
   # The item-to-item columns of cold items: those of an OOV index (zero for EASE's tables).
   candidates = tf.constant(model.embed_candidates(

@@ -256,16 +256,19 @@ def user_side_features(vocab: Vocabularies, dim: int) -> Tuple[List[tf.Tensor], 
 
 
 def item_content(vocab: Vocabularies, dim: int, max_genres: int, max_title_tokens: int,
-                 pool: MaskedMeanPooling) -> Tuple[List[tf.Tensor], List[tf.Tensor]]:
-  """Inputs and embedded values of an item's content: its pooled genres and title tokens and
-  its release year (what embeds an item without train interactions)."""
+                 pool: MaskedMeanPooling, title_filter: Optional[tf.keras.layers.Layer] = None
+                 ) -> Tuple[List[tf.Tensor], List[tf.Tensor]]:
+  """Inputs and embedded values of an item's content: its pooled genres and title tokens (those
+  `title_filter` keeps, when given) and its release year (what embeds an item without train
+  interactions)."""
   genres = index_input(features.GENRE_INDICES, max_genres)
   title = index_input(features.TITLE_INDICES, max_title_tokens)
   year = float_input(features.YEAR_Z)
+  kept_title = title if title_filter is None else title_filter(title)
   embedded = [
       pool(tf.keras.layers.Embedding(vocab.genres, dim, name='genre_embedding')(genres), genres),
-      pool(tf.keras.layers.Embedding(vocab.title_tokens, dim, name='title_embedding')(title),
-           title),
+      pool(tf.keras.layers.Embedding(vocab.title_tokens, dim, name='title_embedding')(
+          kept_title), kept_title),
       tf.keras.layers.Reshape((1,), name='year')(year),
   ]
   return [genres, title, year], embedded

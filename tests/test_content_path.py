@@ -55,6 +55,18 @@ def test_the_calibrated_temperature_maximises_the_eval_targets_likelihood():
              for factor in content_path.TEMPERATURES)
 
 
+def test_tokens_of_a_single_warm_item_are_dropped():
+  # Token 3 is in two items (twice in the first: counted once), 5 in one, 4 in none.
+  titles = np.array([[3, 3, 5], [3, 0, 0], [1, 0, 0], [1, 2, 0]])
+  keep = content_path.shared_tokens(titles, vocabulary_size=6)
+  np.testing.assert_array_equal(keep, [0, 1, 0, 1, 0, 0])
+  layer = content_path.SharedTokens(6)
+  layer.build(None)
+  layer.set_weights([keep])
+  np.testing.assert_array_equal(layer(tf.constant([[3, 5, 1], [4, 2, 0]], tf.int64)).numpy(),
+                                [[3, 0, 1], [0, 0, 0]])
+
+
 def test_only_the_towers_columns_of_cold_items_are_replaced():
   year = tf.keras.Input(shape=(), name=features.YEAR_Z)
   path = tf.keras.Model(year, tf.stack([year, 2 * year], axis=1))

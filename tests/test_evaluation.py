@@ -363,9 +363,10 @@ class _FixedScoresModel(tf.Module):
   `known_users`, users outside them (which a real model puts in its OOV bucket) get the negated
   scores."""
 
-  def __init__(self, item_scores, known_users=()):
+  def __init__(self, item_scores, known_users=(), items='abcde'):
     super().__init__()
     self.item_scores = tf.Variable(item_scores, dtype=tf.float32)
+    self.items = tf.constant(list(items))
     self.known_users = tf.constant(list(known_users), dtype=tf.string)
 
   def _top(self, batch_size, known=None):
@@ -373,7 +374,7 @@ class _FixedScoresModel(tf.Module):
     if known is not None:
       scores = tf.where(known[:, tf.newaxis], scores, -scores)
     order = tf.argsort(scores, direction='DESCENDING', stable=True)
-    return {signatures.ITEM_IDS: tf.gather(tf.constant(list('abcde')), order),
+    return {signatures.ITEM_IDS: tf.gather(self.items, order),
             signatures.SCORES: tf.gather(scores, order, batch_dims=1)}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
@@ -397,8 +398,8 @@ class _FixedScoresModel(tf.Module):
     return {signatures.RATING: tf.fill([tf.shape(examples)[0]], 4.0)}
 
 
-def _save_fixed_scores_model(directory, item_scores, known_users=()) -> str:
-  model = _FixedScoresModel(item_scores, known_users)
+def _save_fixed_scores_model(directory, item_scores, known_users=(), items='abcde') -> str:
+  model = _FixedScoresModel(item_scores, known_users, items)
   tf.saved_model.save(model, str(directory), signatures={
       signatures.SERVING_DEFAULT: model.serve.get_concrete_function(),
       signatures.SCORE: model.score.get_concrete_function()})
@@ -492,18 +493,33 @@ def test_evaluate_exported_models_and_baselines(tiny, tmp_path):
 
 def test_evaluate_ranks_the_catalogue_items(tmp_path):
   frame, names = tiny_frame()
-  model_dirs = {'teacher': _save_fixed_scores_model(tmp_path / 'teacher', [9, 8, 1, 3, 2])}
+  model_dirs = {'teacher': _save_fixed_scores_model(tmp_path / 'teacher', [9, 8, 1, 3, 2]),
+                'knows_z': _save_fixed_scores_model(tmp_path / 'knows_z', [9, 8, 1, 3, 2, 0],
+                                                    items='abcdez')}
   test_ratings = [row[2] for row in TINY_ROWS if row[3] == TEST]
   result = evaluate.evaluate(frame, names, [_rating_example(r) for r in test_ratings], model_dirs,
                              candidate='teacher', reference='teacher', latency_requests=1,
                              catalogue_items=['z'])
+  # Ranked last of six, z is within the top 100 and first of the cold items.
+  assert result['models']['knows_z']['recall@100_cold_items'] == 1.0
+  assert result['models']['knows_z'][evaluate.AMONG_COLD_ITEMS] == 1.0
   assert result['catalogue_items'] == 6 and result['slice_users']['cold_items'] == 1
   # u2's cold 'z' is in the catalogue: the baselines rank it (score 0) within their top 100; the
   # model knows a..e only.
   assert result['models']['teacher']['recall@100_cold_items'] == 0.0
+  assert result['models']['teacher'][evaluate.AMONG_COLD_ITEMS] == 0.0  # z is not ranked
   for name in (evaluate.POPULARITY, evaluate.EASE):
+    assert result['models'][name][evaluate.AMONG_COLD_ITEMS] is None
     assert result['models'][name]['recall@100_cold_items'] == 1.0
     assert result['models'][name]['recall@100'] == 1.0
+
+
+def test_rankings_within_columns_keep_their_order_and_pad():
+  top = np.array([[4, 0, 3, 1, metrics_lib.NOT_IN_CATALOGUE], [2, 1, 0, 3, 4]])
+  keep = np.array([False, True, False, True, True])
+  np.testing.assert_array_equal(metrics_lib.within_columns(top, keep, 2), [[4, 3], [1, 3]])
+  np.testing.assert_array_equal(metrics_lib.within_columns(top[:, :2], keep, 2),
+                                [[4, metrics_lib.NOT_IN_CATALOGUE], [1, metrics_lib.NOT_IN_CATALOGUE]])
 
 
 def test_the_new_users_id_is_unknown():
