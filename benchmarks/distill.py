@@ -22,7 +22,9 @@ the pipeline's size carries `"default": true`. Also draws NDCG@10 against bytes 
 and configuration), so a re-run with other distillation settings trains only the students (into
 a directory of their own): `--set temperature=2` overrides one `DistillationHParams` or
 `TrainingHParams` field (`--set mixed_negatives=1024`: teacher and students trained again).
-`--item-id-dropout RATE` sets both towers' `item_id_dropout` (teachers trained again).
+`--item-id-dropout RATE` and `--user-id-dropout RATE` set both models' `item_id_dropout` and
+`user_id_dropout` (teachers trained again); `--set temperature_scale=2` overrides a
+`ContentPathHParams` field likewise.
 """
 import argparse
 import dataclasses
@@ -335,7 +337,9 @@ def format_slices_table(rows: Sequence[dict]) -> str:
 
 def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Sequence[int],
               distillation: hparams.DistillationHParams, towers: Sizes = Sizes(),
-              training_settings: hparams.TrainingHParams = configs.TRAINING) -> List[dict]:
+              training_settings: hparams.TrainingHParams = configs.TRAINING,
+              content_path_settings: hparams.ContentPathHParams = configs.CONTENT_PATH
+              ) -> List[dict]:
   """Runs the benchmark (see the module docstring); returns its rows."""
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   started = time.time()
@@ -349,7 +353,7 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   params = run_fn.retrieval_only(hparams.TrainerHParams(
       transform=configs.TRANSFORM, teacher=towers.teacher, student=towers.student,
       training=training_settings, distillation=distillation, export=configs.EXPORT,
-      item_item=configs.ITEM_ITEM, content_path=configs.CONTENT_PATH, feedback=feedback))
+      item_item=configs.ITEM_ITEM, content_path=content_path_settings, feedback=feedback))
   training_settings, distillation = params.training, params.distillation
   model_dirs, default_dims = {}, set()
   for seed in seeds:
@@ -369,8 +373,8 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
 
 
 def _override(records: Sequence[Any], settings: Sequence[str]) -> List[Any]:
-  """`records` (hyper-parameter records with distinct field names) with the `NAME=VALUE`
-  settings, each applied to the record that has the field, in its field's type."""
+  """`records` (hyper-parameter records) with the `NAME=VALUE` settings, each applied to the
+  first record that has the field, in its field's type."""
   values = [hparams.to_dict(record) for record in records]
   for setting in settings:
     name, _, value = setting.partition('=')
@@ -395,7 +399,8 @@ def main(argv=None) -> int:
                       help='student embedding dimensions (none: the teacher and EASE only)')
   parser.add_argument('--seeds', type=int, default=SEEDS, help='seeds per model')
   parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
-                      help='override a distillation or training hyper-parameter (repeatable)')
+                      help='override a distillation, training or content-path hyper-parameter '
+                           '(of the first record that has it; repeatable)')
   parser.add_argument('--no-item-item', action='store_true',
                       help="the teacher without the item-to-item component (the towers alone)")
   parser.add_argument('--inherited-rank', type=int, default=None, metavar='RANK',
@@ -403,11 +408,13 @@ def main(argv=None) -> int:
                            'inherit (default: chosen by the size budget)')
   parser.add_argument('--item-id-dropout', type=float, default=None, metavar='RATE',
                       help="both towers' item_id_dropout (default: the configs' values)")
+  parser.add_argument('--user-id-dropout', type=float, default=None, metavar='RATE',
+                      help="both models' user_id_dropout (default: the configs' values)")
   args = parser.parse_args(argv)
   progress.install()
   try:
-    distillation, training_settings = _override([configs.DISTILLATION, configs.TRAINING],
-                                                args.set)
+    distillation, training_settings, content_path_settings = _override(
+        [configs.DISTILLATION, configs.TRAINING, configs.CONTENT_PATH], args.set)
   except ValueError as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
@@ -416,6 +423,9 @@ def main(argv=None) -> int:
   if args.item_id_dropout is not None:
     towers = Sizes(*(dataclasses.replace(size, item_id_dropout=args.item_id_dropout)
                      for size in (towers.teacher, towers.student)))
+  if args.user_id_dropout is not None:
+    towers = Sizes(*(dataclasses.replace(size, user_id_dropout=args.user_id_dropout)
+                     for size in (towers.teacher, towers.student)))
   if args.no_item_item:
     towers = Sizes(*(dataclasses.replace(size, item_item=False)
                      for size in (towers.teacher, towers.student)))
@@ -423,7 +433,7 @@ def main(argv=None) -> int:
     towers = dataclasses.replace(towers, student=dataclasses.replace(
         towers.student, item_item_rank=args.inherited_rank))
   rows = benchmark(args.data, os.path.abspath(args.output), args.sizes, seeds, distillation,
-                   towers, training_settings)
+                   towers, training_settings, content_path_settings)
   with open(args.bench_out, 'w') as f:
     json.dump(rows, f, indent=2)
   plot = args.plot or os.path.splitext(args.bench_out)[0] + '.png'

@@ -23,6 +23,8 @@ the highest likelihood; a hybrid model's mix is chosen for ranking, not for chan
 * the level term: (logsumexp(ŝ / T) − logsumexp(s / T))², so that those chances are on the warm
   items' scale (the ranking term alone leaves each query's level free) and a mixed top-K
   compares cold and warm items by their chances;
+  `ContentPathHParams.temperature_scale` multiplies T: above 1, a cold item's score moves from
+  its look-alikes' best towards their mean, and fewer cold items reach a mixed top-K;
 * the embedding term: the mean squared distance of the content path's embeddings from the
   towers' part of the model's (relative to the latter's mean square), weighted by
   `embedding_weight`, which keeps the embeddings near the model's where the scores allow it.
@@ -124,7 +126,7 @@ def towers_width(model) -> int:
 def first_oov_index(model) -> int:
   """The first item index of the OOV buckets (the index of items without train interactions)."""
   dropout = model.core.get_layer('item_id_dropout')
-  return dropout.num_items - dropout.oov_buckets
+  return dropout.num_ids - dropout.oov_buckets
 
 
 def _queries(model, train: tf.data.Dataset, count: int) -> np.ndarray:
@@ -196,9 +198,9 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
       {name: tf.constant(values) for name, values in catalogue.items()
        if name in model.candidate_tower.input_names}).numpy())
   queries = _queries(model, train, settings.queries)
-  temperature = 1.0
+  temperature = settings.temperature_scale
   if eval_queries is not None:
-    temperature = calibrated_temperature(
+    temperature *= calibrated_temperature(
         model.embed_queries({name: tf.constant(values) for name, values in
                              eval_queries.queries.items()}).numpy() @ candidates.numpy().T,
         eval_queries.eval_data)

@@ -55,7 +55,9 @@ class TowerHParams:
   teacher's rank), with the teacher's weight on its score.
   `item_id_dropout`: the share of training candidates whose item id the candidate tower sees as
   unknown (an OOV bucket), so that it learns to embed items from their content alone, as it
-  must for items without train interactions (`towers.ItemIdDropout`).
+  must for items without train interactions (`towers.IdDropout`); `user_id_dropout` likewise
+  the share of training queries whose user id the query tower sees as unknown, so that it
+  learns to answer a new user from their history and side features.
   """
   embedding_dim: int
   hidden_units: int
@@ -68,6 +70,7 @@ class TowerHParams:
   item_item: bool = False  # the hybrid teacher: the item-to-item component (`ItemItemHParams`)
   attention_window: int = 0  # the latest history items the towers read (0: all)
   item_item_rank: int = 0  # a student's rank of the inherited component (0: the teacher's)
+  user_id_dropout: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,8 +162,9 @@ class ContentPathHParams:
   examples, in batches of `batch_size`, with Adam at `learning_rate`; the content embeddings
   are `content_dim` wide, the hidden layer `hidden_units`; the level and embedding terms are
   weighted `level_weight` and `embedding_weight` (the ranking term 1); the temperature of the
-  model's scores is calibrated on the first `calibration_users` eval users. 0 epochs: no
-  content path (cold items embedded by the candidate tower)."""
+  model's scores is calibrated on the first `calibration_users` eval users, then multiplied by
+  `temperature_scale`. 0 epochs: no content path (cold items embedded by the candidate
+  tower)."""
   epochs: int
   batch_size: int
   queries: int
@@ -170,6 +174,7 @@ class ContentPathHParams:
   level_weight: float
   embedding_weight: float
   calibration_users: int
+  temperature_scale: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Query: the user's id embedding and a recency-weighted mean of its history's item embeddings,
 plus small side-feature embeddings, through one Dense layer. Candidate: item id and the item's
 content (mean genre and title-token embeddings, release year) through one Dense layer (the item
-id dropped out for a share of training candidates, `towers.ItemIdDropout`). One item table
+id dropped out for a share of training candidates, `towers.IdDropout`). One item table
 serves history and candidates. The only Dense layers are the two tower outputs and the rating
 head: those get quantization-aware training; the embedding tables are quantized row-wise to
 int8 (`models.quantization`).
@@ -38,14 +38,14 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   small = towers.side_dim(dim)
   item_embedding = tf.keras.layers.Embedding(vocab.items, dim, name='item_embedding')
 
-  user = towers.index_input(features.USER_INDEX)
+  user, user_index = towers.query_user(vocab, size.user_id_dropout)
   history = towers.index_input(features.HISTORY_INDICES, transform.history_length)
   side_inputs, side_values = towers.user_side_features(vocab, small)
   pooled_history = towers.RecencyWeightedPooling(transform.history_length, name='history_pooling')(
       item_embedding(history), history)
   query = tf.keras.layers.Dense(dim, name='query_output')(
       tf.keras.layers.Concatenate(name='query_features')([
-          tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user),
+          tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user_index),
           pooled_history, *side_values]))
 
   item, item_index = towers.candidate_item(vocab, size.item_id_dropout)
@@ -57,7 +57,7 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
           [item_embedding(item_index), *content_values]))
 
   history_ratings = towers.history_ratings_input(transform.history_length)
-  rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
+  rating = towers.rating_output(vocab, user_index, item_index, history, history_ratings, query,
                                 candidate, size.rating_hidden_units, mean_rating)
   if inherited is not None:
     query, candidate = towers.with_item_item(
@@ -81,7 +81,7 @@ def inherit(size: hparams.TowerHParams,
 
 CUSTOM_OBJECTS = {'RecencyWeightedPooling': towers.RecencyWeightedPooling,
                   'HybridMix': towers.HybridMix,
-                  'ItemIdDropout': towers.ItemIdDropout,
+                  'IdDropout': towers.IdDropout,
                   'RatingDrift': towers.RatingDrift,
                   'MaskedMeanPooling': towers.MaskedMeanPooling,
                   'ScaledRows': towers.ScaledRows}

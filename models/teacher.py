@@ -3,7 +3,7 @@
 Query tower: user id, the history encoded by self-attention blocks over item embeddings with
 recency embeddings, and the user's side features, through an MLP. Candidate tower: item id,
 genres, title tokens and release year, through an MLP (the item id dropped out for a share of
-training candidates, `towers.ItemIdDropout`). Both share one item table.
+training candidates, `towers.IdDropout`). Both share one item table.
 """
 from typing import Optional
 
@@ -69,7 +69,7 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
   item_embedding = tf.keras.layers.Embedding(vocab.items, dim, name='item_embedding')
   pool = towers.MaskedMeanPooling(name='masked_mean')
 
-  user = towers.index_input(features.USER_INDEX)
+  user, user_index = towers.query_user(vocab, size.user_id_dropout)
   history = towers.index_input(features.HISTORY_INDICES, transform.history_length)
   side_inputs, side_values = towers.user_side_features(vocab, small)
   # The towers read the latest `attention_window` items (attention costs their square); the
@@ -84,7 +84,7 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
     raise ValueError(f'unknown history_encoder {size.history_encoder!r}')
   history_pooling = towers.RecencyWeightedPooling(window, name='history_pooling')
   query = _project(tf.keras.layers.Concatenate(name='query_features')([
-      tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user),
+      tf.keras.layers.Embedding(vocab.users, dim, name='user_embedding')(user_index),
       history_pooling(history_items, latest), *side_values]), size, 'query')
 
   item, item_index = towers.candidate_item(vocab, size.item_id_dropout)
@@ -94,7 +94,7 @@ def build_core(vocab: towers.Vocabularies, size: hparams.TowerHParams,
       [item_embedding(item_index), *content_values]), size, 'candidate')
 
   history_ratings = towers.history_ratings_input(transform.history_length)
-  rating = towers.rating_output(vocab, user, item_index, history, history_ratings, query,
+  rating = towers.rating_output(vocab, user_index, item_index, history, history_ratings, query,
                                 candidate, size.rating_hidden_units, mean_rating)
   if item_item_tables is not None:
     query, candidate = towers.with_item_item(query, candidate, item_item_tables, history,

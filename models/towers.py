@@ -29,6 +29,7 @@ class Vocabularies:
   genres: int
   title_tokens: int
   item_oov_buckets: int = 1  # the last rows of `items`
+  user_oov_buckets: int = 1  # the last rows of `users`
 
   @classmethod
   def from_transform_output(cls, tf_transform_output, item_oov_buckets: int,
@@ -42,7 +43,7 @@ class Vocabularies:
                zips=size(features.ZIP_VOCAB) + 1,
                genres=size(features.GENRE_VOCAB) + 2,
                title_tokens=size(features.TITLE_VOCAB) + 2,
-               item_oov_buckets=item_oov_buckets)
+               item_oov_buckets=item_oov_buckets, user_oov_buckets=user_oov_buckets)
 
 
 def index_input(name: str, length: int = 0) -> tf.keras.Input:
@@ -53,38 +54,50 @@ def float_input(name: str) -> tf.keras.Input:
   return tf.keras.Input(shape=(), dtype=tf.float32, name=name)
 
 
-class ItemIdDropout(tf.keras.layers.Layer):
-  """In training, replaces a `rate` share of the (non-padding) item indices by one of the
-  `oov_buckets` OOV indices that end the item table (the index Transform gives an item without
-  train interactions), so that the candidate tower learns to embed an item from its content.
-  The identity at inference."""
+class IdDropout(tf.keras.layers.Layer):
+  """In training, replaces a `rate` share of the indices of a table of `num_ids` rows by one of
+  the `oov_buckets` OOV indices that end it (the index Transform gives an unknown id), so that
+  the towers learn to do without the id: an item without train interactions embedded from its
+  content, a new user from their history and side features. With `padding`, index 0 is padding
+  and stays. The identity at inference."""
 
-  def __init__(self, rate: float, num_items: int, oov_buckets: int, **kwargs):
+  def __init__(self, rate: float, num_ids: int, oov_buckets: int, padding: bool = True,
+               **kwargs):
     super().__init__(**kwargs)
     self.rate = rate
-    self.num_items = num_items
+    self.num_ids = num_ids
     self.oov_buckets = oov_buckets
+    self.padding = padding
 
   def call(self, indices: tf.Tensor, training=None) -> tf.Tensor:
     if not training or not self.rate:
       return indices
-    dropped = ((tf.random.uniform(tf.shape(indices)) < self.rate)
-               & tf.not_equal(indices, features.PADDING_INDEX))
-    oov = self.num_items - self.oov_buckets + tf.random.uniform(
+    dropped = tf.random.uniform(tf.shape(indices)) < self.rate
+    if self.padding:
+      dropped &= tf.not_equal(indices, features.PADDING_INDEX)
+    oov = self.num_ids - self.oov_buckets + tf.random.uniform(
         tf.shape(indices), maxval=self.oov_buckets, dtype=indices.dtype)
     return tf.where(dropped, oov, indices)
 
   def get_config(self):
-    return {**super().get_config(), 'rate': self.rate, 'num_items': self.num_items,
-            'oov_buckets': self.oov_buckets}
+    return {**super().get_config(), 'rate': self.rate, 'num_ids': self.num_ids,
+            'oov_buckets': self.oov_buckets, 'padding': self.padding}
 
 
 def candidate_item(vocab: Vocabularies, item_id_dropout: float) -> Tuple[tf.Tensor, tf.Tensor]:
   """The candidate's item index input, and the index the candidate tower embeds (with
-  `ItemIdDropout`)."""
+  `IdDropout`)."""
   item = index_input(features.ITEM_INDEX)
-  return item, ItemIdDropout(item_id_dropout, vocab.items, vocab.item_oov_buckets,
-                             name='item_id_dropout')(item)
+  return item, IdDropout(item_id_dropout, vocab.items, vocab.item_oov_buckets,
+                         name='item_id_dropout')(item)
+
+
+def query_user(vocab: Vocabularies, user_id_dropout: float) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The query's user index input, and the index the query tower embeds (with `IdDropout`:
+  users have no padding row)."""
+  user = index_input(features.USER_INDEX)
+  return user, IdDropout(user_id_dropout, vocab.users, vocab.user_oov_buckets, padding=False,
+                         name='user_id_dropout')(user)
 
 
 class MaskedMeanPooling(tf.keras.layers.Layer):

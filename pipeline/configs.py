@@ -110,7 +110,8 @@ DISTILLATION = hparams.DistillationHParams(
 # items after it trained.
 CONTENT_PATH = hparams.ContentPathHParams(
     epochs=20, batch_size=256, queries=4096, hidden_units=64, content_dim=16,
-    learning_rate=0.005, level_weight=1.0, embedding_weight=0.1, calibration_users=1000)
+    learning_rate=0.005, level_weight=1.0, embedding_weight=0.1, calibration_users=1000,
+    temperature_scale=1.0)
 EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
 
 # Release gates (`components.gates.Gates`). The Evaluator: the student's rating signature must

@@ -19,7 +19,8 @@ import tiny_models
 
 SETTINGS = hparams.ContentPathHParams(
     epochs=150, batch_size=8, queries=16, hidden_units=16, content_dim=8, learning_rate=0.01,
-    level_weight=1.0, embedding_weight=0.1, calibration_users=10)
+    level_weight=1.0, embedding_weight=0.1, calibration_users=10,
+    temperature_scale=1.0)
 
 
 def test_the_loss_terms_by_hand():

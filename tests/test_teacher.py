@@ -176,7 +176,7 @@ def test_history_ratings_change_the_rating_but_not_the_query():
 
 
 def test_item_id_dropout_replaces_a_share_of_ids_by_oov_indices_in_training_only():
-  layer = towers.ItemIdDropout(rate=0.5, num_items=12, oov_buckets=2)
+  layer = towers.IdDropout(rate=0.5, num_ids=12, oov_buckets=2)
   indices = tf.constant(np.tile(np.arange(0, 10), 1000), tf.int64)  # 0 is padding
   dropped = layer(indices, training=True).numpy()
   changed = dropped != indices.numpy()
@@ -184,6 +184,10 @@ def test_item_id_dropout_replaces_a_share_of_ids_by_oov_indices_in_training_only
   assert set(np.unique(dropped[changed])) == {10, 11}  # the two OOV rows ending the table
   assert changed[indices.numpy() > 0].mean() == pytest.approx(0.5, abs=0.03)
   np.testing.assert_array_equal(layer(indices, training=False).numpy(), indices.numpy())
+  # Without padding (user ids), index 0 is an id like the others.
+  users = towers.IdDropout(rate=0.5, num_ids=12, oov_buckets=1, padding=False)
+  changed = users(indices, training=True).numpy() != indices.numpy()
+  assert changed[indices.numpy() == 0].mean() == pytest.approx(0.5, abs=0.1)
 
 
 @pytest.mark.parametrize('rate', [0.0, 0.5])
