@@ -23,8 +23,8 @@ and configuration), so a re-run with other distillation settings trains only the
 a directory of their own): `--set temperature=2` overrides one `DistillationHParams` or
 `TrainingHParams` field (`--set mixed_negatives=1024`: teacher and students trained again).
 `--item-id-dropout RATE` and `--user-id-dropout RATE` set both models' `item_id_dropout` and
-`user_id_dropout` (teachers trained again); `--set temperature_scale=2` overrides a
-`ContentPathHParams` field likewise.
+`user_id_dropout` (teachers trained again); `--set temperature_scale=2` or
+`--set fresh_slots=10` overrides a `ContentPathHParams` or `ExportHParams` field likewise.
 """
 import argparse
 import dataclasses
@@ -46,7 +46,6 @@ from components.run_report import charts
 from evaluation import evaluate
 from evaluation import metrics as metrics_lib
 from ingest import loaders
-from models import export
 from models import hparams
 from models import item_item
 from models import layout
@@ -147,7 +146,8 @@ def teacher_model(data: training.TrainingData, teacher_size: hparams.TowerHParam
 def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
                distillation: hparams.DistillationHParams, towers: Sizes,
                training_settings: hparams.TrainingHParams,
-               content_path_settings: hparams.ContentPathHParams = configs.CONTENT_PATH
+               content_path_settings: hparams.ContentPathHParams = configs.CONTENT_PATH,
+               export_settings: hparams.ExportHParams = configs.EXPORT
                ) -> Tuple[Dict[str, str], int]:
   """Trains and exports the teacher and every student of one seed, of `sizes` and the
   pipeline's default size (`training.student_size`; no student when `sizes` is empty);
@@ -162,9 +162,7 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
 
   def export_to(name: str, model, int8_index: bool) -> None:
     dirs[name] = os.path.join(models_dir, name.replace('/', '_'))
-    export.export_saved_model(model, data.tf_transform_output, data.catalogue,
-                              configs.EXPORT.top_k, configs.TRANSFORM.history_length,
-                              dirs[name], int8_index=int8_index)
+    training.export_model(model, data, export_settings, dirs[name], int8_index)
 
   def write(name: str, model, int8_index: bool = False) -> None:
     training.attach_content_path(name, model, data, content_path_settings, seed)
@@ -338,8 +336,8 @@ def format_slices_table(rows: Sequence[dict]) -> str:
 def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Sequence[int],
               distillation: hparams.DistillationHParams, towers: Sizes = Sizes(),
               training_settings: hparams.TrainingHParams = configs.TRAINING,
-              content_path_settings: hparams.ContentPathHParams = configs.CONTENT_PATH
-              ) -> List[dict]:
+              content_path_settings: hparams.ContentPathHParams = configs.CONTENT_PATH,
+              export_settings: hparams.ExportHParams = configs.EXPORT) -> List[dict]:
   """Runs the benchmark (see the module docstring); returns its rows."""
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   started = time.time()
@@ -352,13 +350,13 @@ def benchmark(data_source: str, output_dir: str, sizes: Sequence[int], seeds: Se
   # As the Trainer trains for this feedback (implicit: retrieval only).
   params = run_fn.retrieval_only(hparams.TrainerHParams(
       transform=configs.TRANSFORM, teacher=towers.teacher, student=towers.student,
-      training=training_settings, distillation=distillation, export=configs.EXPORT,
+      training=training_settings, distillation=distillation, export=export_settings,
       item_item=configs.ITEM_ITEM, content_path=content_path_settings, feedback=feedback))
   training_settings, distillation = params.training, params.distillation
   model_dirs, default_dims = {}, set()
   for seed in seeds:
     dirs, default_dim = train_seed(output_dir, seed, sizes, distillation, towers,
-                                   training_settings, params.content_path)
+                                   training_settings, params.content_path, params.export)
     model_dirs.update(dirs)
     default_dims.add(default_dim)
   sizes = sorted(set(sizes) | default_dims) if sizes else []
@@ -399,8 +397,8 @@ def main(argv=None) -> int:
                       help='student embedding dimensions (none: the teacher and EASE only)')
   parser.add_argument('--seeds', type=int, default=SEEDS, help='seeds per model')
   parser.add_argument('--set', action='append', default=[], metavar='NAME=VALUE',
-                      help='override a distillation, training or content-path hyper-parameter '
-                           '(of the first record that has it; repeatable)')
+                      help='override a distillation, training, content-path or export '
+                           'hyper-parameter (of the first record that has it; repeatable)')
   parser.add_argument('--no-item-item', action='store_true',
                       help="the teacher without the item-to-item component (the towers alone)")
   parser.add_argument('--inherited-rank', type=int, default=None, metavar='RANK',
@@ -413,8 +411,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   progress.install()
   try:
-    distillation, training_settings, content_path_settings = _override(
-        [configs.DISTILLATION, configs.TRAINING, configs.CONTENT_PATH], args.set)
+    distillation, training_settings, content_path_settings, export_settings = _override(
+        [configs.DISTILLATION, configs.TRAINING, configs.CONTENT_PATH, configs.EXPORT], args.set)
   except ValueError as error:
     print(f'error: {error}', file=sys.stderr)
     return 2
@@ -433,7 +431,7 @@ def main(argv=None) -> int:
     towers = dataclasses.replace(towers, student=dataclasses.replace(
         towers.student, item_item_rank=args.inherited_rank))
   rows = benchmark(args.data, os.path.abspath(args.output), args.sizes, seeds, distillation,
-                   towers, training_settings, content_path_settings)
+                   towers, training_settings, content_path_settings, export_settings)
   with open(args.bench_out, 'w') as f:
     json.dump(rows, f, indent=2)
   plot = args.plot or os.path.splitext(args.bench_out)[0] + '.png'

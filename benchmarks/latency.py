@@ -55,7 +55,6 @@ def train_and_export(data_source: str, output_dir: str, epochs: int) -> Dict[str
   returns their SavedModel directories by name."""
   # pylint: disable=g-import-not-at-top
   from benchmarks import transformed_data
-  from models import export
   from models import training
   from pipeline import configs
   from pipeline import local_runner
@@ -71,9 +70,7 @@ def train_and_export(data_source: str, output_dir: str, epochs: int) -> Dict[str
 
   def write(name: str, model) -> None:
     dirs[name] = os.path.join(output_dir, 'latency_models', name)
-    export.export_saved_model(model, data.tf_transform_output, data.catalogue,
-                              configs.EXPORT.top_k, configs.TRANSFORM.history_length,
-                              dirs[name], int8_index=name == INT8)
+    training.export_model(model, data, configs.EXPORT, dirs[name], int8_index=name == INT8)
 
   with tempfile.TemporaryDirectory() as tensorboard_dir:
     log = training.TrainingLog(tensorboard_dir)

@@ -16,8 +16,15 @@ other signatures do not compute them. Beside the warmup requests (`recommend`,
 `serving_default` and `recommend_with_reasons`), `assets.extra/` holds the catalogue file
 (`contract.catalogue`): the id, title, year and genres of every item the index ranks, so that
 clients show answers by title.
+
+Fresh items (`fresh`: those with at most `ExportHParams.fresh_max_interactions` train
+interactions, cold items included) can be given a quota of `fresh_slots` of the top-k
+(`with_fresh_quota`): the fresh items a query ranks there stay; when fewer than the quota, the
+best other fresh ones (by the same scores: for cold items, their content path's) replace the
+lowest-ranked others, and the answer stays ordered by score. The recommendation signatures and
+`rank_catalogue` apply it alike.
 """
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional, Tuple
 
 from absl import logging
 import numpy as np
@@ -60,7 +67,8 @@ class ServingModule(tf.Module):
   """Transform graph + towers + BruteForce index behind the serving signatures."""
 
   def __init__(self, model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,
-               history_length: int, int8_index: bool = False):
+               history_length: int, int8_index: bool = False,
+               fresh: Optional[np.ndarray] = None, fresh_slots: int = 0):
     super().__init__()
     num_items = len(catalogue[features.ITEM_ID])
     self.top_k = min(top_k, num_items - history_length)
@@ -101,6 +109,20 @@ class ServingModule(tf.Module):
         tf.lookup.KeyValueTensorInitializer(item_ids, tf.range(1, num_items + 1)), 0)
     # TFRS indexes must be called once before saving.
     self.index(tf.zeros([1, candidates.shape[1]]))
+    # The quota's own index: the fresh items' rows (the main index holds them too).
+    fresh = np.zeros(num_items, bool) if fresh is None else np.asarray(fresh, bool)
+    self.num_fresh = int(fresh.sum())
+    self.fresh_slots = min(fresh_slots, self.num_fresh, self.top_k)
+    self.fresh_index = None
+    if self.fresh_slots:
+      self.fresh_index = index_class(k=self.fresh_slots)
+      self.fresh_index.index(tf.gather(candidates, np.flatnonzero(fresh)),
+                             identifiers=tf.constant(np.flatnonzero(fresh) + 1, tf.int32),
+                             **({} if shared is None else dict(
+                                 shared_table=shared,
+                                 shared_rows=catalogue[features.ITEM_INDEX][fresh])))
+      self.fresh_index(tf.zeros([1, candidates.shape[1]]))
+    self.is_fresh = tf.constant(np.concatenate([[False], fresh]))  # by index number
     logging.debug('Index over %d items, top-%d, excluding up to %d history items',
                  num_items, self.top_k, history_length)
 
@@ -135,11 +157,20 @@ class ServingModule(tf.Module):
       return self.index.candidate_rows(rows)
     return tf.gather(compat.brute_force_candidates(self.index), rows)
 
+  def _top(self, queries: tf.Tensor, exclusions: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The top-k of the index without `exclusions` ([batch, history_length] index numbers),
+    with the fresh items' quota."""
+    scores, item_indices = self.index.query_with_exclusions(queries, exclusions, k=self.top_k)
+    if self.fresh_index is None:
+      return scores, item_indices
+    return with_fresh_quota(
+        scores, item_indices,
+        *_unseen_first(self.fresh_index, queries, exclusions, self.fresh_slots, self.num_fresh),
+        self.is_fresh, self.fresh_slots)
+
   def _recommend(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    # The ops in the order they had before `recommend_with_reasons`: the same graph.
-    scores, item_indices = self.index.query_with_exclusions(
-        self._embed_queries(self._transform(raw)), self._exclusions(self._latest_history(raw)),
-        k=self.top_k)
+    scores, item_indices = self._top(self._embed_queries(self._transform(raw)),
+                                     self._exclusions(self._latest_history(raw)))
     return self._results(scores, item_indices)
 
   def _recommend_with_reasons(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -147,8 +178,7 @@ class ServingModule(tf.Module):
     (`signatures.REASON_ITEM_IDS`; '' throughout for a model without per-history-item terms)."""
     transformed = self._transform(raw)
     latest = self._latest_history(raw)
-    scores, item_indices = self.index.query_with_exclusions(
-        self._embed_queries(transformed), self._exclusions(latest), k=self.top_k)
+    scores, item_indices = self._top(self._embed_queries(transformed), self._exclusions(latest))
     results = self._results(scores, item_indices)
     if self.reasons.available:
       results[signatures.REASON_ITEM_IDS] = self.reasons(
@@ -201,12 +231,24 @@ class ServingModule(tf.Module):
                      gender: tf.Tensor, occupation: tf.Tensor, zip_code: tf.Tensor,
                      depth: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The best `depth` catalogue items (all of them when `depth` is at least their number),
-    best first, without exclusions: for offline evaluation, where the protocol excludes all
-    seen items (not a serving signature). Side features as in `recommend_with_features` (0 /
-    'UNKNOWN' when not known)."""
+    best first, the whole `history` (the items the protocol excludes as seen) after all the
+    others, with the fresh items' quota within the first `top_k`: for offline evaluation (not
+    a serving signature). Side features as in `recommend_with_features` (0 / 'UNKNOWN' when
+    not known)."""
     raw = self._raw_query(user_id, history, age, gender, occupation, zip_code)
-    scores, item_indices = self.index(self._embed_queries(self._transform(raw)),
-                                      k=tf.minimum(depth, self.num_items))
+    queries = self._embed_queries(self._transform(raw))
+    seen = tf.ragged.map_flat_values(
+        self.index_by_id.lookup,
+        preprocessing.tokens(tf.reshape(raw[features.HISTORY], [-1]), features.HISTORY_SEPARATOR))
+    seen = seen.to_tensor(default_value=0)
+    scores, item_indices = _unseen_first(self.index, queries, seen, depth, self.num_items)
+    if self.fresh_index is not None:
+      top_scores, top_indices = with_fresh_quota(
+          scores[:, :self.top_k], item_indices[:, :self.top_k],
+          *_unseen_first(self.fresh_index, queries, seen, self.fresh_slots, self.num_fresh),
+          self.is_fresh, self.fresh_slots)
+      scores = tf.concat([top_scores, scores[:, self.top_k:]], axis=1)
+      item_indices = tf.concat([top_indices, item_indices[:, self.top_k:]], axis=1)
     return self._results(scores, item_indices)
 
   @tf.function(input_signature=[_EXAMPLES_SPEC])
@@ -219,6 +261,45 @@ class ServingModule(tf.Module):
                                              axis=1)}
 
 
+def _unseen_first(index, queries: tf.Tensor, seen: tf.Tensor, depth: tf.Tensor,
+                  size: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The best min(`depth`, `size`) of `index`'s `size` candidates for `queries`, those in
+  `seen` ([batch, n] index numbers, 0 for none) last with score -inf."""
+  k = tf.minimum(depth + tf.shape(seen)[1], size)
+  scores, item_indices = index(queries, k=k)
+  hit = tf.reduce_any(item_indices[:, :, None] == tf.cast(seen, item_indices.dtype)[:, None, :],
+                      axis=2)
+  scores, order = tf.math.top_k(tf.where(hit, -np.inf, scores), k=tf.minimum(depth, size))
+  return scores, tf.gather(item_indices, order, batch_dims=1)
+
+
+def with_fresh_quota(scores: tf.Tensor, item_indices: tf.Tensor, fresh_scores: tf.Tensor,
+                     fresh_indices: tf.Tensor, is_fresh: tf.Tensor,
+                     slots: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """A top-k ([batch, k] `scores` and index numbers, best first) with at least `slots` fresh
+  items where the fresh list holds them: `fresh_scores`/`fresh_indices` [batch, slots] are the
+  best fresh items of the same queries (score -inf or number 0: none), `is_fresh` says by index
+  number. The top-k's own fresh items stay; the best fresh items not in it replace its lowest
+  other items; the result is ordered by score."""
+  k = tf.shape(item_indices)[1]
+  fresh_in_top = tf.gather(is_fresh, item_indices)
+  already = tf.reduce_any(fresh_indices[:, :, None] == item_indices[:, None, :], axis=2)
+  addable = ~already & (fresh_indices > 0) & (fresh_scores > -np.inf)
+  have = tf.reduce_sum(tf.cast(fresh_in_top, tf.int32), axis=1, keepdims=True)
+  wanted = tf.minimum(slots, have + tf.reduce_sum(tf.cast(addable, tf.int32), axis=1,
+                                                  keepdims=True))
+  added = tf.maximum(wanted - have, 0)  # [batch, 1] fresh items to add
+  # Keep the top-k's fresh items and its best k - have - added others.
+  other_rank = tf.cumsum(tf.cast(~fresh_in_top, tf.int32), axis=1) - 1
+  keep = fresh_in_top | (other_rank < k - have - added)
+  add = addable & (tf.cumsum(tf.cast(addable, tf.int32), axis=1) <= added)
+  merged_scores = tf.concat([tf.where(keep, scores, -np.inf),
+                             tf.where(add, fresh_scores, -np.inf)], axis=1)
+  merged_indices = tf.concat([item_indices, tf.cast(fresh_indices, item_indices.dtype)], axis=1)
+  top_scores, order = tf.math.top_k(merged_scores, k=k)
+  return top_scores, tf.gather(merged_indices, order, batch_dims=1)
+
+
 def catalogue_records(catalogue: Dict[str, np.ndarray]) -> Iterator[catalogue_lib.Record]:
   """The catalogue file's record of every item of `catalogue`, in index order, with the item
   metadata the catalogue carries (`inputs.ITEM_METADATA`; ids alone when it carries none)."""
@@ -228,11 +309,13 @@ def catalogue_records(catalogue: Dict[str, np.ndarray]) -> Iterator[catalogue_li
 
 
 def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarray], top_k: int,
-                       history_length: int, export_dir: str, int8_index: bool = False) -> None:
+                       history_length: int, export_dir: str, int8_index: bool = False,
+                       fresh: Optional[np.ndarray] = None, fresh_slots: int = 0) -> None:
   """Writes the SavedModel of a `TwoTowerModel` with the serving signatures to `export_dir`,
-  with warmup requests and the catalogue file in its `assets.extra/`."""
+  with warmup requests and the catalogue file in its `assets.extra/`; `fresh` (bool per
+  catalogue row) items get a quota of `fresh_slots` (module docstring)."""
   module = ServingModule(model, tf_transform_output, catalogue, top_k, history_length,
-                         int8_index)
+                         int8_index, fresh, fresh_slots)
   functions = {
       signatures.SERVING_DEFAULT: module.serve_examples.get_concrete_function(),
       signatures.RECOMMEND: module.recommend.get_concrete_function(),

@@ -179,8 +179,12 @@ class ContentPathHParams:
 
 @dataclasses.dataclass(frozen=True)
 class ExportHParams:
-  """What the exported serving signatures return."""
+  """What the exported serving signatures return: the `top_k` best items, of which at least
+  `fresh_slots` are fresh ones (with at most `fresh_max_interactions` train interactions,
+  cold items included) where there are such items to show (`models.export`)."""
   top_k: int
+  fresh_slots: int
+  fresh_max_interactions: int
 
 
 @dataclasses.dataclass(frozen=True)

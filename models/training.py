@@ -524,6 +524,26 @@ def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: Trainin
         None if data.eval is None else data.eval_queries(settings.calibration_users))
 
 
+def fresh_items(data: TrainingData, max_interactions: int) -> np.ndarray:
+  """bool per `data.catalogue` row: the items with at most `max_interactions` train
+  interactions (the cold items, which follow the train vocabulary's, have none)."""
+  counts = data.stats.item_counts[data.stats.catalogue[features.ITEM_INDEX]]
+  cold = len(data.catalogue[features.ITEM_ID]) - len(counts)
+  return np.concatenate([counts <= max_interactions, np.ones(cold, bool)])
+
+
+def export_model(model: two_tower.TwoTowerModel, data: TrainingData,
+                 export_hparams: hparams.ExportHParams, directory: str,
+                 int8_index: bool = False) -> None:
+  """Writes `model`'s SavedModel with the serving signatures (`models.export`) over
+  `data.catalogue` to `directory` (an int8 index with `int8_index`)."""
+  export.export_saved_model(model, data.tf_transform_output, data.catalogue,
+                            export_hparams.top_k, data.transform.history_length, directory,
+                            int8_index=int8_index,
+                            fresh=fresh_items(data, export_hparams.fresh_max_interactions),
+                            fresh_slots=export_hparams.fresh_slots)
+
+
 def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData,
                   export_hparams: hparams.ExportHParams, model_run_dir: str,
                   serving_model_dir: str) -> Dict[str, str]:
@@ -537,9 +557,8 @@ def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData
     directories[name] = (serving_model_dir if name == layout.CANDIDATE else
                          os.path.join(model_run_dir, layout.SAVED_MODEL_DIRS[name]))
     with logged_phase(f'Exported the {name} SavedModel'):
-      export.export_saved_model(model, data.tf_transform_output, data.catalogue,
-                                export_hparams.top_k, data.transform.history_length,
-                                directories[name], int8_index=name == layout.STUDENT_INT8)
+      export_model(model, data, export_hparams, directories[name],
+                   int8_index=name == layout.STUDENT_INT8)
   with logged_phase(f'Exported the {layout.STUDENT_INT8} TFLite model'):
     tflite_export.export_tflite(models[layout.STUDENT_INT8], data.catalogue,
                                 len(data.stats.catalogue[features.ITEM_ID]),

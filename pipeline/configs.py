@@ -111,8 +111,10 @@ DISTILLATION = hparams.DistillationHParams(
 CONTENT_PATH = hparams.ContentPathHParams(
     epochs=20, batch_size=256, queries=4096, hidden_units=64, content_dim=16,
     learning_rate=0.005, level_weight=1.0, embedding_weight=0.1, calibration_users=1000,
-    temperature_scale=1.0)
-EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K)
+    temperature_scale=1.25)
+# Fresh items (no train interaction) get no reserved slots: their content path's scores place them
+# among the others (docs/results.md).
+EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K, fresh_slots=0, fresh_max_interactions=0)
 
 # Release gates (`components.gates.Gates`). The Evaluator: the student's rating signature must
 # be at least this good on the eval split: RMSE, its increase over the latest blessed model's
@@ -137,5 +139,6 @@ def pipeline_arguments() -> Dict[str, Any]:
   return dict(
       preprocessing_fn=PREPROCESSING_FN, run_fn=RUN_FN, data=RAW_DATA, transform=TRANSFORM,
       teacher=TEACHER, student=STUDENT, training=TRAINING, distillation=DISTILLATION,
-      export=EXPORT, item_item=ITEM_ITEM, content_path=CONTENT_PATH, gates=GATES, latency_requests=LATENCY_REQUESTS,
+      export=EXPORT, item_item=ITEM_ITEM, content_path=CONTENT_PATH, gates=GATES,
+      latency_requests=LATENCY_REQUESTS,
       distill_results=DISTILL_RESULTS)

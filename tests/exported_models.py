@@ -70,7 +70,7 @@ def export_dirs(trained):
                                      DISTILLATION, log)
   directory = str(trained['directory'])
   return training.export_models({layout.TEACHER: teacher, layout.STUDENT_INT8: student_int8},
-                                data, hparams.ExportHParams(top_k=TOP_K), directory,
+                                data, dataclasses.replace(configs.EXPORT, top_k=TOP_K), directory,
                                 str(trained['directory'] / layout.CANDIDATE))
 
 

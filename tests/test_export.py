@@ -144,12 +144,18 @@ def test_recommend_excludes_exactly_the_latest_history_items(exported):
   query = {'user_id': tf.constant(['no-such-user']), 'history': tf.constant([history]),
            'age': tf.constant([30], tf.int64), 'gender': tf.constant(['F']),
            'occupation': tf.constant(['artist']), 'zip_code': tf.constant(['12345'])}
+  # rank_catalogue puts every history item last (the protocol's seen items): recommend ranks
+  # the others alike, and of the history only the older items, never the latest.
   ranked = model.rank_catalogue(**query, depth=tf.constant(len(catalogue[features.ITEM_ID])))
   ranked = ranked['item_ids'].numpy().astype(str)[0]
-  latest = set(history[:-2][-length:])
-  expected = [item for item in ranked if item not in latest][:TOP_K]
+  latest = set(history[:-2][-length:])  # the unknown id and the last length - 1 items
+  older = set(history[:4])
+  assert set(ranked[-(length + 3):]) == (latest - {'no-such-item'}) | older
   top = model.signatures[signatures.RECOMMEND_WITH_FEATURES](**query)
-  assert top['item_ids'].numpy().astype(str)[0].tolist() == expected
+  top = top['item_ids'].numpy().astype(str)[0].tolist()
+  assert not set(top) & latest and len(top) == TOP_K
+  others = [item for item in top if item not in older]
+  assert others == ranked[:len(others)].tolist()
 
 
 def test_recommend_returns_the_fixed_top_k(exported):
@@ -344,3 +350,23 @@ def test_the_catalogue_ranks_cold_items_by_their_content_and_excludes_them_by_id
   ranked_after, _ = rank(['cold-a'])
   assert top.tolist() == [item for item in ranked_after if item != 'cold-a'][:len(top)]
   assert 'cold-a' not in top and len(top) == min(TOP_K, everything)
+
+
+def test_the_fresh_quota_by_hand():
+  # Index numbers 4, 5 and 6 are fresh; k = 4.
+  is_fresh = tf.constant([False, False, False, False, True, True, True])
+  scores = tf.constant([[5.0, 4.0, 3.0, 2.0], [5.0, 4.0, 3.0, 2.0], [5.0, 4.0, 3.0, 2.0]])
+  numbers = tf.constant([[1, 2, 3, 4], [1, 2, 3, 4], [1, 4, 5, 2]])
+  # The best fresh items of each query, as the fresh index returns them (-inf, 0: none left).
+  fresh_scores = tf.constant([[2.0, 1.0, 0.5], [2.0, 1.0, -np.inf], [4.0, 3.0, 0.1]])
+  fresh_numbers = tf.constant([[4, 5, 6], [4, 5, 0], [4, 5, 6]])
+  top_scores, top = export.with_fresh_quota(scores, numbers, fresh_scores, fresh_numbers,
+                                            is_fresh, slots=3)
+  # Row 1: 4 stays, 5 and 6 replace 2 and 3, the lowest others. Row 2: only 5 is left to add:
+  # it replaces 3. Row 3: two fresh items already; 6 replaces 2, the lowest other.
+  np.testing.assert_array_equal(top.numpy(), [[1, 4, 5, 6], [1, 2, 4, 5], [1, 4, 5, 6]])
+  np.testing.assert_allclose(top_scores.numpy(), [[5, 2, 1, 0.5], [5, 4, 2, 1], [5, 4, 3, 0.1]])
+  # A quota the top-k already meets leaves it as it is.
+  _, same = export.with_fresh_quota(scores[2:], numbers[2:], fresh_scores[2:], fresh_numbers[2:],
+                                    is_fresh, slots=2)
+  np.testing.assert_array_equal(same.numpy(), numbers[2:].numpy())
