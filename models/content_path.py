@@ -51,10 +51,17 @@ TEMPERATURES = tuple(2.0**(k / 2) for k in range(-8, 9))
 def build(vocab: towers.Vocabularies, transform: hparams.TransformHParams, width: int,
           hidden_units: int, content_dim: int) -> tf.keras.Model:
   """The content path: an item's content to `width` columns (the towers' part of the
-  candidate embedding)."""
+  candidate embedding). Its content is the candidate tower's content inputs, and the item
+  text's tokens (`features.ITEM_TEXT_INDICES`, a masked mean of their embeddings) when the
+  train items have text (`vocab.item_text_tokens`)."""
+  pool = towers.MaskedMeanPooling(name='masked_mean')
   content_inputs, content_values = towers.item_content(
-      vocab, content_dim, transform.max_genres, transform.max_title_tokens,
-      towers.MaskedMeanPooling(name='masked_mean'))
+      vocab, content_dim, transform.max_genres, transform.max_title_tokens, pool)
+  if vocab.item_text_tokens:
+    text = towers.index_input(features.ITEM_TEXT_INDICES, transform.max_item_text_tokens)
+    content_inputs.append(text)
+    content_values.append(pool(tf.keras.layers.Embedding(
+        vocab.item_text_tokens, content_dim, name='item_text_embedding')(text), text))
   hidden = tf.keras.layers.Dense(hidden_units, activation='relu', name='content_hidden')(
       tf.keras.layers.Concatenate(name='content_features')(content_values))
   return tf.keras.Model(content_inputs, tf.keras.layers.Dense(width, name='content_output')(hidden),

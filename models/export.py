@@ -77,8 +77,7 @@ class ServingModule(tf.Module):
     self.reasons = reasons.HistoryReasons(model.core)
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.raw_spec = _serving_raw_spec(tf_transform_output)
-    candidates = model.embed_candidates(
-        {name: tf.constant(catalogue[name]) for name in towers.CANDIDATE_FEATURES})
+    candidates = model.embed_candidates(towers.item_features(catalogue))
     index_class = (quantization.Int8BruteForce if int8_index
                    else tfrs.layers.factorized_top_k.BruteForce)
     self.index = index_class(k=self.top_k + history_length)
