@@ -58,6 +58,7 @@ HISTORY_LENGTH_KEY = 'history_length'
 EVAL_FRACTION_KEY = 'eval_fraction'
 TEST_FRACTION_KEY = 'test_fraction'
 SPAN_WINDOW_KEY = 'span_window'
+ITEM_TEXT_COLUMNS_KEY = 'item_text_columns'  # a JSON list
 # Set by the driver: the JSON list of the window's spans, oldest first.
 WINDOW_SPANS_KEY = 'window_spans'
 # The one input split: every file the pattern matches is fingerprinted by the driver.
@@ -201,7 +202,9 @@ def _RawToExamples(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
   ERRORS}; the driver's `split_pattern` matched the same files, to fingerprint them."""
   del split_pattern
   sources = input_sources(exec_properties)
-  side_tables = transforms.check_inputs(sources)  # fails fast, before the Beam job starts
+  # Fails fast, before the Beam job starts.
+  side_tables = transforms.check_inputs(
+      sources, json.loads(exec_properties.get(ITEM_TEXT_COLUMNS_KEY) or '[]'))
   return pipeline | 'RawToExamples' >> transforms.RawToExamples(
       sources, side_tables, history_length=int(exec_properties[HISTORY_LENGTH_KEY]),
       eval_fraction=float(exec_properties[EVAL_FRACTION_KEY]),
@@ -307,6 +310,7 @@ class RawExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
       TEST_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
       SPAN_WINDOW_KEY: component_spec.ExecutionParameter(type=int),
       WINDOW_SPANS_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      ITEM_TEXT_COLUMNS_KEY: component_spec.ExecutionParameter(type=str, optional=True),
   }
 
 
@@ -314,7 +318,8 @@ class RawExampleGen(example_gen_component.FileBasedExampleGen):
   """ExampleGen from raw interaction logs, split per user chronologically.
 
   Outputs `examples` with the splits train, eval, test and items (GZIP TFRecords of
-  tf.Examples holding every name in `features.RAW_FEATURES`)."""
+  tf.Examples holding every name in `features.RAW_FEATURES`, and `features.ITEM_TEXT` where the
+  item has text)."""
 
   SPEC_CLASS = RawExampleGenSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
@@ -322,7 +327,7 @@ class RawExampleGen(example_gen_component.FileBasedExampleGen):
 
   def __init__(self, source: str, history_length: int, eval_fraction: float,
                test_fraction: float, span_window: int = 0,
-               range_config: Optional[Any] = None):
+               range_config: Optional[Any] = None, item_text_columns: Sequence[str] = ()):
     """Builds the component.
 
     Args:
@@ -336,6 +341,8 @@ class RawExampleGen(example_gen_component.FileBasedExampleGen):
       span_window: for a span source, how many of the latest spans a run reads (0: all).
       range_config: an optional `range_config_pb2.RangeConfig`: the span the window ends with
         (as ExampleGen's; default the latest).
+      item_text_columns: the free-text columns of `items.csv` kept, joined, as
+        `features.ITEM_TEXT` (`TransformHParams.item_text_columns`).
     """
     input_base, pattern = input_base_and_pattern(source)
     input_config = example_gen_pb2.Input(
@@ -351,6 +358,7 @@ class RawExampleGen(example_gen_component.FileBasedExampleGen):
         output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
         source=source, history_length=history_length, eval_fraction=eval_fraction,
         test_fraction=test_fraction, span_window=span_window,
+        item_text_columns=json.dumps(list(item_text_columns)),
         examples=types.Channel(type=standard_artifacts.Examples))
     # FileBasedExampleGen's own __init__ builds its own spec; its base takes ours.
     base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

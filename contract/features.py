@@ -27,11 +27,18 @@ TITLE = 'title'
 GENRES = 'genres'  # '|'-separated genre names
 YEAR = 'year'
 ITEM_SIDE_FEATURES = (TITLE, GENRES, YEAR)
+# Optional item text: the text columns of items.csv that the configs declare
+# (`TransformHParams.item_text_columns`, e.g. a description and tags), joined by spaces. Unlike
+# the features above it is optional: an example carries it only when its item has such text
+# (data without those columns gives examples without it), and only the content path that embeds
+# cold items reads it (`models.content_path`), not the towers.
+ITEM_TEXT = 'item_text'
+OPTIONAL_STRING_FEATURES = (ITEM_TEXT,)
 
 INT_FEATURES = (TIMESTAMP, AGE, YEAR)
 FLOAT_FEATURES = (RATING,)
 STRING_FEATURES = (USER_ID, ITEM_ID, HISTORY, HISTORY_RATINGS, GENDER, OCCUPATION, ZIP_CODE, TITLE, GENRES)
-RAW_FEATURES = INT_FEATURES + FLOAT_FEATURES + STRING_FEATURES
+RAW_FEATURES = INT_FEATURES + FLOAT_FEATURES + STRING_FEATURES  # in every example
 
 # Value written for a missing side feature.
 UNKNOWN = 'unknown'
@@ -74,6 +81,7 @@ AGE_Z = 'age_z'
 YEAR_Z = 'year_z'
 GENRE_INDICES = 'genre_indices'
 TITLE_INDICES = 'title_indices'
+ITEM_TEXT_INDICES = 'item_text_indices'  # of ITEM_TEXT's word tokens, when items have text
 LABEL = RATING  # the rating passes through Transform unchanged
 PADDING_INDEX = 0
 
@@ -85,6 +93,7 @@ OCCUPATION_VOCAB = 'occupation'
 ZIP_VOCAB = 'zip_prefix'
 GENRE_VOCAB = 'genres'
 TITLE_VOCAB = 'title_tokens'
+ITEM_TEXT_VOCAB = 'item_text_tokens'
 
 
 def default_value(name: str):
@@ -93,6 +102,6 @@ def default_value(name: str):
     return 0
   if name in FLOAT_FEATURES:
     return 0.0
-  if name in (USER_ID, ITEM_ID, HISTORY, HISTORY_RATINGS):
+  if name in (USER_ID, ITEM_ID, HISTORY, HISTORY_RATINGS, ITEM_TEXT):
     return ''
   return UNKNOWN

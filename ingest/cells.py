@@ -74,3 +74,9 @@ def optional_integer(text: str) -> int:
 
 def optional_text(text: str) -> str:
   return text.strip() or features.UNKNOWN
+
+
+def free_text(text: str) -> str:
+  """Free text (a description, tags) with its runs of whitespace, line breaks included, as one
+  space; '' when empty."""
+  return ' '.join(text.split())

@@ -48,7 +48,7 @@ def list_kind(name: str) -> str:
     return 'int64_list'
   if name in features.FLOAT_FEATURES:
     return 'float_list'
-  if name in features.STRING_FEATURES:
+  if name in features.STRING_FEATURES + features.OPTIONAL_STRING_FEATURES:
     return 'bytes_list'
   raise KeyError(f'{name!r} is not a raw feature')
 

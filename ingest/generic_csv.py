@@ -3,8 +3,9 @@
 `write_dataset` writes a `tables.Dataset` in it. `interactions.csv` (user_id, item_id, timestamp
 and optional rating; a missing rating column
 means implicit feedback, rating 1.0), optional `users.csv` (user_id, age, gender, occupation,
-zip_code) and optional `items.csv` (item_id, title, genres, year); extra columns are ignored
-and missing optional columns or empty optional values become `features.UNKNOWN` or 0.
+zip_code) and optional `items.csv` (item_id, title, genres, year, and the free-text columns a
+run declares: `TransformHParams.item_text_columns`); other columns are ignored and missing
+optional columns or empty optional values become `features.UNKNOWN` or 0 ('' for free text).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Iterator, List, Mapping, Sequence
 import pandas as pd
 
 from contract import features
+from ingest import cells
 from ingest import delimited
 from ingest import tables
 from ingest.cells import Parser
@@ -75,10 +77,21 @@ def load_users_csv(path: delimited.Source) -> pd.DataFrame:
       *_load_side_csv(os.fspath(path), tables.USER_COLUMNS, tables.USER_PARSERS))
 
 
-def load_items_csv(path: delimited.Source) -> pd.DataFrame:
-  """Loads `items.csv`: item_id and optional title, genres ('|'-separated), year."""
-  return tables.items_frame(
-      *_load_side_csv(os.fspath(path), tables.ITEM_COLUMNS, tables.ITEM_PARSERS))
+def load_items_csv(path: delimited.Source, text_columns: Sequence[str] = ()) -> pd.DataFrame:
+  """Loads `items.csv`: item_id and optional title, genres ('|'-separated), year; with
+  `text_columns` (free-text columns such as a description and tags, each optional: a missing
+  one is empty), also `features.ITEM_TEXT`, their non-empty values joined by spaces."""
+  text_columns = tuple(text_columns)
+  clashes = [name for name in text_columns if name in tables.ITEM_COLUMNS]
+  if clashes:
+    raise ValueError(f'item text columns {clashes} are items.csv\'s own columns')
+  columns = _load_side_csv(os.fspath(path), tables.ITEM_COLUMNS + text_columns,
+                           {**tables.ITEM_PARSERS, **dict.fromkeys(text_columns, cells.free_text)})
+  known = len(tables.ITEM_COLUMNS)
+  if not text_columns:
+    return tables.items_frame(*columns)
+  texts = [' '.join(part for part in parts if part) for parts in zip(*columns[known:])]
+  return tables.items_frame(*columns[:known], texts=texts)
 
 
 def write_dataset(dataset: tables.Dataset, directory: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import posixpath
 from dataclasses import dataclass, replace
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import pandas as pd
 import tensorflow as tf
@@ -145,22 +145,23 @@ def load_users(files: InputFiles) -> Optional[pd.DataFrame]:
   return generic_csv.load_users_csv(files.users)
 
 
-def load_items(files: InputFiles) -> Optional[pd.DataFrame]:
-  """The items side table of `files`, or None when there is none."""
+def load_items(files: InputFiles, text_columns: Sequence[str] = ()) -> Optional[pd.DataFrame]:
+  """The items side table of `files`, or None when there is none; a generic items.csv read
+  with the free-text `text_columns` it may have (`generic_csv.load_items_csv`)."""
   if files.items is None:
     return None
   if files.movielens:
     return movielens_100k.load_items(files.items)
-  return generic_csv.load_items_csv(files.items)
+  return generic_csv.load_items_csv(files.items, text_columns)
 
 
-def load_input_files(files: InputFiles) -> Dataset:
+def load_input_files(files: InputFiles, item_text_columns: Sequence[str] = ()) -> Dataset:
   """Loads every table of `files` into memory (for small data; RawExampleGen streams instead)."""
   return Dataset(
       interactions=tables.interactions_table(
           read_interactions(files.interactions, files.movielens)),
       users=load_users(files),
-      items=load_items(files),
+      items=load_items(files, item_text_columns),
   )
 
 

@@ -52,7 +52,8 @@ class Dataset:
   `interactions` has columns USER_ID (str), ITEM_ID (str), RATING (float32) and
   TIMESTAMP (int64). `users` is indexed by USER_ID with AGE (int64), GENDER, OCCUPATION and
   ZIP_CODE (str); `items` is indexed by ITEM_ID with TITLE (str), GENRES (str joined by
-  `features.GENRE_SEPARATOR`) and YEAR (int64, 0 when unknown).
+  `features.GENRE_SEPARATOR`) and YEAR (int64, 0 when unknown), and ITEM_TEXT (str, '' when
+  none) when items.csv was read with declared text columns.
   """
 
   interactions: pd.DataFrame
@@ -99,16 +100,18 @@ def items_frame(
     titles: Sequence[str],
     genres: Sequence[str],
     years: Sequence[int],
+    texts: Optional[Sequence[str]] = None,
 ) -> pd.DataFrame:
-  """Builds an items table indexed by ITEM_ID with the `Dataset` column types."""
-  return pd.DataFrame(
-      {
-          features.TITLE: pd.Series(titles, dtype=object).to_numpy(),
-          features.GENRES: pd.Series(genres, dtype=object).to_numpy(),
-          features.YEAR: np.asarray(years, dtype=np.int64),
-      },
-      index=pd.Index(item_ids, dtype=object, name=features.ITEM_ID),
-  )
+  """Builds an items table indexed by ITEM_ID with the `Dataset` column types, and an ITEM_TEXT
+  column (str, '' when an item has none) when `texts` are given."""
+  columns = {
+      features.TITLE: pd.Series(titles, dtype=object).to_numpy(),
+      features.GENRES: pd.Series(genres, dtype=object).to_numpy(),
+      features.YEAR: np.asarray(years, dtype=np.int64),
+  }
+  if texts is not None:
+    columns[features.ITEM_TEXT] = pd.Series(texts, dtype=object).to_numpy()
+  return pd.DataFrame(columns, index=pd.Index(item_ids, dtype=object, name=features.ITEM_ID))
 
 
 class Interaction(NamedTuple):

@@ -6,10 +6,11 @@ be cut at arbitrary byte offsets), groups the rows of all of them (a window of s
 first) by user, and for each user sorts, splits
 (`contract.split_rules.split_sizes`), builds every example's history and joins the user and item
 side tables (small, loaded in the driver by `side_feature_tables` and passed as side inputs).
-The result is one PCollection of serialized tf.Examples (every name in `features.RAW_FEATURES`)
-per split, plus the reader's error, if any. The `features.ITEMS_SPLIT` split holds one example
-per item known (in the item side table or in the interactions), with its side features and no
-interaction: the catalogue that models rank, items without train interactions included.
+The result is one PCollection of serialized tf.Examples (every name in `features.RAW_FEATURES`,
+and `features.ITEM_TEXT` where the item has text) per split, plus the reader's error, if any.
+The `features.ITEMS_SPLIT` split holds one example per item known (in the item side table or in
+the interactions), with its side features and no interaction: the catalogue that models rank,
+items without train interactions included.
 
 Nothing holds the interaction log in the driver's Python memory: grouping by user is Beam's
 shuffle. Files are read through `tf.io.gfile` (`ingest.delimited`), so the same transform runs on
@@ -41,18 +42,26 @@ _ROWS = 'rows'
 UserRow = Tuple[int, Tuple[int, int], str, float]
 
 
+# The item features of the item side table, in its values' order: the side features, then the
+# item text ('' when none: left out of the examples).
+ITEM_FEATURES = features.ITEM_SIDE_FEATURES + (features.ITEM_TEXT,)
+
+
 def side_feature_tables(
-    sources: Sequence[InputFiles]) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
+    sources: Sequence[InputFiles],
+    item_text_columns: Sequence[str] = ()) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
   """Validated user and item side tables (small) of `sources` (oldest first) as id -> values in
-  USER_SIDE_FEATURES / ITEM_SIDE_FEATURES order: a user or item described by several sources
-  has the latest one's row; empty when no source has the table. Bad rows raise `DataError`."""
+  USER_SIDE_FEATURES / ITEM_FEATURES order, the item text from the `item_text_columns` of
+  items.csv ('' without them): a user or item described by several sources has the latest
+  one's row; empty when no source has the table. Bad rows raise `DataError`."""
   tables = ({}, {})
   for files in sources:
     for table, frame, names in (
         (tables[0], loaders.load_users(files), features.USER_SIDE_FEATURES),
-        (tables[1], loaders.load_items(files), features.ITEM_SIDE_FEATURES)):
+        (tables[1], loaders.load_items(files, item_text_columns), ITEM_FEATURES)):
       if frame is not None:
-        columns = [frame[name].tolist() for name in names]
+        columns = [frame[name].tolist() if name in frame else [''] * len(frame)
+                   for name in names]
         table.update(zip(frame.index.tolist(), zip(*columns)))
   return tables
 
@@ -100,8 +109,7 @@ class UserExamples(beam.DoFn):
   def _item_features(self, item_id: str, items: Mapping[str, tuple]) -> bytes:
     encoded = self._encoded_items.get(item_id)
     if encoded is None:
-      encoded = _encode_features(features.ITEM_ID, item_id, features.ITEM_SIDE_FEATURES,
-                                 items.get(item_id))
+      encoded = _encode_features(features.ITEM_ID, item_id, ITEM_FEATURES, items.get(item_id))
       self._encoded_items[item_id] = encoded
     return encoded
 
@@ -139,8 +147,7 @@ def item_example(item_id: str, items: Mapping[str, tuple]) -> bytes:
   feature at its default (no user, no interaction)."""
   return example_encoding.encode_example((
       _encode_features(features.USER_ID, '', features.USER_SIDE_FEATURES, None),
-      _encode_features(features.ITEM_ID, item_id, features.ITEM_SIDE_FEATURES,
-                       items.get(item_id)),
+      _encode_features(features.ITEM_ID, item_id, ITEM_FEATURES, items.get(item_id)),
       *(example_encoding.encode_feature(name, features.default_value(name))
         for name in (features.RATING, features.TIMESTAMP, features.HISTORY,
                      features.HISTORY_RATINGS))))
@@ -149,12 +156,14 @@ def item_example(item_id: str, items: Mapping[str, tuple]) -> bytes:
 def _encode_features(id_name: str, id_value: str, side_names: Sequence[str],
                      side_values: Optional[tuple]) -> bytes:
   """The encoded id and side features of a user or item; a missing side row gives
-  `features.default_value` (UNKNOWN or 0)."""
+  `features.default_value` (UNKNOWN or 0); an optional feature (the item text) without a value
+  is left out."""
   if side_values is None:
     side_values = tuple(features.default_value(name) for name in side_names)
   return b''.join(
       example_encoding.encode_feature(name, value)
-      for name, value in zip((id_name,) + tuple(side_names), (id_value,) + tuple(side_values)))
+      for name, value in zip((id_name,) + tuple(side_names), (id_value,) + tuple(side_values))
+      if value != '' or name not in features.OPTIONAL_STRING_FEATURES)
 
 
 class RawToExamples(beam.PTransform):
@@ -215,12 +224,13 @@ def raise_data_error(error_args: Optional[Sequence[Any]]) -> None:
     raise DataError(*error_args)
 
 
-def check_inputs(sources: Sequence[InputFiles]) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
+def check_inputs(sources: Sequence[InputFiles], item_text_columns: Sequence[str] = ()
+                 ) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
   """Checks each interactions file's header and first row and loads the side tables, so that a
-  wrong file fails at once, before a Beam job starts; returns `side_feature_tables(sources)`."""
+  wrong file fails at once, before a Beam job starts; returns `side_feature_tables`."""
   for files in sources:
     next(loaders.read_interactions(files.interactions, files.movielens))
-  return side_feature_tables(sources)
+  return side_feature_tables(sources, item_text_columns)
 
 
 def counters(result: beam.runners.runner.PipelineResult) -> Dict[str, int]:

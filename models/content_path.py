@@ -6,8 +6,9 @@ A trained model's candidate tower embeds a cold item from its content too, but w
 embedding that never trained (an OOV row) and content weights trained beside the ids: its
 scores are shrunk towards the average item, so a top-K shared with warm items holds none of
 them. The content path is a small network of its own from an item's content (the candidate
-tower's content inputs: genres, title tokens, release year; of the title tokens, only those of
-at least two warm items, `shared_tokens`) to the towers' part of the candidate embedding; it is
+tower's content inputs: genres, title tokens, release year; and the words of the item text
+that `items.csv` may carry; of the title and text tokens, only those of at least two warm items,
+`shared_tokens`) to the towers' part of the candidate embedding; it is
 fitted after the model on its warm items, with the model's queries
 of `queries` train examples, q, and every warm item i, whose model score is s = q · c_i, at
 the temperature T at which the model's scores are calibrated chances (`calibrated_temperature`:
@@ -85,12 +86,20 @@ def shared_tokens(token_indices: np.ndarray, vocabulary_size: int,
 def build(vocab: towers.Vocabularies, transform: hparams.TransformHParams, width: int,
           hidden_units: int, content_dim: int) -> tf.keras.Model:
   """The content path: an item's content to `width` columns (the towers' part of the
-  candidate embedding); its title tokens go through `SharedTokens` ('shared_title_tokens',
-  keeping none until set)."""
+  candidate embedding). Its content is the candidate tower's content inputs, and the item
+  text's tokens (`features.ITEM_TEXT_INDICES`, a masked mean of their embeddings) when the
+  train items have text (`vocab.item_text_tokens`); title and text tokens go through
+  `SharedTokens` ('shared_title_tokens', 'shared_text_tokens': none kept until set)."""
+  pool = towers.MaskedMeanPooling(name='masked_mean')
   content_inputs, content_values = towers.item_content(
-      vocab, content_dim, transform.max_genres, transform.max_title_tokens,
-      towers.MaskedMeanPooling(name='masked_mean'),
+      vocab, content_dim, transform.max_genres, transform.max_title_tokens, pool,
       SharedTokens(vocab.title_tokens, name='shared_title_tokens'))
+  if vocab.item_text_tokens:
+    text = towers.index_input(features.ITEM_TEXT_INDICES, transform.max_item_text_tokens)
+    kept = SharedTokens(vocab.item_text_tokens, name='shared_text_tokens')(text)
+    content_inputs.append(text)
+    content_values.append(pool(tf.keras.layers.Embedding(
+        vocab.item_text_tokens, content_dim, name='item_text_embedding')(kept), kept))
   hidden = tf.keras.layers.Dense(hidden_units, activation='relu', name='content_hidden')(
       tf.keras.layers.Concatenate(name='content_features')(content_values))
   return tf.keras.Model(content_inputs, tf.keras.layers.Dense(width, name='content_output')(hidden),
@@ -192,6 +201,9 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
   path = build(vocab, transform, width, settings.hidden_units, settings.content_dim)
   path.get_layer('shared_title_tokens').set_weights(
       [shared_tokens(catalogue[features.TITLE_INDICES], vocab.title_tokens)])
+  if vocab.item_text_tokens:
+    path.get_layer('shared_text_tokens').set_weights(
+        [shared_tokens(catalogue[features.ITEM_TEXT_INDICES], vocab.item_text_tokens)])
   content_inputs = {name: tf.constant(catalogue[name]) for name in path.input_names}
   # The item-to-item columns of cold items: those of an OOV index (zero for EASE's tables).
   candidates = tf.constant(model.embed_candidates(

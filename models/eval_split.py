@@ -84,8 +84,7 @@ def collect(train: tf.data.Dataset, eval_split: tf.data.Dataset, num_catalogue_i
 def catalogue_scores(model, eval_queries: EvalQueries, catalogue: Dict[str, np.ndarray],
                      int8_index: bool) -> np.ndarray:
   """[users, catalogue] scores as the exported index computes them."""
-  candidates = model.embed_candidates(
-      {name: tf.constant(catalogue[name]) for name in towers.CANDIDATE_FEATURES}).numpy()
+  candidates = model.embed_candidates(towers.item_features(catalogue)).numpy()
   if int8_index:
     candidates = quantization.dequantize_rows(*quantization.quantize_rows(candidates))
   queries = model.embed_queries(

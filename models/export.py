@@ -85,8 +85,12 @@ class ServingModule(tf.Module):
     self.reasons = reasons.HistoryReasons(model.core)
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.raw_spec = _serving_raw_spec(tf_transform_output)
-    candidates = model.embed_candidates(
-        {name: tf.constant(catalogue[name]) for name in towers.CANDIDATE_FEATURES})
+    # Optional raw features (the item text), which the Transform graph takes sparse: requests
+    # give them dense, '' where absent.
+    self.sparse_raw = sorted(name for name, feature in
+                             tf_transform_output.raw_feature_spec().items()
+                             if isinstance(feature, tf.io.VarLenFeature))
+    candidates = model.embed_candidates(towers.item_features(catalogue))
     index_class = (quantization.Int8BruteForce if int8_index
                    else tfrs.layers.factorized_top_k.BruteForce)
     self.index = index_class(k=self.top_k + history_length)
@@ -127,6 +131,7 @@ class ServingModule(tf.Module):
                  num_items, self.top_k, history_length)
 
   def _transform(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    raw = {**raw, **{name: tf.sparse.from_dense(raw[name]) for name in self.sparse_raw}}
     return inputs.flatten_scalars(self.tft_layer(raw))
 
   def _raw_defaults(self, batch_size: tf.Tensor) -> Dict[str, tf.Tensor]:

@@ -33,7 +33,13 @@ class DataHParams:
 
 @dataclasses.dataclass(frozen=True)
 class TransformHParams:
-  """How raw features become model inputs."""
+  """How raw features become model inputs.
+
+  `item_text_columns`: the free-text columns of items.csv (a description, tags, ...) that
+  RawExampleGen keeps, joined by spaces, as the optional `features.ITEM_TEXT`; Transform makes
+  its lower-cased word tokens `features.ITEM_TEXT_INDICES` (the first `max_item_text_tokens`,
+  over a vocabulary of the `item_text_vocab_size` most frequent train tokens), which the
+  content path that embeds cold items reads. Empty: no item text (nor the feature)."""
   history_length: int
   item_oov_buckets: int
   user_oov_buckets: int
@@ -41,6 +47,13 @@ class TransformHParams:
   max_title_tokens: int
   title_vocab_size: int
   zip_prefix_length: int
+  item_text_columns: Sequence[str] = ()
+  max_item_text_tokens: int = 32
+  item_text_vocab_size: int = 10_000
+
+  def __post_init__(self):
+    # A tuple whatever it came as (`from_dict` of a JSON list), so records compare equal.
+    object.__setattr__(self, 'item_text_columns', tuple(self.item_text_columns))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,9 +61,11 @@ ITEM_METADATA = (features.TITLE, features.GENRES, features.YEAR)
 
 
 def catalogue_columns(batch: Dict[str, tf.Tensor]) -> List[str]:
-  """The features of `batch` that the catalogue keeps: the candidate tower's, then the item
-  metadata it carries."""
-  return sorted(towers.CANDIDATE_FEATURES) + [name for name in ITEM_METADATA if name in batch]
+  """The features of `batch` that the catalogue keeps: the candidate tower's, the content
+  path's it carries (the item text's indices), then the item metadata it carries."""
+  return sorted(towers.CANDIDATE_FEATURES) + [
+      name for name in sorted(towers.CONTENT_PATH_FEATURES) + list(ITEM_METADATA)
+      if name in batch]
 
 
 def id_strings(ids) -> np.ndarray:
@@ -77,6 +79,7 @@ class TrainStats:
 
   Attributes:
     catalogue: candidate-tower features of every vocabulary item in vocabulary order, plus
+      the content path's features the examples carry (`towers.CONTENT_PATH_FEATURES`),
       `features.ITEM_ID`, the raw ids that the index returns, and the `ITEM_METADATA` the
       examples carry.
     item_counts: train interactions per item index (index 0 is padding).

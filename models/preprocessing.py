@@ -19,6 +19,17 @@ def _dense_strings(x: tf.Tensor) -> tf.Tensor:
   return tf.reshape(x, [-1])
 
 
+def _optional_strings(x, like: tf.Tensor) -> tf.Tensor:
+  """Rank-1 string tensor from an optional raw feature (`x`: [batch, 0 or 1] dense or sparse,
+  or None when the raw data has no such feature; rows without a value → ''), batched as
+  `like`."""
+  if x is None:
+    return tf.fill(tf.shape(like), '')
+  if isinstance(x, tf.sparse.SparseTensor):
+    x = tf.sparse.to_dense(x, default_value='')
+  return tf.strings.reduce_join(x, axis=1, separator=' ')
+
+
 def _dense_numbers(x: tf.Tensor) -> tf.Tensor:
   if isinstance(x, tf.sparse.SparseTensor):
     x = tf.sparse.to_dense(x, default_value=0)
@@ -69,8 +80,16 @@ def title_tokens(titles: tf.Tensor) -> tf.RaggedTensor:
   return tf.strings.split(cleaned)
 
 
+def text_tokens(texts: tf.Tensor) -> tf.RaggedTensor:
+  """Lower-cased word tokens of free text: its runs of letters and digits, in any script."""
+  cleaned = tf.strings.regex_replace(tf.strings.lower(texts, encoding='utf-8'),
+                                     r'[^\p{L}\p{N}]+', ' ')
+  return tf.strings.split(cleaned)
+
+
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, tf.Tensor]:
-  """Maps raw interaction features to model inputs (see `contract.features`)."""
+  """Maps raw interaction features to model inputs (see `contract.features`); the item text's
+  indices only when the settings declare item text columns."""
   config = hparams.from_dict(hparams.TransformHParams, custom_config)
   user_id = _dense_strings(inputs[features.USER_ID])
   item_id = _dense_strings(inputs[features.ITEM_ID])
@@ -86,7 +105,7 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
   zip_prefix = tf.strings.substr(_dense_strings(inputs[features.ZIP_CODE]), 0,
                                  config.zip_prefix_length)
 
-  return {
+  outputs = {
       features.USER_INDEX: _vocab_index(user_id, features.USER_VOCAB, config.user_oov_buckets),
       features.ITEM_INDEX: tft.apply_vocabulary(
           item_id, item_vocab, num_oov_buckets=config.item_oov_buckets) + 1,
@@ -114,3 +133,12 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
       features.GENRES: _dense_strings(inputs[features.GENRES]),
       features.YEAR: tf.cast(_dense_numbers(inputs[features.YEAR]), tf.int64),
   }
+  if config.item_text_columns:
+    # Its own vocabulary, of the train items' text (an empty one, tft's single dummy entry,
+    # when they have none: `towers.Vocabularies.item_text_tokens` is then 0).
+    text = text_tokens(_optional_strings(inputs.get(features.ITEM_TEXT), item_id))
+    text_vocab = tft.vocabulary(text, top_k=config.item_text_vocab_size,
+                                vocab_filename=features.ITEM_TEXT_VOCAB)
+    outputs[features.ITEM_TEXT_INDICES] = _padded_indices(
+        text, text_vocab, config.max_item_text_tokens, 1)
+  return outputs

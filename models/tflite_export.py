@@ -28,8 +28,7 @@ class _OnDeviceRetrieval(tf.Module):
                top_k: int):
     super().__init__()
     self.query_tower = model.query_tower
-    candidates = model.embed_candidates(
-        {name: tf.constant(catalogue[name]) for name in towers.CANDIDATE_FEATURES}).numpy()
+    candidates = model.embed_candidates(towers.item_features(catalogue)).numpy()
     values, scales = quantization.quantize_rows(candidates)
     self.candidates = tf.constant(values)
     self.scales = tf.constant(scales.T)

@@ -9,9 +9,10 @@ Item-like index features reserve 0 for padding (see `contract.features`); pooled
 ignore it.
 """
 import dataclasses
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
+from tensorflow_transform import analyzers as tft_analyzers
 
 from contract import features
 
@@ -30,6 +31,9 @@ class Vocabularies:
   title_tokens: int
   item_oov_buckets: int = 1  # the last rows of `items`
   user_oov_buckets: int = 1  # the last rows of `users`
+  # The item text's tokens (`features.ITEM_TEXT_INDICES`), which only the content path reads;
+  # 0 when the train items have no text (or Transform made no such feature).
+  item_text_tokens: int = 0
 
   @classmethod
   def from_transform_output(cls, tf_transform_output, item_oov_buckets: int,
@@ -43,7 +47,19 @@ class Vocabularies:
                zips=size(features.ZIP_VOCAB) + 1,
                genres=size(features.GENRE_VOCAB) + 2,
                title_tokens=size(features.TITLE_VOCAB) + 2,
-               item_oov_buckets=item_oov_buckets, user_oov_buckets=user_oov_buckets)
+               item_oov_buckets=item_oov_buckets, user_oov_buckets=user_oov_buckets,
+               item_text_tokens=_item_text_tokens(tf_transform_output))
+
+
+def _item_text_tokens(tf_transform_output) -> int:
+  """Rows of the item text's table: its vocabulary, +1 padding row and +1 OOV bucket, like the
+  titles'; 0 without the vocabulary, or with an empty one (tft writes one dummy entry)."""
+  if tf_transform_output.vocabulary_file_by_name(features.ITEM_TEXT_VOCAB) is None:
+    return 0
+  tokens = tf_transform_output.vocabulary_by_name(features.ITEM_TEXT_VOCAB)
+  if tokens == [tft_analyzers.get_empy_vocabulary_dummy_value(tf.string)[1]]:
+    return 0
+  return len(tokens) + 2
 
 
 def index_input(name: str, length: int = 0) -> tf.keras.Input:
@@ -361,6 +377,17 @@ QUERY_FEATURES = frozenset({features.USER_INDEX, features.HISTORY_INDICES, featu
                             features.OCCUPATION_INDEX, features.ZIP_INDEX, features.AGE_Z})
 CANDIDATE_FEATURES = frozenset({features.ITEM_INDEX, features.GENRE_INDICES,
                                 features.TITLE_INDICES, features.YEAR_Z})
+# Item content that only the content path that embeds cold items reads (`models.content_path`),
+# when the data has it; no tower does.
+CONTENT_PATH_FEATURES = frozenset({features.ITEM_TEXT_INDICES})
+
+
+def item_features(catalogue: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+  """The columns of `catalogue` (name → array) that embed its items
+  (`TwoTowerModel.embed_candidates`): the candidate tower's, and the content path's it has."""
+  return {**{name: tf.constant(catalogue[name]) for name in CANDIDATE_FEATURES},
+          **{name: tf.constant(catalogue[name]) for name in CONTENT_PATH_FEATURES
+             if name in catalogue}}
 
 
 def _tower(core: tf.keras.Model, output: int, names: frozenset, name: str) -> tf.keras.Model:

@@ -56,9 +56,15 @@ RAW_DATA = hparams.DataHParams(eval_fraction=split_rules.EVAL_FRACTION,
                                test_fraction=split_rules.TEST_FRACTION, rating_range=(0.5, 5.0),
                                rating_drift_threshold=0.1, span_window=SPAN_WINDOW)
 
+# Free-text columns of items.csv (README, Input data) that RawExampleGen keeps, joined, as the
+# item text; Transform makes word tokens of it (the first `max_item_text_tokens`, over the
+# `item_text_vocab_size` most frequent ones), which only the content path that embeds cold items
+# reads (models/content_path.py). Each is optional: data without them runs as before.
+ITEM_TEXT_COLUMNS = ('description', 'tags')
 TRANSFORM = hparams.TransformHParams(
     history_length=HISTORY_LENGTH, item_oov_buckets=1, user_oov_buckets=1, max_genres=6,
-    max_title_tokens=8, title_vocab_size=5000, zip_prefix_length=2)
+    max_title_tokens=8, title_vocab_size=5000, zip_prefix_length=2,
+    item_text_columns=ITEM_TEXT_COLUMNS, max_item_text_tokens=32, item_text_vocab_size=10_000)
 
 # Models.
 TEACHER = hparams.TowerHParams(

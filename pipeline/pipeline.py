@@ -96,7 +96,7 @@ def data_components(data_source: str, schema_file: str, preprocessing_fn: str,
 
   RawExampleGen reads the source (for spans, the latest `data.span_window`), splits per user
   (`data`'s fractions) and keeps `transform.history_length` items
-  of history; ExampleValidator checks the statistics against the curated schema in
+  of history and the item text of `transform.item_text_columns`; ExampleValidator checks the statistics against the curated schema in
   `schema_file` with the rating domain `data.rating_range` (none for implicit `feedback`:
   `components.schema_import`), and DataGate stops the run on any anomaly, or when the test
   split's ratings drifted from the train split's beyond `data.rating_drift_threshold`
@@ -106,7 +106,8 @@ def data_components(data_source: str, schema_file: str, preprocessing_fn: str,
   on the schema the gate passes on."""
   example_gen = raw_example_gen.RawExampleGen(
       data_source, history_length=transform.history_length, eval_fraction=data.eval_fraction,
-      test_fraction=data.test_fraction, span_window=data.span_window)
+      test_fraction=data.test_fraction, span_window=data.span_window,
+      item_text_columns=transform.item_text_columns)
   schema_gen = schema_import.ImportSchemaGen(schema_file, data.rating_range, feedback)
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs['examples'],

@@ -13,6 +13,8 @@ from evaluation import protocol
 from models import content_path
 from models import hparams
 from models import student
+from models import teacher
+from models import towers
 from models import training
 from models import two_tower
 import tiny_models
@@ -147,3 +149,70 @@ def test_without_cold_items_nothing_is_fitted():
                                tiny_models.TRANSFORM, tiny_models.VOCAB, tiny_models.STATS)
   training.attach_content_path('student', model, data, SETTINGS, seed=0)
   assert model.content_candidates is None
+
+
+# The tiny vocabulary and settings with item text: 4 text tokens (+ padding and OOV rows).
+TEXT_VOCAB = dataclasses.replace(tiny_models.VOCAB, item_text_tokens=6)
+TEXT_TRANSFORM = dataclasses.replace(tiny_models.TRANSFORM, item_text_columns=('description',),
+                                     max_item_text_tokens=3)
+
+
+def test_the_towers_do_not_read_the_item_text():
+  for build in (lambda vocab: student.build_core(vocab, tiny_models.STUDENT_SIZE,
+                                                 TEXT_TRANSFORM, 3.5),
+                lambda vocab: teacher.build_core(vocab, tiny_models.teacher_size(),
+                                                 TEXT_TRANSFORM, 3.5)):
+    tf.keras.utils.set_random_seed(5)
+    plain = build(tiny_models.VOCAB)
+    tf.keras.utils.set_random_seed(5)
+    with_text = build(TEXT_VOCAB)
+    assert with_text.input_names == plain.input_names
+    assert features.ITEM_TEXT_INDICES not in with_text.input_names
+    for mine, theirs in zip(with_text.get_weights(), plain.get_weights()):
+      np.testing.assert_array_equal(mine, theirs)
+  assert features.ITEM_TEXT_INDICES not in towers.CANDIDATE_FEATURES
+  assert features.ITEM_TEXT_INDICES in content_path.build(
+      TEXT_VOCAB, TEXT_TRANSFORM, 8, 4, 4).input_names
+  assert features.ITEM_TEXT_INDICES not in content_path.build(
+      tiny_models.VOCAB, TEXT_TRANSFORM, 8, 4, 4).input_names
+
+
+def test_items_that_only_their_text_tells_apart_get_different_content_embeddings():
+  # Every warm item has the same genres, title and year; the model embeds the first half one
+  # way and the second half another (their id rows), and only their text tells the halves apart.
+  model = _content_only_student()
+  half = tiny_models.NUM_CATALOGUE_ITEMS // 2
+  table = model.core.get_layer('item_embedding')
+  rows = np.zeros_like(table.get_weights()[0])
+  rows[1:half + 1] = np.linspace(0.5, 1.0, rows.shape[1])
+  rows[half + 1:tiny_models.NUM_CATALOGUE_ITEMS + 1] = -np.linspace(0.5, 1.0, rows.shape[1])
+  table.set_weights([rows])
+  first = np.arange(tiny_models.NUM_CATALOGUE_ITEMS) < half
+  same = lambda values: np.repeat(values[:1], tiny_models.NUM_CATALOGUE_ITEMS, axis=0)
+  catalogue = {
+      **tiny_models.CATALOGUE,
+      features.GENRE_INDICES: same(tiny_models.CATALOGUE[features.GENRE_INDICES]),
+      features.TITLE_INDICES: same(tiny_models.CATALOGUE[features.TITLE_INDICES]),
+      features.YEAR_Z: same(tiny_models.CATALOGUE[features.YEAR_Z]),
+      # 'quiet drama' and 'loud action', say.
+      features.ITEM_TEXT_INDICES: np.where(first[:, None], [[1, 2, 0]], [[3, 4, 0]]),
+  }
+  queries = model.embed_queries(next(iter(_train_batches()))).numpy()
+  model_scores = queries @ model.embed_candidates(towers.item_features(catalogue)).numpy().T
+
+  def content_embeddings(vocab):
+    fitted = content_path.fit(model, _train_batches(), catalogue, vocab, TEXT_TRANSFORM,
+                              SETTINGS, seed=0)
+    return fitted.path({name: tf.constant(catalogue[name])
+                        for name in fitted.path.input_names}).numpy()
+
+  with_text = content_embeddings(TEXT_VOCAB)
+  np.testing.assert_allclose(with_text[first], with_text[:1].repeat(half, axis=0), atol=1e-5)
+  np.testing.assert_allclose(with_text[~first], with_text[-1:].repeat(half, axis=0), atol=1e-5)
+  assert np.linalg.norm(with_text[0] - with_text[-1]) > 1.0  # the halves' norms: about 1.4-2.5
+  # And scored about as the model scores them (scores of -0.9 to 1.2).
+  np.testing.assert_allclose(queries @ with_text.T, model_scores, atol=0.15)
+  # Without the text, the content path cannot tell them apart.
+  without_text = content_embeddings(tiny_models.VOCAB)
+  np.testing.assert_allclose(without_text, without_text[:1].repeat(len(without_text), axis=0),
+                             atol=1e-5)

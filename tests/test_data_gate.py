@@ -64,10 +64,16 @@ def anomalous_features(stats, schema):
 
 def test_schema_describes_every_raw_feature_with_the_configured_bounds(schema):
   by_name = {feature.name: feature for feature in schema.feature}
-  assert set(by_name) == set(features.RAW_FEATURES)
-  for feature in schema.feature:
+  assert set(by_name) == set(features.RAW_FEATURES + features.OPTIONAL_STRING_FEATURES)
+  for name in features.RAW_FEATURES:
+    feature = by_name[name]
     assert feature.presence.min_fraction == 1.0 and feature.presence.min_count == 1
     assert [dim.size for dim in feature.shape.dim] == [1]
+  for name in features.OPTIONAL_STRING_FEATURES:  # in the examples of items that have it
+    feature = by_name[name]
+    assert feature.presence.min_fraction == 0.0 and feature.presence.min_count == 0
+    assert not feature.HasField('shape') and feature.type == schema_pb2.BYTES
+    assert (feature.value_count.min, feature.value_count.max) == (1, 1)
   rating = by_name[features.RATING].float_domain
   assert (rating.min, rating.max) == configs.RAW_DATA.rating_range
   assert by_name[features.TIMESTAMP].int_domain.min == 0
@@ -79,6 +85,12 @@ def test_schema_describes_every_raw_feature_with_the_configured_bounds(schema):
 
 def test_well_formed_data_has_no_anomalies(rows, schema, tmp_path):
   assert anomalous_features(statistics(rows, str(tmp_path)), schema) == {}
+
+
+def test_item_text_on_some_examples_only_has_no_anomalies(rows, schema, tmp_path):
+  with_text = [{**row, features.ITEM_TEXT: f'a film about {row[features.ITEM_ID]}'}
+               if index % 3 == 0 else row for index, row in enumerate(rows)]
+  assert anomalous_features(statistics(with_text, str(tmp_path)), schema) == {}
 
 
 def test_ratings_on_another_scale_are_out_of_range(rows, schema, tmp_path):

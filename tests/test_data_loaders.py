@@ -232,6 +232,39 @@ def test_side_tables_fill_missing_columns_and_values(tmp_path):
   assert no_users.empty and list(no_users.columns) == list(features.USER_SIDE_FEATURES)
 
 
+def test_items_keep_the_declared_text_columns_joined_and_ignore_undeclared_ones(tmp_path):
+  path = write_lines(
+      tmp_path / generic_csv.ITEMS_CSV,
+      f'{features.ITEM_ID},notes,tags,{features.TITLE},description',
+      'i1,internal,"space, heist","Heat (1995)","A crew of thieves.\nLos  Angeles."',
+      'i2,x,,Toy Story,A toy cowboy',
+      'i3,y,,,',
+  )
+  items = generic_csv.load_items_csv(path, ('description', 'tags'))
+  assert items[features.ITEM_TEXT].tolist() == [
+      'A crew of thieves. Los Angeles. space, heist', 'A toy cowboy', '']
+  assert items[features.TITLE].tolist() == ['Heat (1995)', 'Toy Story', features.UNKNOWN]
+  # Declared columns are optional; undeclared ones are ignored, as without declared columns.
+  only_tags = generic_csv.load_items_csv(path, ('tags', 'synopsis'))
+  assert only_tags[features.ITEM_TEXT].tolist() == ['space, heist', '', '']
+  undeclared = generic_csv.load_items_csv(path)
+  assert features.ITEM_TEXT not in undeclared
+  assert list(undeclared.columns) == list(features.ITEM_SIDE_FEATURES)
+  with pytest.raises(ValueError, match='own columns'):
+    generic_csv.load_items_csv(path, (features.TITLE,))
+  # A malformed row is still reported with its file, row and column.
+  bad = write_lines(tmp_path / 'bad.csv', f'{features.ITEM_ID},description,{features.YEAR}',
+                    'i1,fine,1999', 'i2,"unfinished,abc')
+  with pytest.raises(DataError) as error:
+    generic_csv.load_items_csv(bad, ('description',))
+  assert_located(error.value, bad, 3, None)
+  wrong_year = write_lines(tmp_path / 'year.csv', f'{features.ITEM_ID},description,{features.YEAR}',
+                           'i1,fine,1999', 'i2,text,abc')
+  with pytest.raises(DataError) as error:
+    generic_csv.load_items_csv(wrong_year, ('description',))
+  assert_located(error.value, wrong_year, 3, features.YEAR)
+
+
 GOOD_HEADER = ','.join(HEADER)
 
 

@@ -89,7 +89,14 @@ def arriving_dataset():
 
 @pytest.fixture(scope='module')
 def arriving_csv_dir(tmp_path_factory, arriving_dataset):
-  return str(input_writers.write_csv(arriving_dataset, tmp_path_factory.mktemp('arriving_csv')))
+  """The data in CSV, its items.csv with a free-text `description` (a declared item text
+  column: `configs.ITEM_TEXT_COLUMNS`) for all but a few items, and an undeclared column."""
+  items = arriving_dataset.items
+  descriptions = [f'A {genres.replace(features.GENRE_SEPARATOR, " and ")} film, number {n % 7}'
+                  if n % 10 else '' for n, genres in enumerate(items[features.GENRES])]
+  with_text = tables.Dataset(arriving_dataset.interactions, arriving_dataset.users,
+                             items.assign(description=descriptions, notes='internal'))
+  return str(input_writers.write_csv(with_text, tmp_path_factory.mktemp('arriving_csv')))
 
 
 @pytest.fixture(scope='module')
@@ -123,6 +130,16 @@ def test_pipeline_pushes_a_versioned_model(pipeline_run):
   assert os.path.basename(first['pushed']).isdigit()
   assert os.path.dirname(first['pushed']) == os.path.join(first['serving'], 'student')
   assert tf.saved_model.contains_saved_model(first['pushed'])
+
+
+def test_the_item_descriptions_reach_the_content_path_vocabulary(pipeline_run):
+  assert 'description' in configs.ITEM_TEXT_COLUMNS
+  root = os.path.dirname(pipeline_run[0]['serving'])
+  [vocabulary] = glob.glob(os.path.join(root, 'pipeline_root', 'Transform', 'transform_graph',
+                                        '*', 'transform_fn', 'assets', features.ITEM_TEXT_VOCAB))
+  with open(vocabulary, encoding='utf-8') as handle:
+    tokens = set(handle.read().split())
+  assert {'film', 'number', 'and'} <= tokens and 'internal' not in tokens
 
 
 def test_rerun_with_unchanged_inputs_hits_the_cache(pipeline_run):

@@ -1,4 +1,6 @@
 """preprocessing_fn through TF Transform on a tiny batch."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +10,7 @@ from contract import signatures
 from ingest import loaders
 from models import hparams
 from models import preprocessing
+from models import towers
 from pipeline import configs
 import tft_helpers
 
@@ -67,6 +70,48 @@ def test_history_ratings_align_with_history_indices(tmp_path):
   # Right-padded with 0 like the indices, truncated to the latest `history_length`.
   assert ratings == [[5.0, 3.5, 0.0], [3.0, 4.0, 5.0], [0.0] * 3, [0.0] * 3]
   assert [int(r[features.HISTORY_INDICES][0] > 0) for r in transformed] == [1, 1, 1, 1]
+
+
+def test_item_text_becomes_padded_word_indices_of_its_own_vocabulary(tmp_path):
+  config = dataclasses.replace(CONFIG, item_text_columns=('description', 'tags'),
+                               max_item_text_tokens=4, item_text_vocab_size=100)
+  rows = [{**_row('u1', 'a', ''), features.ITEM_TEXT: ['A heist, in L.A. CRIME heist']},
+          {**_row('u1', 'b', 'a'), features.ITEM_TEXT: ['Crème brûlée|cooking']},
+          _row('u2', 'c', 'a')]  # an item without text: no such feature
+  transformed, output = tft_helpers.analyze_and_transform(rows, config,
+                                                          str(tmp_path / 'transform'))
+  vocabulary = [token.decode() for token in output.vocabulary_by_name(features.ITEM_TEXT_VOCAB)]
+  assert sorted(vocabulary) == sorted(['a', 'heist', 'in', 'l', 'crime', 'crème', 'brûlée',
+                                       'cooking'])
+  index_of = {token: position + 1 for position, token in enumerate(vocabulary)}
+  indices = [list(r[features.ITEM_TEXT_INDICES]) for r in transformed]
+  # Lower-cased words of any script, the first `max_item_text_tokens`, 0 pads.
+  assert indices == [[index_of[t] for t in ('a', 'heist', 'in', 'l')],
+                     [index_of[t] for t in ('crème', 'brûlée', 'cooking')] + [0],
+                     [0, 0, 0, 0]]
+  # The title tokens are as without item text.
+  assert all(len(r[features.TITLE_INDICES]) == 3 for r in transformed)
+  # Its embedding table: the vocabulary, an OOV bucket and the padding row.
+  vocab = towers.Vocabularies.from_transform_output(output, 1, 1)
+  assert vocab.item_text_tokens == len(vocabulary) + 2
+
+
+def test_without_item_text_columns_there_is_no_item_text_feature(tmp_path):
+  rows = [{**_row('u1', 'a', ''), features.ITEM_TEXT: ['A heist']}, _row('u2', 'b', 'a')]
+  transformed, output = _transform(rows, tmp_path)
+  assert all(features.ITEM_TEXT_INDICES not in r for r in transformed)
+  assert output.vocabulary_file_by_name(features.ITEM_TEXT_VOCAB) is None
+  vocab = towers.Vocabularies.from_transform_output(output, 1, 1)
+  assert vocab.item_text_tokens == 0
+
+
+def test_declared_item_text_columns_without_text_in_the_data_give_no_text_vocabulary(tmp_path):
+  # As ML-100K and the generated data sets, whose items.csv has no such column.
+  config = dataclasses.replace(CONFIG, item_text_columns=('description',))
+  transformed, output = tft_helpers.analyze_and_transform(
+      [_row('u1', 'a', ''), _row('u2', 'b', 'a')], config, str(tmp_path / 'transform'))
+  assert [list(r[features.ITEM_TEXT_INDICES]) for r in transformed] == [[0] * 32] * 2
+  assert towers.Vocabularies.from_transform_output(output, 1, 1).item_text_tokens == 0
 
 
 def test_title_tokens_drop_year_and_punctuation():

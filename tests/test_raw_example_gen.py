@@ -35,7 +35,8 @@ HISTORY_LENGTH = 4
 LIST_KINDS = {
     **{name: 'int64_list' for name in features.INT_FEATURES},
     **{name: 'float_list' for name in features.FLOAT_FEATURES},
-    **{name: 'bytes_list' for name in features.STRING_FEATURES},
+    **{name: 'bytes_list'
+       for name in features.STRING_FEATURES + features.OPTIONAL_STRING_FEATURES},
 }
 IN_MEMORY = ['--direct_running_mode=in_memory', '--direct_num_workers=1']
 MULTI_PROCESSING = ['--direct_running_mode=multi_processing', '--direct_num_workers=2']
@@ -43,10 +44,11 @@ MULTI_PROCESSING = ['--direct_running_mode=multi_processing', '--direct_num_work
 
 def run_executor(source: str, output_uri: str, history_length: int = HISTORY_LENGTH,
                  beam_pipeline_args=None, eval_fraction: float = 0.1,
-                 test_fraction: float = 0.1, span_window: int = 0):
+                 test_fraction: float = 0.1, span_window: int = 0, item_text_columns=()):
   """Runs the executor as the component configures it; returns the `Examples` artifact."""
   component = raw_example_gen.RawExampleGen(source, history_length, eval_fraction, test_fraction,
-                                            span_window=span_window)
+                                            span_window=span_window,
+                                            item_text_columns=item_text_columns)
   exec_properties = dict(component.exec_properties)  # protos as JSON, as executors get them
   examples = standard_artifacts.Examples()
   examples.uri = output_uri
@@ -185,6 +187,31 @@ def test_ties_history_and_missing_side_information(tmp_path):
   _, other = examples['x']
   assert value_of(other, features.TITLE) == features.UNKNOWN
   assert value_of(other, features.RATING) == 1.0
+
+
+def test_declared_item_text_columns_travel_joined_in_the_examples_of_items_with_text(tmp_path):
+  (tmp_path / 'interactions.csv').write_text(
+      'user_id,item_id,timestamp\na,first,1\na,second,2\na,third,3\nb,first,4\n')
+  (tmp_path / 'items.csv').write_text(
+      'item_id,title,description,notes,tags\n'
+      'first,First,"A slow, quiet film",internal,drama|slow\n'
+      'second,Second,,internal,\n'
+      'cold,Cold,Never watched,internal,\n')
+  output = run_executor(str(tmp_path), str(tmp_path / 'examples'),
+                        item_text_columns=('description', 'tags'))
+  texts = {}
+  for split in features.EXAMPLE_SPLITS:
+    for example in read_examples(output, split):
+      text = (value_of(example, features.ITEM_TEXT)
+              if features.ITEM_TEXT in example.features.feature else None)
+      texts.setdefault(value_of(example, features.ITEM_ID), set()).add(text)
+  # Interactions and the items split alike; items without text have no such feature.
+  assert texts == {'first': {'A slow, quiet film drama|slow'}, 'second': {None},
+                   'third': {None}, 'cold': {'Never watched'}}
+  # Undeclared, the columns are ignored: the examples are those of items.csv without them.
+  plain = run_executor(str(tmp_path), str(tmp_path / 'plain'))
+  assert all(set(example.features.feature) == set(features.RAW_FEATURES)
+             for split in features.EXAMPLE_SPLITS for example in read_examples(plain, split))
 
 
 @pytest.mark.parametrize('content, row, column, problem', [
