@@ -24,6 +24,13 @@ def transformed_dataset(file_patterns: List[str], data_accessor, tf_transform_ou
       tf_transform_output.transformed_metadata.schema).map(flatten_scalars)
 
 
+def model_inputs(batches: tf.data.Dataset) -> tf.data.Dataset:
+  """`batches` without the features that only the catalogue scan reads (the content path's,
+  `towers.CONTENT_PATH_FEATURES`): what the models train on, held in memory or cached."""
+  return batches.map(lambda batch: {name: values for name, values in batch.items()
+                                    if name not in towers.CONTENT_PATH_FEATURES})
+
+
 def in_memory(batches: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
   """The examples of one pass over `batches` (dicts of dense tensors), held in memory and served
   in `batch_size` batches, in a new random order every epoch (drawn from `seed`).

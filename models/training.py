@@ -154,8 +154,8 @@ def read_data(train_files: List[str], eval_files: List[str], item_files: List[st
   data = scan_data(train, train_in_order, eval_split, tf_transform_output, transform)
   if _fits_in_memory(data, training):
     with logged_phase('Held the train split in memory'):
-      data = dataclasses.replace(data, train=inputs.in_memory(train_in_order, training.batch_size,
-                                                              training.seed))
+      data = dataclasses.replace(data, train=inputs.in_memory(
+          inputs.model_inputs(train_in_order), training.batch_size, training.seed))
   if not item_files:
     return data
   with logged_phase('Scanned the items split'):
@@ -428,12 +428,14 @@ def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
     if _fits_in_memory(data, training):
       # One labelling pass, held by `in_memory` alone (no `with_teacher_outputs` cache besides).
       train = inputs.in_memory(
-          data.train_in_order.map(functools.partial(distiller.labelled, teacher_model)),
+          inputs.model_inputs(data.train_in_order).map(
+              functools.partial(distiller.labelled, teacher_model)),
           training.batch_size, training.seed)
       cache = lambda split: ''
     else:
       cache = lambda split: os.path.join(cache_dir, split)
-      train = (distiller.with_teacher_outputs(data.train_in_order, teacher_model, cache('train'))
+      train = (distiller.with_teacher_outputs(inputs.model_inputs(data.train_in_order),
+                                              teacher_model, cache('train'))
                .unbatch().shuffle(training.shuffle_buffer_size, seed=training.seed,
                                   reshuffle_each_iteration=True).batch(training.batch_size))
     yield dataclasses.replace(data, train=train, eval=None if data.eval is None else
