@@ -63,6 +63,9 @@ STUDENT_KINDS = (SCRATCH, DISTILLED, INT8)
 # embedded by the candidate tower), as these kinds, when the catalogue has cold items.
 WITHOUT_CONTENT_PATH = {layout.TEACHER: 'teacher_no_content_path',
                         INT8: 'student_int8_no_content_path'}
+# And, without a quota of fresh items configured, with `FRESH_SLOTS` of them (`ExportHParams`).
+WITH_FRESH_QUOTA = {layout.TEACHER: 'teacher_fresh_quota', INT8: 'student_int8_fresh_quota'}
+FRESH_SLOTS = 10
 NEEDS_TEACHER_RATIO = 0.92  # scratch NDCG@10 at most this share of the teacher's
 KEEPS_QUALITY_RATIO = 0.95  # the default student keeps this share of NDCG@10 and Recall@100
 METRICS = ('ndcg@10', 'recall@100')
@@ -160,14 +163,18 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
   models_dir = os.path.join(output_dir, 'models', settings.hexdigest()[:12], f'seed{seed}')
   dirs = {}
 
-  def export_to(name: str, model, int8_index: bool) -> None:
+  def export_to(name: str, model, int8_index: bool,
+                settings: hparams.ExportHParams = export_settings) -> None:
     dirs[name] = os.path.join(models_dir, name.replace('/', '_'))
-    training.export_model(model, data, export_settings, dirs[name], int8_index)
+    training.export_model(model, data, settings, dirs[name], int8_index)
 
   def write(name: str, model, int8_index: bool = False) -> None:
     training.attach_content_path(name, model, data, content_path_settings, seed)
     export_to(name, model, int8_index)
     kind = name.split('/')[0]
+    if kind in WITH_FRESH_QUOTA and not export_settings.fresh_slots:
+      export_to(name.replace(kind, WITH_FRESH_QUOTA[kind], 1), model, int8_index,
+                dataclasses.replace(export_settings, fresh_slots=FRESH_SLOTS))
     if kind in WITHOUT_CONTENT_PATH and model.content_candidates is not None:
       # The reference: the same model, its cold items embedded by its candidate tower.
       model.content_candidates, fitted = None, model.content_candidates
@@ -231,10 +238,12 @@ def frontier_rows(models: Mapping[str, Mapping[str, float]], sizes: Sequence[int
   rows = [teacher]
 
   def reference(kind: str, dim: int) -> List[dict]:
-    """The row of `kind` without its content path, when it was exported."""
-    names = [model_name(WITHOUT_CONTENT_PATH[kind], dim, s) for s in seeds]
-    return ([row(WITHOUT_CONTENT_PATH[kind], dim, names)] if all(n in models for n in names)
-            else [])
+    """The rows of `kind` with a fresh quota and without its content path, those exported."""
+    rows = []
+    for variant in (WITH_FRESH_QUOTA[kind], WITHOUT_CONTENT_PATH[kind]):
+      names = [model_name(variant, dim, s) for s in seeds]
+      rows += [row(variant, dim, names)] if all(n in models for n in names) else []
+    return rows
 
   rows += reference(layout.TEACHER, configs.TEACHER.embedding_dim)
   rows.append(row(evaluate.EASE, None, [evaluate.EASE]))

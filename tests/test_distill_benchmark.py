@@ -23,13 +23,14 @@ def test_benchmark_writes_a_row_per_model_and_size_and_the_frontier_plot(tmp_pat
   assert len(default) == 1 and default[0] in configs.DISTILLATION.student_dims
   sizes = sorted({4, default[0]})
   # The catalogue has items without train interactions: the teacher and the int8 students are
-  # also measured without their content path.
+  # also measured with a fresh quota and without their content path.
   teacher_dim = configs.TEACHER.embedding_dim
+  variants = lambda kind: (distill.WITH_FRESH_QUOTA[kind], distill.WITHOUT_CONTENT_PATH[kind])
   assert [(row['model'], row['embedding_dim']) for row in rows] == (
-      [(layout.TEACHER, teacher_dim), (distill.WITHOUT_CONTENT_PATH[layout.TEACHER], teacher_dim),
-       (evaluate.EASE, None)]
+      [(layout.TEACHER, teacher_dim)]
+      + [(variant, teacher_dim) for variant in variants(layout.TEACHER)] + [(evaluate.EASE, None)]
       + [(kind, dim) for dim in sizes
-         for kind in distill.STUDENT_KINDS + (distill.WITHOUT_CONTENT_PATH[distill.INT8],)])
+         for kind in distill.STUDENT_KINDS + variants(distill.INT8)])
   for row in rows:
     assert row['seeds'] == 1
     for name in ('ndcg@10_mean', 'ndcg@10_std', 'recall@100_mean', 'recall@100_std'):
