@@ -48,7 +48,8 @@ def catalogue_rankings(model, users: Sequence[str], histories: Sequence[Sequence
 
   Returns:
     (rankings, scores): rankings[i] holds user i's best `depths[i]` ids (str), best first;
-    scores[i] maps every catalogue id to its score, for i in `keep_scores`.
+    scores[i] maps every catalogue id outside user i's history to its score, for i in
+    `keep_scores`.
   """
   if not len(users) == len(histories) == len(depths):
     raise ValueError(f'need as many histories and depths as users, got {len(users)}, '
@@ -78,7 +79,9 @@ def catalogue_rankings(model, users: Sequence[str], histories: Sequence[Sequence
     positions = sorted(set(keep_scores))
     item_ids, item_scores = ranked(positions, np.iinfo(np.int32).max)  # every item
     for position, ids, values in zip(positions, item_ids, item_scores):
-      scores[position] = dict(zip((item.decode() for item in ids), values.tolist()))
+      # Without the history's items, which `rank_catalogue` puts last with score -inf.
+      scores[position] = {item.decode(): value for item, value in zip(ids, values.tolist())
+                          if np.isfinite(value)}
   return rankings, scores
 
 

@@ -270,11 +270,11 @@ def _unseen_first(index, queries: tf.Tensor, seen: tf.Tensor, depth: tf.Tensor,
                   size: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """The best min(`depth`, `size`) of `index`'s `size` candidates for `queries`, those in
   `seen` ([batch, n] index numbers, 0 for none) last with score -inf."""
-  k = tf.minimum(depth + tf.shape(seen)[1], size)
-  scores, item_indices = index(queries, k=k)
+  k = tf.minimum(depth, size)  # first: `depth` may be the largest int32 ("every item")
+  scores, item_indices = index(queries, k=tf.minimum(k + tf.shape(seen)[1], size))
   hit = tf.reduce_any(item_indices[:, :, None] == tf.cast(seen, item_indices.dtype)[:, None, :],
                       axis=2)
-  scores, order = tf.math.top_k(tf.where(hit, -np.inf, scores), k=tf.minimum(depth, size))
+  scores, order = tf.math.top_k(tf.where(hit, -np.inf, scores), k=k)
   return scores, tf.gather(item_indices, order, batch_dims=1)
 
 
