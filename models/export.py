@@ -258,10 +258,15 @@ class ServingModule(tf.Module):
 
   @tf.function(input_signature=[_EXAMPLES_SPEC])
   def score(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-    transformed = self._transform(tf.io.parse_example(examples, self.raw_spec))
+    raw = tf.io.parse_example(examples, self.raw_spec)
+    transformed = self._transform(raw)
     if self.predicts_ratings:
       return {signatures.RATING: self.core(towers.select(transformed, self.core))[towers.RATING]}
-    candidates = self.candidate_tower(towers.select(transformed, self.candidate_tower))
+    # A catalogue item's row of the index (a cold item's from the content path, an int8
+    # model's dequantized): the score `recommend` ranks by; other items' from the tower.
+    numbers = self.index_by_id.lookup(tf.reshape(raw[features.ITEM_ID], [-1]))
+    candidates = tf.where((numbers > 0)[:, None], self._index_rows(tf.maximum(numbers, 1)),
+                          self.candidate_tower(towers.select(transformed, self.candidate_tower)))
     return {signatures.RATING: tf.reduce_sum(self._embed_queries(transformed) * candidates,
                                              axis=1)}
 
