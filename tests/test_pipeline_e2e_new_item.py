@@ -19,7 +19,7 @@ LENIENT_GATES = dataclasses.replace(
     retrieval=gates.RetrievalGates(min_ndcg_ratio=0.0, max_size_ratio=1.0,
                                    min_popularity_ratio=0.0))
 GENRES = ('Action', 'Comedy')
-ITEMS_PER_GENRE = 40
+ITEMS_PER_GENRE = 100  # the catalogue must exceed the excluded history (100 items)
 USERS_PER_GENRE = 40
 NEW_ITEMS = {'new-action': 'Action', 'new-comedy': 'Comedy'}
 
@@ -66,7 +66,7 @@ def test_a_new_item_reaches_users_whose_history_matches_its_content(pushed_model
         item for item in NEW_ITEMS if NEW_ITEMS[item] != genre)
     same, other = next(same), next(other)
     # Above the new item of the other taste, and above every old item of the other taste (the
-    # answer's first places hold the 30 unseen items of this taste and the new one).
+    # answer's first places hold the 90 unseen items of this taste and the new one).
     place = _place(pushed_model, history, same)
     assert place < _place(pushed_model, history, other), genre
     assert place <= ITEMS_PER_GENRE - len(history), (genre, place)
