@@ -95,9 +95,9 @@ def data_components(data_source: str, schema_file: str, preprocessing_fn: str,
   from the raw data at `data_source`: the pipeline's data stages, in that order.
 
   RawExampleGen reads the source (for spans, the latest `data.span_window`), splits per user
-  (`data`'s fractions) and keeps `transform.history_length` items
-  of history and the item text of `transform.item_text_columns`; ExampleValidator checks the statistics against the curated schema in
-  `schema_file` with the rating domain `data.rating_range` (none for implicit `feedback`:
+  (`data`'s fractions) and keeps `transform.history_length` items of history and the item text
+  of `transform.item_text_columns`; ExampleValidator checks the statistics against the curated
+  schema in `schema_file` with the rating domain `data.rating_range` (none for implicit `feedback`:
   `components.schema_import`), and DataGate stops the run on any anomaly, or when the test
   split's ratings drifted from the train split's beyond `data.rating_drift_threshold`
   (Jensen-Shannon); for `feedback` explicit, also when the train split has a single rating value
