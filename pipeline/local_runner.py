@@ -188,9 +188,11 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
         gates: gates_lib.Gates = configs.GATES, train_student_scratch: bool = False,
         distill_results: str = configs.DISTILL_RESULTS,
         feedback: str = configs.FEEDBACK,
-        training: hparams.TrainingHParams = configs.TRAINING) -> dict:
+        training: hparams.TrainingHParams = configs.TRAINING,
+        content_path: hparams.ContentPathHParams = configs.CONTENT_PATH) -> dict:
   """Runs the pipeline on the raw data with the `configs` values, but for the `gates`, the
-  distillation results and the `training` settings given here (see `pipeline.create_pipeline`)
+  distillation results and the `training` and `content_path` settings given here (see
+  `pipeline.create_pipeline`)
   and the `feedback` setting ('auto': the data tells); returns the paths, the pushed version
   and the feedback kind.
 
@@ -206,7 +208,8 @@ def run(data_source: str, output_dir: str, enable_cache: bool = True,
   serving_model_dir = os.path.join(paths['serving'], configs.MODEL_NAME)
   try:
     _run_pipeline(source, paths, serving_model_dir, enable_cache, gates,
-                  train_student_scratch, _local_path(distill_results), feedback, training)
+                  train_student_scratch, _local_path(distill_results), feedback, training,
+                  content_path)
   except Exception as error:  # pylint: disable=broad-except
     stopping = _stopping_error(error)
     if stopping is None:
@@ -231,7 +234,8 @@ def _local_path(path: str) -> str:
 
 def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache: bool,
                   gates: gates_lib.Gates, train_student_scratch: bool, distill_results: str,
-                  feedback: str, training: hparams.TrainingHParams) -> None:
+                  feedback: str, training: hparams.TrainingHParams,
+                  content_path: hparams.ContentPathHParams) -> None:
   beam_dag_runner.BeamDagRunner().run(pipeline.create_pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=paths['pipeline_root'],
@@ -246,7 +250,7 @@ def _run_pipeline(source: str, paths: dict, serving_model_dir: str, enable_cache
       beam_pipeline_args=configs.LOCAL_BEAM_PIPELINE_ARGS,
       enable_cache=enable_cache,
       **{**configs.pipeline_arguments(), 'gates': gates, 'distill_results': distill_results,
-         'training': training}))
+         'training': training, 'content_path': content_path}))
 
 
 def main(argv=None) -> int:

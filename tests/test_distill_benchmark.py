@@ -23,9 +23,10 @@ def test_benchmark_writes_a_row_per_model_and_size_and_the_frontier_plot(tmp_pat
   assert len(default) == 1 and default[0] in configs.DISTILLATION.student_dims
   sizes = sorted({4, default[0]})
   # The catalogue has items without train interactions: the teacher and the int8 students are
-  # also measured with a fresh quota and without their content path.
+  # also measured with a fresh quota, and without their content path when it is on.
   teacher_dim = configs.TEACHER.embedding_dim
-  variants = lambda kind: (distill.WITH_FRESH_QUOTA[kind], distill.WITHOUT_CONTENT_PATH[kind])
+  variants = lambda kind: (distill.WITH_FRESH_QUOTA[kind],) + (
+      (distill.WITHOUT_CONTENT_PATH[kind],) if configs.CONTENT_PATH.epochs else ())
   assert [(row['model'], row['embedding_dim']) for row in rows] == (
       [(layout.TEACHER, teacher_dim)]
       + [(variant, teacher_dim) for variant in variants(layout.TEACHER)] + [(evaluate.EASE, None)]
