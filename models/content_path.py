@@ -206,15 +206,12 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         [shared_tokens(catalogue[features.ITEM_TEXT_INDICES], vocab.item_text_tokens)])
   content_inputs = {name: tf.constant(catalogue[name]) for name in path.input_names}
   # The item-to-item columns of cold items: those of an OOV index (zero for EASE's tables).
-  candidates = tf.constant(model.embed_candidates(
-      {name: tf.constant(values) for name, values in catalogue.items()
-       if name in model.candidate_tower.input_names}).numpy())
+  candidates = tf.constant(model.embed_candidates(towers.item_features(catalogue)).numpy())
   queries = _queries(model, train, settings.queries)
   temperature = settings.temperature_scale
   if eval_queries is not None:
     temperature *= calibrated_temperature(
-        model.embed_queries({name: tf.constant(values) for name, values in
-                             eval_queries.queries.items()}).numpy() @ candidates.numpy().T,
+        eval_split.catalogue_scores(model, eval_queries, catalogue, int8_index=False),
         eval_queries.eval_data)
   optimizer = tf.keras.optimizers.Adam(settings.learning_rate)
 
