@@ -30,15 +30,28 @@ the highest likelihood; a hybrid model's mix is chosen for ranking, not for chan
   towers' part of the model's (relative to the latter's mean square), weighted by
   `embedding_weight`, which keeps the embeddings near the model's where the scores allow it.
 
+The level term puts cold items on the warm items' scale as if they were look-alikes of warm
+ones; how often users actually pick items without train interactions depends on the data (items
+that arrive over time and are in fashion, or old ones that nobody picked). With a `Calibration`,
+the fitted path's scores are shifted by an offset learnt from the eval split
+(`calibrated_level`): the one under which the model's chances give the eval users' targets, warm
+and cold, the highest likelihood, so that the cold items' share of the chances is their share of
+the eval picks. The offset is added along the eval queries' mean direction (a bias of the path's
+output layer: query q's cold scores move by b · q·m, m the mean query over its square norm),
+which needs no column of its own in the index.
+
 `attach` gives a `TwoTowerModel` its fitted content path; its `embed_candidates` then embeds
 cold items (their item index an OOV bucket) with it, outside training, so that the exported
 index holds the content path's embeddings of cold items and the model's of warm ones.
 """
+import dataclasses
 import math
 from typing import Dict, List, Optional
 
 from absl import logging
 import numpy as np
+from scipy import optimize
+from scipy import sparse
 from scipy import special as scipy_special
 import tensorflow as tf
 
@@ -50,6 +63,19 @@ from models import towers
 
 # Temperatures tried by `calibrated_temperature`, in units of the queries' mean score spread.
 TEMPERATURES = tuple(2.0**(k / 2) for k in range(-8, 9))
+# The bound of `calibrated_level`'s offsets, in units of the temperature: e^-20 of the chances.
+MAX_LEVEL = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+  """What the content path is calibrated on: the first eval users' queries and warm targets
+  (`eval_queries`, in the index space of the train catalogue), the cold items' catalogue columns
+  (`cold_items`) and those users' eval targets among them (`cold_targets`, [users, cold items],
+  `eval_split.items_targets`)."""
+  eval_queries: eval_split.EvalQueries
+  cold_items: Dict[str, np.ndarray]
+  cold_targets: sparse.csr_matrix
 
 
 class SharedTokens(tf.keras.layers.Layer):
@@ -170,6 +196,56 @@ def calibrated_temperature(scores: np.ndarray, eval_data: protocol.EvalData) -> 
   return best[0]
 
 
+def calibrated_level(warm_scores: np.ndarray, cold_scores: np.ndarray, shifts: np.ndarray,
+                     eval_data: protocol.EvalData, cold_targets: sparse.csr_matrix,
+                     temperature: float) -> float:
+  """The offset b under which softmax(scores / `temperature`) over each query's unseen catalogue,
+  its warm items' `warm_scores` (the columns of `eval_data`) and its cold items' `cold_scores` +
+  b × `shifts` (one shift per query), gives its eval targets (the unseen ones of `eval_data` and
+  `cold_targets`) the highest log-likelihood, within ±`MAX_LEVEL` × `temperature`.
+
+  The likelihood is concave in b; with shifts of 1, at its maximum the cold items' chances summed
+  over the targets equal the number of cold targets. No target: 0."""
+  seen = eval_data.seen.toarray().astype(bool)
+  targets = eval_data.targets.toarray().astype(bool) & ~seen
+  warm_counts = targets.sum(axis=1)
+  cold_counts = np.asarray(cold_targets.sum(axis=1)).ravel()
+  counts = warm_counts + cold_counts
+  if not counts.sum():
+    return 0.0
+  warm = scipy_special.logsumexp(np.where(seen, -np.inf, warm_scores / temperature), axis=1)
+  cold = scipy_special.logsumexp(cold_scores / temperature, axis=1)
+
+  def minus_likelihood(level: float) -> float:
+    moved = level * shifts / temperature
+    return float(np.sum(counts * np.logaddexp(warm, cold + moved) - cold_counts * moved))
+
+  bound = MAX_LEVEL * temperature
+  return float(optimize.minimize_scalar(minus_likelihood, bounds=(-bound, bound),
+                                        method='bounded', options={'xatol': 1e-4 * bound}).x)
+
+
+def _shift_to_level(path: tf.keras.Model, model, calibration: Calibration,
+                    warm_scores: np.ndarray, temperature: float) -> None:
+  """Adds `calibrated_level`'s offset of the fitted `path`'s cold scores, on `calibration` (the
+  model's `warm_scores` of its users), to the path's output bias, along the eval queries' mean
+  direction (module docstring)."""
+  width = towers_width(model)
+  queries = eval_split.query_embeddings(model, calibration.eval_queries)[:, :width]
+  mean = queries.mean(axis=0)
+  direction = mean / max(float(mean @ mean), 1e-12)
+  shifts = queries @ direction
+  cold_items = {name: tf.constant(calibration.cold_items[name]) for name in path.input_names}
+  level = calibrated_level(warm_scores, queries @ path(cold_items).numpy().T, shifts,
+                           calibration.eval_queries.eval_data, calibration.cold_targets,
+                           temperature)
+  bias = path.get_layer('content_output').bias
+  bias.assign_add(level * direction.astype(np.float32))
+  logging.info('Content path of %s: the cold items\' level %+.3g (%d cold eval targets of %d '
+               'users; shifts of the queries %.2f ± %.2f)', model.core.name, level,
+               calibration.cold_targets.nnz, len(shifts), shifts.mean(), shifts.std())
+
+
 def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor, width: int,
            temperature: float = 1.0) -> Dict[str, tf.Tensor]:
   """The three terms (module docstring), each a mean over the queries (or items), for model
@@ -192,10 +268,11 @@ def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor, width:
 def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         vocab: towers.Vocabularies, transform: hparams.TransformHParams,
         settings: hparams.ContentPathHParams, seed: int,
-        eval_queries: Optional[eval_split.EvalQueries] = None) -> ContentCandidates:
+        calibration: Optional[Calibration] = None) -> ContentCandidates:
   """The content path of a trained `model`, fitted on the warm items of `catalogue` (the
   train vocabulary's) with the model's queries of `train` examples, at the temperature
-  calibrated on `eval_queries` (1 without them) (module docstring)."""
+  calibrated on `calibration`'s eval users (1 without them), its cold items' level then learnt
+  on them when `settings.level_from_eval` (module docstring)."""
   tf.random.set_seed(seed)
   width = towers_width(model)
   path = build(vocab, transform, width, settings.hidden_units, settings.content_dim)
@@ -208,11 +285,12 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
   # The item-to-item columns of cold items: those of an OOV index (zero for EASE's tables).
   candidates = tf.constant(model.embed_candidates(towers.item_features(catalogue)).numpy())
   queries = _queries(model, train, settings.queries)
-  temperature = settings.temperature_scale
-  if eval_queries is not None:
-    temperature *= calibrated_temperature(
-        eval_split.catalogue_scores(model, eval_queries, catalogue, int8_index=False),
-        eval_queries.eval_data)
+  calibrated = 1.0
+  if calibration is not None:
+    warm_scores = eval_split.catalogue_scores(model, calibration.eval_queries, catalogue,
+                                              int8_index=False)
+    calibrated = calibrated_temperature(warm_scores, calibration.eval_queries.eval_data)
+  temperature = calibrated * settings.temperature_scale
   optimizer = tf.keras.optimizers.Adam(settings.learning_rate)
 
   @tf.function
@@ -236,4 +314,6 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
                                              (b + 1) * settings.batch_size]]))
   logging.info('Content path of %s at temperature %.3g: %s', model.core.name, temperature,
                ', '.join(f'{name} loss {float(value):.4f}' for name, value in terms.items()))
+  if calibration is not None and settings.level_from_eval:
+    _shift_to_level(path, model, calibration, warm_scores, calibrated)
   return ContentCandidates(path, first_oov_index(model), width)

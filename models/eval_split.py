@@ -17,6 +17,7 @@ import tensorflow as tf
 from contract import features
 from evaluation import metrics as metrics_lib
 from evaluation import protocol
+from models import inputs
 from models import quantization
 from models import towers
 
@@ -81,15 +82,34 @@ def collect(train: tf.data.Dataset, eval_split: tf.data.Dataset, num_catalogue_i
                      eval_data)
 
 
+def items_targets(eval_split: tf.data.Dataset, users: pd.Index,
+                  item_ids: np.ndarray) -> sparse.csr_matrix:
+  """The binary [users, items] matrix of the eval targets of `users` (user indices) among the
+  items of raw ids `item_ids`: cold items, which the index space cannot tell apart (they share
+  OOV buckets), by their raw ids."""
+  items = pd.Index(item_ids)
+  rows, columns = [], []
+  for batch in eval_split:
+    rows.append(users.get_indexer(batch[features.USER_INDEX].numpy()))
+    columns.append(items.get_indexer(inputs.id_strings(batch[features.ITEM_ID].numpy())))
+  return protocol.binary_matrix(np.concatenate(rows + [np.empty(0, np.int64)]),
+                                np.concatenate(columns + [np.empty(0, np.int64)]),
+                                (len(users), len(items)))
+
+
+def query_embeddings(model, eval_queries: EvalQueries) -> np.ndarray:
+  """[users, dim] the model's queries of the eval users."""
+  return model.embed_queries(
+      {name: tf.constant(values) for name, values in eval_queries.queries.items()}).numpy()
+
+
 def catalogue_scores(model, eval_queries: EvalQueries, catalogue: Dict[str, np.ndarray],
                      int8_index: bool) -> np.ndarray:
   """[users, catalogue] scores as the exported index computes them."""
   candidates = model.embed_candidates(towers.item_features(catalogue)).numpy()
   if int8_index:
     candidates = quantization.dequantize_rows(*quantization.quantize_rows(candidates))
-  queries = model.embed_queries(
-      {name: tf.constant(values) for name, values in eval_queries.queries.items()}).numpy()
-  return queries @ candidates.T
+  return query_embeddings(model, eval_queries) @ candidates.T
 
 
 def ranking(model, eval_queries: EvalQueries, catalogue: Dict[str, np.ndarray],

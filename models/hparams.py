@@ -176,7 +176,8 @@ class ContentPathHParams:
   are `content_dim` wide, the hidden layer `hidden_units`; the level and embedding terms are
   weighted `level_weight` and `embedding_weight` (the ranking term 1); the temperature of the
   model's scores is calibrated on the first `calibration_users` eval users, then multiplied by
-  `temperature_scale`. 0 epochs: no content path (cold items embedded by the candidate
+  `temperature_scale`; with `level_from_eval`, the cold items' level is then learnt on those
+  users' eval targets. 0 epochs: no content path (cold items embedded by the candidate
   tower)."""
   epochs: int
   batch_size: int
@@ -188,6 +189,7 @@ class ContentPathHParams:
   embedding_weight: float
   calibration_users: int
   temperature_scale: float
+  level_from_eval: bool
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,6 +82,8 @@ class TrainingData:
   cold_items: Optional[Dict[str, np.ndarray]] = None
   _eval_queries: Dict[int, eval_split.EvalQueries] = dataclasses.field(
       default_factory=dict, init=False, repr=False, compare=False)
+  _calibrations: Dict[int, content_path.Calibration] = dataclasses.field(
+      default_factory=dict, init=False, repr=False, compare=False)
 
   def eval_queries(self, max_users: int) -> eval_split.EvalQueries:
     """The first `max_users` eval users' queries (`eval_split.collect`), collected once: every
@@ -90,6 +92,16 @@ class TrainingData:
       self._eval_queries[max_users] = eval_split.collect(
           self.train_in_order, self.eval, len(self.stats.catalogue[features.ITEM_ID]), max_users)
     return self._eval_queries[max_users]
+
+  def content_path_calibration(self, max_users: int) -> content_path.Calibration:
+    """The first `max_users` eval users' queries and targets, warm and cold, on which content
+    paths are calibrated, collected once. Requires an eval split and cold items."""
+    if max_users not in self._calibrations:
+      eval_queries = self.eval_queries(max_users)
+      self._calibrations[max_users] = content_path.Calibration(
+          eval_queries, self.cold_items, eval_split.items_targets(
+              self.eval, eval_queries.eval_data.users, self.cold_items[features.ITEM_ID]))
+    return self._calibrations[max_users]
 
   @functools.cached_property
   def catalogue(self) -> Dict[str, np.ndarray]:
@@ -523,7 +535,8 @@ def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: Trainin
   with logged_phase(f'Fitted the {name} content path'):
     model.content_candidates = content_path.fit(
         model, data.train, data.stats.catalogue, data.vocab, data.transform, settings, seed,
-        None if data.eval is None else data.eval_queries(settings.calibration_users))
+        None if data.eval is None else data.content_path_calibration(
+            settings.calibration_users))
 
 
 def fresh_items(data: TrainingData, max_interactions: int) -> np.ndarray:

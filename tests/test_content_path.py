@@ -22,7 +22,7 @@ import tiny_models
 SETTINGS = hparams.ContentPathHParams(
     epochs=150, batch_size=8, queries=16, hidden_units=16, content_dim=8, learning_rate=0.01,
     level_weight=1.0, embedding_weight=0.1, calibration_users=10,
-    temperature_scale=1.0)
+    temperature_scale=1.0, level_from_eval=True)
 
 
 def test_the_loss_terms_by_hand():
@@ -56,6 +56,33 @@ def test_the_calibrated_temperature_maximises_the_eval_targets_likelihood():
   likelihood = lambda t: 1 / t - np.log(np.exp(2 / t) + 2)
   assert all(likelihood(temperature) >= likelihood(factor * spread)
              for factor in content_path.TEMPERATURES)
+
+
+def test_the_calibrated_level_gives_cold_items_their_share_of_the_eval_picks():
+  # The user above (warm unseen scores 2 0 0, two warm targets) and two cold items scored 0 0,
+  # the first a target. At T = 1 the likelihood peaks where the cold items' chance is the cold
+  # share of the targets, 1/3: 2e^b / (e^2 + 2 + 2e^b) = 1/3, e^b = (e^2 + 2) / 4.
+  eval_data = protocol.EvalData(
+      split=features.EVAL_SPLIT, items=pd.Index([1, 2, 3, 4]), users=pd.Index([0]),
+      seen=sparse.csr_matrix([[0, 0, 0, 1]]), targets=sparse.csr_matrix([[1, 1, 0, 0]]),
+      num_targets=np.array([3]))
+  warm = np.array([[2.0, 0.0, 0.0, 5.0]])
+  cold = np.array([[0.0, 0.0]])
+  picked = sparse.csr_matrix([[1, 0]])
+  level = lambda shifts, temperature=1.0: content_path.calibrated_level(
+      warm, cold, np.array(shifts), eval_data, picked, temperature)
+  expected = np.log((np.e**2 + 2) / 4)
+  assert level([1.0]) == pytest.approx(expected, abs=1e-3)
+  assert level([2.0]) == pytest.approx(expected / 2, abs=1e-3)  # the query moves twice as far
+  assert level([1.0], temperature=2.0) == pytest.approx(  # 2e^(b/2) / (e + 2 + 2e^(b/2)) = 1/3
+      2 * np.log((np.e + 2) / 4), abs=1e-3)
+  # Nobody picked a cold item: as low as allowed; no target at all: no offset.
+  assert content_path.calibrated_level(warm, cold, np.ones(1), eval_data,
+                                       sparse.csr_matrix((1, 2)), 1.0) == pytest.approx(
+                                           -content_path.MAX_LEVEL, abs=1e-2)
+  no_targets = dataclasses.replace(eval_data, targets=sparse.csr_matrix((1, 4)))
+  assert content_path.calibrated_level(warm, cold, np.ones(1), no_targets,
+                                       sparse.csr_matrix((1, 2)), 1.0) == 0.0
 
 
 def test_tokens_of_a_single_warm_item_are_dropped():
