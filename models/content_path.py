@@ -38,7 +38,9 @@ the fitted path's scores are shifted by an offset learnt from the eval split
 and cold, the highest likelihood, so that the cold items' share of the chances is their share of
 the eval picks. The offset is added along the eval queries' mean direction (a bias of the path's
 output layer: query q's cold scores move by b · q·m, m the mean query over its square norm),
-which needs no column of its own in the index.
+which needs no column of its own in the index. And the path is kept only where it orders the
+eval split's cold picks among the cold items better than the model's candidate tower does
+(`mean_percentile`): where an item's content tells little, it can do worse.
 
 `attach` gives a `TwoTowerModel` its fitted content path; its `embed_candidates` then embeds
 cold items (their item index an OOV bucket) with it, outside training, so that the exported
@@ -225,6 +227,36 @@ def calibrated_level(warm_scores: np.ndarray, cold_scores: np.ndarray, shifts: n
                                         method='bounded', options={'xatol': 1e-4 * bound}).x)
 
 
+def mean_percentile(scores: np.ndarray, targets: sparse.csr_matrix) -> Optional[float]:
+  """The mean, over the (user, item) pairs of `targets`, of the share of the user's other items
+  (columns of `scores`) that score below the item (ties count half): 1 when every target is
+  first, 0.5 for a random order; None without targets."""
+  users, columns = targets.nonzero()
+  if not len(users):
+    return None
+  rows, picked = scores[users], scores[users, columns][:, None]
+  below = (rows < picked).sum(axis=1) + 0.5 * ((rows == picked).sum(axis=1) - 1)
+  return float(np.mean(below / max(scores.shape[1] - 1, 1)))
+
+
+def _beats_the_tower(path: tf.keras.Model, model, calibration: Calibration) -> bool:
+  """Whether the fitted `path` orders `calibration`'s cold picks among the cold items better
+  (`mean_percentile`) than the model's candidate tower does; True without cold picks."""
+  queries = eval_split.query_embeddings(model, calibration.eval_queries)
+  cold_items = {name: tf.constant(calibration.cold_items[name]) for name in path.input_names}
+  tower = mean_percentile(
+      queries @ model.embed_candidates(towers.item_features(calibration.cold_items)).numpy().T,
+      calibration.cold_targets)
+  content = mean_percentile(queries[:, :towers_width(model)] @ path(cold_items).numpy().T,
+                            calibration.cold_targets)
+  if content is None:
+    return True
+  logging.info('Content path of %s: the eval split\'s %d cold picks at a mean percentile of '
+               '%.3f among the cold items (the candidate tower: %.3f)', model.core.name,
+               calibration.cold_targets.nnz, content, tower)
+  return content > tower
+
+
 def _shift_to_level(path: tf.keras.Model, model, calibration: Calibration,
                     warm_scores: np.ndarray, temperature: float) -> None:
   """Adds `calibrated_level`'s offset of the fitted `path`'s cold scores, on `calibration` (the
@@ -268,11 +300,12 @@ def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor, width:
 def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         vocab: towers.Vocabularies, transform: hparams.TransformHParams,
         settings: hparams.ContentPathHParams, seed: int,
-        calibration: Optional[Calibration] = None) -> ContentCandidates:
+        calibration: Optional[Calibration] = None) -> Optional[ContentCandidates]:
   """The content path of a trained `model`, fitted on the warm items of `catalogue` (the
   train vocabulary's) with the model's queries of `train` examples, at the temperature
-  calibrated on `calibration`'s eval users (1 without them), its cold items' level then learnt
-  on them when `settings.level_from_eval` (module docstring)."""
+  calibrated on `calibration`'s eval users (1 without them); with `settings.level_from_eval`,
+  kept only if it orders their cold picks better than the candidate tower, and its cold items'
+  level learnt on them (module docstring); None when not kept."""
   tf.random.set_seed(seed)
   width = towers_width(model)
   path = build(vocab, transform, width, settings.hidden_units, settings.content_dim)
@@ -315,5 +348,9 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
   logging.info('Content path of %s at temperature %.3g: %s', model.core.name, temperature,
                ', '.join(f'{name} loss {float(value):.4f}' for name, value in terms.items()))
   if calibration is not None and settings.level_from_eval:
+    if not _beats_the_tower(path, model, calibration):
+      logging.info('Content path of %s: not kept (cold items embedded by the candidate tower)',
+                   model.core.name)
+      return None
     _shift_to_level(path, model, calibration, warm_scores, calibrated)
   return ContentCandidates(path, first_oov_index(model), width)

@@ -121,7 +121,7 @@ DISTILLATION = hparams.DistillationHParams(
 CONTENT_PATH = hparams.ContentPathHParams(
     epochs=int(os.environ.get('CONTENT_PATH_EPOCHS', '0')), batch_size=256, queries=4096, hidden_units=64, content_dim=16,
     learning_rate=0.005, level_weight=1.0, embedding_weight=0.1, calibration_users=1000,
-    temperature_scale=1.25, level_from_eval=True)
+    temperature_scale=1.0, level_from_eval=True)
 # Fresh items (no train interaction) get no reserved slots: their content path's scores place them
 # among the others (docs/results.md).
 EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K, fresh_slots=0, fresh_max_interactions=0)
