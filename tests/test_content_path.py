@@ -31,12 +31,12 @@ def test_the_loss_terms_by_hand():
   candidates = tf.constant([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
   content = tf.constant([[0.5, 0.0], [0.0, 0.0]])
   terms = content_path.losses(queries, candidates, content, width=2)
-  # Model scores 3 and 0; content scores 0.5 and 0 (no item-to-item column for a cold item).
-  p = np.exp([3.0, 0.0]) / np.exp([3.0, 0.0]).sum()
+  # The towers' scores 1 and 0 (the item-to-item column left out); content scores 0.5 and 0.
+  p = np.exp([1.0, 0.0]) / np.exp([1.0, 0.0]).sum()
   log_q = np.array([0.5, 0.0]) - np.log(np.exp(0.5) + 1.0)
   assert float(terms['ranking']) == pytest.approx(-(p * log_q).sum(), rel=1e-5)
   assert float(terms['level']) == pytest.approx(
-      (np.log(np.exp(0.5) + 1.0) - np.log(np.exp(3.0) + 1.0))**2, rel=1e-5)
+      (np.log(np.exp(0.5) + 1.0) - np.log(np.exp(1.0) + 1.0))**2, rel=1e-5)
   # Squared distances 0.25 and 1 over squared norms 1 and 1.
   assert float(terms['embedding']) == pytest.approx(0.625, rel=1e-5)
 

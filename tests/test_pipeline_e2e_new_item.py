@@ -55,9 +55,7 @@ def _two_tastes() -> tables.Dataset:
 @pytest.fixture(scope='module')
 def pushed_model(tmp_path_factory):
   data = input_writers.write_csv(_two_tastes(), tmp_path_factory.mktemp('two_tastes'))
-  # The content path on (it is off by default: docs/results.md).
-  result = local_runner.run(str(data), str(tmp_path_factory.mktemp('run')), gates=LENIENT_GATES,
-                            content_path=dataclasses.replace(configs.CONTENT_PATH, epochs=20))
+  result = local_runner.run(str(data), str(tmp_path_factory.mktemp('run')), gates=LENIENT_GATES)
   assert result['pushed'], 'the run must push'
   return tf.saved_model.load(result['pushed'])
 
