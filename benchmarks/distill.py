@@ -60,7 +60,8 @@ SEEDS = 3
 SCRATCH, DISTILLED, INT8 = 'student_scratch', 'student_distilled', 'student_int8'
 STUDENT_KINDS = (SCRATCH, DISTILLED, INT8)
 # The teacher and the int8 students are also exported without their content path (cold items
-# embedded by the candidate tower), as these kinds, when the catalogue has cold items.
+# embedded by the candidate tower), as these kinds, when the catalogue has cold items and the
+# content path is on (kept or not).
 WITHOUT_CONTENT_PATH = {layout.TEACHER: 'teacher_no_content_path',
                         INT8: 'student_int8_no_content_path'}
 # And, without a quota of fresh items configured, with `FRESH_SLOTS` of them (`ExportHParams`).
@@ -175,8 +176,9 @@ def train_seed(output_dir: str, seed: int, sizes: Sequence[int],
     if kind in WITH_FRESH_QUOTA and not export_settings.fresh_slots:
       export_to(name.replace(kind, WITH_FRESH_QUOTA[kind], 1), model, int8_index,
                 dataclasses.replace(export_settings, fresh_slots=FRESH_SLOTS))
-    if kind in WITHOUT_CONTENT_PATH and model.content_candidates is not None:
-      # The reference: the same model, its cold items embedded by its candidate tower.
+    if kind in WITHOUT_CONTENT_PATH and content_path_settings.epochs and data.has_cold_items:
+      # The reference: the same model, its cold items embedded by its candidate tower (the
+      # same export where the content path was not kept).
       model.content_candidates, fitted = None, model.content_candidates
       export_to(name.replace(kind, WITHOUT_CONTENT_PATH[kind], 1), model, int8_index)
       model.content_candidates = fitted

@@ -103,6 +103,11 @@ class TrainingData:
               self.eval, eval_queries.eval_data.users, self.cold_items[features.ITEM_ID]))
     return self._calibrations[max_users]
 
+  @property
+  def has_cold_items(self) -> bool:
+    """Whether the catalogue has items without train interactions."""
+    return self.cold_items is not None and len(self.cold_items[features.ITEM_ID]) > 0
+
   @functools.cached_property
   def catalogue(self) -> Dict[str, np.ndarray]:
     """Every item the exported models rank: the train vocabulary's (`stats.catalogue`, which
@@ -529,8 +534,7 @@ def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: Trainin
   """Fits the content path of a trained `model` (named `name`) on its warm items and attaches it
   (`models.content_path`), so that its exports embed the cold items of the catalogue with it;
   nothing when the catalogue has no cold item or `settings.epochs` is 0."""
-  if not settings.epochs or data.cold_items is None or not len(
-      data.cold_items[features.ITEM_ID]):
+  if not settings.epochs or not data.has_cold_items:
     return
   with logged_phase(f'Fitted the {name} content path'):
     model.content_candidates = content_path.fit(
