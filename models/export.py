@@ -154,12 +154,14 @@ class ServingModule(tf.Module):
     numbers = tf.ragged.map_flat_values(self.index_by_id.lookup, latest)
     return numbers.to_tensor(default_value=0, shape=[None, self.history_length])
 
-  def _index_rows(self, item_indices: tf.Tensor) -> tf.Tensor:
+  def _index_rows(self, item_indices: tf.Tensor, queried: bool = False) -> tf.Tensor:
     """The index's candidate rows of the items it returned as `item_indices` (catalogue row
-    + 1): the values their scores were computed from."""
+    + 1): the values their scores were computed from. With `queried`, they are results of a
+    query of the index in this graph, which an int8 index reads from the float cache that
+    query filled."""
     rows = item_indices - 1
     if isinstance(self.index, quantization.Int8BruteForce):
-      return self.index.candidate_rows(rows)
+      return self.index.queried_rows(rows) if queried else self.index.candidate_rows(rows)
     return tf.gather(compat.brute_force_candidates(self.index), rows)
 
   def _top(self, queries: tf.Tensor, exclusions: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -181,17 +183,20 @@ class ServingModule(tf.Module):
   def _recommend_with_reasons(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     """`_recommend`'s results and, per result, the history item that led to it
     (`signatures.REASON_ITEM_IDS`; '' throughout for a model without per-history-item terms)."""
+    if not self.reasons.available:
+      results = self._recommend(raw)
+      results[signatures.REASON_ITEM_IDS] = tf.fill(tf.shape(results[signatures.ITEM_IDS]), '')
+      return results
     transformed = self._transform(raw)
     latest = self._latest_history(raw)
-    scores, item_indices = self._top(self._embed_queries(transformed), self._exclusions(latest))
+    # The query tower's pass also gives the rows of the history that the reasons weigh.
+    queries, rows = self.reasons.embed_queries(transformed)
+    scores, item_indices = self._top(queries, self._exclusions(latest))
     results = self._results(scores, item_indices)
-    if self.reasons.available:
-      results[signatures.REASON_ITEM_IDS] = self.reasons(
-          transformed[features.HISTORY_INDICES],
-          latest.to_tensor(default_value='', shape=[None, self.history_length]),
-          self._index_rows(item_indices))
-    else:
-      results[signatures.REASON_ITEM_IDS] = tf.fill(tf.shape(item_indices), '')
+    # The ids of the batch's longest history's positions (the later ones are padding).
+    results[signatures.REASON_ITEM_IDS] = self.reasons(
+        transformed[features.HISTORY_INDICES], latest.to_tensor(default_value=''),
+        self._index_rows(item_indices, queried=True), rows)
     return results
 
   def _results(self, scores: tf.Tensor, item_indices: tf.Tensor) -> Dict[str, tf.Tensor]:

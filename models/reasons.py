@@ -27,7 +27,7 @@ The candidate rows are the top-K index's own (dequantized for an int8 index), th
 served scores come from. Terms are per history position: an item that occurs twice in a history
 counts as two positions.
 """
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -65,9 +65,10 @@ class _LinearHistory:
   """The towers' linear pooled-history path of a core (module docstring): the item table, the
   pooling, the query output layer, and the rows of its kernel that the pooled history meets."""
 
-  def __init__(self, embedding, pooling, output, start: int, stop: int):
+  def __init__(self, embedding, pooling, embedded, output, start: int, stop: int):
     self.embedding = embedding
     self.pooling = pooling
+    self.embedded = embedded  # the core's (symbolic) embedded history, which the pooling pools
     self.output = output
     self.start = start
     self.stop = stop
@@ -108,68 +109,143 @@ class _LinearHistory:
         if (history.name != features.HISTORY_INDICES or len(sources) != 1
             or sources[0] is not history):
           return None  # e.g. attention between the table and the pooling
-        path = cls(embedding, producer, output, start, start + width)
+        path = cls(embedding, producer, embedded, output, start, start + width)
       start += width
     return path
-
-  def vectors(self, history: tf.Tensor, mix: tf.Tensor) -> tf.Tensor:
-    """[batch, length, width]: per history position, the vector whose product with a
-    candidate's towers' part is the position's term, weighted by the towers' `mix`:
-    w_i · E[h_i] K_h."""
-    weights = self.pooling.position_weights(history) * mix
-    return tf.linalg.matmul(self.embedding(history) * weights[..., None], self.kernel)
 
 
 class HistoryReasons:
   """Per result, the history item with the largest term in its score (module docstring) for a
-  model core (`towers.core_model`): what `models.export` returns as `reason_item_ids`."""
+  model core (`towers.core_model`): what `models.export` returns as `reason_item_ids`.
+
+  Each part with terms (the towers' linear pooled history, the item-to-item component) has
+  per history position a row (the towers': E[h_i] K_h; the component's: H[h_i]) and a weight
+  (its pooling's recency weight times its mix weight); a position's vector is its rows side by
+  side, each times its weight, and its terms are the products of those vectors with the
+  candidates' rows, in one batched product. `embed_queries` computes the rows (E[h_i] and
+  H[h_i], what the poolings pool) in the query tower's own pass; without them they are looked
+  up again. What does not depend on the request (the recency weights' exponentials and sums,
+  the mix weights, K_h) is read once, when this is built: an exported model's weights do not
+  change. Every operation counts: the reasons of a request are about thirty small operations
+  beside the few hundred of its recommendations (docs/results.md, What reasons cost).
+  """
 
   def __init__(self, core: tf.keras.Model):
     names = {layer.name for layer in core.layers}
+    self.core = core
     self.mix = core.get_layer('hybrid_mix') if 'hybrid_mix' in names else None
     towers_query = core.outputs[towers.QUERY]
+    mix = [1.0, 0.0]
     if self.mix is not None:
-      self.core = core
       self.item_item_pooling = core.get_layer('item_item_pooling')
       self.rank = core.get_layer('item_item_candidate').output_dim
       towers_query = _argument(self.mix, 0, 'towers_query')
+      mix = self.mix.mix.numpy().tolist()
     self.towers = _LinearHistory.find(core, towers_query)
+    # The parts with terms, in the order of their columns in the candidates' rows.
+    poolings, rows, mixes = [], [], []
+    if self.towers is not None:
+      poolings.append(self.towers.pooling)
+      rows.append(self.towers.embedded)
+      mixes.append(mix[0])
+    if self.mix is not None:
+      poolings.append(self.item_item_pooling)
+      rows.append(_argument(self.item_item_pooling, 0, 'embeddings'))
+      mixes.append(mix[1])
+    self.query_tower = towers.query_tower(core, *rows) if poolings else None
+    if poolings:
+      # Per recency, each part's exp(recency logit) ([length, parts]); per number of history
+      # items, the divisor of each part's weights ([length + 1, parts]): the sum of those
+      # items' exp(logit) for a normalized pooling (1 for the others), over its mix weight.
+      exp_logits = tf.exp(tf.stack([pooling.recency_logits for pooling in poolings], axis=1))
+      sums = tf.concat([tf.zeros([1, len(poolings)]), tf.cumsum(exp_logits, axis=0)], axis=0)
+      normalized = tf.constant([pooling.normalize for pooling in poolings])
+      self.exp_logits = tf.constant(exp_logits.numpy())
+      self.divisors = tf.constant(
+          (tf.where(normalized, tf.maximum(sums, 1e-9), 1.0) / mixes).numpy())
 
   @property
   def available(self) -> bool:
     """Whether any part of the model's scores is a sum over the history items."""
-    return self.mix is not None or self.towers is not None
+    return self.query_tower is not None
+
+  def embed_queries(self, transformed: Dict[str, tf.Tensor]
+                    ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+    """The queries of `transformed` features, as the core's query tower computes them, and
+    the rows of each part per position of their history ([batch, length, width] each)."""
+    query, *rows = self.query_tower(towers.select(transformed, self.query_tower))
+    return query, rows
+
+  def _rows(self, history: tf.Tensor) -> List[tf.Tensor]:
+    """The rows of each part per position of `history`, looked up."""
+    rows = []
+    if self.towers is not None:
+      rows.append(self.towers.embedding(history))
+    if self.mix is not None:
+      rows.append(towers.item_item_history_rows(self.core, history))
+    return rows
+
+  def _weights(self, history: tf.Tensor) -> tf.Tensor:
+    """[batch, length, parts]: each part's weight of each position of `history` (its
+    pooling's `position_weights` times its mix weight). On the history the query tower was
+    given, `positions` is the same computation as in its poolings, which Grappler does once."""
+    present, recency, count = towers.RecencyWeightedPooling.positions(history)
+    return tf.gather(self.exp_logits, recency) * present[..., None] / tf.gather(
+        self.divisors, count)
+
+  def _vectors(self, rows: List[tf.Tensor], weights: tf.Tensor) -> tf.Tensor:
+    """`vectors` from each part's rows ([batch, length, width]) and weights ([batch, length,
+    parts]) of the same positions."""
+    if self.towers is not None:
+      rows = [_product(rows[0], self.towers.kernel), *rows[1:]]
+    if len(rows) == 1:
+      return rows[0] * weights
+    return tf.concat([part * weights[..., i:i + 1] for i, part in enumerate(rows)], axis=-1)
+
+  def vectors(self, history: tf.Tensor) -> tf.Tensor:
+    """[batch, length, dim]: per position of `history` ([batch, length] transformed item
+    indices, 0 pads), the vector whose product with a candidate's row of the index is the
+    position's term in its score (the component's columns alone for a model whose towers have
+    no terms)."""
+    return self._vectors(self._rows(history), self._weights(history))
+
+  def _terms(self, candidates: tf.Tensor, vectors: tf.Tensor) -> tf.Tensor:
+    """[batch, K, length]: the products of `candidates`' rows with `vectors`."""
+    if self.towers is None:  # only the component's columns (the last) have terms
+      candidates = candidates[..., -self.rank:]
+    return _product(candidates, vectors, adjoint_b=True)
 
   def terms(self, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
     """[batch, K, length]: the term of each history position (`history`: [batch, length]
     transformed item indices, 0 pads) in the score of each of `candidates` ([batch, K, dim]
-    rows of the index): one product of the candidates' rows with a vector per position, the
-    towers' part and the component's side by side, as in the rows."""
-    vectors = []
-    if self.towers is not None:
-      vectors.append(self.towers.vectors(history, 1.0 if self.mix is None else self.mix.mix[0]))
-    if self.mix is not None:
-      weights = self.item_item_pooling.position_weights(history) * self.mix.mix[1]
-      vectors.append(towers.item_item_history_rows(self.core, history) * weights[..., None])
-    if self.towers is None:  # only the component's columns (the last) have terms
-      candidates = candidates[..., -self.rank:]
-    return tf.linalg.matmul(candidates, tf.concat(vectors, axis=-1) if len(vectors) > 1
-                            else vectors[0], transpose_b=True)
+    rows of the index): one product of the candidates' rows with a vector per position."""
+    return self._terms(candidates, self.vectors(history))
 
-  def __call__(self, history: tf.Tensor, history_ids: tf.Tensor,
-               candidates: tf.Tensor) -> tf.Tensor:
-    """[batch, K] strings: for each of `candidates`, the id (`history_ids`: [batch, length], the
-    raw ids of `history`'s positions) of the history item with the largest term in its score;
-    '' where none is positive (no history, or none raises the score)."""
+  def __call__(self, history: tf.Tensor, history_ids: tf.Tensor, candidates: tf.Tensor,
+               rows: Optional[List[tf.Tensor]] = None) -> tf.Tensor:
+    """[batch, K] strings: for each of `candidates` ([batch, K, dim] rows of the index), the id
+    of the history item with the largest term in its score; '' where none is positive (no
+    history, or none raises the score). `history_ids` ([batch, length]) are the raw ids of the
+    first `length` positions of `history` ([batch, at least length] transformed item indices, 0
+    pads): the batch's longest history is enough, as the positions after it are padding.
+    `rows`: `embed_queries`' rows of `history` (looked up when not given)."""
     if not self.available:
       return tf.fill(tf.shape(candidates)[:2], '')
-    # Histories are right-padded: positions beyond the batch's longest history add nothing
-    # (one position is kept, so that a batch without history still has one to reduce over).
-    length = tf.maximum(tf.reduce_max(tf.math.count_nonzero(
-        tf.not_equal(history, features.PADDING_INDEX), axis=1, dtype=tf.int32)), 1)
-    history, history_ids = history[:, :length], history_ids[:, :length]
-    # Padding positions weigh 0, so their terms are 0: never the largest positive one.
-    terms = self.terms(history, candidates)
+    if rows is None:
+      rows = self._rows(history)
+    # Only the positions with ids: the later ones are padding, whose terms are 0.
+    vectors = self._vectors(rows, self._weights(history))[:, :tf.shape(history_ids)[1]]
+    # A first position whose term is 0 and whose id is '': the largest where no history
+    # item's term is positive (argmax takes the first of equal largest terms; padding
+    # positions, whose terms are 0 too, have the id '' as well).
+    terms = tf.pad(self._terms(candidates, vectors), [[0, 0], [0, 0], [1, 0]])
     best = tf.argmax(terms, axis=2, output_type=tf.int32)
-    return tf.where(tf.reduce_max(terms, axis=2) > 0.0,
-                    tf.gather(history_ids, best, batch_dims=1), '')
+    return tf.gather(tf.pad(history_ids, [[0, 0], [1, 0]]), best, batch_dims=1)
+
+
+def _product(x: tf.Tensor, y: tf.Tensor, adjoint_b: bool = False) -> tf.Tensor:
+  """x · y (or x · yᵀ) over the last two axes, batched over the first: `BatchMatMulV3` (a stock
+  op), which TensorFlow's oneDNN graph rewrite leaves to its own kernel; the oneDNN batched
+  product that `tf.linalg.matmul` becomes cost several times more at these small sizes (a
+  hundred results, tens of history items)."""
+  return tf.raw_ops.BatchMatMulV3(x=x, y=y, Tout=tf.float32, adj_y=adjoint_b)

@@ -156,12 +156,20 @@ class RecencyWeightedPooling(tf.keras.layers.Layer):
     self.recency_logits = self.add_weight(name='recency_logits', shape=(self.length,),
                                           initializer='zeros')
 
-  def position_weights(self, indices: tf.Tensor) -> tf.Tensor:
-    """[batch, length] weight of each position of `indices` in the pooled sum (0 on padding)."""
+  @staticmethod
+  def positions(indices: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Of the right-padded sequences `indices` ([batch, length]): per position, 1.0 where an
+    item is (0.0 on padding) and its recency (0 = the latest item), and per sequence ([batch,
+    1]) its number of items."""
     present = tf.not_equal(indices, features.PADDING_INDEX)
     count = tf.reduce_sum(tf.cast(present, tf.int32), axis=1, keepdims=True)
     recency = tf.maximum(count - 1 - tf.range(tf.shape(indices)[1])[None, :], 0)
-    weights = tf.exp(tf.gather(self.recency_logits, recency)) * tf.cast(present, tf.float32)
+    return tf.cast(present, tf.float32), recency, count
+
+  def position_weights(self, indices: tf.Tensor) -> tf.Tensor:
+    """[batch, length] weight of each position of `indices` in the pooled sum (0 on padding)."""
+    present, recency, _ = self.positions(indices)
+    weights = tf.exp(tf.gather(self.recency_logits, recency)) * present
     if self.normalize:
       weights /= tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-9)
     return weights
@@ -390,15 +398,22 @@ def item_features(catalogue: Dict[str, Any]) -> Dict[str, tf.Tensor]:
              if name in catalogue}}
 
 
-def _tower(core: tf.keras.Model, output: int, names: frozenset, name: str) -> tf.keras.Model:
-  """The part of `core` that computes its `output` from its inputs named in `names`."""
+def _tower(core: tf.keras.Model, output: int, names: frozenset, name: str,
+           extra_outputs: Sequence[tf.Tensor] = ()) -> tf.keras.Model:
+  """The part of `core` that computes its `output` from its inputs named in `names` (and
+  `extra_outputs` after it, computed in the same pass)."""
   inputs = [tensor for tensor, input_name in zip(core.inputs, core.input_names)
             if input_name in names]
-  return tf.keras.Model(inputs, core.outputs[output], name=name)
+  outputs = core.outputs[output]
+  return tf.keras.Model(inputs, [outputs, *extra_outputs] if extra_outputs else outputs,
+                        name=name)
 
 
-def query_tower(core: tf.keras.Model) -> tf.keras.Model:
-  return _tower(core, QUERY, QUERY_FEATURES, 'query_tower')
+def query_tower(core: tf.keras.Model, *extra_outputs: tf.Tensor) -> tf.keras.Model:
+  """The query tower of `core`; with `extra_outputs` (symbolic tensors of `core` that its query
+  depends on), one that outputs [query, *extra_outputs]."""
+  return _tower(core, QUERY, QUERY_FEATURES,
+                'query_tower_and_more' if extra_outputs else 'query_tower', extra_outputs)
 
 
 def candidate_tower(core: tf.keras.Model) -> tf.keras.Model:

@@ -136,7 +136,8 @@ def test_int8_index_reads_a_shared_tables_columns_from_it_and_saves_them_once(tm
     @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32)])
     def top(self, queries):
       scores, ids = self.index(queries)
-      return {'scores': scores, 'ids': ids, 'rows': self.index.candidate_rows(ids - 1)}
+      return {'scores': scores, 'ids': ids, 'rows': self.index.candidate_rows(ids - 1),
+              'queried_rows': self.index.queried_rows(ids - 1)}
 
   module = Module()
   assert module.index._int8_candidates.shape == (20, 5)  # the shared columns are not stored
@@ -145,14 +146,19 @@ def test_int8_index_reads_a_shared_tables_columns_from_it_and_saves_them_once(tm
                              np.sort(expected, axis=1)[:, ::-1][:, :5], rtol=1e-5)
   np.testing.assert_allclose(outputs['rows'].numpy(), full[outputs['ids'].numpy() - 1],
                              rtol=1e-6)
+  # The row cache the query filled holds the same values, bit for bit.
+  np.testing.assert_array_equal(outputs['queried_rows'].numpy(), outputs['rows'].numpy())
   module.index.clear_cache()
   path = str(tmp_path / 'index')
   tf.saved_model.save(module, path, signatures={'serving_default': module.top})
   names = tf.train.load_checkpoint(path + '/variables/variables').get_variable_to_shape_map()
   assert sum('int8_embeddings' in name for name in names) == 1
+  assert module.index._dequantized_rows.numpy().shape == (0, 8)  # saved empty, as the other
   loaded = tf.saved_model.load(path).signatures['serving_default']
-  np.testing.assert_allclose(loaded(queries=tf.constant(queries))['scores'].numpy(),
+  answer = loaded(queries=tf.constant(queries))  # the first call after loading fills the caches
+  np.testing.assert_allclose(answer['scores'].numpy(),
                              np.sort(expected, axis=1)[:, ::-1][:, :5], rtol=1e-5)
+  np.testing.assert_array_equal(answer['queried_rows'].numpy(), answer['rows'].numpy())
   with pytest.raises(ValueError, match='not the rows'):
     quantization.Int8BruteForce(k=5).index(tf.constant(candidates), shared_table=table,
                                            shared_rows=(rows + 1) % 12)

@@ -150,3 +150,26 @@ def test_reasons_add_no_variables():
   history_reasons = reasons.HistoryReasons(core)
   history_reasons(HISTORY, _ids(HISTORY), _catalogue_rows(core))
   assert [variable.ref() for variable in core.variables] == before
+
+
+def test_the_query_towers_pass_gives_the_same_queries_and_reasons():
+  """`embed_queries` computes the queries as the query tower does and, in the same pass, the
+  history rows that the reasons weigh: the reasons from them are those from rows looked up
+  again, also for ids of the batch's longest history only (the later positions pad)."""
+  core = _hybrid_student(_tables(), [0.4, 0.6])
+  core = quantization.int8_embeddings(
+      quantization.quantize_dense_layers(core, student.CUSTOM_OBJECTS), student.CUSTOM_OBJECTS)
+  history_reasons = reasons.HistoryReasons(core)
+  batch = tiny_models.batch()
+  queries, rows = history_reasons.embed_queries(batch)
+  tower = towers.query_tower(core)
+  np.testing.assert_array_equal(queries.numpy(), tower(towers.select(batch, tower)).numpy())
+  candidates = _catalogue_rows(core)
+  looked_up = history_reasons(HISTORY, _ids(HISTORY), candidates).numpy()
+  np.testing.assert_array_equal(history_reasons(HISTORY, _ids(HISTORY), candidates, rows),
+                                looked_up)
+  # The first two queries' histories are at most 2 items long.
+  two = history_reasons(HISTORY[:2], _ids(HISTORY)[:2, :2], candidates[:2],
+                        [part[:2] for part in rows])
+  np.testing.assert_array_equal(two, looked_up[:2])
+  assert set(looked_up.ravel()) - {b''}
