@@ -253,7 +253,7 @@ def _beats_the_tower(path: tf.keras.Model, model, calibration: Calibration) -> b
                             calibration.cold_targets)
   if content is None:
     return True
-  logging.info('Content path of %s: the eval split\'s %d cold picks at a mean percentile of '
+  logging.debug('Content path of %s: the eval split\'s %d cold picks at a mean percentile of '
                '%.3f among the cold items (the candidate tower: %.3f)', model.core.name,
                calibration.cold_targets.nnz, content, tower)
   return content > tower
@@ -275,7 +275,7 @@ def _shift_to_level(path: tf.keras.Model, model, calibration: Calibration,
                            temperature)
   bias = path.get_layer('content_output').bias
   bias.assign_add(level * direction.astype(np.float32))
-  logging.info('Content path of %s: the cold items\' level %+.3g (%d cold eval targets of %d '
+  logging.debug('Content path of %s: the cold items\' level %+.3g (%d cold eval targets of %d '
                'users; shifts of the queries %.2f ± %.2f)', model.core.name, level,
                calibration.cold_targets.nnz, len(shifts), shifts.mean(), shifts.std())
 
@@ -346,12 +346,12 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
     for b in range(batches):
       terms = step(tf.constant(queries[order[b * settings.batch_size:
                                              (b + 1) * settings.batch_size]]))
-  logging.info('Content path of %s at temperature %.3g: %s', model.core.name, temperature,
+  logging.debug('Content path of %s at temperature %.3g: %s', model.core.name, temperature,
                ', '.join(f'{name} loss {float(value):.4f}' for name, value in terms.items()))
   if calibration is not None and settings.level_from_eval:
     if not _beats_the_tower(path, model, calibration):
-      logging.info('Content path of %s: not kept (cold items embedded by the candidate tower)',
-                   model.core.name)
+      logging.debug('Content path of %s: not kept (cold items embedded by the candidate tower)',
+                    model.core.name)
       return None
     _shift_to_level(path, model, calibration, warm_scores, calibrated)
   return ContentCandidates(path, first_oov_index(model), width)

@@ -92,6 +92,10 @@ def run_fn(fn_args) -> None:
         params.distillation, log, params.item_item.eval_users)
   for name, model in models.items():
     training.attach_content_path(name, model, data, params.content_path, params.training.seed)
+  if params.content_path.epochs and data.has_cold_items:
+    logging.info('Content path (cold items): kept for %s',
+                 ', '.join(name for name, model in models.items()
+                           if model.content_candidates is not None) or 'no model')
   directories = training.export_models(models, data, params.export, fn_args.model_run_dir,
                                        fn_args.serving_model_dir)
   warm_start.save({name: models[name].core for name in (layout.TEACHER, layout.STUDENT_FP32)},

@@ -536,7 +536,7 @@ def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: Trainin
   nothing when the catalogue has no cold item or `settings.epochs` is 0."""
   if not settings.epochs or not data.has_cold_items:
     return
-  with logged_phase(f'Fitted the {name} content path'):
+  with logged_phase(f'Fitted the {name} content path', logging.DEBUG):
     model.content_candidates = content_path.fit(
         model, data.train, data.stats.catalogue, data.vocab, data.transform, settings, seed,
         None if data.eval is None else data.content_path_calibration(
