@@ -419,8 +419,10 @@ def main(argv=None) -> int:
                       help="both towers' item_id_dropout (default: the configs' values)")
   parser.add_argument('--user-id-dropout', type=float, default=None, metavar='RATE',
                       help="both models' user_id_dropout (default: the configs' values)")
+  parser.add_argument('--verbose', action='store_true',
+                      help="log the details too (the content path's fit and level)")
   args = parser.parse_args(argv)
-  progress.install()
+  progress.install(verbose=args.verbose)
   try:
     distillation, training_settings, content_path_settings, export_settings = _override(
         [configs.DISTILLATION, configs.TRAINING, configs.CONTENT_PATH, configs.EXPORT], args.set)
