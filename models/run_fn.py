@@ -67,7 +67,7 @@ def base_warm_start(fn_args, training_hparams: hparams.TrainingHParams
 def run_fn(fn_args) -> None:
   """TFX Trainer entry point."""
   params = retrieval_only(hparams.TrainerHParams.from_config(fn_args.custom_config))
-  logging.info('Feedback: %s', params.feedback)
+  logging.debug('Feedback: %s', params.feedback)
   warm = base_warm_start(fn_args, params.training)
   # The Trainer's train splits are the train split, then the items split (`pipeline.pipeline`).
   data = training.read_data(fn_args.train_files[:1], fn_args.eval_files, fn_args.train_files[1:],

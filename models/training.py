@@ -170,12 +170,12 @@ def read_data(train_files: List[str], eval_files: List[str], item_files: List[st
                                               training, shuffle=False)
   data = scan_data(train, train_in_order, eval_split, tf_transform_output, transform)
   if _fits_in_memory(data, training):
-    with logged_phase('Held the train split in memory'):
+    with logged_phase('Held the train split in memory', logging.DEBUG):
       data = dataclasses.replace(data, train=inputs.in_memory(
           inputs.model_inputs(train_in_order), training.batch_size, training.seed))
   if not item_files:
     return data
-  with logged_phase('Scanned the items split'):
+  with logged_phase('Scanned the items split', logging.DEBUG):
     cold_items = inputs.scan_cold_items(
         inputs.transformed_dataset(item_files, data_accessor, tf_transform_output, training,
                                    shuffle=False),
@@ -192,7 +192,7 @@ def scan_data(train: tf.data.Dataset, train_in_order: tf.data.Dataset,
   split (`inputs.scan_train_data`)."""
   vocab = towers.Vocabularies.from_transform_output(
       tf_transform_output, transform.item_oov_buckets, transform.user_oov_buckets)
-  with logged_phase('Scanned the train split'):
+  with logged_phase('Scanned the train split', logging.DEBUG):
     stats = inputs.scan_train_data(
         train_in_order, tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB), vocab.items)
   return TrainingData(train, train_in_order, eval_split, tf_transform_output, transform, vocab,
@@ -578,7 +578,7 @@ def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData
     with logged_phase(f'Exported the {name} SavedModel'):
       export_model(model, data, export_hparams, directories[name],
                    int8_index=name == layout.STUDENT_INT8)
-  with logged_phase(f'Exported the {layout.STUDENT_INT8} TFLite model'):
+  with logged_phase(f'Exported the {layout.STUDENT_INT8} TFLite model', logging.DEBUG):
     tflite_export.export_tflite(models[layout.STUDENT_INT8], data.catalogue,
                                 len(data.stats.catalogue[features.ITEM_ID]),
                                 data.transform.history_length, export_hparams.top_k,

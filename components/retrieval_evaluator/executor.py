@@ -110,7 +110,7 @@ def model_dirs(model: types.Artifact, model_run: types.Artifact) -> Dict[str, st
     if name == layout.TEACHER or tf.io.gfile.exists(path):
       dirs[name] = path
     else:
-      logging.info('No %s in the Trainer run: it is not evaluated', directory)
+      logging.debug('No %s in the Trainer run: it is not evaluated', directory)
   dirs[layout.CANDIDATE] = path_utils.serving_model_path(
       model.uri, path_utils.is_old_model_artifact(model))
   return dirs
