@@ -241,43 +241,38 @@ def mean_percentile(scores: np.ndarray, targets: sparse.csr_matrix) -> Optional[
   return float(np.mean(below / max(scores.shape[1] - 1, 1)))
 
 
-def _beats_the_tower(path: tf.keras.Model, model, calibration: Calibration) -> bool:
-  """Whether the fitted `path` orders `calibration`'s cold picks among the cold items better
-  (`mean_percentile`) than the model's candidate tower does; True without cold picks."""
-  queries = eval_split.query_embeddings(model, calibration.eval_queries)
-  cold_items = {name: tf.constant(calibration.cold_items[name]) for name in path.input_names}
-  tower = mean_percentile(
-      queries @ model.embed_candidates(towers.item_features(calibration.cold_items)).numpy().T,
-      calibration.cold_targets)
-  content = mean_percentile(queries[:, :towers_width(model)] @ path(cold_items).numpy().T,
-                            calibration.cold_targets)
+def _beats_the_tower(content_scores: np.ndarray, tower_scores: np.ndarray,
+                     calibration: Calibration, name: str) -> bool:
+  """Whether the fitted path's `content_scores` of `calibration`'s cold items order its cold
+  picks better (`mean_percentile`) than the candidate tower's `tower_scores` do; True without
+  cold picks."""
+  content = mean_percentile(content_scores, calibration.cold_targets)
   if content is None:
     return True
+  tower = mean_percentile(tower_scores, calibration.cold_targets)
   logging.debug('Content path of %s: the eval split\'s %d cold picks at a mean percentile of '
-               '%.3f among the cold items (the candidate tower: %.3f)', model.core.name,
-               calibration.cold_targets.nnz, content, tower)
+                '%.3f among the cold items (the candidate tower: %.3f)', name,
+                calibration.cold_targets.nnz, content, tower)
   return content > tower
 
 
-def _shift_to_level(path: tf.keras.Model, model, calibration: Calibration,
-                    warm_scores: np.ndarray, temperature: float) -> None:
-  """Adds `calibrated_level`'s offset of the fitted `path`'s cold scores, on `calibration` (the
-  model's `warm_scores` of its users), to the path's output bias, along the eval queries' mean
-  direction (module docstring)."""
-  width = towers_width(model)
-  queries = eval_split.query_embeddings(model, calibration.eval_queries)[:, :width]
+def _shift_to_level(path: tf.keras.Model, queries: np.ndarray, content_scores: np.ndarray,
+                    warm_scores: np.ndarray, calibration: Calibration, temperature: float,
+                    name: str) -> None:
+  """Adds `calibrated_level`'s offset of the fitted `path`'s `content_scores` of
+  `calibration`'s cold items (by its users' `queries`, the towers' part; `warm_scores` of the
+  warm items) to the path's output bias, along the queries' mean direction (module
+  docstring)."""
   mean = queries.mean(axis=0)
   direction = mean / max(float(mean @ mean), 1e-12)
   shifts = queries @ direction
-  cold_items = {name: tf.constant(calibration.cold_items[name]) for name in path.input_names}
-  level = calibrated_level(warm_scores, queries @ path(cold_items).numpy().T, shifts,
+  level = calibrated_level(warm_scores, content_scores, shifts,
                            calibration.eval_queries.eval_data, calibration.cold_targets,
                            temperature)
-  bias = path.get_layer('content_output').bias
-  bias.assign_add(level * direction.astype(np.float32))
+  path.get_layer('content_output').bias.assign_add(level * direction.astype(np.float32))
   logging.debug('Content path of %s: the cold items\' level %+.3g (%d cold eval targets of %d '
-               'users; shifts of the queries %.2f ± %.2f)', model.core.name, level,
-               calibration.cold_targets.nnz, len(shifts), shifts.mean(), shifts.std())
+                'users; shifts of the queries %.2f ± %.2f)', name, level,
+                calibration.cold_targets.nnz, len(shifts), shifts.mean(), shifts.std())
 
 
 def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor, width: int,
@@ -317,12 +312,13 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         [shared_tokens(catalogue[features.ITEM_TEXT_INDICES], vocab.item_text_tokens)])
   content_inputs = {name: tf.constant(catalogue[name]) for name in path.input_names}
   # The item-to-item columns of cold items: those of an OOV index (zero for EASE's tables).
-  candidates = tf.constant(model.embed_candidates(towers.item_features(catalogue)).numpy())
+  warm_candidates = model.embed_candidates(towers.item_features(catalogue)).numpy()
+  candidates = tf.constant(warm_candidates)
   queries = _queries(model, train, settings.queries)
   calibrated = 1.0
   if calibration is not None:
-    warm_scores = eval_split.catalogue_scores(model, calibration.eval_queries, catalogue,
-                                              int8_index=False)
+    eval_queries = eval_split.query_embeddings(model, calibration.eval_queries)
+    warm_scores = eval_queries @ warm_candidates.T  # as `eval_split.catalogue_scores`
     calibrated = calibrated_temperature(warm_scores, calibration.eval_queries.eval_data)
   temperature = calibrated * settings.temperature_scale
   optimizer = tf.keras.optimizers.Adam(settings.learning_rate)
@@ -349,9 +345,15 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
   logging.debug('Content path of %s at temperature %.3g: %s', model.core.name, temperature,
                ', '.join(f'{name} loss {float(value):.4f}' for name, value in terms.items()))
   if calibration is not None and settings.level_from_eval:
-    if not _beats_the_tower(path, model, calibration):
+    cold_items = calibration.cold_items
+    content_scores = eval_queries[:, :width] @ path(
+        {name: tf.constant(cold_items[name]) for name in path.input_names}).numpy().T
+    tower_scores = eval_queries @ model.embed_candidates(
+        towers.item_features(cold_items)).numpy().T
+    if not _beats_the_tower(content_scores, tower_scores, calibration, model.core.name):
       logging.debug('Content path of %s: not kept (cold items embedded by the candidate tower)',
                     model.core.name)
       return None
-    _shift_to_level(path, model, calibration, warm_scores, calibrated)
+    _shift_to_level(path, eval_queries[:, :width], content_scores, warm_scores, calibration,
+                    calibrated, model.core.name)
   return ContentCandidates(path, first_oov_index(model), width)
