@@ -118,8 +118,10 @@ class TrainingHParams:
   A run that starts from an earlier run's models (`models.warm_start`: data given as spans,
   whose previous window was blessed) trains its teacher and distils its student for
   `warm_start_epochs` each, at their learning rates times `warm_start_learning_rate_scale`
-  (a fresh optimizer on trained weights); 0 epochs retrains them cold, as a run without a
-  previous one does."""
+  (a fresh optimizer on trained weights), on a sample of the train split drawn once from `seed`
+  (a `warm_start_sample` share, and every example of a user or item new since the earlier run:
+  `warm_start.WarmStart.sample`), which the teacher's outputs are computed on too; 0 epochs
+  retrains them cold, as a run without a previous one does."""
   epochs: int
   batch_size: int
   shuffle_buffer_size: int  # examples are written grouped by user: shuffle across users
@@ -134,6 +136,7 @@ class TrainingHParams:
   in_memory_max_examples: int
   warm_start_epochs: int
   warm_start_learning_rate_scale: float
+  warm_start_sample: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,33 @@ def model_inputs(batches: tf.data.Dataset) -> tf.data.Dataset:
                                     if name not in towers.CONTENT_PATH_FEATURES})
 
 
+@dataclasses.dataclass(frozen=True)
+class Sample:
+  """A random `share` of a split's examples, drawn per batch from `seed` and the batch's
+  position (passes over the same batches in the same order keep the same examples), plus every
+  example whose index feature has a value marked in `always` (by feature name: a bool per index
+  value; values beyond it are not marked)."""
+  share: float
+  seed: int
+  always: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+  def apply(self, batches: tf.data.Dataset) -> tf.data.Dataset:
+    """The sampled examples of `batches` (dicts of tensors, the batch first), in smaller
+    batches."""
+    marked = {name: tf.constant(np.append(values, False)) for name, values in self.always.items()}
+
+    def kept(position, batch):
+      size = tf.shape(next(iter(batch.values())))[0]
+      keep = tf.random.stateless_uniform(
+          [size], seed=tf.stack([tf.constant(self.seed, tf.int64), position])) < self.share
+      for name, values in marked.items():
+        index = tf.minimum(tf.cast(batch[name], tf.int32), len(values) - 1)
+        keep = keep | tf.gather(values, index)
+      return {name: tf.boolean_mask(values, keep) for name, values in batch.items()}
+
+    return batches.enumerate().map(kept)
+
+
 def in_memory(batches: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
   """The examples of one pass over `batches` (dicts of dense tensors), held in memory and served
   in `batch_size` batches, in a new random order every epoch (drawn from `seed`).

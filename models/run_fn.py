@@ -12,7 +12,8 @@ Warm start: the teacher's and the fp32 student's weights, with the vocabularies'
 saved beside the candidate in the `model` artifact (`layout.WARM_START_DIR`); given a base model
 (the Trainer's `base_model`: the latest blessed run on earlier data, wired for data given as
 spans), the run starts both from its weights, rows mapped by raw id (`models.warm_start`), and
-trains them for `TrainingHParams.warm_start_epochs`.
+trains them for `TrainingHParams.warm_start_epochs` on a sample of the train split
+(`WarmStart.sample`: a `warm_start_sample` share, and every example of a new user or item).
 
 Implicit feedback (`TrainerHParams.feedback`, a log without ratings) trains retrieval only:
 `retrieval_only` sets the rating weight and the rating distillation weight to 0, so no model
@@ -70,15 +71,18 @@ def run_fn(fn_args) -> None:
   logging.debug('Feedback: %s', params.feedback)
   warm = base_warm_start(fn_args, params.training)
   # The Trainer's train splits are the train split, then the items split (`pipeline.pipeline`).
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   data = training.read_data(fn_args.train_files[:1], fn_args.eval_files, fn_args.train_files[1:],
-                            fn_args.data_accessor, tft.TFTransformOutput(fn_args.transform_output),
-                            params.transform, params.training)
+                            fn_args.data_accessor, tf_transform_output, params.transform,
+                            params.training, None if warm is None else warm.sample(
+                                params.training.warm_start_sample, params.training.seed,
+                                tf_transform_output))
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
   tables = training.fit_item_item(data, params.teacher, params.item_item, warm)
   teacher = training.train_teacher(data, params.teacher, params.training, log, tables,
                                    params.item_item.eval_users, warm)
   models = {layout.TEACHER: teacher}
-  student_size = training.student_size(data, teacher, params.student, params.distillation)
+  student_size = training.student_size(data, teacher, params.student, params.distillation, warm)
   if params.train_student_scratch:
     models[layout.STUDENT_SCRATCH] = training.train_student(
         data, student_size, params.training, params.distillation, log,
@@ -101,7 +105,8 @@ def run_fn(fn_args) -> None:
   warm_start.save({name: models[name].core for name in (layout.TEACHER, layout.STUDENT_FP32)},
                   data.tf_transform_output,
                   os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR),
-                  {} if tables is None else {training.ITEM_ITEM_CHOICE: tables.choice()})
+                  {training.STUDENT_SIZE: training.student_size_setting(student_size),
+                   **({} if tables is None else {training.ITEM_ITEM_CHOICE: tables.choice()})})
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 
 

@@ -71,6 +71,8 @@ class TrainingData:
     vocab: the vocabulary sizes of the embedding tables.
     stats: what one pass over the train split told (catalogue, item counts, mean rating).
     cold_items: the items known without a train interaction (`inputs.scan_cold_items`), or None.
+    train_sample: the examples of the train split that `train` serves (a warm run's sample:
+      `warm_start.WarmStart.sample`), or None for all; `train_in_order` is always all.
   """
   train: tf.data.Dataset
   train_in_order: tf.data.Dataset
@@ -80,6 +82,7 @@ class TrainingData:
   vocab: towers.Vocabularies
   stats: inputs.TrainStats
   cold_items: Optional[Dict[str, np.ndarray]] = None
+  train_sample: Optional[inputs.Sample] = None
   _eval_queries: Dict[int, eval_split.EvalQueries] = dataclasses.field(
       default_factory=dict, init=False, repr=False, compare=False)
   _calibrations: Dict[int, content_path.Calibration] = dataclasses.field(
@@ -158,21 +161,27 @@ def _fits_in_memory(data: TrainingData, training: hparams.TrainingHParams) -> bo
 
 def read_data(train_files: List[str], eval_files: List[str], item_files: List[str],
               data_accessor, tf_transform_output, transform: hparams.TransformHParams,
-              training: hparams.TrainingHParams) -> TrainingData:
+              training: hparams.TrainingHParams,
+              train_sample: Optional[inputs.Sample] = None) -> TrainingData:
   """The transformed splits in `training.batch_size` batches, scanned (see `scan_data`), the
   train split held in memory up to `training.in_memory_max_examples` examples
   (`inputs.in_memory`); no eval split when `eval_files` is empty, and a catalogue of the train
-  items only when `item_files` (the `features.ITEMS_SPLIT`) is."""
+  items only when `item_files` (the `features.ITEMS_SPLIT`) is. The models train on the
+  `train_sample` of the train split, or on all of it (`TrainingData.train_sample`)."""
   train = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output, training)
   eval_split = (inputs.transformed_dataset(eval_files, data_accessor, tf_transform_output,
                                            training, shuffle=False) if eval_files else None)
   train_in_order = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output,
                                               training, shuffle=False)
   data = scan_data(train, train_in_order, eval_split, tf_transform_output, transform)
+  sampled = train_sample.apply if train_sample else lambda batches: batches
   if _fits_in_memory(data, training):
     with logged_phase('Held the train split in memory', logging.DEBUG):
-      data = dataclasses.replace(data, train=inputs.in_memory(
-          inputs.model_inputs(train_in_order), training.batch_size, training.seed))
+      train = inputs.in_memory(sampled(inputs.model_inputs(train_in_order)),
+                               training.batch_size, training.seed)
+  elif train_sample:
+    train = sampled(train).unbatch().batch(training.batch_size)
+  data = dataclasses.replace(data, train=train, train_sample=train_sample)
   if not item_files:
     return data
   with logged_phase('Scanned the items split', logging.DEBUG):
@@ -205,15 +214,18 @@ def _fit(model: tf.keras.Model, data: TrainingData, epochs: int, name: str, phas
   `data.eval`, with progress logs and TensorBoard logs in `<log.tensorboard_dir>/<phase>`;
   with a `patience` > 0 and an eval split, stops early and keeps the best epoch's weights
   (`TrainingHParams.early_stopping_patience`). Records its seconds, loss history and best epoch
-  as `log.records[name]`."""
+  as `log.records[name]`. A warm run's phases (`data.train_sample`) are not validated: their
+  epochs are a sample's, which a pass over the eval split would cost as much as (its metrics
+  are in the training summary)."""
   logging.info('%s: training %s for %d epochs', phase, name, epochs)
   started = time.time()
   callbacks = [EpochLogger(phase), tf.keras.callbacks.TensorBoard(
       os.path.join(log.tensorboard_dir, phase), profile_batch=0)]
-  if patience and data.eval is not None:
+  validation = None if data.train_sample else data.eval
+  if patience and validation is not None:
     callbacks.append(tf.keras.callbacks.EarlyStopping(
         monitor='val_loss', patience=patience, restore_best_weights=True))
-  history = model.fit(data.train, validation_data=data.eval, epochs=epochs, verbose=0,
+  history = model.fit(data.train, validation_data=validation, epochs=epochs, verbose=0,
                       callbacks=callbacks)
   losses = history.history.get('val_loss')
   best_epoch = int(np.argmin(losses)) + 1 if patience and losses else len(history.epoch)
@@ -257,8 +269,16 @@ def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
                          eval_queries, params, chosen)
 
 
-# The warm start setting (`warm_start.save`) that holds the teacher's item-to-item choice.
+# The warm start settings (`warm_start.save`) that hold the teacher's item-to-item choice and
+# the student's size (`student_size_setting`).
 ITEM_ITEM_CHOICE = 'item_item'
+STUDENT_SIZE = 'student_size'
+
+
+def student_size_setting(size: hparams.TowerHParams) -> Dict[str, Any]:
+  """What `student_size` chooses of `size`, as the warm start setting `STUDENT_SIZE`."""
+  return {'embedding_dim': size.embedding_dim, 'item_item': size.item_item,
+          'item_item_rank': size.item_item_rank}
 
 
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,
@@ -278,7 +298,7 @@ def train_teacher(data: TrainingData, size: hparams.TowerHParams,
   learning_rate, epochs = _schedule(training, training.learning_rate, training.epochs, counts)
   model = _train_on_labels(core, data, training, learning_rate, epochs, layout.TEACHER, log,
                            mix_eval_users)
-  _record_warm_start(log, layout.TEACHER, warm, counts)
+  _record_warm_start(log, layout.TEACHER, warm, counts, data.train_sample)
   return model
 
 
@@ -301,9 +321,11 @@ def _schedule(training: hparams.TrainingHParams, learning_rate: float, epochs: i
 
 
 def _record_warm_start(log: TrainingLog, name: str, warm: Optional[warm_start.WarmStart],
-                       counts: Optional[Dict[str, int]]) -> None:
-  log.records[name]['warm_start'] = (None if counts is None
-                                     else {'from': warm.directory, **counts})
+                       counts: Optional[Dict[str, int]],
+                       train_sample: Optional[inputs.Sample]) -> None:
+  log.records[name]['warm_start'] = (None if counts is None else {
+      'from': warm.directory, **counts,
+      'train_sample': None if train_sample is None else train_sample.share})
 
 
 # The item-to-item component's share of the score: at most 0.9, so that the towers always rank
@@ -371,7 +393,8 @@ MIN_INHERITED_RANK = 16  # the steps of a student's inherited rank; below it, no
 
 def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                  size: hparams.TowerHParams,
-                 distillation: hparams.DistillationHParams) -> hparams.TowerHParams:
+                 distillation: hparams.DistillationHParams,
+                 warm: Optional[warm_start.WarmStart] = None) -> hparams.TowerHParams:
   """`size`, with what it leaves 0 chosen so that the student's int8 SavedModel takes at most
   `distillation.size_budget` of the teacher's (float32) bytes (`quantization.exported_bytes`
   and `saved_model_overhead`),
@@ -382,7 +405,11 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
     teacher's, that fits at its smallest embedding dimension (on sparse logs the component
     carries most of the teacher's quality); when none fits, it inherits nothing;
   - `embedding_dim` 0: the widest of `distillation.student_dims` that fits (the smallest when
-    none does)."""
+    none does).
+  With `warm`, the size that run chose (`student_size_setting`), whose weights it starts from."""
+  chosen = None if warm is None else warm.settings.get(STUDENT_SIZE)
+  if chosen is not None:
+    return dataclasses.replace(size, **chosen)
   catalogue = len(data.catalogue[features.ITEM_ID])
   # The student's SavedModel within its share of the teacher's, whatever its overhead.
   teacher_bytes = quantization.exported_bytes(teacher_model.core, catalogue, int8=False)
@@ -441,18 +468,21 @@ def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   `training.in_memory_max_examples` train examples (`inputs.in_memory`), beyond in temporary
   files that are removed on leaving the block."""
   cache_dir = tempfile.mkdtemp(prefix='teacher_outputs_')
+  # The examples the models train on (`TrainingData.train_sample`), in file order.
+  in_order = inputs.model_inputs(data.train_in_order)
+  if data.train_sample:
+    in_order = data.train_sample.apply(in_order)
   try:
     if _fits_in_memory(data, training):
       # One labelling pass, held by `in_memory` alone (no `with_teacher_outputs` cache besides).
       train = inputs.in_memory(
-          inputs.model_inputs(data.train_in_order).map(
+          in_order.map(
               functools.partial(distiller.labelled, teacher_model)),
           training.batch_size, training.seed)
       cache = lambda split: ''
     else:
       cache = lambda split: os.path.join(cache_dir, split)
-      train = (distiller.with_teacher_outputs(inputs.model_inputs(data.train_in_order),
-                                              teacher_model, cache('train'))
+      train = (distiller.with_teacher_outputs(in_order, teacher_model, cache('train'))
                .unbatch().shuffle(training.shuffle_buffer_size, seed=training.seed,
                                   reshuffle_each_iteration=True).batch(training.batch_size))
     yield dataclasses.replace(data, train=train, eval=None if data.eval is None else
@@ -499,7 +529,7 @@ def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                                     counts)
   _fit(_distiller(teacher_model, student_model, data, training, distillation, learning_rate),
        data, epochs, layout.STUDENT_FP32, 'distillation', log, training.early_stopping_patience)
-  _record_warm_start(log, layout.STUDENT_FP32, warm, counts)
+  _record_warm_start(log, layout.STUDENT_FP32, warm, counts, data.train_sample)
   if is_hybrid(student_model):
     choose_hybrid_mix(student_model, data, mix_eval_users)
   return student_model

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from contract import features
+from models import inputs
 
 WEIGHTS_FILE = '{}.npz'  # a model's weights, by model name
 VOCABULARIES_FILE = 'vocabularies.json'
@@ -91,6 +92,21 @@ class WarmStart:
 
   def has(self, name: str) -> bool:
     return tf.io.gfile.exists(os.path.join(self.directory, WEIGHTS_FILE.format(name)))
+
+  def new_rows(self, table: str, tf_transform_output) -> np.ndarray:
+    """bool per row of the `TABLES` table `table` up to its vocabulary's end: the tokens of this
+    run's vocabulary that the saved run's did not have (padding rows are not new)."""
+    vocabulary, leading = TABLES[table]
+    known = set(self.vocabularies[vocabulary])
+    return np.array([False] * leading + [token not in known for token in
+                                         vocabularies(tf_transform_output)[vocabulary]])
+
+  def sample(self, share: float, seed: int, tf_transform_output) -> inputs.Sample:
+    """The train examples a warm run trains on: a random `share` (from `seed`), and every
+    example of a user or an item that the saved run did not know (their rows are fresh)."""
+    return inputs.Sample(share, seed, {
+        features.USER_INDEX: self.new_rows('user_embedding', tf_transform_output),
+        features.ITEM_INDEX: self.new_rows('item_embedding', tf_transform_output)})
 
   def apply(self, name: str, core: tf.keras.Model, tf_transform_output) -> Dict[str, int]:
     """Sets `core`'s weights from the saved model `name`'s (see the module docstring); returns

@@ -102,7 +102,8 @@ TRAINING = hparams.TrainingHParams(
     popularity_correction=True, seed=42, early_stopping_patience=0,
     catalogue_softmax_max_items=0, mixed_negatives=0, in_memory_max_examples=1_000_000,
     warm_start_epochs=int(os.environ.get('WARM_START_EPOCHS', '1')),
-    warm_start_learning_rate_scale=1.0)
+    warm_start_learning_rate_scale=0.3,
+    warm_start_sample=float(os.environ.get('WARM_START_SAMPLE', '0.25')))
 # `teacher_towers_only`: the students' towers learn the hybrid teacher's towers, not its whole
 # score (which holds the component they add back): 3 seeds, distilled NDCG@10 against the whole
 # score, test bed 0.0987 against 0.0976, ML-100K 0.2008 against 0.1986, wide-short 0.0455

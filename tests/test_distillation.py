@@ -21,6 +21,7 @@ from models import teacher
 from models import towers
 from models import training
 from models import two_tower
+from models import warm_start
 import tiny_models
 
 
@@ -408,3 +409,14 @@ def test_student_size_fits_the_inherited_rank_then_the_width_to_the_budget(
   chosen = training.student_size(data, teacher_model, size, distillation)
   assert (chosen.embedding_dim, chosen.item_item_rank if chosen.item_item else 0,
           chosen.item_item) == expected
+
+
+def test_a_warm_run_keeps_the_student_size_of_the_run_it_starts_from(tmp_path):
+  teacher_model = _hybrid_teacher(rank=64)
+  data = _training_data()
+  size = dataclasses.replace(tiny_models.STUDENT_SIZE, embedding_dim=0, item_item=True)
+  chosen = dataclasses.replace(size, embedding_dim=8, item_item_rank=16)
+  warm = warm_start.WarmStart(str(tmp_path), {}, {
+      training.STUDENT_SIZE: training.student_size_setting(chosen)})
+  assert training.student_size(data, teacher_model, size, _distillation_hparams(),
+                               warm) == chosen

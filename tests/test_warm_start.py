@@ -85,3 +85,41 @@ def test_a_changed_shape_starts_fresh_and_a_missing_directory_is_no_warm_start(t
 def test_row_keys_name_padding_tokens_and_oov_buckets():
   assert warm_start.row_keys(['x', 'y'], 5, leading=1) == ['#pad0', 'x', 'y', '#oov0', '#oov1']
   assert warm_start.row_keys(['x'], 2, leading=0) == ['x', '#oov0']
+
+
+def _examples(users, items):
+  """One pass over examples of (user index, item index), in batches of 4."""
+  return tf.data.Dataset.from_tensor_slices({
+      features.USER_INDEX: np.array(users, np.int64),
+      features.ITEM_INDEX: np.array(items, np.int64)}).batch(4)
+
+
+def _pairs(batches):
+  return [(int(user), int(item)) for batch in batches
+          for user, item in zip(batch[features.USER_INDEX].numpy(),
+                                batch[features.ITEM_INDEX].numpy())]
+
+
+def test_a_warm_sample_holds_every_example_of_a_new_user_or_item_and_a_share_of_the_rest(
+    tmp_path):
+  warm_start.save({'teacher': _core(3, 2)}, _TransformOutput(['a', 'b', 'c'], ['u1', 'u2']),
+                  str(tmp_path))
+  warm = warm_start.load(str(tmp_path))
+  # This run's vocabularies: items pad c d a (index 2: 'd' is new), users u2 u3 u1 (1: 'u3').
+  new_output = _TransformOutput(['c', 'd', 'a'], ['u2', 'u3', 'u1'])
+  np.testing.assert_array_equal(warm.new_rows('item_embedding', new_output),
+                                [False, False, True, False])
+  np.testing.assert_array_equal(warm.new_rows('user_embedding', new_output),
+                                [False, True, False])
+  users = [0, 2] * 200 + [1, 0, 2]
+  items = [1, 3] * 200 + [1, 2, 4]  # 4: an OOV item, not new
+  batches = _examples(users, items)
+  nothing_else = warm.sample(0.0, seed=7, tf_transform_output=new_output)
+  assert _pairs(nothing_else.apply(batches)) == [(1, 1), (0, 2)]
+  quarter = warm.sample(0.25, seed=7, tf_transform_output=new_output)
+  drawn = _pairs(quarter.apply(batches))
+  assert {(1, 1), (0, 2)} <= set(drawn)
+  assert 60 < len(drawn) < 140  # a quarter of 403, give or take
+  assert _pairs(quarter.apply(batches)) == drawn  # the same examples on every pass
+  assert _pairs(warm.sample(1.0, seed=7, tf_transform_output=new_output).apply(
+      batches)) == list(zip(users, items))
