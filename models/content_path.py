@@ -50,7 +50,7 @@ index holds the content path's embeddings of cold items and the model's of warm 
 """
 import dataclasses
 import math
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from absl import logging
 import numpy as np
@@ -296,15 +296,19 @@ def losses(queries: tf.Tensor, candidates: tf.Tensor, content: tf.Tensor, width:
 def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         vocab: towers.Vocabularies, transform: hparams.TransformHParams,
         settings: hparams.ContentPathHParams, seed: int,
-        calibration: Optional[Calibration] = None) -> Optional[ContentCandidates]:
+        calibration: Optional[Calibration] = None,
+        start: Optional[Callable[[tf.keras.Model], bool]] = None,
+        warm_epochs: int = 0) -> Optional[ContentCandidates]:
   """The content path of a trained `model`, fitted on the warm items of `catalogue` (the
   train vocabulary's) with the model's queries of `train` examples, at the temperature
   calibrated on `calibration`'s eval users (1 without them); with `settings.level_from_eval`,
   kept only if it orders their cold picks better than the candidate tower, and its cold items'
-  level learnt on them (module docstring); None when not kept."""
+  level learnt on them (module docstring); None when not kept. It trains `settings.epochs`, or
+  `warm_epochs` when `start` (given the new path) sets its weights from an earlier run's."""
   tf.random.set_seed(seed)
   width = towers_width(model)
   path = build(vocab, transform, width, settings.hidden_units, settings.content_dim)
+  epochs = warm_epochs if start is not None and start(path) else settings.epochs
   path.get_layer('shared_title_tokens').set_weights(
       [shared_tokens(catalogue[features.TITLE_INDICES], vocab.title_tokens)])
   if vocab.item_text_tokens:
@@ -337,7 +341,7 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
   batches = math.ceil(len(queries) / settings.batch_size)
   rng = np.random.RandomState(seed)
   terms = {}
-  for _ in range(settings.epochs):
+  for _ in range(epochs):
     order = rng.permutation(len(queries))
     for b in range(batches):
       terms = step(tf.constant(queries[order[b * settings.batch_size:

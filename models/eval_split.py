@@ -27,6 +27,14 @@ class EvalQueries:
   queries: Dict[str, np.ndarray]  # query-tower features, one row per user
   eval_data: protocol.EvalData  # in index space: item i is catalogue index i + 1
 
+  def first(self, count: int) -> 'EvalQueries':
+    """The queries of the first `count` users (`collect` of `count` users gives the same)."""
+    data = self.eval_data
+    return EvalQueries({name: values[:count] for name, values in self.queries.items()},
+                       dataclasses.replace(data, users=data.users[:count], seen=data.seen[:count],
+                                           targets=data.targets[:count],
+                                           num_targets=data.num_targets[:count]))
+
 
 def first_rows(users: np.ndarray, known: np.ndarray, room: int) -> np.ndarray:
   """Positions in `users` of the first row of each user not in `known`, in row order, at most

@@ -8,12 +8,13 @@ TensorBoard logs per training phase, and `training_summary.json` (parameters, by
 seconds, loss history and eval-split metrics of every model, fidelity of the students to the
 teacher; and the feedback kind it was trained for).
 
-Warm start: the teacher's and the fp32 student's weights, with the vocabularies' raw ids, are
-saved beside the candidate in the `model` artifact (`layout.WARM_START_DIR`); given a base model
-(the Trainer's `base_model`: the latest blessed run on earlier data, wired for data given as
-spans), the run starts both from its weights, rows mapped by raw id (`models.warm_start`), and
-trains them for `TrainingHParams.warm_start_epochs` on a sample of the train split
-(`WarmStart.sample`: a `warm_start_sample` share, and every example of a new user or item).
+Warm start: the teacher's and the fp32 student's weights, and every kept content path's, with
+the vocabularies' raw ids, are saved beside the candidate in the `model` artifact
+(`layout.WARM_START_DIR`); given a base model (the Trainer's `base_model`: the latest blessed run
+on earlier data, wired for data given as spans), the run starts them from those weights, rows
+mapped by raw id (`models.warm_start`), and trains them for `TrainingHParams.warm_start_epochs`
+on a sample of the train split (`WarmStart.sample`: a `warm_start_sample` share, and every
+example of a new user or item); a content path for that share of its epochs.
 
 Implicit feedback (`TrainerHParams.feedback`, a log without ratings) trains retrieval only:
 `retrieval_only` sets the rating weight and the rating distillation weight to 0, so no model
@@ -95,19 +96,28 @@ def run_fn(fn_args) -> None:
         distillation_data, teacher, models[layout.STUDENT_FP32], params.training,
         params.distillation, log, params.item_item.eval_users)
   for name, model in models.items():
-    training.attach_content_path(name, model, data, params.content_path, params.training.seed)
+    training.attach_content_path(name, model, data, params.content_path, params.training.seed,
+                                 warm)
   if params.content_path.epochs and data.has_cold_items:
     logging.info('Content path (cold items): kept for %s',
                  ', '.join(name for name, model in models.items()
                            if model.content_candidates is not None) or 'no model')
   directories = training.export_models(models, data, params.export, fn_args.model_run_dir,
                                        fn_args.serving_model_dir)
-  warm_start.save({name: models[name].core for name in (layout.TEACHER, layout.STUDENT_FP32)},
+  warm_start.save(warm_start_models(models),
                   data.tf_transform_output,
                   os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR),
                   {training.STUDENT_SIZE: training.student_size_setting(student_size),
                    **({} if tables is None else {training.ITEM_ITEM_CHOICE: tables.choice()})})
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
+
+
+def warm_start_models(models: Dict[str, two_tower.TwoTowerModel]) -> Dict[str, tf.keras.Model]:
+  """What a later run starts from (`warm_start.save`): the teacher's and the fp32 student's
+  cores, and the content path of every model that kept one (`training.content_path_name`)."""
+  return {**{name: models[name].core for name in (layout.TEACHER, layout.STUDENT_FP32)},
+          **{training.content_path_name(name): model.content_candidates.path
+             for name, model in models.items() if model.content_candidates is not None}}
 
 
 def write_summary(models: Dict[str, two_tower.TwoTowerModel], directories: Dict[str, str],

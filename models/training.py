@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import math
 import os
 import shutil
 import tempfile
@@ -89,11 +90,15 @@ class TrainingData:
       default_factory=dict, init=False, repr=False, compare=False)
 
   def eval_queries(self, max_users: int) -> eval_split.EvalQueries:
-    """The first `max_users` eval users' queries (`eval_split.collect`), collected once: every
-    hybrid model's mix is chosen on them. Requires an eval split."""
+    """The first `max_users` eval users' queries (`eval_split.collect`), collected once (or
+    the first of more users' collected before): every hybrid model's mix is chosen on them, and
+    content paths calibrated. Requires an eval split."""
     if max_users not in self._eval_queries:
-      self._eval_queries[max_users] = eval_split.collect(
-          self.train_in_order, self.eval, len(self.stats.catalogue[features.ITEM_ID]), max_users)
+      more = [count for count in self._eval_queries if count > max_users]
+      self._eval_queries[max_users] = (
+          self._eval_queries[min(more)].first(max_users) if more else eval_split.collect(
+              self.train_in_order, self.eval, len(self.stats.catalogue[features.ITEM_ID]),
+              max_users))
     return self._eval_queries[max_users]
 
   def content_path_calibration(self, max_users: int) -> content_path.Calibration:
@@ -485,9 +490,13 @@ def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
       train = (distiller.with_teacher_outputs(in_order, teacher_model, cache('train'))
                .unbatch().shuffle(training.shuffle_buffer_size, seed=training.seed,
                                   reshuffle_each_iteration=True).batch(training.batch_size))
-    yield dataclasses.replace(data, train=train, eval=None if data.eval is None else
-                              distiller.with_teacher_outputs(data.eval, teacher_model,
-                                                             cache('eval')))
+    labelled = dataclasses.replace(data, train=train, eval=None if data.eval is None else
+                                   distiller.with_teacher_outputs(data.eval, teacher_model,
+                                                                  cache('eval')))
+    # The same examples with the teacher's outputs: the eval-split queries collected so far
+    # (every hybrid model's mix is chosen on them) hold for them too.
+    labelled._eval_queries.update(data._eval_queries)  # pylint: disable=protected-access
+    yield labelled
   finally:
     shutil.rmtree(cache_dir, ignore_errors=True)
 
@@ -560,17 +569,31 @@ def quantize(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
 
 
 def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: TrainingData,
-                        settings: hparams.ContentPathHParams, seed: int) -> None:
+                        settings: hparams.ContentPathHParams, seed: int,
+                        warm: Optional[warm_start.WarmStart] = None) -> None:
   """Fits the content path of a trained `model` (named `name`) on its warm items and attaches it
   (`models.content_path`), so that its exports embed the cold items of the catalogue with it;
-  nothing when the catalogue has no cold item or `settings.epochs` is 0."""
+  nothing when the catalogue has no cold item or `settings.epochs` is 0. With `warm` holding
+  that run's path of the model (`content_path_name`), the path starts from it and trains for
+  the share of `settings.epochs` that the warm run's sample is of the train split."""
+
+  def start(path: tf.keras.Model) -> bool:
+    return _warm_start(warm, content_path_name(name), path, data) is not None
+
   if not settings.epochs or not data.has_cold_items:
     return
+  share = data.train_sample.share if data.train_sample else 1.0
   with logged_phase(f'Fitted the {name} content path', logging.DEBUG):
     model.content_candidates = content_path.fit(
         model, data.train, data.stats.catalogue, data.vocab, data.transform, settings, seed,
         None if data.eval is None else data.content_path_calibration(
-            settings.calibration_users))
+            settings.calibration_users),
+        start, max(1, math.ceil(settings.epochs * share)))
+
+
+def content_path_name(name: str) -> str:
+  """The name under which a warm start saves the content path of model `name`."""
+  return f'{name}_content_path'
 
 
 def fresh_items(data: TrainingData, max_interactions: int) -> np.ndarray:

@@ -156,6 +156,25 @@ def test_fitted_on_warm_items_it_scores_them_as_the_model_does():
                              np.log(np.exp(scores).sum(axis=1)), atol=0.1)
 
 
+def test_a_path_started_from_an_earlier_one_trains_only_its_warm_epochs():
+  model = _content_only_student()
+  fit = lambda **start: content_path.fit(model, _train_batches(), tiny_models.CATALOGUE,
+                                         tiny_models.VOCAB, tiny_models.TRANSFORM, SETTINGS,
+                                         seed=1, **start)
+  earlier = fit().path.get_weights()
+  started = lambda path: path.set_weights(earlier) is None
+  unchanged = fit(start=started, warm_epochs=0).path.get_weights()
+  for weight, kept in zip(unchanged, earlier):
+    np.testing.assert_array_equal(weight, kept)
+  moved = fit(start=started, warm_epochs=1).path.get_weights()
+  assert any(not np.array_equal(weight, kept) for weight, kept in zip(moved, earlier))
+  # A start that finds nothing to start from: `SETTINGS.epochs` from the path's initial weights.
+  initial = []
+  nothing = lambda path: initial.extend(w.copy() for w in path.get_weights()) or False
+  trained = fit(start=nothing, warm_epochs=0).path.get_weights()
+  assert any(not np.array_equal(weight, first) for weight, first in zip(trained, initial))
+
+
 def test_attached_the_model_embeds_cold_items_with_it_and_warm_ones_as_before():
   model = _content_only_student()
   cold = {features.ITEM_ID: np.array(['new']), features.ITEM_INDEX: np.array([11]),

@@ -247,11 +247,23 @@ def test_eval_queries_are_collected_once_per_data_and_user_count(monkeypatch):
                       lambda *args: collected.append(args[-1]) or collect(*args))
   first = data.eval_queries(2)
   assert data.eval_queries(2) is first
-  assert len(data.eval_queries(1).eval_data.users) == 1
-  assert collected == [2, 1]
-  # Other splits (as `teacher_outputs` gives) collect their own.
+  # Fewer users: the first of those collected, as collecting them would give.
+  fewer, fresh = data.eval_queries(1), collect(data.train_in_order, data.eval,
+                                               tiny_models.NUM_CATALOGUE_ITEMS, 1)
+  assert collected == [2]
+  for name, values in fresh.queries.items():
+    np.testing.assert_array_equal(fewer.queries[name], values)
+  for matrix in ('seen', 'targets'):
+    np.testing.assert_array_equal(getattr(fewer.eval_data, matrix).toarray(),
+                                  getattr(fresh.eval_data, matrix).toarray())
+  np.testing.assert_array_equal(fewer.eval_data.num_targets, fresh.eval_data.num_targets)
+  assert list(fewer.eval_data.users) == list(fresh.eval_data.users) == [0]
+  # A copy, whose splits may differ, collects its own; the teacher's outputs on the same
+  # examples (`teacher_outputs`) keep those collected.
   assert dataclasses.replace(data).eval_queries(2) is not first
   np.testing.assert_array_equal(first.eval_data.users, [0, 1])  # the first two users
+  with training.teacher_outputs(data, _hybrid_teacher(rank=4), tiny_models.TRAINING) as labelled:
+    assert labelled.eval_queries(2) is first
 
 
 @pytest.mark.parametrize('beyond_the_limit', [False, True])
