@@ -60,6 +60,9 @@ def base_warm_start(fn_args, training_hparams: hparams.TrainingHParams
   base_model = getattr(fn_args, 'base_model', None)
   if not base_model or training_hparams.warm_start_epochs <= 0:
     return None
+  if not 0.0 < training_hparams.warm_start_sample <= 1.0:
+    raise ValueError(f'warm_start_sample {training_hparams.warm_start_sample}: the share of the '
+                     'train split a warm run trains on, above 0 and at most 1')
   warm = warm_start.load(os.path.join(os.path.dirname(base_model), layout.WARM_START_DIR))
   if warm is None:
     logging.info('The base model %s has no warm start: training cold', base_model)

@@ -66,6 +66,7 @@ def test_each_span_pushes_a_version_the_second_warm_started(span_runs):
     # Started from the first run's model: the rows of the ids it knew kept.
     assert warm['from'] == os.path.join(first['model'], layout.WARM_START_DIR)
     assert warm['rows_kept'] > 0 and warm['copied'] > 0
+    assert warm['train_sample'] == configs.TRAINING.warm_start_sample
     assert second['summary'][name]['best_epoch'] <= configs.TRAINING.warm_start_epochs
   # The items of the newest span's items.csv are all served.
   served = set(catalogue_lib.read_catalogue(catalogue_lib.catalogue_path(second['pushed'])))

@@ -1,12 +1,18 @@
 """Warm start (`models.warm_start`): weights copied by layer name, vocabulary-indexed table rows
 mapped by raw id (a known item keeps its row, a new one its fresh row, a removed one is gone),
 refitted item-to-item tables never carried over, the hybrid mix never carried over."""
+import dataclasses
+import types
+
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from contract import features
+from models import run_fn
 from models import towers
 from models import warm_start
+from pipeline import configs
 
 DIM = 3
 
@@ -123,3 +129,11 @@ def test_a_warm_sample_holds_every_example_of_a_new_user_or_item_and_a_share_of_
   assert _pairs(quarter.apply(batches)) == drawn  # the same examples on every pass
   assert _pairs(warm.sample(1.0, seed=7, tf_transform_output=new_output).apply(
       batches)) == list(zip(users, items))
+
+
+@pytest.mark.parametrize('share', [0.0, 1.5])
+def test_a_warm_sample_share_outside_0_to_1_is_refused(tmp_path, share):
+  fn_args = types.SimpleNamespace(base_model=str(tmp_path / 'Format-Serving'))
+  with pytest.raises(ValueError, match='warm_start_sample'):
+    run_fn.base_warm_start(fn_args, dataclasses.replace(configs.TRAINING,
+                                                        warm_start_sample=share))
