@@ -84,8 +84,11 @@ class TrainingData:
   stats: inputs.TrainStats
   cold_items: Optional[Dict[str, np.ndarray]] = None
   train_sample: Optional[inputs.Sample] = None
+  # The eval-split queries collected so far, by user count: copies (`dataclasses.replace`)
+  # share them, as their batches are of the same examples (`teacher_outputs`); a copy with
+  # other splits would be given `_eval_queries={}`.
   _eval_queries: Dict[int, eval_split.EvalQueries] = dataclasses.field(
-      default_factory=dict, init=False, repr=False, compare=False)
+      default_factory=dict, repr=False, compare=False)
   _calibrations: Dict[int, content_path.Calibration] = dataclasses.field(
       default_factory=dict, init=False, repr=False, compare=False)
 
@@ -490,13 +493,11 @@ def teacher_outputs(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
       train = (distiller.with_teacher_outputs(in_order, teacher_model, cache('train'))
                .unbatch().shuffle(training.shuffle_buffer_size, seed=training.seed,
                                   reshuffle_each_iteration=True).batch(training.batch_size))
-    labelled = dataclasses.replace(data, train=train, eval=None if data.eval is None else
-                                   distiller.with_teacher_outputs(data.eval, teacher_model,
-                                                                  cache('eval')))
-    # The same examples with the teacher's outputs: the eval-split queries collected so far
-    # (every hybrid model's mix is chosen on them) hold for them too.
-    labelled._eval_queries.update(data._eval_queries)  # pylint: disable=protected-access
-    yield labelled
+    # The same examples, with the teacher's outputs: the eval-split queries collected so far
+    # (every hybrid model's mix is chosen on them) are shared.
+    yield dataclasses.replace(data, train=train, eval=None if data.eval is None else
+                              distiller.with_teacher_outputs(data.eval, teacher_model,
+                                                             cache('eval')))
   finally:
     shutil.rmtree(cache_dir, ignore_errors=True)
 

@@ -258,12 +258,12 @@ def test_eval_queries_are_collected_once_per_data_and_user_count(monkeypatch):
                                   getattr(fresh.eval_data, matrix).toarray())
   np.testing.assert_array_equal(fewer.eval_data.num_targets, fresh.eval_data.num_targets)
   assert list(fewer.eval_data.users) == list(fresh.eval_data.users) == [0]
-  # A copy, whose splits may differ, collects its own; the teacher's outputs on the same
-  # examples (`teacher_outputs`) keep those collected.
-  assert dataclasses.replace(data).eval_queries(2) is not first
-  np.testing.assert_array_equal(first.eval_data.users, [0, 1])  # the first two users
+  # The teacher's outputs on the same examples (`teacher_outputs`) keep those collected; a copy
+  # given other splits collects its own.
   with training.teacher_outputs(data, _hybrid_teacher(rank=4), tiny_models.TRAINING) as labelled:
     assert labelled.eval_queries(2) is first
+  assert dataclasses.replace(data, _eval_queries={}).eval_queries(2) is not first
+  np.testing.assert_array_equal(first.eval_data.users, [0, 1])  # the first two users
 
 
 @pytest.mark.parametrize('beyond_the_limit', [False, True])
