@@ -1,8 +1,8 @@
 """Warm start: a new run's models start from the weights of the latest blessed run's.
 
 A Trainer run saves, beside the candidate's SavedModel in the `model` artifact
-(`layout.WARM_START_DIR`), the weights of the models that later runs start from (the teacher and
-the fp32 student: `save`) and the raw ids of every vocabulary their tables are indexed by. A
+(`layout.WARM_START_DIR`), the weights of the models that later runs start from (the teacher,
+the fp32 student and the kept content paths: `save`) and the raw ids of every vocabulary their tables are indexed by. A
 run that starts from them (`load`, then `WarmStart.apply` to each newly built core) copies
 every layer's weights by layer name, and maps the rows of the vocabulary-indexed tables
 (`TABLES`) by raw id, so that the vocabularies can change between runs: a user, item, genre or
@@ -12,7 +12,8 @@ whose shapes changed otherwise (another embedding width) start fresh, as do the 
 component's tables, which every run fits anew on its own train split (`models.item_item`), with
 the factorisation, L2 weight, rank and window the saved run chose (its `settings`), and the
 hybrid mix: the towers train without the component, as in a cold run, and the mix is chosen
-after.
+after. Such a run trains on `WarmStart.sample` of its train split (a share of it, and every
+example of a user or item the saved run did not know).
 """
 import dataclasses
 import io
