@@ -51,10 +51,15 @@ TABLES = {
 REFITTED_PREFIXES = ('item_item', 'hybrid_mix')
 
 
+def tokens(tf_transform_output, vocabulary: str) -> List[str]:
+  """The raw tokens of one vocabulary, in row order."""
+  return [token.decode() if isinstance(token, bytes) else str(token)
+          for token in tf_transform_output.vocabulary_by_name(vocabulary)]
+
+
 def vocabularies(tf_transform_output) -> Dict[str, List[str]]:
   """The raw tokens of every vocabulary `TABLES` index by, in row order."""
-  return {name: [token.decode() if isinstance(token, bytes) else str(token)
-                 for token in tf_transform_output.vocabulary_by_name(name)]
+  return {name: tokens(tf_transform_output, name)
           for name in sorted({vocabulary for vocabulary, _ in TABLES.values()})}
 
 
@@ -100,7 +105,7 @@ class WarmStart:
     vocabulary, leading = TABLES[table]
     known = set(self.vocabularies[vocabulary])
     return np.array([False] * leading + [token not in known for token in
-                                         vocabularies(tf_transform_output)[vocabulary]])
+                                         tokens(tf_transform_output, vocabulary)])
 
   def sample(self, share: float, seed: int, tf_transform_output) -> inputs.Sample:
     """The train examples a warm run trains on: a random `share` (from `seed`), and every
