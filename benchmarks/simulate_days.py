@@ -17,6 +17,8 @@ same window (the latest `SPAN_WINDOW` spans, `configs.RAW_DATA`). A row per span
 `pipeline_s` (the Trainer's execution and the whole run, wall seconds), `ndcg@10` and
 `recall@100` of the pushed candidate (the int8 student) on the window's test split, `pushed`,
 and the same `cold_*` figures; printed as a table and written as a JSON list to `--bench-out`.
+Last, one line (`summary`) over the incremental days: every span after the first, whose warm run
+started from a blessed model (the first span's has none to start from: it is a cold run too).
 """
 import argparse
 import dataclasses
@@ -92,6 +94,34 @@ def simulate(data_source: str, output_dir: str, spans: int, span_days: int) -> L
   return rows
 
 
+def summary(rows: List[dict]) -> Optional[Dict[str, float]]:
+  """Over the incremental days (`rows` after the first): the number of `days`, the warm runs'
+  Trainer and pipeline seconds as shares of the cold retrains' (`trainer_share`,
+  `pipeline_share`: sums over the days), the means over the days of the warm and the cold
+  NDCG@10 and Recall@100, and the warm means relative to the cold ones (`ndcg@10_change`,
+  `recall@100_change`: 0.01 is 1 % higher); None without such a day."""
+  days = rows[1:]
+  if not days:
+    return None
+  def total(key):
+    return float(sum(row[key] for row in days))
+  result = {'days': len(days),
+            'trainer_share': total('trainer_s') / total('cold_trainer_s'),
+            'pipeline_share': total('pipeline_s') / total('cold_pipeline_s')}
+  for metric in ('ndcg@10', 'recall@100'):
+    warm, cold = total(metric) / len(days), total(f'cold_{metric}') / len(days)
+    result.update({metric: warm, f'cold_{metric}': cold, f'{metric}_change': warm / cold - 1})
+  return result
+
+
+def format_summary(figures: Dict[str, float]) -> str:
+  return (f"{figures['days']} incremental days: Trainer {figures['trainer_share']:.2f}x and "
+          f"pipeline {figures['pipeline_share']:.2f}x the cold retrain's seconds; "
+          + '; '.join(f"{metric} {figures[metric]:.4f} against {figures[f'cold_{metric}']:.4f} "
+                      f"({figures[f'{metric}_change']:+.1%})"
+                      for metric in ('ndcg@10', 'recall@100')))
+
+
 def format_row(row: Dict[str, object]) -> str:
   def cell(value: Optional[object]) -> str:
     if isinstance(value, float):
@@ -113,6 +143,9 @@ def main(argv=None) -> int:
   rows = simulate(args.data, os.path.abspath(args.output), args.spans, args.span_days)
   with open(args.bench_out, 'w') as f:
     json.dump(rows, f, indent=2)
+  figures = summary(rows)
+  if figures is not None:
+    print(format_summary(figures), flush=True)
   return 0
 
 

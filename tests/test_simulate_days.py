@@ -38,3 +38,22 @@ def test_an_empty_period_is_skipped_and_bad_settings_refused():
   assert _days(simulate_days.cut(_log([0, 1]), spans=1, span_days=7)) == [[0, 1]]
   with pytest.raises(ValueError, match='at least 1'):
     simulate_days.cut(_log([0]), spans=0, span_days=7)
+
+
+def test_the_summary_covers_the_incremental_days_only():
+  def row(span, seconds, cold_seconds, ndcg, cold_ndcg):
+    return {'span': span, 'trainer_s': seconds, 'pipeline_s': 2 * seconds,
+            'cold_trainer_s': cold_seconds, 'cold_pipeline_s': 3 * cold_seconds,
+            'ndcg@10': ndcg, 'cold_ndcg@10': cold_ndcg, 'recall@100': 0.5,
+            'cold_recall@100': 0.4}
+  assert simulate_days.summary([row(1, 100, 100, 0.2, 0.2)]) is None
+  figures = simulate_days.summary([row(1, 500, 100, 0.9, 0.1), row(2, 10, 40, 0.18, 0.2),
+                                   row(3, 20, 50, 0.20, 0.2)])
+  assert figures['days'] == 2
+  assert figures['trainer_share'] == pytest.approx(30 / 90)
+  assert figures['pipeline_share'] == pytest.approx(60 / 270)
+  assert figures['ndcg@10'] == pytest.approx(0.19)
+  assert figures['ndcg@10_change'] == pytest.approx(0.19 / 0.2 - 1)
+  assert figures['recall@100_change'] == pytest.approx(0.25)
+  assert '2 incremental days: Trainer 0.33x and pipeline 0.22x' in (
+      simulate_days.format_summary(figures))
