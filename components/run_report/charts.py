@@ -20,6 +20,7 @@ SIZE_LATENCY = 'size_latency.png'
 FRONTIER = 'frontier.png'
 TRAINING_LOSS = 'training_loss.png'
 VERSION_HISTORY = 'version_history.png'
+_HISTORY_SPAN = 0.1  # the least height of a version history panel, relative to its mean
 _DPI = 100
 
 
@@ -141,21 +142,29 @@ def training_loss(summary: Mapping[str, Mapping[str, object]], out_dir: str) -> 
 
 def version_history(rows: List[Mapping[str, object]], out_dir: str) -> Optional[str]:
   """NDCG@10 and Recall@100 of the pushed versions (`history.read_history`'s rows, oldest
-  first) that have them; None under two such versions (no line to draw)."""
+  first) that have them, one panel each, its scale at least `_HISTORY_SPAN` of the mean high
+  (a change of 1 % shows, one of 0.01 % does not); None under two such versions (no line to
+  draw)."""
   shown = [row for row in rows
            if row.get(history_lib.NDCG) is not None or row.get(history_lib.RECALL) is not None]
   if len(shown) < 2:
     return None
-  figure, axes = plt.subplots(figsize=(6.5, 4))
+  metrics = ((history_lib.NDCG, 'NDCG@10'), (history_lib.RECALL, 'Recall@100'))
+  figure, axes = plt.subplots(1, len(metrics), figsize=(9, 3.8), squeeze=False)
   positions = list(range(len(shown)))
-  for key, label in ((history_lib.NDCG, 'NDCG@10'), (history_lib.RECALL, 'Recall@100')):
+  for axis, (key, label) in zip(axes[0], metrics):
     values = [row.get(key) for row in shown]
-    axes.plot(positions, [float('nan') if v is None else v for v in values], marker='o',
-              label=label)
-  axes.set_xticks(positions, [str(row['version']) for row in shown], rotation=30, ha='right',
-                  fontsize='small')
-  axes.set(xlabel='pushed version', ylabel="the candidate on its run's test split",
-           title='Pushed versions')
-  axes.grid(alpha=0.3)
-  axes.legend()
+    axis.plot(positions, [float('nan') if v is None else v for v in values], marker='o')
+    known = [v for v in values if v is not None]
+    if known:
+      middle = (min(known) + max(known)) / 2
+      half = 0.6 * max(max(known) - min(known), _HISTORY_SPAN * abs(sum(known) / len(known)),
+                       1e-6)
+      axis.set_ylim(middle - half, middle + half)
+    axis.set_xticks(positions, [str(row['version']) for row in shown], rotation=30, ha='right',
+                    fontsize='small')
+    axis.set(xlabel='pushed version', title=label)
+    axis.grid(alpha=0.3)
+  axes[0][0].set_ylabel("the candidate on its run's test split")
+  figure.suptitle('Pushed versions')
   return _save(figure, out_dir, VERSION_HISTORY)
