@@ -129,10 +129,16 @@ def ranking(model, eval_queries: EvalQueries, catalogue: Dict[str, np.ndarray],
   return metrics_lib.ranking_metrics(scores, eval_data), top
 
 
+# Examples per eager call of `rmse`: an eager call costs about the same for 512 examples as for
+# 4,096 (a large model's ops are dispatched one by one), so fewer, larger batches.
+RMSE_BATCH = 4096
+
+
 def rmse(model, eval_split: tf.data.Dataset) -> float:
-  """RMSE of the model's predicted ratings over the eval split."""
+  """RMSE of the model's predicted ratings over the eval split (batched, in `RMSE_BATCH`
+  batches)."""
   predictions, ratings = [], []
-  for batch in eval_split:
+  for batch in eval_split.rebatch(RMSE_BATCH):
     predictions.append(model(batch)['rating'].numpy())
     ratings.append(batch[features.LABEL].numpy())
   return metrics_lib.rmse(np.concatenate(predictions), np.concatenate(ratings))

@@ -357,6 +357,23 @@ def test_eval_split_takes_every_user_under_the_cap():
   np.testing.assert_array_equal(collected.queries[features.AGE_Z], [0.0, 1.0])
 
 
+def test_eval_split_rmse_over_every_example_in_large_batches(monkeypatch):
+  # 7 examples in batches of 2 (the last one short), re-batched 3 by 3: the model predicts
+  # each row's AGE_Z (its position); labels are 1, so the errors are 0 + 1 + 2 + ... + 6 - 1.
+  monkeypatch.setattr(eval_split, 'RMSE_BATCH', 3)
+  rows = _index_batches([(1, 1)] * 7, 2).unbatch().map(
+      lambda row: {**row, features.LABEL: tf.constant(1.0)}).batch(2)
+  calls = []
+
+  def model(batch):
+    calls.append(int(tf.shape(batch[features.AGE_Z])[0]))
+    return {'rating': batch[features.AGE_Z]}
+
+  errors = np.arange(7) - 1.0
+  assert eval_split.rmse(model, rows) == pytest.approx(np.sqrt(np.mean(errors**2)))
+  assert calls == [3, 3, 1]
+
+
 class _FixedScoresModel(tf.Module):
   """A SavedModel with the serving contract that scores every catalogue item the same for every
   user (`item_scores`, items a..e) and predicts a rating of 4 for every example. With
