@@ -98,8 +98,10 @@ def summary(rows: List[dict]) -> Optional[Dict[str, float]]:
   """Over the incremental days (`rows` after the first): the number of `days`, the warm runs'
   Trainer and pipeline seconds as shares of the cold retrains' (`trainer_share`,
   `pipeline_share`: sums over the days), the means over the days of the warm and the cold
-  NDCG@10 and Recall@100, and the warm means relative to the cold ones (`ndcg@10_change`,
-  `recall@100_change`: 0.01 is 1 % higher); None without such a day."""
+  NDCG@10 and Recall@100, the warm means relative to the cold ones (`ndcg@10_change`,
+  `recall@100_change`: 0.01 is 1 % higher), and the standard deviation of the days' own
+  relative changes (`ndcg@10_change_std`, ...: how much one day says); None without such a
+  day."""
   days = rows[1:]
   if not days:
     return None
@@ -110,7 +112,9 @@ def summary(rows: List[dict]) -> Optional[Dict[str, float]]:
             'pipeline_share': total('pipeline_s') / total('cold_pipeline_s')}
   for metric in ('ndcg@10', 'recall@100'):
     warm, cold = total(metric) / len(days), total(f'cold_{metric}') / len(days)
-    result.update({metric: warm, f'cold_{metric}': cold, f'{metric}_change': warm / cold - 1})
+    changes = [row[metric] / row[f'cold_{metric}'] - 1 for row in days]
+    result.update({metric: warm, f'cold_{metric}': cold, f'{metric}_change': warm / cold - 1,
+                   f'{metric}_change_std': float(np.std(changes))})
   return result
 
 
@@ -118,7 +122,8 @@ def format_summary(figures: Dict[str, float]) -> str:
   return (f"{figures['days']} incremental days: Trainer {figures['trainer_share']:.2f}x and "
           f"pipeline {figures['pipeline_share']:.2f}x the cold retrain's seconds; "
           + '; '.join(f"{metric} {figures[metric]:.4f} against {figures[f'cold_{metric}']:.4f} "
-                      f"({figures[f'{metric}_change']:+.1%})"
+                      f"({figures[f'{metric}_change']:+.1%}; a day's change ± "
+                      f"{figures[f'{metric}_change_std']:.1%})"
                       for metric in ('ndcg@10', 'recall@100')))
 
 

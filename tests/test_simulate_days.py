@@ -55,5 +55,7 @@ def test_the_summary_covers_the_incremental_days_only():
   assert figures['ndcg@10'] == pytest.approx(0.19)
   assert figures['ndcg@10_change'] == pytest.approx(0.19 / 0.2 - 1)
   assert figures['recall@100_change'] == pytest.approx(0.25)
+  assert figures['ndcg@10_change_std'] == pytest.approx(0.05)  # days at -10 % and 0 %
+  assert figures['recall@100_change_std'] == pytest.approx(0.0)
   assert '2 incremental days: Trainer 0.33x and pipeline 0.22x' in (
       simulate_days.format_summary(figures))
