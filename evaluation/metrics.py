@@ -126,8 +126,8 @@ def ranking_metrics_from_topk(topk_item_ids: Sequence[Sequence[str]],
   Ids outside the catalogue keep their place but are never hits nor counted in coverage.
 
   Args:
-    topk_item_ids: for each of `eval_data.users` in order, item id strings (decoded `str`, not
-      bytes), best first.
+    topk_item_ids: for each of `eval_data.users` in order, item ids (`str`, or UTF-8 `bytes`
+      as exported models return them), best first.
     eval_data: the queries and targets.
     ks: the recall cutoffs.
 
@@ -159,13 +159,23 @@ def top_from_scores(scores: np.ndarray, eval_data: protocol.EvalData, depth: int
   return top
 
 
+def _in_matrix(matrix: sparse.spmatrix, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+  """bool per (row, column) pair: whether `matrix` holds a nonzero there (a hashed look-up of
+  its entries: indexing a sparse matrix with millions of pairs is several times slower)."""
+  matrix = sparse.coo_matrix(matrix)
+  nonzero = matrix.data != 0
+  entries = matrix.row[nonzero].astype(np.int64) * matrix.shape[1] + matrix.col[nonzero]
+  return pd.Index(rows.astype(np.int64) * matrix.shape[1] + columns).isin(entries)
+
+
 def top_from_ids(topk_item_ids: Sequence[Sequence[str]], eval_data: protocol.EvalData,
                  depth: int) -> np.ndarray:
   """Each user's first `depth` item ids as catalogue indices, after dropping seen items and
   repeated ids (the rule of `ranking_metrics_from_topk`).
 
   Args:
-    topk_item_ids: for each of `eval_data.users` in order, item id strings, best first.
+    topk_item_ids: for each of `eval_data.users` in order, item ids (`str`, or UTF-8 `bytes`
+      as `saved_models.catalogue_rankings` gives them), best first.
     eval_data: the queries.
     depth: how many places to keep.
 
@@ -176,15 +186,24 @@ def top_from_ids(topk_item_ids: Sequence[Sequence[str]], eval_data: protocol.Eva
   if len(topk_item_ids) != len(eval_data.users):
     raise ValueError(f'expected {len(eval_data.users)} lists, got {len(topk_item_ids)}')
   lengths = [len(ids) for ids in topk_item_ids]
-  ids = np.concatenate([np.asarray(ids, dtype=object) for ids in topk_item_ids])
+  ids = np.concatenate([np.empty(0, object)]
+                       + [np.asarray(ids, dtype=object) for ids in topk_item_ids])
   rows = np.repeat(np.arange(len(lengths)), lengths)
-  columns = eval_data.items.get_indexer(ids)
+  catalogue = eval_data.items
+  if len(ids) and isinstance(ids[0], bytes):
+    catalogue = pd.Index(catalogue.astype(str).str.encode('utf-8'))
+  columns = catalogue.get_indexer(ids)
   known = columns != NOT_IN_CATALOGUE
   seen = np.zeros(len(ids), dtype=bool)
-  seen[known] = eval_data.seen[rows[known], columns[known]].A1 > 0
-  kept = ~seen & ~pd.DataFrame({'row': rows, 'id': ids}).duplicated().to_numpy()
+  seen[known] = _in_matrix(eval_data.seen, rows[known], columns[known])
+  # Repeated ids: by catalogue column, and ids outside the catalogue by a code of their own.
+  unknown_codes, _ = pd.factorize(ids[~known])
+  codes = columns.astype(np.int64)
+  codes[~known] = len(catalogue) + unknown_codes
+  kept = ~seen & ~pd.Series(rows * (len(catalogue) + len(ids)) + codes).duplicated().to_numpy()
   rows, columns = rows[kept], columns[kept]
-  places = pd.Series(rows).groupby(rows).cumcount().to_numpy()
+  # Each kept id's place in its user's list (rows are in order).
+  places = np.arange(len(rows)) - np.searchsorted(rows, np.arange(len(lengths)))[rows]
   top = np.full((len(lengths), depth), NOT_IN_CATALOGUE)
   within = places < depth
   top[rows[within], places[within]] = columns[within]

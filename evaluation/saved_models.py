@@ -47,9 +47,10 @@ def catalogue_rankings(model, users: Sequence[str], histories: Sequence[Sequence
     keep_scores: positions (in `users`) of users whose score of every item is also returned.
 
   Returns:
-    (rankings, scores): rankings[i] holds user i's best `depths[i]` ids (str), best first;
-    scores[i] maps every catalogue id outside user i's history to its score, for i in
-    `keep_scores`.
+    (rankings, scores): rankings[i] holds user i's best `depths[i]` ids, best first, as the
+    model returns them: an array of UTF-8 `bytes` (`metrics.top_from_ids` reads them so; not
+    decoding a deep ranking id by id saves most of its cost); scores[i] maps every catalogue
+    id (str) outside user i's history to its score, for i in `keep_scores`.
   """
   if not len(users) == len(histories) == len(depths):
     raise ValueError(f'need as many histories and depths as users, got {len(users)}, '
@@ -72,8 +73,7 @@ def catalogue_rankings(model, users: Sequence[str], histories: Sequence[Sequence
     positions = range(start, min(start + BATCH_SIZE, len(users)))
     # Only as deep as the batch needs: fewer ids to sort and to copy out of the graph.
     item_ids, _ = ranked(positions, max(depths[position] for position in positions))
-    rankings.extend([item.decode() for item in ids[:depths[position]]]
-                    for position, ids in zip(positions, item_ids))
+    rankings.extend(ids[:depths[position]] for position, ids in zip(positions, item_ids))
   scores = {}
   if keep_scores:
     positions = sorted(set(keep_scores))

@@ -182,6 +182,21 @@ def test_top_from_scores_and_from_ids_agree(tiny):
   # Deeper than the unseen items: the extra places hold no item.
   deep = metrics_lib.top_from_scores(TINY_SCORES, tiny, 6)
   assert (deep[:, 3:] == metrics_lib.NOT_IN_CATALOGUE).all()
+  # UTF-8 bytes, as exported models return ids, map to the same columns.
+  as_bytes = [np.array([item.encode() for item in ranking], object) for ranking in TINY_RANKINGS]
+  np.testing.assert_array_equal(metrics_lib.top_from_ids(as_bytes, tiny, 3), expected)
+
+
+def test_top_from_ids_drops_repeats_and_keeps_the_places_of_unknown_ids(tiny):
+  # u1: d d x x e -> d, x (unknown: a place, no column), e: a repeated id counts once, an
+  # unknown one too. u2: y b y e -> y, b, e. u3 ranks nothing.
+  unknown = metrics_lib.NOT_IN_CATALOGUE
+  rankings = [['d', 'd', 'x', 'x', 'e'], ['y', 'b', 'y', 'e'], []]
+  # Seen items (u1's a) are dropped without taking a place.
+  rankings[0].insert(1, 'a')
+  expected = [[3, unknown, 4], [unknown, 1, 4], [unknown] * 3]
+  for ids in (rankings, [[item.encode() for item in ranking] for ranking in rankings]):
+    np.testing.assert_array_equal(metrics_lib.top_from_ids(ids, tiny, 3), expected)
 
 
 def test_users_ranked_block_by_block_rank_as_all_at_once(tiny, monkeypatch):
@@ -435,7 +450,8 @@ def test_saved_models_rankings_ratings_and_size(tmp_path, monkeypatch):
   side = protocol.user_side_features(tiny_frame()[0], ['u1', 'u2', 'u3'])
   rankings, scores = saved_models.catalogue_rankings(
       model, ['u1', 'u2', 'u3'], [['a'], [], ['b', 'c']], side, [2, 5, 1], keep_scores=[2])
-  assert rankings == [['a', 'b'], ['a', 'b', 'd', 'e', 'c'], ['a']]
+  assert [ranking.tolist() for ranking in rankings] == [
+      [b'a', b'b'], [b'a', b'b', b'd', b'e', b'c'], [b'a']]
   assert scores == {2: {'a': 9.0, 'b': 8.0, 'c': 1.0, 'd': 3.0, 'e': 2.0}}
   with pytest.raises(ValueError, match='as many'):
     saved_models.catalogue_rankings(model, ['u1'], [], side, [1])
