@@ -36,12 +36,10 @@ class Sample:
   """A random `share` of a split's examples, drawn per batch from `seed` and the batch's
   position (passes over the same batches in the same order keep the same examples), plus every
   example whose index feature has a value marked in `always` (by feature name: a bool per index
-  value; values beyond it are not marked), and every example whose feature in `after` is above
-  the value it gives (by feature name)."""
+  value; values beyond it are not marked)."""
   share: float
   seed: int
   always: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-  after: Dict[str, int] = dataclasses.field(default_factory=dict)
 
   def apply(self, batches: tf.data.Dataset) -> tf.data.Dataset:
     """The sampled examples of `batches` (dicts of tensors, the batch first), in smaller
@@ -55,8 +53,6 @@ class Sample:
       for name, values in marked.items():
         index = tf.minimum(tf.cast(batch[name], tf.int32), len(values) - 1)
         keep = keep | tf.gather(values, index)
-      for name, value in self.after.items():
-        keep = keep | (batch[name] > tf.constant(value, batch[name].dtype))
       return {name: tf.boolean_mask(values, keep) for name, values in batch.items()}
 
     return batches.enumerate().map(kept)
@@ -122,24 +118,19 @@ class TrainStats:
       examples carry.
     item_counts: train interactions per item index (index 0 is padding).
     mean_rating: the mean train rating.
-    latest_timestamp: the latest train interaction's `features.TIMESTAMP` (0 for examples
-      without one).
   """
   catalogue: Dict[str, np.ndarray]
   item_counts: np.ndarray
   mean_rating: float
-  latest_timestamp: int = 0
 
 
 def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: int) -> TrainStats:
   """Streams the dataset once, keeping one row per item (memory ∝ catalogue, not interactions)."""
   rows = {}
   counts = np.zeros(num_item_indices, dtype=np.int64)
-  rating_sum, examples, latest = 0.0, 0, 0
+  rating_sum, examples = 0.0, 0
   for batch in dataset:
     columns = {name: batch[name].numpy() for name in catalogue_columns(batch)}
-    if features.TIMESTAMP in batch:
-      latest = max(latest, int(tf.reduce_max(batch[features.TIMESTAMP])))
     counts += np.bincount(columns[features.ITEM_INDEX], minlength=num_item_indices)
     rating_sum += float(tf.reduce_sum(batch[features.LABEL]))
     examples += len(columns[features.ITEM_INDEX])
@@ -152,7 +143,7 @@ def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: 
   ordered = [rows.get(i + 1, {**blank, features.ITEM_INDEX: i + 1}) for i in range(len(item_ids))]
   catalogue = {name: np.stack([row[name] for row in ordered]) for name in blank}
   catalogue[features.ITEM_ID] = id_strings(item_ids)
-  return TrainStats(catalogue, counts, rating_sum / max(examples, 1), latest)
+  return TrainStats(catalogue, counts, rating_sum / max(examples, 1))
 
 
 def scan_cold_items(items: tf.data.Dataset, num_vocabulary_items: int) -> Dict[str, np.ndarray]:

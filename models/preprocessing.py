@@ -30,13 +30,6 @@ def _optional_strings(x, like: tf.Tensor) -> tf.Tensor:
   return tf.strings.reduce_join(x, axis=1, separator=' ')
 
 
-def _dense_ints(x: tf.Tensor) -> tf.Tensor:
-  """Rank-1 int64 tensor from a [batch, 1] dense or sparse raw integer feature (missing → 0)."""
-  if isinstance(x, tf.sparse.SparseTensor):
-    x = tf.sparse.to_dense(x, default_value=0)
-  return tf.reshape(tf.cast(x, tf.int64), [-1])
-
-
 def _dense_numbers(x: tf.Tensor) -> tf.Tensor:
   if isinstance(x, tf.sparse.SparseTensor):
     x = tf.sparse.to_dense(x, default_value=0)
@@ -132,9 +125,6 @@ def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> D
       features.TITLE_INDICES: _padded_indices(
           titles, title_vocab, config.max_title_tokens, 1),
       features.LABEL: _dense_numbers(inputs[features.RATING]),
-      # When the interaction happened, which no model reads: a warm run trains on every example
-      # later than its base run's train split (`models.warm_start`).
-      features.TIMESTAMP: _dense_ints(inputs[features.TIMESTAMP]),
       # The raw id, which the catalogue returns (cold items share the OOV index).
       features.ITEM_ID: item_id,
       # The raw item side features, which no model reads: the exports' catalogue file shows

@@ -13,9 +13,8 @@ the vocabularies' raw ids, are saved beside the candidate in the `model` artifac
 (`layout.WARM_START_DIR`); given a base model (the Trainer's `base_model`: the latest blessed run
 on earlier data, wired for data given as spans), the run starts them from those weights, rows
 mapped by raw id (`models.warm_start`), and trains them for `TrainingHParams.warm_start_epochs`
-on a sample of the train split (`WarmStart.sample`: a `warm_start_sample` share, every
-example later than the base run's train split, and every example of a new user or item); a
-content path for that share of its epochs.
+on a sample of the train split (`WarmStart.sample`: a `warm_start_sample` share, and every
+example of a new user or item); a content path for that share of its epochs.
 
 Implicit feedback (`TrainerHParams.feedback`, a log without ratings) trains retrieval only:
 `retrieval_only` sets the rating weight and the rating distillation weight to 0, so no model
@@ -112,7 +111,6 @@ def run_fn(fn_args) -> None:
                   data.tf_transform_output,
                   os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR),
                   {training.STUDENT_SIZE: training.student_size_setting(student_size),
-                   warm_start.LATEST_TRAIN_TIMESTAMP: data.stats.latest_timestamp,
                    **({} if tables is None else {training.ITEM_ITEM_CHOICE: tables.choice()})})
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 

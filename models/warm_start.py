@@ -12,9 +12,8 @@ whose shapes changed otherwise (another embedding width) start fresh, as do the 
 component's tables, which every run fits anew on its own train split (`models.item_item`), with
 the factorisation, L2 weight, rank and window the saved run chose (its `settings`), and the
 hybrid mix: the towers train without the component, as in a cold run, and the mix is chosen
-after. Such a run trains on `WarmStart.sample` of its train split (a share of it, every
-example later than the saved run's train split, and every example of a user or item the saved
-run did not know).
+after. Such a run trains on `WarmStart.sample` of its train split (a share of it, and every
+example of a user or item the saved run did not know).
 """
 import dataclasses
 import io
@@ -32,8 +31,6 @@ from models import inputs
 WEIGHTS_FILE = '{}.npz'  # a model's weights, by model name
 VOCABULARIES_FILE = 'vocabularies.json'
 SETTINGS_FILE = 'settings.json'  # what the run chose that the next one may keep
-# The setting that holds the latest `features.TIMESTAMP` of the saved run's train split.
-LATEST_TRAIN_TIMESTAMP = 'latest_train_timestamp'
 
 # Vocabulary-indexed tables, by layer name: (the vocabulary, the rows before the vocabulary's:
 # the padding row of item-like tables). Rows after the vocabulary's are OOV buckets.
@@ -111,16 +108,11 @@ class WarmStart:
                                          tokens(tf_transform_output, vocabulary)])
 
   def sample(self, share: float, seed: int, tf_transform_output) -> inputs.Sample:
-    """The train examples a warm run trains on: a random `share` (from `seed`) of those the
-    saved run may have trained on, and every example that it cannot have: those later than its
-    train split (the new data, by the `LATEST_TRAIN_TIMESTAMP` setting; a run saved without it
-    sets no such bound), and those of a user or an item it did not know (their rows are
-    fresh)."""
-    latest = self.settings.get(LATEST_TRAIN_TIMESTAMP)
+    """The train examples a warm run trains on: a random `share` (from `seed`), and every
+    example of a user or an item that the saved run did not know (their rows are fresh)."""
     return inputs.Sample(share, seed, {
         features.USER_INDEX: self.new_rows('user_embedding', tf_transform_output),
-        features.ITEM_INDEX: self.new_rows('item_embedding', tf_transform_output)},
-        {} if latest is None else {features.TIMESTAMP: int(latest)})
+        features.ITEM_INDEX: self.new_rows('item_embedding', tf_transform_output)})
 
   def apply(self, name: str, core: tf.keras.Model, tf_transform_output) -> Dict[str, int]:
     """Sets `core`'s weights from the saved model `name`'s (see the module docstring); returns

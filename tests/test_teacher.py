@@ -234,16 +234,3 @@ def test_in_memory_serves_every_example_once_an_epoch_in_a_new_order():
   again = np.concatenate([b[features.ITEM_INDEX].numpy()
                           for b in inputs.in_memory(batches, batch_size=3, seed=7)])
   np.testing.assert_array_equal(again, orders[0])  # the seed fixes the orders
-
-
-def test_the_train_scan_finds_the_latest_timestamp_and_the_mean_rating():
-  stamped = [{**tiny_models.batch(), features.TIMESTAMP: tf.constant(stamps, tf.int64)}
-             for stamps in ([5, 9, 7], [3, 2, 8])]
-  dataset = tf.data.Dataset.from_tensor_slices(stamped[0]).concatenate(
-      tf.data.Dataset.from_tensor_slices(stamped[1])).batch(2)
-  stats = inputs.scan_train_data(dataset, [str(i).encode() for i in range(10)], 12)
-  assert stats.latest_timestamp == 9
-  assert stats.mean_rating == pytest.approx((4 + 2 + 5) * 2 / 6)
-  assert inputs.scan_train_data(dataset.map(
-      lambda batch: {name: values for name, values in batch.items()
-                     if name != features.TIMESTAMP}), [b'0'] * 10, 12).latest_timestamp == 0

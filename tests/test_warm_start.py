@@ -93,13 +93,11 @@ def test_row_keys_name_padding_tokens_and_oov_buckets():
   assert warm_start.row_keys(['x'], 2, leading=0) == ['x', '#oov0']
 
 
-def _examples(users, items, timestamps=None):
-  """One pass over examples of (user index, item index), at `timestamps` (default all 0), in
-  batches of 4."""
+def _examples(users, items):
+  """One pass over examples of (user index, item index), in batches of 4."""
   return tf.data.Dataset.from_tensor_slices({
       features.USER_INDEX: np.array(users, np.int64),
-      features.ITEM_INDEX: np.array(items, np.int64),
-      features.TIMESTAMP: np.array(timestamps or [0] * len(users), np.int64)}).batch(4)
+      features.ITEM_INDEX: np.array(items, np.int64)}).batch(4)
 
 
 def _pairs(batches):
@@ -139,19 +137,3 @@ def test_a_warm_sample_share_outside_0_to_1_is_refused(tmp_path, share):
   with pytest.raises(ValueError, match='warm_start_sample'):
     run_fn.base_warm_start(fn_args, dataclasses.replace(configs.TRAINING,
                                                         warm_start_sample=share))
-
-
-def test_a_warm_sample_holds_every_example_later_than_the_saved_train_split(tmp_path):
-  vocabularies = _TransformOutput(['a', 'b'], ['u1'])
-  warm_start.save({'teacher': _core(2, 1)}, vocabularies, str(tmp_path / 'earlier'))
-  warm_start.save({'teacher': _core(2, 1)}, vocabularies, str(tmp_path / 'latest'),
-                  {warm_start.LATEST_TRAIN_TIMESTAMP: 100})
-  # Known users and items only; timestamps 0..199, of which 100..199 come after the saved
-  # run's train split.
-  batches = _examples([0] * 200, [1, 2] * 100, list(range(200)))
-  sample = warm_start.load(str(tmp_path / 'latest')).sample(0.0, 7, vocabularies)
-  assert [int(t) for batch in sample.apply(batches) for t in batch[features.TIMESTAMP]] == list(
-      range(101, 200))
-  # A run saved without the setting bounds nothing: a share alone.
-  assert not _pairs(warm_start.load(str(tmp_path / 'earlier')).sample(
-      0.0, 7, vocabularies).apply(batches))
