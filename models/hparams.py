@@ -148,9 +148,11 @@ class DistillationHParams:
   MSE to the teacher's ratings weighted by `rating_distillation_weight`. The KL term's soft
   labels span the whole catalogue when it has at most `kd_catalogue_max_items` items, else the
   batch's candidates and `num_sampled_negatives` uniformly sampled items. `qat_*`:
-  quantization-aware fine-tuning that continues the distillation loss. The teacher's outputs on
-  the train and eval splits are computed once (held in memory or in temporary files, as
-  `TrainingHParams.in_memory_max_examples` says).
+  quantization-aware fine-tuning that continues the distillation loss, for `qat_epochs`, or in a
+  warm run (`TrainingHParams.warm_start_epochs`) for `warm_start_qat_epochs` over its sample; 0
+  epochs: post-training quantization (the kernels' int8 ranges from one forward pass). The
+  teacher's outputs on the train and eval splits are computed once (held in memory or in
+  temporary files, as `TrainingHParams.in_memory_max_examples` says).
   A student size with `embedding_dim` 0 takes the widest of `student_dims` whose int8
   SavedModel takes at most `size_budget` of the teacher's bytes (`training.student_size`).
   A student that inherits its hybrid teacher's item-to-item component learns, with
@@ -166,6 +168,7 @@ class DistillationHParams:
   kd_catalogue_max_items: int
   qat_epochs: int
   qat_learning_rate: float
+  warm_start_qat_epochs: int
   student_dims: Sequence[int]
   size_budget: float
   teacher_towers_only: bool

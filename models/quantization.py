@@ -2,7 +2,8 @@
 
 - `quantize_dense_layers`: TFMOT quantization-aware training wrappers on the Dense layers of a
   functional core (`quantize_annotate_layer` + `quantize_apply`; embeddings are left alone, as
-  TFMOT does not quantize them).
+  TFMOT does not quantize them); `set_kernel_ranges` sets their kernels' ranges without
+  training (post-training quantization).
 - `int8_embeddings`: the same core with every embedding table of width ≥ 2 stored as int8 values
   plus one float scale per row, dequantized inside the graph (`Int8Embedding`), so the
   SavedModel's variables really are ~4× smaller, and the QAT Dense layers folded into plain
@@ -83,6 +84,15 @@ def quantize_dense_layers(core: tf.keras.Model, custom_objects: Dict[str, Type])
   annotated = tf.keras.models.clone_model(core, clone_function=annotate)
   with tfmot.quantization.keras.quantize_scope(custom_objects):
     return tfmot.quantization.keras.quantize_apply(annotated)
+
+
+def set_kernel_ranges(model: tf.keras.Model, batch: Dict[str, tf.Tensor]) -> None:
+  """Post-training quantization of a model whose Dense layers are quantization-aware
+  (`quantize_dense_layers`), without training them: one forward pass over `batch` in training
+  mode, in which TFMOT's kernel quantizers record each kernel's range (its last value), so that
+  `int8_embeddings` folds the kernels onto int8's grid as after a QAT epoch. No weight changes;
+  the activations' moving ranges, which the fold drops, take one step."""
+  model(batch, training=True)
 
 
 def _is_quantized_table(layer: tf.keras.layers.Layer) -> bool:

@@ -550,18 +550,27 @@ def quantize(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
              distillation: hparams.DistillationHParams, log: TrainingLog,
              mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
   """The int8 student: `student_fp32`'s Dense layers fine-tuned with quantization-aware
-  training for `distillation.qat_epochs`, continuing the distillation from `teacher_model`,
-  then its embedding tables stored as int8. `data` as `teacher_outputs` gives it. A hybrid
-  student's towers are fine-tuned alone, as they were distilled, and the mix of the int8 model
-  chosen again on `mix_eval_users` eval users."""
+  training for `distillation.qat_epochs` (a warm run's, `data.train_sample`:
+  `warm_start_qat_epochs`), continuing the distillation from `teacher_model`, then its embedding
+  tables stored as int8; with 0 epochs, its kernels put on int8's grid without training
+  (`quantization.set_kernel_ranges`). `data` as `teacher_outputs` gives it. A hybrid student's
+  towers are fine-tuned alone, as they were distilled, and the mix of the int8 model chosen
+  again on `mix_eval_users` eval users."""
   qat_model = two_tower.TwoTowerModel(
       quantization.quantize_dense_layers(student_fp32.core, student.CUSTOM_OBJECTS), training,
       data.stats)
   if is_hybrid(qat_model):
     qat_model.core.get_layer('hybrid_mix').mix.assign([1.0, 0.0])
-  _fit(_distiller(teacher_model, qat_model, data, training, distillation,
-                  distillation.qat_learning_rate),
-       data, distillation.qat_epochs, layout.STUDENT_INT8, 'quantization_aware_training', log)
+  epochs = distillation.warm_start_qat_epochs if data.train_sample else distillation.qat_epochs
+  if epochs:
+    _fit(_distiller(teacher_model, qat_model, data, training, distillation,
+                    distillation.qat_learning_rate),
+         data, epochs, layout.STUDENT_INT8, 'quantization_aware_training', log)
+  else:
+    started = time.time()
+    quantization.set_kernel_ranges(qat_model, next(iter(data.train)))
+    log.records[layout.STUDENT_INT8] = {'train_s': time.time() - started, 'best_epoch': 0,
+                                        'history': {}, 'post_training_quantization': True}
   int8_model = two_tower.TwoTowerModel(
       quantization.int8_embeddings(qat_model.core, student.CUSTOM_OBJECTS), training, data.stats)
   if is_hybrid(int8_model):

@@ -111,8 +111,9 @@ TRAINING = hparams.TrainingHParams(
 DISTILLATION = hparams.DistillationHParams(
     epochs=5, learning_rate=0.005, alpha=0.5, temperature=1.0,
     rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
-    qat_epochs=1, qat_learning_rate=0.0005, student_dims=(16, 32, 64, 128, 256),
-    size_budget=STUDENT_MAX_SIZE_RATIO, teacher_towers_only=True)
+    qat_epochs=1, qat_learning_rate=0.0005, warm_start_qat_epochs=0,
+    student_dims=(16, 32, 64, 128, 256), size_budget=STUDENT_MAX_SIZE_RATIO,
+    teacher_towers_only=True)
 # The content path that embeds cold items (models/content_path.py), fitted on each model's warm
 # items after it trained, is on: its level is learnt on the eval split (how often users picked
 # items without train interactions there), and it is kept only where it orders those picks

@@ -13,6 +13,7 @@ from contract import features
 from models import distiller
 from models import eval_split
 from models import hparams
+from models import inputs
 from models import item_item
 from models import layout
 from models import quantization
@@ -229,8 +230,8 @@ def _distillation_hparams():
   return hparams.DistillationHParams(
       epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
       num_sampled_negatives=4,
-      kd_catalogue_max_items=0, qat_epochs=1, qat_learning_rate=0.001, student_dims=(8,),
-      size_budget=0.1, teacher_towers_only=True)
+      kd_catalogue_max_items=0, qat_epochs=1, qat_learning_rate=0.001, warm_start_qat_epochs=0,
+      student_dims=(8,), size_budget=0.1, teacher_towers_only=True)
 
 
 def _training_data() -> training.TrainingData:
@@ -303,6 +304,36 @@ def test_distil_and_quantize_record_their_phases(tmp_path):
   assert sorted(os.listdir(tmp_path / layout.TENSORBOARD_DIR)) == [
       'distillation', 'quantization_aware_training', 'teacher']
   assert student_int8(tiny_models.batch())['rating'].shape == (3,)
+
+
+@pytest.mark.parametrize('warm_start_qat_epochs', [0, 1])
+def test_a_warm_run_quantizes_its_student_with_its_own_qat_epochs(tmp_path,
+                                                                   warm_start_qat_epochs):
+  """A warm run (a sample of the train split) trains `warm_start_qat_epochs` QAT epochs; with 0,
+  the fp32 student's kernels are put on their own int8 grids, untrained."""
+  data = dataclasses.replace(_training_data(), train_sample=inputs.Sample(share=1.0, seed=0))
+  log = training.TrainingLog(str(tmp_path / layout.TENSORBOARD_DIR))
+  teacher_model = training.train_teacher(data, tiny_models.teacher_size(), tiny_models.TRAINING,
+                                         log)
+  distillation = dataclasses.replace(_distillation_hparams(), qat_epochs=3,
+                                     warm_start_qat_epochs=warm_start_qat_epochs)
+  with training.teacher_outputs(data, teacher_model,
+                                tiny_models.TRAINING) as distillation_data:
+    student_fp32 = training.distil(distillation_data, teacher_model, tiny_models.STUDENT_SIZE,
+                                   tiny_models.TRAINING, distillation, log)
+    student_int8 = training.quantize(distillation_data, teacher_model, student_fp32,
+                                     tiny_models.TRAINING, distillation, log)
+  record = log.records[layout.STUDENT_INT8]
+  if warm_start_qat_epochs:
+    assert len(record['history']['loss']) == 1 and 'post_training_quantization' not in record
+    return
+  assert record['history'] == {} and record['post_training_quantization']
+  assert 'quantization_aware_training' not in os.listdir(tmp_path / layout.TENSORBOARD_DIR)
+  for name in ('query_output', 'candidate_output'):
+    kernel = student_fp32.core.get_layer(name).kernel.numpy()
+    step = np.abs(kernel).max() / 127
+    np.testing.assert_allclose(student_int8.core.get_layer(name).kernel.numpy(),
+                               np.round(kernel / step) * step, atol=1e-6)
 
 
 def test_without_a_rating_weight_the_rating_head_neither_runs_nor_learns():

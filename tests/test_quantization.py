@@ -187,6 +187,31 @@ def test_qat_wraps_only_dense_layers_and_keeps_the_weights():
   np.testing.assert_allclose(outputs['rating'].numpy(), fp32(batch)['rating'].numpy(), atol=0.2)
 
 
+def test_kernel_ranges_set_without_training_put_each_kernel_on_its_own_int8_grid():
+  fp32 = _student()
+  qat_core = quantization.quantize_dense_layers(fp32.core, student.CUSTOM_OBJECTS)
+  names = ('query_output', 'candidate_output', 'rating_hidden')
+
+  def applied(name):
+    return quantization.applied_kernel(qat_core.get_layer(f'quant_{name}')).numpy()
+
+  def own_grid(name):  # symmetric, narrow range: 127 steps each side of 0
+    kernel = fp32.core.get_layer(name).kernel.numpy()
+    step = np.abs(kernel).max() / 127
+    return np.round(kernel / step) * step
+
+  untrained = {name: applied(name) for name in names}  # TFMOT's initial range, ±6
+  quantization.set_kernel_ranges(
+      two_tower.TwoTowerModel(qat_core, tiny_models.TRAINING, tiny_models.STATS),
+      tiny_models.batch())
+  for name in names:
+    assert not np.allclose(untrained[name], own_grid(name), atol=1e-6)
+    np.testing.assert_allclose(applied(name), own_grid(name), atol=1e-6)
+  for before, after in zip(fp32.core.get_weights(), qat_core.get_weights()):
+    if before.shape == after.shape:  # the wrappers' ranges aside, no weight moved
+      np.testing.assert_array_equal(before, after)
+
+
 def test_int8_student_stores_int8_tables_and_computes_the_same_model():
   fp32 = _student()
   qat = quantization.quantize_dense_layers(fp32.core, student.CUSTOM_OBJECTS)
