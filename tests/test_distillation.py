@@ -286,18 +286,25 @@ def test_teacher_outputs_go_to_a_temporary_file_beyond_the_in_memory_limit(
   assert not os.path.exists(cache_dir)
 
 
-def test_distil_and_quantize_record_their_phases(tmp_path):
-  data = _training_data()
-  log = training.TrainingLog(str(tmp_path / layout.TENSORBOARD_DIR))
+def _teacher_fp32_int8(data: training.TrainingData, distillation: hparams.DistillationHParams,
+                       tensorboard_dir: str):
+  """The training API's teacher, distillation and quantization on `data`: (their log, the fp32
+  student, the int8 student)."""
+  log = training.TrainingLog(tensorboard_dir)
   teacher_model = training.train_teacher(data, tiny_models.teacher_size(), tiny_models.TRAINING,
                                          log)
-  distillation = _distillation_hparams()
   with training.teacher_outputs(data, teacher_model,
                                 tiny_models.TRAINING) as distillation_data:
     student_fp32 = training.distil(distillation_data, teacher_model, tiny_models.STUDENT_SIZE,
                                    tiny_models.TRAINING, distillation, log)
     student_int8 = training.quantize(distillation_data, teacher_model, student_fp32,
                                      tiny_models.TRAINING, distillation, log)
+  return log, student_fp32, student_int8
+
+
+def test_distil_and_quantize_record_their_phases(tmp_path):
+  log, _, student_int8 = _teacher_fp32_int8(_training_data(), _distillation_hparams(),
+                                            str(tmp_path / layout.TENSORBOARD_DIR))
   assert [(name, len(record['history']['loss'])) for name, record in log.records.items()] == [
       (layout.TEACHER, 1), (layout.STUDENT_FP32, 2), (layout.STUDENT_INT8, 1)]
   assert set(distiller.LOSS_NAMES) <= set(log.records[layout.STUDENT_INT8]['history'])
@@ -311,18 +318,11 @@ def test_a_warm_run_quantizes_its_student_with_its_own_qat_epochs(tmp_path,
                                                                    warm_start_qat_epochs):
   """A warm run (a sample of the train split) trains `warm_start_qat_epochs` QAT epochs; with 0,
   the fp32 student's kernels are put on their own int8 grids, untrained."""
-  data = dataclasses.replace(_training_data(), train_sample=inputs.Sample(share=1.0, seed=0))
-  log = training.TrainingLog(str(tmp_path / layout.TENSORBOARD_DIR))
-  teacher_model = training.train_teacher(data, tiny_models.teacher_size(), tiny_models.TRAINING,
-                                         log)
-  distillation = dataclasses.replace(_distillation_hparams(), qat_epochs=3,
-                                     warm_start_qat_epochs=warm_start_qat_epochs)
-  with training.teacher_outputs(data, teacher_model,
-                                tiny_models.TRAINING) as distillation_data:
-    student_fp32 = training.distil(distillation_data, teacher_model, tiny_models.STUDENT_SIZE,
-                                   tiny_models.TRAINING, distillation, log)
-    student_int8 = training.quantize(distillation_data, teacher_model, student_fp32,
-                                     tiny_models.TRAINING, distillation, log)
+  log, student_fp32, student_int8 = _teacher_fp32_int8(
+      dataclasses.replace(_training_data(), train_sample=inputs.Sample(share=1.0, seed=0)),
+      dataclasses.replace(_distillation_hparams(), qat_epochs=3,
+                          warm_start_qat_epochs=warm_start_qat_epochs),
+      str(tmp_path / layout.TENSORBOARD_DIR))
   record = log.records[layout.STUDENT_INT8]
   if warm_start_qat_epochs:
     assert len(record['history']['loss']) == 1 and 'post_training_quantization' not in record
