@@ -5,9 +5,9 @@ A Trainer run saves, beside the candidate's SavedModel in the `model` artifact
 the fp32 student and the kept content paths: `save`) and the raw ids of every vocabulary their
 tables are indexed by. A run that starts from them (`load`, then `WarmStart.apply` to each newly
 built core) copies every layer's weights by layer name, and maps the rows of the
-vocabulary-indexed tables (`TABLES`) by raw id, so that the vocabularies can change between runs: a user, item, genre or
-title token known to both keeps its row, a new one keeps the row the new model was initialised
-with, and one that left the data is dropped. Padding and OOV rows map to themselves. Weights
+vocabulary-indexed tables (`TABLES`) by raw id, so that the vocabularies can change between
+runs: a user, item, genre or title token known to both keeps its row, a new one keeps the row
+the new model was initialised with, and one that left the data is dropped. Padding and OOV rows map to themselves. Weights
 whose shapes changed otherwise (another embedding width) start fresh, as do the item-to-item
 component's tables, which every run fits anew on its own train split (`models.item_item`), with
 the factorisation, L2 weight, rank and window the saved run chose (its `settings`), and the
