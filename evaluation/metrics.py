@@ -46,8 +46,9 @@ def slice_key(metric: str, slice_name: str) -> str:
 SLICE_METRIC_KEYS = [slice_key(metric, name) for metric, name in SLICE_METRICS]
 
 
-# Users ranked at a time: the float64 copy of their scores and its argpartition take 16 bytes an
-# item each, so a block of 1,024 users over 50,000 items takes about 0.8 GB, whatever the users.
+# Users ranked at a time: the copy of their scores (float32, or float64 for float64 scores) and
+# its argpartition take at most 16 bytes an item each, so a block of 1,024 users over 50,000
+# items takes at most 0.8 GB, whatever the users.
 USER_BLOCK = 1024
 
 
@@ -55,11 +56,12 @@ def _top_items(scores: np.ndarray, seen: sparse.csr_matrix, k: int) -> np.ndarra
   """Catalogue indices of each row's k best unseen items, best first; `NOT_IN_CATALOGUE` fills
   the places beyond the row's unseen items. Ties are broken arbitrarily (np.argpartition).
   Ranks `USER_BLOCK` rows at a time."""
+  scores = np.asarray(scores)
   k = min(k, scores.shape[1])
   top = np.empty((scores.shape[0], k), dtype=np.int64)
   for start in range(0, scores.shape[0], USER_BLOCK):
     stop = min(start + USER_BLOCK, scores.shape[0])
-    masked = np.array(scores[start:stop], dtype=np.float64)
+    masked = np.array(scores[start:stop], dtype=np.promote_types(scores.dtype, np.float32))
     rows, columns = seen[start:stop].nonzero()
     masked[rows, columns] = -np.inf
     masked *= -1.0  # in place: argpartition's smallest are the best

@@ -38,6 +38,7 @@ from typing import Dict, Optional, Tuple
 
 from absl import logging
 import numpy as np
+from scipy import sparse
 from scipy.sparse import linalg as sparse_linalg
 
 from contract import features
@@ -87,11 +88,6 @@ class ItemItemTables:
   @property
   def factorisation(self) -> str:
     return EIGEN if self.row_scales is not None else SVD
-
-  def choice(self) -> Dict[str, object]:
-    """What `fit` chose: the factorisation, L2 weight, rank and window (`fit`'s `chosen`)."""
-    return dict(factorisation=self.factorisation, l2=float(self.l2), rank=int(self.rank),
-                window=int(self.window))
 
   def truncated(self, rank: int) -> 'ItemItemTables':
     """These tables at rank `rank` (module docstring): the eigen tables' leading columns, or
@@ -235,22 +231,31 @@ def latest(histories: np.ndarray, window: int) -> np.ndarray:
   return np.where(positions >= count - window, histories, features.PADDING_INDEX)
 
 
-def _eval_ndcg(history: np.ndarray, candidates: np.ndarray, window: int,
+def history_counts(histories: np.ndarray, window: int,
+                   num_item_indices: int) -> sparse.csr_matrix:
+  """[queries, item indices]: how often each item is among a query's latest `window` history
+  items (`latest`); times a table, the sums of its history rows that the component's queries
+  are."""
+  rows, positions = np.nonzero(latest(histories, window) != features.PADDING_INDEX)
+  return sparse.csr_matrix(
+      (np.ones(len(rows), np.float32), (rows, histories[rows, positions])),
+      shape=(len(histories), num_item_indices))
+
+
+def _eval_ndcg(queries: np.ndarray, candidates: np.ndarray,
                eval_queries: eval_split.EvalQueries) -> float:
-  """NDCG@10 of the component's scores (the latest `window` history items' rows summed ·
-  candidate rows) on the eval queries, over their catalogue (item index c + 1 in column c)."""
-  queries = history[latest(eval_queries.queries[features.HISTORY_INDICES], window)].sum(axis=1)
+  """NDCG@10 of the component's scores (`queries` · candidate rows) on the eval queries, over
+  their catalogue (item index c + 1 in column c)."""
   scores = queries @ candidates[eval_queries.eval_data.items.to_numpy()].T
-  return metrics_lib.ranking_metrics(scores, eval_queries.eval_data)['ndcg@10']
+  return metrics_lib.ranking_metrics(scores, eval_queries.eval_data,
+                                     ks=(metrics_lib.CUTOFF,))[f'ndcg@{metrics_lib.CUTOFF}']
 
 
 def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_length: int,
         eval_queries: Optional[eval_split.EvalQueries],
-        params: hparams.ItemItemHParams,
-        chosen: Optional[Dict[str, object]] = None) -> ItemItemTables:
-  """The tables of the (L2 weight, rank, history window) of `params` that rank the eval
-  queries best; with `chosen` (an earlier fit's `ItemItemTables.choice`, on earlier data), the
-  tables of that choice alone, fitted on these interactions.
+        params: hparams.ItemItemHParams) -> ItemItemTables:
+  """The tables of the (factorisation, L2 weight, rank, history window) of `params` that rank
+  the eval queries best.
 
   Args:
     users, items: the train interactions' user and item indices (`train_pairs`).
@@ -259,13 +264,7 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     eval_queries: the eval queries in index space (`eval_split.collect`), or None: then the
       middle L2 weight, the largest rank and the largest window.
     params: the candidate L2 weights, ranks and windows, and how many items B covers.
-    chosen: the factorisation, L2 weight, rank and window to fit, or None to choose them.
   """
-  factorisations = FACTORISATIONS
-  if chosen is not None:
-    params = dataclasses.replace(params, l2_values=(chosen['l2'],), ranks=(chosen['rank'],),
-                                 windows=(chosen['window'],))
-    factorisations = (chosen['factorisation'],)
   counts = np.bincount(items, minlength=num_item_indices)
   counts[features.PADDING_INDEX] = 0
   kept = np.sort(np.argsort(-counts, kind='stable')[:params.max_items])
@@ -281,6 +280,10 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
         windows[-1:]
   else:
     l2_values = params.l2_values
+  # Each window's history counts, once: a query's sum of history rows is counts · table.
+  counts_by_window = {} if eval_queries is None else {
+      window: history_counts(eval_queries.queries[features.HISTORY_INDICES], window,
+                             num_item_indices) for window in windows}
   gram = (train.T @ train).toarray().astype(np.float32)
   # G is symmetric positive semi-definite: its singular vectors are its eigenvectors.
   eigenvectors, eigenvalues, _ = truncated_svd(gram, ranks[-1])
@@ -288,20 +291,18 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   for l2 in l2_values:
     precision = baselines.ease_precision(gram, l2)
     fields = dict(l2=float(l2), window=windows[-1])
-    fitted = {}
-    if EIGEN in factorisations:
-      fitted[EIGEN] = _eigen_tables(kept, eigenvectors, eigenvalues, np.diag(precision).copy(),
-                                    num_item_indices, **fields)
-    if SVD in factorisations:
-      fitted[SVD] = _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
-                                num_item_indices, **fields)
+    fitted = {
+        EIGEN: _eigen_tables(kept, eigenvectors, eigenvalues, np.diag(precision).copy(),
+                             num_item_indices, **fields),
+        SVD: _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
+                         num_item_indices, **fields)}
     del precision
-    for factorisation in factorisations:
+    for factorisation in FACTORISATIONS:
       for rank in ranks:
         tables = fitted[factorisation].truncated(rank)
         for window in windows:
-          ndcg = (None if eval_queries is None
-                  else _eval_ndcg(tables.history, tables.candidates, window, eval_queries))
+          ndcg = (None if eval_queries is None else _eval_ndcg(
+              counts_by_window[window] @ tables.history, tables.candidates, eval_queries))
           logging.debug('Item-item component, %s, L2 %g, rank %d, window %d: eval NDCG@10 %s',
                         factorisation, l2, rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
           if best is None or (ndcg is not None and ndcg > best[1].eval_ndcg):

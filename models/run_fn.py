@@ -82,7 +82,7 @@ def run_fn(fn_args) -> None:
                                 params.training.warm_start_sample, params.training.seed,
                                 tf_transform_output))
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
-  tables = training.fit_item_item(data, params.teacher, params.item_item, warm)
+  tables = training.fit_item_item(data, params.teacher, params.item_item)
   teacher = training.train_teacher(data, params.teacher, params.training, log, tables,
                                    params.item_item.eval_users, warm)
   models = {layout.TEACHER: teacher}
@@ -110,8 +110,7 @@ def run_fn(fn_args) -> None:
   warm_start.save(warm_start_models(models),
                   data.tf_transform_output,
                   os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR),
-                  {training.STUDENT_SIZE: training.student_size_setting(student_size),
-                   **({} if tables is None else {training.ITEM_ITEM_CHOICE: tables.choice()})})
+                  {training.STUDENT_SIZE: training.student_size_setting(student_size)})
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 
 

@@ -261,32 +261,28 @@ def _train_on_labels(core: tf.keras.Model, data: TrainingData,
 
 
 def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
-                  params: hparams.ItemItemHParams,
-                  warm: Optional[warm_start.WarmStart] = None
-                  ) -> Optional[item_item.ItemItemTables]:
+                  params: hparams.ItemItemHParams) -> Optional[item_item.ItemItemTables]:
   """The hybrid teacher's item-to-item tables (`models.item_item`), fitted on the train split
-  with their L2 weight and rank chosen on the eval split, or with `warm`, as that run's
-  teacher's were chosen; None when `size.item_item` is off."""
+  with their factorisation, L2 weight, rank and window chosen on the eval split (in a warm run
+  too: the choice follows the data as the window grows); None when `size.item_item` is off."""
   if not size.item_item:
     return None
   with logged_phase('Fitted the item-to-item component'):
     users, items = item_item.train_pairs(data.train_in_order)
     eval_queries = None if data.eval is None else data.eval_queries(params.eval_users)
-    chosen = None if warm is None else warm.settings.get(ITEM_ITEM_CHOICE)
     return item_item.fit(users, items, data.vocab.items, data.transform.history_length,
-                         eval_queries, params, chosen)
+                         eval_queries, params)
 
 
-# The warm start settings (`warm_start.save`) that hold the teacher's item-to-item choice and
-# the student's size (`student_size_setting`).
-ITEM_ITEM_CHOICE = 'item_item'
+# The warm start setting (`warm_start.save`) that holds the student's size
+# (`student_size_setting`).
 STUDENT_SIZE = 'student_size'
 
 
 def student_size_setting(size: hparams.TowerHParams) -> Dict[str, Any]:
-  """What `student_size` chooses of `size`, as the warm start setting `STUDENT_SIZE`."""
-  return {'embedding_dim': size.embedding_dim, 'item_item': size.item_item,
-          'item_item_rank': size.item_item_rank}
+  """What a warm run keeps of `student_size`'s choice, as the warm start setting
+  `STUDENT_SIZE`: the embedding dimension, which its weights are shaped by."""
+  return {'embedding_dim': size.embedding_dim}
 
 
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,
@@ -414,10 +410,11 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
     carries most of the teacher's quality); when none fits, it inherits nothing;
   - `embedding_dim` 0: the widest of `distillation.student_dims` that fits (the smallest when
     none does).
-  With `warm`, the size that run chose (`student_size_setting`), whose weights it starts from."""
+  With `warm`, the embedding dimension that run chose (`student_size_setting`), whose weights
+  it starts from, and the rank chosen anew for this run's teacher."""
   chosen = None if warm is None else warm.settings.get(STUDENT_SIZE)
   if chosen is not None:
-    return dataclasses.replace(size, **chosen)
+    size = dataclasses.replace(size, embedding_dim=chosen['embedding_dim'])
   catalogue = len(data.catalogue[features.ITEM_ID])
   # The student's SavedModel within its share of the teacher's, whatever its overhead.
   teacher_bytes = quantization.exported_bytes(teacher_model.core, catalogue, int8=False)

@@ -9,10 +9,10 @@ vocabulary-indexed tables (`TABLES`) by raw id, so that the vocabularies can cha
 runs: a user, item, genre or title token known to both keeps its row, a new one keeps the row
 the new model was initialised with, and one that left the data is dropped. Padding and OOV rows map to themselves. Weights
 whose shapes changed otherwise (another embedding width) start fresh, as do the item-to-item
-component's tables, which every run fits anew on its own train split (`models.item_item`), with
-the factorisation, L2 weight, rank and window the saved run chose (its `settings`), and the
-hybrid mix: the towers train without the component, as in a cold run, and the mix is chosen
-after. Such a run trains on `WarmStart.sample` of its train split (a share of it, and every
+component's tables, which every run fits and chooses anew on its own train and eval splits
+(`models.item_item`: as the window grows, the best factorisation, L2 weight, rank and window
+change), and the hybrid mix: the towers train without the component, as in a cold run, and the
+mix is chosen after. Such a run trains on `WarmStart.sample` of its train split (a share of it, and every
 example of a user or item the saved run did not know).
 """
 import dataclasses

@@ -454,12 +454,17 @@ def test_student_size_fits_the_inherited_rank_then_the_width_to_the_budget(
           chosen.item_item) == expected
 
 
-def test_a_warm_run_keeps_the_student_size_of_the_run_it_starts_from(tmp_path):
+def test_a_warm_run_keeps_the_student_width_and_chooses_its_rank_for_its_teacher(tmp_path):
+  # The run it starts from chose width 8 and rank 16 for another teacher; everything fits this
+  # one's budget: its whole rank 64, at the width the weights were trained at.
   teacher_model = _hybrid_teacher(rank=64)
   data = _training_data()
   size = dataclasses.replace(tiny_models.STUDENT_SIZE, embedding_dim=0, item_item=True)
-  chosen = dataclasses.replace(size, embedding_dim=8, item_item_rank=16)
+  distillation = dataclasses.replace(_distillation_hparams(), student_dims=(4, 8, 16),
+                                     size_budget=10.0)
+  earlier = dataclasses.replace(size, embedding_dim=8, item_item_rank=16)
   warm = warm_start.WarmStart(str(tmp_path), {}, {
-      training.STUDENT_SIZE: training.student_size_setting(chosen)})
-  assert training.student_size(data, teacher_model, size, _distillation_hparams(),
-                               warm) == chosen
+      training.STUDENT_SIZE: training.student_size_setting(earlier)})
+  chosen = training.student_size(data, teacher_model, size, distillation, warm)
+  assert (chosen.embedding_dim, chosen.item_item_rank, chosen.item_item) == (8, 64, True)
+  assert training.student_size(data, teacher_model, size, distillation).embedding_dim == 16

@@ -73,11 +73,16 @@ def test_l2_and_rank_are_chosen_on_the_eval_queries():
   tables = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries,
                          _params(l2_values=(0.5, 1e6), ranks=(1, 5)))
   assert tables.rank == 5 and tables.l2 == 0.5 and tables.eval_ndcg == 1.0
-  # An earlier fit's choice is fitted alone, even where the eval queries prefer another one.
-  chosen = dict(factorisation=item_item.SVD, l2=1e6, rank=1, window=2)
-  kept = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries,
-                       _params(l2_values=(0.5, 1e6), ranks=(1, 5)), chosen)
-  assert kept.choice() == chosen and kept.eval_ndcg < 1.0
+
+
+def test_history_counts_sum_the_latest_window_of_each_history():
+  histories = np.array([[3, 1, 3, 0], [2, 0, 0, 0], [0, 0, 0, 0]])
+  counts = item_item.history_counts(histories, 2, 5).toarray()
+  np.testing.assert_array_equal(counts, [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
+  # The component's padding row is 0: counts · table is the sum of the latest rows.
+  table = np.arange(10, dtype=np.float32).reshape(5, 2) * [[0], [1], [1], [1], [1]]
+  np.testing.assert_array_equal(counts @ table,
+                                table[item_item.latest(histories, 2)].sum(axis=1))
 
 
 def test_tables_round_trip(tmp_path):
