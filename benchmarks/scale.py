@@ -155,7 +155,7 @@ def train_teacher_epoch(output_dir: str, batch_size: int, stages: Stages) -> Dic
                         configs.ITEM_ITEM)
     model = stages.run('teacher_epoch', training.train_teacher, data, configs.TEACHER,
                        training_hparams, log, tables)
-  return {'train_examples': int(data.stats.item_counts.sum()),
+  return {'train_examples': data.train_examples,
           'teacher_params': int(model.count_params()),
           'teacher_loss': log.records[layout.TEACHER]['history']['loss'][-1]}
 

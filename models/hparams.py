@@ -121,7 +121,9 @@ class TrainingHParams:
   (a fresh optimizer on trained weights), on a sample of the train split drawn once from `seed`
   (a `warm_start_sample` share, and every example of a user or item new since the earlier run:
   `warm_start.WarmStart.sample`), which the teacher's outputs are computed on too; 0 epochs
-  retrains them cold, as a run without a previous one does."""
+  retrains them cold, as a run without a previous one does. A warm run whose train split holds
+  more than `warm_start_max_growth` times the examples of the last cold training its models
+  descend from retrains cold instead (a refresh: `warm_start.refresh_due`); 0 never does."""
   epochs: int
   batch_size: int
   shuffle_buffer_size: int  # examples are written grouped by user: shuffle across users
@@ -137,6 +139,7 @@ class TrainingHParams:
   warm_start_epochs: int
   warm_start_learning_rate_scale: float
   warm_start_sample: float
+  warm_start_max_growth: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,10 @@ the vocabularies' raw ids, are saved beside the candidate in the `model` artifac
 on earlier data, wired for data given as spans), the run starts them from those weights, rows
 mapped by raw id (`models.warm_start`), and trains them for `TrainingHParams.warm_start_epochs`
 on a sample of the train split (`WarmStart.sample`: a `warm_start_sample` share, and every
-example of a new user or item); a content path for that share of its epochs.
+example of a new user or item); a content path for that share of its epochs. The saved settings
+carry the train examples of the lineage's last cold training on, and a run whose train split
+has grown past `TrainingHParams.warm_start_max_growth` times them retrains cold
+(`warm_start.refresh_due`).
 
 Implicit feedback (`TrainerHParams.feedback`, a log without ratings) trains retrieval only:
 `retrieval_only` sets the rating weight and the rating distillation weight to 0, so no model
@@ -78,15 +81,13 @@ def run_fn(fn_args) -> None:
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   data = training.read_data(fn_args.train_files[:1], fn_args.eval_files, fn_args.train_files[1:],
                             fn_args.data_accessor, tf_transform_output, params.transform,
-                            params.training, None if warm is None else warm.sample(
-                                params.training.warm_start_sample, params.training.seed,
-                                tf_transform_output))
+                            params.training, warm)
   log = training.TrainingLog(os.path.join(fn_args.model_run_dir, layout.TENSORBOARD_DIR))
   tables = training.fit_item_item(data, params.teacher, params.item_item)
   teacher = training.train_teacher(data, params.teacher, params.training, log, tables,
-                                   params.item_item.eval_users, warm)
+                                   params.item_item.eval_users)
   models = {layout.TEACHER: teacher}
-  student_size = training.student_size(data, teacher, params.student, params.distillation, warm)
+  student_size = training.student_size(data, teacher, params.student, params.distillation)
   if params.train_student_scratch:
     models[layout.STUDENT_SCRATCH] = training.train_student(
         data, student_size, params.training, params.distillation, log,
@@ -94,13 +95,12 @@ def run_fn(fn_args) -> None:
   with training.teacher_outputs(data, teacher, params.training) as distillation_data:
     models[layout.STUDENT_FP32] = training.distil(
         distillation_data, teacher, student_size, params.training, params.distillation, log,
-        params.item_item.eval_users, warm)
+        params.item_item.eval_users)
     models[layout.STUDENT_INT8] = training.quantize(
         distillation_data, teacher, models[layout.STUDENT_FP32], params.training,
         params.distillation, log, params.item_item.eval_users)
   for name, model in models.items():
-    training.attach_content_path(name, model, data, params.content_path, params.training.seed,
-                                 warm)
+    training.attach_content_path(name, model, data, params.content_path, params.training.seed)
   if params.content_path.epochs and data.has_cold_items:
     logging.info('Content path (cold items): kept for %s',
                  ', '.join(name for name, model in models.items()
@@ -110,7 +110,8 @@ def run_fn(fn_args) -> None:
   warm_start.save(warm_start_models(models),
                   data.tf_transform_output,
                   os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR),
-                  {training.STUDENT_SIZE: training.student_size_setting(student_size)})
+                  {training.STUDENT_SIZE: training.student_size_setting(student_size),
+                   **warm_start.lineage_settings(data.warm, data.train_examples)})
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 
 

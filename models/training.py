@@ -74,6 +74,8 @@ class TrainingData:
     cold_items: the items known without a train interaction (`inputs.scan_cold_items`), or None.
     train_sample: the examples of the train split that `train` serves (a warm run's sample:
       `warm_start.WarmStart.sample`), or None for all; `train_in_order` is always all.
+    warm: the earlier run whose models these start from (`models.warm_start`), or None: a cold
+      run (without a base model, or with a refresh due: `warm_start.refresh_due`).
   """
   train: tf.data.Dataset
   train_in_order: tf.data.Dataset
@@ -84,6 +86,7 @@ class TrainingData:
   stats: inputs.TrainStats
   cold_items: Optional[Dict[str, np.ndarray]] = None
   train_sample: Optional[inputs.Sample] = None
+  warm: Optional[warm_start.WarmStart] = None
   # The eval-split queries collected so far, by user count: copies (`dataclasses.replace`)
   # share them, as their batches are of the same examples (`teacher_outputs`); a copy with
   # other splits would be given `_eval_queries={}`.
@@ -113,6 +116,11 @@ class TrainingData:
           eval_queries, self.cold_items, eval_split.items_targets(
               self.eval, eval_queries.eval_data.users, self.cold_items[features.ITEM_ID]))
     return self._calibrations[max_users]
+
+  @property
+  def train_examples(self) -> int:
+    """The train split's examples (all of them, sampled or not)."""
+    return int(self.stats.item_counts.sum())
 
   @property
   def has_cold_items(self) -> bool:
@@ -164,24 +172,31 @@ def logged_phase(description: str, level: int = logging.INFO) -> Iterator[None]:
 
 
 def _fits_in_memory(data: TrainingData, training: hparams.TrainingHParams) -> bool:
-  return data.stats.item_counts.sum() <= training.in_memory_max_examples
+  return data.train_examples <= training.in_memory_max_examples
 
 
 def read_data(train_files: List[str], eval_files: List[str], item_files: List[str],
               data_accessor, tf_transform_output, transform: hparams.TransformHParams,
               training: hparams.TrainingHParams,
-              train_sample: Optional[inputs.Sample] = None) -> TrainingData:
+              warm: Optional[warm_start.WarmStart] = None) -> TrainingData:
   """The transformed splits in `training.batch_size` batches, scanned (see `scan_data`), the
   train split held in memory up to `training.in_memory_max_examples` examples
   (`inputs.in_memory`); no eval split when `eval_files` is empty, and a catalogue of the train
-  items only when `item_files` (the `features.ITEMS_SPLIT`) is. The models train on the
-  `train_sample` of the train split, or on all of it (`TrainingData.train_sample`)."""
+  items only when `item_files` (the `features.ITEMS_SPLIT`) is. With `warm` (an earlier run's
+  models to start from), unless the train split has grown too far since their last cold
+  training (`warm_start.refresh_due`), the models train on its sample of the train split
+  (`TrainingData.warm`, `TrainingData.train_sample`), otherwise on all of it."""
   train = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output, training)
   eval_split = (inputs.transformed_dataset(eval_files, data_accessor, tf_transform_output,
                                            training, shuffle=False) if eval_files else None)
   train_in_order = inputs.transformed_dataset(train_files, data_accessor, tf_transform_output,
                                               training, shuffle=False)
   data = scan_data(train, train_in_order, eval_split, tf_transform_output, transform)
+  if warm is not None and warm_start.refresh_due(warm, data.train_examples,
+                                                 training.warm_start_max_growth):
+    warm = None
+  train_sample = None if warm is None else warm.sample(
+      training.warm_start_sample, training.seed, tf_transform_output)
   sampled = train_sample.apply if train_sample else lambda batches: batches
   if _fits_in_memory(data, training):
     with logged_phase('Held the train split in memory', logging.DEBUG):
@@ -189,7 +204,7 @@ def read_data(train_files: List[str], eval_files: List[str], item_files: List[st
                                training.batch_size, training.seed)
   elif train_sample:
     train = sampled(train).unbatch().batch(training.batch_size)
-  data = dataclasses.replace(data, train=train, train_sample=train_sample)
+  data = dataclasses.replace(data, train=train, train_sample=train_sample, warm=warm)
   if not item_files:
     return data
   with logged_phase('Scanned the items split', logging.DEBUG):
@@ -288,31 +303,29 @@ def student_size_setting(size: hparams.TowerHParams) -> Dict[str, Any]:
 def train_teacher(data: TrainingData, size: hparams.TowerHParams,
                   training: hparams.TrainingHParams, log: TrainingLog,
                   item_item_tables: Optional[item_item.ItemItemTables] = None,
-                  mix_eval_users: int = 1000,
-                  warm: Optional[warm_start.WarmStart] = None) -> two_tower.TwoTowerModel:
+                  mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
   """The teacher, trained on the ground truth for `training.epochs` from `training.seed` (the
   seed of every training phase after it too); hybrid with `item_item_tables`
   (`fit_item_item`): its towers train alone, then the mix of both scores is chosen on
-  `mix_eval_users` eval users (`choose_hybrid_mix`). With `warm`, it starts from the weights of
-  that run's teacher and trains for `training.warm_start_epochs`."""
+  `mix_eval_users` eval users (`choose_hybrid_mix`). With `data.warm`, it starts from the
+  weights of that run's teacher and trains for `training.warm_start_epochs`."""
   tf.keras.utils.set_random_seed(training.seed)
   core = teacher.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                             item_item_tables)
-  counts = _warm_start(warm, layout.TEACHER, core, data)
+  counts = _warm_start(layout.TEACHER, core, data)
   learning_rate, epochs = _schedule(training, training.learning_rate, training.epochs, counts)
   model = _train_on_labels(core, data, training, learning_rate, epochs, layout.TEACHER, log,
                            mix_eval_users)
-  _record_warm_start(log, layout.TEACHER, warm, counts, data.train_sample)
+  _record_warm_start(log, layout.TEACHER, data, counts)
   return model
 
 
-def _warm_start(warm: Optional[warm_start.WarmStart], name: str, core: tf.keras.Model,
-                data: TrainingData) -> Optional[Dict[str, int]]:
-  """Sets `core`'s weights from `warm`'s model `name` when it has one; the counts of
+def _warm_start(name: str, core: tf.keras.Model, data: TrainingData) -> Optional[Dict[str, int]]:
+  """Sets `core`'s weights from `data.warm`'s model `name` when it has one; the counts of
   `WarmStart.apply`, or None (a cold start)."""
-  if warm is None or not warm.has(name):
+  if data.warm is None or not data.warm.has(name):
     return None
-  return warm.apply(name, core, data.tf_transform_output)
+  return data.warm.apply(name, core, data.tf_transform_output)
 
 
 def _schedule(training: hparams.TrainingHParams, learning_rate: float, epochs: int,
@@ -324,12 +337,10 @@ def _schedule(training: hparams.TrainingHParams, learning_rate: float, epochs: i
   return learning_rate * training.warm_start_learning_rate_scale, training.warm_start_epochs
 
 
-def _record_warm_start(log: TrainingLog, name: str, warm: Optional[warm_start.WarmStart],
-                       counts: Optional[Dict[str, int]],
-                       train_sample: Optional[inputs.Sample]) -> None:
+def _record_warm_start(log: TrainingLog, name: str, data: TrainingData,
+                       counts: Optional[Dict[str, int]]) -> None:
   log.records[name]['warm_start'] = (None if counts is None else {
-      'from': warm.directory, **counts,
-      'train_sample': None if train_sample is None else train_sample.share})
+      'from': data.warm.directory, **counts, 'train_sample': data.train_sample.share})
 
 
 # The item-to-item component's share of the score: at most 0.9, so that the towers always rank
@@ -397,8 +408,7 @@ MIN_INHERITED_RANK = 16  # the steps of a student's inherited rank; below it, no
 
 def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
                  size: hparams.TowerHParams,
-                 distillation: hparams.DistillationHParams,
-                 warm: Optional[warm_start.WarmStart] = None) -> hparams.TowerHParams:
+                 distillation: hparams.DistillationHParams) -> hparams.TowerHParams:
   """`size`, with what it leaves 0 chosen so that the student's int8 SavedModel takes at most
   `distillation.size_budget` of the teacher's (float32) bytes (`quantization.exported_bytes`
   and `saved_model_overhead`),
@@ -410,9 +420,9 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
     carries most of the teacher's quality); when none fits, it inherits nothing;
   - `embedding_dim` 0: the widest of `distillation.student_dims` that fits (the smallest when
     none does).
-  With `warm`, the embedding dimension that run chose (`student_size_setting`), whose weights
-  it starts from, and the rank chosen anew for this run's teacher."""
-  chosen = None if warm is None else warm.settings.get(STUDENT_SIZE)
+  With `data.warm`, the embedding dimension that run chose (`student_size_setting`), whose
+  weights it starts from, and the rank chosen anew for this run's teacher."""
+  chosen = None if data.warm is None else data.warm.settings.get(STUDENT_SIZE)
   if chosen is not None:
     size = dataclasses.replace(size, embedding_dim=chosen['embedding_dim'])
   catalogue = len(data.catalogue[features.ITEM_ID])
@@ -520,23 +530,22 @@ def _distiller(teacher_model: two_tower.TwoTowerModel, student_model: two_tower.
 def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
            size: hparams.TowerHParams, training: hparams.TrainingHParams,
            distillation: hparams.DistillationHParams, log: TrainingLog,
-           mix_eval_users: int = 1000,
-           warm: Optional[warm_start.WarmStart] = None) -> two_tower.TwoTowerModel:
+           mix_eval_users: int = 1000) -> two_tower.TwoTowerModel:
   """The student distilled from `teacher_model` for `distillation.epochs` (the fp32 student);
   `data` as `teacher_outputs` gives it. A student with `size.item_item` inherits the teacher's
   item-to-item component (`student.inherit`): its towers are distilled alone, then the mix is
-  chosen on `mix_eval_users` eval users (`choose_hybrid_mix`). With `warm`, it starts from the
-  weights of that run's fp32 student and trains for `training.warm_start_epochs`."""
+  chosen on `mix_eval_users` eval users (`choose_hybrid_mix`). With `data.warm`, it starts from
+  the weights of that run's fp32 student and trains for `training.warm_start_epochs`."""
   student_model = two_tower.TwoTowerModel(
       student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
                          student.inherit(size, teacher_model.core)),
       training, data.stats)
-  counts = _warm_start(warm, layout.STUDENT_FP32, student_model.core, data)
+  counts = _warm_start(layout.STUDENT_FP32, student_model.core, data)
   learning_rate, epochs = _schedule(training, distillation.learning_rate, distillation.epochs,
                                     counts)
   _fit(_distiller(teacher_model, student_model, data, training, distillation, learning_rate),
        data, epochs, layout.STUDENT_FP32, 'distillation', log, training.early_stopping_patience)
-  _record_warm_start(log, layout.STUDENT_FP32, warm, counts, data.train_sample)
+  _record_warm_start(log, layout.STUDENT_FP32, data, counts)
   if is_hybrid(student_model):
     choose_hybrid_mix(student_model, data, mix_eval_users)
   return student_model
@@ -576,16 +585,15 @@ def quantize(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
 
 
 def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: TrainingData,
-                        settings: hparams.ContentPathHParams, seed: int,
-                        warm: Optional[warm_start.WarmStart] = None) -> None:
+                        settings: hparams.ContentPathHParams, seed: int) -> None:
   """Fits the content path of a trained `model` (named `name`) on its warm items and attaches it
   (`models.content_path`), so that its exports embed the cold items of the catalogue with it;
-  nothing when the catalogue has no cold item or `settings.epochs` is 0. With `warm` holding
+  nothing when the catalogue has no cold item or `settings.epochs` is 0. With `data.warm` holding
   that run's path of the model (`content_path_name`), the path starts from it and trains for
   the share of `settings.epochs` that the warm run's sample is of the train split."""
 
   def start(path: tf.keras.Model) -> bool:
-    return _warm_start(warm, content_path_name(name), path, data) is not None
+    return _warm_start(content_path_name(name), path, data) is not None
 
   if not settings.epochs or not data.has_cold_items:
     return

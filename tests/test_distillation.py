@@ -465,6 +465,7 @@ def test_a_warm_run_keeps_the_student_width_and_chooses_its_rank_for_its_teacher
   earlier = dataclasses.replace(size, embedding_dim=8, item_item_rank=16)
   warm = warm_start.WarmStart(str(tmp_path), {}, {
       training.STUDENT_SIZE: training.student_size_setting(earlier)})
-  chosen = training.student_size(data, teacher_model, size, distillation, warm)
+  chosen = training.student_size(dataclasses.replace(data, warm=warm), teacher_model, size,
+                                 distillation)
   assert (chosen.embedding_dim, chosen.item_item_rank, chosen.item_item) == (8, 64, True)
   assert training.student_size(data, teacher_model, size, distillation).embedding_dim == 16

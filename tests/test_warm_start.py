@@ -137,3 +137,18 @@ def test_a_warm_sample_share_outside_0_to_1_is_refused(tmp_path, share):
   with pytest.raises(ValueError, match='warm_start_sample'):
     run_fn.base_warm_start(fn_args, dataclasses.replace(configs.TRAINING,
                                                         warm_start_sample=share))
+
+
+def test_a_run_retrains_cold_once_the_window_outgrows_its_last_cold_training(tmp_path):
+  # A cold run of 1,000 train examples, then a warm run of 1,400 from it: both record 1,000.
+  cold = warm_start.lineage_settings(None, 1000)
+  assert cold == {warm_start.COLD_EXAMPLES: 1000}
+  base = warm_start.WarmStart(str(tmp_path), {}, cold)
+  assert warm_start.lineage_settings(base, 1400) == cold
+  assert not warm_start.refresh_due(base, 1500, max_growth=1.5)
+  assert warm_start.refresh_due(base, 1501, max_growth=1.5)
+  assert not warm_start.refresh_due(base, 10**6, max_growth=0)  # 0: never
+  # Saved before runs recorded their last cold training: retrained cold, unless never.
+  unrecorded = warm_start.WarmStart(str(tmp_path), {}, {})
+  assert warm_start.refresh_due(unrecorded, 1, max_growth=1.5)
+  assert not warm_start.refresh_due(unrecorded, 1, max_growth=0)
