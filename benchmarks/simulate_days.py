@@ -16,9 +16,11 @@ same window (the latest `SPAN_WINDOW` spans, `configs.RAW_DATA`). A row per span
 `examples` (the window's interactions), `trainer_s` and
 `pipeline_s` (the Trainer's execution and the whole run, wall seconds), `ndcg@10` and
 `recall@100` of the pushed candidate (the int8 student) on the window's test split, `pushed`,
+`warm_started` (whether the warm run's Trainer started from the blessed model: not on the first
+span, nor where the window outgrew the last cold training, `TrainingHParams.warm_start_max_growth`),
 and the same `cold_*` figures; printed as a table and written as a JSON list to `--bench-out`.
 Last, one line (`summary`) over the incremental days: every span after the first, whose warm run
-started from a blessed model (the first span's has none to start from: it is a cold run too).
+had a blessed model to start from (the first span's has none: it is a cold run too).
 """
 import argparse
 import dataclasses
@@ -43,7 +45,7 @@ from pipeline import progress
 DAY_S = 86_400
 SPAN_DIR = 'span-{}'
 COLUMNS = ('span', 'examples', 'trainer_s', 'pipeline_s', 'ndcg@10', 'recall@100', 'pushed',
-           'cold_trainer_s', 'cold_pipeline_s', 'cold_ndcg@10', 'cold_recall@100')
+           'warm_started', 'cold_trainer_s', 'cold_pipeline_s', 'cold_ndcg@10', 'cold_recall@100')
 
 
 def cut(dataset: tables.Dataset, spans: int, span_days: int) -> List[tables.Dataset]:
@@ -63,15 +65,20 @@ def cut(dataset: tables.Dataset, spans: int, span_days: int) -> List[tables.Data
 
 
 def _run(source: str, output: str, training) -> Dict[str, object]:
-  """One pipeline run: its seconds, the Trainer's, and the pushed candidate's test metrics."""
+  """One pipeline run: its seconds, the Trainer's, the pushed candidate's test metrics and
+  whether its Trainer started warm."""
   started = time.time()
   result = local_runner.run(source, output, training=training)
   seconds = time.time() - started
   with open(os.path.join(result['retrieval_evaluation'], retrieval_executor.METRICS_FILE)) as f:
     candidate = json.load(f)['models'][layout.CANDIDATE]
+  model_run = local_runner.latest_run_outputs(result['metadata'], ['ModelRun'])['ModelRun']
+  with open(os.path.join(model_run, layout.SUMMARY_FILE)) as f:
+    warm_started = json.load(f)[layout.TEACHER]['warm_start'] is not None
   return {'trainer_s': local_runner.component_seconds(result['metadata']).get('Trainer'),
           'pipeline_s': seconds, 'ndcg@10': candidate['ndcg@10'],
-          'recall@100': candidate['recall@100'], 'pushed': result['pushed'] is not None}
+          'recall@100': candidate['recall@100'], 'pushed': result['pushed'] is not None,
+          'warm_started': warm_started}
 
 
 def simulate(data_source: str, output_dir: str, spans: int, span_days: int) -> List[dict]:
@@ -89,15 +96,18 @@ def simulate(data_source: str, output_dir: str, spans: int, span_days: int) -> L
     warm = _run(source, os.path.join(output_dir, 'warm'), configs.TRAINING)
     cold = _run(source, os.path.join(output_dir, 'cold'), cold_training)
     rows.append({'span': number, 'examples': examples, **warm,
-                 **{f'cold_{key}': value for key, value in cold.items() if key != 'pushed'}})
+                 **{f'cold_{key}': value for key, value in cold.items()
+                    if key not in ('pushed', 'warm_started')}})
     print(format_row(rows[-1]), flush=True)
   return rows
 
 
 def summary(rows: List[dict]) -> Optional[Dict[str, float]]:
-  """Over the incremental days (`rows` after the first): the number of `days`, the warm runs'
-  Trainer and pipeline seconds as shares of the cold retrains' (`trainer_share`,
-  `pipeline_share`: sums over the days), the means over the days of the warm and the cold
+  """Over the incremental days (`rows` after the first): the number of `days` and of
+  `refreshes` (days retrained cold: not `warm_started`), the warm runs' Trainer and pipeline
+  seconds as shares of the cold retrains' (`trainer_share`, `pipeline_share`: sums over the
+  days; `warm_trainer_share`, `warm_pipeline_share`: over the warm-started days, None without
+  one), the means over the days of the warm and the cold
   NDCG@10 and Recall@100, the warm means relative to the cold ones (`ndcg@10_change`,
   `recall@100_change`: 0.01 is 1 % higher), and the standard deviation of the days' own
   relative changes (`ndcg@10_change_std`, ...: how much one day says); None without such a
@@ -105,11 +115,15 @@ def summary(rows: List[dict]) -> Optional[Dict[str, float]]:
   days = rows[1:]
   if not days:
     return None
-  def total(key):
-    return float(sum(row[key] for row in days))
-  result = {'days': len(days),
+  def total(key, among=days):
+    return float(sum(row[key] for row in among))
+  started = [row for row in days if row.get('warm_started', True)]
+  result = {'days': len(days), 'refreshes': len(days) - len(started),
             'trainer_share': total('trainer_s') / total('cold_trainer_s'),
             'pipeline_share': total('pipeline_s') / total('cold_pipeline_s')}
+  for share in ('trainer', 'pipeline'):
+    result[f'warm_{share}_share'] = (total(f'{share}_s', started)
+                                     / total(f'cold_{share}_s', started) if started else None)
   for metric in ('ndcg@10', 'recall@100'):
     warm, cold = total(metric) / len(days), total(f'cold_{metric}') / len(days)
     changes = [row[metric] / row[f'cold_{metric}'] - 1 for row in days]
@@ -119,8 +133,13 @@ def summary(rows: List[dict]) -> Optional[Dict[str, float]]:
 
 
 def format_summary(figures: Dict[str, float]) -> str:
+  refreshes = ''
+  if figures['refreshes']:
+    refreshes = (f" ({figures['refreshes']} retrained cold; the warm-started days "
+                 + (f"{figures['warm_trainer_share']:.2f}x and {figures['warm_pipeline_share']:.2f}x"
+                    if figures['warm_trainer_share'] is not None else 'none') + ')')
   return (f"{figures['days']} incremental days: Trainer {figures['trainer_share']:.2f}x and "
-          f"pipeline {figures['pipeline_share']:.2f}x the cold retrain's seconds; "
+          f"pipeline {figures['pipeline_share']:.2f}x the cold retrain's seconds{refreshes}; "
           + '; '.join(f"{metric} {figures[metric]:.4f} against {figures[f'cold_{metric}']:.4f} "
                       f"({figures[f'{metric}_change']:+.1%}; a day's change ± "
                       f"{figures[f'{metric}_change_std']:.1%})"

@@ -59,3 +59,19 @@ def test_the_summary_covers_the_incremental_days_only():
   assert figures['recall@100_change_std'] == pytest.approx(0.0)
   assert '2 incremental days: Trainer 0.33x and pipeline 0.22x' in (
       simulate_days.format_summary(figures))
+
+
+def test_the_summary_counts_days_retrained_cold_and_times_the_warm_started_ones_apart():
+  def row(span, seconds, cold_seconds, warm_started=True):
+    return {'span': span, 'trainer_s': seconds, 'pipeline_s': seconds, 'ndcg@10': 0.2,
+            'cold_trainer_s': cold_seconds, 'cold_pipeline_s': cold_seconds,
+            'cold_ndcg@10': 0.2, 'recall@100': 0.5, 'cold_recall@100': 0.5,
+            'warm_started': warm_started}
+  figures = simulate_days.summary([row(1, 100, 100, False), row(2, 10, 40),
+                                   row(3, 60, 60, False), row(4, 20, 50)])
+  assert (figures['days'], figures['refreshes']) == (3, 1)
+  assert figures['trainer_share'] == pytest.approx(90 / 150)
+  assert figures['warm_trainer_share'] == pytest.approx(30 / 90)
+  assert '(1 retrained cold; the warm-started days 0.33x and 0.33x)' in (
+      simulate_days.format_summary(figures))
+  assert simulate_days.summary([row(1, 1, 1), row(2, 5, 5, False)])['warm_trainer_share'] is None
