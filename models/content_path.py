@@ -154,6 +154,14 @@ class ContentCandidates(tf.Module):
                     tf.concat([content, candidates[:, self.width:]], axis=1), candidates)
 
 
+@dataclasses.dataclass(frozen=True)
+class FittedPath:
+  """A fitted content path (`fit`), and the candidates that use it where it was kept, or None
+  (where a later run's path starts from either way)."""
+  path: tf.keras.Model
+  candidates: Optional[ContentCandidates]
+
+
 def towers_width(model) -> int:
   """The columns of `model`'s candidate embeddings that its towers compute (the others, in a
   hybrid model, are the item-to-item component's)."""
@@ -298,13 +306,14 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         settings: hparams.ContentPathHParams, seed: int,
         calibration: Optional[Calibration] = None,
         start: Optional[Callable[[tf.keras.Model], bool]] = None,
-        warm_epochs: int = 0) -> Optional[ContentCandidates]:
+        warm_epochs: int = 0) -> 'FittedPath':
   """The content path of a trained `model`, fitted on the warm items of `catalogue` (the
   train vocabulary's) with the model's queries of `train` examples, at the temperature
   calibrated on `calibration`'s eval users (1 without them); with `settings.level_from_eval`,
   kept only if it orders their cold picks better than the candidate tower, and its cold items'
-  level learnt on them (module docstring); None when not kept. It trains `settings.epochs`, or
-  `warm_epochs` when `start` (given the new path) sets its weights from an earlier run's."""
+  level learnt on them (module docstring); the candidates None when not kept. It trains
+  `settings.epochs`, or `warm_epochs` when `start` (given the new path) sets its weights from an
+  earlier run's."""
   tf.random.set_seed(seed)
   width = towers_width(model)
   path = build(vocab, transform, width, settings.hidden_units, settings.content_dim)
@@ -357,7 +366,7 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
     if not _beats_the_tower(content_scores, tower_scores, calibration, model.core.name):
       logging.debug('Content path of %s: not kept (cold items embedded by the candidate tower)',
                     model.core.name)
-      return None
+      return FittedPath(path, None)
     _shift_to_level(path, eval_queries[:, :width], content_scores, warm_scores, calibration,
                     calibrated, model.core.name)
-  return ContentCandidates(path, first_oov_index(model), width)
+  return FittedPath(path, ContentCandidates(path, first_oov_index(model), width))

@@ -28,11 +28,14 @@ leading columns (docs/results.md).
 The L2 weight, the rank and the history window (how many of the latest history items the query
 sums: recent items predict better on some logs, whole profiles on others) are chosen on the eval
 split: NDCG@10 of the first eval users' queries (their transformed histories, as the teacher sees
-them), full catalogue, seen items excluded. G is
+them), full catalogue, seen items excluded; every combination, or in a warm run (`fit`'s
+`start`) a local search from the earlier run's choice, which the choice moves away from step by
+step as the window grows (docs/results.md). G is
 fitted over the `max_items` most popular train items (n³ time, n² memory); the others get zero
 rows, as do padding, out-of-vocabulary and cold items, which the towers alone score.
 """
 import dataclasses
+import itertools
 import os
 from typing import Dict, Optional, Tuple
 
@@ -88,6 +91,11 @@ class ItemItemTables:
   @property
   def factorisation(self) -> str:
     return EIGEN if self.row_scales is not None else SVD
+
+  def choice(self) -> Dict[str, object]:
+    """The factorisation, L2 weight, rank and window of these tables: where a later run's
+    choice starts from (`fit`'s `start`)."""
+    return dict(factorisation=self.factorisation, l2=self.l2, rank=self.rank, window=self.window)
 
   def truncated(self, rank: int) -> 'ItemItemTables':
     """These tables at rank `rank` (module docstring): the eigen tables' leading columns, or
@@ -252,10 +260,12 @@ def _eval_ndcg(queries: np.ndarray, candidates: np.ndarray,
 
 
 def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_length: int,
-        eval_queries: Optional[eval_split.EvalQueries],
-        params: hparams.ItemItemHParams) -> ItemItemTables:
+        eval_queries: Optional[eval_split.EvalQueries], params: hparams.ItemItemHParams,
+        start: Optional[Dict[str, object]] = None) -> ItemItemTables:
   """The tables of the (factorisation, L2 weight, rank, history window) of `params` that rank
-  the eval queries best.
+  the eval queries best: of every such point, or with `start` (an earlier run's choice,
+  `ItemItemTables.choice`) of a local search from the point nearest it, which moves to its best
+  neighbour (one step along one of the four) while that ranks better.
 
   Args:
     users, items: the train interactions' user and item indices (`train_pairs`).
@@ -264,6 +274,7 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     eval_queries: the eval queries in index space (`eval_split.collect`), or None: then the
       middle L2 weight, the largest rank and the largest window.
     params: the candidate L2 weights, ranks and windows, and how many items B covers.
+    start: where the search starts, or None to try every point.
   """
   counts = np.bincount(items, minlength=num_item_indices)
   counts[features.PADDING_INDEX] = 0
@@ -275,11 +286,9 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   train = protocol.binary_matrix(user_rows, position[items], (user_rows.max() + 1, len(kept)))
   ranks = sorted({min(rank, len(kept)) for rank in params.ranks})
   windows = sorted({min(window, history_length) for window in params.windows})
+  l2_values = sorted(params.l2_values)
   if eval_queries is None:
-    l2_values, ranks, windows = params.l2_values[len(params.l2_values) // 2:][:1], ranks[-1:], \
-        windows[-1:]
-  else:
-    l2_values = params.l2_values
+    l2_values, ranks, windows = l2_values[len(l2_values) // 2:][:1], ranks[-1:], windows[-1:]
   # Each window's history counts, once: a query's sum of history rows is counts · table.
   counts_by_window = {} if eval_queries is None else {
       window: history_counts(eval_queries.queries[features.HISTORY_INDICES], window,
@@ -287,27 +296,58 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   gram = (train.T @ train).toarray().astype(np.float32)
   # G is symmetric positive semi-definite: its singular vectors are its eigenvectors.
   eigenvectors, eigenvalues, _ = truncated_svd(gram, ranks[-1])
+  fitted = {}  # by L2 weight: both factorisations' tables at the largest rank
+
+  def tables_at(factorisation: str, l2: float) -> ItemItemTables:
+    if l2 not in fitted:
+      precision = baselines.ease_precision(gram, l2)
+      fields = dict(l2=float(l2), window=windows[-1])
+      fitted[l2] = {
+          EIGEN: _eigen_tables(kept, eigenvectors, eigenvalues, np.diag(precision).copy(),
+                               num_item_indices, **fields),
+          SVD: _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
+                           num_item_indices, **fields)}
+    return fitted[l2][factorisation]
+
+  evaluated = {}  # by point (factorisation, L2 weight, rank, window)
+
+  def evaluate(point: Tuple[str, float, int, int]) -> ItemItemTables:
+    if point not in evaluated:
+      factorisation, l2, rank, window = point
+      tables = tables_at(factorisation, l2).truncated(rank)
+      ndcg = (None if eval_queries is None else _eval_ndcg(
+          counts_by_window[window] @ tables.history, tables.candidates, eval_queries))
+      logging.debug('Item-item component, %s, L2 %g, rank %d, window %d: eval NDCG@10 %s',
+                    factorisation, l2, rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
+      evaluated[point] = dataclasses.replace(tables, window=window, eval_ndcg=ndcg)
+    return evaluated[point]
+
+  def better(point, than) -> bool:
+    ndcg = evaluate(point).eval_ndcg
+    return than is None or (ndcg is not None and ndcg > evaluate(than).eval_ndcg)
+
+  axes = (FACTORISATIONS, l2_values, ranks, windows)
   best = None
-  for l2 in l2_values:
-    precision = baselines.ease_precision(gram, l2)
-    fields = dict(l2=float(l2), window=windows[-1])
-    fitted = {
-        EIGEN: _eigen_tables(kept, eigenvectors, eigenvalues, np.diag(precision).copy(),
-                             num_item_indices, **fields),
-        SVD: _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
-                         num_item_indices, **fields)}
-    del precision
-    for factorisation in FACTORISATIONS:
-      for rank in ranks:
-        tables = fitted[factorisation].truncated(rank)
-        for window in windows:
-          ndcg = (None if eval_queries is None else _eval_ndcg(
-              counts_by_window[window] @ tables.history, tables.candidates, eval_queries))
-          logging.debug('Item-item component, %s, L2 %g, rank %d, window %d: eval NDCG@10 %s',
-                        factorisation, l2, rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
-          if best is None or (ndcg is not None and ndcg > best[1].eval_ndcg):
-            best = factorisation, dataclasses.replace(tables, window=window, eval_ndcg=ndcg)
-  factorisation, best = best
-  logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d', len(kept),
-               factorisation, best.l2, best.rank, best.window)
-  return best
+  if start is None or eval_queries is None:
+    for l2 in l2_values:
+      for point in itertools.product(FACTORISATIONS, [l2], ranks, windows):
+        best = point if better(point, best) else best
+  else:
+    best = (start['factorisation'] if start['factorisation'] in FACTORISATIONS else EIGEN,
+            *(min(axis, key=lambda value, wanted=start[name]: abs(np.log(value / wanted)))
+              for axis, name in zip(axes[1:], ('l2', 'rank', 'window'))))
+    while True:
+      positions = [axis.index(value) for axis, value in zip(axes, best)]
+      neighbours = [best[:a] + (axis[i],) + best[a + 1:] for a, axis in enumerate(axes)
+                    for i in (positions[a] - 1, positions[a] + 1) if 0 <= i < len(axis)]
+      moved = best
+      for point in neighbours:
+        moved = point if better(point, moved) else moved
+      if moved == best:
+        break
+      best = moved
+  tables = evaluate(best)
+  logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d (%d of %d choices '
+               'ranked)', len(kept), tables.factorisation, tables.l2, tables.rank, tables.window,
+               len(evaluated), np.prod([len(axis) for axis in axes]))
+  return tables

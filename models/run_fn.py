@@ -8,7 +8,7 @@ TensorBoard logs per training phase, and `training_summary.json` (parameters, by
 seconds, loss history and eval-split metrics of every model, fidelity of the students to the
 teacher; and the feedback kind it was trained for).
 
-Warm start: the teacher's and the fp32 student's weights, and every kept content path's, with
+Warm start: the teacher's and the fp32 student's weights, and every fitted content path's (kept or not), with
 the vocabularies' raw ids, are saved beside the candidate in the `model` artifact
 (`layout.WARM_START_DIR`); given a base model (the Trainer's `base_model`: the latest blessed run
 on earlier data, wired for data given as spans), the run starts them from those weights, rows
@@ -99,28 +99,32 @@ def run_fn(fn_args) -> None:
     models[layout.STUDENT_INT8] = training.quantize(
         distillation_data, teacher, models[layout.STUDENT_FP32], params.training,
         params.distillation, log, params.item_item.eval_users)
-  for name, model in models.items():
-    training.attach_content_path(name, model, data, params.content_path, params.training.seed)
+  content_paths = {name: training.attach_content_path(name, model, data, params.content_path,
+                                                      params.training.seed)
+                   for name, model in models.items()}
   if params.content_path.epochs and data.has_cold_items:
     logging.info('Content path (cold items): kept for %s',
                  ', '.join(name for name, model in models.items()
                            if model.content_candidates is not None) or 'no model')
   directories = training.export_models(models, data, params.export, fn_args.model_run_dir,
                                        fn_args.serving_model_dir)
-  warm_start.save(warm_start_models(models),
+  warm_start.save(warm_start_models(models, content_paths),
                   data.tf_transform_output,
                   os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR),
                   {training.STUDENT_SIZE: training.student_size_setting(student_size),
+                   training.ITEM_ITEM_CHOICE: None if tables is None else tables.choice(),
                    **warm_start.lineage_settings(data.warm, data.train_examples)})
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 
 
-def warm_start_models(models: Dict[str, two_tower.TwoTowerModel]) -> Dict[str, tf.keras.Model]:
+def warm_start_models(models: Dict[str, two_tower.TwoTowerModel],
+                      content_paths: Dict[str, Optional[tf.keras.Model]]
+                      ) -> Dict[str, tf.keras.Model]:
   """What a later run starts from (`warm_start.save`): the teacher's and the fp32 student's
-  cores, and the content path of every model that kept one (`training.content_path_name`)."""
+  cores, and every model's fitted content path, kept or not (`training.content_path_name`)."""
   return {**{name: models[name].core for name in (layout.TEACHER, layout.STUDENT_FP32)},
-          **{training.content_path_name(name): model.content_candidates.path
-             for name, model in models.items() if model.content_candidates is not None}}
+          **{training.content_path_name(name): path
+             for name, path in content_paths.items() if path is not None}}
 
 
 def write_summary(models: Dict[str, two_tower.TwoTowerModel], directories: Dict[str, str],

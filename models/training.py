@@ -279,14 +279,21 @@ def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
                   params: hparams.ItemItemHParams) -> Optional[item_item.ItemItemTables]:
   """The hybrid teacher's item-to-item tables (`models.item_item`), fitted on the train split
   with their factorisation, L2 weight, rank and window chosen on the eval split (in a warm run
-  too: the choice follows the data as the window grows); None when `size.item_item` is off."""
+  too, as the choice follows the data as the window grows: by a local search from the earlier
+  run's choice, the warm start setting `ITEM_ITEM_CHOICE`); None when `size.item_item` is off."""
   if not size.item_item:
     return None
   with logged_phase('Fitted the item-to-item component'):
     users, items = item_item.train_pairs(data.train_in_order)
     eval_queries = None if data.eval is None else data.eval_queries(params.eval_users)
     return item_item.fit(users, items, data.vocab.items, data.transform.history_length,
-                         eval_queries, params)
+                         eval_queries, params,
+                         None if data.warm is None else data.warm.settings.get(ITEM_ITEM_CHOICE))
+
+
+# The warm start setting (`warm_start.save`) that holds the teacher's item-to-item choice
+# (`item_item.ItemItemTables.choice`), where a warm run's choice starts from.
+ITEM_ITEM_CHOICE = 'item_item'
 
 
 # The warm start setting (`warm_start.save`) that holds the student's size
@@ -585,25 +592,30 @@ def quantize(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
 
 
 def attach_content_path(name: str, model: two_tower.TwoTowerModel, data: TrainingData,
-                        settings: hparams.ContentPathHParams, seed: int) -> None:
+                        settings: hparams.ContentPathHParams,
+                        seed: int) -> Optional[tf.keras.Model]:
   """Fits the content path of a trained `model` (named `name`) on its warm items and attaches it
-  (`models.content_path`), so that its exports embed the cold items of the catalogue with it;
-  nothing when the catalogue has no cold item or `settings.epochs` is 0. With `data.warm` holding
-  that run's path of the model (`content_path_name`), the path starts from it and trains for
-  the share of `settings.epochs` that the warm run's sample is of the train split."""
+  where it is kept (`models.content_path`), so that its exports embed the cold items of the
+  catalogue with it; nothing when the catalogue has no cold item or `settings.epochs` is 0.
+  Returns the fitted path, kept or not (where a later warm run's starts), or None. With
+  `data.warm` holding that run's path of the model (`content_path_name`), the path starts from
+  it and trains for the share of `settings.epochs` that the warm run's sample is of the train
+  split."""
 
   def start(path: tf.keras.Model) -> bool:
     return _warm_start(content_path_name(name), path, data) is not None
 
   if not settings.epochs or not data.has_cold_items:
-    return
+    return None
   share = data.train_sample.share if data.train_sample else 1.0
   with logged_phase(f'Fitted the {name} content path', logging.DEBUG):
-    model.content_candidates = content_path.fit(
+    fitted = content_path.fit(
         model, data.train, data.stats.catalogue, data.vocab, data.transform, settings, seed,
         None if data.eval is None else data.content_path_calibration(
             settings.calibration_users),
         start, max(1, math.ceil(settings.epochs * share)))
+  model.content_candidates = fitted.candidates
+  return fitted.path
 
 
 def content_path_name(name: str) -> str:

@@ -2,18 +2,19 @@
 
 A Trainer run saves, beside the candidate's SavedModel in the `model` artifact
 (`layout.WARM_START_DIR`), the weights of the models that later runs start from (the teacher,
-the fp32 student and the kept content paths: `save`) and the raw ids of every vocabulary their
+the fp32 student and the fitted content paths, kept or not: `save`) and the raw ids of every vocabulary their
 tables are indexed by. A run that starts from them (`load`, then `WarmStart.apply` to each newly
 built core) copies every layer's weights by layer name, and maps the rows of the
 vocabulary-indexed tables (`TABLES`) by raw id, so that the vocabularies can change between
 runs: a user, item, genre or title token known to both keeps its row, a new one keeps the row
 the new model was initialised with, and one that left the data is dropped. Padding and OOV rows
 map to themselves. Weights whose shapes changed otherwise (another embedding width) start fresh,
-as do the item-to-item component's tables, which every run fits and chooses anew on its own
-train and eval splits (`models.item_item`: as the window grows, the best factorisation, L2
-weight, rank and window change), and the hybrid mix: the towers train without the component, as
-in a cold run, and the mix is chosen after. Such a run trains on `WarmStart.sample` of its train
-split (a share of it, and every example of a user or item the saved run did not know).
+as do the item-to-item component's tables, which every run fits on its own train split and
+chooses on its eval split (`models.item_item`: as the window grows, the best factorisation, L2
+weight, rank and window change; a warm run searches from the earlier run's choice), and the
+hybrid mix: the towers train without the component, as in a cold run, and the mix is chosen
+after. Such a run trains on `WarmStart.sample` of its train split (a share of it, and every
+example of a user or item the saved run did not know).
 
 Warm runs drift from what a cold retrain on the same window would learn as the window grows
 away from the data their models were first trained on (docs/results.md: on generated data whose

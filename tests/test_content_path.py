@@ -141,8 +141,9 @@ def test_fitted_on_warm_items_it_scores_them_as_the_model_does():
   model = _content_only_student()
   fitted = content_path.fit(model, _train_batches(), tiny_models.CATALOGUE, tiny_models.VOCAB,
                             tiny_models.TRANSFORM, SETTINGS, seed=0)
-  assert fitted.width == tiny_models.STUDENT_SIZE.embedding_dim
-  assert fitted.first_oov_index == tiny_models.VOCAB.items - 1
+  assert fitted.candidates.path is fitted.path  # kept: no calibration to refuse it
+  assert fitted.candidates.width == tiny_models.STUDENT_SIZE.embedding_dim
+  assert fitted.candidates.first_oov_index == tiny_models.VOCAB.items - 1
   catalogue = {name: tf.constant(values) for name, values in tiny_models.CATALOGUE.items()
                if name != features.ITEM_ID}
   queries = model.embed_queries(next(iter(_train_batches()))).numpy()
@@ -187,11 +188,12 @@ def test_attached_the_model_embeds_cold_items_with_it_and_warm_ones_as_before():
   catalogue = {name: tf.constant(values) for name, values in data.catalogue.items()
                if name != features.ITEM_ID}
   before = model.embed_candidates(catalogue).numpy()
-  training.attach_content_path('student', model, data, dataclasses.replace(SETTINGS, epochs=0),
-                               seed=0)
+  assert training.attach_content_path('student', model, data,
+                                      dataclasses.replace(SETTINGS, epochs=0), seed=0) is None
   assert model.content_candidates is None  # 0 epochs: no content path
-  training.attach_content_path('student', model, data, dataclasses.replace(SETTINGS, epochs=2),
-                               seed=0)
+  path = training.attach_content_path('student', model, data,
+                                      dataclasses.replace(SETTINGS, epochs=2), seed=0)
+  assert model.content_candidates.path is path
   after = model.embed_candidates(catalogue).numpy()
   np.testing.assert_array_equal(after[:-1], before[:-1])
   assert not np.allclose(after[-1], before[-1])

@@ -75,6 +75,27 @@ def test_l2_and_rank_are_chosen_on_the_eval_queries():
   assert tables.rank == 5 and tables.l2 == 0.5 and tables.eval_ndcg == 1.0
 
 
+def test_a_search_from_an_earlier_choice_steps_to_a_best_neighbour_until_none_is_better(
+    monkeypatch):
+  queries = _eval_queries([[4, 0, 0], [5, 0, 0]], [[5], [4]])
+  params = _params(l2_values=(0.5, 1e6), ranks=(1, 5))
+  every = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params)
+  ranked = []
+  original = item_item._eval_ndcg
+  monkeypatch.setattr(item_item, '_eval_ndcg',
+                      lambda *args: ranked.append(args) or original(*args))
+  # From an L2 weight off the grid: its nearest point (1e6), whose eigen rank 1 loses the group
+  # link (NDCG@10 0.43); of its neighbours rank 5 ranks best (1.0, as the best of all eight
+  # points), and none of that one's ranks better: six points ranked.
+  searched = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params,
+                           dict(factorisation=item_item.EIGEN, l2=2e5, rank=1, window=3))
+  assert searched.choice() == dict(factorisation=item_item.EIGEN, l2=1e6, rank=5, window=3)
+  assert searched.eval_ndcg == every.eval_ndcg == 1.0 and len(ranked) == 6
+  ranked.clear()
+  again = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params, searched.choice())
+  assert again.choice() == searched.choice() and len(ranked) == 4  # it and its 3 neighbours
+
+
 def test_history_counts_sum_the_latest_window_of_each_history():
   histories = np.array([[3, 1, 3, 0], [2, 0, 0, 0], [0, 0, 0, 0]])
   counts = item_item.history_counts(histories, 2, 5).toarray()
