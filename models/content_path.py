@@ -306,7 +306,7 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         settings: hparams.ContentPathHParams, seed: int,
         calibration: Optional[Calibration] = None,
         start: Optional[Callable[[tf.keras.Model], bool]] = None,
-        warm_epochs: int = 0) -> 'FittedPath':
+        warm_epochs: int = 0) -> FittedPath:
   """The content path of a trained `model`, fitted on the warm items of `catalogue` (the
   train vocabulary's) with the model's queries of `train` examples, at the temperature
   calibrated on `calibration`'s eval users (1 without them); with `settings.level_from_eval`,
