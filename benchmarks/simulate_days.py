@@ -135,9 +135,9 @@ def summary(rows: List[dict]) -> Optional[Dict[str, float]]:
 def format_summary(figures: Dict[str, float]) -> str:
   refreshes = ''
   if figures['refreshes']:
-    refreshes = (f" ({figures['refreshes']} retrained cold; the warm-started days "
-                 + (f"{figures['warm_trainer_share']:.2f}x and {figures['warm_pipeline_share']:.2f}x"
-                    if figures['warm_trainer_share'] is not None else 'none') + ')')
+    started = ('none' if figures['warm_trainer_share'] is None else
+               f"{figures['warm_trainer_share']:.2f}x and {figures['warm_pipeline_share']:.2f}x")
+    refreshes = f" ({figures['refreshes']} retrained cold; the warm-started days {started})"
   return (f"{figures['days']} incremental days: Trainer {figures['trainer_share']:.2f}x and "
           f"pipeline {figures['pipeline_share']:.2f}x the cold retrain's seconds{refreshes}; "
           + '; '.join(f"{metric} {figures[metric]:.4f} against {figures[f'cold_{metric}']:.4f} "

@@ -8,8 +8,8 @@ TensorBoard logs per training phase, and `training_summary.json` (parameters, by
 seconds, loss history and eval-split metrics of every model, fidelity of the students to the
 teacher; and the feedback kind it was trained for).
 
-Warm start: the teacher's and the fp32 student's weights, and every fitted content path's (kept or not), with
-the vocabularies' raw ids, are saved beside the candidate in the `model` artifact
+Warm start: the teacher's and the fp32 student's weights, and every fitted content path's (kept
+or not), with the vocabularies' raw ids, are saved beside the candidate in the `model` artifact
 (`layout.WARM_START_DIR`); given a base model (the Trainer's `base_model`: the latest blessed run
 on earlier data, wired for data given as spans), the run starts them from those weights, rows
 mapped by raw id (`models.warm_start`), and trains them for `TrainingHParams.warm_start_epochs`
