@@ -310,6 +310,7 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     return fitted[l2][factorisation]
 
   evaluated = {}  # by point (factorisation, L2 weight, rank, window)
+  ranked = set()  # every point ranked (`evaluated` may let go of some)
 
   def evaluate(point: Tuple[str, float, int, int]) -> ItemItemTables:
     if point not in evaluated:
@@ -320,6 +321,7 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
       logging.debug('Item-item component, %s, L2 %g, rank %d, window %d: eval NDCG@10 %s',
                     factorisation, l2, rank, window, 'n/a' if ndcg is None else f'{ndcg:.4f}')
       evaluated[point] = dataclasses.replace(tables, window=window, eval_ndcg=ndcg)
+      ranked.add(point)
     return evaluated[point]
 
   def better(point, than) -> bool:
@@ -332,6 +334,12 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     for l2 in l2_values:
       for point in itertools.product(FACTORISATIONS, [l2], ranks, windows):
         best = point if better(point, best) else best
+      # Only the best point's tables are held from one L2 weight to the next (a large
+      # catalogue's tables take hundreds of megabytes per L2 weight).
+      for point in [point for point in evaluated if point != best]:
+        del evaluated[point]
+      for value in [value for value in fitted if value != best[1]]:
+        del fitted[value]
   else:
     best = (start['factorisation'] if start['factorisation'] in FACTORISATIONS else EIGEN,
             *(min(axis, key=lambda value, wanted=start[name]: abs(np.log(value / wanted)))
@@ -349,5 +357,5 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   tables = evaluate(best)
   logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d (%d of %d choices '
                'ranked)', len(kept), tables.factorisation, tables.l2, tables.rank, tables.window,
-               len(evaluated), np.prod([len(axis) for axis in axes]))
+               len(ranked), np.prod([len(axis) for axis in axes]))
   return tables
