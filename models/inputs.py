@@ -1,6 +1,6 @@
 """Datasets of transformed examples for training, and what the trainer learns from one pass."""
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -118,19 +118,25 @@ class TrainStats:
       examples carry.
     item_counts: train interactions per item index (index 0 is padding).
     mean_rating: the mean train rating.
+    pairs: (user indices, item indices) of every train interaction, in file order (the
+      item-to-item component's fit, `models.item_item.fit`).
   """
   catalogue: Dict[str, np.ndarray]
   item_counts: np.ndarray
   mean_rating: float
+  pairs: Tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: int) -> TrainStats:
-  """Streams the dataset once, keeping one row per item (memory ∝ catalogue, not interactions)."""
+  """Streams the dataset once, keeping one row per item and two indices per example."""
   rows = {}
   counts = np.zeros(num_item_indices, dtype=np.int64)
   rating_sum, examples = 0.0, 0
+  users, items = [], []
   for batch in dataset:
     columns = {name: batch[name].numpy() for name in catalogue_columns(batch)}
+    users.append(batch[features.USER_INDEX].numpy())
+    items.append(columns[features.ITEM_INDEX])
     counts += np.bincount(columns[features.ITEM_INDEX], minlength=num_item_indices)
     rating_sum += float(tf.reduce_sum(batch[features.LABEL]))
     examples += len(columns[features.ITEM_INDEX])
@@ -143,7 +149,8 @@ def scan_train_data(dataset: tf.data.Dataset, item_ids: List, num_item_indices: 
   ordered = [rows.get(i + 1, {**blank, features.ITEM_INDEX: i + 1}) for i in range(len(item_ids))]
   catalogue = {name: np.stack([row[name] for row in ordered]) for name in blank}
   catalogue[features.ITEM_ID] = id_strings(item_ids)
-  return TrainStats(catalogue, counts, rating_sum / max(examples, 1))
+  return TrainStats(catalogue, counts, rating_sum / max(examples, 1),
+                    (np.concatenate(users), np.concatenate(items)))
 
 
 def scan_cold_items(items: tf.data.Dataset, num_vocabulary_items: int) -> Dict[str, np.ndarray]:

@@ -49,6 +49,7 @@ from evaluation import baselines
 from evaluation import metrics as metrics_lib
 from evaluation import protocol
 from models import eval_split
+from models import grid_search
 from models import hparams
 from models import towers
 
@@ -174,15 +175,6 @@ class ItemItemTables:
       return cls(saved['history'], saved['candidates'], **fields)
 
 
-def train_pairs(train_in_order) -> Tuple[np.ndarray, np.ndarray]:
-  """(user indices, item indices) of every train interaction, in one pass."""
-  users, items = [], []
-  for batch in train_in_order:
-    users.append(batch[features.USER_INDEX].numpy())
-    items.append(batch[features.ITEM_INDEX].numpy())
-  return np.concatenate(users), np.concatenate(items)
-
-
 def truncated_svd(matrix, rank: int, power_iterations: int = 3,
                   seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(U, s, Vᵀ) of the best rank-`rank` approximation of `matrix` (an array, or a
@@ -268,7 +260,8 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   neighbour (one step along one of the four) while that ranks better.
 
   Args:
-    users, items: the train interactions' user and item indices (`train_pairs`).
+    users, items: the train interactions' user and item indices
+      (`inputs.TrainStats.pairs`).
     num_item_indices: rows of the tables (`towers.Vocabularies.items`).
     history_length: the length of the queries' histories (the largest window).
     eval_queries: the eval queries in index space (`eval_split.collect`), or None: then the
@@ -341,19 +334,10 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
       for value in [value for value in fitted if value != best[1]]:
         del fitted[value]
   else:
-    best = (start['factorisation'] if start['factorisation'] in FACTORISATIONS else EIGEN,
-            *(min(axis, key=lambda value, wanted=start[name]: abs(np.log(value / wanted)))
-              for axis, name in zip(axes[1:], ('l2', 'rank', 'window'))))
-    while True:
-      positions = [axis.index(value) for axis, value in zip(axes, best)]
-      neighbours = [best[:a] + (axis[i],) + best[a + 1:] for a, axis in enumerate(axes)
-                    for i in (positions[a] - 1, positions[a] + 1) if 0 <= i < len(axis)]
-      moved = best
-      for point in neighbours:
-        moved = point if better(point, moved) else moved
-      if moved == best:
-        break
-      best = moved
+    nearest = (start['factorisation'] if start['factorisation'] in FACTORISATIONS else EIGEN,
+               *(min(axis, key=lambda value, wanted=start[name]: abs(np.log(value / wanted)))
+                 for axis, name in zip(axes[1:], ('l2', 'rank', 'window'))))
+    best = grid_search.best_point(axes, lambda point: evaluate(point).eval_ndcg, nearest)
   tables = evaluate(best)
   logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d (%d of %d choices '
                'ranked)', len(kept), tables.factorisation, tables.l2, tables.rank, tables.window,

@@ -15,8 +15,9 @@ on earlier data, wired for data given as spans), the run starts them from those 
 mapped by raw id (`models.warm_start`), and trains them for `TrainingHParams.warm_start_epochs`
 on a sample of the train split (`WarmStart.sample`: a `warm_start_sample` share, and every
 example of a new user or item); a content path for that share of its epochs. The saved settings
-carry the train examples of the lineage's last cold training on, and a run whose train split
-has grown past `TrainingHParams.warm_start_max_growth` times them retrains cold
+hold the choices its searches start from (the item-to-item component's, each model's mix) and
+carry the train examples of the lineage's last cold training on; a run whose train split has
+grown past `TrainingHParams.warm_start_max_growth` times them retrains cold
 (`warm_start.refresh_due`).
 
 Implicit feedback (`TrainerHParams.feedback`, a log without ratings) trains retrieval only:
@@ -113,6 +114,8 @@ def run_fn(fn_args) -> None:
                   os.path.join(os.path.dirname(fn_args.serving_model_dir), layout.WARM_START_DIR),
                   {training.STUDENT_SIZE: training.student_size_setting(student_size),
                    training.ITEM_ITEM_CHOICE: None if tables is None else tables.choice(),
+                   training.HYBRID_SHARE: {name: training.hybrid_share(models[name])
+                                           for name in (layout.TEACHER, layout.STUDENT_FP32)},
                    **warm_start.lineage_settings(data.warm, data.train_examples)})
   write_summary(models, directories, data, log, fn_args.model_run_dir, params.feedback)
 

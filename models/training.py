@@ -24,10 +24,10 @@ the same functions):
 Every training phase logs a line per epoch, writes TensorBoard logs and records its seconds and
 loss history in a `TrainingLog`, under the model's name (`models.layout`).
 """
+import bisect
 import contextlib
 import dataclasses
 import functools
-import itertools
 import math
 import os
 import shutil
@@ -45,6 +45,7 @@ from models import content_path
 from models import distiller
 from models import eval_split
 from models import export
+from models import grid_search
 from models import hparams
 from models import inputs
 from models import item_item
@@ -271,7 +272,7 @@ def _train_on_labels(core: tf.keras.Model, data: TrainingData,
   model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
   _fit(model, data, epochs, name, name, log, training.early_stopping_patience)
   if is_hybrid(model):
-    choose_hybrid_mix(model, data, mix_eval_users)
+    choose_hybrid_mix(model, data, mix_eval_users, _earlier_share(data, name))
   return model
 
 
@@ -284,9 +285,8 @@ def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
   if not size.item_item:
     return None
   with logged_phase('Fitted the item-to-item component'):
-    users, items = item_item.train_pairs(data.train_in_order)
     eval_queries = None if data.eval is None else data.eval_queries(params.eval_users)
-    return item_item.fit(users, items, data.vocab.items, data.transform.history_length,
+    return item_item.fit(*data.stats.pairs, data.vocab.items, data.transform.history_length,
                          eval_queries, params,
                          None if data.warm is None else data.warm.settings.get(ITEM_ITEM_CHOICE))
 
@@ -361,10 +361,12 @@ def is_hybrid(model: two_tower.TwoTowerModel) -> bool:
 
 
 def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData,
-                      eval_users: int) -> None:
+                      eval_users: int, start: Optional[float] = None) -> None:
   """Sets a hybrid model's mix (`towers.HybridMix`) to the one of (1 − s, s · r) for s in
   `HYBRID_SHARES` that ranks the first `eval_users` eval users best (NDCG@10), r making both
-  parts' score spreads equal; without an eval split, s = 0.5."""
+  parts' score spreads equal; without an eval split, s = 0.5. With `start` (a warm run's: the
+  share chosen before), s is searched from the share nearest it, step by step
+  (`grid_search.best_point`), rather than among every share."""
   mix = model.core.get_layer('hybrid_mix').mix
   rank = model.core.get_layer('item_item_candidate').output_dim
   mix.assign([1.0, 1.0])
@@ -385,18 +387,39 @@ def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData,
     item_item_scores = queries[:, -rank:] @ candidates[:, -rank:].T
     ratio = float(towers_scores.std(axis=1).mean() / max(item_item_scores.std(axis=1).mean(),
                                                          1e-12))
-  best = (0.5, None)
+  share = 0.5
   if queries is not None:
-    for share in HYBRID_SHARES:
-      ndcg = metrics_lib.ranking_metrics((1 - share) * towers_scores
-                                         + share * ratio * item_item_scores, eval_data,
-                                         ks=(metrics_lib.CUTOFF,))['ndcg@10']  # top 10 only
-      logging.debug('Hybrid teacher, item-to-item share %.1f: eval NDCG@10 %.4f', share, ndcg)
-      if best[1] is None or ndcg > best[1]:
-        best = (share, ndcg)
-  mix.assign([1.0 - best[0], best[0] * ratio])
+
+    def ndcg(point: Tuple[float]) -> float:
+      value = metrics_lib.ranking_metrics(
+          (1 - point[0]) * towers_scores + point[0] * ratio * item_item_scores, eval_data,
+          ks=(metrics_lib.CUTOFF,))['ndcg@10']  # top 10 only
+      logging.debug('Hybrid %s, item-to-item share %.1f: eval NDCG@10 %.4f', model.core.name,
+                    point[0], value)
+      return value
+
+    shares = HYBRID_SHARES.tolist()
+    share, = grid_search.best_point(
+        [shares], ndcg, None if start is None else (min(shares, key=lambda s: abs(s - start)),))
+  mix.assign([1.0 - share, share * ratio])
   logging.info('Hybrid %s: item-to-item share %.1f of the score (mix %s)', model.core.name,
-               best[0], mix.numpy())
+               share, mix.numpy())
+
+
+def hybrid_share(model: two_tower.TwoTowerModel) -> Optional[float]:
+  """The item-to-item share s of a hybrid model's chosen mix (`choose_hybrid_mix`), None for a
+  model without the component."""
+  return 1.0 - float(model.core.get_layer('hybrid_mix').mix[0]) if is_hybrid(model) else None
+
+
+# The warm start setting (`warm_start.save`) that holds each model's item-to-item share
+# (`hybrid_share`, by model name), where a warm run's choice of the mix starts from.
+HYBRID_SHARE = 'hybrid_share'
+
+
+def _earlier_share(data: TrainingData, name: str) -> Optional[float]:
+  """The item-to-item share that model `name` of `data.warm`'s run chose, or None."""
+  return None if data.warm is None else data.warm.settings.get(HYBRID_SHARE, {}).get(name)
 
 
 def load_teacher(data: TrainingData, size: hparams.TowerHParams,
@@ -447,11 +470,11 @@ def student_size(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
 
   if inherited is not None and not size.item_item_rank:
     smallest = size.embedding_dim or dims[0]
-    # Bytes grow with the rank: the ranks that fit are the first ones.
-    fitting = list(itertools.takewhile(
-        lambda rank: fits(dataclasses.replace(size, embedding_dim=smallest, item_item_rank=rank)),
-        range(MIN_INHERITED_RANK, inherited.rank + 1, MIN_INHERITED_RANK)))
-    size = (dataclasses.replace(size, item_item_rank=fitting[-1]) if fitting
+    ranks = range(MIN_INHERITED_RANK, inherited.rank + 1, MIN_INHERITED_RANK)
+    # Bytes grow with the rank: the ranks that fit are the first ones, found by bisection.
+    fitting = bisect.bisect_left(ranks, True, key=lambda rank: not fits(
+        dataclasses.replace(size, embedding_dim=smallest, item_item_rank=rank)))
+    size = (dataclasses.replace(size, item_item_rank=ranks[fitting - 1]) if fitting
             else dataclasses.replace(size, item_item=False))
   if not size.embedding_dim:
     size = next((dataclasses.replace(size, embedding_dim=dim) for dim in reversed(dims)
@@ -554,7 +577,8 @@ def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
        data, epochs, layout.STUDENT_FP32, 'distillation', log, training.early_stopping_patience)
   _record_warm_start(log, layout.STUDENT_FP32, data, counts)
   if is_hybrid(student_model):
-    choose_hybrid_mix(student_model, data, mix_eval_users)
+    choose_hybrid_mix(student_model, data, mix_eval_users,
+                      _earlier_share(data, layout.STUDENT_FP32))
   return student_model
 
 
@@ -587,7 +611,9 @@ def quantize(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   int8_model = two_tower.TwoTowerModel(
       quantization.int8_embeddings(qat_model.core, student.CUSTOM_OBJECTS), training, data.stats)
   if is_hybrid(int8_model):
-    choose_hybrid_mix(int8_model, data, mix_eval_users)
+    # A warm run searches from the fp32 student's share, which the int8 student's is near.
+    choose_hybrid_mix(int8_model, data, mix_eval_users,
+                      None if data.warm is None else hybrid_share(student_fp32))
   return int8_model
 
 

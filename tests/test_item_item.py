@@ -18,6 +18,7 @@ from models import quantization
 from models import student
 from models import teacher
 from models import towers
+from models import training
 from models import two_tower
 import tiny_models
 
@@ -279,3 +280,25 @@ def test_a_student_with_item_item_needs_a_hybrid_teacher():
   assert student.inherit(tiny_models.STUDENT_SIZE, plain) is None
   with pytest.raises(ValueError, match='hybrid teacher'):
     student.inherit(size, plain)
+
+
+def test_a_warm_run_searches_the_mix_from_the_earlier_share(monkeypatch):
+  core, _ = _hybrid_teacher_core()
+  model = two_tower.TwoTowerModel(core, tiny_models.TRAINING, tiny_models.STATS)
+  batches = tf.data.Dataset.from_tensors(tiny_models.batch())
+  data = training.TrainingData(batches, batches, batches, None, tiny_models.TRANSFORM,
+                               tiny_models.VOCAB, tiny_models.STATS)
+  ranked = []
+  ranking_metrics = metrics_lib.ranking_metrics
+  monkeypatch.setattr(metrics_lib, 'ranking_metrics',
+                      lambda *args, **kwargs: ranked.append(1) or ranking_metrics(*args, **kwargs))
+  training.choose_hybrid_mix(model, data, 2)
+  chosen = training.hybrid_share(model)
+  assert len(ranked) == len(training.HYBRID_SHARES)
+  assert chosen in training.HYBRID_SHARES.tolist()
+  # From the share chosen before (any value, taken to the nearest share): that share and its
+  # neighbours are ranked, and it is kept.
+  del ranked[:]
+  training.choose_hybrid_mix(model, data, 2, start=chosen + 0.02)
+  assert training.hybrid_share(model) == pytest.approx(chosen)
+  assert len(ranked) <= 3
