@@ -370,25 +370,19 @@ def choose_hybrid_mix(model: two_tower.TwoTowerModel, data: TrainingData,
   mix = model.core.get_layer('hybrid_mix').mix
   rank = model.core.get_layer('item_item_candidate').output_dim
   mix.assign([1.0, 1.0])
-  catalogue = {name: tf.constant(values) for name, values in data.stats.catalogue.items()
-               if name in model.candidate_tower.input_names}
-  candidates = model.embed_candidates(catalogue).numpy()
-  if data.eval is None:
-    queries, eval_data = None, None
-  else:
+  ratio, share = 1.0, 0.5
+  if data.eval is not None:
+    catalogue = {name: tf.constant(values) for name, values in data.stats.catalogue.items()
+                 if name in model.candidate_tower.input_names}
+    candidates = model.embed_candidates(catalogue).numpy()
     eval_queries = data.eval_queries(eval_users)
     queries = model.embed_queries({name: tf.constant(values)
                                    for name, values in eval_queries.queries.items()}).numpy()
     eval_data = eval_queries.eval_data
-  if queries is None:
-    ratio = 1.0
-  else:
     towers_scores = queries[:, :-rank] @ candidates[:, :-rank].T
     item_item_scores = queries[:, -rank:] @ candidates[:, -rank:].T
     ratio = float(towers_scores.std(axis=1).mean() / max(item_item_scores.std(axis=1).mean(),
                                                          1e-12))
-  share = 0.5
-  if queries is not None:
 
     def ndcg(point: Tuple[float]) -> float:
       value = metrics_lib.ranking_metrics(

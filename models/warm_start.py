@@ -3,9 +3,9 @@
 A Trainer run saves, beside the candidate's SavedModel in the `model` artifact
 (`layout.WARM_START_DIR`), the weights of the models that later runs start from (the teacher,
 the fp32 student and the fitted content paths, kept or not: `save`) and the raw ids of every
-vocabulary their tables are indexed by. A run that starts from them (`load`, then `WarmStart.apply` to each newly
-built core) copies every layer's weights by layer name, and maps the rows of the
-vocabulary-indexed tables (`TABLES`) by raw id, so that the vocabularies can change between
+vocabulary their tables are indexed by. A run that starts from them (`load`, then
+`WarmStart.apply` to each newly built core) copies every layer's weights by layer name, and
+maps the rows of the vocabulary-indexed tables (`TABLES`) by raw id, so that the vocabularies can change between
 runs: a user, item, genre or title token known to both keeps its row, a new one keeps the row
 the new model was initialised with, and one that left the data is dropped. Padding and OOV rows
 map to themselves. Weights whose shapes changed otherwise (another embedding width) start fresh,
