@@ -331,12 +331,14 @@ def export_saved_model(model, tf_transform_output, catalogue: Dict[str, np.ndarr
   catalogue row) items get a quota of `fresh_slots` (module docstring)."""
   module = ServingModule(model, tf_transform_output, catalogue, top_k, history_length,
                          int8_index, fresh, fresh_slots)
+  # The tf.functions themselves, not concrete functions traced here: `tf.saved_model.save`
+  # traces them again in its own context, which would save every signature's graph twice.
   functions = {
-      signatures.SERVING_DEFAULT: module.serve_examples.get_concrete_function(),
-      signatures.RECOMMEND: module.recommend.get_concrete_function(),
-      signatures.RECOMMEND_WITH_FEATURES: module.recommend_with_features.get_concrete_function(),
-      signatures.RECOMMEND_WITH_REASONS: module.recommend_with_reasons.get_concrete_function(),
-      signatures.SCORE: module.score.get_concrete_function(),
+      signatures.SERVING_DEFAULT: module.serve_examples,
+      signatures.RECOMMEND: module.recommend,
+      signatures.RECOMMEND_WITH_FEATURES: module.recommend_with_features,
+      signatures.RECOMMEND_WITH_REASONS: module.recommend_with_reasons,
+      signatures.SCORE: module.score,
   }
   if isinstance(module.index, quantization.Int8BruteForce):
     module.index.clear_cache()  # its float cache is filled after loading, not saved
