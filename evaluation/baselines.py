@@ -6,7 +6,7 @@ interaction, an all-zero train matrix column) scores 0 for every user.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -56,16 +56,29 @@ def ease_weights(train_matrix: sparse.spmatrix, l2: float = EASE_L2,
   Returns:
     weights [items, items] of `dtype`.
   """
+  (_, weights), = _ease_weights_by_l2(train_matrix, [l2], dtype)
+  return weights
+
+
+def _ease_weights_by_l2(train_matrix: sparse.spmatrix, l2_values: Sequence[float],
+                        dtype) -> Iterator[Tuple[float, np.ndarray]]:
+  """(l2, `ease_weights`) for each of `l2_values` in turn, from one XᵀX (the last in its
+  memory)."""
   train_matrix = sparse.csc_matrix(train_matrix, dtype=dtype)
   active = np.flatnonzero(train_matrix.getnnz(axis=0))
   gram = (train_matrix[:, active].T @ train_matrix[:, active]).toarray()
-  precision = ease_weights_of(ease_precision(gram, l2, overwrite=True))
-  del gram
-  if len(active) == train_matrix.shape[1]:
-    return precision
-  weights = np.zeros((train_matrix.shape[1],) * 2, dtype=dtype)
-  weights[np.ix_(active, active)] = precision
-  return weights
+  for position, l2 in enumerate(l2_values):
+    last = position == len(l2_values) - 1
+    precision = ease_weights_of(ease_precision(gram, l2, overwrite=last))
+    if last:
+      del gram
+    if len(active) == train_matrix.shape[1]:
+      yield l2, precision
+      continue
+    weights = np.zeros((train_matrix.shape[1],) * 2, dtype=dtype)
+    weights[np.ix_(active, active)] = precision
+    del precision
+    yield l2, weights
 
 
 def ease_weights_of(precision: np.ndarray) -> np.ndarray:
@@ -102,14 +115,25 @@ def _symmetrise_upper(matrix: np.ndarray, block: int = 2048) -> None:
     diagonal[:] = np.triu(diagonal) + np.triu(diagonal, 1).T
 
 
-def tuned_ease_l2(eval_data: protocol.EvalData, l2_values: Sequence[float] = EASE_L2_VALUES,
-                  dtype=np.float32) -> float:
-  """The L2 weight of `l2_values` whose EASE ranks `eval_data` (the eval split's queries) best
-  by NDCG@10: the baseline is tuned on the eval split, as the models are."""
-  train = protocol.train_matrix_of(eval_data)
-  ndcg = {l2: metrics.ranking_metrics(np.asarray(eval_data.seen @ ease_weights(train, l2, dtype)),
-                                      eval_data)['ndcg@10'] for l2 in l2_values}
-  return max(ndcg, key=ndcg.get)
+def tuned_ease(tuning: protocol.EvalData, evaluated: protocol.EvalData,
+               l2_values: Sequence[float] = EASE_L2_VALUES,
+               dtype=np.float32) -> Tuple[float, np.ndarray]:
+  """The L2 weight of `l2_values` whose EASE ranks `tuning` (the eval split's queries) best by
+  NDCG@10 (the first of equals), and that EASE's scores of `evaluated`'s queries (as
+  `ease_scores`): the baseline is tuned on the eval split, as the models are. Both must have
+  the same train matrix and catalogue (`protocol.build_eval_data` of the same interactions)."""
+  train = protocol.train_matrix_of(tuning)
+  if not tuning.items.equals(evaluated.items) or (
+      train != protocol.train_matrix_of(evaluated)).nnz:
+    raise ValueError('EASE is tuned and evaluated on different train matrices')
+  best, best_ndcg, scores = None, None, None
+  for l2, weights in _ease_weights_by_l2(train, l2_values, dtype):
+    ndcg = metrics.ranking_metrics(np.asarray(tuning.seen @ weights), tuning)['ndcg@10']
+    if best is None or ndcg > best_ndcg:
+      best, best_ndcg = l2, ndcg
+      scores = np.asarray(evaluated.seen @ weights, dtype=np.float64)
+    del weights  # before the next L2 weight's: two [items, items] arrays at a time, not three
+  return best, scores
 
 
 def ease_scores(eval_data: protocol.EvalData, l2: float = EASE_L2,

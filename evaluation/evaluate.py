@@ -8,7 +8,7 @@ the new-users slice an exported model ranks every query again with the user id r
 their new-user rankings are their rankings. The result is one JSON-ready dictionary: per-model
 metrics, Recall@k curves, a sample of reference-vs-candidate scores, sizes and latencies.
 """
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -72,9 +72,12 @@ def _among_cold_items(model, eval_data: protocol.EvalData, cold: protocol.Slice,
       model, eval_data.users[cold.rows].tolist(), [histories[row] for row in cold.rows],
       {name: values[cold.rows] for name, values in side_features.items()},
       [len(eval_data.items)] * len(cold.rows))
-  top = metrics_lib.within_columns(
-      metrics_lib.top_from_ids(rankings, cold.eval_data, len(eval_data.items)), cold_columns,
-      AMONG_COLD_ITEMS_K)
+  # The cold ids of each whole ranking, in its order, before they are looked up (most of a
+  # ranking's ids are warm ones).
+  is_cold = np.frompyfunc(
+      set(eval_data.items[cold_columns].astype(str).str.encode('utf-8')).__contains__, 1, 1)
+  top = metrics_lib.top_from_ids([ids[is_cold(ids).astype(bool)] for ids in rankings],
+                                 cold.eval_data, AMONG_COLD_ITEMS_K)
   return metrics_lib.metrics_of_top(top, cold.eval_data)[f'recall@{AMONG_COLD_ITEMS_K}']
 
 
@@ -96,16 +99,18 @@ def _score_sample(reference: Dict[int, Dict[str, float]], candidate: Dict[int, D
                      else float(correlation)}
 
 
-def tuned_ease_l2(interactions: pd.DataFrame, splits: np.ndarray, split: str,
-                  catalogue_items: Optional[Sequence[str]]) -> float:
-  """EASE's L2 weight tuned on the eval split (`baselines.tuned_ease_l2`) when `split` comes
-  after it and it has rows; else `baselines.EASE_L2`."""
-  if split == features.EVAL_SPLIT or not np.any(splits == features.EVAL_SPLIT):
-    return baselines.EASE_L2
-  l2 = baselines.tuned_ease_l2(protocol.build_eval_data(interactions, splits, features.EVAL_SPLIT,
-                                                        catalogue_items))
+def tuned_ease(interactions: pd.DataFrame, splits: np.ndarray, eval_data: protocol.EvalData,
+               catalogue_items: Optional[Sequence[str]]) -> Tuple[float, np.ndarray]:
+  """EASE's L2 weight and its scores of `eval_data`'s queries: the L2 weight tuned on the eval
+  split (`baselines.tuned_ease`) when `eval_data`'s split comes after it and it has rows; else
+  `baselines.EASE_L2`."""
+  if eval_data.split == features.EVAL_SPLIT or not np.any(splits == features.EVAL_SPLIT):
+    return baselines.EASE_L2, baselines.ease_scores(eval_data, baselines.EASE_L2)
+  l2, scores = baselines.tuned_ease(
+      protocol.build_eval_data(interactions, splits, features.EVAL_SPLIT, catalogue_items),
+      eval_data)
   logging.info('EASE: L2 weight %g, chosen on the eval split', l2)
-  return l2
+  return l2, scores
 
 
 def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: Sequence[bytes],
@@ -192,9 +197,9 @@ def evaluate(interactions: pd.DataFrame, splits: Sequence[str], test_examples: S
   del loaded
 
   train = interactions[splits == features.TRAIN_SPLIT]
-  ease_l2 = tuned_ease_l2(interactions, splits, split, catalogue_items)
+  ease_l2, ease_scores = tuned_ease(interactions, splits, eval_data, catalogue_items)
   baseline_scores = {POPULARITY: baselines.popularity_scores(train, eval_data),
-                     EASE: baselines.ease_scores(eval_data, ease_l2)}
+                     EASE: ease_scores}
   for name, scores in baseline_scores.items():
     tops[name] = metrics_lib.top_from_scores(scores, eval_data, DEPTH)
     metrics[name] = _top_metrics(tops[name], tops[name], eval_data, slices, tops.get(reference))

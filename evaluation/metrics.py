@@ -265,17 +265,6 @@ def fidelity(top: np.ndarray, reference_top: np.ndarray, cutoff: int = CUTOFF) -
   return float(np.mean(overlaps)) / cutoff
 
 
-def within_columns(top: np.ndarray, keep_columns: np.ndarray, depth: int) -> np.ndarray:
-  """[users, depth] each row of `top` (catalogue indices, best first) without the columns
-  outside `keep_columns` (bool [items]), padded with `NOT_IN_CATALOGUE`."""
-  kept = np.full((top.shape[0], depth), NOT_IN_CATALOGUE)
-  for row, ranking in enumerate(top):
-    ranking = ranking[ranking != NOT_IN_CATALOGUE]
-    ranking = ranking[keep_columns[ranking]][:depth]
-    kept[row, :len(ranking)] = ranking
-  return kept
-
-
 def metrics_of_slice(top: np.ndarray, eval_slice: protocol.Slice) -> Optional[Dict[str, float]]:
   """`metrics_of_top` over a slice; `top` holds the rankings of every user of the full
   `EvalData` (the slice keeps its rows). None when the slice has no users."""

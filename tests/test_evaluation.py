@@ -547,14 +547,6 @@ def test_evaluate_ranks_the_catalogue_items(tmp_path):
     assert result['models'][name]['recall@100'] == 1.0
 
 
-def test_rankings_within_columns_keep_their_order_and_pad():
-  top = np.array([[4, 0, 3, 1, metrics_lib.NOT_IN_CATALOGUE], [2, 1, 0, 3, 4]])
-  keep = np.array([False, True, False, True, True])
-  np.testing.assert_array_equal(metrics_lib.within_columns(top, keep, 2), [[4, 3], [1, 3]])
-  np.testing.assert_array_equal(metrics_lib.within_columns(top[:, :2], keep, 2),
-                                [[4, metrics_lib.NOT_IN_CATALOGUE], [1, metrics_lib.NOT_IN_CATALOGUE]])
-
-
 def test_the_new_users_id_is_unknown():
   assert evaluate.unknown_user_id(['u1', 'u2']) == evaluate.NEW_USER_ID
   assert evaluate.unknown_user_id([evaluate.NEW_USER_ID, evaluate.NEW_USER_ID + '+']) == (

@@ -115,15 +115,20 @@ def test_tables_round_trip(tmp_path):
   assert loaded.l2 == tables.l2 and loaded.eval_ndcg is None
 
 
-def test_tuned_ease_l2_picks_the_best_eval_ndcg():
+def test_tuned_ease_picks_the_best_eval_ndcg_and_scores_the_evaluated_split():
   frame = pd.DataFrame({features.USER_ID: [str(u) for u in USERS],
                         features.ITEM_ID: [str(i) for i in ITEMS],
                         features.TIMESTAMP: np.arange(len(USERS))})
   train = protocol.build_eval_data(frame, ['train'] * 12 + ['eval'] * 2, features.EVAL_SPLIT)
-  chosen = baselines.tuned_ease_l2(train, (0.5, 1e6))
+  test = protocol.build_eval_data(frame, ['train'] * 12 + ['eval', 'test'], features.TEST_SPLIT)
+  chosen, scores = baselines.tuned_ease(train, test, (0.5, 1e6))
   ndcg = {l2: metrics_lib.ranking_metrics(baselines.ease_scores(train, l2), train)['ndcg@10']
           for l2 in (0.5, 1e6)}
   assert ndcg[chosen] == max(ndcg.values())
+  np.testing.assert_allclose(scores, baselines.ease_scores(test, chosen), rtol=1e-6)
+  with pytest.raises(ValueError, match='different train matrices'):
+    baselines.tuned_ease(train, protocol.build_eval_data(
+        frame, ['train'] * 11 + ['eval', 'test', 'test'], features.TEST_SPLIT))
 
 
 def test_latest_items_keeps_the_latest_of_right_padded_sequences():
