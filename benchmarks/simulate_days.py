@@ -12,7 +12,10 @@ interactions is skipped. Every span gets the whole side tables. The spans are re
 time under OUTPUT/log/span-{SPAN}, and after each the pipeline runs twice with the `configs`
 values: into OUTPUT/warm, where it starts from the model blessed on the previous window
 (`models.warm_start`), and into OUTPUT/cold with `warm_start_epochs` 0, a cold retrain on the
-same window (the latest `SPAN_WINDOW` spans, `configs.RAW_DATA`). A row per span: `span`,
+same window (the latest `SPAN_WINDOW` spans, `configs.RAW_DATA`). Each run has a process of its
+own, as each day's `make run` would: in one process, every component of a run after others ran
+slower (Transform 50 s where the process's first run took 36 s), as TensorFlow keeps the
+earlier runs' graphs and functions. A row per span: `span`,
 `examples` (the window's interactions), `trainer_s` and
 `pipeline_s` (the Trainer's execution and the whole run, wall seconds), `ndcg@10` and
 `recall@100` of the pushed candidate (the int8 student) on the window's test split, `pushed`,
@@ -23,8 +26,10 @@ Last, one line (`summary`) over the incremental days: every span after the first
 had a blessed model to start from (the first span's has none: it is a cold run too).
 """
 import argparse
+from concurrent import futures
 import dataclasses
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -65,8 +70,15 @@ def cut(dataset: tables.Dataset, spans: int, span_days: int) -> List[tables.Data
 
 
 def _run(source: str, output: str, training) -> Dict[str, object]:
-  """One pipeline run: its seconds, the Trainer's, the pushed candidate's test metrics and
-  whether its Trainer started warm."""
+  """One pipeline run, in a process of its own (module docstring): its seconds, the Trainer's,
+  the pushed candidate's test metrics and whether its Trainer started warm."""
+  with futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+    return pool.submit(_run_here, source, output, training).result()
+
+
+def _run_here(source: str, output: str, training) -> Dict[str, object]:
+  """`_run` in this process."""
+  progress.install()
   started = time.time()
   result = local_runner.run(source, output, training=training)
   seconds = time.time() - started
