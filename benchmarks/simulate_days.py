@@ -13,9 +13,8 @@ time under OUTPUT/log/span-{SPAN}, and after each the pipeline runs twice with t
 values: into OUTPUT/warm, where it starts from the model blessed on the previous window
 (`models.warm_start`), and into OUTPUT/cold with `warm_start_epochs` 0, a cold retrain on the
 same window (the latest `SPAN_WINDOW` spans, `configs.RAW_DATA`). Each run has a process of its
-own, as each day's `make run` would: in one process, every component of a run after others ran
-slower (Transform 50 s where the process's first run took 36 s), as TensorFlow keeps the
-earlier runs' graphs and functions. A row per span: `span`,
+own, as each day's `make run` has, so that none inherits what TensorFlow keeps of the earlier
+runs (their graphs and functions). A row per span: `span`,
 `examples` (the window's interactions), `trainer_s` and
 `pipeline_s` (the Trainer's execution and the whole run, wall seconds), `ndcg@10` and
 `recall@100` of the pushed candidate (the int8 student) on the window's test split, `pushed`,
