@@ -69,16 +69,16 @@ def _ease_weights_by_l2(train_matrix: sparse.spmatrix, l2_values: Sequence[float
   gram = (train_matrix[:, active].T @ train_matrix[:, active]).toarray()
   for position, l2 in enumerate(l2_values):
     last = position == len(l2_values) - 1
-    precision = ease_weights_of(ease_precision(gram, l2, overwrite=last))
+    weights = ease_weights_of(ease_precision(gram, l2, overwrite=last))
     if last:
       del gram
-    if len(active) == train_matrix.shape[1]:
-      yield l2, precision
-      continue
-    weights = np.zeros((train_matrix.shape[1],) * 2, dtype=dtype)
-    weights[np.ix_(active, active)] = precision
-    del precision
+    if len(active) < train_matrix.shape[1]:
+      active_weights = weights
+      weights = np.zeros((train_matrix.shape[1],) * 2, dtype=dtype)
+      weights[np.ix_(active, active)] = active_weights
+      del active_weights
     yield l2, weights
+    del weights  # before the next L2 weight's (the caller lets go of its own first)
 
 
 def ease_weights_of(precision: np.ndarray) -> np.ndarray:
