@@ -205,10 +205,13 @@ class ContentPathHParams:
 class ExportHParams:
   """What the exported serving signatures return: the `top_k` best items, of which at least
   `fresh_slots` are fresh ones (with at most `fresh_max_interactions` train interactions,
-  cold items included) where there are such items to show (`models.export`)."""
+  cold items included) where there are such items to show (`models.export`); and whether a
+  warm run also writes the fp32 student's SavedModel (`warm_fp32_student`: its weights are
+  saved for the next warm start either way, `models.training.export_models`)."""
   top_k: int
   fresh_slots: int
   fresh_max_interactions: int
+  warm_fp32_student: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,8 @@ student, their SavedModels and the training summary (the steps: `models.training
 
 Outputs: the int8 student is the model the pipeline evaluates and pushes
 (`fn_args.serving_model_dir`); under `fn_args.model_run_dir` (laid out as `models.layout` says):
-the teacher's and the fp32 student's SavedModels (same signatures), the student as TFLite,
+the teacher's and the fp32 student's SavedModels (same signatures; a warm run writes the fp32
+student's only with `ExportHParams.warm_fp32_student`), the student as TFLite,
 TensorBoard logs per training phase, and `training_summary.json` (parameters, bytes, train
 seconds, loss history and eval-split metrics of every model, fidelity of the students to the
 teacher; and the feedback kind it was trained for).
@@ -134,7 +135,8 @@ def write_summary(models: Dict[str, two_tower.TwoTowerModel], directories: Dict[
                   data: training.TrainingData, log: training.TrainingLog,
                   model_run_dir: str, feedback: str = features.EXPLICIT) -> None:
   """Writes `layout.SUMMARY_FILE`: by model, its training record (`log`), the `feedback` it
-  was trained for, parameter count, SavedModel bytes and eval-split metrics (`models.eval_split`
+  was trained for, parameter count, SavedModel bytes (None for a model `directories` lacks: not
+  exported) and eval-split metrics (`models.eval_split`
   on `EVAL_USERS` users, RMSE (None for a model that does not predict ratings), fidelity@10 to
   the teacher, which `models` must list first)."""
   with training.logged_phase('Collected the eval-split queries', logging.DEBUG):
@@ -148,7 +150,8 @@ def write_summary(models: Dict[str, two_tower.TwoTowerModel], directories: Dict[
           **summary[name],
           'feedback': feedback,
           'params': int(model.core.count_params()),
-          'bytes': saved_models.variables_bytes(directories[name]),
+          'bytes': (saved_models.variables_bytes(directories[name]) if name in directories
+                    else None),
           'eval': {**metrics,
                    'rmse': eval_split.rmse(model, data.eval) if model.predicts_ratings else None,
                    'fidelity@10': metrics_lib.fidelity(tops[name], tops[layout.TEACHER])},

@@ -141,7 +141,10 @@ CONTENT_PATH = hparams.ContentPathHParams(
     temperature_scale=1.0, level_from_eval=True)
 # Fresh items (no train interaction) get no reserved slots: their content path's scores place them
 # among the others (docs/results.md).
-EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K, fresh_slots=0, fresh_max_interactions=0)
+# A warm run exports the teacher and the candidate; the fp32 student only with
+# `warm_fp32_student` (cold runs always: where the report shows what quantization costs).
+EXPORT = hparams.ExportHParams(top_k=signatures.TOP_K, fresh_slots=0, fresh_max_interactions=0,
+                               warm_fp32_student=False)
 
 # Release gates (`components.gates.Gates`). The Evaluator: the student's rating signature must
 # be at least this good on the eval split: RMSE, its increase over the latest blessed model's

@@ -1,8 +1,8 @@
 """The whole pipeline on data given as spans (BeamDagRunner, tiny generated data): the first
 span trains cold and pushes; a new span is read with the previous ones, its Trainer starts from
-the model blessed on the first (`models.warm_start`) and pushes a second version whose catalogue
-holds the new span's items and answers a user first seen in it; a re-run without a new span hits
-the cache."""
+the model blessed on the first (`models.warm_start`), writes no fp32 student SavedModel and
+pushes a second version whose catalogue holds the new span's items and answers a user first
+seen in it; a re-run without a new span hits the cache."""
 import dataclasses
 import glob
 import json
@@ -38,8 +38,9 @@ def _run(source: str, output: str) -> dict:
   result = local_runner.run(source, output, gates=LENIENT_GATES, training=TRAINING)
   with open(result['report']) as f:
     result['report_html'] = f.read()
-  outputs = local_runner.latest_run_outputs(result['metadata'], ['ModelRun'])
-  with open(os.path.join(outputs['ModelRun'], layout.SUMMARY_FILE)) as f:
+  result['model_run'] = local_runner.latest_run_outputs(result['metadata'],
+                                                       ['ModelRun'])['ModelRun']
+  with open(os.path.join(result['model_run'], layout.SUMMARY_FILE)) as f:
     result['summary'] = json.load(f)
   result['model'] = max(glob.glob(os.path.join(result['pipeline_root'], 'Trainer', 'model', '*')),
                         key=lambda path: int(os.path.basename(path)))
@@ -74,6 +75,12 @@ def test_each_span_pushes_a_version_the_second_warm_started(span_runs):
     assert warm['rows_kept'] > 0 and warm['copied'] > 0
     assert warm['train_sample'] == configs.TRAINING.warm_start_sample
     assert second['summary'][name]['best_epoch'] <= configs.TRAINING.warm_start_epochs
+  # The warm run writes no fp32 student SavedModel (its weights are in the warm start).
+  fp32_dir = layout.SAVED_MODEL_DIRS[layout.STUDENT_FP32]
+  assert os.path.isdir(os.path.join(first['model_run'], fp32_dir))
+  assert not os.path.exists(os.path.join(second['model_run'], fp32_dir))
+  assert second['summary'][layout.STUDENT_FP32]['bytes'] is None
+  assert second['summary'][layout.STUDENT_INT8]['bytes'] > 0
   # The items of the newest span's items.csv are all served.
   served = set(catalogue_lib.read_catalogue(catalogue_lib.catalogue_path(second['pushed'])))
   assert set(drops[-1].items.index) <= served
