@@ -3,8 +3,9 @@ student, their SavedModels and the training summary (the steps: `models.training
 
 Outputs: the int8 student is the model the pipeline evaluates and pushes
 (`fn_args.serving_model_dir`); under `fn_args.model_run_dir` (laid out as `models.layout` says):
-the teacher's and the fp32 student's SavedModels (same signatures; a warm run writes the fp32
-student's only with `ExportHParams.warm_fp32_student`), the student as TFLite,
+the teacher's and the fp32 student's SavedModels (same signatures; a warm run fits the fp32
+student's content path and writes its SavedModel only with `ExportHParams.warm_fp32_student`),
+the student as TFLite,
 TensorBoard logs per training phase, and `training_summary.json` (parameters, bytes, train
 seconds, loss history and eval-split metrics of every model, fidelity of the students to the
 teacher; and the feedback kind it was trained for).
@@ -101,14 +102,15 @@ def run_fn(fn_args) -> None:
     models[layout.STUDENT_INT8] = training.quantize(
         distillation_data, teacher, models[layout.STUDENT_FP32], params.training,
         params.distillation, log, params.item_item.eval_users)
+  exported = training.exported(models, data, params.export)
   content_paths = {name: training.attach_content_path(name, model, data, params.content_path,
                                                       params.training.seed)
-                   for name, model in models.items()}
+                   for name, model in exported.items()}
   if params.content_path.epochs and data.has_cold_items:
     logging.info('Content path (cold items): kept for %s',
-                 ', '.join(name for name, model in models.items()
+                 ', '.join(name for name, model in exported.items()
                            if model.content_candidates is not None) or 'no model')
-  directories = training.export_models(models, data, params.export, fn_args.model_run_dir,
+  directories = training.export_models(exported, data, params.export, fn_args.model_run_dir,
                                        fn_args.serving_model_dir)
   warm_start.save(warm_start_models(models, content_paths),
                   data.tf_transform_output,

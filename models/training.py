@@ -651,6 +651,19 @@ def fresh_items(data: TrainingData, max_interactions: int) -> np.ndarray:
   return np.concatenate([counts <= max_interactions, np.ones(cold, bool)])
 
 
+def exported(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData,
+             export_hparams: hparams.ExportHParams) -> Dict[str, two_tower.TwoTowerModel]:
+  """The `models` a run exports (`export_models`), with their content paths
+  (`attach_content_path`): all of them, but a warm run's (`data.warm`) fp32 student unless
+  `export_hparams.warm_fp32_student`, as the next warm start needs only its weights (the
+  evaluators and the report leave it out; cold runs show what quantization costs)."""
+  if data.warm is None or export_hparams.warm_fp32_student:
+    return dict(models)
+  logging.info('Warm run: no %s SavedModel (its weights are kept for the next warm start)',
+               layout.STUDENT_FP32)
+  return {name: model for name, model in models.items() if name != layout.STUDENT_FP32}
+
+
 def export_model(model: two_tower.TwoTowerModel, data: TrainingData,
                  export_hparams: hparams.ExportHParams, directory: str,
                  int8_index: bool = False) -> None:
@@ -669,18 +682,10 @@ def export_models(models: Dict[str, two_tower.TwoTowerModel], data: TrainingData
   """Writes the SavedModel of every model (by `models.layout` name), all with the serving
   signatures of `models.export`: the candidate into `serving_model_dir`, the others into their
   `layout.SAVED_MODEL_DIRS` under `model_run_dir`; the int8 student's index is int8, and the
-  int8 student is also written as TFLite (`layout.TFLITE_FILE`). A warm run (`data.warm`)
-  writes no fp32 student SavedModel unless `export_hparams.warm_fp32_student`: the next warm
-  start needs only its weights, and the evaluators skip it. Returns the SavedModel directory of
-  each model written."""
-  skipped = (layout.STUDENT_FP32 if data.warm is not None
-             and not export_hparams.warm_fp32_student else None)
+  int8 student is also written as TFLite (`layout.TFLITE_FILE`). Returns each model's
+  SavedModel directory."""
   directories = {}
   for name, model in models.items():
-    if name == skipped:
-      logging.info('Warm run: no %s SavedModel (its weights are kept for the next warm start)',
-                   name)
-      continue
     directories[name] = (serving_model_dir if name == layout.CANDIDATE else
                          os.path.join(model_run_dir, layout.SAVED_MODEL_DIRS[name]))
     with logged_phase(f'Exported the {name} SavedModel'):

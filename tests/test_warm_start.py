@@ -1,6 +1,7 @@
 """Warm start (`models.warm_start`): weights copied by layer name, vocabulary-indexed table rows
 mapped by raw id (a known item keeps its row, a new one its fresh row, a removed one is gone),
-refitted item-to-item tables never carried over, the hybrid mix never carried over."""
+refitted item-to-item tables never carried over, the hybrid mix never carried over; what a warm
+run exports."""
 import dataclasses
 import types
 
@@ -9,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 from contract import features
+from models import layout
 from models import run_fn
 from models import towers
+from models import training
 from models import warm_start
 from pipeline import configs
 
@@ -152,3 +155,15 @@ def test_a_run_retrains_cold_once_the_window_outgrows_its_last_cold_training(tmp
   unrecorded = warm_start.WarmStart(str(tmp_path), {}, {})
   assert warm_start.refresh_due(unrecorded, 1, max_growth=1.5)
   assert not warm_start.refresh_due(unrecorded, 1, max_growth=0)
+
+
+def test_a_warm_run_exports_the_fp32_student_only_when_asked(tmp_path):
+  models = {layout.TEACHER: 'teacher', layout.STUDENT_FP32: 'fp32', layout.STUDENT_INT8: 'int8'}
+  cold = types.SimpleNamespace(warm=None)
+  warm = types.SimpleNamespace(warm=warm_start.WarmStart(str(tmp_path), {}, {}))
+  everything = [layout.TEACHER, layout.STUDENT_FP32, layout.STUDENT_INT8]
+  assert list(training.exported(models, cold, configs.EXPORT)) == everything
+  assert list(training.exported(models, warm, configs.EXPORT)) == [layout.TEACHER,
+                                                                   layout.STUDENT_INT8]
+  asked = dataclasses.replace(configs.EXPORT, warm_fp32_student=True)
+  assert list(training.exported(models, warm, asked)) == everything
