@@ -207,7 +207,7 @@ class ExportHParams:
   `fresh_slots` are fresh ones (with at most `fresh_max_interactions` train interactions,
   cold items included) where there are such items to show (`models.export`); and whether a
   warm run also writes the fp32 student's SavedModel (`warm_fp32_student`: its weights are
-  saved for the next warm start either way, `models.training.export_models`)."""
+  saved for the next warm start either way, `models.training.exported`)."""
   top_k: int
   fresh_slots: int
   fresh_max_interactions: int

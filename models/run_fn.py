@@ -5,8 +5,8 @@ Outputs: the int8 student is the model the pipeline evaluates and pushes
 (`fn_args.serving_model_dir`); under `fn_args.model_run_dir` (laid out as `models.layout` says):
 the teacher's and the fp32 student's SavedModels (same signatures; a warm run fits the fp32
 student's content path and writes its SavedModel only with `ExportHParams.warm_fp32_student`),
-the student as TFLite,
-TensorBoard logs per training phase, and `training_summary.json` (parameters, bytes, train
+the student as TFLite, TensorBoard logs per training phase, and `training_summary.json`
+(parameters, bytes, train
 seconds, loss history and eval-split metrics of every model, fidelity of the students to the
 teacher; and the feedback kind it was trained for).
 
