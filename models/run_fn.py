@@ -6,9 +6,8 @@ Outputs: the int8 student is the model the pipeline evaluates and pushes
 the teacher's and the fp32 student's SavedModels (same signatures; a warm run fits the fp32
 student's content path and writes its SavedModel only with `ExportHParams.warm_fp32_student`),
 the student as TFLite, TensorBoard logs per training phase, and `training_summary.json`
-(parameters, bytes, train
-seconds, loss history and eval-split metrics of every model, fidelity of the students to the
-teacher; and the feedback kind it was trained for).
+(parameters, bytes, train seconds, loss history and eval-split metrics of every model, fidelity
+of the students to the teacher; and the feedback kind it was trained for).
 
 Warm start: the teacher's and the fp32 student's weights, and every fitted content path's (kept
 or not), with the vocabularies' raw ids, are saved beside the candidate in the `model` artifact
