@@ -211,7 +211,7 @@ class ExportHParams:
   top_k: int
   fresh_slots: int
   fresh_max_interactions: int
-  warm_fp32_student: bool = False
+  warm_fp32_student: bool
 
 
 @dataclasses.dataclass(frozen=True)
