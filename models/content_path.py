@@ -40,9 +40,9 @@ the fitted path's scores are shifted by an offset learnt from the eval split
 and cold, the highest likelihood, so that the cold items' share of the chances is their share of
 the eval picks. The offset is added along the eval queries' mean direction (a bias of the path's
 output layer: query q's cold scores move by b · q·m, m the mean query over its square norm),
-which needs no column of its own in the index. And the path is kept only where it orders the
-eval split's cold picks among the cold items better than the model's candidate tower does
-(`mean_percentile`): where an item's content tells little, it can do worse.
+which needs no column of its own in the index. And the path is kept unless the model's
+candidate tower orders the eval split's cold picks among the cold items clearly better
+(`_keeps_the_path`): where an item's content tells little, the path can do worse.
 
 `attach` gives a `TwoTowerModel` its fitted content path; its `embed_candidates` then embeds
 cold items (their item index an OOV bucket) with it, outside training, so that the exported
@@ -237,31 +237,45 @@ def calibrated_level(warm_scores: np.ndarray, cold_scores: np.ndarray, shifts: n
                                         method='bounded', options={'xatol': 1e-4 * bound}).x)
 
 
-def mean_percentile(scores: np.ndarray, targets: sparse.csr_matrix) -> Optional[float]:
-  """The mean, over the (user, item) pairs of `targets`, of the share of the user's other items
-  (columns of `scores`) that score below the item (ties count half): 1 when every target is
-  first, 0.5 for a random order; None without targets."""
+def percentiles(scores: np.ndarray, targets: sparse.csr_matrix) -> np.ndarray:
+  """For each (user, item) pair of `targets`, the share of the user's other items (columns of
+  `scores`) that score below the item (ties count half): 1 when it is first, 0.5 on average
+  for a random order."""
   users, columns = targets.nonzero()
-  if not len(users):
-    return None
   rows, picked = scores[users], scores[users, columns][:, None]
   below = (rows < picked).sum(axis=1) + 0.5 * ((rows == picked).sum(axis=1) - 1)
-  return float(np.mean(below / max(scores.shape[1] - 1, 1)))
+  return below / max(scores.shape[1] - 1, 1)
 
 
-def _beats_the_tower(content_scores: np.ndarray, tower_scores: np.ndarray,
-                     calibration: Calibration, name: str) -> bool:
-  """Whether the fitted path's `content_scores` of `calibration`'s cold items order its cold
-  picks better (`mean_percentile`) than the candidate tower's `tower_scores` do; True without
-  cold picks."""
-  content = mean_percentile(content_scores, calibration.cold_targets)
-  if content is None:
+def mean_percentile(scores: np.ndarray, targets: sparse.csr_matrix) -> Optional[float]:
+  """The mean of `percentiles`; None without targets."""
+  return float(np.mean(percentiles(scores, targets))) if targets.nnz else None
+
+
+# How many standard errors the candidate tower must order the eval split's cold picks better
+# than the content path, pick by pick, for the path to be dropped.
+TOWER_WINS_BY_STANDARD_ERRORS = 2.0
+
+
+def _keeps_the_path(content_scores: np.ndarray, tower_scores: np.ndarray,
+                    calibration: Calibration, name: str) -> bool:
+  """Whether the fitted path's `content_scores` of `calibration`'s cold items are kept: unless
+  the candidate tower's `tower_scores` order its cold picks better (`percentiles`, paired pick
+  by pick) by more than `TOWER_WINS_BY_STANDARD_ERRORS` standard errors of the mean difference.
+  The path is the one fitted for cold items; a few dozen eval picks (often old items that
+  nobody picked, not new ones) reverse a small difference from one seed to the next, so it
+  takes a clear loss to fall back to the tower. True without cold picks."""
+  if not calibration.cold_targets.nnz:
     return True
-  tower = mean_percentile(tower_scores, calibration.cold_targets)
+  content = percentiles(content_scores, calibration.cold_targets)
+  differences = percentiles(tower_scores, calibration.cold_targets) - content
+  standard_error = (differences.std(ddof=1) / math.sqrt(len(differences))
+                    if len(differences) > 1 else 0.0)
+  tower_wins = differences.mean() > TOWER_WINS_BY_STANDARD_ERRORS * standard_error
   logging.debug('Content path of %s: the eval split\'s %d cold picks at a mean percentile of '
-                '%.3f among the cold items (the candidate tower: %.3f)', name,
-                calibration.cold_targets.nnz, content, tower)
-  return content > tower
+                '%.3f among the cold items (the candidate tower\'s %+.3f higher, standard error %.3f)',
+                name, len(content), content.mean(), differences.mean(), standard_error)
+  return not tower_wins
 
 
 def _shift_to_level(path: tf.keras.Model, queries: np.ndarray, content_scores: np.ndarray,
@@ -310,7 +324,7 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
   """The content path of a trained `model`, fitted on the warm items of `catalogue` (the
   train vocabulary's) with the model's queries of `train` examples, at the temperature
   calibrated on `calibration`'s eval users (1 without them); with `settings.level_from_eval`,
-  kept only if it orders their cold picks better than the candidate tower, and its cold items'
+  kept unless the candidate tower orders their cold picks clearly better, and its cold items'
   level learnt on them (module docstring); the candidates None when not kept. It trains
   `settings.epochs`, or `warm_epochs` when `start` (given the new path) sets its weights from an
   earlier run's."""
@@ -363,7 +377,7 @@ def fit(model, train: tf.data.Dataset, catalogue: Dict[str, np.ndarray],
         {name: tf.constant(cold_items[name]) for name in path.input_names}).numpy().T
     tower_scores = eval_queries @ model.embed_candidates(
         towers.item_features(cold_items)).numpy().T
-    if not _beats_the_tower(content_scores, tower_scores, calibration, model.core.name):
+    if not _keeps_the_path(content_scores, tower_scores, calibration, model.core.name):
       logging.debug('Content path of %s: not kept (cold items embedded by the candidate tower)',
                     model.core.name)
       return FittedPath(path, None)

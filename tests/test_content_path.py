@@ -94,6 +94,28 @@ def test_the_mean_percentile_of_picks_among_the_other_items():
   assert content_path.mean_percentile(scores, sparse.csr_matrix((2, 3))) is None
 
 
+
+def _calibration(cold_targets: sparse.csr_matrix) -> content_path.Calibration:
+  return content_path.Calibration(eval_queries=None, cold_items={}, cold_targets=cold_targets)
+
+
+def test_the_path_is_dropped_only_where_the_tower_orders_the_cold_picks_clearly_better():
+  # Four users, three cold items, each user's pick is item 0.
+  picks = sparse.csr_matrix(np.tile([1, 0, 0], (4, 1)))
+  first, last = [3.0, 2.0, 1.0], [1.0, 2.0, 3.0]
+  keeps = lambda content, tower: content_path._keeps_the_path(  # pylint: disable=protected-access
+      np.array(content), np.array(tower), _calibration(picks), 'model')
+  # The tower puts every pick first, the path every pick last: a loss of 1 with no spread.
+  assert not keeps([last] * 4, [first] * 4)
+  assert keeps([first] * 4, [last] * 4)
+  assert keeps([first] * 4, [first] * 4)
+  # The tower wins on three picks, loses on one: differences 1, 1, 1, -1 (mean 0.5, standard
+  # error 0.5): within two standard errors, the path stays.
+  assert keeps([last, last, last, first], [first, first, first, last])
+  # No cold pick: nothing tells against the path.
+  assert content_path._keeps_the_path(  # pylint: disable=protected-access
+      np.zeros((4, 3)), np.zeros((4, 3)), _calibration(sparse.csr_matrix((4, 3))), 'model')
+
 def test_tokens_of_a_single_warm_item_are_dropped():
   # Token 3 is in two items (twice in the first: counted once), 5 in one, 4 in none.
   titles = np.array([[3, 3, 5], [3, 0, 0], [1, 0, 0], [1, 2, 0]])
