@@ -273,8 +273,9 @@ def _keeps_the_path(content_scores: np.ndarray, tower_scores: np.ndarray,
                     if len(differences) > 1 else 0.0)
   tower_wins = differences.mean() > TOWER_WINS_BY_STANDARD_ERRORS * standard_error
   logging.debug('Content path of %s: the eval split\'s %d cold picks at a mean percentile of '
-                '%.3f among the cold items (the candidate tower\'s %+.3f higher, standard error %.3f)',
-                name, len(content), content.mean(), differences.mean(), standard_error)
+                '%.3f among the cold items (the candidate tower: %.3f; standard error of the '
+                'difference %.3f)', name, len(content), content.mean(),
+                content.mean() + differences.mean(), standard_error)
   return not tower_wins
 
 
