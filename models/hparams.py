@@ -90,12 +90,16 @@ class TowerHParams:
 class ItemItemHParams:
   """How the hybrid teacher's item-to-item component is fitted (`models.item_item`): EASE over
   the `max_items` most popular train items, factorised; the L2 weight, the rank and the history
-  window are chosen on the eval split's first `eval_users` users."""
+  window are chosen on the eval split's first `eval_users` users. A warm run's local search
+  takes a rank above the earlier choice's only where it ranks better by more than
+  `warm_rank_growth` (a share of the eval NDCG@10): a near tie does not grow the component, nor
+  the student that inherits it."""
   l2_values: Sequence[float]
   ranks: Sequence[int]
   windows: Sequence[int]  # how many of the latest history items the query sums
   max_items: int
   eval_users: int
+  warm_rank_growth: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -257,7 +257,8 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   """The tables of the (factorisation, L2 weight, rank, history window) of `params` that rank
   the eval queries best: of every such point, or with `start` (an earlier run's choice,
   `ItemItemTables.choice`) of a local search from the point nearest it, which moves to its best
-  neighbour (one step along one of the four) while that ranks better.
+  neighbour (one step along one of the four) while that ranks better, a point of a higher rank
+  than the start's only by more than `params.warm_rank_growth`.
 
   Args:
     users, items: the train interactions' user and item indices
@@ -337,7 +338,11 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     nearest = (start['factorisation'] if start['factorisation'] in FACTORISATIONS else EIGEN,
                *(min(axis, key=lambda value, wanted=start[name]: abs(np.log(value / wanted)))
                  for axis, name in zip(axes[1:], ('l2', 'rank', 'window'))))
-    best = grid_search.best_point(axes, lambda point: evaluate(point).eval_ndcg, nearest)
+    # A rank above the start's must rank better by more than `warm_rank_growth`.
+    growth = 1.0 - params.warm_rank_growth
+    best = grid_search.best_point(
+        axes, lambda point: evaluate(point).eval_ndcg * (growth if point[2] > nearest[2] else 1.0),
+        nearest)
   tables = evaluate(best)
   logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d (%d of %d choices '
                'ranked)', len(kept), tables.factorisation, tables.l2, tables.rank, tables.window,

@@ -84,7 +84,7 @@ TEACHER = hparams.TowerHParams(
 # eigen tables, lifting the teacher from 0.97x to 1.02x EASE's NDCG@10 (docs/results.md).
 ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(64, 128, 256),
                                     windows=(20, 50, HISTORY_LENGTH), max_items=20_000,
-                                    eval_users=4000)
+                                    eval_users=4000, warm_rank_growth=0.005)
 # The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py),
 # and the teacher's item-to-item component inherited (`item_item`), which on the sparse test bed
 # is where the quality is (docs/results.md).

@@ -47,7 +47,8 @@ def _eval_queries(histories, targets) -> eval_split.EvalQueries:
 
 def _params(**values) -> hparams.ItemItemHParams:
   return hparams.ItemItemHParams(**{'l2_values': (1.0,), 'ranks': (5,), 'windows': (3,),
-                                    'max_items': 100, 'eval_users': 10, **values})
+                                    'max_items': 100, 'eval_users': 10, 'warm_rank_growth': 0.0,
+                                    **values})
 
 
 def test_full_rank_tables_reproduce_ease_scores():
@@ -95,6 +96,24 @@ def test_a_search_from_an_earlier_choice_steps_to_a_best_neighbour_until_none_is
   ranked.clear()
   again = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params, searched.choice())
   assert again.choice() == searched.choice() and len(ranked) == 4  # it and its 3 neighbours
+
+
+def test_a_warm_search_takes_a_higher_rank_only_for_more_than_its_margin(monkeypatch):
+  queries = _eval_queries([[4, 0, 0], [5, 0, 0]], [[5], [4]])
+  # Rank 5 ranks 0.4 % better than rank 1, whatever the other settings.
+  monkeypatch.setattr(item_item, '_eval_ndcg',
+                      lambda queries, candidates, eval_queries: 0.500 + 0.002 * (
+                          candidates.shape[1] == 5))
+  start = dict(factorisation=item_item.EIGEN, l2=0.5, rank=1, window=3)
+
+  def searched(margin: float, **choice) -> int:
+    params = _params(l2_values=(0.5, 1e6), ranks=(1, 5), warm_rank_growth=margin)
+    return item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params,
+                         {**start, **choice}).rank
+
+  assert searched(0.0) == 5 and searched(0.001) == 5
+  assert searched(0.005) == 1  # a near tie does not grow the component
+  assert searched(0.005, rank=5) == 5  # nor does the margin shrink it
 
 
 def test_history_counts_sum_the_latest_window_of_each_history():
