@@ -247,11 +247,6 @@ def percentiles(scores: np.ndarray, targets: sparse.csr_matrix) -> np.ndarray:
   return below / max(scores.shape[1] - 1, 1)
 
 
-def mean_percentile(scores: np.ndarray, targets: sparse.csr_matrix) -> Optional[float]:
-  """The mean of `percentiles`; None without targets."""
-  return float(np.mean(percentiles(scores, targets))) if targets.nnz else None
-
-
 # How many standard errors the candidate tower must order the eval split's cold picks better
 # than the content path, pick by pick, for the path to be dropped.
 TOWER_WINS_BY_STANDARD_ERRORS = 2.0

@@ -85,14 +85,14 @@ def test_the_calibrated_level_gives_cold_items_their_share_of_the_eval_picks():
                                        sparse.csr_matrix((1, 2)), 1.0) == 0.0
 
 
-def test_the_mean_percentile_of_picks_among_the_other_items():
+def test_the_percentile_of_each_pick_among_the_other_items():
   scores = np.array([[3.0, 1.0, 2.0], [1.0, 1.0, 0.0]])
   # User 0's first item is above both others (1); user 1's first ties one and beats one (0.75).
-  assert content_path.mean_percentile(scores, sparse.csr_matrix([[1, 0, 0], [1, 0, 0]])) == (
-      pytest.approx((1.0 + 0.75) / 2))
-  assert content_path.mean_percentile(scores, sparse.csr_matrix([[0, 1, 0], [0, 0, 0]])) == 0.0
-  assert content_path.mean_percentile(scores, sparse.csr_matrix((2, 3))) is None
-
+  np.testing.assert_allclose(
+      content_path.percentiles(scores, sparse.csr_matrix([[1, 0, 0], [1, 0, 0]])), [1.0, 0.75])
+  np.testing.assert_allclose(
+      content_path.percentiles(scores, sparse.csr_matrix([[0, 1, 0], [0, 0, 0]])), [0.0])
+  assert content_path.percentiles(scores, sparse.csr_matrix((2, 3))).shape == (0,)
 
 
 def _calibration(cold_targets: sparse.csr_matrix) -> content_path.Calibration:
