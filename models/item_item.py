@@ -338,11 +338,13 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     nearest = (start['factorisation'] if start['factorisation'] in FACTORISATIONS else EIGEN,
                *(min(axis, key=lambda value, wanted=start[name]: abs(np.log(value / wanted)))
                  for axis, name in zip(axes[1:], ('l2', 'rank', 'window'))))
-    # A rank above the start's must rank better by more than `warm_rank_growth`.
-    growth = 1.0 - params.warm_rank_growth
-    best = grid_search.best_point(
-        axes, lambda point: evaluate(point).eval_ndcg * (growth if point[2] > nearest[2] else 1.0),
-        nearest)
+    def searched_score(point: Tuple[str, float, int, int]) -> float:
+      """Eval NDCG@10, less `warm_rank_growth` of it for a rank above the start's."""
+      _, _, rank, _ = point
+      ndcg = evaluate(point).eval_ndcg
+      return ndcg * (1.0 - params.warm_rank_growth) if rank > nearest[2] else ndcg
+
+    best = grid_search.best_point(axes, searched_score, nearest)
   tables = evaluate(best)
   logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d (%d of %d choices '
                'ranked)', len(kept), tables.factorisation, tables.l2, tables.rank, tables.window,
