@@ -89,14 +89,17 @@ class TowerHParams:
 @dataclasses.dataclass(frozen=True)
 class ItemItemHParams:
   """How the hybrid teacher's item-to-item component is fitted (`models.item_item`): EASE over
-  the `max_items` most popular train items, factorised; the L2 weight, the rank and the history
-  window are chosen on the eval split's first `eval_users` users. A warm run's local search
+  the `max_items` most popular train items, factorised; the L2 weight, the rank, the history
+  window and the popularity exponent of the candidate rows are chosen on the eval split's first
+  `eval_users` users. A warm run's local search
   takes a rank above the earlier choice's only where it ranks better by more than
   `warm_rank_growth` (a share of the eval NDCG@10): a near tie does not grow the component, nor
   the student that inherits it."""
   l2_values: Sequence[float]
   ranks: Sequence[int]
   windows: Sequence[int]  # how many of the latest history items the query sums
+  # β: candidate rows times (1 + train interactions)^β; 0 is EASE's ranking (`models.item_item`)
+  popularity_exponents: Sequence[float]
   max_items: int
   eval_users: int
   warm_rank_growth: float

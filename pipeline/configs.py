@@ -83,8 +83,10 @@ TEACHER = hparams.TowerHParams(
 # mix, on the first 4,000 eval users: on wide-short 1,000 chose a rank-64 SVD, 4,000 the rank-256
 # eigen tables, lifting the teacher from 0.97x to 1.02x EASE's NDCG@10 (docs/results.md).
 ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(64, 128, 256),
-                                    windows=(20, 50, HISTORY_LENGTH), max_items=20_000,
-                                    eval_users=4000, warm_rank_growth=0.005)
+                                    windows=(20, 50, HISTORY_LENGTH),
+                                    popularity_exponents=(-0.3, -0.2, -0.15, -0.1, -0.05, 0.0,
+                                                          0.05),
+                                    max_items=20_000, eval_users=4000, warm_rank_growth=0.005)
 # The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py),
 # and the teacher's item-to-item component inherited (`item_item`), which on the sparse test bed
 # is where the quality is (docs/results.md).

@@ -47,7 +47,7 @@ def _eval_queries(histories, targets) -> eval_split.EvalQueries:
 
 def _params(**values) -> hparams.ItemItemHParams:
   return hparams.ItemItemHParams(**{'l2_values': (1.0,), 'ranks': (5,), 'windows': (3,),
-                                    'max_items': 100, 'eval_users': 10, 'warm_rank_growth': 0.0,
+                                    'popularity_exponents': (0.0,), 'max_items': 100, 'eval_users': 10, 'warm_rank_growth': 0.0,
                                     **values})
 
 
@@ -91,7 +91,8 @@ def test_a_search_from_an_earlier_choice_steps_to_a_best_neighbour_until_none_is
   # points), and none of that one's ranks better: six points ranked.
   searched = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params,
                            dict(factorisation=item_item.EIGEN, l2=2e5, rank=1, window=3))
-  assert searched.choice() == dict(factorisation=item_item.EIGEN, l2=1e6, rank=5, window=3)
+  assert searched.choice() == dict(factorisation=item_item.EIGEN, l2=1e6, rank=5, window=3,
+                                  popularity=0.0)
   assert searched.eval_ndcg == every.eval_ndcg == 1.0 and len(ranked) == 6
   ranked.clear()
   again = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params, searched.choice())
@@ -116,6 +117,44 @@ def test_a_warm_search_takes_a_higher_rank_only_for_more_than_its_margin(monkeyp
   assert searched(0.005, rank=5) == 5  # nor does the margin shrink it
 
 
+# Item 1's users went on to item 2 twice and to item 3 once; item 2 is popular (8 train
+# interactions, with item 4), item 3 rare (1): for a history of item 1 EASE ranks item 2 first,
+# and with its candidate rows times (1 + count)^-0.5, item 3.
+POPULAR_USERS = np.array([0, 0, 1, 1, 2, 2] + [user for user in range(3, 9) for _ in range(2)])
+POPULAR_ITEMS = np.array([1, 2, 1, 2, 1, 3] + [2, 4] * 6)
+
+
+def test_popularity_scaled_tables_scale_each_candidate_row_by_its_count():
+  counts = np.bincount(POPULAR_ITEMS, minlength=6)
+  eigen = item_item.fit(POPULAR_USERS, POPULAR_ITEMS, 6, 3, None, _params())
+  two_tables = dataclasses.replace(eigen, row_scales=None, column_weights=None)
+  for tables in (eigen, two_tables):
+    assert tables.popularity == 0.0
+    scaled = tables.popularity_scaled(counts, -0.5)
+    assert scaled.popularity == -0.5
+    np.testing.assert_allclose(scaled.history, tables.history, rtol=1e-6)
+    np.testing.assert_allclose(scaled.candidates,
+                               tables.candidates / np.sqrt(1.0 + counts)[:, None], rtol=1e-6)
+    scores = scaled.history[1] @ scaled.candidates.T
+    assert scores[3] > scores[2]  # the rare item first
+    again = scaled.popularity_scaled(counts, 0.0)  # back to EASE's ranking
+    np.testing.assert_allclose(again.candidates, tables.candidates, rtol=1e-5)
+    if tables is eigen:  # still one table and two scalings
+      np.testing.assert_allclose(
+          scaled.candidates * scaled.row_scales[:, None] * scaled.column_weights,
+          tables.history, rtol=1e-5, atol=1e-7)
+
+
+def test_the_popularity_exponent_is_chosen_on_the_eval_queries():
+  def chosen(target: int) -> float:
+    queries = _eval_queries([[1, 0, 0]], [[target]])
+    return item_item.fit(POPULAR_USERS, POPULAR_ITEMS, 6, 3, queries,
+                         _params(popularity_exponents=(-0.5, 0.0))).popularity
+
+  assert chosen(3) == -0.5  # the rare item wanted: popular items lowered
+  assert chosen(2) == 0.0  # the popular one: EASE's ranking
+
+
 def test_history_counts_sum_the_latest_window_of_each_history():
   histories = np.array([[3, 1, 3, 0], [2, 0, 0, 0], [0, 0, 0, 0]])
   counts = item_item.history_counts(histories, 2, 5).toarray()
@@ -132,6 +171,7 @@ def test_tables_round_trip(tmp_path):
   loaded = item_item.ItemItemTables.load(str(tmp_path))
   np.testing.assert_array_equal(loaded.history, tables.history)
   assert loaded.l2 == tables.l2 and loaded.eval_ndcg is None
+  assert loaded.choice() == tables.choice()
 
 
 def test_tuned_ease_picks_the_best_eval_ndcg_and_scores_the_evaluated_split():
