@@ -28,17 +28,17 @@ leading columns (docs/results.md).
 A popularity exponent β scales each candidate row by (1 + the item's train interactions)^β
 (`ItemItemTables.popularity_scaled`): below 0 it lowers the scores of popular items against rare
 ones, as popularity-normalised item-to-item scores do, and on the sparse test bed it lifts the
-long tail's Recall@100 past EASE's (docs/results.md); 0 is EASE's own ranking.
+teacher's long-tail Recall@100 past EASE's (docs/results.md); 0 is EASE's own ranking.
 
 The L2 weight, the rank, the history window (how many of the latest history items the query
 sums: recent items predict better on some logs, whole profiles on others) and the popularity
-exponent are chosen on the eval split: NDCG@10 of the first eval users' queries (their transformed histories, as the teacher sees
-them), full catalogue, seen items excluded; every combination of the first four at exponent 0,
-then a local search over all five from the best of them, or in a warm run (`fit`'s `start`) a
-local search from the earlier run's choice, which the choice moves away from step by
-step as the window grows (docs/results.md). G is
-fitted over the `max_items` most popular train items (n³ time, n² memory); the others get zero
-rows, as do padding, out-of-vocabulary and cold items, which the towers alone score.
+exponent are chosen on the eval split: NDCG@10 of the first eval users' queries (their
+transformed histories, as the teacher sees them), full catalogue, seen items excluded; every
+combination of the first four at exponent 0, then a local search over all five from the best
+of them, or in a warm run (`fit`'s `start`) a local search from the earlier run's choice, which
+the choice moves away from step by step as the window grows (docs/results.md). G is fitted over
+the `max_items` most popular train items (n³ time, n² memory); the others get zero rows, as do
+padding, out-of-vocabulary and cold items, which the towers alone score.
 """
 import dataclasses
 import itertools
@@ -112,6 +112,8 @@ class ItemItemTables:
     """These tables at popularity exponent `exponent` (`counts`: the train interactions by item
     index): each candidate row times (1 + counts)^(`exponent` − theirs), the history rows
     unchanged."""
+    if np.isnan(self.popularity):
+      raise ValueError('the popularity exponent of tables read back from a model is unknown')
     if exponent == self.popularity:
       return self
     scales = ((1.0 + counts) ** (exponent - self.popularity)).astype(np.float32)
@@ -292,7 +294,7 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     num_item_indices: rows of the tables (`towers.Vocabularies.items`).
     history_length: the length of the queries' histories (the largest window).
     eval_queries: the eval queries in index space (`eval_split.collect`), or None: then the
-      middle L2 weight, the largest rank and the largest window.
+      middle L2 weight, the largest rank, the largest window and the exponent nearest 0.
     params: the candidate L2 weights, ranks, windows and popularity exponents, and how many
       items B covers.
     start: where the search starts, or None to try every point.
@@ -333,7 +335,7 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
                            num_item_indices, **fields)}
     return fitted[l2][factorisation]
 
-  evaluated = {}  # by point (factorisation, L2 weight, rank, window)
+  evaluated = {}  # by point (factorisation, L2 weight, rank, window, popularity exponent)
   ranked = set()  # every point ranked (`evaluated` may let go of some)
 
   def evaluate(point: Tuple[str, float, int, int, float]) -> ItemItemTables:

@@ -47,7 +47,8 @@ def _eval_queries(histories, targets) -> eval_split.EvalQueries:
 
 def _params(**values) -> hparams.ItemItemHParams:
   return hparams.ItemItemHParams(**{'l2_values': (1.0,), 'ranks': (5,), 'windows': (3,),
-                                    'popularity_exponents': (0.0,), 'max_items': 100, 'eval_users': 10, 'warm_rank_growth': 0.0,
+                                    'popularity_exponents': (0.0,), 'max_items': 100,
+                                    'eval_users': 10, 'warm_rank_growth': 0.0,
                                     **values})
 
 
@@ -139,6 +140,9 @@ def test_popularity_scaled_tables_scale_each_candidate_row_by_its_count():
     assert scores[3] > scores[2]  # the rare item first
     again = scaled.popularity_scaled(counts, 0.0)  # back to EASE's ranking
     np.testing.assert_allclose(again.candidates, tables.candidates, rtol=1e-5)
+    unknown = dataclasses.replace(tables, popularity=float('nan'))  # as `from_core` reads it
+    with pytest.raises(ValueError, match='unknown'):
+      unknown.popularity_scaled(counts, -0.5)
     if tables is eigen:  # still one table and two scalings
       np.testing.assert_allclose(
           scaled.candidates * scaled.row_scales[:, None] * scaled.column_weights,
