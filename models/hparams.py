@@ -114,8 +114,8 @@ class TrainingHParams:
   The retrieval loss's negatives (`models.two_tower`): every catalogue item (a full softmax)
   when the catalogue has at most `catalogue_softmax_max_items` items; beyond, the batch's
   candidates plus `mixed_negatives` items drawn uniformly from the catalogue (0: the batch's
-  alone), each corrected by its expected count among the negatives when
-  `popularity_correction` is on.
+  alone), each score less `popularity_correction` (a share: 1 the whole logQ correction, 0 none)
+  times the log of its expected count among the negatives.
 
   A train split of at most `in_memory_max_examples` examples is held in memory and served in a
   new random order every epoch (`inputs.in_memory`), as are the teacher's outputs on it for
@@ -137,7 +137,7 @@ class TrainingHParams:
   learning_rate: float
   retrieval_weight: float
   rating_weight: float
-  popularity_correction: bool  # logQ correction of in-batch negatives' sampling bias
+  popularity_correction: float  # the share of the logQ correction of the negatives' sampling bias
   seed: int
   early_stopping_patience: int
   catalogue_softmax_max_items: int

@@ -9,8 +9,9 @@ and `predicts_ratings` is False (its exports score by the retrieval score instea
 The retrieval loss is a softmax of each query's target against negatives
 (`TrainingHParams`): every catalogue item when the catalogue is small enough
 (`catalogue_softmax_loss`); otherwise the batch's candidates, plus items drawn uniformly from the
-catalogue ("mixed negatives", Yang et al., WWW'20), with each candidate's score corrected by the
-log of its expected count among the negatives (logQ) and accidental hits removed.
+catalogue ("mixed negatives", Yang et al., WWW'20), with each candidate's score corrected by a
+share of the log of its expected count among the negatives (logQ; `popularity_correction`) and
+accidental hits removed.
 """
 from typing import Dict, Tuple
 
@@ -62,10 +63,15 @@ class TwoTowerModel(tfrs.Model):
         # Without a rating head, an RMSE metric would report a 0 it never measured.
         metrics=([tf.keras.metrics.RootMeanSquaredError(name='rmse')]
                  if self.predicts_ratings else []))
-    # In-batch negatives are sampled ∝ popularity; logQ correction undoes that bias.
+    # In-batch negatives are sampled ∝ popularity; logQ correction undoes that bias, in the
+    # share `popularity_correction` (each logit less that share of log Q).
     counts = np.maximum(stats.item_counts, 1).astype(np.float32)
     self.sampling_probability = (tf.constant(counts / counts.sum())
                                  if training.popularity_correction else None)
+    self.correction_share = float(training.popularity_correction)
+    if not 0.0 <= self.correction_share <= 1.0:
+      raise ValueError(f'popularity_correction {training.popularity_correction}: the share of the '
+                       'logQ correction, from 0 (none) to 1 (all)')
     self.retrieval_weight = training.retrieval_weight
     self.rating_weight = training.rating_weight
     # The negatives of the retrieval loss (module docstring).
@@ -131,6 +137,8 @@ class TwoTowerModel(tfrs.Model):
           self.sampling_probability, candidate_items, tf.shape(items)[0],
           self.mixed_negatives, self.num_items) if self.mixed_negatives
                      else tf.gather(self.sampling_probability, candidate_items))
+      if self.correction_share != 1.0:
+        probability = probability**self.correction_share
     return self.retrieval_task(outputs['queries'], candidates, candidate_ids=candidate_items,
                                compute_metrics=False, candidate_sampling_probability=probability)
 

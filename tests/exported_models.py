@@ -29,7 +29,7 @@ STUDENT_SIZE = hparams.TowerHParams(
 # The pipeline's training settings, sized down (a new setting reaches the tests as configured).
 TRAINING = dataclasses.replace(configs.TRAINING, epochs=1, batch_size=64, shuffle_buffer_size=100,
                                learning_rate=0.01, retrieval_weight=1.0, rating_weight=0.5,
-                               popularity_correction=True, seed=1, early_stopping_patience=0,
+                               popularity_correction=1.0, seed=1, early_stopping_patience=0,
                                catalogue_softmax_max_items=0, mixed_negatives=0)
 DISTILLATION = hparams.DistillationHParams(
     epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,

@@ -46,10 +46,10 @@ def test_benchmark_writes_a_row_per_model_and_size_and_the_frontier_plot(tmp_pat
 def test_the_set_option_overrides_distillation_and_training_fields_and_rejects_unknown_ones():
   changed, trained = distill._override(
       [configs.DISTILLATION, configs.TRAINING],
-      ['temperature=2', 'alpha=0.2', 'mixed_negatives=64', 'popularity_correction=false'])
+      ['temperature=2', 'alpha=0.2', 'mixed_negatives=64', 'popularity_correction=0.5'])
   assert changed.temperature == 2.0 and changed.alpha == 0.2
   assert changed.epochs == configs.DISTILLATION.epochs
-  assert trained.mixed_negatives == 64 and not trained.popularity_correction
+  assert trained.mixed_negatives == 64 and trained.popularity_correction == 0.5
   assert trained.epochs == configs.TRAINING.epochs
   assert distill.main(['--set', 'no_such_field=1']) == 2
 

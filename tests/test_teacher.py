@@ -118,6 +118,30 @@ def test_mixed_negatives_add_uniform_items_corrected_by_their_expected_counts():
       -_log_softmax_of_targets(logits, targets), rel=1e-4)
 
 
+def test_a_share_of_the_popularity_correction_subtracts_that_share_of_log_q():
+  counts = np.arange(1, VOCAB.items + 1)
+  stats = inputs.TrainStats(catalogue=STATS.catalogue, item_counts=counts, mean_rating=3.5)
+  config = hparams.from_dict(hparams.TrainingHParams, {
+      **hparams.to_dict(TRAINING), 'rating_weight': 0.0, 'popularity_correction': 0.5})
+  tf.keras.utils.set_random_seed(0)
+  model = two_tower.TwoTowerModel(
+      teacher.build_core(VOCAB, _size('mean'), TRANSFORM, stats.mean_rating), config, stats)
+  batch = _batch()
+  outputs = model(batch)
+  items = batch[features.ITEM_INDEX].numpy()
+  logits = (outputs['queries'].numpy() @ outputs['candidates'].numpy().T
+            - 0.5 * np.log(counts[items] / counts.sum())[None, :])
+  for row, target in enumerate(items):  # accidental hits
+    logits[row, (items == target) & (np.arange(len(items)) != row)] = -1e9
+  assert float(model.compute_loss(batch)) == pytest.approx(
+      -_log_softmax_of_targets(logits, np.arange(len(items))), rel=1e-4)
+
+
+def test_a_correction_share_outside_0_to_1_is_refused():
+  with pytest.raises(ValueError, match='popularity_correction 1.5'):
+    _model(popularity_correction=1.5)
+
+
 def test_transformer_sees_order_and_mean_pooling_does_not():
   forward = _batch(history=((1, 2, 3, 0),))
   backward = _batch(history=((3, 2, 1, 0),))

@@ -18,7 +18,7 @@ TRANSFORM = hparams.TransformHParams(
 # The pipeline's training settings, sized down (a new setting reaches the tests as configured).
 TRAINING = dataclasses.replace(
     configs.TRAINING, epochs=1, batch_size=4, shuffle_buffer_size=4, learning_rate=0.01,
-    retrieval_weight=1.0, rating_weight=1.0, popularity_correction=False, seed=3,
+    retrieval_weight=1.0, rating_weight=1.0, popularity_correction=0.0, seed=3,
     early_stopping_patience=0, catalogue_softmax_max_items=0, mixed_negatives=0)
 NUM_CATALOGUE_ITEMS = VOCAB.items - 2  # without padding (0) and the OOV bucket
 CATALOGUE = {
