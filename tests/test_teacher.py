@@ -49,14 +49,22 @@ def test_rating_loss_is_mean_squared_error():
   assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-4)
 
 
-def test_popularity_correction_changes_the_retrieval_loss():
-  counts = np.arange(1, VOCAB.items + 1)
-  stats = inputs.TrainStats(catalogue=STATS.catalogue, item_counts=counts, mean_rating=3.5)
+# Item index i has been seen i times in training.
+COUNTS = np.arange(1, VOCAB.items + 1)
+
+
+def _counted_model(encoder: str, **training) -> two_tower.TwoTowerModel:
+  """A retrieval-only model (seed 0) trained on data whose item counts are `COUNTS`."""
+  stats = inputs.TrainStats(catalogue=STATS.catalogue, item_counts=COUNTS, mean_rating=3.5)
   config = hparams.from_dict(hparams.TrainingHParams, {
-      **hparams.to_dict(TRAINING), 'rating_weight': 0.0, 'popularity_correction': True})
+      **hparams.to_dict(TRAINING), 'rating_weight': 0.0, **training})
   tf.keras.utils.set_random_seed(0)
-  corrected = two_tower.TwoTowerModel(
-      teacher.build_core(VOCAB, _size('transformer'), TRANSFORM, stats.mean_rating), config, stats)
+  return two_tower.TwoTowerModel(
+      teacher.build_core(VOCAB, _size(encoder), TRANSFORM, stats.mean_rating), config, stats)
+
+
+def test_popularity_correction_changes_the_retrieval_loss():
+  corrected = _counted_model('transformer', popularity_correction=1.0)
   assert float(corrected.compute_loss(_batch())) != pytest.approx(
       float(_model(rating_weight=0.0).compute_loss(_batch())))
 
@@ -91,14 +99,7 @@ def test_small_catalogues_train_on_a_softmax_over_every_item():
 
 
 def test_mixed_negatives_add_uniform_items_corrected_by_their_expected_counts():
-  counts = np.arange(1, VOCAB.items + 1)
-  stats = inputs.TrainStats(catalogue=STATS.catalogue, item_counts=counts, mean_rating=3.5)
-  config = hparams.from_dict(hparams.TrainingHParams, {
-      **hparams.to_dict(TRAINING), 'rating_weight': 0.0, 'popularity_correction': True,
-      'mixed_negatives': 4})
-  tf.keras.utils.set_random_seed(0)
-  model = two_tower.TwoTowerModel(
-      teacher.build_core(VOCAB, _size('mean'), TRANSFORM, stats.mean_rating), config, stats)
+  model = _counted_model('mean', popularity_correction=1.0, mixed_negatives=4)
   batch = _batch()
   outputs = model(batch)
   # The model's sampler draws these catalogue positions first.
@@ -109,7 +110,7 @@ def test_mixed_negatives_add_uniform_items_corrected_by_their_expected_counts():
        if name in model.candidate_tower.input_names}).numpy()
   items = np.concatenate([batch[features.ITEM_INDEX].numpy(), sampled + 1])
   candidates = np.concatenate([outputs['candidates'].numpy(), negatives])
-  expected_counts = 3 * counts[items] / counts.sum() + 4 / tiny_models.NUM_CATALOGUE_ITEMS
+  expected_counts = 3 * COUNTS[items] / COUNTS.sum() + 4 / tiny_models.NUM_CATALOGUE_ITEMS
   logits = outputs['queries'].numpy() @ candidates.T - np.log(expected_counts)[None, :]
   targets = np.arange(3)
   for row, target in enumerate(batch[features.ITEM_INDEX].numpy()):  # accidental hits
@@ -119,18 +120,12 @@ def test_mixed_negatives_add_uniform_items_corrected_by_their_expected_counts():
 
 
 def test_a_share_of_the_popularity_correction_subtracts_that_share_of_log_q():
-  counts = np.arange(1, VOCAB.items + 1)
-  stats = inputs.TrainStats(catalogue=STATS.catalogue, item_counts=counts, mean_rating=3.5)
-  config = hparams.from_dict(hparams.TrainingHParams, {
-      **hparams.to_dict(TRAINING), 'rating_weight': 0.0, 'popularity_correction': 0.5})
-  tf.keras.utils.set_random_seed(0)
-  model = two_tower.TwoTowerModel(
-      teacher.build_core(VOCAB, _size('mean'), TRANSFORM, stats.mean_rating), config, stats)
+  model = _counted_model('mean', popularity_correction=0.5)
   batch = _batch()
   outputs = model(batch)
   items = batch[features.ITEM_INDEX].numpy()
   logits = (outputs['queries'].numpy() @ outputs['candidates'].numpy().T
-            - 0.5 * np.log(counts[items] / counts.sum())[None, :])
+            - 0.5 * np.log(COUNTS[items] / COUNTS.sum())[None, :])
   for row, target in enumerate(items):  # accidental hits
     logits[row, (items == target) & (np.arange(len(items)) != row)] = -1e9
   assert float(model.compute_loss(batch)) == pytest.approx(
