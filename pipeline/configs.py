@@ -106,8 +106,8 @@ STUDENT_MAX_SIZE_RATIO = 0.10  # of the teacher's bytes: the size gate (GATES.re
 # item-to-item component already scores: 3 seeds, the int8 student at 0.5 and 0 against 1 on the
 # sparse test bed, NDCG@10 +1.0 % and +0.6 %, long-tail Recall@100 0.166 and 0.190 against 0.138
 # (EASE 0.143); on ML-100K NDCG@10 -5.0 % and -9.9 %; generated data -0.7 % and -1.8 %,
-# Recall@100 -3.4 % and -8 % (docs/results.md). The whole correction stays the default: POPULARITY_CORRECTION=0.5 is for
-# sparse catalogues whose long tail matters.
+# Recall@100 -3.4 % and -8 % (docs/results.md). The whole correction stays the default:
+# POPULARITY_CORRECTION=0.5 is for sparse catalogues whose long tail matters.
 # Early stopping on the eval loss is off: on ML-100K it stopped the teacher after epoch 2 (eval
 # loss lowest) and cost 12% of the towers' eval NDCG@10 (0.1817 against 0.2069 after 5 epochs):
 # the loss of the in-batch softmax is not the ranking of the catalogue (docs/results.md).
