@@ -167,7 +167,9 @@ class DistillationHParams:
   SavedModel takes at most `size_budget` of the teacher's bytes (`training.student_size`).
   A student that inherits its hybrid teacher's item-to-item component learns, with
   `teacher_towers_only`, the teacher's towers' scores in the KL term (`distiller.TowersPart`),
-  else the teacher's whole score.
+  else the teacher's whole score; the popularity exponent of the component's candidate rows
+  moves, at the student's rank, by the one of `inherited_popularity_shifts` that ranks the eval
+  split best (`models.item_item.best_popularity_shift`; (0.0,): the teacher's).
   """
   epochs: int
   learning_rate: float
@@ -182,6 +184,7 @@ class DistillationHParams:
   student_dims: Sequence[int]
   size_budget: float
   teacher_towers_only: bool
+  inherited_popularity_shifts: Sequence[float]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -490,12 +490,32 @@ def train_student(data: TrainingData, size: hparams.TowerHParams,
   """The student trained on the ground truth alone, for as long as distillation and at its
   learning rate: the reference the distilled student is measured against. A student with
   `size.item_item` gets the item-to-item component the teacher would (`item_item_tables`,
-  `fit_item_item`, which needs no teacher) as the teacher does: its towers train alone, then
-  the mix is chosen on the eval split (`choose_hybrid_mix`)."""
+  `fit_item_item`, which needs no teacher) as the distilled student inherits it
+  (`inherited_tables`) and as the teacher does: its towers train alone, then the mix is chosen
+  on the eval split (`choose_hybrid_mix`)."""
   core = student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
-                            item_item_tables)
+                            inherited_tables(data, size, item_item_tables, distillation,
+                                             mix_eval_users))
   return _train_on_labels(core, data, training, distillation.learning_rate, distillation.epochs,
                           layout.STUDENT_SCRATCH, log, mix_eval_users)
+
+
+def inherited_tables(data: TrainingData, size: hparams.TowerHParams,
+                     tables: Optional[item_item.ItemItemTables],
+                     distillation: hparams.DistillationHParams,
+                     eval_users: int) -> Optional[item_item.ItemItemTables]:
+  """The item-to-item `tables` (the teacher's) as a student of `size` holds them: at its rank,
+  their popularity exponent shifted by the one of `distillation.inherited_popularity_shifts`
+  that ranks the first `eval_users` eval users best (`item_item.best_popularity_shift`; as they
+  are without an eval split). None without `tables`."""
+  if tables is None:
+    return None
+  tables = tables.truncated(size.item_item_rank or tables.rank)
+  if data.eval is None or set(distillation.inherited_popularity_shifts) <= {0.0}:
+    return tables
+  return item_item.best_popularity_shift(tables, data.stats.item_counts,
+                                         data.eval_queries(eval_users),
+                                         distillation.inherited_popularity_shifts)
 
 
 @contextlib.contextmanager
@@ -558,11 +578,13 @@ def distil(data: TrainingData, teacher_model: two_tower.TwoTowerModel,
   """The student distilled from `teacher_model` for `distillation.epochs` (the fp32 student);
   `data` as `teacher_outputs` gives it. A student with `size.item_item` inherits the teacher's
   item-to-item component (`student.inherit`): its towers are distilled alone, then the mix is
-  chosen on `mix_eval_users` eval users (`choose_hybrid_mix`). With `data.warm`, it starts from
+  chosen on `mix_eval_users` eval users (`choose_hybrid_mix`), the component's popularity
+  exponent before on the same users (`inherited_tables`). With `data.warm`, it starts from
   the weights of that run's fp32 student and trains for `training.warm_start_epochs`."""
   student_model = two_tower.TwoTowerModel(
       student.build_core(data.vocab, size, data.transform, data.stats.mean_rating,
-                         student.inherit(size, teacher_model.core)),
+                         inherited_tables(data, size, student.inherit(size, teacher_model.core),
+                                          distillation, mix_eval_users)),
       training, data.stats)
   counts = _warm_start(layout.STUDENT_FP32, student_model.core, data)
   learning_rate, epochs = _schedule(training, distillation.learning_rate, distillation.epochs,

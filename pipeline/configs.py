@@ -138,7 +138,8 @@ DISTILLATION = hparams.DistillationHParams(
     rating_distillation_weight=100.0, num_sampled_negatives=512, kd_catalogue_max_items=50_000,
     qat_epochs=1, qat_learning_rate=0.0005, warm_start_qat_epochs=0,
     student_dims=(16, 32, 64, 128, 256), size_budget=STUDENT_MAX_SIZE_RATIO,
-    teacher_towers_only=True)
+    teacher_towers_only=True,
+    inherited_popularity_shifts=(-0.2, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2))
 # The content path that embeds cold items (models/content_path.py), fitted on each model's warm
 # items after it trained, is on: its level is learnt on the eval split (how often users picked
 # items without train interactions there), and it is kept only where it orders those picks

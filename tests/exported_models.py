@@ -35,7 +35,7 @@ DISTILLATION = hparams.DistillationHParams(
     epochs=1, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
     num_sampled_negatives=16, kd_catalogue_max_items=1000, qat_epochs=1,
     qat_learning_rate=0.001, warm_start_qat_epochs=0, student_dims=(8,), size_budget=0.1,
-    teacher_towers_only=True)
+    teacher_towers_only=True, inherited_popularity_shifts=(0.0,))
 TOP_K = 10
 
 

@@ -231,7 +231,7 @@ def _distillation_hparams():
       epochs=2, learning_rate=0.01, alpha=0.5, temperature=1.0, rating_distillation_weight=1.0,
       num_sampled_negatives=4,
       kd_catalogue_max_items=0, qat_epochs=1, qat_learning_rate=0.001, warm_start_qat_epochs=0,
-      student_dims=(8,), size_budget=0.1, teacher_towers_only=True)
+      student_dims=(8,), size_budget=0.1, teacher_towers_only=True, inherited_popularity_shifts=(0.0,))
 
 
 def _training_data() -> training.TrainingData:

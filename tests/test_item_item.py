@@ -1,6 +1,7 @@
 """The hybrid teacher's item-to-item component: EASE tuned on the eval split, factorised into
 two tables, and scored inside the teacher as a dot product."""
 import dataclasses
+import types
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from models import teacher
 from models import towers
 from models import training
 from models import two_tower
+from pipeline import configs
 import tiny_models
 
 # 6 users over item indices 1..5 (0 is padding, 6 the OOV bucket): two groups, {1, 2, 3} and
@@ -157,6 +159,46 @@ def test_the_popularity_exponent_is_chosen_on_the_eval_queries():
 
   assert chosen(3) == -0.5  # the rare item wanted: popular items lowered
   assert chosen(2) == 0.0  # the popular one: EASE's ranking
+
+
+def test_a_students_popularity_shift_is_chosen_on_the_eval_queries_from_the_teachers():
+  counts = np.bincount(POPULAR_ITEMS, minlength=6)
+  fitted = item_item.fit(POPULAR_USERS, POPULAR_ITEMS, 6, 3, None, _params())
+  inherited = dataclasses.replace(fitted, popularity=float('nan'))  # as `from_core` reads it
+
+  def shifted(target: int) -> item_item.ItemItemTables:
+    return item_item.best_popularity_shift(inherited, counts, _eval_queries([[1, 0, 0]],
+                                                                            [[target]]),
+                                           (-0.5, 0.5))
+
+  rare_wanted = shifted(3)  # popular items lowered: the same tables as the exponent 0.5 lower
+  np.testing.assert_allclose(rare_wanted.candidates,
+                             fitted.popularity_scaled(counts, -0.5).candidates, rtol=1e-6)
+  np.testing.assert_allclose(rare_wanted.history, fitted.history, rtol=1e-6)
+  assert np.isnan(rare_wanted.popularity)  # the teacher's exponent stays unknown
+  assert shifted(2) is inherited  # the popular one: the teacher's exponent, shift 0
+  known = item_item.best_popularity_shift(fitted, counts, _eval_queries([[1, 0, 0]], [[3]]),
+                                          (-0.5, 0.5))
+  assert known.popularity == -0.5
+
+
+def test_a_student_holds_the_tables_at_its_rank_with_the_shift_chosen_when_it_can_be():
+  counts = np.bincount(POPULAR_ITEMS, minlength=6)
+  fitted = item_item.fit(POPULAR_USERS, POPULAR_ITEMS, 6, 3, None, _params())
+  size = dataclasses.replace(tiny_models.STUDENT_SIZE, item_item=True, item_item_rank=2)
+  queries = _eval_queries([[1, 0, 0]], [[3]])
+  data = types.SimpleNamespace(eval='the eval split', stats=types.SimpleNamespace(
+      item_counts=counts), eval_queries=lambda users: queries)
+  shifts = dataclasses.replace(configs.DISTILLATION, inherited_popularity_shifts=(-0.5, 0.0))
+  held = training.inherited_tables(data, size, fitted, shifts, 10)
+  np.testing.assert_allclose(held.candidates,
+                             fitted.truncated(2).popularity_scaled(counts, -0.5).candidates)
+  teachers = dataclasses.replace(shifts, inherited_popularity_shifts=(0.0,))
+  for unshifted in (training.inherited_tables(data, size, fitted, teachers, 10),
+                    training.inherited_tables(types.SimpleNamespace(eval=None), size, fitted,
+                                              shifts, 10)):
+    np.testing.assert_array_equal(unshifted.candidates, fitted.truncated(2).candidates)
+  assert training.inherited_tables(data, size, None, shifts, 10) is None
 
 
 def test_history_counts_sum_the_latest_window_of_each_history():
