@@ -28,7 +28,9 @@ leading columns (docs/results.md).
 A popularity exponent β scales each candidate row by (1 + the item's train interactions)^β
 (`ItemItemTables.popularity_scaled`): below 0 it lowers the scores of popular items against rare
 ones, as popularity-normalised item-to-item scores do, and on the sparse test bed it lifts the
-teacher's long-tail Recall@100 past EASE's (docs/results.md); 0 is EASE's own ranking.
+teacher's long-tail Recall@100 past EASE's (docs/results.md); 0 is EASE's own ranking. A
+student's inherited tables, fewer leading columns, get their exponent chosen again at their rank
+(`best_popularity_shift`).
 
 The L2 weight, the rank, the history window (how many of the latest history items the query
 sums: recent items predict better on some logs, whole profiles on others) and the popularity
