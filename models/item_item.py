@@ -355,24 +355,18 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   gram = (train.T @ train).toarray().astype(np.float32)
   # G is symmetric positive semi-definite: its singular vectors are its eigenvectors.
   eigenvectors, eigenvalues, _ = truncated_svd(gram, ranks[-1])
-  fitted = {}  # by (factorisation, L2 weight): the tables at the largest rank
-  # Every point of the grid needs both factorisations at each L2 weight, from one precision
-  # matrix; a local search only those it steps to (a truncated SVD of B saved per L2 weight).
-  every_factorisation = start is None or eval_queries is None
+  fitted = {}  # by L2 weight: both factorisations' tables at the largest rank
 
   def tables_at(factorisation: str, l2: float) -> ItemItemTables:
-    if (factorisation, l2) not in fitted:
+    if l2 not in fitted:
       precision = baselines.ease_precision(gram, l2)
       fields = dict(l2=float(l2), window=windows[-1])
-      wanted = FACTORISATIONS if every_factorisation else (factorisation,)
-      if EIGEN in wanted:  # before B is made in the precision matrix's memory
-        fitted[EIGEN, l2] = _eigen_tables(kept, eigenvectors, eigenvalues,
-                                          np.diag(precision).copy(), num_item_indices, **fields)
-      if SVD in wanted:
-        fitted[SVD, l2] = _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
-                                      num_item_indices, **fields)
-      del precision
-    return fitted[factorisation, l2]
+      fitted[l2] = {
+          EIGEN: _eigen_tables(kept, eigenvectors, eigenvalues, np.diag(precision).copy(),
+                               num_item_indices, **fields),
+          SVD: _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
+                           num_item_indices, **fields)}
+    return fitted[l2][factorisation]
 
   evaluated = {}  # by point (factorisation, L2 weight, rank, window, popularity exponent)
   ranked = set()  # every point ranked (`evaluated` may let go of some)
@@ -404,8 +398,8 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
       # catalogue's tables take hundreds of megabytes per L2 weight).
       for point in [point for point in evaluated if point != best]:
         del evaluated[point]
-      for key in [key for key in fitted if key[1] != best[1]]:
-        del fitted[key]
+      for value in [value for value in fitted if value != best[1]]:
+        del fitted[value]
     if len(exponents) > 1:  # then along the popularity exponent (and the others) from there
       best = grid_search.best_point(axes, lambda point: evaluate(point).eval_ndcg, best)
   else:

@@ -98,17 +98,8 @@ def test_a_search_from_an_earlier_choice_steps_to_a_best_neighbour_until_none_is
                                   popularity=0.0)
   assert searched.eval_ndcg == every.eval_ndcg == 1.0 and len(ranked) == 6
   ranked.clear()
-  factorised = []  # the L2 weights of the SVD tables fitted (a truncated SVD of B each)
-  svd_tables = item_item._svd_tables
-  monkeypatch.setattr(item_item, '_svd_tables',
-                      lambda *args, **fields: factorised.append(fields['l2']) or svd_tables(
-                          *args, **fields))
   again = item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params, searched.choice())
   assert again.choice() == searched.choice() and len(ranked) == 4  # it and its 3 neighbours
-  assert factorised == [1e6]  # its SVD neighbour's; the eigen one at L2 0.5 needs none
-  factorised.clear()
-  item_item.fit(USERS, ITEMS, NUM_INDICES, 3, queries, params)
-  assert factorised == [0.5, 1e6]  # every point: both factorisations at each L2 weight
 
 
 def test_a_warm_search_takes_a_higher_rank_only_for_more_than_its_margin(monkeypatch):
