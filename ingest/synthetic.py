@@ -20,6 +20,7 @@ item's genres tell which users like it, and a model can recommend a cold item fr
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Tuple, Union
 
@@ -46,9 +47,32 @@ ARRIVAL_TIMESTAMP = FIRST_TIMESTAMP + 365 * DAY_S  # after every user's timeline
 ARRIVING_SHARE = 0.1  # default share of the interactions after the arrival with arriving items
 
 
-def _ratings(affinity: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class LatentFactors:
+  """What `generate_with_factors` drew and no model sees: rows in id order ('1', '2', ...).
+
+  Attributes:
+    users: [users, LATENT_DIM] user factors.
+    items: [items, LATENT_DIM] item factors, the arriving items' after the others'.
+    popularity: [items] Zipf-like popularity, drawn apart for the arriving items (which replace
+      picks among themselves: `_arrivals`) and for the others; an item's genres follow its
+      factors, its popularity follows nothing.
+  """
+
+  users: np.ndarray
+  items: np.ndarray
+  popularity: np.ndarray
+
+
+def affinity(item_factors: np.ndarray, user_factors: np.ndarray) -> np.ndarray:
+  """A user's affinity to items (to a user's items: [..., LATENT_DIM] by [LATENT_DIM]); a pick's
+  weight is the item's popularity times exp(affinity)."""
+  return item_factors @ user_factors / np.sqrt(LATENT_DIM)
+
+
+def _ratings(affinities: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
   """Maps affinities to integer ratings 1..5, higher affinity giving higher ratings."""
-  noisy = affinity + rng.normal(scale=0.3, size=affinity.shape)
+  noisy = affinities + rng.normal(scale=0.3, size=affinities.shape)
   return np.clip(np.round(3.0 + 1.5 * noisy), 1, 5)
 
 
@@ -66,24 +90,24 @@ def _user_interactions(
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """One user's (item index, rating, timestamp) arrays in time order, on distinct items."""
   num_items = len(item_factors)
-  affinity = item_factors @ factors / np.sqrt(LATENT_DIM)
-  weights = popularity * np.exp(affinity)
+  affinities = affinity(item_factors, factors)
+  weights = popularity * np.exp(affinities)
   low, high = interactions_per_user
   count = min(rng.randint(low, high + 1), num_items)
   chosen = rng.choice(num_items, size=count, replace=False, p=weights / weights.sum())
   start = FIRST_TIMESTAMP + rng.randint(0, 180 * DAY_S)
-  ratings = _ratings(affinity[chosen], rng)
+  ratings = _ratings(affinities[chosen], rng)
   return chosen, ratings, start + np.cumsum(rng.randint(60, 3 * DAY_S, size=count))
 
 
 def _interactions(
     user_factors: np.ndarray,
     item_factors: np.ndarray,
+    popularity: np.ndarray,
     interactions_per_user: Tuple[int, int],
     rng: np.random.RandomState,
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """Returns (user index, item index, rating, timestamp) arrays, grouped by user in time order."""
-  popularity = _popularity(len(item_factors), rng)
   users, items, ratings, timestamps = [], [], [], []
   for user, factors in enumerate(user_factors):
     chosen, rated, stamps = _user_interactions(factors, item_factors, popularity,
@@ -137,8 +161,8 @@ def _items_table(item_ids: np.ndarray, item_factors: np.ndarray, genre_direction
 
 
 def _arrivals(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timestamps: np.ndarray,
-              user_factors: np.ndarray, arriving_factors: np.ndarray, num_items: int,
-              share: float, rng: np.random.RandomState
+              user_factors: np.ndarray, arriving_factors: np.ndarray, popularity: np.ndarray,
+              num_items: int, share: float, rng: np.random.RandomState
               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """The interactions of `_interactions` (grouped by user, in time order) with the arriving
   items (indices num_items.. of the item ids) added: each user's timeline shifted so that
@@ -146,7 +170,6 @@ def _arrivals(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timesta
   each interaction from then on, with probability `share`, changed to an arriving item the user
   has not picked yet."""
   items, ratings, timestamps = items.copy(), ratings.copy(), timestamps.copy()
-  popularity = _popularity(len(arriving_factors), rng)
   starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
   for start, end in zip(starts, np.r_[starts[1:], len(users)]):
     _, n_test = split_rules.split_sizes(end - start, split_rules.EVAL_FRACTION,
@@ -161,13 +184,13 @@ def _arrivals(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timesta
     changed = np.flatnonzero(rng.uniform(size=n_test) < share) + first_test
     if not len(changed):
       continue
-    affinity = arriving_factors @ user_factors[users[start]] / np.sqrt(LATENT_DIM)
-    weights = popularity * np.exp(affinity)
+    affinities = affinity(arriving_factors, user_factors[users[start]])
+    weights = popularity * np.exp(affinities)
     picked = rng.choice(len(arriving_factors), size=min(len(changed), len(arriving_factors)),
                         replace=False, p=weights / weights.sum())
     changed = changed[:len(picked)]
     items[changed] = num_items + picked
-    ratings[changed] = _ratings(affinity[picked], rng)
+    ratings[changed] = _ratings(affinities[picked], rng)
   return users, items, ratings, timestamps
 
 
@@ -190,6 +213,19 @@ def generate(
   split are with them, and none of the train or eval ones. Without them (the default) the data
   set is the same as before the option existed.
   """
+  return generate_with_factors(num_users, num_items, interactions_per_user, seed, arriving_items,
+                               arriving_share)[0]
+
+
+def generate_with_factors(
+    num_users: int = 60,
+    num_items: int = 80,
+    interactions_per_user: Tuple[int, int] = (15, 40),
+    seed: int = 0,
+    arriving_items: int = 0,
+    arriving_share: float = ARRIVING_SHARE,
+) -> Tuple[Dataset, LatentFactors]:
+  """`generate`'s data set (the same arguments), and the latent factors it was drawn from."""
   if arriving_items < 0 or not 0.0 <= arriving_share <= 1.0:
     raise ValueError(f'need arriving_items >= 0 and arriving_share in [0, 1], got '
                      f'{arriving_items} and {arriving_share}')
@@ -197,13 +233,17 @@ def generate(
   user_ids, item_ids = _ids(num_users), _ids(num_items + arriving_items)
   user_factors = rng.normal(size=(num_users, LATENT_DIM))
   item_factors = rng.normal(size=(num_items, LATENT_DIM))
-  users, items, ratings, timestamps = _interactions(user_factors, item_factors,
+  popularity = _popularity(num_items, rng)
+  users, items, ratings, timestamps = _interactions(user_factors, item_factors, popularity,
                                                     interactions_per_user, rng)
   arrivals_rng = np.random.RandomState([seed, 1])  # the default data set's draws stay the same
+  arriving_factors = arrivals_rng.normal(size=(arriving_items, LATENT_DIM))
+  arriving_popularity = np.zeros(0)
   if arriving_items:
-    arriving_factors = arrivals_rng.normal(size=(arriving_items, LATENT_DIM))
+    arriving_popularity = _popularity(arriving_items, arrivals_rng)
     users, items, ratings, timestamps = _arrivals(users, items, ratings, timestamps,
-                                                  user_factors, arriving_factors, num_items,
+                                                  user_factors, arriving_factors,
+                                                  arriving_popularity, num_items,
                                                   arriving_share, arrivals_rng)
   order = rng.permutation(len(users))
   interactions = tables.interactions_frame(user_ids[users[order]], item_ids[items[order]],
@@ -216,7 +256,10 @@ def generate(
         items_table,
         _items_table(item_ids[num_items:], arriving_factors, genre_directions, arrivals_rng)
     ])
-  return Dataset(interactions=interactions, users=users_table, items=items_table)
+  factors = LatentFactors(users=user_factors,
+                          items=np.concatenate([item_factors, arriving_factors]),
+                          popularity=np.concatenate([popularity, arriving_popularity]))
+  return Dataset(interactions=interactions, users=users_table, items=items_table), factors
 
 
 def write_large_csv(directory: Union[str, Path],

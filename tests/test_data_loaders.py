@@ -450,3 +450,22 @@ def test_the_feedback_kind_is_told_by_the_rating_column(tmp_path, lines, kind):
   assert loaders.resolve_feedback(features.EXPLICIT, files) == features.EXPLICIT
   with pytest.raises(ValueError, match="feedback 'ratings': use one of auto, explicit"):
     loaders.resolve_feedback('ratings', files)
+
+
+def test_the_latent_factors_are_those_the_data_was_drawn_from():
+  dataset, factors = synthetic.generate_with_factors(num_users=300, num_items=200, seed=1,
+                                                     arriving_items=20)
+  assert_datasets_equal(
+      synthetic.generate(num_users=300, num_items=200, seed=1, arriving_items=20), dataset)
+  assert factors.users.shape == (300, synthetic.LATENT_DIM)
+  assert factors.items.shape == (220, synthetic.LATENT_DIM) and factors.popularity.shape == (220,)
+  # Each group's most popular item has popularity 1 (Zipf ranks drawn apart for the arrivals).
+  assert factors.popularity[:200].max() == factors.popularity[200:].max() == 1.0
+  # Users pick the items they have an affinity for, and the popular ones.
+  frame = dataset.interactions
+  users = frame[features.USER_ID].astype(int).to_numpy() - 1
+  items = frame[features.ITEM_ID].astype(int).to_numpy() - 1
+  picked = np.einsum('ij,ij->i', factors.users[users], factors.items[items])
+  everything = factors.users @ factors.items.T
+  assert picked.mean() > everything.mean() + 0.5
+  assert np.median(factors.popularity[items[items < 200]]) > 3 * np.median(factors.popularity[:200])
