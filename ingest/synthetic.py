@@ -49,7 +49,7 @@ ARRIVING_SHARE = 0.1  # default share of the interactions after the arrival with
 
 @dataclasses.dataclass(frozen=True)
 class LatentFactors:
-  """What `generate_with_factors` drew and no model sees: rows in id order ('1', '2', ...).
+  """What `generate` drew and no model sees (`latent_factors`): rows in id order ('1', '2', ...).
 
   Attributes:
     users: [users, LATENT_DIM] user factors.
@@ -194,6 +194,26 @@ def _arrivals(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timesta
   return users, items, ratings, timestamps
 
 
+def _factors(num_users: int, num_items: int, arriving_items: int, rng: np.random.RandomState,
+             arrivals_rng: np.random.RandomState) -> LatentFactors:
+  """The first draws of `generate`: the users', the items' and the arriving items' factors and
+  popularity."""
+  user_factors = rng.normal(size=(num_users, LATENT_DIM))
+  item_factors = rng.normal(size=(num_items, LATENT_DIM))
+  popularity = _popularity(num_items, rng)
+  arriving_factors = arrivals_rng.normal(size=(arriving_items, LATENT_DIM))
+  arriving_popularity = _popularity(arriving_items, arrivals_rng) if arriving_items else []
+  return LatentFactors(users=user_factors, items=np.concatenate([item_factors, arriving_factors]),
+                       popularity=np.concatenate([popularity, arriving_popularity]))
+
+
+def latent_factors(num_users: int, num_items: int, seed: int = 0,
+                   arriving_items: int = 0) -> LatentFactors:
+  """The latent factors of `generate`'s data set for those arguments (whatever the others)."""
+  return _factors(num_users, num_items, arriving_items, np.random.RandomState(seed),
+                  np.random.RandomState([seed, 1]))
+
+
 def generate(
     num_users: int = 60,
     num_items: int = 80,
@@ -211,39 +231,22 @@ def generate(
   With `arriving_items` > 0, that many more items (ids after the `num_items` others) arrive
   late (module docstring): about `arriving_share` of the test interactions of the project's
   split are with them, and none of the train or eval ones. Without them (the default) the data
-  set is the same as before the option existed.
+  set is the same as before the option existed. Its latent factors: `latent_factors`.
   """
-  return generate_with_factors(num_users, num_items, interactions_per_user, seed, arriving_items,
-                               arriving_share)[0]
-
-
-def generate_with_factors(
-    num_users: int = 60,
-    num_items: int = 80,
-    interactions_per_user: Tuple[int, int] = (15, 40),
-    seed: int = 0,
-    arriving_items: int = 0,
-    arriving_share: float = ARRIVING_SHARE,
-) -> Tuple[Dataset, LatentFactors]:
-  """`generate`'s data set (the same arguments), and the latent factors it was drawn from."""
   if arriving_items < 0 or not 0.0 <= arriving_share <= 1.0:
     raise ValueError(f'need arriving_items >= 0 and arriving_share in [0, 1], got '
                      f'{arriving_items} and {arriving_share}')
   rng = np.random.RandomState(seed)
-  user_ids, item_ids = _ids(num_users), _ids(num_items + arriving_items)
-  user_factors = rng.normal(size=(num_users, LATENT_DIM))
-  item_factors = rng.normal(size=(num_items, LATENT_DIM))
-  popularity = _popularity(num_items, rng)
-  users, items, ratings, timestamps = _interactions(user_factors, item_factors, popularity,
-                                                    interactions_per_user, rng)
   arrivals_rng = np.random.RandomState([seed, 1])  # the default data set's draws stay the same
-  arriving_factors = arrivals_rng.normal(size=(arriving_items, LATENT_DIM))
-  arriving_popularity = np.zeros(0)
+  user_ids, item_ids = _ids(num_users), _ids(num_items + arriving_items)
+  factors = _factors(num_users, num_items, arriving_items, rng, arrivals_rng)
+  item_factors, arriving_factors = factors.items[:num_items], factors.items[num_items:]
+  users, items, ratings, timestamps = _interactions(
+      factors.users, item_factors, factors.popularity[:num_items], interactions_per_user, rng)
   if arriving_items:
-    arriving_popularity = _popularity(arriving_items, arrivals_rng)
     users, items, ratings, timestamps = _arrivals(users, items, ratings, timestamps,
-                                                  user_factors, arriving_factors,
-                                                  arriving_popularity, num_items,
+                                                  factors.users, arriving_factors,
+                                                  factors.popularity[num_items:], num_items,
                                                   arriving_share, arrivals_rng)
   order = rng.permutation(len(users))
   interactions = tables.interactions_frame(user_ids[users[order]], item_ids[items[order]],
@@ -256,10 +259,7 @@ def generate_with_factors(
         items_table,
         _items_table(item_ids[num_items:], arriving_factors, genre_directions, arrivals_rng)
     ])
-  factors = LatentFactors(users=user_factors,
-                          items=np.concatenate([item_factors, arriving_factors]),
-                          popularity=np.concatenate([popularity, arriving_popularity]))
-  return Dataset(interactions=interactions, users=users_table, items=items_table), factors
+  return Dataset(interactions=interactions, users=users_table, items=items_table)
 
 
 def write_large_csv(directory: Union[str, Path],

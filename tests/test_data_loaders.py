@@ -453,10 +453,8 @@ def test_the_feedback_kind_is_told_by_the_rating_column(tmp_path, lines, kind):
 
 
 def test_the_latent_factors_are_those_the_data_was_drawn_from():
-  dataset, factors = synthetic.generate_with_factors(num_users=300, num_items=200, seed=1,
-                                                     arriving_items=20)
-  assert_datasets_equal(
-      synthetic.generate(num_users=300, num_items=200, seed=1, arriving_items=20), dataset)
+  dataset = synthetic.generate(num_users=300, num_items=200, seed=1, arriving_items=20)
+  factors = synthetic.latent_factors(300, 200, seed=1, arriving_items=20)
   assert factors.users.shape == (300, synthetic.LATENT_DIM)
   assert factors.items.shape == (220, synthetic.LATENT_DIM) and factors.popularity.shape == (220,)
   # Each group's most popular item has popularity 1 (Zipf ranks drawn apart for the arrivals).
