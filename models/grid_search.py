@@ -1,7 +1,8 @@
-"""A choice over a grid of settings, ranked on the eval split: every point, or in a warm run a
-local search from the earlier run's choice (the item-to-item component, `models.item_item`, and
-the hybrid mix, `training.choose_hybrid_mix`), which follows the choice as the window moves
-without ranking every point again (docs/results.md).
+"""A choice over a grid of settings, ranked on the eval split: every point, or a local search
+from a start: the item-to-item component's from its best point at exponent 0 and a student's
+popularity shift from 0 (`models.item_item`), and in a warm run the hybrid mix from the earlier
+run's (`training.choose_hybrid_mix`), which follows the mix as the window moves without ranking
+every point again (docs/results.md).
 """
 import itertools
 from typing import Callable, Hashable, Optional, Sequence, Tuple

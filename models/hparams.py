@@ -91,10 +91,7 @@ class ItemItemHParams:
   """How the hybrid teacher's item-to-item component is fitted (`models.item_item`): EASE over
   the `max_items` most popular train items, factorised; the L2 weight, the rank, the history
   window and the popularity exponent of the candidate rows are chosen on the eval split's first
-  `eval_users` users. A warm run's local search
-  takes a rank above the earlier choice's only where it ranks better by more than
-  `warm_rank_growth` (a share of the eval NDCG@10): a near tie does not grow the component, nor
-  the student that inherits it."""
+  `eval_users` users (a warm run keeps the earlier run's choice)."""
   l2_values: Sequence[float]
   ranks: Sequence[int]
   windows: Sequence[int]  # how many of the latest history items the query sums
@@ -102,7 +99,6 @@ class ItemItemHParams:
   popularity_exponents: Sequence[float]
   max_items: int
   eval_users: int
-  warm_rank_growth: float
 
 
 @dataclasses.dataclass(frozen=True)

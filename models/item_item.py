@@ -37,10 +37,12 @@ sums: recent items predict better on some logs, whole profiles on others) and th
 exponent are chosen on the eval split: NDCG@10 of the first eval users' queries (their
 transformed histories, as the teacher sees them), full catalogue, seen items excluded; every
 combination of the first four at exponent 0, then a local search over all five from the best
-of them, or in a warm run (`fit`'s `start`) a local search from the earlier run's choice, which
-the choice moves away from step by step as the window grows (docs/results.md). G is fitted over
-the `max_items` most popular train items (n³ time, n² memory); the others get zero rows, as do
-padding, out-of-vocabulary and cold items, which the towers alone score.
+of them. A warm run (`fit`'s `start`) keeps the earlier run's choice and fits its tables on
+its window: on two logs its int8 student ranked as well as after a local search from that
+choice, in less time (docs/results.md); a run that retrains cold as the window outgrows its
+models (`warm_start.refresh_due`) chooses again. G is fitted over the `max_items` most popular
+train items (n³ time, n² memory); the others get zero rows, as do padding, out-of-vocabulary
+and cold items, which the towers alone score.
 """
 import dataclasses
 import itertools
@@ -316,10 +318,10 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
         start: Optional[Dict[str, object]] = None) -> ItemItemTables:
   """The tables of the (factorisation, L2 weight, rank, history window, popularity exponent) of
   `params` that rank the eval queries best: the best of every point at the exponent nearest 0,
-  then of a local search from it, or with `start` (an earlier run's choice,
-  `ItemItemTables.choice`) of a local search from the point nearest it. A local search moves to
-  its best neighbour (one step along one of the five) while that ranks better; from `start`, to
-  a point of a higher rank than the start's only by more than `params.warm_rank_growth`.
+  then of a local search from it (to its best neighbour, one step along one of the five, while
+  that ranks better); or with `start` (a warm run's: the earlier run's choice,
+  `ItemItemTables.choice`) the tables of the point nearest it, fitted on these interactions and
+  nothing else ranked but that point.
 
   Args:
     users, items: the train interactions' user and item indices
@@ -330,7 +332,7 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
       middle L2 weight, the largest rank, the largest window and the exponent nearest 0.
     params: the candidate L2 weights, ranks, windows and popularity exponents, and how many
       items B covers.
-    start: where the search starts, or None to try every point.
+    start: the choice to keep, or None to search.
   """
   counts = np.bincount(items, minlength=num_item_indices)
   counts[features.PADDING_INDEX] = 0
@@ -348,24 +350,34 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
   if eval_queries is None:
     l2_values, ranks, windows = l2_values[len(l2_values) // 2:][:1], ranks[-1:], windows[-1:]
     exponents = [neutral]
+  keep = start is not None and eval_queries is not None
+  if keep:  # the earlier run's choice, at the grid point nearest it
+    exponent = start.get('popularity', neutral)  # a choice saved before β was searched: EASE's
+    best = (start['factorisation'] if start['factorisation'] in FACTORISATIONS else EIGEN,
+            *(min(axis, key=lambda value, wanted=start[name]: abs(np.log(value / wanted)))
+              for axis, name in zip((l2_values, ranks, windows), ('l2', 'rank', 'window'))),
+            min(exponents, key=lambda value: abs(value - exponent)))
+  factorisations = (best[0],) if keep else FACTORISATIONS
   # Each window's history counts, once: a query's sum of history rows is counts · table.
-  counts_by_window = {} if eval_queries is None else {
-      window: history_counts(eval_queries.queries[features.HISTORY_INDICES], window,
-                             num_item_indices) for window in windows}
+  counts_by_window = {}
   gram = (train.T @ train).toarray().astype(np.float32)
-  # G is symmetric positive semi-definite: its singular vectors are its eigenvectors.
-  eigenvectors, eigenvalues, _ = truncated_svd(gram, ranks[-1])
-  fitted = {}  # by L2 weight: both factorisations' tables at the largest rank
+  spectrum = []  # G's leading eigenvectors and eigenvalues, once, if an eigen table is fitted
+  fitted = {}  # by L2 weight: the factorisations' tables at the largest rank
 
   def tables_at(factorisation: str, l2: float) -> ItemItemTables:
     if l2 not in fitted:
       precision = baselines.ease_precision(gram, l2)
       fields = dict(l2=float(l2), window=windows[-1])
-      fitted[l2] = {
-          EIGEN: _eigen_tables(kept, eigenvectors, eigenvalues, np.diag(precision).copy(),
-                               num_item_indices, **fields),
-          SVD: _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
-                           num_item_indices, **fields)}
+      fitted[l2] = {}
+      if EIGEN in factorisations:
+        if not spectrum:
+          # G is symmetric positive semi-definite: its singular vectors are its eigenvectors.
+          spectrum.extend(truncated_svd(gram, ranks[-1])[:2])
+        fitted[l2][EIGEN] = _eigen_tables(kept, *spectrum, np.diag(precision).copy(),
+                                          num_item_indices, **fields)
+      if SVD in factorisations:
+        fitted[l2][SVD] = _svd_tables(kept, baselines.ease_weights_of(precision), ranks[-1],
+                                      num_item_indices, **fields)
     return fitted[l2][factorisation]
 
   evaluated = {}  # by point (factorisation, L2 weight, rank, window, popularity exponent)
@@ -375,8 +387,13 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     if point not in evaluated:
       factorisation, l2, rank, window, exponent = point
       tables = tables_at(factorisation, l2).truncated(rank).popularity_scaled(counts, exponent)
-      ndcg = (None if eval_queries is None else _eval_ndcg(
-          counts_by_window[window] @ tables.history, tables.candidates, eval_queries))
+      ndcg = None
+      if eval_queries is not None:
+        if window not in counts_by_window:
+          counts_by_window[window] = history_counts(
+              eval_queries.queries[features.HISTORY_INDICES], window, num_item_indices)
+        ndcg = _eval_ndcg(counts_by_window[window] @ tables.history, tables.candidates,
+                          eval_queries)
       logging.debug('Item-item component, %s, L2 %g, rank %d, window %d, popularity %g: eval '
                     'NDCG@10 %s', factorisation, l2, rank, window, exponent,
                     'n/a' if ndcg is None else f'{ndcg:.4f}')
@@ -389,8 +406,8 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     return than is None or (ndcg is not None and ndcg > evaluate(than).eval_ndcg)
 
   axes = (FACTORISATIONS, l2_values, ranks, windows, exponents)
-  best = None
-  if start is None or eval_queries is None:
+  if not keep:
+    best = None
     for l2 in l2_values:
       for point in itertools.product(FACTORISATIONS, [l2], ranks, windows, [neutral]):
         best = point if better(point, best) else best
@@ -402,21 +419,6 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
         del fitted[value]
     if len(exponents) > 1:  # then along the popularity exponent (and the others) from there
       best = grid_search.best_point(axes, lambda point: evaluate(point).eval_ndcg, best)
-  else:
-    # A choice saved before the popularity exponent was searched starts from EASE's ranking.
-    exponent = start.get('popularity', neutral)
-    nearest = (start['factorisation'] if start['factorisation'] in FACTORISATIONS else EIGEN,
-               *(min(axis, key=lambda value, wanted=start[name]: abs(np.log(value / wanted)))
-                 for axis, name in zip(axes[1:4], ('l2', 'rank', 'window'))),
-               min(exponents, key=lambda value: abs(value - exponent)))
-
-    def searched_score(point: Tuple[str, float, int, int, float]) -> float:
-      """Eval NDCG@10, less `warm_rank_growth` of it for a rank above the start's."""
-      rank = point[2]
-      ndcg = evaluate(point).eval_ndcg
-      return ndcg * (1.0 - params.warm_rank_growth) if rank > nearest[2] else ndcg
-
-    best = grid_search.best_point(axes, searched_score, nearest)
   tables = evaluate(best)
   logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d, popularity %g (%d '
                'of %d choices ranked)', len(kept), tables.factorisation, tables.l2, tables.rank,

@@ -279,9 +279,9 @@ def _train_on_labels(core: tf.keras.Model, data: TrainingData,
 def fit_item_item(data: TrainingData, size: hparams.TowerHParams,
                   params: hparams.ItemItemHParams) -> Optional[item_item.ItemItemTables]:
   """The hybrid teacher's item-to-item tables (`models.item_item`), fitted on the train split
-  with their factorisation, L2 weight, rank and window chosen on the eval split (in a warm run
-  too, as the choice follows the data as the window grows: by a local search from the earlier
-  run's choice, the warm start setting `ITEM_ITEM_CHOICE`); None when `size.item_item` is off."""
+  with their factorisation, L2 weight, rank, window and popularity exponent chosen on the eval
+  split, or in a warm run kept from the earlier run (the warm start setting `ITEM_ITEM_CHOICE`);
+  None when `size.item_item` is off."""
   if not size.item_item:
     return None
   with logged_phase('Fitted the item-to-item component'):

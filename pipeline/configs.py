@@ -86,7 +86,7 @@ ITEM_ITEM = hparams.ItemItemHParams(l2_values=baselines.EASE_L2_VALUES, ranks=(6
                                     windows=(20, 50, HISTORY_LENGTH),
                                     popularity_exponents=(-0.3, -0.2, -0.15, -0.1, -0.05, 0.0,
                                                           0.05),
-                                    max_items=20_000, eval_users=4000, warm_rank_growth=0.005)
+                                    max_items=20_000, eval_users=4000)
 # The student: id embeddings and a pooled history, one Dense layer per tower (models/student.py),
 # and the teacher's item-to-item component inherited (`item_item`), which on the sparse test bed
 # is where the quality is (docs/results.md).
