@@ -46,10 +46,8 @@ def ceiling(users: int = 2000, items: int = 4000, arriving: int = 400, seed: int
   factors = synthetic.latent_factors(users, items, seed, arriving)
   interactions = dataset.interactions.reset_index(drop=True)
   splits = split_rules.assign_splits(interactions).to_numpy()
-  catalogue = dataset.items.index if features.ITEM_ID not in dataset.items else (
-      dataset.items[features.ITEM_ID])
   eval_data = protocol.build_eval_data(interactions, splits, features.TEST_SPLIT,
-                                       catalogue_items=[str(item) for item in catalogue])
+                                       catalogue_items=[str(item) for item in dataset.items.index])
   cold = protocol.build_slices(interactions, splits, eval_data)[protocol.COLD_ITEMS].eval_data
   cold_columns = ~eval_data.items.isin(interactions[splits == features.TRAIN_SPLIT][
       features.ITEM_ID].unique())
