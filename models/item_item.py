@@ -420,8 +420,8 @@ def fit(users: np.ndarray, items: np.ndarray, num_item_indices: int, history_len
     if len(exponents) > 1:  # then along the popularity exponent (and the others) from there
       best = grid_search.best_point(axes, lambda point: evaluate(point).eval_ndcg, best)
   tables = evaluate(best)
-  logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d, popularity %g (%d '
-               'of %d choices ranked)', len(kept), tables.factorisation, tables.l2, tables.rank,
-               tables.window, tables.popularity, len(ranked),
-               np.prod([len(axis) for axis in axes]))
+  logging.info('Item-item component: %d items, %s, L2 %g, rank %d, window %d, popularity %g (%s)',
+               len(kept), tables.factorisation, tables.l2, tables.rank, tables.window,
+               tables.popularity, "the earlier run's choice" if keep else
+               f'{len(ranked)} of {np.prod([len(axis) for axis in axes])} choices ranked')
   return tables
